@@ -1,0 +1,106 @@
+"""The backend contract every center adapter implements (local, Slurm, Ray, Kubernetes, fake).
+
+One contract test suite (tests/contract/) runs against every implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Flag, StrEnum, auto
+from typing import Protocol, runtime_checkable
+
+from computenet.protocol import PoolCapacity
+
+
+class Capability(Flag):
+    """What a backend can do, declared once and checked in one place."""
+
+    NONE = 0
+    CANCEL = auto()
+    LOGS = auto()
+    REATTACH = auto()  # finds its jobs again after an agent restart
+    ACCELERATORS = auto()  # maps chips to real devices (GRES, resource limits)
+    ACCOUNTING = auto()  # reports usage from the local scheduler's own records
+
+
+class BackendState(StrEnum):
+    """A backend job's state as the local scheduler reports it."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class BackendJob:
+    """What the agent hands a backend: a command, its environment and its chips."""
+
+    job_id: str
+    attempt: int
+    command: str
+    chip: str
+    count: int
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    planned_run_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """One poll result."""
+
+    handle: str
+    state: BackendState
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    message: str = ""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs jobs on one center's resources.
+
+    Contract:
+    - `capacity()` returns every chip pool with total and currently free chips.
+    - `submit(job, key)` starts `job` and returns a handle; called again with the
+      same `key` it returns the same handle and starts nothing new.
+    - `poll(handles)` returns a status for every handle it knows; unknown handles
+      map to `BackendState.UNKNOWN`, never raise.
+    - `cancel(handle)` stops the job; cancelling a finished or unknown job is a no-op.
+    - `logs(handle, offset)` returns (text from byte `offset`, next offset).
+    - `find(key)` returns the handle for an idempotency key, so a restarted agent
+      re-attaches to what it started instead of starting it twice.
+    Raises `computenet.errors.BackendError` when the local scheduler fails.
+    """
+
+    kind: str
+    capabilities: Capability
+
+    def capacity(self) -> list[PoolCapacity]:
+        """Chip pools with total and free counts."""
+        ...
+
+    def submit(self, job: BackendJob, idempotency_key: str) -> str:
+        """Start `job` (idempotently) and return its handle."""
+        ...
+
+    def poll(self, handles: list[str]) -> dict[str, BackendStatus]:
+        """Status of each handle."""
+        ...
+
+    def cancel(self, handle: str) -> None:
+        """Stop the job; idempotent."""
+        ...
+
+    def logs(self, handle: str, offset: int = 0) -> tuple[str, int]:
+        """Output from byte `offset` on, and the next offset."""
+        ...
+
+    def find(self, idempotency_key: str) -> str | None:
+        """The handle started under this key, if any."""
+        ...

@@ -1,0 +1,12 @@
+"""Metering and pricing: usage → chip·h, CU·h, kWh, ¥ by time-of-use tariff (pure)."""
+
+from computenet.metering.pricing import (
+    Charges,
+    charge,
+    cu_hours,
+    energy_cost_cny,
+    energy_kwh,
+    fen,
+)
+
+__all__ = ["Charges", "charge", "cu_hours", "energy_cost_cny", "energy_kwh", "fen"]

@@ -1,0 +1,229 @@
+"""User API schemas (``/api/v1``): jobs, quotes, centers, datasets, bills, admin."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from computenet.model import JobSpec, JobState, Placement
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body: what went wrong, on which field, and how to fix it."""
+
+    error: str
+    field: str | None = None
+    hint: str | None = None
+
+
+class SubmitRequest(BaseModel):
+    """POST /api/v1/jobs. The same `idempotency_key` twice returns the first job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: JobSpec
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class JobView(BaseModel):
+    """A job as listed: state, where it is placed, what it cost."""
+
+    id: str
+    name: str
+    tenant: str
+    workload_class: str
+    state: JobState
+    submitted_at: datetime
+    deadline: datetime | None = None
+    center: str | None = None
+    chip: str | None = None
+    chips: int = 0
+    attempts: int = 0
+    estimated_cny: Decimal | None = None
+    cost_cny: Decimal | None = None
+    exit_code: int | None = None
+    reasons: list[str] = []
+
+
+class JobEvent(BaseModel):
+    """One line of a job's timeline."""
+
+    at: datetime
+    state: JobState | None = None
+    message: str
+    center: str | None = None
+
+
+class JobDetail(JobView):
+    """GET /api/v1/jobs/{id}: the view plus spec, placement and timeline."""
+
+    spec: JobSpec
+    placement: Placement | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    wait_s: float | None = None
+    transfer_s: float | None = None
+    run_s: float | None = None
+    usage: dict[str, float | str] = {}
+    events: list[JobEvent] = []
+
+
+class LogChunk(BaseModel):
+    """GET /api/v1/jobs/{id}/logs?offset=N: text from byte `offset` on."""
+
+    text: str
+    offset: int
+    next_offset: int
+    complete: bool
+
+
+class QuoteOption(BaseModel):
+    """One row of a quote: a center and chips, when it would start and finish, what it costs."""
+
+    center: str
+    chip: str
+    count: int
+    planned_start: datetime
+    finish: datetime
+    energy_cny: Decimal
+    service_cny: Decimal
+    transfer_cny: Decimal
+    total_cny: Decimal
+    kwh: float
+    co2_kg: float
+    transfer_s: float
+    run_s: float
+    cheapest: bool = False
+    fastest: bool = False
+    feasible: bool = True
+    reasons: list[str] = []
+
+
+class QuoteView(BaseModel):
+    """POST /api/v1/quote: every option, the cheapest and fastest marked; nothing submitted."""
+
+    options: list[QuoteOption]
+    infeasible_reasons: list[str] = []
+    now: datetime
+
+
+class CenterView(BaseModel):
+    """A center as the network sees it now."""
+
+    id: str
+    name: str
+    hub: str
+    region: str
+    lat: float
+    lon: float
+    backend: str
+    online: bool
+    last_heartbeat: datetime | None = None
+    pools: list[dict[str, int | str]] = []
+    pue: float
+    tariff_now: Decimal
+    tariff_hourly: list[Decimal]
+    carbon_kg_per_kwh: float
+    service_price_per_cuh: Decimal
+    queued: int = 0
+    running: int = 0
+
+
+class DatasetCreate(BaseModel):
+    """POST /api/v1/datasets: register a dataset already present at a center."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    center: str = Field(min_length=1)
+    path: str = Field(min_length=1, description="path under the center agent's data root")
+    size_bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    residency: str | None = None
+
+
+class DatasetView(BaseModel):
+    """A dataset and its replicas."""
+
+    id: str
+    tenant: str
+    size_bytes: int
+    sha256: str
+    residency: str | None = None
+    replicas: list[dict[str, str]] = []
+
+
+class BillLine(BaseModel):
+    """One job's charges in a bill."""
+
+    job_id: str
+    job_name: str
+    center: str
+    chip: str
+    chips: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    chip_hours: float
+    cu_hours: float
+    kwh: float
+    co2_kg: float
+    energy_cny: Decimal
+    service_cny: Decimal
+    transfer_cny: Decimal
+    total_cny: Decimal
+
+
+class BillView(BaseModel):
+    """GET /api/v1/bill?tenant=&period=YYYY-MM: lines and totals, money exact to the fen."""
+
+    tenant: str
+    period: str
+    lines: list[BillLine]
+    by_center: dict[str, Decimal] = {}
+    energy_cny: Decimal
+    service_cny: Decimal
+    transfer_cny: Decimal
+    total_cny: Decimal
+    kwh: float
+    co2_kg: float
+    cu_hours: float
+
+
+class TenantCreate(BaseModel):
+    """POST /api/v1/admin/tenants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9\-_]*$")
+
+
+class UserCreate(BaseModel):
+    """POST /api/v1/admin/users: a user of a tenant, or an admin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    tenant: str = Field(min_length=1)
+    role: Literal["user", "admin"] = "user"
+
+
+class TokenView(BaseModel):
+    """A freshly made token: shown once, stored only hashed."""
+
+    token: str
+    subject: str
+    role: str
+    tenant: str | None = None
+    center: str | None = None
+
+
+class WhoAmI(BaseModel):
+    """GET /api/v1/whoami."""
+
+    subject: str
+    role: str
+    tenant: str | None = None
+    center: str | None = None

@@ -1,0 +1,156 @@
+"""Center protocol schemas (``/center/v1``): how an agent joins the network.
+
+Agents only call out (pull), so a center behind a firewall or NAT can join.
+docs/center-protocol.md documents the endpoints, payloads and error codes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from computenet.model import JobSpec, Placement
+
+PROTOCOL_VERSION = "1"
+
+
+class PoolCapacity(BaseModel):
+    """Chips of one type at the center: how many exist, how many are free now."""
+
+    chip: str
+    total: int = Field(ge=0)
+    free: int = Field(ge=0)
+
+
+class RegisterRequest(BaseModel):
+    """POST /center/v1/register: an agent announces itself (idempotent)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    center_id: str
+    protocol_version: str = PROTOCOL_VERSION
+    agent_version: str = ""
+    backend: str = "local"
+    data_url: str | None = Field(default=None, description="base URL of the agent's data endpoint")
+    capacity: list[PoolCapacity] = []
+
+
+class RegisterReply(BaseModel):
+    """What the control plane tells a registered agent."""
+
+    center_id: str
+    protocol_version: str = PROTOCOL_VERSION
+    heartbeat_interval_s: float
+    lease_timeout_s: float
+    time_scale: float = 1.0
+    data_scale: float = 1.0
+    data_key: str = Field(description="secret the agent uses to check fetch tickets for its data")
+
+
+class HeartbeatRequest(BaseModel):
+    """POST /center/v1/heartbeat: alive, with capacity and the jobs the agent holds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    center_id: str
+    capacity: list[PoolCapacity] = []
+    running: list[str] = Field(default=[], description="job ids the agent is running or staging")
+
+
+class HeartbeatReply(BaseModel):
+    """Jobs the agent must stop (cancelled, or leased elsewhere after a lost lease)."""
+
+    cancel: list[str] = []
+    lease_timeout_s: float
+
+
+class LeaseRequest(BaseModel):
+    """POST /center/v1/lease: ask for jobs placed at this center that are due to start."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    center_id: str
+    max_jobs: int = Field(default=8, ge=1, le=256)
+
+
+class StagingSource(BaseModel):
+    """A replica the agent may fetch from, with a ticket its data endpoint accepts."""
+
+    center: str
+    url: str
+    ticket: str
+    bandwidth_gbps: float
+    latency_ms: float
+
+
+class StagingInput(BaseModel):
+    """An input dataset of a leased job: present locally, or fetch it from `sources`."""
+
+    dataset: str
+    sha256: str
+    size_bytes: int
+    local_path: str | None = None
+    sources: list[StagingSource] = []
+
+
+class LeasedJob(BaseModel):
+    """A job handed to one center; the lease must be renewed by heartbeats."""
+
+    job_id: str
+    attempt: int
+    tenant: str
+    spec: JobSpec
+    placement: Placement
+    inputs: list[StagingInput] = []
+    planned_run_s: float = Field(description="estimated run time in real seconds (network time / time_scale)")
+
+
+class LeaseReply(BaseModel):
+    """The jobs leased by this call."""
+
+    jobs: list[LeasedJob] = []
+
+
+class StatusReport(BaseModel):
+    """POST /center/v1/jobs/{id}/status: the job moved (STAGING, RUNNING or a final state)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    state: Literal["STAGING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
+    exit_code: int | None = None
+    message: str = ""
+    at: datetime | None = None
+
+
+class LogAppend(BaseModel):
+    """POST /center/v1/jobs/{id}/logs: append output; `offset` makes retries safe."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    offset: int = Field(ge=0)
+    text: str
+
+
+class UsageReport(BaseModel):
+    """POST /center/v1/jobs/{id}/usage: measured run and staging, in real seconds and bytes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    attempt: int
+    run_real_s: float = Field(ge=0)
+    staging_real_s: float = Field(default=0, ge=0)
+    bytes_staged: int = Field(default=0, ge=0)
+    staged_from: str | None = None
+
+
+class ReplicaReport(BaseModel):
+    """POST /center/v1/datasets/{id}/replicas: the agent now holds a verified copy."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    path: str
+    sha256: str
