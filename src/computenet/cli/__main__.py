@@ -1,0 +1,5 @@
+"""`python -m computenet.cli` runs `cnet`."""
+
+from computenet.cli.main import run
+
+run()

@@ -1,0 +1,257 @@
+"""Job commands: submit, jobs, status, logs, cancel, quote."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from computenet.cli.app import app
+from computenet.cli.common import (
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    client,
+    cny,
+    console,
+    dur,
+    err_console,
+    print_json,
+    when,
+)
+from computenet.model import JobState
+from computenet.protocol import JobDetail, JobView, QuoteView
+from computenet.sdk.specfile import load_job_file
+
+JobFile = Annotated[Path, typer.Argument(metavar="JOB.yaml", help="the job file")]
+JobId = Annotated[str, typer.Argument(metavar="ID", help="the job id")]
+
+_STATE_STYLE = {
+    JobState.PENDING: "yellow",
+    JobState.SCHEDULED: "cyan",
+    JobState.STAGING: "blue",
+    JobState.RUNNING: "bold blue",
+    JobState.SUCCEEDED: "green",
+    JobState.FAILED: "bold red",
+    JobState.CANCELLED: "magenta",
+}
+
+
+def state_text(state: JobState) -> Text:
+    """A job state, coloured."""
+    return Text(state.value, style=_STATE_STYLE.get(state, ""))
+
+
+def chips_text(view: JobView) -> str:
+    """'4× H100' or '-'."""
+    return f"{view.chips}× {view.chip}" if view.chip else "-"
+
+
+@app.command()
+def submit(
+    job_file: JobFile,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until the job is final")] = False,
+    key: Annotated[
+        str | None, typer.Option("--key", help="idempotency key: the same key twice gives one job")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="with --wait: give up after this many seconds")
+    ] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Submit a job file. With --wait, show progress and exit 0 only if it SUCCEEDED."""
+    spec = load_job_file(job_file)
+    with client(url, token) as cn:
+        view = cn.submit(spec, idempotency_key=key)
+        if not wait:
+            if json_out:
+                print_json(view)
+            else:
+                console().print(
+                    f"submitted [bold]{view.id}[/] ({view.name}) {view.state.value}"
+                    f" — follow it with `cnet status {view.id}`"
+                )
+            return
+        with err_console().status(f"{view.id} {view.state.value}") as status:
+
+            def show(d: JobDetail) -> None:
+                where = f" at {d.center} on {chips_text(d)}" if d.center else ""
+                why = f" — {d.reasons[0]}" if d.reasons and d.state == JobState.PENDING else ""
+                status.update(f"{d.id} [bold]{d.state.value}[/]{where}{why}")
+
+            detail = cn.wait(view.id, timeout_s=timeout, on_update=show)
+    if json_out:
+        print_json(detail)
+    else:
+        print_detail(detail)
+    if detail.state != JobState.SUCCEEDED:
+        raise typer.Exit(1)
+
+
+@app.command()
+def jobs(
+    state: Annotated[JobState | None, typer.Option("--state", help="only jobs in this state")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="at most this many")] = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List your jobs."""
+    with client(url, token) as cn:
+        views = cn.jobs(state=state, limit=limit)
+    if json_out:
+        print_json(views)
+        return
+    t = Table(title=f"{len(views)} job(s)")
+    for col in ("id", "name", "class", "state", "center", "chips", "submitted", "est ¥", "¥"):
+        t.add_column(col, justify="right" if "¥" in col else "left")
+    for v in views:
+        t.add_row(
+            v.id, v.name, v.workload_class, state_text(v.state), v.center or "-", chips_text(v),
+            when(v.submitted_at), cny(v.estimated_cny), cny(v.cost_cny),
+        )
+    console().print(t)
+
+
+@app.command()
+def status(
+    job_id: JobId, url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
+) -> None:
+    """A job's state, placement, reasons and timeline."""
+    with client(url, token) as cn:
+        detail = cn.job(job_id)
+    if json_out:
+        print_json(detail)
+    else:
+        print_detail(detail)
+
+
+def print_detail(d: JobDetail) -> None:
+    """Human view of one job."""
+    out = console()
+    head = Text.assemble((f"{d.id} ", "bold"), (f"{d.name} ", ""), state_text(d.state))
+    out.print(head)
+    out.print(
+        f"  class {d.workload_class} · submitted {when(d.submitted_at, date=True)}"
+        f" · deadline {when(d.deadline, date=True)} · attempts {d.attempts}"
+        + (f" · exit code {d.exit_code}" if d.exit_code is not None else "")
+    )
+    p = d.placement
+    if p is not None:
+        out.print(
+            f"  placement: {p.count}× {p.chip} at {p.center}, start {when(p.planned_start)},"
+            f" finish {when(p.finish)} (transfer {dur(p.transfer_s)}, run {dur(p.run_s)})"
+        )
+        out.print(
+            f"  estimate: ¥{cny(p.total_cny)} = energy {cny(p.cost.energy_cny)} + service"
+            f" {cny(p.cost.service_cny)} + transfer {cny(p.cost.transfer_cny)};"
+            f" {p.kwh:.1f} kWh, {p.co2_kg:.1f} kg CO2, {p.cu_hours:.2f} CU·h"
+        )
+    if d.started_at or d.finished_at:
+        out.print(
+            f"  ran: {when(d.started_at)} → {when(d.finished_at)}; wait {dur(d.wait_s)},"
+            f" transfer {dur(d.transfer_s)}, run {dur(d.run_s)}"
+            + (f"; cost ¥{cny(d.cost_cny)}" if d.cost_cny is not None else "")
+        )
+    reasons = list(d.reasons) or (list(p.reasons) if p else [])
+    if reasons:
+        out.print("  why:")
+        for r in reasons:
+            out.print(f"    - {r}", markup=False)
+    if d.events:
+        t = Table(title="timeline", title_justify="left", box=None, padding=(0, 2))
+        t.add_column("at (network time)")
+        t.add_column("state")
+        t.add_column("center")
+        t.add_column("message")
+        for e in d.events:
+            t.add_row(
+                when(e.at), state_text(e.state) if e.state else "", e.center or "", e.message
+            )
+        out.print(t)
+
+
+@app.command()
+def logs(
+    job_id: JobId,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the job ends")] = False,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="start at this byte")] = 0,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print a job's output (stdout and stderr)."""
+    with client(url, token) as cn:
+        if json_out:
+            print_json(cn.logs(job_id, offset))
+            return
+        if not follow:
+            sys.stdout.write(cn.logs(job_id, offset).text)
+            sys.stdout.flush()
+            return
+        for text in cn.follow_logs(job_id, offset):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+
+@app.command()
+def cancel(
+    job_id: JobId, url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Cancel a job (its center stops it if it is running)."""
+    with client(url, token) as cn:
+        view = cn.cancel(job_id)
+    if json_out:
+        print_json(view)
+    else:
+        console().print(f"{view.id} {view.state.value}")
+
+
+@app.command()
+def quote(
+    job_file: JobFile, url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Where and when a job could run and what it would cost; nothing is submitted."""
+    spec = load_job_file(job_file)
+    with client(url, token) as cn:
+        q = cn.quote(spec)
+    if json_out:
+        print_json(q)
+    else:
+        print_quote(q, spec.name)
+
+
+def print_quote(q: QuoteView, name: str = "job") -> None:
+    """The quote table, cheapest and fastest marked."""
+    out = console()
+    t = Table(title=f"quote for {name} (network time now {when(q.now, date=True)} CST)")
+    cols = (
+        "center", "chips", "start", "finish", "energy ¥", "service ¥", "transfer ¥", "total ¥",
+        "kWh", "kg CO2", "",
+    )
+    for c in cols:
+        t.add_column(c, justify="right" if ("¥" in c or c in ("kWh", "kg CO2")) else "left")
+    for o in q.options:
+        marks = [m for m, on in (("cheapest", o.cheapest), ("fastest", o.fastest)) if on]
+        if not o.feasible:
+            marks.append("infeasible: " + "; ".join(o.reasons) if o.reasons else "infeasible")
+        style = "" if o.feasible else "dim"
+        t.add_row(
+            o.center, f"{o.count}× {o.chip}", when(o.planned_start), when(o.finish),
+            cny(o.energy_cny), cny(o.service_cny), cny(o.transfer_cny), cny(o.total_cny),
+            f"{o.kwh:.1f}", f"{o.co2_kg:.1f}", Text(", ".join(marks), style="bold green"),
+            style=style,
+        )
+    if q.options:
+        out.print(t)
+    else:
+        out.print(f"no center can run {name}")
+    for r in q.infeasible_reasons:
+        out.print(f"  - {r}", markup=False)
+    out.print("nothing was submitted; `cnet submit` places the job for real")

@@ -1,0 +1,343 @@
+"""The scheduling cycle: filter → evaluate options → score → select → reserve.
+
+For each job the options are (pool, start slot) pairs, evaluated as numpy
+arrays: the estimate the architecture gives,
+``finish = start + transfer(inputs → center) + work / speed(class, chip, n)``,
+``kWh = n × TDP × run_h × PUE / 1000`` and ``cost = Σ_hours kWh × tariff(hour)
++ CU·h × service price + GB moved × link price``. A start may shift into a
+cheaper tariff hour only when the job has a deadline that still holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+
+import numpy as np
+
+from computenet.model import CostBreakdown, Placement
+from computenet.model.center import CST
+from computenet.scheduler.plugins import FILTERS, PROFILES, Profile
+from computenet.scheduler.plugins.filters import FilterContext
+from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one job: a placement with its reasons, or none with reasons why."""
+
+    job_id: str
+    placement: Placement | None
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class Options:
+    """Every (pool, start) option evaluated for one job; arrays share one index."""
+
+    pool: np.ndarray
+    slot: np.ndarray
+    start_h: np.ndarray  # hours after now the chips are taken
+    transfer_s: np.ndarray
+    run_s: np.ndarray
+    finish_h: np.ndarray
+    energy: np.ndarray
+    service: np.ndarray
+    transfer: np.ndarray
+    kwh: np.ndarray
+    co2: np.ndarray
+    n_slots: np.ndarray
+    feasible: np.ndarray
+    why_not: list[str] = field(default_factory=list)
+    source: dict[int, dict[str, str]] = field(default_factory=dict)  # center → dataset → replica
+
+    @property
+    def cost(self) -> np.ndarray:
+        """Total ¥ of each option."""
+        return self.energy + self.service + self.transfer
+
+
+def _fmt_h(hours: float) -> str:
+    if not math.isfinite(hours):
+        return "never"
+    m = int(round(hours * 60))
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
+
+
+def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, dict[int, dict[str, str]]]:
+    """Per center: seconds and ¥ to bring every input there from its best replica."""
+    idx = snap.index
+    n_centers = len(idx.center_node)
+    t = np.zeros(n_centers)
+    price = np.zeros(n_centers)
+    sources: dict[int, dict[str, str]] = {c: {} for c in range(n_centers)}
+    scale = snap.network.data_scale
+    for d in job.inputs:
+        rows = [idx.paths.index(r) for r in d.replicas if r in idx.paths.nodes]
+        if not rows:
+            continue
+        gb = d.size_gb * scale
+        lat = idx.paths.latency_s[rows][:, idx.center_node]
+        bw = idx.paths.bandwidth_gbps[rows][:, idx.center_node]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            secs = np.where(np.isinf(bw), 0.0, lat + gb * 8.0 / bw)
+        secs = np.where(lat == 0, 0.0, secs) if gb > 0 else np.zeros_like(secs)
+        best = np.argmin(secs, axis=0)
+        cols = np.arange(n_centers)
+        # Inputs are fetched one after another by the agent, so times add up.
+        t += secs[best, cols]
+        price += gb * idx.paths.price_per_gb[rows][:, idx.center_node][best, cols]
+        for c in range(n_centers):
+            sources[c][d.id] = d.replicas[int(best[c])]
+    return t, price, sources
+
+
+def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile) -> Options:
+    """All options for `job` against the capacity calendar `free` (not modified)."""
+    idx = snap.index
+    mask = np.ones(idx.n_pools, dtype=bool)
+    why: list[str] = []
+    for f in FILTERS.values():
+        res = f(FilterContext(snap, job, mask))
+        kept = mask & res.mask
+        if not kept.any() and mask.any():
+            why.append(res.reason)
+        mask = kept
+        if not mask.any():
+            break
+    # A center that lost this job before is avoided, unless it is the only way.
+    if job.avoid_centers and mask.any():
+        avoid = np.array([snap.network.centers[c].id in job.avoid_centers for c in idx.pool_center])
+        if (mask & ~avoid).any():
+            mask &= ~avoid
+    pools = np.flatnonzero(mask)
+    if pools.size == 0:
+        return _empty(why)
+
+    t_center, price_center, sources = _inputs(snap, job)
+    transfer_s = t_center[idx.pool_center[pools]]
+    transfer_cny = price_center[idx.pool_center[pools]]
+    rate = idx.pflops[job.workload_class][pools] * job.count
+    run_s = job.cu_hours / rate * 3600.0
+    dur_h = (transfer_s + run_s) / 3600.0
+
+    frac = (snap.now - snap.hour0).total_seconds() / 3600.0
+    # Chips are held from the planned start through staging and the run.
+    n_first = np.ceil(frac + dur_h).astype(np.int64)
+    n_later = np.ceil(dur_h).astype(np.int64)
+    blocked = (free[pools] < job.count).astype(np.int64)
+    cum = np.zeros((pools.size, HORIZON_SLOTS + 1), dtype=np.int64)
+    np.cumsum(blocked, axis=1, out=cum[:, 1:])
+    starts = np.arange(HORIZON_SLOTS)
+    span = np.where(starts[None, :] == 0, n_first[:, None], n_later[:, None])
+    ends = np.minimum(starts[None, :] + span, HORIZON_SLOTS)
+    rows = np.arange(pools.size)[:, None]
+    window_ok = (cum[rows, ends] - cum[rows, starts[None, :]]) == 0
+    has_slot = window_ok.any(axis=1)
+    earliest = np.argmax(window_ok, axis=1)
+
+    shift = profile.shift and job.deadline is not None and job.latency_class == "batch"
+    h0 = snap.hour0.hour
+    cand = [s for s in range(1, HORIZON_SLOTS) if (h0 + s) % 24 in idx.tariff_change_hours]
+    if shift and cand:
+        cols = np.array(cand)
+        cand_ok = window_ok[:, cols] & (cols[None, :] > earliest[:, None])
+        p_i, c_i = np.nonzero(cand_ok)
+        opt_rows = np.concatenate([rows[:, 0], p_i])
+        opt_slots = np.concatenate([earliest, cols[c_i]])
+        opt_ok = np.concatenate([has_slot, np.ones(p_i.size, dtype=bool)])
+    else:
+        opt_rows, opt_slots, opt_ok = rows[:, 0], earliest, has_slot
+
+    start_h = np.where(opt_slots == 0, 0.0, opt_slots - frac)
+    p = pools[opt_rows]
+    t_s = transfer_s[opt_rows]
+    r_s = run_s[opt_rows]
+    run_start = start_h + t_s / 3600.0
+    finish_h = run_start + r_s / 3600.0
+    kw = job.count * idx.tdp_kw[p] * idx.pue[p]
+    x0 = h0 + frac + run_start
+    energy = kw * (_cum_tariff(idx.cum_tariff, p, x0 + r_s / 3600.0) - _cum_tariff(idx.cum_tariff, p, x0))
+    service = job.cu_hours * idx.service[p]
+    kwh = kw * r_s / 3600.0
+    co2 = kwh * idx.carbon[p]
+    n_slots = np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows])
+    feasible = opt_ok.copy()
+    if not has_slot.any():
+        why.append(
+            f"no eligible center has {job.count} free {_chip_names(snap, pools)} chips"
+            f" within the next {HORIZON_SLOTS} h"
+        )
+    opts = Options(
+        pool=p, slot=opt_slots, start_h=start_h, transfer_s=t_s, run_s=r_s, finish_h=finish_h,
+        energy=energy, service=service, transfer=transfer_cny[opt_rows], kwh=kwh, co2=co2,
+        n_slots=n_slots, feasible=feasible, why_not=why, source=sources,
+    )
+    _deadline_and_budget(snap, job, opts)
+    return opts
+
+
+def _chip_names(snap: Snapshot, pools: np.ndarray) -> str:
+    return "/".join(sorted({snap.index.pool_chip[p] for p in pools}))
+
+
+def _cum_tariff(cum: np.ndarray, p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """¥/kW paid from local midnight of day 0 to local hour `x` (may exceed 24)."""
+    days = np.floor(x / 24.0)
+    hx = x - days * 24.0
+    h = np.minimum(hx.astype(np.int64), 23)
+    return days * cum[p, 24] + cum[p, h] + (hx - h) * (cum[p, h + 1] - cum[p, h])
+
+
+def _deadline_and_budget(snap: Snapshot, job: JobRequest, opts: Options) -> None:
+    if job.deadline is not None:
+        left_h = (job.deadline - snap.now).total_seconds() / 3600.0
+        late = opts.finish_h > left_h + 1e-9
+        if (opts.feasible & ~late).sum() == 0 and opts.feasible.any():
+            best = int(np.argmin(np.where(opts.feasible, opts.finish_h, np.inf)))
+            center = snap.network.centers[snap.index.pool_center[opts.pool[best]]].id
+            opts.why_not.append(
+                f"deadline in {_fmt_h(left_h)} but the fastest finish is"
+                f" {_fmt_h(float(opts.finish_h[best]))} at {center}"
+                " (relax the deadline, ask for more or faster chips)"
+            )
+        opts.feasible &= ~late
+    if job.budget_cny is not None:
+        over = opts.cost > float(job.budget_cny) + 1e-9
+        if (opts.feasible & ~over).sum() == 0 and opts.feasible.any():
+            best = int(np.argmin(np.where(opts.feasible, opts.cost, np.inf)))
+            center = snap.network.centers[snap.index.pool_center[opts.pool[best]]].id
+            opts.why_not.append(
+                f"budget ¥{job.budget_cny} but the cheapest option costs"
+                f" ¥{opts.cost[best]:.2f} at {center} (raise the budget or relax the deadline)"
+            )
+        opts.feasible &= ~over
+
+
+def _empty(why: list[str]) -> Options:
+    z = np.zeros(0)
+    zi = np.zeros(0, dtype=np.int64)
+    return Options(
+        pool=zi, slot=zi, start_h=z, transfer_s=z, run_s=z, finish_h=z, energy=z, service=z,
+        transfer=z, kwh=z, co2=z, n_slots=zi, feasible=np.zeros(0, dtype=bool), why_not=why,
+    )
+
+
+def to_placement(snap: Snapshot, job: JobRequest, opts: Options, i: int, reasons: tuple[str, ...] = ()) -> Placement:
+    """The placement for option `i` (estimates rounded to the fen)."""
+    idx = snap.index
+    p = int(opts.pool[i])
+    ci = int(idx.pool_center[p])
+    center = snap.network.centers[ci]
+    start = snap.now + timedelta(hours=float(opts.start_h[i]))
+    finish = snap.now + timedelta(hours=float(opts.finish_h[i]))
+    return Placement(
+        center=center.id,
+        chip=idx.pool_chip[p],
+        count=job.count,
+        planned_start=start.astimezone(CST),
+        transfer_s=float(opts.transfer_s[i]),
+        run_s=float(opts.run_s[i]),
+        finish=finish.astimezone(CST),
+        cost=CostBreakdown(
+            energy_cny=_money(opts.energy[i]),
+            service_cny=_money(opts.service[i]),
+            transfer_cny=_money(opts.transfer[i]),
+        ),
+        kwh=float(opts.kwh[i]),
+        co2_kg=float(opts.co2[i]),
+        cu_hours=job.cu_hours,
+        source_replicas={
+            d: src for d, src in opts.source.get(ci, {}).items() if src != center.id
+        },
+        reasons=reasons,
+    )
+
+
+def _money(x: float) -> Decimal:
+    return Decimal(f"{float(x):.2f}")
+
+
+def _explain(snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.ndarray) -> tuple[str, ...]:
+    idx = snap.index
+    p = int(opts.pool[i])
+    ci = int(idx.pool_center[p])
+    cid = snap.network.centers[ci].id
+    cost = opts.cost
+    out = [
+        f"{cid}: {job.count}× {idx.pool_chip[p]}, ¥{cost[i]:.2f} (energy ¥{opts.energy[i]:.2f},"
+        f" service ¥{opts.service[i]:.2f}, transfer ¥{opts.transfer[i]:.2f}),"
+        f" finishes in {_fmt_h(float(opts.finish_h[i]))}"
+    ]
+    others = opts.feasible & (idx.pool_center[opts.pool] != ci)
+    if others.any():
+        j = int(np.argmin(np.where(others, score, np.inf)))
+        cj = snap.network.centers[idx.pool_center[opts.pool[j]]].id
+        out.append(
+            f"next best: {cj} at ¥{cost[j]:.2f}, finishing in {_fmt_h(float(opts.finish_h[j]))}"
+        )
+    centers = idx.pool_center[opts.pool]
+    ok_centers = set(centers[opts.feasible].tolist())
+    late = sorted({snap.network.centers[c].id for c in set(centers.tolist()) - ok_centers})
+    if late:
+        out.append(f"not {', '.join(late)}: would miss the deadline or the budget")
+    if opts.slot[i] > 0 and opts.start_h[i] > 0:
+        same = (opts.pool == p) & (opts.slot < opts.slot[i]) & (opts.slot == opts.slot.min())
+        start = (snap.now + timedelta(hours=float(opts.start_h[i]))).astimezone(CST)
+        if same.any():
+            k = int(np.flatnonzero(same)[0])
+            out.append(
+                f"starts at {start:%H:%M} in a cheaper tariff hour: saves ¥{cost[k] - cost[i]:.2f}"
+                " against starting now, deadline still met"
+            )
+        else:
+            out.append(f"waits for free chips until {start:%H:%M}")
+    if opts.transfer_s[i] > 0:
+        gb = sum(d.size_gb for d in job.inputs) * snap.network.data_scale
+        srcs = sorted({s for s in opts.source.get(ci, {}).values() if s != cid})
+        out.append(
+            f"stages {gb:.1f} GB of inputs from {', '.join(srcs)} in {_fmt_h(float(opts.transfer_s[i]) / 3600)}"
+        )
+    elif job.inputs:
+        out.append(f"inputs already at {cid}")
+    return tuple(out)
+
+
+def schedule_cycle(
+    snapshot: Snapshot, jobs: Sequence[JobRequest], profile: str = "min-cost"
+) -> list[Decision]:
+    """Place `jobs` one by one (priority, then deadline, then age), reserving chips as it goes.
+
+    Pure: reads the snapshot, returns decisions in input order; the caller persists them.
+    """
+    prof = PROFILES[profile]
+    free = snapshot.free.copy()
+    far = snapshot.now + timedelta(days=36500)
+    order = sorted(
+        range(len(jobs)),
+        key=lambda k: (
+            -jobs[k].priority,
+            jobs[k].deadline or far,
+            jobs[k].submitted_at or snapshot.now,
+            jobs[k].id,
+        ),
+    )
+    out: dict[int, Decision] = {}
+    for k in order:
+        job = jobs[k]
+        job_prof = PROFILES["fastest"] if job.latency_class == "interactive" else prof
+        opts = evaluate(snapshot, free, job, job_prof)
+        if not opts.feasible.any():
+            out[k] = Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
+            continue
+        score = job_prof.score(opts.cost, opts.finish_h, opts.co2)
+        score = np.where(opts.feasible, score, np.inf)
+        i = int(np.argmin(score))
+        p, s = int(opts.pool[i]), int(opts.slot[i])
+        free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
+        reasons = _explain(snapshot, job, opts, i, score)
+        out[k] = Decision(job.id, to_placement(snapshot, job, opts, i, reasons), reasons)
+    return [out[k] for k in range(len(jobs))]

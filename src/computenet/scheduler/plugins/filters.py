@@ -1,0 +1,139 @@
+"""Filter plugins: which pools can run a job at all, and why the others cannot.
+
+Contract: a filter is a pure function `(ctx) -> FilterResult`. It returns a
+boolean mask over the snapshot's pools (True = still feasible) and, when it
+removes every pool that was still feasible, a reason a user can act on. It
+never reads the clock or does I/O and never mutates the snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from computenet.scheduler.snapshot import JobRequest, Snapshot
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """What a filter may look at."""
+
+    snapshot: Snapshot
+    job: JobRequest
+    mask: np.ndarray  # pools still feasible before this filter
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    """Pools kept, and the reason when none is left."""
+
+    mask: np.ndarray
+    reason: str = ""
+
+
+PoolFilter = Callable[[FilterContext], FilterResult]
+
+
+def _chips_of(ctx: FilterContext, mask: np.ndarray) -> str:
+    idx = ctx.snapshot.index
+    names = sorted({idx.pool_chip[p] for p in np.flatnonzero(mask)})
+    return ", ".join(names) if names else "none"
+
+
+def runs_class(ctx: FilterContext) -> FilterResult:
+    """The chip has kernels for the job's workload class."""
+    ok = ctx.snapshot.index.pflops[ctx.job.workload_class] > 0
+    return FilterResult(ok, f"no chip in the network runs class '{ctx.job.workload_class}'")
+
+
+def chip_choice(ctx: FilterContext) -> FilterResult:
+    """The chip is one of the requested types and of the requested stack."""
+    idx = ctx.snapshot.index
+    job = ctx.job
+    ok = np.ones(idx.n_pools, dtype=bool)
+    if job.types:
+        ok &= np.array([c in job.types for c in idx.pool_chip])
+    if job.stack:
+        ok &= np.array([s == job.stack for s in idx.stack])
+    want = " or ".join(job.types) if job.types else f"the {job.stack} stack"
+    if job.stack and not job.types:
+        reason = f"needs the {job.stack} stack: no center has chips of it that run '{job.workload_class}'"
+    else:
+        reason = f"needs {want}: no center has such chips that run '{job.workload_class}'"
+    return FilterResult(ok, reason)
+
+
+def memory(ctx: FilterContext) -> FilterResult:
+    """The chip has the memory the job (or its class) needs."""
+    idx = ctx.snapshot.index
+    need = ctx.job.memory_gb or ctx.snapshot.network.throughput.min_memory_gb.get(
+        ctx.job.workload_class, 0.0
+    )
+    ok = idx.memory_gb >= need
+    return FilterResult(
+        ok, f"needs {need:g} GB per chip: the eligible chips ({_chips_of(ctx, ctx.mask)}) have less"
+    )
+
+
+def pool_size(ctx: FilterContext) -> FilterResult:
+    """The pool has at least as many chips as the job asks for."""
+    idx = ctx.snapshot.index
+    ok = idx.pool_total >= ctx.job.count
+    biggest = int(idx.pool_total[ctx.mask].max()) if ctx.mask.any() else 0
+    return FilterResult(
+        ok,
+        f"needs {ctx.job.count} chips in one pool: the largest eligible pool has {biggest}"
+        " (ask for fewer chips or another chip type)",
+    )
+
+
+def residency(ctx: FilterContext) -> FilterResult:
+    """Every input's residency tag is carried by the center."""
+    idx = ctx.snapshot.index
+    tags = {d.residency for d in ctx.job.inputs if d.residency}
+    if not tags:
+        return FilterResult(np.ones(idx.n_pools, dtype=bool))
+    center_ok = np.array([tags <= t for t in idx.center_tags])
+    ok = center_ok[idx.pool_center]
+    return FilterResult(
+        ok, f"inputs must stay in {', '.join(sorted(tags))}: no eligible center there"
+    )
+
+
+def online(ctx: FilterContext) -> FilterResult:
+    """The center's agent is reachable."""
+    idx = ctx.snapshot.index
+    ok = ctx.snapshot.online[idx.pool_center]
+    down = sorted(
+        {ctx.snapshot.network.centers[c].id for c in idx.pool_center[ctx.mask & ~ok]}
+    )
+    return FilterResult(ok, f"the eligible centers are offline: {', '.join(down)}")
+
+
+def data_reachable(ctx: FilterContext) -> FilterResult:
+    """Every input has a replica with a path to the center."""
+    idx = ctx.snapshot.index
+    ok = np.ones(idx.n_pools, dtype=bool)
+    for d in ctx.job.inputs:
+        if not d.replicas:
+            return FilterResult(
+                np.zeros(idx.n_pools, dtype=bool), f"input '{d.id}' has no replica anywhere"
+            )
+        rows = [idx.paths.index(r) for r in d.replicas if r in idx.paths.nodes]
+        reach = np.isfinite(idx.paths.latency_s[rows][:, idx.center_node]).any(axis=0)
+        ok &= reach[idx.pool_center]
+    return FilterResult(ok, "no eligible center is linked to where the inputs are")
+
+
+# Order matters only for which reason is reported: the first filter that empties the set.
+FILTERS: dict[str, PoolFilter] = {
+    "runs-class": runs_class,
+    "chip-choice": chip_choice,
+    "memory": memory,
+    "pool-size": pool_size,
+    "residency": residency,
+    "data-reachable": data_reachable,
+    "online": online,
+}

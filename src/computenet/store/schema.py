@@ -1,0 +1,250 @@
+"""The control plane's tables (SQLAlchemy 2, portable across SQLite and PostgreSQL).
+
+Portability rules: money is exact decimal text (`Money`), instants are naive
+UTC `DateTime` read back as aware UTC (`Instant`), structured data is `JSON`,
+and nothing relies on SQLite-only SQL. Network-time instants (submitted,
+planned, started, finished) and real-time instants (heartbeats, leases; unix
+seconds as `Float`) are kept apart by name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Instant(TypeDecorator[datetime]):
+    """A timezone-aware instant stored as naive UTC (the same on every database)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Aware → naive UTC; naive values are refused (they are ambiguous)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("Instant columns take timezone-aware datetimes only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Naive UTC → aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Money(TypeDecorator[Decimal]):
+    """¥ as exact decimal text, so no database rounds it through a float."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        """Decimal → its exact text."""
+        return None if value is None else str(Decimal(value))
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Decimal | None:
+        """Text → Decimal."""
+        return None if value is None else Decimal(value)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a stable constraint naming convention (for migrations)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class TenantRow(Base):
+    """A tenant: the unit of isolation for jobs, datasets and bills."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(Instant())
+
+
+class TokenRow(Base):
+    """A bearer token, stored only as its sha256 hex digest."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    tenant_id: Mapped[str | None] = mapped_column(
+        String(64), ForeignKey("tenants.id"), nullable=True
+    )
+    center_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Instant())
+
+
+class CenterRow(Base):
+    """A center's agent as last seen: registration, data endpoint, heartbeat, capacity."""
+
+    __tablename__ = "centers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data_key: Mapped[str] = mapped_column(String(128))
+    data_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    backend: Mapped[str] = mapped_column(String(32), default="local")
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    protocol_version: Mapped[str] = mapped_column(String(16), default="")
+    registered_at: Mapped[datetime] = mapped_column(Instant())
+    # Real unix seconds: heartbeats and lease timeouts run on the wall clock.
+    last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    capacity: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    running: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class DatasetRow(Base):
+    """A registered dataset (ids are unique across the network)."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    residency: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Instant())
+
+
+class ReplicaRow(Base):
+    """A verified copy of a dataset at a center, at a path under the agent's data root."""
+
+    __tablename__ = "dataset_replicas"
+
+    dataset_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    center: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(Instant())
+
+
+class JobRow(Base):
+    """A job: spec, state, placement, lease and outcome."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+        Index("ix_jobs_state_center", "state", "center"),
+        Index("ix_jobs_tenant_submitted", "tenant_id", "submitted_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    workload_class: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    submitted_at: Mapped[datetime] = mapped_column(Instant())
+    deadline: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    placement: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    center: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    chip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    chips: Mapped[int] = mapped_column(Integer, default=0)
+    planned_start: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    planned_finish: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    estimated_cny: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_center: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    avoid_centers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    staging_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cost_cny: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class JobEventRow(Base):
+    """One line of a job's timeline, written with every state change."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(Instant())
+    state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    center: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class JobLogRow(Base):
+    """A chunk of a job's output; `start_offset` is its byte offset in the job's whole log."""
+
+    __tablename__ = "job_logs"
+    __table_args__ = (Index("ix_job_logs_job_start", "job_id", "start_offset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(40), ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    attempt_offset: Mapped[int] = mapped_column(BigInteger)
+    start_offset: Mapped[int] = mapped_column(BigInteger)
+    nbytes: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class ChargeRow(Base):
+    """What a finished job is billed: one row per job, money exact."""
+
+    __tablename__ = "job_charges"
+    __table_args__ = (Index("ix_job_charges_tenant_period", "tenant_id", "period"),)
+
+    job_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"))
+    period: Mapped[str] = mapped_column(String(7))
+    job_name: Mapped[str] = mapped_column(String(128))
+    center: Mapped[str] = mapped_column(String(64))
+    chip: Mapped[str] = mapped_column(String(64))
+    chips: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    chip_hours: Mapped[float] = mapped_column(Float)
+    cu_hours: Mapped[float] = mapped_column(Float)
+    kwh: Mapped[float] = mapped_column(Float)
+    co2_kg: Mapped[float] = mapped_column(Float)
+    energy_cny: Mapped[Decimal] = mapped_column(Money())
+    service_cny: Mapped[Decimal] = mapped_column(Money())
+    transfer_cny: Mapped[Decimal] = mapped_column(Money())
+    total_cny: Mapped[Decimal] = mapped_column(Money())
