@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from computenet.agent.data import DataRoot
 from computenet.cli.app import datasets_app
 from computenet.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json
 from computenet.errors import ValidationError
@@ -26,16 +27,25 @@ def sha256_file(path: Path) -> str:
 
 
 def place_in_root(file: Path, root: Path, dataset_id: str) -> str:
-    """Put `file` under the agent's data `root` (copy unless already there); return the rel path."""
+    """Put `file` in the agent's data `root` (copy unless already there) and index it.
+
+    The copy goes where the agent looks for a dataset by id (``ROOT/<id>``); the
+    root's index records the path so the agent's data endpoint can serve it.
+    """
+    data_root = DataRoot(root)
     file = file.resolve()
-    root = root.resolve()
-    if file.is_relative_to(root):
-        return str(file.relative_to(root))
-    rel = Path(dataset_id) / file.name
-    dest = root / rel
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(file, dest)
-    return str(rel)
+    if file.is_relative_to(data_root.root):
+        rel = str(file.relative_to(data_root.root))
+    else:
+        rel = data_root.default_path(dataset_id)
+        dest = data_root.inside(rel)
+        if dest is None:
+            raise ValidationError(f"'{dataset_id}' cannot be a file name", field="--id")
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.copyfile(file, tmp)
+        tmp.replace(dest)
+    data_root.record(dataset_id, rel)
+    return rel
 
 
 @datasets_app.command("add")

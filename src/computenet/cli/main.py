@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 # Importing the command modules registers their commands on `app`.
 from computenet.cli import admin, datasets, jobs, netcmd, procs  # noqa: F401
@@ -27,20 +27,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                           standalone_mode=False)
     except ComputeNetError as exc:
         return fail(exc).exit_code
-    except (typer.Exit, click.exceptions.Exit) as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        cmd = f"cnet {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and \
-            exc.ctx is not None and " " in exc.ctx.command_path else "cnet"
-        msg = " ".join(exc.format_message().split())
-        sys.stderr.write(f"error: {msg} (see `{cmd} --help`)\n")
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.Abort:
         sys.stderr.write("interrupted\n")
         return 130
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except TyperException as exc:
+        return _usage_error(exc)
     except BrokenPipeError:
         return 0
     return rv if isinstance(rv, int) else 0
+
+
+def _usage_error(exc: TyperException) -> int:
+    """Command-line mistakes (unknown option, bad value) as one line, exit 2."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return 0  # Typer has printed the help already.
+    path = ctx.command_path if ctx is not None else "cnet"
+    fmt = getattr(exc, "format_message", None)
+    msg = " ".join((fmt() if callable(fmt) else str(exc)).split()).replace("Value error, ", "")
+    sys.stderr.write(f"error: {msg} (see `{path} --help`)\n")
+    return int(getattr(exc, "exit_code", 2))
 
 
 def run() -> None:

@@ -35,8 +35,8 @@ from computenet.protocol.center import (
     RegisterReply,
     RegisterRequest,
     ReplicaReport,
-    StagingSource,
     StagingInput,
+    StagingSource,
     StatusReport,
     UsageReport,
 )

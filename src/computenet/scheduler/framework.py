@@ -95,62 +95,110 @@ def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, di
     return t, price, sources
 
 
-def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile) -> Options:
-    """All options for `job` against the capacity calendar `free` (not modified)."""
-    idx = snap.index
-    mask = np.ones(idx.n_pools, dtype=bool)
+# Beyond this many eligible pools, only the most promising (by a lower bound of the
+# profile's score) get their capacity calendar checked: keeps 1,000-center networks fast.
+MAX_POOLS_CHECKED = 256
+# A start is shifted at most this many hours into a cheaper tariff period.
+SHIFT_SLOTS = 24
+
+
+def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]]:
+    """Run the filter plugins; memoized, since they ignore capacity and time.
+
+    The memo has two levels: the chip-side filters depend only on the job's
+    shape (class, chips, memory, count), the data-side ones only on its
+    inputs' residency and replicas. The full chain runs again only to name
+    the reason when the combined mask is empty.
+    """
+    shape = ("shape", job.workload_class, job.count, job.types, job.stack, job.memory_gb)
+    data = ("data", tuple((d.replicas, d.residency) for d in job.inputs))
+    a = snap.memo.get(shape)
+    if a is None:
+        a = snap.memo[shape] = _chain(snap, job, ("runs-class", "chip-choice", "memory", "pool-size"))[0]
+    b = snap.memo.get(data)
+    if b is None:
+        b = snap.memo[data] = _chain(snap, job, ("residency", "data-reachable"))[0]
+    mask = a & b & snap.online[snap.index.pool_center]
+    if mask.any():
+        return mask, []
+    return _chain(snap, job, tuple(FILTERS))
+
+
+def _chain(snap: Snapshot, job: JobRequest, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Apply the named filters in order; the reason is the one that removed the last pools."""
+    mask = np.ones(snap.index.n_pools, dtype=bool)
     why: list[str] = []
-    for f in FILTERS.values():
-        res = f(FilterContext(snap, job, mask))
+    for name in names:
+        res = FILTERS[name](FilterContext(snap, job, mask))
         kept = mask & res.mask
         if not kept.any() and mask.any():
             why.append(res.reason)
         mask = kept
         if not mask.any():
             break
+    return mask, why
+
+
+def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile) -> Options:
+    """All options for `job` against the capacity calendar `free` (not modified).
+
+    Options are, per eligible pool, the earliest start with enough free chips
+    and — when the job has a deadline and the profile allows shifting — every
+    later start at an hour where some tariff changes.
+    """
+    idx = snap.index
+    mask, why = _static_mask(snap, job)
     # A center that lost this job before is avoided, unless it is the only way.
     if job.avoid_centers and mask.any():
         avoid = np.array([snap.network.centers[c].id in job.avoid_centers for c in idx.pool_center])
         if (mask & ~avoid).any():
-            mask &= ~avoid
+            mask = mask & ~avoid
     pools = np.flatnonzero(mask)
     if pools.size == 0:
         return _empty(why)
 
-    t_center, price_center, sources = _inputs(snap, job)
-    transfer_s = t_center[idx.pool_center[pools]]
-    transfer_cny = price_center[idx.pool_center[pools]]
-    rate = idx.pflops[job.workload_class][pools] * job.count
-    run_s = job.cu_hours / rate * 3600.0
+    key = ("inputs", tuple((d.id, d.size_bytes, d.replicas) for d in job.inputs))
+    if key not in snap.memo:
+        snap.memo[key] = _inputs(snap, job)
+    t_center, price_center, sources = snap.memo[key]
+    pc = idx.pool_center[pools]
+    transfer_s = t_center[pc]
+    transfer_cny = price_center[pc]
+    run_s = job.cu_hours / (idx.pflops[job.workload_class][pools] * job.count) * 3600.0
     dur_h = (transfer_s + run_s) / 3600.0
+
+    if pools.size > MAX_POOLS_CHECKED:
+        kw0 = job.count * idx.tdp_kw[pools] * idx.pue[pools]
+        lb_cost = kw0 * idx.tariff[pools].min(axis=1) * run_s / 3600.0 + transfer_cny
+        lb_cost = lb_cost + job.cu_hours * idx.service[pools]
+        lb = profile.score(lb_cost, dur_h, lb_cost)
+        keep = np.argpartition(lb, MAX_POOLS_CHECKED)[:MAX_POOLS_CHECKED]
+        keep.sort()
+        pools, transfer_s, transfer_cny, run_s, dur_h = (
+            pools[keep], transfer_s[keep], transfer_cny[keep], run_s[keep], dur_h[keep]
+        )
 
     frac = (snap.now - snap.hour0).total_seconds() / 3600.0
     # Chips are held from the planned start through staging and the run.
     n_first = np.ceil(frac + dur_h).astype(np.int64)
     n_later = np.ceil(dur_h).astype(np.int64)
-    blocked = (free[pools] < job.count).astype(np.int64)
-    cum = np.zeros((pools.size, HORIZON_SLOTS + 1), dtype=np.int64)
-    np.cumsum(blocked, axis=1, out=cum[:, 1:])
-    starts = np.arange(HORIZON_SLOTS)
-    span = np.where(starts[None, :] == 0, n_first[:, None], n_later[:, None])
-    ends = np.minimum(starts[None, :] + span, HORIZON_SLOTS)
-    rows = np.arange(pools.size)[:, None]
-    window_ok = (cum[rows, ends] - cum[rows, starts[None, :]]) == 0
-    has_slot = window_ok.any(axis=1)
-    earliest = np.argmax(window_ok, axis=1)
-
     shift = profile.shift and job.deadline is not None and job.latency_class == "batch"
     h0 = snap.hour0.hour
-    cand = [s for s in range(1, HORIZON_SLOTS) if (h0 + s) % 24 in idx.tariff_change_hours]
-    if shift and cand:
-        cols = np.array(cand)
-        cand_ok = window_ok[:, cols] & (cols[None, :] > earliest[:, None])
+    cols = (
+        np.array([s for s in range(1, SHIFT_SLOTS) if (h0 + s) % 24 in idx.tariff_change_hours])
+        if shift
+        else np.zeros(0, dtype=np.int64)
+    )
+    earliest, has_slot, cand_ok = _windows(free[pools] < job.count, n_first, n_later, cols)
+
+    if cols.size:
+        cand_ok &= cols[None, :] > earliest[:, None]
         p_i, c_i = np.nonzero(cand_ok)
-        opt_rows = np.concatenate([rows[:, 0], p_i])
+        opt_rows = np.concatenate([np.arange(pools.size), p_i])
         opt_slots = np.concatenate([earliest, cols[c_i]])
         opt_ok = np.concatenate([has_slot, np.ones(p_i.size, dtype=bool)])
     else:
-        opt_rows, opt_slots, opt_ok = rows[:, 0], earliest, has_slot
+        opt_rows, opt_slots, opt_ok = np.arange(pools.size), earliest, has_slot
 
     start_h = np.where(opt_slots == 0, 0.0, opt_slots - frac)
     p = pools[opt_rows]
@@ -161,11 +209,7 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     kw = job.count * idx.tdp_kw[p] * idx.pue[p]
     x0 = h0 + frac + run_start
     energy = kw * (_cum_tariff(idx.cum_tariff, p, x0 + r_s / 3600.0) - _cum_tariff(idx.cum_tariff, p, x0))
-    service = job.cu_hours * idx.service[p]
     kwh = kw * r_s / 3600.0
-    co2 = kwh * idx.carbon[p]
-    n_slots = np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows])
-    feasible = opt_ok.copy()
     if not has_slot.any():
         why.append(
             f"no eligible center has {job.count} free {_chip_names(snap, pools)} chips"
@@ -173,11 +217,44 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
         )
     opts = Options(
         pool=p, slot=opt_slots, start_h=start_h, transfer_s=t_s, run_s=r_s, finish_h=finish_h,
-        energy=energy, service=service, transfer=transfer_cny[opt_rows], kwh=kwh, co2=co2,
-        n_slots=n_slots, feasible=feasible, why_not=why, source=sources,
+        energy=energy, service=job.cu_hours * idx.service[p], transfer=transfer_cny[opt_rows],
+        kwh=kwh, co2=kwh * idx.carbon[p],
+        n_slots=np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows]),
+        feasible=opt_ok, why_not=why, source=sources,
     )
     _deadline_and_budget(snap, job, opts)
     return opts
+
+
+def _windows(
+    blocked: np.ndarray, n_first: np.ndarray, n_later: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Earliest start slot per pool, whether it has one, and which `cols` starts fit.
+
+    `blocked[p, s]` is True where slot s lacks chips. A start s fits when no
+    slot of its window [s, s + n) is blocked (n = `n_first` for slot 0, else
+    `n_later`; windows are clipped at the horizon).
+    """
+    n_p = blocked.shape[0]
+    earliest = np.zeros(n_p, dtype=np.int64)
+    has_slot = np.ones(n_p, dtype=bool)
+    cand_ok = np.ones((n_p, cols.size), dtype=bool)
+    busy = np.flatnonzero(blocked.any(axis=1))
+    if busy.size == 0:
+        return earliest, has_slot, cand_ok
+    b = blocked[busy].astype(np.int64)
+    cum = np.zeros((busy.size, HORIZON_SLOTS + 1), dtype=np.int64)
+    np.cumsum(b, axis=1, out=cum[:, 1:])
+    starts = np.arange(HORIZON_SLOTS)
+    span = np.where(starts[None, :] == 0, n_first[busy][:, None], n_later[busy][:, None])
+    ends = np.minimum(starts[None, :] + span, HORIZON_SLOTS)
+    rows = np.arange(busy.size)[:, None]
+    ok = (cum[rows, ends] - cum[:, :HORIZON_SLOTS]) == 0
+    has_slot[busy] = ok.any(axis=1)
+    earliest[busy] = np.argmax(ok, axis=1)
+    if cols.size:
+        cand_ok[busy] = ok[:, cols]
+    return earliest, has_slot, cand_ok
 
 
 def _chip_names(snap: Snapshot, pools: np.ndarray) -> str:
@@ -186,10 +263,13 @@ def _chip_names(snap: Snapshot, pools: np.ndarray) -> str:
 
 def _cum_tariff(cum: np.ndarray, p: np.ndarray, x: np.ndarray) -> np.ndarray:
     """¥/kW paid from local midnight of day 0 to local hour `x` (may exceed 24)."""
-    days = np.floor(x / 24.0)
+    days = np.floor(x * (1.0 / 24.0))
     hx = x - days * 24.0
     h = np.minimum(hx.astype(np.int64), 23)
-    return days * cum[p, 24] + cum[p, h] + (hx - h) * (cum[p, h + 1] - cum[p, h])
+    flat = cum.ravel()
+    at = p * 25 + h
+    lo = flat.take(at)
+    return days * flat.take(p * 25 + 24) + lo + (hx - h) * (flat.take(at + 1) - lo)
 
 
 def _deadline_and_budget(snap: Snapshot, job: JobRequest, opts: Options) -> None:
@@ -280,8 +360,10 @@ def _explain(snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.n
             f"next best: {cj} at ¥{cost[j]:.2f}, finishing in {_fmt_h(float(opts.finish_h[j]))}"
         )
     centers = idx.pool_center[opts.pool]
-    ok_centers = set(centers[opts.feasible].tolist())
-    late = sorted({snap.network.centers[c].id for c in set(centers.tolist()) - ok_centers})
+    n_c = len(snap.network.centers)
+    some_ok = np.bincount(centers, weights=opts.feasible, minlength=n_c) > 0
+    present = np.bincount(centers, minlength=n_c) > 0
+    late = [snap.network.centers[c].id for c in np.flatnonzero(present & ~some_ok)]
     if late:
         out.append(f"not {', '.join(late)}: would miss the deadline or the budget")
     if opts.slot[i] > 0 and opts.start_h[i] > 0:
@@ -307,11 +389,17 @@ def _explain(snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.n
 
 
 def schedule_cycle(
-    snapshot: Snapshot, jobs: Sequence[JobRequest], profile: str = "min-cost"
+    snapshot: Snapshot,
+    jobs: Sequence[JobRequest],
+    profile: str = "min-cost",
+    *,
+    explain: bool = True,
 ) -> list[Decision]:
     """Place `jobs` one by one (priority, then deadline, then age), reserving chips as it goes.
 
-    Pure: reads the snapshot, returns decisions in input order; the caller persists them.
+    Pure: reads the snapshot, returns decisions in input order; the caller
+    persists them. `explain=False` skips writing the reasons of placed jobs
+    (the simulator's hot path); decisions are the same either way.
     """
     prof = PROFILES[profile]
     free = snapshot.free.copy()
@@ -338,6 +426,6 @@ def schedule_cycle(
         i = int(np.argmin(score))
         p, s = int(opts.pool[i]), int(opts.slot[i])
         free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
-        reasons = _explain(snapshot, job, opts, i, score)
+        reasons = _explain(snapshot, job, opts, i, score) if explain else ()
         out[k] = Decision(job.id, to_placement(snapshot, job, opts, i, reasons), reasons)
     return [out[k] for k in range(len(jobs))]

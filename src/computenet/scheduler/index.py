@@ -35,7 +35,7 @@ class NetworkIndex:
     center_tags: tuple[frozenset[str], ...]
     center_node: np.ndarray  # [C] row of each center in `paths`
     paths: PathTable
-    tariff_change_hours: tuple[int, ...]  # local hours at which any pool's price changes
+    tariff_change_hours: tuple[int, ...]  # local hours at which some pool's price drops
 
     @property
     def n_pools(self) -> int:
@@ -71,9 +71,9 @@ def _build(net: Network) -> NetworkIndex:
     )
     cum = np.zeros((len(rows), 25))
     cum[:, 1:] = np.cumsum(tariff, axis=1)
-    changes = sorted(
-        {h for h in range(24) if np.any(tariff[:, h] != tariff[:, (h - 1) % 24])}
-    )
+    # Starting just as a cheaper period begins dominates starting inside it for
+    # the jobs that shifting helps, so only price drops are candidate starts.
+    changes = sorted({h for h in range(24) if np.any(tariff[:, h] < tariff[:, (h - 1) % 24])})
     paths = PathTable.build(net)
     node_row = {n: i for i, n in enumerate(paths.nodes)}
     return NetworkIndex(

@@ -28,7 +28,7 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def normalize_url(url_or_path: str) -> str:
-    """A SQLAlchemy URL: plain paths become SQLite files; ``postgresql://`` gets a driver we have."""
+    """A SQLAlchemy URL: a plain path means SQLite; ``postgresql://`` gets a driver we have."""
     if "://" not in url_or_path:
         return f"sqlite:///{Path(url_or_path).expanduser().resolve()}"
     url = make_url(url_or_path)

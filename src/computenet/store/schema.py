@@ -81,6 +81,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class MetaRow(Base):
+    """Small facts about the installation, e.g. the network clock's epoch."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+
+
 class TenantRow(Base):
     """A tenant: the unit of isolation for jobs, datasets and bills."""
 

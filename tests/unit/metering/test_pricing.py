@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from computenet.catalog import load_chips, load_throughput
@@ -29,7 +29,7 @@ def test_energy_cost_uses_pue_and_local_time_of_any_timezone() -> None:
     hourly = [Decimal("0.10")] * 24
     hourly[12] = Decimal("1.00")
     c = center(Tariff(hourly=tuple(hourly)), pue=1.5)
-    noon_utc = datetime(2026, 12, 1, 4, 0, tzinfo=timezone.utc)
+    noon_utc = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
     # 04:00 UTC is 12:00 CST: priced at the noon rate. 2 chips × 500 W × 1.5 × 1 h = 1.5 kWh.
     assert energy_cost_cny(c, 2, 500.0, noon_utc, noon_utc + timedelta(hours=1)) == Decimal("1.50")
 

@@ -1,4 +1,4 @@
-"""Initial schema: tenants, tokens, centers, datasets, jobs, events, logs, charges.
+"""Initial schema: meta, tenants, tokens, centers, datasets, jobs, events, logs, charges.
 
 Revision ID: 0001
 Revises:
@@ -30,6 +30,12 @@ def _money(name: str, nullable: bool = False) -> sa.Column:  # type: ignore[type
 
 def upgrade() -> None:
     """Create every table of the first release."""
+    op.create_table(
+        "meta",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_meta")),
+    )
     op.create_table(
         "tenants",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -130,9 +136,7 @@ def upgrade() -> None:
             ["tenant_id"], ["tenants.id"], name=op.f("fk_jobs_tenant_id_tenants")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
-        sa.UniqueConstraint(
-            "tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"
-        ),
+        sa.UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
     )
     op.create_index(op.f("ix_jobs_lease_center"), "jobs", ["lease_center"])
     op.create_index("ix_jobs_state_center", "jobs", ["state", "center"])
@@ -208,5 +212,6 @@ def downgrade() -> None:
         "tokens",
         "centers",
         "tenants",
+        "meta",
     ):
         op.drop_table(table)

@@ -1,0 +1,170 @@
+"""The agent's side of the center protocol (``/center/v1``), over httpx.
+
+Every call either returns the reply's schema or raises: `ServerUnavailable`
+when the control plane cannot be reached or answers 5xx (retry later), or the
+error-tree class matching a 4xx answer (AuthError 401, ForbiddenError 403,
+NotFoundError 404, ConflictError 409, ValidationError 422), carrying the
+server's ``ErrorBody`` message, field and hint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from computenet import __version__
+from computenet.errors import (
+    AuthError,
+    ComputeNetError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+)
+from computenet.protocol import (
+    HeartbeatReply,
+    HeartbeatRequest,
+    LeaseReply,
+    LeaseRequest,
+    LogAppend,
+    PoolCapacity,
+    RegisterReply,
+    RegisterRequest,
+    ReplicaReport,
+    StatusReport,
+    UsageReport,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+_BY_STATUS: dict[int, type[ComputeNetError]] = {
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: ValidationError,
+}
+
+
+class ServerUnavailable(ComputeNetError):
+    """The control plane did not answer, or answered 5xx: try again later."""
+
+    status_code = 503
+
+
+class CenterClient:
+    """Calls the control plane for one center with its token (see module doc)."""
+
+    def __init__(
+        self,
+        server_url: str,
+        token: str,
+        center_id: str,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.center_id = center_id
+        self._http = httpx.Client(
+            base_url=server_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"computenet-agent/{__version__}",
+            },
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def register(
+        self, *, backend: str, data_url: str | None, capacity: list[PoolCapacity]
+    ) -> RegisterReply:
+        """POST /center/v1/register (idempotent)."""
+        req = RegisterRequest(
+            center_id=self.center_id,
+            agent_version=__version__,
+            backend=backend,
+            data_url=data_url,
+            capacity=capacity,
+        )
+        return self._post("/center/v1/register", req, RegisterReply)
+
+    def heartbeat(self, capacity: list[PoolCapacity], running: list[str]) -> HeartbeatReply:
+        """POST /center/v1/heartbeat."""
+        req = HeartbeatRequest(center_id=self.center_id, capacity=capacity, running=running)
+        return self._post("/center/v1/heartbeat", req, HeartbeatReply)
+
+    def lease(self, max_jobs: int) -> LeaseReply:
+        """POST /center/v1/lease."""
+        req = LeaseRequest(center_id=self.center_id, max_jobs=max(1, min(max_jobs, 256)))
+        return self._post("/center/v1/lease", req, LeaseReply)
+
+    def status(self, job_id: str, report: StatusReport) -> None:
+        """POST /center/v1/jobs/{id}/status."""
+        self._post(f"/center/v1/jobs/{job_id}/status", report, None)
+
+    def logs(self, job_id: str, append: LogAppend) -> None:
+        """POST /center/v1/jobs/{id}/logs."""
+        self._post(f"/center/v1/jobs/{job_id}/logs", append, None)
+
+    def usage(self, job_id: str, report: UsageReport) -> None:
+        """POST /center/v1/jobs/{id}/usage."""
+        self._post(f"/center/v1/jobs/{job_id}/usage", report, None)
+
+    def replica(self, dataset_id: str, report: ReplicaReport) -> None:
+        """POST /center/v1/datasets/{id}/replicas."""
+        self._post(f"/center/v1/datasets/{dataset_id}/replicas", report, None)
+
+    def get_json(self, path: str) -> Any:
+        """GET a JSON document (used to discover this center's pools from the user API)."""
+        try:
+            resp = self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"cannot reach the control plane: {exc}") from exc
+        _raise_for(resp)
+        return resp.json()
+
+    def _post(self, path: str, body: BaseModel, reply: type[M] | None) -> Any:
+        try:
+            resp = self._http.post(path, content=body.model_dump_json(), headers=_JSON)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(
+                f"cannot reach the control plane: {type(exc).__name__}: {exc}"
+            ) from exc
+        _raise_for(resp)
+        if reply is None:
+            return None
+        try:
+            return reply.model_validate_json(resp.content)
+        except ValueError as exc:
+            raise ServerUnavailable(f"{path}: unreadable reply: {exc}") from exc
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    if resp.status_code >= 500:
+        raise ServerUnavailable(f"control plane error {resp.status_code}: {resp.text[:200]}")
+    message, field, hint = resp.text[:300] or resp.reason_phrase, None, None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if "error" in body:
+            message = str(body["error"])
+            field, hint = body.get("field"), body.get("hint")
+        elif "detail" in body:  # FastAPI's own errors
+            message = str(body["detail"])
+    cls = _BY_STATUS.get(resp.status_code, ComputeNetError)
+    err = cls(f"{resp.request.method} {resp.request.url.path}: {message}", field=field, hint=hint)
+    err.status_code = resp.status_code
+    raise err

@@ -1,0 +1,133 @@
+"""The agent's data endpoint: serves this center's dataset replicas to other agents.
+
+``GET /data/{dataset_id}?ticket=...`` streams the replica file when the ticket
+was minted with this center's data key and has not expired (403 otherwise,
+404 when the dataset is not here, 503 before the agent has registered and
+learned its key). ``GET /healthz`` answers ``ok``. Errors are the network's
+``ErrorBody`` JSON: ``{"error", "field", "hint"}``.
+
+A threaded ``http.server``: it needs no event loop, starts in milliseconds and
+binds 127.0.0.1 on a free port by default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from computenet.agent.data import DataRoot, ticket_problem
+
+logger = logging.getLogger(__name__)
+
+_DATA_PATH = re.compile(r"/data/([A-Za-z0-9_.\-]+)")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    endpoint: DataEndpoint
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/healthz":
+            self._send_json(200, {"status": "ok"})
+            return
+        m = _DATA_PATH.fullmatch(url.path)
+        if m is None:
+            self._error(404, "no such path", hint="GET /data/{dataset_id}?ticket=...")
+            return
+        dataset_id = m.group(1)
+        endpoint = self.server.endpoint
+        key = endpoint.data_key
+        if key is None:
+            self._error(503, "this agent has not registered yet", hint="retry in a moment")
+            return
+        ticket = parse_qs(url.query).get("ticket", [""])[0]
+        problem = ticket_problem(key, dataset_id, ticket, time.time())
+        if problem is not None:
+            self._error(403, problem, field="ticket", hint="ask the control plane for a new lease")
+            return
+        path = endpoint.data_root.resolve(dataset_id)
+        if path is None:
+            self._error(404, f"dataset '{dataset_id}' has no replica here", field="dataset_id")
+            return
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below, after streaming
+        except OSError as exc:
+            self._error(404, f"cannot open the replica: {exc}", field="dataset_id")
+            return
+        with f:
+            size = path.stat().st_size
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            try:
+                shutil.copyfileobj(f, self.wfile, 1 << 16)
+            except (BrokenPipeError, ConnectionResetError):
+                logger.info("fetch of %s aborted by the client", dataset_id)
+        endpoint.served += 1
+
+    def _error(self, code: int, error: str, field: str | None = None, hint: str | None = None) -> None:
+        self._send_json(code, {"error": error, "field": field, "hint": hint})
+
+    def _send_json(self, code: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        logger.debug("data endpoint: " + format, *args)
+
+
+class DataEndpoint:
+    """Serves replicas under `data_root` over HTTP (see module doc). Start, then `url`."""
+
+    def __init__(
+        self, data_root: DataRoot, host: str = "127.0.0.1", port: int = 0, public_url: str = ""
+    ) -> None:
+        self.data_root = data_root
+        self.data_key: str | None = None
+        self.served = 0
+        self._server = _Server((host, port), _Handler)
+        self._server.endpoint = self
+        self._public_url = public_url.rstrip("/")
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL other agents use (``http://HOST:PORT`` unless a public URL was given)."""
+        if self._public_url:
+            return self._public_url
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> DataEndpoint:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            name="cnet-data-endpoint",
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()

@@ -1,0 +1,157 @@
+"""Metering a finished job into charges, and summing charges into bills (money exact)."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from computenet.errors import ForbiddenError, ValidationError
+from computenet.metering import charge
+from computenet.model.center import CST
+from computenet.protocol import BillLine, BillView
+from computenet.server.auth import Principal
+from computenet.store.billing import charges, put_charge
+from computenet.store.schema import ChargeRow, JobRow
+
+if TYPE_CHECKING:
+    from computenet.server.plane import ControlPlane
+
+_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def transfer_price(plane: ControlPlane, src: str | None, dst: str) -> Decimal:
+    """¥/GB along the path from `src` to `dst` (0 when unknown, local or unreachable)."""
+    paths = plane.paths
+    if not src or src == dst or src not in paths.nodes or dst not in paths.nodes:
+        return Decimal(0)
+    raw = float(paths.price_per_gb[paths.index(src), paths.index(dst)])
+    return paths.price(src, dst) if math.isfinite(raw) else Decimal(0)
+
+
+def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
+    """Price a finished job from its network times and usage, and store its charges.
+
+    Run time is from the RUNNING report to the final report (network time);
+    transfer is ``bytes_staged × data_scale / 1e9`` GB priced along the path
+    from `staged_from`. A job that neither ran nor moved data is not billed.
+    """
+    if job.finished_at is None or job.center is None or job.chip is None:
+        return None
+    usage = job.usage or {}
+    transfer_gb = float(usage.get("bytes_staged") or 0) * plane.network.data_scale / 1e9
+    if job.started_at is None and transfer_gb <= 0:
+        return None
+    net = plane.network
+    center = net.center(job.center)
+    start = job.started_at or job.finished_at
+    end = max(job.finished_at, start)
+    price = transfer_price(plane, usage.get("staged_from"), job.center)
+    ch = charge(
+        center,
+        net.chips[job.chip],
+        net.throughput,
+        job.workload_class,
+        job.chips,
+        start,
+        end,
+        transfer_gb=transfer_gb,
+        transfer_price_per_gb=price,
+    )
+    row = ChargeRow(
+        job_id=job.id,
+        tenant_id=job.tenant_id,
+        period=period_of(end),
+        job_name=job.name,
+        center=job.center,
+        chip=job.chip,
+        chips=job.chips,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        chip_hours=ch.chip_hours,
+        cu_hours=ch.cu_hours,
+        kwh=ch.kwh,
+        co2_kg=ch.co2_kg,
+        energy_cny=ch.energy_cny,
+        service_cny=ch.service_cny,
+        transfer_cny=ch.transfer_cny,
+        total_cny=ch.total_cny,
+    )
+    job.cost_cny = ch.total_cny
+    return put_charge(s, row)
+
+
+def period_of(t: datetime) -> str:
+    """The billing period (YYYY-MM, CST) of an instant."""
+    return t.astimezone(CST).strftime("%Y-%m")
+
+
+def bill(
+    plane: ControlPlane, who: Principal, tenant: str | None, period: str | None
+) -> BillView:
+    """A tenant's bill for a month: one line per job, totals exact, by center."""
+    if who.is_admin:
+        tenant = tenant or who.tenant
+        if not tenant:
+            raise ValidationError(
+                "which tenant?", field="tenant", hint="admins pass ?tenant=NAME"
+            )
+    else:
+        if tenant and tenant != who.tenant:
+            raise ForbiddenError(
+                "only admins may read another tenant's bill",
+                field="tenant",
+                hint="leave tenant out to get your own bill",
+            )
+        tenant = who.tenant
+        if not tenant:
+            raise ForbiddenError("this token has no tenant", field="Authorization")
+    period = period or period_of(plane.clock.now())
+    m = _PERIOD.match(period)
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise ValidationError(
+            f"'{period}' is not a month", field="period", hint="use YYYY-MM, e.g. 2026-11"
+        )
+    with plane.db.read() as s:
+        rows = charges(s, tenant, period)
+    lines = [
+        BillLine(
+            job_id=r.job_id,
+            job_name=r.job_name,
+            center=r.center,
+            chip=r.chip,
+            chips=r.chips,
+            started_at=r.started_at.astimezone(CST) if r.started_at else None,
+            finished_at=r.finished_at.astimezone(CST) if r.finished_at else None,
+            chip_hours=r.chip_hours,
+            cu_hours=r.cu_hours,
+            kwh=r.kwh,
+            co2_kg=r.co2_kg,
+            energy_cny=r.energy_cny,
+            service_cny=r.service_cny,
+            transfer_cny=r.transfer_cny,
+            total_cny=r.total_cny,
+        )
+        for r in rows
+    ]
+    by_center: dict[str, Decimal] = {}
+    for line in lines:
+        by_center[line.center] = by_center.get(line.center, Decimal(0)) + line.total_cny
+    zero = Decimal("0.00")
+    return BillView(
+        tenant=tenant,
+        period=period,
+        lines=lines,
+        by_center=dict(sorted(by_center.items())),
+        energy_cny=sum((x.energy_cny for x in lines), zero),
+        service_cny=sum((x.service_cny for x in lines), zero),
+        transfer_cny=sum((x.transfer_cny for x in lines), zero),
+        total_cny=sum((x.total_cny for x in lines), zero),
+        kwh=math.fsum(x.kwh for x in lines),
+        co2_kg=math.fsum(x.co2_kg for x in lines),
+        cu_hours=math.fsum(x.cu_hours for x in lines),
+    )

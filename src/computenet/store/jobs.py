@@ -1,0 +1,280 @@
+"""Jobs: insert (idempotent), state changes with events, leases, logs.
+
+Every state change goes through `transition`, which checks the state
+machine and writes a `job_events` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from computenet.model import JobState, check_transition
+from computenet.store.schema import JobEventRow, JobLogRow, JobRow
+
+ACTIVE_STATES = (JobState.SCHEDULED, JobState.STAGING, JobState.RUNNING)
+HELD_STATES = ACTIVE_STATES
+
+
+def find_by_key(s: Session, tenant: str, key: str) -> JobRow | None:
+    """The tenant's job submitted with idempotency key `key`."""
+    return s.scalar(select(JobRow).where(JobRow.tenant_id == tenant, JobRow.idempotency_key == key))
+
+
+def insert_job(s: Session, row: JobRow, message: str = "submitted") -> tuple[JobRow, bool]:
+    """Insert a new job with its first event; (existing job, False) when the key was seen."""
+    if row.idempotency_key:
+        seen = find_by_key(s, row.tenant_id, row.idempotency_key)
+        if seen is not None:
+            return seen, False
+    try:
+        with s.begin_nested():
+            s.add(row)
+            s.flush()
+    except IntegrityError:
+        # A concurrent submit with the same key won the race (PostgreSQL).
+        seen = find_by_key(s, row.tenant_id, row.idempotency_key or "")
+        if seen is None:
+            raise
+        return seen, False
+    add_event(s, row.id, row.submitted_at, message, state=JobState(row.state))
+    return row, True
+
+
+def get_job(
+    s: Session, job_id: str, *, tenant: str | None = None, for_update: bool = False
+) -> JobRow | None:
+    """The job `job_id`, only if it belongs to `tenant` (any tenant when None)."""
+    q = select(JobRow).where(JobRow.id == job_id)
+    if tenant is not None:
+        q = q.where(JobRow.tenant_id == tenant)
+    if for_update:
+        q = q.with_for_update()
+    return s.scalar(q)
+
+
+def get_jobs(s: Session, ids: Sequence[str], *, for_update: bool = False) -> dict[str, JobRow]:
+    """Jobs by id (missing ids are left out)."""
+    if not ids:
+        return {}
+    q = select(JobRow).where(JobRow.id.in_(list(ids)))
+    if for_update:
+        q = q.with_for_update()
+    return {j.id: j for j in s.scalars(q)}
+
+
+def list_jobs(
+    s: Session,
+    *,
+    tenant: str | None = None,
+    states: Iterable[str] | None = None,
+    limit: int = 100,
+) -> list[JobRow]:
+    """Newest jobs first, filtered by tenant and states."""
+    q = select(JobRow).order_by(JobRow.submitted_at.desc(), JobRow.id.desc()).limit(limit)
+    if tenant is not None:
+        q = q.where(JobRow.tenant_id == tenant)
+    if states is not None:
+        q = q.where(JobRow.state.in_([str(x) for x in states]))
+    return list(s.scalars(q))
+
+
+def pending_jobs(s: Session, limit: int | None = None) -> list[JobRow]:
+    """PENDING jobs nobody asked to cancel, oldest first."""
+    q = (
+        select(JobRow)
+        .where(JobRow.state == JobState.PENDING.value, JobRow.cancel_requested.is_(False))
+        .order_by(JobRow.submitted_at, JobRow.id)
+    )
+    if limit is not None:
+        q = q.limit(limit)
+    return list(s.scalars(q))
+
+
+def active_jobs(s: Session) -> list[JobRow]:
+    """Jobs holding (or about to hold) chips: SCHEDULED, STAGING, RUNNING."""
+    return list(s.scalars(select(JobRow).where(JobRow.state.in_([x.value for x in ACTIVE_STATES]))))
+
+
+def held_by(s: Session, center: str, *, for_update: bool = False) -> list[JobRow]:
+    """Non-final jobs whose current lease is held by `center`."""
+    q = select(JobRow).where(
+        JobRow.lease_center == center, JobRow.state.in_([x.value for x in HELD_STATES])
+    )
+    if for_update:
+        q = q.with_for_update()
+    return list(s.scalars(q))
+
+
+def scheduled_unleased(
+    s: Session, centers: Iterable[str], *, for_update: bool = False
+) -> list[JobRow]:
+    """SCHEDULED jobs placed at one of `centers` that no agent has leased yet."""
+    wanted = list(centers)
+    if not wanted:
+        return []
+    q = select(JobRow).where(
+        JobRow.state == JobState.SCHEDULED.value,
+        JobRow.lease_center.is_(None),
+        JobRow.center.in_(wanted),
+    )
+    if for_update:
+        q = q.with_for_update()
+    return list(s.scalars(q))
+
+
+def transition(
+    s: Session,
+    job: JobRow,
+    new: JobState,
+    at: datetime,
+    message: str,
+    *,
+    center: str | None = None,
+) -> None:
+    """Move `job` to `new` (IllegalTransition if the state machine forbids it) and log an event."""
+    check_transition(JobState(job.state), new)
+    job.state = new.value
+    add_event(s, job.id, at, message, state=new, center=center)
+    s.flush()
+
+
+def add_event(
+    s: Session,
+    job_id: str,
+    at: datetime,
+    message: str,
+    *,
+    state: JobState | None = None,
+    center: str | None = None,
+) -> None:
+    """Append a line to the job's timeline."""
+    s.add(
+        JobEventRow(
+            job_id=job_id,
+            at=at,
+            state=state.value if state else None,
+            message=message,
+            center=center,
+        )
+    )
+
+
+def events(s: Session, job_id: str) -> list[JobEventRow]:
+    """The job's timeline, oldest first."""
+    return list(
+        s.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id).order_by(JobEventRow.id))
+    )
+
+
+def lease_candidates(s: Session, center: str, now: datetime, limit: int) -> list[str]:
+    """Ids of SCHEDULED, unleased, not-cancelled jobs placed at `center` and due by `now`."""
+    q = (
+        select(JobRow.id)
+        .where(
+            JobRow.state == JobState.SCHEDULED.value,
+            JobRow.center == center,
+            JobRow.lease_center.is_(None),
+            JobRow.cancel_requested.is_(False),
+            JobRow.planned_start <= now,
+        )
+        .order_by(JobRow.priority.desc(), JobRow.planned_start, JobRow.id)
+        .limit(limit)
+    )
+    return list(s.scalars(q))
+
+
+def try_lease(s: Session, job_id: str, center: str, real_now: float) -> bool:
+    """Atomically lease `job_id` to `center` (compare-and-set on an empty lease holder).
+
+    Returns False when another caller took it first or it is no longer due.
+    """
+    res = s.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == job_id,
+            JobRow.state == JobState.SCHEDULED.value,
+            JobRow.center == center,
+            JobRow.lease_center.is_(None),
+        )
+        .values(lease_center=center, leased_at=real_now, attempt=JobRow.attempt + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(res, "rowcount", 0) == 1)
+
+
+def counts_by_center(s: Session) -> dict[str, dict[str, int]]:
+    """{center: {state: n}} over active jobs."""
+    q = (
+        select(JobRow.center, JobRow.state, func.count())
+        .where(JobRow.state.in_([x.value for x in ACTIVE_STATES]), JobRow.center.is_not(None))
+        .group_by(JobRow.center, JobRow.state)
+    )
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for center, state, n in s.execute(q):
+        out[str(center)][str(state)] = int(n)
+    return dict(out)
+
+
+def append_log(s: Session, job: JobRow, attempt: int, offset: int, text: str) -> int:
+    """Append agent output at byte `offset` of attempt `attempt`; retries never duplicate text.
+
+    Returns the number of bytes added to the job's log.
+    """
+    have = s.scalar(
+        select(func.max(JobLogRow.attempt_offset)).where(
+            JobLogRow.job_id == job.id, JobLogRow.attempt == attempt
+        )
+    )
+    end = int(have or 0)
+    data = text.encode("utf-8")
+    if offset + len(data) <= end:
+        return 0
+    if offset < end:
+        data = data[end - offset :]
+    clean = data.decode("utf-8", errors="replace")
+    stored = clean.encode("utf-8")
+    s.add(
+        JobLogRow(
+            job_id=job.id,
+            attempt=attempt,
+            # The attempt's log length once this chunk is in: the next retry's dedup mark.
+            attempt_offset=max(offset, end) + len(data),
+            start_offset=job.log_bytes,
+            nbytes=len(stored),
+            text=clean,
+        )
+    )
+    job.log_bytes = job.log_bytes + len(stored)
+    s.flush()
+    return len(stored)
+
+
+def read_log(s: Session, job_id: str, offset: int, limit: int = 1 << 20) -> tuple[str, int]:
+    """Text of the job's log from byte `offset` (at most `limit` bytes) and the next offset."""
+    rows = list(
+        s.scalars(
+            select(JobLogRow)
+            .where(JobLogRow.job_id == job_id, JobLogRow.start_offset + JobLogRow.nbytes > offset)
+            .order_by(JobLogRow.start_offset)
+        )
+    )
+    if not rows:
+        return "", offset
+    raw = bytearray()
+    first = rows[0].start_offset
+    for r in rows:
+        raw += r.text.encode("utf-8")
+        if len(raw) - (offset - first) >= limit:
+            break
+    chunk = bytes(raw[max(offset - first, 0) :])
+    cut = min(len(chunk), limit)
+    # Never split a UTF-8 character: back up to a character boundary.
+    while 0 < cut < len(chunk) and (chunk[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return chunk[:cut].decode("utf-8", errors="replace"), offset + cut

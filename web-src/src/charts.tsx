@@ -1,0 +1,148 @@
+// Hand-made SVG charts: stacked bars for money, the 24-hour tariff, a job's phases.
+// Each chart carries a text summary (aria-label) so it is not only a picture.
+
+import { cny, fmtNum } from "./format";
+
+export const KIND_COLORS = { energy: "#c4620a", service: "#2f63a8", transfer: "#7a4fb0" } as const;
+export type Kind = keyof typeof KIND_COLORS;
+export const KINDS: Kind[] = ["energy", "service", "transfer"];
+
+export function Legend({ items }: { items: { label: string; color: string }[] }) {
+  return (
+    <ul class="legend">
+      {items.map((i) => (
+        <li key={i.label}>
+          <span class="swatch" style={{ background: i.color }} aria-hidden="true" />
+          {i.label}
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+export interface StackRow {
+  label: string;
+  parts: Record<Kind, number>;
+}
+
+/** One horizontal bar per row, split into energy / service / transfer, with the total at the end. */
+export function StackedBars({ rows, title }: { rows: StackRow[]; title: string }) {
+  const totals = rows.map((r) => KINDS.reduce((s, k) => s + Math.max(0, r.parts[k]), 0));
+  const max = Math.max(1e-9, ...totals);
+  const labelW = 150;
+  const barW = 460;
+  const rowH = 30;
+  const h = rows.length * rowH + 8;
+  const summary = rows.map((r, i) => `${r.label} ${cny(totals[i])}`).join("; ");
+  return (
+    <figure class="chart">
+      <svg viewBox={`0 0 ${labelW + barW + 110} ${h}`} role="img" aria-label={`${title}: ${summary}`}>
+        {rows.map((r, i) => {
+          let x = labelW;
+          const y = 4 + i * rowH;
+          return (
+            <g key={r.label}>
+              <text x={labelW - 8} y={y + 16} text-anchor="end" class="chart-label">
+                {r.label.length > 20 ? `${r.label.slice(0, 19)}…` : r.label}
+              </text>
+              {KINDS.map((k) => {
+                const w = (Math.max(0, r.parts[k]) / max) * barW;
+                const rect = (
+                  <rect key={k} x={x} y={y + 3} width={Math.max(0, w)} height={rowH - 10} fill={KIND_COLORS[k]}>
+                    <title>{`${r.label} · ${k}: ${cny(r.parts[k])}`}</title>
+                  </rect>
+                );
+                x += w;
+                return rect;
+              })}
+              <text x={x + 6} y={y + 16} class="chart-value">
+                {cny(totals[i])}
+              </text>
+            </g>
+          );
+        })}
+      </svg>
+      <Legend items={KINDS.map((k) => ({ label: k, color: KIND_COLORS[k] }))} />
+    </figure>
+  );
+}
+
+/** 24 hourly prices as bars; the current hour outlined; peak hours darker. */
+export function TariffChart({ hourly, hour, label }: { hourly: number[]; hour: number | null; label: string }) {
+  if (hourly.length !== 24) return <p class="muted">No hourly tariff.</p>;
+  const max = Math.max(...hourly, 1e-9);
+  const min = Math.min(...hourly);
+  const W = 480;
+  const H = 150;
+  const left = 40;
+  const bottom = 22;
+  const bw = (W - left - 4) / 24;
+  const y = (v: number) => H - bottom - (v / max) * (H - bottom - 10);
+  const summary =
+    `${label}: from ${fmtNum(min, 3)} to ${fmtNum(max, 3)} ¥/kWh over the day` +
+    (hour !== null ? `; now (hour ${hour}) ${fmtNum(hourly[hour], 3)} ¥/kWh` : "");
+  return (
+    <figure class="chart">
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
+        {[0, max / 2, max].map((v) => (
+          <g key={v}>
+            <line x1={left} x2={W} y1={y(v)} y2={y(v)} class="grid" />
+            <text x={left - 4} y={y(v) + 4} text-anchor="end" class="axis">
+              {fmtNum(v, 2)}
+            </text>
+          </g>
+        ))}
+        {hourly.map((v, h) => {
+          const level = max === min ? "mid" : v >= max - 1e-9 ? "peak" : v <= min + 1e-9 ? "valley" : "mid";
+          return (
+            <rect
+              key={h}
+              x={left + h * bw + 1}
+              y={y(v)}
+              width={bw - 2}
+              height={H - bottom - y(v)}
+              class={`tariff-bar tariff-${level}${h === hour ? " tariff-now" : ""}`}
+            >
+              <title>{`${String(h).padStart(2, "0")}:00 ${fmtNum(v, 3)} ¥/kWh`}</title>
+            </rect>
+          );
+        })}
+        {[0, 6, 12, 18, 23].map((h) => (
+          <text key={h} x={left + h * bw + bw / 2} y={H - 6} text-anchor="middle" class="axis">
+            {`${h}h`}
+          </text>
+        ))}
+      </svg>
+      <figcaption class="muted">
+        ¥/kWh by hour (CST){hour !== null ? `; outlined: now, ${hour}:00` : ""}. Valley hours light, peak hours dark.
+      </figcaption>
+    </figure>
+  );
+}
+
+export interface Phase {
+  label: string;
+  seconds: number;
+  color: string;
+}
+
+/** A job's life as one bar: waiting, moving data, running. */
+export function PhaseBar({ phases, title }: { phases: Phase[]; title: string }) {
+  const shown = phases.filter((p) => p.seconds > 0);
+  const total = shown.reduce((s, p) => s + p.seconds, 0);
+  if (!total) return null;
+  return (
+    <div class="phasebar" role="img" aria-label={`${title}: ${shown.map((p) => `${p.label} ${Math.round(p.seconds)} s`).join(", ")}`}>
+      {shown.map((p) => (
+        <span
+          key={p.label}
+          class="phase"
+          style={{ flexGrow: p.seconds, background: p.color }}
+          title={`${p.label}`}
+        >
+          <span class="phase-text">{p.label}</span>
+        </span>
+      ))}
+    </div>
+  );
+}

@@ -1,0 +1,249 @@
+// Wire types of the user API, mirroring src/computenet/protocol/api.py.
+// Decimals arrive as strings (exact ¥), datetimes as ISO-8601 strings.
+
+export type Decimal = string;
+export type ISODate = string;
+
+export const JOB_STATES = [
+  "PENDING",
+  "SCHEDULED",
+  "STAGING",
+  "RUNNING",
+  "SUCCEEDED",
+  "FAILED",
+  "CANCELLED",
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const TERMINAL: ReadonlySet<string> = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
+
+export interface ErrorBody {
+  error: string;
+  field?: string | null;
+  hint?: string | null;
+}
+
+export interface WhoAmI {
+  subject: string;
+  role: string;
+  tenant?: string | null;
+  center?: string | null;
+}
+
+export interface ChipRequest {
+  count?: number;
+  types?: string[];
+  stack?: string | null;
+  memory_gb?: number | null;
+}
+
+export interface JobSpec {
+  name?: string;
+  class: string;
+  command: string;
+  chips?: ChipRequest;
+  work: Record<string, unknown>;
+  inputs?: string[];
+  deadline?: string | null;
+  budget_cny?: Decimal | null;
+  priority?: number;
+  latency_class?: string;
+  env?: Record<string, string>;
+  [extra: string]: unknown;
+}
+
+export interface JobView {
+  id: string;
+  name: string;
+  tenant: string;
+  workload_class: string;
+  state: JobState;
+  submitted_at: ISODate;
+  deadline?: ISODate | null;
+  center?: string | null;
+  chip?: string | null;
+  chips: number;
+  attempts: number;
+  estimated_cny?: Decimal | null;
+  cost_cny?: Decimal | null;
+  exit_code?: number | null;
+  reasons: string[];
+}
+
+export interface CostBreakdown {
+  energy_cny: Decimal;
+  service_cny: Decimal;
+  transfer_cny: Decimal;
+}
+
+export interface Placement {
+  center: string;
+  chip: string;
+  count: number;
+  planned_start: ISODate;
+  transfer_s: number;
+  run_s: number;
+  finish: ISODate;
+  cost: CostBreakdown;
+  kwh: number;
+  co2_kg: number;
+  cu_hours: number;
+  source_replicas?: Record<string, string>;
+  reasons: string[];
+}
+
+export interface JobEvent {
+  at: ISODate;
+  state?: JobState | null;
+  message: string;
+  center?: string | null;
+}
+
+export interface JobDetail extends JobView {
+  spec: JobSpec;
+  placement?: Placement | null;
+  started_at?: ISODate | null;
+  finished_at?: ISODate | null;
+  wait_s?: number | null;
+  transfer_s?: number | null;
+  run_s?: number | null;
+  usage: Record<string, number | string>;
+  events: JobEvent[];
+}
+
+export interface LogChunk {
+  text: string;
+  offset: number;
+  next_offset: number;
+  complete: boolean;
+}
+
+export interface QuoteOption {
+  center: string;
+  chip: string;
+  count: number;
+  planned_start: ISODate;
+  finish: ISODate;
+  energy_cny: Decimal;
+  service_cny: Decimal;
+  transfer_cny: Decimal;
+  total_cny: Decimal;
+  kwh: number;
+  co2_kg: number;
+  transfer_s: number;
+  run_s: number;
+  cheapest: boolean;
+  fastest: boolean;
+  feasible: boolean;
+  reasons: string[];
+}
+
+export interface QuoteView {
+  options: QuoteOption[];
+  infeasible_reasons: string[];
+  now: ISODate;
+}
+
+export interface PoolView {
+  chip: string;
+  count: number;
+  free?: number;
+  [extra: string]: number | string | undefined;
+}
+
+export interface CenterView {
+  id: string;
+  name: string;
+  hub: string;
+  region: string;
+  lat: number;
+  lon: number;
+  backend: string;
+  online: boolean;
+  last_heartbeat?: ISODate | null;
+  pools: PoolView[];
+  pue: number;
+  tariff_now: Decimal;
+  tariff_hourly: Decimal[];
+  carbon_kg_per_kwh: number;
+  service_price_per_cuh: Decimal;
+  queued: number;
+  running: number;
+}
+
+export interface SiteView {
+  id: string;
+  name?: string;
+  lat: number;
+  lon: number;
+  region?: string;
+}
+
+/** A link; `traffic_gbps` and `transfers` are proposed additions (see docs/dashboard.md). */
+export interface LinkView {
+  a: string;
+  b: string;
+  bandwidth_gbps: number;
+  latency_ms: number;
+  price_per_gb: Decimal | number;
+  traffic_gbps?: number;
+  transfers?: number;
+}
+
+export interface NetworkView {
+  name: string;
+  time_scale: number;
+  data_scale: number;
+  centers: Partial<CenterView>[];
+  sites: SiteView[];
+  links: LinkView[];
+  now: ISODate;
+}
+
+export interface BillLine {
+  job_id: string;
+  job_name: string;
+  center: string;
+  chip: string;
+  chips: number;
+  started_at?: ISODate | null;
+  finished_at?: ISODate | null;
+  chip_hours: number;
+  cu_hours: number;
+  kwh: number;
+  co2_kg: number;
+  energy_cny: Decimal;
+  service_cny: Decimal;
+  transfer_cny: Decimal;
+  total_cny: Decimal;
+}
+
+export interface BillView {
+  tenant: string;
+  period: string;
+  lines: BillLine[];
+  by_center: Record<string, Decimal>;
+  energy_cny: Decimal;
+  service_cny: Decimal;
+  transfer_cny: Decimal;
+  total_cny: Decimal;
+  kwh: number;
+  co2_kg: number;
+  cu_hours: number;
+}
+
+/** Proposed: GET /api/v1/sim/reports (one entry per `cnet sim compare --out DIR`). */
+export interface SimReportSummary {
+  id: string;
+  name?: string;
+  created_at?: ISODate | null;
+  network?: string | null;
+  workload?: string | null;
+  policies?: string[];
+  bound_cny?: Decimal | number | null;
+}
+
+/** Proposed: GET /api/v1/sim/reports/{id}: the summary plus `cnet sim compare --json`'s object. */
+export interface SimReport extends SimReportSummary {
+  result?: { policies?: Record<string, unknown>[]; bound_cny?: Decimal | number | null; [k: string]: unknown };
+  html_url?: string | null;
+}
