@@ -24,22 +24,31 @@ def jobs_for(net, n: int, seed: int = 1):  # type: ignore[no-untyped-def]
     now = datetime(2026, 12, 1, 20, 0, tzinfo=CST)
     east = [c.id for c in net.centers if c.region == "east"]
     datasets = {
-        f"d{i}": Dataset(id=f"d{i}", size_bytes=int(rng.uniform(1, 500) * 1e9), sha256="0" * 64,
-                         replicas=(rng.choice(east),))
+        f"d{i}": Dataset(
+            id=f"d{i}",
+            size_bytes=int(rng.uniform(1, 500) * 1e9),
+            sha256="0" * 64,
+            replicas=(rng.choice(east),),
+        )
         for i in range(50)
     }
     classes = ["llm-train", "cv-train", "inference", "cpu-batch"]
     out = []
     for i in range(n):
         cls = rng.choice(classes)
-        spec = JobSpec(**{
-            "class": cls, "command": "true",
-            "chips": {"count": rng.choice((1, 2, 4, 8))},
-            "work": {"cu_hours": round(rng.uniform(0.05, 20) if cls != "cpu-batch" else 0.02, 3)},
-            "inputs": [f"d{rng.randrange(50)}"] if rng.random() < 0.5 else [],
-            "deadline": f"{rng.choice((6, 12, 24, 48))}h" if rng.random() < 0.7 else None,
-            "budget_cny": str(Decimal(rng.choice((500, 5000)))) if rng.random() < 0.2 else None,
-        })
+        spec = JobSpec(
+            **{
+                "class": cls,
+                "command": "true",
+                "chips": {"count": rng.choice((1, 2, 4, 8))},
+                "work": {
+                    "cu_hours": round(rng.uniform(0.05, 20) if cls != "cpu-batch" else 0.02, 3)
+                },
+                "inputs": [f"d{rng.randrange(50)}"] if rng.random() < 0.5 else [],
+                "deadline": f"{rng.choice((6, 12, 24, 48))}h" if rng.random() < 0.7 else None,
+                "budget_cny": str(Decimal(rng.choice((500, 5000)))) if rng.random() < 0.2 else None,
+            }
+        )
         out.append(job_request(f"j{i}", spec, net, now, datasets))
     return now, datasets, out
 
@@ -63,9 +72,11 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
             placed = sum(d.placement is not None for d in decisions)
         med = statistics.median(times)
-        print(f"{n:>6} jobs × {len(net.centers)} centers: cycle median {med:.3f} s "
-              f"(min {min(times):.3f}, max {max(times):.3f}), {med / n * 1e6:.0f} µs/job, "
-              f"{placed} placed, goal ≤ 1 s for 10k: ratio {med / 1.0:.2f}× of goal")
+        print(
+            f"{n:>6} jobs × {len(net.centers)} centers: cycle median {med:.3f} s "
+            f"(min {min(times):.3f}, max {max(times):.3f}), {med / n * 1e6:.0f} µs/job, "
+            f"{placed} placed, goal ≤ 1 s for 10k: ratio {med / 1.0:.2f}× of goal"
+        )
 
 
 if __name__ == "__main__":

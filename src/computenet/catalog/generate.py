@@ -12,7 +12,9 @@ _EAST_CHIPS = ("H800", "A100", "H20", "Ascend-910B", "CPU-node")
 _WEST_CHIPS = ("H800", "H200", "Ascend-910B", "H20", "CPU-node")
 
 
-def generate_network(n_centers: int, seed: int = 0, *, sites: int = 4, bandwidth_gbps: float = 10.0):  # type: ignore[no-untyped-def]
+def generate_network(
+    n_centers: int, seed: int = 0, *, sites: int = 4, bandwidth_gbps: float = 10.0
+):  # type: ignore[no-untyped-def]
     """A network of `n_centers` centers spread over China's east and west, deterministic in `seed`.
 
     Links: each center to its 3 nearest neighbours and to a backbone of
@@ -62,9 +64,13 @@ def generate_network(n_centers: int, seed: int = 0, *, sites: int = 4, bandwidth
         seen.add(key)
         km = ((a["lat"] - b["lat"]) ** 2 + (a["lon"] - b["lon"]) ** 2) ** 0.5 * 100
         links.append(
-            {"a": a["id"], "b": b["id"], "bandwidth_gbps": bandwidth_gbps,
-             "latency_ms": round(max(km * 1.2 * 0.005, 0.5), 2),
-             "price_per_gb": str(Decimal("0.03"))}
+            {
+                "a": a["id"],
+                "b": b["id"],
+                "bandwidth_gbps": bandwidth_gbps,
+                "latency_ms": round(max(km * 1.2 * 0.005, 0.5), 2),
+                "price_per_gb": str(Decimal("0.03")),
+            }
         )
 
     nodes = centers + site_list

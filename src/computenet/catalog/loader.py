@@ -84,7 +84,14 @@ def network_from_dict(raw: Any) -> Network:
         raise ValidationError("a network file must be a YAML mapping", field="(file)")
     data = dict(raw)
     unknown = set(data) - {
-        "name", "time_scale", "data_scale", "chips", "throughput", "centers", "sites", "links",
+        "name",
+        "time_scale",
+        "data_scale",
+        "chips",
+        "throughput",
+        "centers",
+        "sites",
+        "links",
         "auto_links",
     }
     if unknown:
@@ -163,5 +170,7 @@ def load_network(name_or_path: str | Path) -> Network:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise ValidationError(f"malformed YAML: {getattr(exc, 'problem', exc)}", field=where) from exc
+        raise ValidationError(
+            f"malformed YAML: {getattr(exc, 'problem', exc)}", field=where
+        ) from exc
     return network_from_dict(raw)

@@ -33,7 +33,9 @@ def cu_hours(chips: int, chip: Chip, matrix: ThroughputMatrix, cls: str, seconds
     return chips * matrix.delivered_pflops(cls, chip) * seconds / 3600.0
 
 
-def energy_cost_cny(center: Center, chips: int, tdp_w: float, start: datetime, end: datetime) -> Decimal:
+def energy_cost_cny(
+    center: Center, chips: int, tdp_w: float, start: datetime, end: datetime
+) -> Decimal:
     """¥ for the energy of `chips` chips from `start` to `end`, hour by hour on the tariff."""
     if end <= start:
         return Decimal(0)

@@ -40,7 +40,13 @@ class Tariff(BaseModel):
         base = Decimal(str(flat))
         hourly = []
         for h in range(24):
-            mult = Decimal(str(peak)) if h in peak_hours else Decimal(str(valley)) if h in valley_hours else Decimal(1)
+            mult = (
+                Decimal(str(peak))
+                if h in peak_hours
+                else Decimal(str(valley))
+                if h in valley_hours
+                else Decimal(1)
+            )
             hourly.append((base * mult).quantize(Decimal("0.0001")))
         return cls(hourly=tuple(hourly))
 

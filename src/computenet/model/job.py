@@ -53,7 +53,9 @@ def check_transition(old: JobState, new: JobState) -> None:
             f"a {old.value} job cannot become {new.value}",
             field="state",
             hint=f"from {old.value} it may go to "
-            + (", ".join(sorted(s.value for s in LEGAL_TRANSITIONS[old])) or "nothing: it is final"),
+            + (
+                ", ".join(sorted(s.value for s in LEGAL_TRANSITIONS[old])) or "nothing: it is final"
+            ),
         )
 
 

@@ -60,7 +60,9 @@ class PathTable:
     def transfer_s(self, src: str, dst: str, gigabytes: float) -> float:
         """Seconds to move `gigabytes` from `src` to `dst` (inf when unreachable)."""
         i, j = self.index(src), self.index(dst)
-        return transfer_seconds(gigabytes, float(self.latency_s[i, j]), float(self.bandwidth_gbps[i, j]))
+        return transfer_seconds(
+            gigabytes, float(self.latency_s[i, j]), float(self.bandwidth_gbps[i, j])
+        )
 
     def price(self, src: str, dst: str) -> Decimal:
         """¥ per GB from `src` to `dst`, exact to the fen-hundredth."""

@@ -104,7 +104,9 @@ class LeasedJob(BaseModel):
     spec: JobSpec
     placement: Placement
     inputs: list[StagingInput] = []
-    planned_run_s: float = Field(description="estimated run time in real seconds (network time / time_scale)")
+    planned_run_s: float = Field(
+        description="estimated run time in real seconds (network time / time_scale)"
+    )
 
 
 class LeaseReply(BaseModel):

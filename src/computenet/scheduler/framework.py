@@ -63,11 +63,13 @@ class Options:
 def _fmt_h(hours: float) -> str:
     if not math.isfinite(hours):
         return "never"
-    m = int(round(hours * 60))
+    m = round(hours * 60)
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
 
 
-def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, dict[int, dict[str, str]]]:
+def _inputs(
+    snap: Snapshot, job: JobRequest
+) -> tuple[np.ndarray, np.ndarray, dict[int, dict[str, str]]]:
     """Per center: seconds and ¥ to bring every input there from its best replica."""
     idx = snap.index
     n_centers = len(idx.center_node)
@@ -114,7 +116,9 @@ def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]
     data = ("data", tuple((d.replicas, d.residency) for d in job.inputs))
     a = snap.memo.get(shape)
     if a is None:
-        a = snap.memo[shape] = _chain(snap, job, ("runs-class", "chip-choice", "memory", "pool-size"))[0]
+        a = snap.memo[shape] = _chain(
+            snap, job, ("runs-class", "chip-choice", "memory", "pool-size")
+        )[0]
     b = snap.memo.get(data)
     if b is None:
         b = snap.memo[data] = _chain(snap, job, ("residency", "data-reachable"))[0]
@@ -175,7 +179,11 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
         keep = np.argpartition(lb, MAX_POOLS_CHECKED)[:MAX_POOLS_CHECKED]
         keep.sort()
         pools, transfer_s, transfer_cny, run_s, dur_h = (
-            pools[keep], transfer_s[keep], transfer_cny[keep], run_s[keep], dur_h[keep]
+            pools[keep],
+            transfer_s[keep],
+            transfer_cny[keep],
+            run_s[keep],
+            dur_h[keep],
         )
 
     frac = (snap.now - snap.hour0).total_seconds() / 3600.0
@@ -208,7 +216,9 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     finish_h = run_start + r_s / 3600.0
     kw = job.count * idx.tdp_kw[p] * idx.pue[p]
     x0 = h0 + frac + run_start
-    energy = kw * (_cum_tariff(idx.cum_tariff, p, x0 + r_s / 3600.0) - _cum_tariff(idx.cum_tariff, p, x0))
+    energy = kw * (
+        _cum_tariff(idx.cum_tariff, p, x0 + r_s / 3600.0) - _cum_tariff(idx.cum_tariff, p, x0)
+    )
     kwh = kw * r_s / 3600.0
     if not has_slot.any():
         why.append(
@@ -216,11 +226,21 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
             f" within the next {HORIZON_SLOTS} h"
         )
     opts = Options(
-        pool=p, slot=opt_slots, start_h=start_h, transfer_s=t_s, run_s=r_s, finish_h=finish_h,
-        energy=energy, service=job.cu_hours * idx.service[p], transfer=transfer_cny[opt_rows],
-        kwh=kwh, co2=kwh * idx.carbon[p],
+        pool=p,
+        slot=opt_slots,
+        start_h=start_h,
+        transfer_s=t_s,
+        run_s=r_s,
+        finish_h=finish_h,
+        energy=energy,
+        service=job.cu_hours * idx.service[p],
+        transfer=transfer_cny[opt_rows],
+        kwh=kwh,
+        co2=kwh * idx.carbon[p],
         n_slots=np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows]),
-        feasible=opt_ok, why_not=why, source=sources,
+        feasible=opt_ok,
+        why_not=why,
+        source=sources,
     )
     _deadline_and_budget(snap, job, opts)
     return opts
@@ -301,12 +321,26 @@ def _empty(why: list[str]) -> Options:
     z = np.zeros(0)
     zi = np.zeros(0, dtype=np.int64)
     return Options(
-        pool=zi, slot=zi, start_h=z, transfer_s=z, run_s=z, finish_h=z, energy=z, service=z,
-        transfer=z, kwh=z, co2=z, n_slots=zi, feasible=np.zeros(0, dtype=bool), why_not=why,
+        pool=zi,
+        slot=zi,
+        start_h=z,
+        transfer_s=z,
+        run_s=z,
+        finish_h=z,
+        energy=z,
+        service=z,
+        transfer=z,
+        kwh=z,
+        co2=z,
+        n_slots=zi,
+        feasible=np.zeros(0, dtype=bool),
+        why_not=why,
     )
 
 
-def to_placement(snap: Snapshot, job: JobRequest, opts: Options, i: int, reasons: tuple[str, ...] = ()) -> Placement:
+def to_placement(
+    snap: Snapshot, job: JobRequest, opts: Options, i: int, reasons: tuple[str, ...] = ()
+) -> Placement:
     """The placement for option `i` (estimates rounded to the fen)."""
     idx = snap.index
     p = int(opts.pool[i])
@@ -330,9 +364,7 @@ def to_placement(snap: Snapshot, job: JobRequest, opts: Options, i: int, reasons
         kwh=float(opts.kwh[i]),
         co2_kg=float(opts.co2[i]),
         cu_hours=job.cu_hours,
-        source_replicas={
-            d: src for d, src in opts.source.get(ci, {}).items() if src != center.id
-        },
+        source_replicas={d: src for d, src in opts.source.get(ci, {}).items() if src != center.id},
         reasons=reasons,
     )
 
@@ -341,7 +373,9 @@ def _money(x: float) -> Decimal:
     return Decimal(f"{float(x):.2f}")
 
 
-def _explain(snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.ndarray) -> tuple[str, ...]:
+def _explain(
+    snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.ndarray
+) -> tuple[str, ...]:
     idx = snap.index
     p = int(opts.pool[i])
     ci = int(idx.pool_center[p])
@@ -381,7 +415,8 @@ def _explain(snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.n
         gb = sum(d.size_gb for d in job.inputs) * snap.network.data_scale
         srcs = sorted({s for s in opts.source.get(ci, {}).values() if s != cid})
         out.append(
-            f"stages {gb:.1f} GB of inputs from {', '.join(srcs)} in {_fmt_h(float(opts.transfer_s[i]) / 3600)}"
+            f"stages {gb:.1f} GB of inputs from {', '.join(srcs)}"
+            f" in {_fmt_h(float(opts.transfer_s[i]) / 3600)}"
         )
     elif job.inputs:
         out.append(f"inputs already at {cid}")

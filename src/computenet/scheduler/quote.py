@@ -38,10 +38,19 @@ def quote(snapshot: Snapshot, job: JobRequest, profile: str = "min-cost") -> Quo
         pl = to_placement(snapshot, job, opts, i)
         rows.append(
             QuoteOption(
-                center=pl.center, chip=pl.chip, count=pl.count, planned_start=pl.planned_start,
-                finish=pl.finish, energy_cny=pl.cost.energy_cny, service_cny=pl.cost.service_cny,
-                transfer_cny=pl.cost.transfer_cny, total_cny=pl.total_cny, kwh=pl.kwh,
-                co2_kg=pl.co2_kg, transfer_s=pl.transfer_s, run_s=pl.run_s,
+                center=pl.center,
+                chip=pl.chip,
+                count=pl.count,
+                planned_start=pl.planned_start,
+                finish=pl.finish,
+                energy_cny=pl.cost.energy_cny,
+                service_cny=pl.cost.service_cny,
+                transfer_cny=pl.cost.transfer_cny,
+                total_cny=pl.total_cny,
+                kwh=pl.kwh,
+                co2_kg=pl.co2_kg,
+                transfer_s=pl.transfer_s,
+                run_s=pl.run_s,
                 feasible=bool(opts.feasible[i]),
                 reasons=[] if opts.feasible[i] else ["misses the deadline or the budget"],
             )

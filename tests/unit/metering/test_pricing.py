@@ -12,8 +12,16 @@ from computenet.model.center import CST
 
 
 def center(tariff: Tariff, pue: float = 1.0) -> Center:
-    return Center(id="c", lat=30, lon=110, pools=(Pool(chip="H100", count=8),), pue=pue,
-                  tariff=tariff, carbon_kg_per_kwh=0.5, service_price_per_cuh=Decimal("2"))
+    return Center(
+        id="c",
+        lat=30,
+        lon=110,
+        pools=(Pool(chip="H100", count=8),),
+        pue=pue,
+        tariff=tariff,
+        carbon_kg_per_kwh=0.5,
+        service_price_per_cuh=Decimal("2"),
+    )
 
 
 def test_energy_priced_exactly_across_a_tariff_boundary() -> None:
@@ -38,8 +46,17 @@ def test_charge_adds_up_to_the_fen() -> None:
     c = center(Tariff.time_of_use("0.5"))
     chip = load_chips()["H100"]
     start = datetime(2026, 12, 1, 6, 0, tzinfo=CST)
-    ch = charge(c, chip, load_throughput(), "llm-train", 4, start, start + timedelta(hours=3),
-                transfer_gb=10, transfer_price_per_gb=Decimal("0.05"))
+    ch = charge(
+        c,
+        chip,
+        load_throughput(),
+        "llm-train",
+        4,
+        start,
+        start + timedelta(hours=3),
+        transfer_gb=10,
+        transfer_price_per_gb=Decimal("0.05"),
+    )
     assert ch.chip_hours == 12
     assert abs(ch.cu_hours - 4 * 0.989 * 0.36 * 3) < 1e-9
     assert ch.transfer_cny == Decimal("0.50")

@@ -21,8 +21,14 @@ def test_legal_transitions_pass_and_illegal_ones_raise() -> None:
 
 def test_job_spec_rejects_negative_count_and_unknown_fields() -> None:
     with pytest.raises(pydantic.ValidationError):
-        JobSpec(**{"class": "inference", "command": "x", "chips": {"count": -1},
-                   "work": {"cu_hours": 1}})
+        JobSpec(
+            **{
+                "class": "inference",
+                "command": "x",
+                "chips": {"count": -1},
+                "work": {"cu_hours": 1},
+            }
+        )
     with pytest.raises(pydantic.ValidationError):
         JobSpec(**{"class": "inference", "command": "x", "work": {"cu_hours": 1}, "gpus": 2})
 
@@ -33,11 +39,19 @@ def test_relative_and_absolute_deadlines() -> None:
     from computenet.model.center import CST
 
     now = datetime(2026, 12, 1, 12, tzinfo=CST)
-    rel = JobSpec(**{"class": "inference", "command": "x", "work": {"cu_hours": 1}, "deadline": "90m"})
+    rel = JobSpec(
+        **{"class": "inference", "command": "x", "work": {"cu_hours": 1}, "deadline": "90m"}
+    )
     assert rel.deadline_at(now) == now + timedelta(minutes=90)
     with pytest.raises(pydantic.ValidationError):
-        JobSpec(**{"class": "inference", "command": "x", "work": {"cu_hours": 1},
-                   "deadline": "2026-12-01T12:00:00"})  # no timezone
+        JobSpec(
+            **{
+                "class": "inference",
+                "command": "x",
+                "work": {"cu_hours": 1},
+                "deadline": "2026-12-01T12:00:00",
+            }
+        )  # no timezone
 
 
 def test_builtin_networks_load() -> None:
@@ -60,9 +74,16 @@ def test_builtin_networks_load() -> None:
     ],
 )
 def test_network_file_errors_name_the_field(patch: dict[str, object], field: str) -> None:
-    center = {"id": "a", "lat": 30, "lon": 110, "pools": [{"chip": "H100", "count": 1}],
-              "pue": 1.2, "tariff": {"flat": 0.5}, "carbon_kg_per_kwh": 0.5,
-              "service_price_per_cuh": 1}
+    center = {
+        "id": "a",
+        "lat": 30,
+        "lon": 110,
+        "pools": [{"chip": "H100", "count": 1}],
+        "pue": 1.2,
+        "tariff": {"flat": 0.5},
+        "carbon_kg_per_kwh": 0.5,
+        "service_price_per_cuh": 1,
+    }
     center.update(patch)
     with pytest.raises(ValidationError) as err:
         network_from_dict({"name": "x", "centers": [center]})

@@ -25,29 +25,58 @@ def two_centers(east_west_gbps: float = 10.0, west_peak: float = 1.0) -> Network
         {
             "name": "t",
             "centers": [
-                {"id": "east", "region": "east", "lat": 31, "lon": 121,
-                 "pools": [{"chip": "A100", "count": 8}], "pue": 1.3,
-                 "tariff": {"flat": 0.9, **flat}, "carbon_kg_per_kwh": 0.6,
-                 "service_price_per_cuh": 3, "tags": ["region:east"]},
-                {"id": "west", "region": "west", "lat": 37.5, "lon": 105.2,
-                 "pools": [{"chip": "H100", "count": 8}], "pue": 1.15,
-                 "tariff": {"flat": 0.36, "peak": west_peak, "valley": 1},
-                 "carbon_kg_per_kwh": 0.7, "service_price_per_cuh": 2, "tags": ["region:west"]},
+                {
+                    "id": "east",
+                    "region": "east",
+                    "lat": 31,
+                    "lon": 121,
+                    "pools": [{"chip": "A100", "count": 8}],
+                    "pue": 1.3,
+                    "tariff": {"flat": 0.9, **flat},
+                    "carbon_kg_per_kwh": 0.6,
+                    "service_price_per_cuh": 3,
+                    "tags": ["region:east"],
+                },
+                {
+                    "id": "west",
+                    "region": "west",
+                    "lat": 37.5,
+                    "lon": 105.2,
+                    "pools": [{"chip": "H100", "count": 8}],
+                    "pue": 1.15,
+                    "tariff": {"flat": 0.36, "peak": west_peak, "valley": 1},
+                    "carbon_kg_per_kwh": 0.7,
+                    "service_price_per_cuh": 2,
+                    "tags": ["region:west"],
+                },
             ],
-            "links": [{"a": "east", "b": "west", "bandwidth_gbps": east_west_gbps,
-                       "latency_ms": 13, "price_per_gb": 0.05}],
+            "links": [
+                {
+                    "a": "east",
+                    "b": "west",
+                    "bandwidth_gbps": east_west_gbps,
+                    "latency_ms": 13,
+                    "price_per_gb": 0.05,
+                }
+            ],
         }
     )
 
 
 def spec(**kw: Any) -> JobSpec:
-    base: dict[str, Any] = {"class": "llm-train", "command": "true", "chips": {"count": 4},
-                            "work": {"cu_hours": 2.0}}
+    base: dict[str, Any] = {
+        "class": "llm-train",
+        "command": "true",
+        "chips": {"count": 4},
+        "work": {"cu_hours": 2.0},
+    }
     base.update(kw)
     return JobSpec(**base)
 
 
-def place(net: Network, s: JobSpec, datasets: dict[str, Dataset] | None = None, now: datetime = NOON):
+def place(
+    net: Network, s: JobSpec, datasets: dict[str, Dataset] | None = None, now: datetime = NOON
+):
     ds = datasets or {}
     snap = build_snapshot(net, now, datasets=ds)
     (d,) = schedule_cycle(snap, [job_request("j", s, net, now, ds)])
@@ -55,8 +84,15 @@ def place(net: Network, s: JobSpec, datasets: dict[str, Dataset] | None = None, 
 
 
 def data_at_east(gb: float, residency: str | None = None) -> dict[str, Dataset]:
-    return {"d": Dataset(id="d", size_bytes=int(gb * 1e9), sha256="a" * 64,
-                         replicas=("east",), residency=residency)}
+    return {
+        "d": Dataset(
+            id="d",
+            size_bytes=int(gb * 1e9),
+            sha256="a" * 64,
+            replicas=("east",),
+            residency=residency,
+        )
+    }
 
 
 def test_job_moves_west_when_deadline_allows() -> None:
@@ -69,7 +105,9 @@ def test_job_moves_west_when_deadline_allows() -> None:
 
 def test_job_stays_near_data_when_data_too_big_to_move_in_time() -> None:
     # 20 TB over 1 Gbps takes ~44 h: only the eastern center meets a 6 h deadline.
-    d = place(two_centers(east_west_gbps=1), spec(inputs=["d"], deadline="6h"), data_at_east(20_000))
+    d = place(
+        two_centers(east_west_gbps=1), spec(inputs=["d"], deadline="6h"), data_at_east(20_000)
+    )
     assert d.placement is not None
     assert d.placement.center == "east"
     assert any("not west" in r for r in d.reasons)
@@ -77,10 +115,21 @@ def test_job_stays_near_data_when_data_too_big_to_move_in_time() -> None:
 
 def test_start_shifts_into_cheaper_hour_when_deadline_allows() -> None:
     net = network_from_dict(
-        {"name": "t", "centers": [
-            {"id": "only", "lat": 30, "lon": 110, "pools": [{"chip": "H100", "count": 8}],
-             "pue": 1.2, "tariff": {"flat": 0.6}, "carbon_kg_per_kwh": 0.5,
-             "service_price_per_cuh": 1}]}
+        {
+            "name": "t",
+            "centers": [
+                {
+                    "id": "only",
+                    "lat": 30,
+                    "lon": 110,
+                    "pools": [{"chip": "H100", "count": 8}],
+                    "pue": 1.2,
+                    "tariff": {"flat": 0.6},
+                    "carbon_kg_per_kwh": 0.5,
+                    "service_price_per_cuh": 1,
+                }
+            ],
+        }
     )
     evening = datetime(2026, 12, 1, 21, 30, tzinfo=CST)  # peak hour; valley starts 23:00
     slack = place(net, spec(deadline="12h"), now=evening)
@@ -126,18 +175,24 @@ def test_budget_too_small_is_reported() -> None:
 def test_cycle_does_not_overbook_a_pool() -> None:
     net = two_centers()
     snap = build_snapshot(net, NOON)
-    jobs = [job_request(f"j{i}", spec(chips={"count": 8, "types": ["H100"]}), net, NOON)
-            for i in range(2)]
+    jobs = [
+        job_request(f"j{i}", spec(chips={"count": 8, "types": ["H100"]}), net, NOON)
+        for i in range(2)
+    ]
     first, second = schedule_cycle(snap, jobs)
     assert first.placement is not None and second.placement is not None
-    assert second.placement.planned_start >= first.placement.finish.replace(minute=0, second=0, microsecond=0)
+    assert second.placement.planned_start >= first.placement.finish.replace(
+        minute=0, second=0, microsecond=0
+    )
 
 
 def test_reservations_delay_start_until_chips_free() -> None:
     net = two_centers()
     busy = Reservation("west", "H100", 8, NOON, NOON.replace(hour=15))
     snap = build_snapshot(net, NOON, reservations=[busy])
-    (d,) = schedule_cycle(snap, [job_request("j", spec(chips={"count": 8, "types": ["H100"]}), net, NOON)])
+    (d,) = schedule_cycle(
+        snap, [job_request("j", spec(chips={"count": 8, "types": ["H100"]}), net, NOON)]
+    )
     assert d.placement is not None
     assert d.placement.planned_start.hour == 15
 

@@ -59,7 +59,10 @@ def chip_choice(ctx: FilterContext) -> FilterResult:
         ok &= np.array([s == job.stack for s in idx.stack])
     want = " or ".join(job.types) if job.types else f"the {job.stack} stack"
     if job.stack and not job.types:
-        reason = f"needs the {job.stack} stack: no center has chips of it that run '{job.workload_class}'"
+        reason = (
+            f"needs the {job.stack} stack: no center has chips of it"
+            f" that run '{job.workload_class}'"
+        )
     else:
         reason = f"needs {want}: no center has such chips that run '{job.workload_class}'"
     return FilterResult(ok, reason)
@@ -106,9 +109,7 @@ def online(ctx: FilterContext) -> FilterResult:
     """The center's agent is reachable."""
     idx = ctx.snapshot.index
     ok = ctx.snapshot.online[idx.pool_center]
-    down = sorted(
-        {ctx.snapshot.network.centers[c].id for c in idx.pool_center[ctx.mask & ~ok]}
-    )
+    down = sorted({ctx.snapshot.network.centers[c].id for c in idx.pool_center[ctx.mask & ~ok]})
     return FilterResult(ok, f"the eligible centers are offline: {', '.join(down)}")
 
 

@@ -23,6 +23,7 @@ class Profile:
 
     def score(self, cost: np.ndarray, finish_h: np.ndarray, co2: np.ndarray) -> np.ndarray:
         """Weighted sum of each objective divided by its best value (so 1.0 = best)."""
+
         def norm(x: np.ndarray) -> np.ndarray:
             lo = float(x.min()) if x.size else 0.0
             return x / lo if lo > 0 else x - lo + 1.0

@@ -1,0 +1,146 @@
+"""Agent configuration, read once at the edge (CLI or `run_agent` keywords) and passed in."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from computenet.backends.registry import parse_pools
+from computenet.errors import ComputeNetError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+def default_state_dir(center: str) -> Path:
+    """``$XDG_STATE_HOME/computenet/agents/<center>`` (``~/.local/state/...`` by default)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "computenet" / "agents" / center
+
+
+@dataclass
+class AgentConfig:
+    """Everything an agent needs to know about itself.
+
+    `slots` is ``"N"`` (every pool of the center gets N virtual slots) or
+    ``"CHIP=N,..."`` (these pools, whatever the network says). Without
+    ``CHIP=N`` slots the pools come from `network` (a built-in name or a YAML
+    path), or else from the control plane's ``GET /api/v1/centers``.
+    """
+
+    center: str
+    server: str
+    token: str
+    backend: str = "local"
+    data_root: Path | None = None
+    state_dir: Path | None = None
+    slots: str | None = None
+    network: str | None = None
+    keep_jobs: bool = False
+    data_host: str = "127.0.0.1"
+    data_port: int = 0
+    data_url: str | None = None
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    tick_s: float = 0.2
+    lease_interval_s: float = 0.5
+    max_backoff_s: float = 10.0
+    max_parallel_staging: int = 4
+
+    def __post_init__(self) -> None:
+        if not self.center:
+            raise ValidationError("the agent needs its center id", field="center")
+        if not self.server.startswith(("http://", "https://")):
+            raise ValidationError(
+                f"'{self.server}' is not an http(s) URL", field="server",
+                hint="e.g. http://127.0.0.1:8080",
+            )
+        if not self.token:
+            raise ValidationError(
+                "the agent needs its center token", field="token",
+                hint="cnet admin center-token CENTER prints one",
+            )
+        self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir(self.center)
+        self.data_root = Path(self.data_root) if self.data_root else self.state_dir / "data"
+
+
+def pools_from_slots(slots: str | None) -> dict[str, int] | None:
+    """Explicit pools when `slots` names chips (``H100=8``); None when it is a bare count."""
+    if slots is None or "=" not in slots:
+        return None
+    return parse_pools(slots)
+
+
+def slot_count(slots: str | None) -> int | None:
+    """The bare slot count of ``--slots N``, if that is what was given."""
+    if slots is None or "=" in slots:
+        return None
+    try:
+        n = int(slots)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValidationError(
+            f"'{slots}' is not a slot count", field="slots", hint="a number ≥ 1, or CHIP=N,..."
+        )
+    return n
+
+
+def pools_from_network(network: str, center: str) -> dict[str, int]:
+    """The center's pools in a network file (or built-in network)."""
+    from computenet.catalog import load_network
+
+    net = load_network(network)
+    try:
+        c = net.center(center)
+    except KeyError:
+        raise ValidationError(
+            f"network '{net.name}' has no center '{center}'",
+            field="center",
+            hint=f"its centers: {', '.join(x.id for x in net.centers)}",
+        ) from None
+    return {p.chip: p.count for p in c.pools}
+
+
+def pools_from_listing(centers: Any, center: str) -> dict[str, int] | None:
+    """The center's pools from a ``GET /api/v1/centers`` reply, if it is there."""
+    if not isinstance(centers, list):
+        return None
+    for view in centers:
+        if isinstance(view, dict) and view.get("id") == center:
+            out: dict[str, int] = {}
+            for pool in view.get("pools", []):
+                chip = pool.get("chip")
+                count = pool.get("count", pool.get("total"))
+                if isinstance(chip, str) and isinstance(count, int) and count > 0:
+                    out[chip] = count
+            return out or None
+    return None
+
+
+def resolve_pools(config: AgentConfig, fetch_centers: Any = None) -> dict[str, int]:
+    """The agent's chip pools: --slots CHIP=N, else the network file, else the control plane.
+
+    `fetch_centers` is a callable returning the ``/api/v1/centers`` JSON (may raise).
+    A bare ``--slots N`` then sets every pool to N slots.
+    """
+    explicit = pools_from_slots(config.slots)
+    if explicit:
+        return explicit
+    pools: dict[str, int] | None = None
+    if config.network:
+        pools = pools_from_network(config.network, config.center)
+    elif fetch_centers is not None:
+        try:
+            pools = pools_from_listing(fetch_centers(), config.center)
+        except ComputeNetError as exc:
+            logger.info("could not learn this center's pools from the control plane: %s", exc)
+    if not pools:
+        raise ValidationError(
+            f"cannot tell which chips center '{config.center}' has",
+            field="slots",
+            hint="give --network NAME_OR_FILE or --slots CHIP=N[,CHIP=N]",
+        )
+    n = slot_count(config.slots)
+    return {chip: n for chip in pools} if n else pools
