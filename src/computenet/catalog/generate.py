@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
+from typing import Any
 
 from computenet.catalog.loader import network_from_dict
+from computenet.model import Network
 
 # Chip mixes a generated center draws from (weights of the built-in catalog chips).
 _EAST_CHIPS = ("H800", "A100", "H20", "Ascend-910B", "CPU-node")
@@ -14,7 +16,7 @@ _WEST_CHIPS = ("H800", "H200", "Ascend-910B", "H20", "CPU-node")
 
 def generate_network(
     n_centers: int, seed: int = 0, *, sites: int = 4, bandwidth_gbps: float = 10.0
-):  # type: ignore[no-untyped-def]
+) -> Network:
     """A network of `n_centers` centers spread over China's east and west, deterministic in `seed`.
 
     Links: each center to its 3 nearest neighbours and to a backbone of
@@ -22,7 +24,7 @@ def generate_network(
     would otherwise need half a million links).
     """
     rng = random.Random(seed)
-    centers = []
+    centers: list[dict[str, Any]] = []
     for i in range(n_centers):
         west = rng.random() < 0.45
         lat = rng.uniform(25, 41) if not west else rng.uniform(26, 41)
@@ -54,10 +56,10 @@ def generate_network(
         {"id": "guangzhou", "lat": 23.1, "lon": 113.3},
         {"id": "chengdu", "lat": 30.7, "lon": 104.1},
     ][:sites]
-    links = []
+    links: list[dict[str, Any]] = []
     seen: set[frozenset[str]] = set()
 
-    def link(a: dict, b: dict) -> None:  # type: ignore[type-arg]
+    def link(a: dict[str, Any], b: dict[str, Any]) -> None:
         key = frozenset((a["id"], b["id"]))
         if a["id"] == b["id"] or key in seen:
             return

@@ -57,7 +57,8 @@ class Options:
     @property
     def cost(self) -> np.ndarray:
         """Total ¥ of each option."""
-        return self.energy + self.service + self.transfer
+        total: np.ndarray = self.energy + self.service + self.transfer
+        return total
 
 
 def _fmt_h(hours: float) -> str:
@@ -289,7 +290,8 @@ def _cum_tariff(cum: np.ndarray, p: np.ndarray, x: np.ndarray) -> np.ndarray:
     flat = cum.ravel()
     at = p * 25 + h
     lo = flat.take(at)
-    return days * flat.take(p * 25 + 24) + lo + (hx - h) * (flat.take(at + 1) - lo)
+    out: np.ndarray = days * flat.take(p * 25 + 24) + lo + (hx - h) * (flat.take(at + 1) - lo)
+    return out
 
 
 def _deadline_and_budget(snap: Snapshot, job: JobRequest, opts: Options) -> None:
