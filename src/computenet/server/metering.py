@@ -90,16 +90,12 @@ def period_of(t: datetime) -> str:
     return t.astimezone(CST).strftime("%Y-%m")
 
 
-def bill(
-    plane: ControlPlane, who: Principal, tenant: str | None, period: str | None
-) -> BillView:
+def bill(plane: ControlPlane, who: Principal, tenant: str | None, period: str | None) -> BillView:
     """A tenant's bill for a month: one line per job, totals exact, by center."""
     if who.is_admin:
         tenant = tenant or who.tenant
         if not tenant:
-            raise ValidationError(
-                "which tenant?", field="tenant", hint="admins pass ?tenant=NAME"
-            )
+            raise ValidationError("which tenant?", field="tenant", hint="admins pass ?tenant=NAME")
     else:
         if tenant and tenant != who.tenant:
             raise ForbiddenError(

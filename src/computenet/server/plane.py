@@ -7,10 +7,13 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from computenet.model import JobSpec
 from computenet.model.center import CST
 from computenet.network import PathTable
 from computenet.scheduler.index import network_index
 from computenet.server.auth import Authenticator
+from computenet.server.reconciler import reconcile
+from computenet.server.scheduling import run_cycle
 from computenet.server.settings import NetworkClock, Settings
 from computenet.store import Database, upgrade_db
 from computenet.store.accounts import get_meta, set_meta
@@ -47,6 +50,10 @@ class ControlPlane:
         self._tick_lock = threading.Lock()
         # job id → real time its holder's heartbeats first stopped listing it.
         self.missing_since: dict[str, float] = {}
+        # Scheduling-cycle memory: parsed specs of pending jobs, and the last inputs seen.
+        self.spec_cache: dict[str, JobSpec] = {}
+        self.last_cycle_key: object = None
+        self.last_full_cycle: float = float("-inf")
 
     def _load_clock(self) -> NetworkClock:
         """Continue the clock stored in the database, or start one (at `settings.epoch` or now)."""
@@ -88,10 +95,6 @@ class ControlPlane:
 
     def tick(self) -> TickReport:
         """One pass of the control loop: expire lost leases, then run a scheduling cycle."""
-        from computenet.server.reconciler import reconcile
-
-        from computenet.server.scheduling import run_cycle
-
         with self._tick_lock:
             requeued = reconcile(self)
             scheduled, pending = run_cycle(self)

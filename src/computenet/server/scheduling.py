@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Even when nothing changed, re-run the scheduler this often (real seconds).
+FULL_PASS_S = 30.0
 # A running job's chips stay reserved at least this far ahead, even past its estimate.
 MIN_HOLD = timedelta(minutes=1)
 
@@ -68,10 +70,12 @@ def tenant_datasets(s: Session, snap: Snapshot) -> dict[str, dict[str, Dataset]]
 
 
 def request_of(
-    plane: ControlPlane, job: JobRow, datasets: Mapping[str, Dataset]
+    plane: ControlPlane,
+    job: JobRow | job_store.PendingHead,
+    spec: JobSpec,
+    datasets: Mapping[str, Dataset],
 ) -> JobRequest:
     """The scheduler's view of a stored job (its deadline may have passed since submit)."""
-    spec = JobSpec.model_validate(job.spec)
     return job_request(
         job.id,
         spec,
@@ -83,45 +87,79 @@ def request_of(
     )
 
 
+def _fingerprint(snap: Snapshot, heads: list[job_store.PendingHead]) -> tuple[object, ...]:
+    """What a cycle's outcome depends on, apart from the clock moving within the hour."""
+    return (
+        tuple((h.id, h.avoid_centers) for h in heads),
+        snap.free.tobytes(),
+        snap.online.tobytes(),
+        tuple(sorted((d.id, d.replicas) for d in snap.datasets.values())),
+        snap.hour0,
+    )
+
+
 def run_cycle(plane: ControlPlane) -> tuple[int, int]:
-    """Place what can be placed; returns (jobs scheduled, jobs still pending)."""
+    """Place what can be placed; returns (jobs scheduled, jobs still pending).
+
+    A cycle whose inputs (pending jobs, capacity, online centers, replicas,
+    the tariff hour) are unchanged since the last one would decide the same,
+    so it is skipped, except for a full pass every `FULL_PASS_S` real seconds.
+    """
     now = plane.clock.now()
+    real = plane.clock.real()
+    cache = plane.spec_cache
     with plane.db.read() as s:
-        pending = job_store.pending_jobs(s)
-        if not pending:
+        heads = job_store.pending_heads(s)
+        if not heads:
+            cache.clear()
             return 0, 0
         snap = snapshot(plane, s, now)
+        key = _fingerprint(snap, heads)
+        if key == plane.last_cycle_key and real - plane.last_full_cycle < FULL_PASS_S:
+            return 0, len(heads)
+        missing = [h.id for h in heads if h.id not in cache]
+        raw_specs = job_store.specs_of(s, missing)
         by_tenant = tenant_datasets(s, snap)
+    live = {h.id for h in heads}
+    for jid in [k for k in cache if k not in live]:
+        del cache[jid]
     requests: list[JobRequest] = []
-    broken: dict[str, tuple[str, ...]] = {}
-    for job in pending:
+    stuck: dict[str, list[str]] = {}
+    for head in heads:
         try:
-            requests.append(request_of(plane, job, by_tenant.get(job.tenant_id, {})))
-        except (ValidationError, ValueError) as exc:
+            spec = cache.get(head.id)
+            if spec is None:
+                spec = cache[head.id] = JobSpec.model_validate(raw_specs[head.id])
+            requests.append(request_of(plane, head, spec, by_tenant.get(head.tenant_id, {})))
+        except (ValidationError, ValueError, KeyError) as exc:
             text = exc.one_line() if isinstance(exc, ValidationError) else str(exc)
-            broken[job.id] = (f"cannot be scheduled: {text}",)
+            stuck[head.id] = [f"cannot be scheduled: {text}"]
     decisions = schedule_cycle(snap, requests, plane.settings.profile)
+    placed_decisions = [d for d in decisions if d.placement is not None]
+    old_reasons = {h.id: h.reasons for h in heads}
+    for d in decisions:
+        if d.placement is None and old_reasons.get(d.job_id) != d.reasons:
+            stuck[d.job_id] = list(d.reasons)
+    for jid in list(stuck):
+        if old_reasons.get(jid) == tuple(stuck[jid]):
+            del stuck[jid]
     placed = 0
     with plane.db.write() as s:
-        rows = job_store.get_jobs(s, [j.id for j in pending], for_update=True)
-        for d in decisions:
+        rows = job_store.get_jobs(s, [d.job_id for d in placed_decisions], for_update=True)
+        for d in placed_decisions:
             row = rows.get(d.job_id)
             # The job may have been cancelled while the scheduler was thinking.
             if row is None or row.state != JobState.PENDING.value or row.cancel_requested:
                 continue
-            if d.placement is None:
-                if list(row.reasons or []) != list(d.reasons):
-                    row.reasons = list(d.reasons)
-                continue
+            assert d.placement is not None
             _schedule(s, row, d.placement, d.reasons, now)
             placed += 1
-        for jid, reasons in broken.items():
-            row = rows.get(jid)
-            if row is not None and row.state == JobState.PENDING.value:
-                row.reasons = list(reasons)
+        job_store.set_pending_reasons(s, stuck)
+    plane.last_cycle_key = None if placed else key
+    plane.last_full_cycle = real
     if placed:
-        log.info("cycle at %s: scheduled %d of %d pending", now.isoformat(), placed, len(pending))
-    return placed, len(pending) - placed
+        log.info("cycle at %s: scheduled %d of %d pending", now.isoformat(), placed, len(heads))
+    return placed, len(heads) - placed
 
 
 def _schedule(

@@ -12,6 +12,7 @@ from computenet.catalog import load_network
 from computenet.errors import ValidationError
 from computenet.model import Network
 from computenet.model.center import CST
+from computenet.scheduler.plugins import PROFILES
 
 DEFAULT_DB_URL = "sqlite:///computenet.db"
 
@@ -44,9 +45,7 @@ class NetworkClock:
 
     def to_network(self, real_s: float) -> datetime:
         """The network instant at real unix time `real_s`."""
-        return self.epoch_network + timedelta(
-            seconds=(real_s - self.epoch_real) * self.time_scale
-        )
+        return self.epoch_network + timedelta(seconds=(real_s - self.epoch_real) * self.time_scale)
 
     def to_real(self, t: datetime) -> float:
         """The real unix time at which the network clock shows `t`."""
@@ -91,6 +90,12 @@ class Settings:
                 field="lease_timeout_s",
                 hint="a few heartbeats long, e.g. 5× the heartbeat interval",
             )
+        if self.profile not in PROFILES:
+            raise ValidationError(
+                f"unknown scheduling profile '{self.profile}'",
+                field="profile",
+                hint="one of " + ", ".join(sorted(PROFILES)),
+            )
         if self.epoch is not None and self.epoch.tzinfo is None:
             raise ValidationError("needs a timezone, e.g. 2026-06-01T00:00:00+08:00", field="epoch")
 
@@ -117,9 +122,7 @@ class Settings:
             try:
                 at = datetime.fromisoformat(epoch)
             except ValueError as exc:
-                raise ValidationError(
-                    f"'{epoch}' is not an ISO-8601 time", field="epoch"
-                ) from exc
+                raise ValidationError(f"'{epoch}' is not an ISO-8601 time", field="epoch") from exc
         else:
             at = epoch
         return cls(

@@ -3,6 +3,7 @@
 from computenet.store.db import (
     Database,
     current_revision,
+    downgrade_db,
     is_sqlite,
     make_engine,
     normalize_url,
@@ -12,6 +13,7 @@ from computenet.store.db import (
 __all__ = [
     "Database",
     "current_revision",
+    "downgrade_db",
     "is_sqlite",
     "make_engine",
     "normalize_url",

@@ -97,12 +97,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading; nothing it changes is committed."""
+        """A session for reading; nothing it changes is committed.
+
+        Rows stay readable after the block (closing detaches them without expiring).
+        """
         with self._read() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -133,6 +133,15 @@ def alembic_config(url: str) -> Any:
 
 def upgrade_db(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` (creating it from empty if need be)."""
+    _migrate(url, "upgrade", revision)
+
+
+def downgrade_db(url: str, revision: str = "base") -> None:
+    """Take the database at `url` back to `revision` (`base` drops every table)."""
+    _migrate(url, "downgrade", revision)
+
+
+def _migrate(url: str, direction: str, revision: str) -> None:
     from alembic import command
 
     url = normalize_url(url)
@@ -146,7 +155,7 @@ def upgrade_db(url: str, revision: str = "head") -> None:
         with conn_engine.connect() as conn:
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            getattr(command, direction)(cfg, revision)
             conn.commit()
     finally:
         engine.dispose()

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from computenet.model import JobState, check_transition
 from computenet.store.schema import JobEventRow, JobLogRow, JobRow
 
+JOBS = cast(Table, JobRow.__table__)
+EVENTS = cast(Table, JobEventRow.__table__)
 ACTIVE_STATES = (JobState.SCHEDULED, JobState.STAGING, JobState.RUNNING)
 HELD_STATES = ACTIVE_STATES
 
@@ -27,22 +31,39 @@ def find_by_key(s: Session, tenant: str, key: str) -> JobRow | None:
 
 
 def insert_job(s: Session, row: JobRow, message: str = "submitted") -> tuple[JobRow, bool]:
-    """Insert a new job with its first event; (existing job, False) when the key was seen."""
+    """Insert a new job with its first event; (existing job, False) when the key was seen.
+
+    `row` stays a plain (unattached) object: the insert is one Core statement,
+    which keeps submission cheap.
+    """
     if row.idempotency_key:
         seen = find_by_key(s, row.tenant_id, row.idempotency_key)
         if seen is not None:
             return seen, False
-    try:
-        with s.begin_nested():
-            s.add(row)
-            s.flush()
-    except IntegrityError:
-        # A concurrent submit with the same key won the race (PostgreSQL).
-        seen = find_by_key(s, row.tenant_id, row.idempotency_key or "")
-        if seen is None:
-            raise
-        return seen, False
-    add_event(s, row.id, row.submitted_at, message, state=JobState(row.state))
+    values = {c.key: getattr(row, c.key) for c in JOBS.columns}
+    # On SQLite the write transaction is exclusive, so the lookup above settles races.
+    if row.idempotency_key and s.get_bind().dialect.name != "sqlite":
+        try:
+            with s.begin_nested():
+                s.execute(insert(JOBS), values)
+        except IntegrityError:
+            # A concurrent submit with the same key won the race.
+            seen = find_by_key(s, row.tenant_id, row.idempotency_key)
+            if seen is None:
+                raise
+            return seen, False
+    else:
+        s.execute(insert(JOBS), values)
+    s.execute(
+        insert(EVENTS),
+        {
+            "job_id": row.id,
+            "at": row.submitted_at,
+            "state": row.state,
+            "message": message,
+            "center": None,
+        },
+    )
     return row, True
 
 
@@ -62,7 +83,8 @@ def get_jobs(s: Session, ids: Sequence[str], *, for_update: bool = False) -> dic
     """Jobs by id (missing ids are left out)."""
     if not ids:
         return {}
-    q = select(JobRow).where(JobRow.id.in_(list(ids)))
+    # A fixed order keeps row locks from deadlocking on PostgreSQL.
+    q = select(JobRow).where(JobRow.id.in_(list(ids))).order_by(JobRow.id)
     if for_update:
         q = q.with_for_update()
     return {j.id: j for j in s.scalars(q)}
@@ -94,6 +116,64 @@ def pending_jobs(s: Session, limit: int | None = None) -> list[JobRow]:
     if limit is not None:
         q = q.limit(limit)
     return list(s.scalars(q))
+
+
+@dataclass(frozen=True)
+class PendingHead:
+    """The few columns of a PENDING job a scheduling cycle reads every time."""
+
+    id: str
+    tenant_id: str
+    submitted_at: datetime
+    avoid_centers: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+def pending_heads(s: Session) -> list[PendingHead]:
+    """PENDING, not-cancelled jobs (without their specs), oldest first."""
+    q = (
+        select(
+            JobRow.id, JobRow.tenant_id, JobRow.submitted_at, JobRow.avoid_centers, JobRow.reasons
+        )
+        .where(JobRow.state == JobState.PENDING.value, JobRow.cancel_requested.is_(False))
+        .order_by(JobRow.submitted_at, JobRow.id)
+    )
+    return [
+        PendingHead(
+            id=r[0],
+            tenant_id=r[1],
+            submitted_at=r[2],
+            avoid_centers=tuple(r[3] or ()),
+            reasons=tuple(r[4] or ()),
+        )
+        for r in s.execute(q)
+    ]
+
+
+def specs_of(s: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """{job id: stored spec} for `ids`."""
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        out.update(
+            {
+                i: spec
+                for i, spec in s.execute(select(JobRow.id, JobRow.spec).where(JobRow.id.in_(chunk)))
+            }
+        )
+    return out
+
+
+def set_pending_reasons(s: Session, reasons: dict[str, list[str]]) -> None:
+    """Update why jobs are still PENDING (jobs that left PENDING meanwhile are untouched)."""
+    if not reasons:
+        return
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.id == bindparam("jid"), JOBS.c.state == JobState.PENDING.value)
+        .values(reasons=bindparam("why"))
+    )
+    s.connection().execute(stmt, [{"jid": k, "why": v} for k, v in reasons.items()])
 
 
 def active_jobs(s: Session) -> list[JobRow]:

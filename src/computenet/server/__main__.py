@@ -1,0 +1,47 @@
+"""``python -m computenet.server --db URL --host H --port P --network NAME|FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from computenet.errors import ComputeNetError
+from computenet.server.app import serve
+from computenet.server.settings import DEFAULT_DB_URL, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, build `Settings` and serve; bad options exit 2 with one line."""
+    ap = argparse.ArgumentParser(prog="python -m computenet.server", description=__doc__)
+    ap.add_argument("--db", default=DEFAULT_DB_URL, help="SQLAlchemy URL or SQLite file path")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--network", default="demo", help="built-in network name or YAML file")
+    ap.add_argument("--heartbeat-interval", type=float, default=2.0, help="real seconds")
+    ap.add_argument("--lease-timeout", type=float, default=10.0, help="real seconds")
+    ap.add_argument("--cycle-interval", type=float, default=1.0, help="real seconds")
+    ap.add_argument("--epoch", default=None, help="network start instant (ISO-8601)")
+    ap.add_argument("--profile", default="min-cost", help="scheduling profile")
+    ap.add_argument("--log-level", default="info")
+    args = ap.parse_args(argv)
+    try:
+        settings = Settings.from_options(
+            db=args.db,
+            host=args.host,
+            port=args.port,
+            network=args.network,
+            epoch=args.epoch,
+            heartbeat_interval_s=args.heartbeat_interval,
+            lease_timeout_s=args.lease_timeout,
+            cycle_interval_s=args.cycle_interval,
+            profile=args.profile,
+        )
+    except ComputeNetError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    serve(settings, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The FastAPI application: `create_app(settings)` and `serve(settings)` for `cnet server`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from computenet import __version__
+from computenet.errors import ComputeNetError
+from computenet.protocol import ErrorBody
+from computenet.server.plane import ControlPlane
+from computenet.server.routers import api, center
+from computenet.server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+The control plane of a ComputeNet computing power network.
+
+* **User API** (`/api/v1`): submit jobs, quote, list centers, read logs and bills.
+* **Center protocol** (`/center/v1`): agents register, heartbeat, lease jobs and report.
+
+Authenticate with `Authorization: Bearer <token>`. Errors are `ErrorBody{error, field, hint}`.
+"""
+
+# pydantic adds the union member it tried to the error location; users want the field.
+_UNION_TAGS = {"str", "int", "float", "bool", "datetime", "decimal", "none", "list", "dict"}
+
+
+def field_path(loc: Sequence[int | str]) -> str | None:
+    """A pydantic error location as a field path: ('body', 'spec', 'x') → spec.x."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    out = ""
+    for i, p in enumerate(parts):
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif i > 0 and (p in _UNION_TAGS or "[" in p):
+            continue
+        else:
+            out += ("." if out else "") + str(p)
+    return out or None
+
+
+def error_response(
+    status: int, error: str, field: str | None = None, hint: str | None = None
+) -> JSONResponse:
+    """A JSON `ErrorBody` response."""
+    body = ErrorBody(error=error, field=field, hint=hint)
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as `ErrorBody`: ours, validation, routing, database busy, the rest."""
+
+    @app.exception_handler(ComputeNetError)
+    async def _ours(_req: Request, exc: ComputeNetError) -> JSONResponse:
+        return error_response(exc.status_code, exc.message, exc.field, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if not errors:
+            return error_response(422, "invalid request")
+        err = errors[0]
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            return error_response(
+                422,
+                f"malformed JSON body: {ctx.get('error', err.get('msg'))}",
+                "body",
+                "send a JSON object",
+            )
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return error_response(
+            422, msg + more, field_path(err.get("loc", ())), "fix this field and send again"
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    async def _busy(_req: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database error: %s", exc)
+        return error_response(503, "the database is busy", None, "retry in a moment")
+
+
+def _mount_web(app: FastAPI) -> None:
+    try:
+        from computenet.web import mount
+    except ImportError:
+        return
+    mount(app)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app: migrate the store, wire routers and errors, start the loop on startup."""
+    settings = settings or Settings()
+    plane = ControlPlane(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        plane.start()
+        try:
+            yield
+        finally:
+            plane.stop()
+
+    app = FastAPI(
+        title="ComputeNet control plane",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(center.router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: the server answers and knows its network and clock."""
+        return {
+            "ok": True,
+            "version": __version__,
+            "network": plane.network.name,
+            "now": plane.clock.now().isoformat(),
+            "time_scale": plane.clock.time_scale,
+        }
+
+    _mount_web(app)
+    return app
+
+
+def serve(settings: Settings, *, log_level: str = "info") -> None:
+    """Run the control plane in the foreground until interrupted (the `cnet server` command)."""
+    import uvicorn
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=getattr(logging, log_level.upper(), logging.INFO),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    # Alembic narrates every plugin it loads at INFO; the migration result is enough.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    app = create_app(settings)
+    log.info(
+        "ComputeNet control plane on http://%s:%d (network %s, db %s)",
+        settings.host,
+        settings.port,
+        settings.network.name,
+        settings.db_url,
+    )
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=log_level, access_log=False
+    )
+    uvicorn.Server(config).run()

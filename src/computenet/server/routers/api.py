@@ -1,0 +1,138 @@
+"""The user API, ``/api/v1``: jobs, quotes, centers, network, datasets, bills, admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+
+from computenet.model import JobSpec
+from computenet.protocol import (
+    BillView,
+    CenterView,
+    DatasetCreate,
+    DatasetView,
+    ErrorBody,
+    JobDetail,
+    JobView,
+    LogChunk,
+    QuoteView,
+    SubmitRequest,
+    TenantCreate,
+    TokenView,
+    UserCreate,
+    WhoAmI,
+)
+from computenet.server import admin, datasets, jobs, metering
+from computenet.server.deps import Admin, Plane, User
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)
+}
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+
+@router.post("/jobs", response_model=JobView, status_code=201, tags=["jobs"])
+def submit_job(body: SubmitRequest, response: Response, plane: Plane, who: User) -> JobView:
+    """Submit a job; 201 when new, 200 with the first job when the idempotency key was seen."""
+    view, created = jobs.submit(plane, who, body)
+    if not created:
+        response.status_code = 200
+    return view
+
+
+@router.get("/jobs", response_model=list[JobView], tags=["jobs"])
+def list_jobs(
+    plane: Plane,
+    who: User,
+    state: str | None = Query(None, description="a state or comma-separated states"),
+    limit: int = Query(100, ge=1, le=10_000),
+) -> list[JobView]:
+    """Your jobs, newest first."""
+    return jobs.list_jobs(plane, who, state, limit)
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail, tags=["jobs"])
+def get_job(job_id: str, plane: Plane, who: User) -> JobDetail:
+    """A job's state, placement, reasons and timeline."""
+    return jobs.detail(plane, who, job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobView, tags=["jobs"])
+def cancel_job(job_id: str, plane: Plane, who: User) -> JobView:
+    """Cancel a job (a running one stops at its center's next heartbeat)."""
+    return jobs.cancel(plane, who, job_id)
+
+
+@router.get("/jobs/{job_id}/logs", response_model=LogChunk, tags=["jobs"])
+def job_logs(job_id: str, plane: Plane, who: User, offset: int = Query(0, ge=0)) -> LogChunk:
+    """The job's output from byte `offset`."""
+    return jobs.logs(plane, who, job_id, offset)
+
+
+@router.post("/quote", response_model=QuoteView, tags=["jobs"])
+def quote(body: JobSpec, plane: Plane, who: User) -> QuoteView:
+    """Options with price and finish time for a job spec; nothing is submitted."""
+    return jobs.quote_job(plane, who, body)
+
+
+@router.get("/centers", response_model=list[CenterView], tags=["network"])
+def centers(plane: Plane, who: User) -> list[CenterView]:
+    """Every center with its live state."""
+    return datasets.centers(plane)
+
+
+@router.get("/network", tags=["network"])
+def network(plane: Plane, who: User) -> dict[str, Any]:
+    """The network: centers, sites, links, scales and the network clock's now."""
+    return datasets.network_view(plane)
+
+
+@router.post("/datasets", response_model=DatasetView, status_code=201, tags=["datasets"])
+def create_dataset(body: DatasetCreate, plane: Plane, who: User) -> DatasetView:
+    """Register a dataset already present under a center agent's data root."""
+    return datasets.register_dataset(plane, who, body)
+
+
+@router.get("/datasets", response_model=list[DatasetView], tags=["datasets"])
+def list_datasets(plane: Plane, who: User) -> list[DatasetView]:
+    """Your datasets and their replicas."""
+    return datasets.datasets(plane, who)
+
+
+@router.get("/bill", response_model=BillView, tags=["bills"])
+def bill(
+    plane: Plane,
+    who: User,
+    tenant: str | None = Query(None, description="admins only"),
+    period: str | None = Query(None, description="YYYY-MM; default the current network month"),
+) -> BillView:
+    """A tenant's bill for a month, exact to the fen."""
+    return metering.bill(plane, who, tenant, period)
+
+
+@router.get("/whoami", response_model=WhoAmI, tags=["admin"])
+def whoami(plane: Plane, who: User) -> WhoAmI:
+    """Who this token is."""
+    return WhoAmI(subject=who.subject, role=who.role, tenant=who.tenant, center=who.center)
+
+
+@router.post("/admin/tenants", status_code=201, tags=["admin"])
+def create_tenant(body: TenantCreate, plane: Plane, who: Admin) -> dict[str, str]:
+    """Create a tenant."""
+    return {"name": admin.create_tenant(plane.db, body.name)}
+
+
+@router.post("/admin/users", response_model=TokenView, status_code=201, tags=["admin"])
+def create_user(body: UserCreate, plane: Plane, who: Admin) -> TokenView:
+    """Create a user (or admin) of a tenant; the token is shown once."""
+    return admin.create_user(plane.db, body.name, body.tenant, body.role)
+
+
+@router.post(
+    "/admin/centers/{center_id}/token", response_model=TokenView, status_code=201, tags=["admin"]
+)
+def create_center_token(center_id: str, plane: Plane, who: Admin) -> TokenView:
+    """A token for the agent of one center; shown once."""
+    return admin.create_center_token(plane.db, center_id, plane.network)

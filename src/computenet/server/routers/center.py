@@ -1,0 +1,85 @@
+"""The center protocol, ``/center/v1``: how an agent joins (pull only; see docs/center-protocol.md).
+
+Every call carries the center's own token; a token acts only for its center (403).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from computenet.protocol import (
+    DatasetView,
+    ErrorBody,
+    HeartbeatReply,
+    HeartbeatRequest,
+    JobView,
+    LeaseReply,
+    LeaseRequest,
+    LogAppend,
+    RegisterReply,
+    RegisterRequest,
+    ReplicaReport,
+    StatusReport,
+    UsageReport,
+)
+from computenet.server import dispatcher, reconciler
+from computenet.server.auth import require_center
+from computenet.server.deps import Agent, Plane
+from computenet.server.views import job_view
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)
+}
+
+router = APIRouter(prefix="/center/v1", tags=["center protocol"], responses=ERRORS)
+
+
+@router.post("/register", response_model=RegisterReply)
+def register(body: RegisterRequest, plane: Plane, who: Agent) -> RegisterReply:
+    """Announce the agent (idempotent); the reply carries intervals, scales and the data key."""
+    require_center(who, body.center_id)
+    return reconciler.register(plane, body.center_id, body)
+
+
+@router.post("/heartbeat", response_model=HeartbeatReply)
+def heartbeat(body: HeartbeatRequest, plane: Plane, who: Agent) -> HeartbeatReply:
+    """Alive, with capacity and held jobs; the reply lists jobs to stop."""
+    require_center(who, body.center_id)
+    return reconciler.heartbeat(plane, body.center_id, body)
+
+
+@router.post("/lease", response_model=LeaseReply)
+def lease(body: LeaseRequest, plane: Plane, who: Agent) -> LeaseReply:
+    """Take the jobs placed at this center that are due to start."""
+    require_center(who, body.center_id)
+    return dispatcher.lease(plane, body.center_id, body.max_jobs)
+
+
+def _center(who: Any) -> str:
+    return str(who.center)
+
+
+@router.post("/jobs/{job_id}/status", response_model=JobView)
+def status(job_id: str, body: StatusReport, plane: Plane, who: Agent) -> JobView:
+    """The job moved (STAGING, RUNNING, or final); 409 from anyone but the lease holder."""
+    return job_view(reconciler.report_status(plane, _center(who), job_id, body))
+
+
+@router.post("/jobs/{job_id}/logs")
+def logs(job_id: str, body: LogAppend, plane: Plane, who: Agent) -> dict[str, int]:
+    """Append output; resending the same offset never duplicates text."""
+    return {"appended": reconciler.append_log(plane, _center(who), job_id, body)}
+
+
+@router.post("/jobs/{job_id}/usage", response_model=JobView)
+def usage(job_id: str, body: UsageReport, plane: Plane, who: Agent) -> JobView:
+    """Measured run time and staging; a finished job is re-metered."""
+    return job_view(reconciler.report_usage(plane, _center(who), job_id, body))
+
+
+@router.post("/datasets/{dataset_id}/replicas", response_model=DatasetView)
+def replica(dataset_id: str, body: ReplicaReport, plane: Plane, who: Agent) -> DatasetView:
+    """The agent now holds a verified copy of the dataset."""
+    return reconciler.report_replica(plane, _center(who), dataset_id, body)

@@ -1,0 +1,137 @@
+"""Stored rows → the wire schemas of `computenet.protocol` (network times shown in CST)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from computenet.model import JobSpec, JobState, Placement
+from computenet.model.center import CST
+from computenet.protocol import CenterView, DatasetView, JobDetail, JobEvent, JobView
+from computenet.store.schema import CenterRow, DatasetRow, JobEventRow, JobRow, ReplicaRow
+
+
+def cst(t: datetime | None) -> datetime | None:
+    """`t` shown in China Standard Time (None stays None)."""
+    return t.astimezone(CST) if t is not None else None
+
+
+def job_view(j: JobRow) -> JobView:
+    """A job as listed."""
+    return JobView(**_view_fields(j))
+
+
+def _view_fields(j: JobRow) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "name": j.name,
+        "tenant": j.tenant_id,
+        "workload_class": j.workload_class,
+        "state": j.state,
+        "submitted_at": j.submitted_at.astimezone(CST),
+        "deadline": cst(j.deadline),
+        "center": j.lease_center or j.center,
+        "chip": j.chip,
+        "chips": j.chips,
+        "attempts": j.attempt,
+        "estimated_cny": j.estimated_cny,
+        "cost_cny": j.cost_cny,
+        "exit_code": j.exit_code,
+        "reasons": list(j.reasons or []),
+    }
+
+
+def job_detail(j: JobRow, events: list[JobEventRow], time_scale: float) -> JobDetail:
+    """A job with spec, placement, times and timeline."""
+    wait_s = run_s = transfer_s = None
+    if j.started_at is not None:
+        wait_s = (j.started_at - j.submitted_at).total_seconds()
+        if j.finished_at is not None:
+            run_s = (j.finished_at - j.started_at).total_seconds()
+        if j.staging_at is not None:
+            transfer_s = (j.started_at - j.staging_at).total_seconds()
+    usage: dict[str, float | str] = {}
+    for k, v in (j.usage or {}).items():
+        if isinstance(v, int | float | str) and not isinstance(v, bool):
+            usage[k] = v
+    if "staging_real_s" in usage and transfer_s is None:
+        transfer_s = float(usage["staging_real_s"]) * time_scale
+    return JobDetail(
+        **_view_fields(j),
+        spec=JobSpec.model_validate(j.spec),
+        placement=Placement.model_validate(j.placement) if j.placement else None,
+        started_at=cst(j.started_at),
+        finished_at=cst(j.finished_at),
+        wait_s=wait_s,
+        transfer_s=transfer_s,
+        run_s=run_s,
+        usage=usage,
+        events=[
+            JobEvent(
+                at=cst(e.at) or e.at,
+                state=JobState(e.state) if e.state else None,
+                message=e.message,
+                center=e.center,
+            )
+            for e in events
+        ],
+    )
+
+
+def dataset_view(d: DatasetRow, reps: list[ReplicaRow]) -> DatasetView:
+    """A dataset with its replicas."""
+    return DatasetView(
+        id=d.id,
+        tenant=d.tenant_id,
+        size_bytes=d.size_bytes,
+        sha256=d.sha256,
+        residency=d.residency,
+        replicas=[{"center": r.center, "path": r.path} for r in reps],
+    )
+
+
+def pools_of(
+    row: CenterRow | None, fallback: list[dict[str, int | str]]
+) -> list[dict[str, int | str]]:
+    """Pools as last reported by the agent, else the network file's (free unknown → total)."""
+    if row is not None and row.capacity:
+        return [
+            {"chip": str(p["chip"]), "total": int(p["total"]), "free": int(p["free"])}
+            for p in row.capacity
+        ]
+    return fallback
+
+
+def center_view(
+    center: Any,
+    row: CenterRow | None,
+    online: bool,
+    now: datetime,
+    counts: dict[str, int],
+) -> CenterView:
+    """A center as the network sees it now (`center` is the model's `Center`)."""
+    fallback: list[dict[str, int | str]] = [
+        {"chip": p.chip, "total": p.count, "free": p.count if online else 0} for p in center.pools
+    ]
+    last = None
+    if row is not None and row.last_heartbeat is not None:
+        last = datetime.fromtimestamp(row.last_heartbeat, CST)
+    return CenterView(
+        id=center.id,
+        name=center.name,
+        hub=center.hub,
+        region=center.region,
+        lat=center.lat,
+        lon=center.lon,
+        backend=row.backend if row is not None else center.backend,
+        online=online,
+        last_heartbeat=last,
+        pools=pools_of(row, fallback),
+        pue=center.pue,
+        tariff_now=center.tariff.price_at(now),
+        tariff_hourly=list(center.tariff.hourly),
+        carbon_kg_per_kwh=center.carbon_kg_per_kwh,
+        service_price_per_cuh=center.service_price_per_cuh,
+        queued=counts.get("SCHEDULED", 0),
+        running=counts.get("STAGING", 0) + counts.get("RUNNING", 0),
+    )
