@@ -23,45 +23,41 @@ export function Legend({ items }: { items: { label: string; color: string }[] })
 export interface StackRow {
   label: string;
   parts: Record<Kind, number>;
+  /** The exact total as the server gave it (shown instead of the sum of the parts). */
+  total?: string | number;
 }
 
 /** One horizontal bar per row, split into energy / service / transfer, with the total at the end. */
 export function StackedBars({ rows, title }: { rows: StackRow[]; title: string }) {
   const totals = rows.map((r) => KINDS.reduce((s, k) => s + Math.max(0, r.parts[k]), 0));
   const max = Math.max(1e-9, ...totals);
-  const labelW = 150;
-  const barW = 460;
-  const rowH = 30;
-  const h = rows.length * rowH + 8;
-  const summary = rows.map((r, i) => `${r.label} ${cny(totals[i])}`).join("; ");
+  const summary = rows
+    .map((r, i) => `${r.label} ${cny(r.total ?? totals[i])} (${KINDS.filter((k) => r.parts[k] > 0).map((k) => `${k} ${cny(r.parts[k])}`).join(", ")})`)
+    .join("; ");
   return (
     <figure class="chart">
-      <svg viewBox={`0 0 ${labelW + barW + 110} ${h}`} role="img" aria-label={`${title}: ${summary}`}>
-        {rows.map((r, i) => {
-          let x = labelW;
-          const y = 4 + i * rowH;
-          return (
-            <g key={r.label}>
-              <text x={labelW - 8} y={y + 16} text-anchor="end" class="chart-label">
-                {r.label.length > 20 ? `${r.label.slice(0, 19)}…` : r.label}
-              </text>
-              {KINDS.map((k) => {
-                const w = (Math.max(0, r.parts[k]) / max) * barW;
-                const rect = (
-                  <rect key={k} x={x} y={y + 3} width={Math.max(0, w)} height={rowH - 10} fill={KIND_COLORS[k]}>
-                    <title>{`${r.label} · ${k}: ${cny(r.parts[k])}`}</title>
-                  </rect>
-                );
-                x += w;
-                return rect;
-              })}
-              <text x={x + 6} y={y + 16} class="chart-value">
-                {cny(totals[i])}
-              </text>
-            </g>
-          );
-        })}
-      </svg>
+      <div class="bars" role="img" aria-label={`${title}: ${summary}`}>
+        {rows.map((r, i) => (
+          <div class="bars-row" key={r.label}>
+            <span class="bars-label" title={r.label}>
+              {r.label}
+            </span>
+            <span class="bars-track">
+              {KINDS.map((k) =>
+                r.parts[k] > 0 ? (
+                  <span
+                    key={k}
+                    class="bars-seg"
+                    style={{ width: `${(r.parts[k] / max) * 100}%`, background: KIND_COLORS[k] }}
+                    title={`${r.label} · ${k}: ${cny(r.parts[k])}`}
+                  />
+                ) : null,
+              )}
+            </span>
+            <span class="bars-total">{cny(r.total ?? totals[i])}</span>
+          </div>
+        ))}
+      </div>
       <Legend items={KINDS.map((k) => ({ label: k, color: KIND_COLORS[k] }))} />
     </figure>
   );

@@ -92,3 +92,16 @@ export function LiveNote({ updatedAt, error }: { updatedAt: number; error?: ApiE
     </span>
   );
 }
+
+/** The ComputeNet mark: three linked nodes. */
+export function Logo() {
+  return (
+    <svg class="logo" viewBox="0 0 32 32" aria-hidden="true">
+      <rect width="32" height="32" rx="7" fill="#e6a014" />
+      <path d="M8 22L16 9l8 13M11 18h10" stroke="#0b2545" stroke-width="2.6" fill="none" stroke-linejoin="round" />
+      <circle cx="16" cy="9" r="2.6" fill="#0b2545" />
+      <circle cx="8" cy="22" r="2.6" fill="#0b2545" />
+      <circle cx="24" cy="22" r="2.6" fill="#0b2545" />
+    </svg>
+  );
+}

@@ -111,7 +111,9 @@ export function plural(n: number, one: string, many = `${one}s`): string {
 }
 
 /** Chips busy / total over a center's pools, and the load as a fraction in [0, 1]. */
-export function load(pools: { count?: number | string; free?: number | string }[] | undefined): {
+export function load(
+  pools: { count?: number | string; total?: number | string; free?: number | string }[] | undefined,
+): {
   busy: number;
   total: number;
   frac: number;
@@ -119,7 +121,7 @@ export function load(pools: { count?: number | string; free?: number | string }[
   let total = 0;
   let free = 0;
   for (const p of pools ?? []) {
-    const c = Number(p.count ?? 0) || 0;
+    const c = Number(p.total ?? p.count ?? 0) || 0;
     total += c;
     free += p.free === undefined ? c : Number(p.free) || 0;
   }

@@ -1,9 +1,12 @@
 // The dashboard shell: sign-in, navigation, the network clock, and the pages.
 
+import "./style.css";
+
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, getToken, setToken, UNAUTHORIZED_EVENT } from "./api";
+import { Logo } from "./components";
 import { dateTime } from "./format";
 import { href, type Polled, usePoll, useRoute } from "./hooks";
 import { SessionContext } from "./session";
@@ -88,7 +91,7 @@ function Shell({ me, onSignOut }: { me: WhoAmI; onSignOut: () => void }) {
       </a>
       <header class="top">
         <div class="brand">
-          <span class="logo" aria-hidden="true">算</span> ComputeNet
+          <Logo /> ComputeNet
         </div>
         <nav aria-label="Pages">
           <ul>

@@ -91,8 +91,10 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
 
   const maxChips = Math.max(1, ...centers.map((c) => load(c.pools).total));
   const radius = (total: number) => 9 + 17 * Math.sqrt(total / maxChips);
+  // Room around the outline for labels of coastal centers and sites (drawn to the right).
   const pad = 40;
-  const vb = `${OUTLINE.minX - pad} ${OUTLINE.minY - pad} ${OUTLINE.maxX - OUTLINE.minX + 2 * pad} ${OUTLINE.maxY - OUTLINE.minY + 2 * pad}`;
+  const right = 150;
+  const vb = `${OUTLINE.minX - pad} ${OUTLINE.minY - pad} ${OUTLINE.maxX - OUTLINE.minX + pad + right} ${OUTLINE.maxY - OUTLINE.minY + 2 * pad}`;
   const maxBw = Math.max(1, ...links.map((l) => l.bandwidth_gbps));
 
   const onKey = (id: string) => (e: KeyboardEvent) => {
@@ -130,7 +132,7 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
                 <path d={d} class="link-base" style={{ strokeWidth: base }} />
                 {active && <path d={d} class="link-flow" style={{ strokeWidth: 2 + 7 * util }} />}
                 {active && (
-                  <text x={mx} y={my} class="link-label" text-anchor="middle">
+                  <text x={(a.x + 2 * mx + b.x) / 4} y={(a.y + 2 * my + b.y) / 4 - 8} class="link-label" text-anchor="middle">
                     {traffic > 0 ? `${fmtNum(traffic, 2)} Gb/s` : `${derived || l.transfers} transfer${(derived || l.transfers) === 1 ? "" : "s"}`}
                   </text>
                 )}
@@ -165,7 +167,8 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
                 key={c.id}
                 class={`center${selected === c.id ? " selected" : ""}${c.online ? "" : " offline"}`}
                 data-center={c.id}
-                tabIndex={0}
+                // Lower case: SVG attributes are case-sensitive and only "tabindex" makes it focusable.
+                tabindex={0}
                 role="button"
                 aria-pressed={selected === c.id}
                 aria-label={label}

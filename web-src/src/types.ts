@@ -143,9 +143,11 @@ export interface QuoteView {
   now: ISODate;
 }
 
+/** A pool as CenterView.pools carries it: chip, total (or count) and free. */
 export interface PoolView {
   chip: string;
-  count: number;
+  total?: number;
+  count?: number;
   free?: number;
   [extra: string]: number | string | undefined;
 }

@@ -1,5 +1,6 @@
 // Job page: state, timeline, placement and reasons, cost breakdown, live logs.
 
+import { Fragment } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
 import { api, ApiError, qs } from "../api";
@@ -56,11 +57,13 @@ export function JobPage({ id }: { id: string }) {
   const p = j.placement;
   const wait = j.wait_s ?? between(j.submitted_at, j.started_at);
   const phases = [
-    { label: `waiting ${duration(wait)}`, seconds: wait ?? 0, color: "#8a96a3" },
+    { label: `waiting ${duration(wait)}`, seconds: wait ?? 0, color: "#5d6875" },
     { label: `moving data ${duration(j.transfer_s)}`, seconds: j.transfer_s ?? 0, color: KIND_COLORS.transfer },
     { label: `running ${duration(j.run_s)}`, seconds: j.run_s ?? 0, color: "#1a7f4b" },
   ];
-  const reasons = j.reasons.length ? j.reasons : (p?.reasons ?? []);
+  const why = p?.reasons ?? [];
+  // The job's own reasons say why it waits, or how it ended; show them apart from the placement's.
+  const status = j.reasons.filter((r) => !why.includes(r));
   const usageEntries = Object.entries(j.usage ?? {});
   const actual = {
     energy: dec(j.usage?.energy_cny as string | undefined),
@@ -109,7 +112,7 @@ export function JobPage({ id }: { id: string }) {
                   <time dateTime={e.at}>{dateTime(e.at, true)}</time>
                   {e.state && <StateBadge state={e.state} />}
                   <span>{e.message}</span>
-                  {e.center && <span class="muted"> @ {e.center}</span>}
+                  {e.center && !e.message.includes(e.center) && <span class="muted"> @ {e.center}</span>}
                 </li>
               ))}
             </ol>
@@ -143,11 +146,21 @@ export function JobPage({ id }: { id: string }) {
           ) : (
             <p class="muted">Not placed yet.</p>
           )}
-          {reasons.length > 0 && (
+          {why.length > 0 && (
             <>
-              <h3>{p ? "Why here" : "Why it waits"}</h3>
-              <ul class="reasons">
-                {reasons.map((r, i) => (
+              <h3>Why here</h3>
+              <ul class="reasons" data-testid="placement-reasons">
+                {why.map((r, i) => (
+                  <li key={i}>{r}</li>
+                ))}
+              </ul>
+            </>
+          )}
+          {status.length > 0 && (
+            <>
+              <h3>{j.state === "PENDING" ? "Why it waits" : "Status"}</h3>
+              <ul class="reasons" data-testid="job-reasons">
+                {status.map((r, i) => (
                   <li key={i}>{r}</li>
                 ))}
               </ul>
@@ -161,9 +174,9 @@ export function JobPage({ id }: { id: string }) {
             title="Cost by kind"
             rows={[
               ...(p
-                ? [{ label: "estimate", parts: { energy: dec(p.cost.energy_cny), service: dec(p.cost.service_cny), transfer: dec(p.cost.transfer_cny) } }]
+                ? [{ label: "estimate", parts: { energy: dec(p.cost.energy_cny), service: dec(p.cost.service_cny), transfer: dec(p.cost.transfer_cny) }, total: j.estimated_cny ?? undefined }]
                 : []),
-              ...(hasActualSplit ? [{ label: "metered", parts: actual }] : []),
+              ...(hasActualSplit ? [{ label: "metered", parts: actual, total: j.cost_cny ?? undefined }] : []),
             ]}
           />
         ) : (
@@ -174,10 +187,10 @@ export function JobPage({ id }: { id: string }) {
             <h3>Metered usage</h3>
             <dl class="kv">
               {usageEntries.map(([k, v]) => (
-                <>
-                  <dt key={`${k}-t`}>{k.replace(/_/g, " ")}</dt>
-                  <dd key={`${k}-d`}>{k.endsWith("_cny") ? cny(v) : typeof v === "number" ? fmtNum(v, 3) : v}</dd>
-                </>
+                <Fragment key={k}>
+                  <dt>{k.replace(/_/g, " ")}</dt>
+                  <dd>{k.endsWith("_cny") ? cny(v) : typeof v === "number" ? fmtNum(v, 3) : v}</dd>
+                </Fragment>
               ))}
             </dl>
           </>

@@ -113,8 +113,8 @@ export function JobsPage({ query }: { query: URLSearchParams }) {
                   {admin && <td>{j.tenant}</td>}
                   <td>{j.workload_class}</td>
                   <td>{j.center ?? <span class="muted">—</span>}</td>
-                  <td>{j.chip ? `${j.chip} × ${j.chips}` : <span class="muted">—</span>}</td>
-                  <td>{shortTime(j.submitted_at)}</td>
+                  <td class="nowrap">{j.chip ? `${j.chip} × ${j.chips}` : <span class="muted">—</span>}</td>
+                  <td class="nowrap">{shortTime(j.submitted_at)}</td>
                   <td class="num">{cny(j.estimated_cny)}</td>
                   <td class="num">{cny(j.cost_cny)}</td>
                 </tr>

@@ -5,7 +5,7 @@ import { useMemo } from "preact/hooks";
 import { api, qs } from "../api";
 import { TariffChart } from "../charts";
 import { Empty, ErrorBox, LiveNote, Loading, Meter, Section, Stat } from "../components";
-import { cstHour, dateTime, dec, fmtNum, load, perKwh } from "../format";
+import { cstHour, dateTime, dec, duration, fmtNum, load, perKwh } from "../format";
 import { navigate, usePoll } from "../hooks";
 import { loadColor, NetworkMap } from "../map";
 import { useSession } from "../session";
@@ -59,6 +59,14 @@ function useDerivedTransfers(links: LinkView[], enabled: boolean): Map<string, n
     }
     return m;
   }, [staging.data, links]);
+}
+
+/** How long ago a real-time instant was (heartbeats are in real time, not network time). */
+function ago(iso: string): string {
+  const s = (Date.now() - new Date(iso).getTime()) / 1000;
+  if (!Number.isFinite(s)) return "—";
+  if (Math.abs(s) > 86400) return dateTime(iso, true);
+  return s < 1.5 ? "just now" : `${duration(s)} ago`;
 }
 
 export function NetworkPage({ selected }: { selected: string | null }) {
@@ -186,7 +194,7 @@ function CenterPanel({ center: c, now, onClose }: { center: CenterView; now: str
       <p class="muted" data-testid="center-panel">
         {c.id} · {c.hub} · {c.region} · {c.backend} backend ·{" "}
         {c.online ? <span class="ok">online</span> : <span class="bad">offline</span>}
-        {c.last_heartbeat ? ` · heartbeat ${dateTime(c.last_heartbeat, true)}` : ""}
+        {c.last_heartbeat ? ` · last heartbeat ${ago(c.last_heartbeat)}` : ""}
       </p>
       <div class="stats compact">
         <Stat label="Tariff now" value={perKwh(c.tariff_now)} />
@@ -213,7 +221,7 @@ function CenterPanel({ center: c, now, onClose }: { center: CenterView; now: str
               <tr key={String(p.chip)}>
                 <th scope="row">{p.chip}</th>
                 <td class="num">{p.free ?? "—"}</td>
-                <td class="num">{p.count}</td>
+                <td class="num">{pl.total}</td>
                 <td>
                   <Meter frac={pl.frac} color={loadColor(pl.frac)} label={`${pl.busy} of ${pl.total} busy`} />
                 </td>

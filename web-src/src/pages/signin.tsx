@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 
 import { api, ApiError } from "../api";
-import { ErrorBox } from "../components";
+import { ErrorBox, Logo } from "../components";
 import type { WhoAmI } from "../types";
 
 export function SignIn({ notice, onSignedIn }: { notice: string | null; onSignedIn: (me: WhoAmI, token: string) => void }) {
@@ -38,7 +38,7 @@ export function SignIn({ notice, onSignedIn }: { notice: string | null; onSigned
     <main class="signin" id="main">
       <form class="card signin-card" onSubmit={submit} aria-labelledby="signin-h">
         <h1 id="signin-h">
-          <span class="logo" aria-hidden="true">算</span> Sign in to ComputeNet
+          <Logo /> Sign in to ComputeNet
         </h1>
         {notice && (
           <p class="notice" role="status">

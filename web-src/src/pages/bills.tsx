@@ -1,0 +1,152 @@
+// Bills page: a tenant's bill for a month, charted by center and by energy / service / transfer.
+
+import { api, qs } from "../api";
+import { type Kind, KINDS, StackedBars } from "../charts";
+import { Empty, ErrorBox, LiveNote, Loading, Section, Stat } from "../components";
+import { cny, dec, fmtNum, period, shortTime } from "../format";
+import { href, navigate, usePoll } from "../hooks";
+import { useSession } from "../session";
+import type { BillView } from "../types";
+
+export function BillsPage({ query }: { query: URLSearchParams }) {
+  const { me, network } = useSession();
+  const admin = me.role === "admin";
+  const per = query.get("period") || period(network.data?.now);
+  const tenant = admin ? (query.get("tenant") ?? "") : "";
+  const bill = usePoll(
+    (signal) => api<BillView>(`/api/v1/bill${qs({ period: per, tenant: tenant || undefined })}`, { signal }),
+    `bill:${per}:${tenant}`,
+  );
+  const set = (k: string, v: string) => navigate("bills", { period: per, tenant: tenant || undefined, [k]: v || undefined }, true);
+  const b = bill.data;
+
+  // Per center, split by kind, from the lines (by_center carries only totals).
+  const byCenter = new Map<string, Record<Kind, number>>();
+  for (const l of b?.lines ?? []) {
+    const row = byCenter.get(l.center) ?? { energy: 0, service: 0, transfer: 0 };
+    row.energy += dec(l.energy_cny);
+    row.service += dec(l.service_cny);
+    row.transfer += dec(l.transfer_cny);
+    byCenter.set(l.center, row);
+  }
+  for (const [c, total] of Object.entries(b?.by_center ?? {})) {
+    // A center with a total but no lines (shouldn't happen) still shows, as service.
+    if (!byCenter.has(c) && dec(total) > 0) byCenter.set(c, { energy: 0, service: dec(total), transfer: 0 });
+  }
+  const centerRows = [...byCenter.entries()]
+    .map(([label, parts]) => ({ label, parts, total: b?.by_center[label] }))
+    .sort((x, y) => KINDS.reduce((s, k) => s + y.parts[k] - x.parts[k], 0));
+
+  return (
+    <div class="page">
+      <div class="page-head">
+        <h1>Bills</h1>
+        <LiveNote updatedAt={bill.updatedAt} error={bill.error} />
+      </div>
+      <form class="filters" aria-label="Choose the bill" onSubmit={(e) => e.preventDefault()}>
+        <div class="field">
+          <label for="b-period">Period</label>
+          <input id="b-period" type="month" value={per} onChange={(e) => set("period", (e.target as HTMLInputElement).value)} />
+        </div>
+        {admin ? (
+          <div class="field">
+            <label for="b-tenant">Tenant</label>
+            <input
+              id="b-tenant"
+              type="text"
+              placeholder="your own"
+              value={tenant}
+              onChange={(e) => set("tenant", (e.target as HTMLInputElement).value.trim())}
+              aria-describedby="b-tenant-help"
+            />
+            <span id="b-tenant-help" class="muted small">
+              Admins may read any tenant's bill.
+            </span>
+          </div>
+        ) : (
+          <p class="muted">
+            Tenant <strong>{me.tenant}</strong>
+          </p>
+        )}
+      </form>
+      <ErrorBox error={bill.error && !b ? bill.error : null} title="Cannot load the bill" />
+      {bill.loading && <Loading what="Loading the bill" />}
+      {b && (
+        <>
+          <div class="stats" data-testid="bill-totals">
+            <Stat label={`Total ${b.period}`} value={<span data-testid="bill-total">{cny(b.total_cny)}</span>} sub={`tenant ${b.tenant}`} />
+            <Stat label="Energy" value={cny(b.energy_cny)} sub={`${fmtNum(b.kwh, 1)} kWh`} />
+            <Stat label="Service" value={cny(b.service_cny)} sub={`${fmtNum(b.cu_hours, 2)} CU·h`} />
+            <Stat label="Transfer" value={cny(b.transfer_cny)} />
+            <Stat label="Carbon" value={`${fmtNum(b.co2_kg, 1)} kg CO₂`} />
+          </div>
+          {b.lines.length === 0 ? (
+            <Empty title={`No charges in ${b.period}`}>Finished jobs appear here with their metered cost.</Empty>
+          ) : (
+            <>
+              <div class="grid2">
+                <Section title="By kind" id="by-kind">
+                  <StackedBars
+                    title="Bill by kind"
+                    rows={KINDS.map((k) => ({
+                      label: k,
+                      parts: { energy: 0, service: 0, transfer: 0, [k]: dec(b[`${k}_cny` as const]) } as Record<Kind, number>,
+                      total: b[`${k}_cny` as const],
+                    }))}
+                  />
+                </Section>
+                <Section title="By center" id="by-center">
+                  <StackedBars title="Bill by center" rows={centerRows} />
+                </Section>
+              </div>
+              <Section title={`Lines (${b.lines.length})`} id="lines">
+                <div class="table-wrap">
+                  <table class="data" aria-label="Bill lines">
+                    <thead>
+                      <tr>
+                        <th scope="col">Job</th>
+                        <th scope="col">Center</th>
+                        <th scope="col">Chips</th>
+                        <th scope="col">Ran</th>
+                        <th scope="col" class="num">Chip·h</th>
+                        <th scope="col" class="num">CU·h</th>
+                        <th scope="col" class="num">kWh</th>
+                        <th scope="col" class="num">Energy</th>
+                        <th scope="col" class="num">Service</th>
+                        <th scope="col" class="num">Transfer</th>
+                        <th scope="col" class="num">Total</th>
+                      </tr>
+                    </thead>
+                    <tbody>
+                      {b.lines.map((l) => (
+                        <tr key={l.job_id}>
+                          <th scope="row">
+                            <a href={href(`jobs/${encodeURIComponent(l.job_id)}`)}>{l.job_name}</a>
+                          </th>
+                          <td>{l.center}</td>
+                          <td class="nowrap">
+                            {l.chip} × {l.chips}
+                          </td>
+                          <td class="nowrap">
+                            {shortTime(l.started_at)} → {shortTime(l.finished_at)}
+                          </td>
+                          <td class="num">{fmtNum(l.chip_hours, 2)}</td>
+                          <td class="num">{fmtNum(l.cu_hours, 2)}</td>
+                          <td class="num">{fmtNum(l.kwh, 2)}</td>
+                          <td class="num">{cny(l.energy_cny)}</td>
+                          <td class="num">{cny(l.service_cny)}</td>
+                          <td class="num">{cny(l.transfer_cny)}</td>
+                          <td class="num strong">{cny(l.total_cny)}</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              </Section>
+            </>
+          )}
+        </>
+      )}
+    </div>
+  );
+}
