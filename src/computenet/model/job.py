@@ -120,6 +120,9 @@ class JobSpec(BaseModel):
     priority: int = Field(default=0, ge=0, le=10)
     latency_class: Literal["batch", "interactive"] = "batch"
     env: dict[str, str] = Field(default_factory=dict)
+    center: str | None = Field(
+        default=None, description="pin the job to this center (e.g. an option chosen from a quote)"
+    )
 
     @field_validator("deadline")
     @classmethod

@@ -26,6 +26,9 @@ class SubmitRequest(BaseModel):
 
     spec: JobSpec
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+    pin_center: str | None = Field(
+        default=None, description="run at this center (sets spec.center), e.g. a quote's option"
+    )
 
 
 class JobView(BaseModel):
@@ -218,6 +221,12 @@ class TokenView(BaseModel):
     role: str
     tenant: str | None = None
     center: str | None = None
+
+
+class TenantView(BaseModel):
+    """GET /api/v1/admin/tenants: one tenant."""
+
+    name: str
 
 
 class WhoAmI(BaseModel):

@@ -113,12 +113,20 @@ def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]
     inputs' residency and replicas. The full chain runs again only to name
     the reason when the combined mask is empty.
     """
-    shape = ("shape", job.workload_class, job.count, job.types, job.stack, job.memory_gb)
+    shape = (
+        "shape",
+        job.workload_class,
+        job.count,
+        job.types,
+        job.stack,
+        job.memory_gb,
+        job.pin_center,
+    )
     data = ("data", tuple((d.replicas, d.residency) for d in job.inputs))
     a = snap.memo.get(shape)
     if a is None:
         a = snap.memo[shape] = _chain(
-            snap, job, ("runs-class", "chip-choice", "memory", "pool-size")
+            snap, job, ("runs-class", "chip-choice", "memory", "pool-size", "pinned")
         )[0]
     b = snap.memo.get(data)
     if b is None:

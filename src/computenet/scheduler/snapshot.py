@@ -37,6 +37,7 @@ class JobRequest:
     submitted_at: datetime | None = None
     latency_class: str = "batch"
     avoid_centers: tuple[str, ...] = ()
+    pin_center: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,12 @@ def job_request(
             )
         # reference_hours is the wall time on `count` reference chips.
         cuh = rate * (work.reference_hours or 0.0) * spec.chips.count
+    if spec.center is not None and spec.center not in {c.id for c in network.centers}:
+        raise ValidationError(
+            f"unknown center '{spec.center}'",
+            field="center",
+            hint=f"centers: {', '.join(c.id for c in network.centers)}",
+        )
     ds = datasets or {}
     inputs = []
     for i, name in enumerate(spec.inputs):
@@ -208,4 +215,5 @@ def job_request(
         submitted_at=submitted_at,
         latency_class=spec.latency_class,
         avoid_centers=avoid_centers,
+        pin_center=spec.center,
     )

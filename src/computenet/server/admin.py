@@ -13,7 +13,7 @@ from computenet.model import Network
 from computenet.protocol import TokenView
 from computenet.server.auth import hash_token, new_token
 from computenet.store import Database, upgrade_db
-from computenet.store.accounts import add_token, get_tenant
+from computenet.store.accounts import add_token, get_tenant, list_tenants
 from computenet.store.accounts import create_tenant as _create_tenant
 
 DbLike = str | Database
@@ -24,6 +24,17 @@ def _db(db: DbLike) -> tuple[Database, bool]:
         return db, False
     upgrade_db(db)
     return Database(db), True
+
+
+def tenant_names(db: DbLike) -> list[str]:
+    """Every tenant's name, sorted."""
+    database, own = _db(db)
+    try:
+        with database.read() as s:
+            return [t.id for t in list_tenants(s)]
+    finally:
+        if own:
+            database.dispose()
 
 
 def create_tenant(db: DbLike, name: str) -> str:

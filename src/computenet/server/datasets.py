@@ -83,16 +83,57 @@ def centers(plane: ControlPlane) -> list[CenterView]:
     ]
 
 
+def transfers(plane: ControlPlane) -> list[dict[str, Any]]:
+    """Data moving now: one entry per input of each STAGING job, with its rate in Gbps.
+
+    The rate is the placement's estimate (size on the links over its transfer
+    time, both in network units), which is what the agents throttle to.
+    """
+    out: list[dict[str, Any]] = []
+    with plane.db.read() as s:
+        staging = job_store.list_jobs(s, states=["STAGING"], limit=10_000)
+        sizes = {d.id: d.size_bytes for d in list_datasets(s)}
+    for j in staging:
+        pl = j.placement or {}
+        sources = pl.get("source_replicas") or {}
+        secs = float(pl.get("transfer_s") or 0.0)
+        for ds, src in sources.items():
+            gb = sizes.get(ds, 0) * plane.network.data_scale / 1e9
+            out.append(
+                {
+                    "job_id": j.id,
+                    "dataset": ds,
+                    "from": src,
+                    "to": pl.get("center"),
+                    "gbps": round(gb * 8 / secs, 3) if secs > 0 else 0.0,
+                }
+            )
+    return out
+
+
 def network_view(plane: ControlPlane) -> dict[str, Any]:
-    """The network file as the server runs it, with the network clock's now."""
+    """The network file as the server runs it, with live transfers and the network clock's now.
+
+    Each link carries `traffic_gbps`: the sum of the transfers whose two ends it joins.
+    """
     net = plane.network
+    moving = transfers(plane)
+    load: dict[frozenset[str], float] = {}
+    for t in moving:
+        key = frozenset((t["from"], t["to"]))
+        load[key] = load.get(key, 0.0) + t["gbps"]
+    links = [
+        {**link.model_dump(mode="json"), "traffic_gbps": load.get(frozenset((link.a, link.b)), 0.0)}
+        for link in net.links
+    ]
     return {
         "name": net.name,
         "time_scale": net.time_scale,
         "data_scale": net.data_scale,
         "centers": [c.model_dump(mode="json") for c in centers(plane)],
         "sites": [s.model_dump(mode="json") for s in net.sites],
-        "links": [link.model_dump(mode="json") for link in net.links],
+        "links": links,
+        "transfers": moving,
         "chips": {k: v.model_dump(mode="json") for k, v in net.chips.items()},
         "now": plane.clock.now().isoformat(),
     }

@@ -13,6 +13,7 @@ from computenet.server.auth import Principal
 from computenet.server.scheduling import snapshot
 from computenet.server.views import job_detail, job_view
 from computenet.store import jobs as job_store
+from computenet.store.billing import get_charge
 from computenet.store.centers import datasets_as_model
 from computenet.store.schema import JobRow
 
@@ -49,6 +50,8 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
     tenant = tenant_of(who)
     now = plane.clock.now()
     spec = req.spec
+    if req.pin_center is not None:
+        spec = spec.model_copy(update={"center": req.pin_center})
     job_id = f"j-{uuid.uuid4().hex[:12]}"
     with plane.db.read() as s:
         if req.idempotency_key:
@@ -59,6 +62,9 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
     try:
         jr = job_request(job_id, spec, plane.network, now, datasets)
     except ValidationError as exc:
+        if req.pin_center is not None and exc.field == "center":
+            exc.field = "pin_center"
+            raise exc from None
         raise _prefixed(exc, "spec.") from None
     row = JobRow(
         id=job_id,
@@ -110,7 +116,22 @@ def detail(plane: ControlPlane, who: Principal, job_id: str) -> JobDetail:
         row = job_store.get_job(s, job_id, tenant=scope_of(who))
         if row is None:
             raise NotFoundError(f"no job '{job_id}'", field="job_id", hint="cnet jobs lists yours")
-        return job_detail(row, job_store.events(s, job_id), plane.clock.time_scale)
+        view = job_detail(row, job_store.events(s, job_id), plane.clock.time_scale)
+        charge = get_charge(s, job_id)
+    if charge is not None:
+        # The metered split next to the placement's estimate (exact ¥ as strings).
+        view.usage.update(
+            {
+                "energy_cny": str(charge.energy_cny),
+                "service_cny": str(charge.service_cny),
+                "transfer_cny": str(charge.transfer_cny),
+                "total_cny": str(charge.total_cny),
+                "kwh": charge.kwh,
+                "cu_hours": charge.cu_hours,
+                "co2_kg": charge.co2_kg,
+            }
+        )
+    return view
 
 
 def cancel(plane: ControlPlane, who: Principal, job_id: str) -> JobView:

@@ -227,3 +227,10 @@ def test_bad_spec_names_the_field(kw: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         job_request("j", spec(**kw), two_centers(), NOON, {})
     assert err.value.field == field
+
+
+def test_pinned_job_runs_at_its_center_even_when_another_is_cheaper() -> None:
+    d = place(two_centers(), spec(center="east"))
+    assert d.placement is not None and d.placement.center == "east"
+    free = place(two_centers(), spec())
+    assert free.placement is not None and free.placement.center == "west"

@@ -128,12 +128,25 @@ def data_reachable(ctx: FilterContext) -> FilterResult:
     return FilterResult(ok, "no eligible center is linked to where the inputs are")
 
 
+def pinned(ctx: FilterContext) -> FilterResult:
+    """A job pinned to a center runs there or nowhere."""
+    idx = ctx.snapshot.index
+    pin = ctx.job.pin_center
+    if pin is None:
+        return FilterResult(np.ones(idx.n_pools, dtype=bool))
+    ok = np.array([ctx.snapshot.network.centers[c].id == pin for c in idx.pool_center])
+    return FilterResult(
+        ok, f"pinned to {pin}, which cannot run it (remove 'center' to let the network choose)"
+    )
+
+
 # Order matters only for which reason is reported: the first filter that empties the set.
 FILTERS: dict[str, PoolFilter] = {
     "runs-class": runs_class,
     "chip-choice": chip_choice,
     "memory": memory,
     "pool-size": pool_size,
+    "pinned": pinned,
     "residency": residency,
     "data-reachable": data_reachable,
     "online": online,

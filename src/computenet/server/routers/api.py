@@ -19,6 +19,7 @@ from computenet.protocol import (
     QuoteView,
     SubmitRequest,
     TenantCreate,
+    TenantView,
     TokenView,
     UserCreate,
     WhoAmI,
@@ -122,6 +123,12 @@ def whoami(plane: Plane, who: User) -> WhoAmI:
 def create_tenant(body: TenantCreate, plane: Plane, who: Admin) -> dict[str, str]:
     """Create a tenant."""
     return {"name": admin.create_tenant(plane.db, body.name)}
+
+
+@router.get("/admin/tenants", response_model=list[TenantView], tags=["admin"])
+def list_tenants(plane: Plane, who: Admin) -> list[TenantView]:
+    """Every tenant (for the bills page's picker)."""
+    return [TenantView(name=n) for n in admin.tenant_names(plane.db)]
 
 
 @router.post("/admin/users", response_model=TokenView, status_code=201, tags=["admin"])

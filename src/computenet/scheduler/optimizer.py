@@ -1,0 +1,208 @@
+"""The batch optimizer: place the whole pending set jointly with a MILP (HiGHS).
+
+`schedule_cycle` places jobs one by one, each on its cheapest option; when
+jobs compete for the same cheap chips, the first comer wins even when the
+set as a whole would be cheaper another way. This module evaluates every
+job's options with the framework's own `evaluate` (so the estimates and the
+filters are the production ones), keeps the most promising few per job, and
+chooses one option or none per job with a mixed-integer program:
+
+    maximize   Σ_j Σ_i (reward_j − cost_ji) · x_ji
+    subject to Σ_i x_ji ≤ 1                                   (one option per job)
+               Σ_{j,i covering slot s of pool p} n_j · x_ji ≤ free[p, s]   (capacity)
+               x_ji ∈ {0, 1}
+
+with reward_j = 2 · max_i cost_ji + 1, so that placing a job always beats
+leaving it out and, among equally many placements, the cheaper set wins.
+Deadline and budget are already in `evaluate`'s feasibility. Batch jobs
+without a deadline may also shift into cheaper tariff hours, but start at
+most `patience_h` hours from now. Jobs the MILP leaves out (their options
+collide) go through the framework's one-by-one cycle on what capacity is left.
+
+Pure and deterministic like every scheduler plugin: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix
+
+from computenet.scheduler.framework import (
+    Decision,
+    Options,
+    _explain,
+    evaluate,
+    schedule_cycle,
+    to_placement,
+)
+from computenet.scheduler.plugins import PROFILES
+from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
+
+log = logging.getLogger(__name__)
+
+MAX_OPTIONS = 12
+PATIENCE_H = 24.0
+TIME_LIMIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One candidate for the MILP: a job's option with its cost and the chips it holds."""
+
+    job: int
+    option: int
+    cost: float
+    pool: int
+    slot: int
+    n_slots: int
+    count: int
+
+
+def solve_assignment(
+    choices: Sequence[Choice], n_jobs: int, free: np.ndarray, time_limit_s: float = TIME_LIMIT_S
+) -> list[int | None]:
+    """The chosen option index per job (None = left out), by the MILP in the module doc.
+
+    Pure: `free[p, s]` is the free chips per pool and slot; each choice holds
+    `count` chips of `pool` in slots [slot, slot + n_slots).
+    """
+    out: list[int | None] = [None] * n_jobs
+    if not choices:
+        return out
+    n_var = len(choices)
+    cost = np.array([c.cost for c in choices])
+    job = np.array([c.job for c in choices])
+    max_cost = np.zeros(n_jobs)
+    np.maximum.at(max_cost, job, cost)
+    reward = 2.0 * max_cost + 1.0
+    objective = cost - reward[job]
+
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    upper: list[float] = []
+    # One option per job.
+    for v, c in enumerate(choices):
+        rows.append(c.job)
+        cols.append(v)
+        vals.append(1.0)
+    upper.extend([1.0] * n_jobs)
+    # Capacity, only where the candidates could overfill a slot.
+    demand: dict[tuple[int, int], list[int]] = {}
+    for v, c in enumerate(choices):
+        for s in range(c.slot, min(c.slot + c.n_slots, HORIZON_SLOTS)):
+            demand.setdefault((c.pool, s), []).append(v)
+    r = n_jobs
+    for (p, s), vs in demand.items():
+        per_job: dict[int, int] = {}
+        for v in vs:
+            per_job[choices[v].job] = max(per_job.get(choices[v].job, 0), choices[v].count)
+        if sum(per_job.values()) <= free[p, s]:
+            continue
+        for v in vs:
+            rows.append(r)
+            cols.append(v)
+            vals.append(float(choices[v].count))
+        upper.append(float(max(free[p, s], 0)))
+        r += 1
+    a = coo_matrix((vals, (rows, cols)), shape=(r, n_var)).tocsr()
+    res = milp(
+        objective,
+        integrality=np.ones(n_var),
+        bounds=Bounds(0, 1),
+        constraints=LinearConstraint(a, -np.inf, np.array(upper)),
+        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9, "presolve": True},
+    )
+    if res.x is None:
+        log.warning("batch optimizer: HiGHS found no solution (%s); falling back", res.message)
+        return out
+    for v in np.flatnonzero(res.x > 0.5):
+        out[choices[v].job] = choices[v].option
+    return out
+
+
+def optimize_cycle(
+    snapshot: Snapshot,
+    jobs: Sequence[JobRequest],
+    profile: str = "min-cost",
+    *,
+    max_options: int = MAX_OPTIONS,
+    patience_h: float = PATIENCE_H,
+    time_limit_s: float = TIME_LIMIT_S,
+) -> list[Decision]:
+    """One scheduling cycle that places `jobs` jointly; same contract as `schedule_cycle`."""
+    prof = PROFILES[profile]
+    all_opts: list[Options] = []
+    choices: list[Choice] = []
+    far = snapshot.now + timedelta(days=3650)
+    for k, job in enumerate(jobs):
+        interactive = job.latency_class == "interactive"
+        job_prof = PROFILES["fastest"] if interactive else prof
+        patient = job.deadline is None and not interactive and job_prof.shift and patience_h > 0
+        # A job without a deadline gets a far one so that `evaluate` offers shifted starts.
+        probe = replace(job, deadline=far) if patient else job
+        opts = evaluate(snapshot, snapshot.free, probe, job_prof)
+        all_opts.append(opts)
+        ok = opts.feasible.copy()
+        if patient:
+            ok &= opts.start_h <= patience_h
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            continue
+        score = job_prof.score(opts.cost[idx], opts.finish_h[idx], opts.co2[idx])
+        keep = idx[np.argsort(score, kind="stable")[:max_options]]
+        fastest = int(idx[np.argmin(opts.finish_h[idx])])
+        if fastest not in keep:
+            keep = np.append(keep, fastest)
+        # The MILP minimizes the profile's objective; for cost profiles that is ¥.
+        weight = opts.cost if job_prof.cost > 0 and job_prof.time == 0 else None
+        for i in keep:
+            value = (
+                float(weight[i])
+                if weight is not None
+                else float(
+                    job_prof.score(opts.cost[idx], opts.finish_h[idx], opts.co2[idx])[
+                        int(np.flatnonzero(idx == i)[0])
+                    ]
+                )
+            )
+            choices.append(
+                Choice(
+                    k,
+                    int(i),
+                    value,
+                    int(opts.pool[i]),
+                    int(opts.slot[i]),
+                    int(opts.n_slots[i]),
+                    job.count,
+                )
+            )
+    chosen = solve_assignment(choices, len(jobs), snapshot.free, time_limit_s)
+
+    free = snapshot.free.copy()
+    out: list[Decision | None] = [None] * len(jobs)
+    placed = sum(1 for c in chosen if c is not None)
+    for k, i in enumerate(chosen):
+        if i is None:
+            continue
+        job, opts = jobs[k], all_opts[k]
+        p, s = int(opts.pool[i]), int(opts.slot[i])
+        free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
+        score = np.where(opts.feasible, opts.cost, np.inf)
+        reasons = (
+            f"batch optimizer: placed jointly with {placed - 1} other pending jobs",
+            *_explain(snapshot, job, opts, i, score),
+        )
+        out[k] = Decision(job.id, to_placement(snapshot, job, opts, i, reasons), reasons)
+    rest = [k for k in range(len(jobs)) if out[k] is None]
+    if rest:
+        left = replace(snapshot, free=np.maximum(free, 0))
+        for k, d in zip(rest, schedule_cycle(left, [jobs[k] for k in rest], profile), strict=True):
+            out[k] = d
+    return [d for d in out if d is not None]
