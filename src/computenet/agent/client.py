@@ -9,7 +9,7 @@ server's ``ErrorBody`` message, field and hint.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
@@ -36,8 +36,6 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
-
-M = TypeVar("M", bound=BaseModel)
 
 _BY_STATUS: dict[int, type[ComputeNetError]] = {
     401: AuthError,
@@ -92,33 +90,33 @@ class CenterClient:
             data_url=data_url,
             capacity=capacity,
         )
-        return self._post("/center/v1/register", req, RegisterReply)
+        return RegisterReply.model_validate(self._post("/center/v1/register", req))
 
     def heartbeat(self, capacity: list[PoolCapacity], running: list[str]) -> HeartbeatReply:
         """POST /center/v1/heartbeat."""
         req = HeartbeatRequest(center_id=self.center_id, capacity=capacity, running=running)
-        return self._post("/center/v1/heartbeat", req, HeartbeatReply)
+        return HeartbeatReply.model_validate(self._post("/center/v1/heartbeat", req))
 
     def lease(self, max_jobs: int) -> LeaseReply:
         """POST /center/v1/lease."""
         req = LeaseRequest(center_id=self.center_id, max_jobs=max(1, min(max_jobs, 256)))
-        return self._post("/center/v1/lease", req, LeaseReply)
+        return LeaseReply.model_validate(self._post("/center/v1/lease", req))
 
     def status(self, job_id: str, report: StatusReport) -> None:
         """POST /center/v1/jobs/{id}/status."""
-        self._post(f"/center/v1/jobs/{job_id}/status", report, None)
+        self._post(f"/center/v1/jobs/{job_id}/status", report)
 
     def logs(self, job_id: str, append: LogAppend) -> None:
         """POST /center/v1/jobs/{id}/logs."""
-        self._post(f"/center/v1/jobs/{job_id}/logs", append, None)
+        self._post(f"/center/v1/jobs/{job_id}/logs", append)
 
     def usage(self, job_id: str, report: UsageReport) -> None:
         """POST /center/v1/jobs/{id}/usage."""
-        self._post(f"/center/v1/jobs/{job_id}/usage", report, None)
+        self._post(f"/center/v1/jobs/{job_id}/usage", report)
 
     def replica(self, dataset_id: str, report: ReplicaReport) -> None:
         """POST /center/v1/datasets/{id}/replicas."""
-        self._post(f"/center/v1/datasets/{dataset_id}/replicas", report, None)
+        self._post(f"/center/v1/datasets/{dataset_id}/replicas", report)
 
     def get_json(self, path: str) -> Any:
         """GET a JSON document (used to discover this center's pools from the user API)."""
@@ -129,7 +127,8 @@ class CenterClient:
         _raise_for(resp)
         return resp.json()
 
-    def _post(self, path: str, body: BaseModel, reply: type[M] | None) -> Any:
+    def _post(self, path: str, body: BaseModel) -> Any:
+        """POST `body`; the reply's JSON (None when empty)."""
         try:
             resp = self._http.post(path, content=body.model_dump_json(), headers=_JSON)
         except httpx.HTTPError as exc:
@@ -137,10 +136,10 @@ class CenterClient:
                 f"cannot reach the control plane: {type(exc).__name__}: {exc}"
             ) from exc
         _raise_for(resp)
-        if reply is None:
+        if not resp.content:
             return None
         try:
-            return reply.model_validate_json(resp.content)
+            return resp.json()
         except ValueError as exc:
             raise ServerUnavailable(f"{path}: unreadable reply: {exc}") from exc
 

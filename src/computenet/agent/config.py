@@ -53,12 +53,14 @@ class AgentConfig:
             raise ValidationError("the agent needs its center id", field="center")
         if not self.server.startswith(("http://", "https://")):
             raise ValidationError(
-                f"'{self.server}' is not an http(s) URL", field="server",
+                f"'{self.server}' is not an http(s) URL",
+                field="server",
                 hint="e.g. http://127.0.0.1:8080",
             )
         if not self.token:
             raise ValidationError(
-                "the agent needs its center token", field="token",
+                "the agent needs its center token",
+                field="token",
                 hint="cnet admin center-token CENTER prints one",
             )
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir(self.center)

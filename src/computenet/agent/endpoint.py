@@ -32,6 +32,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     endpoint: DataEndpoint
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A fetcher that gives up mid-transfer (cancelled job, next source) is normal.
+        logger.debug("data endpoint: request from %s failed", client_address, exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -78,7 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
                 logger.info("fetch of %s aborted by the client", dataset_id)
         endpoint.served += 1
 
-    def _error(self, code: int, error: str, field: str | None = None, hint: str | None = None) -> None:
+    def _error(
+        self, code: int, error: str, field: str | None = None, hint: str | None = None
+    ) -> None:
         self._send_json(code, {"error": error, "field": field, "hint": hint})
 
     def _send_json(self, code: int, body: dict[str, object]) -> None:
@@ -118,7 +124,9 @@ class DataEndpoint:
     def start(self) -> DataEndpoint:
         """Serve in a background thread."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            daemon=True,
             name="cnet-data-endpoint",
         )
         self._thread.start()

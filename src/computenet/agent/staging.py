@@ -77,8 +77,9 @@ def fetch(
     t0 = time.monotonic()
     try:
         with (
-            client.stream("GET", source_url(source, item.dataset), params={"ticket": source.ticket})
-            as resp,
+            client.stream(
+                "GET", source_url(source, item.dataset), params={"ticket": source.ticket}
+            ) as resp,
             open(dest, "wb") as f,
         ):
             if resp.status_code != 200:

@@ -95,6 +95,12 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    if os.path.exists(os.path.join(jobdir, "cancel")):  # cancelled before it started
+        _write_json(
+            os.path.join(jobdir, "exit.json"),
+            {"exit_code": 143, "signal": None, "reason": "cancel", "ended_unix": time.time()},
+        )
+        return 0
     child = subprocess.Popen(["bash", "-c", command], process_group=0)
     _write_json(os.path.join(jobdir, "child.json"), {"pid": child.pid, "pgid": child.pid})
 

@@ -431,8 +431,11 @@ class LocalBackend:
             if not (jobdir / "cancel").exists():
                 _write_atomic(jobdir / "cancel", reason)
             if rec.pid is not None and self._alive(rec):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(rec.pid, signal.SIGTERM)
+                # Signal only once the supervisor has its handler (it wrote child.json);
+                # before that it finds the cancel file itself.
+                if (jobdir / "child.json").exists():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(rec.pid, signal.SIGTERM)
                 return
             # No supervisor to do it: kill the group ourselves.
             child = _read_json(jobdir / "child.json") or {}

@@ -91,5 +91,3 @@ def parse_pools(pools: Mapping[str, int] | str | None) -> dict[str, int]:
             )
         out[chip] = n
     return out
-
-

@@ -1,0 +1,102 @@
+"""``python -m computenet.agent --center ID --server URL --token T --backend local``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from computenet.agent import run_agent
+from computenet.agent.config import AgentConfig
+from computenet.backends.registry import BACKENDS
+from computenet.errors import ComputeNetError
+
+
+def parser() -> argparse.ArgumentParser:
+    """The agent's command-line options."""
+    p = argparse.ArgumentParser(
+        prog="python -m computenet.agent",
+        description="Join a compute center to a ComputeNet network (calls out only).",
+    )
+    p.add_argument("--center", required=True, help="this center's id in the network")
+    p.add_argument("--server", required=True, help="control plane URL, e.g. http://127.0.0.1:8080")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("CNET_CENTER_TOKEN"),
+        help="the center's token (default: $CNET_CENTER_TOKEN)",
+    )
+    p.add_argument(
+        "--backend",
+        default="local",
+        choices=sorted(BACKENDS),
+        help="what runs the jobs (default: local processes)",
+    )
+    p.add_argument("--network", help="network name or YAML file to read this center's pools from")
+    p.add_argument("--slots", help="N virtual slots per pool, or explicit pools CHIP=N[,CHIP=N]")
+    p.add_argument("--data-root", type=Path, help="dataset replicas (default: STATE_DIR/data)")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="job dirs and state (default: ~/.local/state/computenet/agents/CENTER)",
+    )
+    p.add_argument("--data-host", default="127.0.0.1", help="data endpoint bind address")
+    p.add_argument("--data-port", type=int, default=0, help="data endpoint port (0: a free one)")
+    p.add_argument(
+        "--data-url", help="URL other agents use for the data endpoint, if not HOST:PORT"
+    )
+    p.add_argument(
+        "--keep-jobs",
+        action="store_true",
+        help="on SIGTERM leave jobs running; a restarted agent re-attaches",
+    )
+    p.add_argument(
+        "--backend-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option for the backend (repeatable), e.g. partition=gpu",
+    )
+    p.add_argument("--log-level", default=os.environ.get("CNET_LOG_LEVEL", "INFO"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the agent, return its exit status (2 on bad input)."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format=f"%(asctime)s agent[{args.center}] %(levelname)s %(message)s",
+    )
+    options: dict[str, str] = {}
+    for opt in args.backend_opt:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            print(f"--backend-opt: '{opt}' is not KEY=VALUE", file=sys.stderr)
+            return 2
+        options[key.strip().replace("-", "_")] = value
+    try:
+        config = AgentConfig(
+            center=args.center,
+            server=args.server,
+            token=args.token or "",
+            backend=args.backend,
+            network=args.network,
+            slots=args.slots,
+            data_root=args.data_root,
+            state_dir=args.state_dir,
+            data_host=args.data_host,
+            data_port=args.data_port,
+            data_url=args.data_url,
+            keep_jobs=args.keep_jobs,
+            backend_options=options,
+        )
+    except ComputeNetError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return 2
+    return run_agent(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The jobs an agent holds, and the small JSON file that lets a restarted agent go on.
+
+A held job moves through phases — ``leased`` → ``staging`` → ``ready`` →
+``submitted`` → ``finished`` — and carries an *outbox*: the status, usage and
+replica reports still to deliver, in order, plus log text read from the backend
+but not yet shipped. Reports are removed only once the control plane took them,
+so nothing is lost while it is down, and a job is forgotten only when finished
+and fully reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from computenet.agent.data import env_name
+from computenet.protocol import LeasedJob
+
+STATE_FILE = "agent-state.json"
+PHASES = ("leased", "staging", "ready", "submitted", "finished")
+FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+@dataclass
+class HeldJob:
+    """One leased job as the agent tracks it (persisted)."""
+
+    job_id: str
+    attempt: int
+    leased: dict[str, Any]
+    phase: str = "leased"
+    handle: str | None = None
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    queued_states: list[str] = field(default_factory=list)
+    log_offset: int = 0
+    log_sent: int = 0
+    log_buffer: str = ""
+    input_paths: dict[str, str] = field(default_factory=dict)
+    staging_real_s: float = 0.0
+    bytes_staged: int = 0
+    staged_from: str | None = None
+    submitted_unix: float | None = None
+    started_unix: float | None = None
+    ended_unix: float | None = None
+    errors: int = 0
+    cancel_sent: bool = False
+
+    @classmethod
+    def from_lease(cls, job: LeasedJob) -> HeldJob:
+        """A new record for a job just leased."""
+        return cls(
+            job_id=job.job_id,
+            attempt=job.attempt,
+            leased=job.model_dump(mode="json", by_alias=True),
+        )
+
+    @property
+    def key(self) -> str:
+        """The backend idempotency key: one backend job per (job, attempt)."""
+        return f"{self.job_id}:{self.attempt}"
+
+    def lease(self) -> LeasedJob:
+        """The lease as the control plane sent it."""
+        return LeasedJob.model_validate(self.leased)
+
+    def queue_status(
+        self, state: str, *, exit_code: int | None = None, message: str = "", at: str | None = None
+    ) -> None:
+        """Queue a status report once per state."""
+        if state in self.queued_states:
+            return
+        self.queued_states.append(state)
+        self.outbox.append(
+            {"kind": "status", "state": state, "exit_code": exit_code, "message": message, "at": at}
+        )
+
+    @property
+    def done(self) -> bool:
+        """Finished and fully reported: the agent can forget it."""
+        return self.phase == "finished" and not self.outbox and not self.log_buffer
+
+    @property
+    def final_queued(self) -> bool:
+        """A final state was queued."""
+        return any(s in FINAL_STATES for s in self.queued_states)
+
+
+def job_env(
+    job: LeasedJob, center: str, data_dir: Path, input_paths: dict[str, str], time_scale: float
+) -> dict[str, str]:
+    """The environment a job gets from the agent (the backend adds its chip ids)."""
+    env = dict(job.spec.env)
+    env.update(
+        {
+            "CNET_JOB_ID": job.job_id,
+            "CNET_ATTEMPT": str(job.attempt),
+            "CNET_CENTER": center,
+            "CNET_CHIP": job.placement.chip,
+            "CNET_CHIP_COUNT": str(job.placement.count),
+            "CNET_PLANNED_RUN_S": f"{job.planned_run_s:g}",
+            "CNET_TIME_SCALE": f"{time_scale:g}",
+            "CNET_DATA_DIR": str(data_dir),
+        }
+    )
+    for dataset, path in input_paths.items():
+        env[env_name(dataset)] = path
+    return env
+
+
+def load_state(state_dir: Path) -> tuple[dict[str, HeldJob], dict[str, Any]]:
+    """Held jobs and other remembered values from the state file (empty when absent)."""
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}, {}
+    jobs: dict[str, HeldJob] = {}
+    for raw in data.get("jobs", []):
+        try:
+            held = HeldJob(**raw)
+            held.lease()
+        except (TypeError, ValueError):
+            continue
+        jobs[held.job_id] = held
+    return jobs, dict(data.get("meta", {}))
+
+
+def dump_state(jobs: dict[str, HeldJob], meta: dict[str, Any]) -> str:
+    """The state file's text."""
+    return json.dumps({"version": 1, "meta": meta, "jobs": [asdict(j) for j in jobs.values()]})
+
+
+def write_state(state_dir: Path, text: str) -> None:
+    """Write the state file atomically."""
+    tmp = state_dir / f"{STATE_FILE}.tmp"
+    tmp.write_text(text, "utf-8")
+    os.replace(tmp, state_dir / STATE_FILE)

@@ -1,0 +1,586 @@
+"""The center agent: joins one center to the network by calling out to the control plane.
+
+One loop, one thread for everything that touches the backend and the control
+plane (staging runs in a small thread pool):
+
+1. register (idempotent; again whenever the control plane forgets us);
+2. every ``heartbeat_interval_s`` real seconds: heartbeat with capacity and the
+   job ids held; stop and forget the jobs the reply lists in ``cancel``;
+3. lease jobs while chips are free; stage their inputs; submit them to the
+   backend with the idempotency key ``"{job_id}:{attempt}"`` (so a restarted
+   agent re-attaches instead of starting twice);
+4. poll the backend, queue status transitions, read logs, and on the end queue
+   usage and the final state;
+5. deliver the queued reports in order (logs before the final state).
+
+The control plane being down never stops local work: calls back off
+exponentially and the reports wait in each job's outbox. When no heartbeat has
+gone through for longer than the lease timeout, the agent treats its jobs as
+lost — the control plane has requeued them elsewhere — and stops them, so a
+job never runs at two centers. One bad job never stops the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import random
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from computenet.agent.client import CenterClient, ServerUnavailable
+from computenet.agent.config import AgentConfig, resolve_pools
+from computenet.agent.data import DataRoot
+from computenet.agent.endpoint import DataEndpoint
+from computenet.agent.jobs import (
+    HeldJob,
+    dump_state,
+    job_env,
+    load_state,
+    write_state,
+)
+from computenet.agent.reports import LOST, deliver
+from computenet.agent.staging import StagingCancelled, StagingResult, needs_fetch, stage_inputs
+from computenet.backends.base import Backend, BackendJob, BackendState, BackendStatus
+from computenet.backends.registry import make_backend
+from computenet.errors import (
+    AuthError,
+    BackendError,
+    ComputeNetError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+)
+from computenet.protocol import (
+    PoolCapacity,
+    RegisterReply,
+)
+
+logger = logging.getLogger(__name__)
+
+_LOG_BUFFER_MAX = 4 * 1024 * 1024
+_MAX_JOB_ERRORS = 3
+_LOG_FLUSH_S = 0.5  # running jobs' output is shipped at most this often (final output at once)
+
+
+class Agent:
+    """A running center agent (see module doc). `run()` blocks until `stop_event` is set."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        backend: Backend | None = None,
+        stop_event: threading.Event | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        assert config.state_dir is not None and config.data_root is not None
+        self.config = config
+        self.stop_event = stop_event or threading.Event()
+        self.state_dir = config.state_dir
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.data_root = DataRoot(config.data_root)
+        self.client = CenterClient(config.server, config.token, config.center, transport=transport)
+        self.endpoint = DataEndpoint(
+            self.data_root, config.data_host, config.data_port, config.data_url or ""
+        )
+        self.backend: Backend | None = backend
+        self.jobs, self.meta = load_state(self.state_dir)
+        self.reply: RegisterReply | None = None
+        self._fetch_http = httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._pool = ThreadPoolExecutor(config.max_parallel_staging, thread_name_prefix="staging")
+        self._staging: dict[str, tuple[Future[StagingResult], threading.Event]] = {}
+        self._next_heartbeat = 0.0
+        self._next_lease = 0.0
+        self._next_log_flush = 0.0
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._last_contact = time.monotonic()
+        self._saved = ""
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> int:
+        """Serve data, register, and loop until stopped; 0 on a clean stop."""
+        self.endpoint.start()
+        logger.info("center %s: data endpoint at %s", self.config.center, self.endpoint.url)
+        try:
+            if self.backend is None:
+                self.backend = self._make_backend()
+            self._reattach()
+            while not self.stop_event.is_set():
+                self.tick()
+                self.stop_event.wait(self.config.tick_s)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _make_backend(self) -> Backend:
+        def centers() -> Any:
+            return self.client.get_json("/api/v1/centers")
+
+        pools = resolve_pools(self.config, centers)
+        assert self.config.state_dir is not None
+        options = {"state_dir": self.config.state_dir / "backend", "pools": pools}
+        options.update(self.config.backend_options)
+        backend = make_backend(self.config.backend, **options)
+        logger.info("center %s: %s backend, pools %s", self.config.center, backend.kind, pools)
+        return backend
+
+    def _reattach(self) -> None:
+        """After a restart: find the backend jobs of the jobs we still hold."""
+        assert self.backend is not None
+        for held in self.jobs.values():
+            if held.phase in ("submitted", "ready", "staging"):
+                handle = self.backend.find(held.key)
+                if handle is not None:
+                    logger.info("re-attached %s to %s", held.job_id, handle)
+                    held.handle, held.phase = handle, "submitted"
+                elif held.phase == "submitted":
+                    held.phase = "ready"  # it never really started: start it now
+            if held.phase == "staging":
+                held.phase = "leased"
+
+    def tick(self) -> None:
+        """One pass: local work first, then the control plane when it is due."""
+        self._advance_jobs()
+        now = time.monotonic()
+        if now >= self._retry_at:
+            try:
+                self._talk(now)
+                self._backoff = 0.0
+            except ServerUnavailable as exc:
+                if self._backoff == 0.0:
+                    logger.warning("control plane unavailable, retrying: %s", exc.message)
+                self._backoff = min(max(0.5, self._backoff * 2), self.config.max_backoff_s)
+                self._retry_at = now + self._backoff * random.uniform(0.8, 1.2)
+        self._fence(time.monotonic())
+        self._save()
+
+    def shutdown(self) -> None:
+        """Stop staging, stop (or detach with keep_jobs) backend jobs, close everything."""
+        for _, cancel in self._staging.values():
+            cancel.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        keep = self.config.keep_jobs
+        if self.reply is not None and self.backend is not None:
+            try:  # deliver what already happened before going
+                self._poll_backend()
+                self._flush_all()
+            except ComputeNetError as exc:
+                logger.info("could not deliver the last reports: %s", exc.message)
+        if self.backend is not None:
+            close = getattr(self.backend, "close", None)
+            if callable(close):
+                try:
+                    if "keep_jobs" in inspect.signature(close).parameters:
+                        close(keep_jobs=keep)
+                    elif not keep:
+                        close()
+                except Exception:
+                    logger.exception("closing the backend failed")
+            if not keep:
+                for held in self.jobs.values():
+                    if held.handle and held.phase == "submitted":
+                        self._cancel_backend(held.handle)
+        if not keep:
+            # We abandon what we held: the control plane requeues it; tell it right away.
+            self.jobs.clear()
+            if self.reply is not None:
+                with contextlib.suppress(ComputeNetError):
+                    self.client.heartbeat(self.capacity(), [])
+        self._save()
+        self.endpoint.stop()
+        self._fetch_http.close()
+        self.client.close()
+        logger.info("center %s: agent stopped", self.config.center)
+
+    # ------------------------------------------------------------ control plane
+
+    def _talk(self, now: float) -> None:
+        if self.reply is None:
+            self._register()
+        if now >= self._next_heartbeat:
+            self._heartbeat()
+        self._flush_all()
+        if now >= self._next_lease and not self.stop_event.is_set():
+            self._next_lease = now + self.config.lease_interval_s
+            self._lease()
+
+    def _register(self) -> None:
+        assert self.backend is not None
+        try:
+            reply = self.client.register(
+                backend=self.backend.kind, data_url=self.endpoint.url, capacity=self.capacity()
+            )
+        except (AuthError, ForbiddenError) as exc:
+            raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
+        except ComputeNetError as exc:
+            if isinstance(exc, ServerUnavailable):
+                raise
+            raise AgentFatal(f"registration failed: {exc.one_line()}") from exc
+        self.reply = reply
+        self.endpoint.data_key = reply.data_key
+        self.meta["lease_timeout_s"] = reply.lease_timeout_s
+        self._last_contact = time.monotonic()
+        logger.info(
+            "center %s registered (heartbeat %.1fs, lease timeout %.1fs, time x%g, data x%g)",
+            reply.center_id,
+            reply.heartbeat_interval_s,
+            reply.lease_timeout_s,
+            reply.time_scale,
+            reply.data_scale,
+        )
+
+    def _heartbeat(self) -> None:
+        assert self.reply is not None
+        try:
+            reply = self.client.heartbeat(self.capacity(), sorted(self.jobs))
+        except (AuthError, ForbiddenError) as exc:
+            raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
+        except (NotFoundError, ConflictError) as exc:
+            logger.warning("heartbeat refused (%s): registering again", exc.message)
+            self.reply = None
+            return
+        self._last_contact = time.monotonic()
+        self._next_heartbeat = self._last_contact + self.reply.heartbeat_interval_s
+        self.meta["lease_timeout_s"] = reply.lease_timeout_s
+        for job_id in reply.cancel:
+            if job_id in self.jobs:
+                self._stop_cancelled(self.jobs[job_id])
+
+    def _lease(self) -> None:
+        free = sum(p.free for p in self.capacity())
+        if free <= 0:
+            return
+        try:
+            reply = self.client.lease(min(free, 8))
+        except (AuthError, ForbiddenError) as exc:
+            raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
+        except (NotFoundError, ConflictError) as exc:
+            logger.warning("lease refused (%s): registering again", exc.message)
+            self.reply = None
+            return
+        except ServerUnavailable:
+            raise
+        except ComputeNetError as exc:
+            logger.warning("lease refused: %s", exc.one_line())
+            return
+        for job in reply.jobs:
+            held = self.jobs.get(job.job_id)
+            if held is not None and held.attempt == job.attempt:
+                continue
+            if held is not None:
+                self._drop(job.job_id)
+            logger.info(
+                "leased %s attempt %d: %s × %d",
+                job.job_id,
+                job.attempt,
+                job.placement.chip,
+                job.placement.count,
+            )
+            self.jobs[job.job_id] = HeldJob.from_lease(job)
+        if reply.jobs:
+            self._advance_jobs()
+
+    def _flush_all(self) -> None:
+        now = time.monotonic()
+        for job_id in list(self.jobs):
+            held = self.jobs.get(job_id)
+            if held is None:
+                continue
+            try:
+                deliver(self.client, held, logs_due=now >= self._next_log_flush)
+            except ServerUnavailable:
+                raise
+            except LOST as exc:
+                logger.warning("%s is no longer ours (%s): stopping it", job_id, exc.message)
+                self._drop(job_id)
+            except Exception:
+                logger.exception("reporting %s failed", job_id)
+                continue
+            if held.done:
+                logger.info("%s done and reported", job_id)
+                del self.jobs[job_id]
+        if now >= self._next_log_flush:
+            self._next_log_flush = now + _LOG_FLUSH_S
+
+    def _fence(self, now: float) -> None:
+        timeout = self.meta.get("lease_timeout_s")
+        if not timeout or not self.jobs or now - self._last_contact <= float(timeout):
+            return
+        logger.warning(
+            "no heartbeat for %.0fs (lease timeout %.0fs): the control plane has requeued our "
+            "jobs, stopping them here",
+            now - self._last_contact,
+            float(timeout),
+        )
+        for job_id in list(self.jobs):
+            self._drop(job_id)
+        self.reply = None
+
+    # --------------------------------------------------------------- local work
+
+    def capacity(self) -> list[PoolCapacity]:
+        """Backend capacity less the chips promised to jobs still staging or waiting."""
+        assert self.backend is not None
+        reserved: dict[str, int] = {}
+        for held in self.jobs.values():
+            if held.phase in ("leased", "staging", "ready"):
+                placement = held.leased["placement"]
+                reserved[placement["chip"]] = reserved.get(placement["chip"], 0) + int(
+                    placement["count"]
+                )
+        return [
+            PoolCapacity(chip=p.chip, total=p.total, free=max(0, p.free - reserved.get(p.chip, 0)))
+            for p in self.backend.capacity()
+        ]
+
+    def _advance_jobs(self) -> None:
+        assert self.backend is not None
+        for held in list(self.jobs.values()):
+            if held.phase == "submitted":
+                continue
+            try:
+                if held.phase == "leased" and self.reply is not None:
+                    self._start_staging(held)
+                if held.phase == "staging":
+                    self._check_staging(held)
+                if held.phase == "ready":
+                    self._submit(held)
+            except Exception as exc:
+                self._job_error(held, exc)
+        self._poll_backend()
+
+    def _start_staging(self, held: HeldJob) -> None:
+        job = held.lease()
+        if any(needs_fetch(i, self.data_root) for i in job.inputs):
+            held.queue_status("STAGING", at=_now())
+        cancel = threading.Event()
+        scale = self.reply.time_scale if self.reply else 1.0
+        dscale = self.reply.data_scale if self.reply else 1.0
+        fut = self._pool.submit(
+            stage_inputs,
+            list(job.inputs),
+            self.data_root,
+            self._fetch_http,
+            time_scale=scale,
+            data_scale=dscale,
+            cancel=cancel,
+        )
+        self._staging[held.job_id] = (fut, cancel)
+        held.phase = "staging"
+
+    def _check_staging(self, held: HeldJob) -> None:
+        entry = self._staging.get(held.job_id)
+        if entry is None:
+            held.phase = "leased"
+            return
+        fut, _ = entry
+        if not fut.done():
+            return
+        del self._staging[held.job_id]
+        try:
+            result = fut.result()
+        except StagingCancelled:
+            return
+        except ComputeNetError as exc:
+            self._finish(held, "FAILED", message=f"staging failed: {exc.message}")
+            return
+        held.input_paths = result.paths
+        held.bytes_staged = result.bytes_staged
+        held.staging_real_s = result.staging_real_s
+        held.staged_from = result.staged_from
+        for rep in result.new_replicas:
+            held.outbox.append(
+                {"kind": "replica", "dataset": rep.dataset, "path": rep.path, "sha256": rep.sha256}
+            )
+        held.phase = "ready"
+
+    def _submit(self, held: HeldJob) -> None:
+        assert self.backend is not None
+        job = held.lease()
+        chip, count = job.placement.chip, job.placement.count
+        handle = self.backend.find(held.key)
+        if handle is None:
+            pool = next((p for p in self.backend.capacity() if p.chip == chip), None)
+            if pool is None or count > pool.total:
+                have = ", ".join(f"{p.chip}={p.total}" for p in self.backend.capacity())
+                self._finish(
+                    held,
+                    "FAILED",
+                    message=f"this center cannot run {count} × {chip} (it has {have})",
+                )
+                return
+            if count > pool.free:
+                return  # wait for chips to free up
+            scale = self.reply.time_scale if self.reply else 1.0
+            env = job_env(job, self.config.center, self.data_root.root, held.input_paths, scale)
+            handle = self.backend.submit(
+                BackendJob(
+                    job_id=job.job_id,
+                    attempt=job.attempt,
+                    command=job.spec.command,
+                    chip=chip,
+                    count=count,
+                    env=env,
+                    planned_run_s=job.planned_run_s,
+                ),
+                held.key,
+            )
+            logger.info(
+                "%s submitted to the %s backend as %s", job.job_id, self.backend.kind, handle
+            )
+        held.handle = handle
+        held.phase = "submitted"
+        held.submitted_unix = time.time()
+        held.errors = 0
+
+    def _poll_backend(self) -> None:
+        assert self.backend is not None
+        running = {h.handle: h for h in self.jobs.values() if h.phase == "submitted" and h.handle}
+        if not running:
+            return
+        try:
+            statuses = self.backend.poll(list(running))
+        except Exception as exc:
+            logger.warning("backend poll failed: %s", exc)
+            return
+        for handle, held in running.items():
+            try:
+                self._observe(held, statuses.get(handle))
+            except Exception as exc:
+                self._job_error(held, exc)
+
+    def _observe(self, held: HeldJob, status: BackendStatus | None) -> None:
+        assert self.backend is not None and held.handle is not None
+        state = status.state if status is not None else BackendState.UNKNOWN
+        if state in (
+            BackendState.RUNNING,
+            BackendState.SUCCEEDED,
+            BackendState.FAILED,
+            BackendState.CANCELLED,
+        ):
+            if held.started_unix is None:
+                started = status.started_at if status is not None else None
+                held.started_unix = started.timestamp() if started else time.time()
+            held.queue_status("RUNNING", at=_iso(held.started_unix))
+        self._read_logs(held)
+        if state in (BackendState.PENDING, BackendState.RUNNING):
+            return
+        while self._read_logs(held):  # drain what the job wrote before it ended
+            pass
+        ended = status.ended_at if status is not None else None
+        held.ended_unix = ended.timestamp() if ended else time.time()
+        if state is BackendState.UNKNOWN:
+            self._finish(held, "FAILED", message="the backend no longer knows this job")
+        else:
+            assert status is not None
+            self._finish(held, state.value, exit_code=status.exit_code, message=status.message)
+
+    def _read_logs(self, held: HeldJob) -> bool:
+        """Move new backend output into the job's log buffer; True when there was some."""
+        assert self.backend is not None and held.handle is not None
+        if len(held.log_buffer) >= _LOG_BUFFER_MAX:
+            return False
+        text, offset = self.backend.logs(held.handle, held.log_offset)
+        if not text and offset == held.log_offset:
+            return False
+        held.log_buffer += text
+        held.log_offset = offset
+        return bool(text)
+
+    def _finish(
+        self, held: HeldJob, state: str, *, exit_code: int | None = None, message: str = ""
+    ) -> None:
+        """Queue usage and the final state (RUNNING first when the job ran)."""
+        if held.final_queued:
+            return
+        run_s = 0.0
+        if held.started_unix is not None:
+            run_s = max(0.0, (held.ended_unix or time.time()) - held.started_unix)
+        usage: dict[str, Any] = {
+            "run_real_s": round(run_s, 3),
+            "staging_real_s": round(held.staging_real_s, 3),
+            "bytes_staged": held.bytes_staged,
+            "staged_from": held.staged_from,
+        }
+        held.outbox.append({"kind": "usage", "usage": usage})
+        held.queue_status(state, exit_code=exit_code, message=message, at=_now())
+        held.phase = "finished"
+        level = logging.INFO if state == "SUCCEEDED" else logging.WARNING
+        logger.log(level, "%s %s%s", held.job_id, state, f": {message}" if message else "")
+
+    def _job_error(self, held: HeldJob, exc: Exception) -> None:
+        held.errors += 1
+        if isinstance(exc, BackendError) or held.errors >= _MAX_JOB_ERRORS:
+            logger.warning("%s failed here: %s", held.job_id, exc)
+            self._finish(held, "FAILED", message=f"agent could not run it: {exc}")
+        else:
+            logger.exception(
+                "%s: error (%d of %d tolerated)", held.job_id, held.errors, _MAX_JOB_ERRORS
+            )
+
+    def _stop_cancelled(self, held: HeldJob) -> None:
+        """The control plane wants this job stopped: stop it and report how it ended.
+
+        If the job was cancelled by its user the report completes the cancel; if the
+        lease was lost instead, the report is refused (409) and the job is forgotten.
+        """
+        if held.phase == "finished":
+            return
+        if held.phase == "submitted" and held.handle:
+            if not held.cancel_sent:
+                logger.info("control plane cancelled %s: stopping it", held.job_id)
+                held.cancel_sent = True
+            self._cancel_backend(held.handle)  # the next poll sees it end
+            return
+        entry = self._staging.pop(held.job_id, None)
+        if entry is not None:
+            entry[1].set()
+        logger.info("control plane cancelled %s before it started", held.job_id)
+        self._finish(held, "CANCELLED", message="cancelled before it started")
+
+    def _drop(self, job_id: str) -> None:
+        """Stop a job here and forget it, reporting nothing more."""
+        held = self.jobs.pop(job_id, None)
+        if held is None:
+            return
+        entry = self._staging.pop(job_id, None)
+        if entry is not None:
+            entry[1].set()
+        if held.handle and held.phase in ("submitted", "finished"):
+            self._cancel_backend(held.handle)
+
+    def _cancel_backend(self, handle: str) -> None:
+        assert self.backend is not None
+        try:
+            self.backend.cancel(handle)
+        except Exception:
+            logger.exception("cancelling %s failed", handle)
+
+    def _save(self) -> None:
+        text = dump_state(self.jobs, self.meta)
+        if text != self._saved:
+            write_state(self.state_dir, text)
+            self._saved = text
+
+
+class AgentFatal(ComputeNetError):
+    """The agent cannot go on (refused credentials, unknown center): it exits."""
+
+    status_code = 2
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None

@@ -1,0 +1,255 @@
+"""The local backend beyond the contract: chip slots, process groups, orphans, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from computenet.backends.base import BackendJob, BackendState, BackendStatus
+from computenet.backends.local import LocalBackend
+from computenet.errors import BackendError, ValidationError
+
+FINAL = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalBackend]:
+    b = LocalBackend(tmp_path / "state", {"H100": 2, "CPU-node": 1}, grace_s=1.0)
+    yield b
+    b.close()
+
+
+def job(command: str, chip: str = "H100", count: int = 1, job_id: str = "j1") -> BackendJob:
+    return BackendJob(
+        job_id=job_id, attempt=2, command=command, chip=chip, count=count, planned_run_s=12.5
+    )
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        time.sleep(0.05)
+
+
+def final(backend: LocalBackend, handle: str) -> BackendStatus:
+    status: list[BackendStatus] = []
+
+    def done() -> bool:
+        status[:] = [backend.poll([handle])[handle]]
+        return status[0].state in FINAL
+
+    wait_for(done)
+    return status[0]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_job_is_told_its_chips_and_attempt_in_its_environment(backend: LocalBackend) -> None:
+    names = ["CHIP", "CHIP_IDS", "VISIBLE_DEVICES", "JOB_ID", "ATTEMPT", "PLANNED_RUN_S"]
+    cmd = 'echo "' + "|".join(f"$CNET_{n}" for n in names) + '"'
+    handle = backend.submit(job(cmd, count=2), "j1:2")
+    assert final(backend, handle).state is BackendState.SUCCEEDED
+    assert backend.logs(handle)[0].strip() == "H100|0,1|0,1|j1|2|12.5"
+
+
+def test_jobs_get_distinct_slots_and_a_full_pool_refuses_more(backend: LocalBackend) -> None:
+    a = backend.submit(job("echo $CNET_CHIP_IDS; sleep 60", job_id="a"), "a:1")
+    b = backend.submit(job("echo $CNET_CHIP_IDS; sleep 60", job_id="b"), "b:1")
+    with pytest.raises(BackendError) as err:
+        backend.submit(job("true", job_id="c"), "c:1")
+    assert err.value.field == "count"
+    assert {p.chip: p.free for p in backend.capacity()} == {"H100": 0, "CPU-node": 1}
+    wait_for(lambda: bool(backend.logs(a)[0]) and bool(backend.logs(b)[0]))
+    assert {backend.logs(a)[0].strip(), backend.logs(b)[0].strip()} == {"0", "1"}
+    backend.cancel(a)
+    final(backend, a)
+    c = backend.submit(job("echo $CNET_CHIP_IDS", job_id="c"), "c:1")  # the freed slot
+    final(backend, c)
+    assert backend.logs(c)[0].strip() == backend.logs(a)[0].strip()
+
+
+def test_a_chip_the_center_lacks_is_refused_with_its_pools(backend: LocalBackend) -> None:
+    with pytest.raises(BackendError) as err:
+        backend.submit(job("true", chip="Ascend-910B"), "x:1")
+    assert err.value.field == "chip"
+    assert "H100=2" in (err.value.hint or "")
+
+
+def test_backend_needs_a_pool(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        LocalBackend(tmp_path, {})
+    assert err.value.field == "pools"
+
+
+def test_job_runs_in_its_own_work_dir_under_the_state_dir(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    handle = backend.submit(job("pwd; echo data > out.txt"), "w:1")
+    final(backend, handle)
+    workdir = Path(backend.logs(handle)[0].strip())
+    assert workdir.is_relative_to(tmp_path / "state")
+    assert (workdir / "out.txt").read_text() == "data\n"
+
+
+def test_a_job_killed_by_a_signal_fails_with_128_plus_the_signal(backend: LocalBackend) -> None:
+    handle = backend.submit(job("kill -9 $$"), "sig:1")
+    status = final(backend, handle)
+    assert (status.state, status.exit_code) == (BackendState.FAILED, 137)
+
+
+def test_cancel_kills_the_whole_process_group(backend: LocalBackend, tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg.pid"
+    handle = backend.submit(job(f"sleep 300 & echo $! > {pidfile}; wait"), "pg:1")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    background = int(pidfile.read_text())
+    assert alive(background)
+    backend.cancel(handle)
+    assert final(backend, handle).state is BackendState.CANCELLED
+    wait_for(lambda: not alive(background))
+
+
+def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(
+    backend: LocalBackend,
+) -> None:
+    handle = backend.submit(job("trap '' TERM; sleep 300 & wait; sleep 300"), "stubborn:1")
+    wait_for(lambda: backend.pids(handle).get("pgid") is not None)
+    backend.cancel(handle)
+    assert final(backend, handle).state is BackendState.CANCELLED
+
+
+def test_background_processes_die_when_the_job_ends(backend: LocalBackend, tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg.pid"
+    handle = backend.submit(job(f"sleep 300 & echo $! > {pidfile}"), "leftover:1")
+    assert final(backend, handle).state is BackendState.SUCCEEDED
+    wait_for(lambda: not alive(int(pidfile.read_text())))
+
+
+def test_lost_supervisor_fails_the_job_and_kills_its_group(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "job.pid"
+    handle = backend.submit(job(f"echo $$ > {pidfile}; sleep 300"), "lost:1")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    supervisor = backend.pids(handle)["supervisor"]
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGKILL)
+    status = final(backend, handle)
+    assert status.state is BackendState.FAILED
+    assert "supervisor" in status.message
+    wait_for(lambda: not alive(int(pidfile.read_text())))
+
+
+def test_logs_never_split_a_utf8_character(backend: LocalBackend) -> None:
+    handle = backend.submit(job("true"), "utf8:1")
+    final(backend, handle)
+    log = Path(backend.state_dir / "jobs" / handle / "output.log")
+    log.write_bytes("中".encode()[:2])
+    assert backend.logs(handle, 0) == ("", 0)
+    log.write_bytes("中文".encode())
+    assert backend.logs(handle, 0) == ("中文", 6)
+    assert backend.logs(handle, 3) == ("文", 6)
+
+
+AGENT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {src!r})
+    from computenet.backends.local import LocalBackend
+    from computenet.backends.base import BackendJob
+    b = LocalBackend({state!r}, {{"H100": 1}}, grace_s=1.0)
+    h = b.submit(BackendJob("orphan", 1, {command!r}, "H100", 1), "orphan:1")
+    print(h, flush=True)
+    if {detach!r}:
+        b.close(keep_jobs=True)
+        sys.exit(0)
+    time.sleep(600)
+    """
+)
+
+
+def _agent_process(state: Path, command: str, detach: bool) -> tuple[subprocess.Popen[str], str]:
+    script = AGENT_SCRIPT.format(src=SRC, state=str(state), command=command, detach=detach)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def test_jobs_die_with_an_agent_killed_by_sigkill(tmp_path: Path) -> None:
+    pidfile = tmp_path / "job.pid"
+    proc, handle = _agent_process(tmp_path / "state", f"echo $$ > {pidfile}; sleep 300", False)
+    try:
+        wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+        job_pid = int(pidfile.read_text())
+        proc.kill()
+        proc.wait()
+        wait_for(lambda: not alive(job_pid))
+    finally:
+        proc.kill()
+        proc.wait()
+    exit_file = tmp_path / "state" / "jobs" / handle / "exit.json"
+    wait_for(exit_file.exists)
+    exit_info = json.loads(exit_file.read_text())
+    assert exit_info["reason"] == "orphaned"
+    restarted = LocalBackend(tmp_path / "state", {"H100": 1})
+    assert restarted.poll([handle])[handle].state is BackendState.FAILED
+
+
+def test_detached_jobs_outlive_their_agent_and_are_reattached(tmp_path: Path) -> None:
+    marker = tmp_path / "go"
+    proc, handle = _agent_process(
+        tmp_path / "state",
+        f"echo started; while [ ! -e {marker} ]; do sleep 0.05; done; exit 5",
+        True,
+    )
+    assert proc.wait(timeout=30) == 0
+    restarted = LocalBackend(tmp_path / "state", {"H100": 1})
+    try:
+        assert restarted.find("orphan:1") == handle
+        time.sleep(0.7)  # longer than the supervisor's owner check
+        assert restarted.poll([handle])[handle].state is BackendState.RUNNING
+        assert [p.free for p in restarted.capacity()] == [0]
+        marker.touch()
+        status = final(restarted, handle)
+        assert (status.state, status.exit_code) == (BackendState.FAILED, 5)
+        assert "started" in restarted.logs(handle)[0]
+    finally:
+        restarted.close()
+
+
+def test_close_stops_every_live_job(tmp_path: Path) -> None:
+    b = LocalBackend(tmp_path, {"H100": 2}, grace_s=1.0)
+    handles = [b.submit(job("sleep 300", job_id=f"s{i}"), f"s{i}:1") for i in range(2)]
+    b.close()
+    assert {s.state for s in b.poll(handles).values()} == {BackendState.CANCELLED}
+
+
+def test_finished_jobs_are_forgotten_after_the_retention_period(tmp_path: Path) -> None:
+    b = LocalBackend(tmp_path, {"H100": 1}, retention_s=0.0)
+    handle = b.submit(job("true"), "old:1")
+    final(b, handle)
+    b.submit(job("true", job_id="new"), "new:1")  # saving prunes
+    assert b.find("old:1") is None
+    assert not (tmp_path / "jobs" / handle).exists()
