@@ -103,9 +103,13 @@ class DataRoot:
             tmp.write_text(json.dumps(index, indent=1, sort_keys=True), "utf-8")
             os.replace(tmp, self.root / INDEX_FILE)
 
-    def resolve(self, dataset_id: str) -> Path | None:
-        """The replica file of `dataset_id` here, if there is one."""
-        rel = self._index().get(dataset_id) or self.default_path(dataset_id)
+    def resolve(self, dataset_id: str, registered: str | None = None) -> Path | None:
+        """The replica file of `dataset_id` here, if there is one.
+
+        `registered` is the path the control plane has on record (from a
+        signed fetch URL); it is used when this agent never indexed the file.
+        """
+        rel = self._index().get(dataset_id) or registered or self.default_path(dataset_id)
         p = self.inside(rel)
         return p if p is not None and p.is_file() else None
 

@@ -56,12 +56,17 @@ class _Handler(BaseHTTPRequestHandler):
         if key is None:
             self._error(503, "this agent has not registered yet", hint="retry in a moment")
             return
-        ticket = parse_qs(url.query).get("ticket", [""])[0]
-        problem = ticket_problem(key, dataset_id, ticket, time.time())
+        query = parse_qs(url.query)
+        ticket = query.get("ticket", [""])[0]
+        # A `path` names the replica as the control plane registered it; the
+        # ticket is then signed for that path too, so it opens nothing else.
+        rel = query.get("path", [None])[0]
+        subject = dataset_id if rel is None else f"{dataset_id}:{rel}"
+        problem = ticket_problem(key, subject, ticket, time.time())
         if problem is not None:
             self._error(403, problem, field="ticket", hint="ask the control plane for a new lease")
             return
-        path = endpoint.data_root.resolve(dataset_id)
+        path = endpoint.data_root.resolve(dataset_id, rel)
         if path is None:
             self._error(404, f"dataset '{dataset_id}' has no replica here", field="dataset_id")
             return

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -58,6 +58,11 @@ def source_url(source: StagingSource, dataset_id: str) -> str:
     return f"{url}/data/{dataset_id}"
 
 
+def _with_ticket(url: str, ticket: str) -> str:
+    """`url` with ``ticket=`` added to its query (httpx's `params` would replace the query)."""
+    return f"{url}{'&' if urlsplit(url).query else '?'}{urlencode({'ticket': ticket})}"
+
+
 def fetch(
     client: httpx.Client,
     source: StagingSource,
@@ -78,7 +83,7 @@ def fetch(
     try:
         with (
             client.stream(
-                "GET", source_url(source, item.dataset), params={"ticket": source.ticket}
+                "GET", _with_ticket(source_url(source, item.dataset), source.ticket)
             ) as resp,
             open(dest, "wb") as f,
         ):

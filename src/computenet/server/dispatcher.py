@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import math
+from urllib.parse import urlencode
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
@@ -102,8 +103,9 @@ def staging_inputs(
 ) -> list[StagingInput]:
     """For each input: the local replica's path, or replicas to fetch from (best first).
 
-    Each source's `url` is the full fetch URL ``{data_url}/data/{dataset_id}``;
-    the agent adds ``?ticket=...``.
+    Each source's `url` is the full fetch URL ``{data_url}/data/{dataset_id}?path=P``
+    with the replica's registered path; its ticket is signed for
+    ``{dataset_id}:{path}`` and the agent adds ``&ticket=...``.
     """
     reps = replicas(s, spec.inputs)
     expires = int(real + plane.settings.ticket_ttl_s)
@@ -135,8 +137,9 @@ def staging_inputs(
                         rank,
                         StagingSource(
                             center=r.center,
-                            url=f"{src.data_url.rstrip('/')}/data/{name}",
-                            ticket=mint_ticket(src.data_key, name, expires),
+                            url=f"{src.data_url.rstrip('/')}/data/{name}?"
+                            + urlencode({"path": r.path}),
+                            ticket=mint_ticket(src.data_key, f"{name}:{r.path}", expires),
                             bandwidth_gbps=bw if math.isfinite(bw) else 1e6,
                             latency_ms=lat * 1000.0,
                         ),

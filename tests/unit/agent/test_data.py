@@ -116,6 +116,31 @@ def test_endpoint_serves_a_replica_for_a_good_ticket(source: DataEndpoint) -> No
     assert hashlib.sha256(resp.content).hexdigest() == replica.sha256
 
 
+def test_endpoint_serves_a_file_at_the_registered_path_only_with_a_ticket_for_it(
+    source: DataEndpoint,
+) -> None:
+    """A dataset registered through the API at any path is found by the path in the URL."""
+    source.data_key = KEY
+    root = source.data_root.root
+    (root / "lake").mkdir(parents=True)
+    body = b"rows\n" * 1000
+    (root / "lake" / "part-0.csv").write_bytes(body)
+    (root / "secret.txt").write_text("not yours")
+    good = mint_ticket(KEY, "corpus:lake/part-0.csv", expires_in(60))
+    url = f"{source.url}/data/corpus"
+    resp = httpx.get(url, params={"path": "lake/part-0.csv", "ticket": good}, timeout=10)
+    assert resp.status_code == 200 and resp.content == body
+    # The same ticket does not open another file, nor does a dataset-only ticket.
+    other = httpx.get(url, params={"path": "secret.txt", "ticket": good}, timeout=10)
+    assert other.status_code == 403
+    bare = mint_ticket(KEY, "corpus", expires_in(60))
+    resp = httpx.get(url, params={"path": "secret.txt", "ticket": bare}, timeout=10)
+    assert resp.status_code == 403
+    escape = mint_ticket(KEY, "corpus:../outside", expires_in(60))
+    resp = httpx.get(url, params={"path": "../outside", "ticket": escape}, timeout=10)
+    assert resp.status_code == 404
+
+
 @pytest.mark.parametrize(
     "ticket",
     [

@@ -235,13 +235,16 @@ def test_a_job_away_from_its_data_gets_sources_with_valid_tickets(net: Net) -> N
     assert inp["local_path"] is None and inp["sha256"] == DATA["sha256"]
     (src,) = inp["sources"]
     assert src["center"] == "shanghai"
-    assert src["url"] == "http://127.0.0.1:7001/data/corpus"
+    path = DATA["path"]
+    assert src["url"] == f"http://127.0.0.1:7001/data/corpus?path={path}"
     assert src["bandwidth_gbps"] > 0 and src["latency_ms"] > 0
     with net.plane.db.read() as s:
         key = get_center(s, "shanghai").data_key  # type: ignore[union-attr]
-    assert verify_ticket(key, "corpus", src["ticket"], net.time())
+    # The ticket opens this dataset at its registered path, and nothing else.
+    assert verify_ticket(key, f"corpus:{path}", src["ticket"], net.time())
+    assert not verify_ticket(key, "corpus:../etc/passwd", src["ticket"], net.time())
     assert not verify_ticket(key, "other", src["ticket"], net.time())
-    assert not verify_ticket("wrong", "corpus", src["ticket"], net.time())
+    assert not verify_ticket("wrong", f"corpus:{path}", src["ticket"], net.time())
     assert job_id == leased["job_id"]
 
 
