@@ -12,8 +12,8 @@ import hashlib
 import hmac
 import logging
 import math
-from urllib.parse import urlencode
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
