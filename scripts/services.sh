@@ -12,7 +12,8 @@
 # PIDs, never by process name. After start it writes $SERVICES_DIR/env.sh, which
 # exports SLURM_CONF, RAY_ADDRESS (the Jobs API's http address) and CNET_PG_URL.
 # `start` is idempotent: a service already up is left alone. Every port is a
-# free one picked at start. Each daemon carries CNET_SERVICES_DIR and
+# free one picked at start; Unix sockets go to a short /tmp/cnet-run-* dir, and
+# PostgreSQL's files to /tmp when the postgres user cannot reach the state dir. Each daemon carries CNET_SERVICES_DIR and
 # CNET_SERVICE in its environment so `stop` can also end what it spawned (Slurm
 # job steps, Ray workers) and nothing is left running.
 set -euo pipefail
@@ -24,6 +25,9 @@ SERVICES_DIR=${SERVICES_DIR:-$ROOT/var/services}
 mkdir -p "$SERVICES_DIR"
 DIR=$(cd "$SERVICES_DIR" && pwd)
 export CNET_SERVICES_DIR=$DIR
+# Unix sockets live in a short directory: socket paths must stay under 108 bytes,
+# whatever the length of the state dir's path.
+RUN=/tmp/cnet-run-$(printf %s "$DIR" | md5sum | cut -c1-10)
 PY=${PYTHON:-python3}
 SLURM_CPUS=${SLURM_CPUS:-8}          # CPUs the test node declares (jobs mostly sleep)
 SLURM_MEM_MB=${SLURM_MEM_MB:-8192}
@@ -77,21 +81,41 @@ port_open() {  # port_open PORT
     "$PY" -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$1"
 }
 
-kill_pidfile() {  # kill_pidfile PIDFILE NAME: TERM, wait, then KILL
-    local f=$1 name=$2 pid
-    [[ -s $f ]] || return 0
-    pid=$(head -n1 "$f" | tr -dc 0-9)
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        local end=$((SECONDS + 20))
-        while kill -0 "$pid" 2>/dev/null && ((SECONDS < end)); do sleep 0.2; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "$name ($pid) ignored SIGTERM; killing"
-            kill -KILL "$pid" 2>/dev/null || true
+kill_pidfiles() {  # kill_pidfiles PIDFILE NAME [PIDFILE NAME]...: TERM all, wait, then KILL
+    local -a files=() names=() pids=()
+    local i pid
+    while (($#)); do
+        files+=("$1")
+        names+=("$2")
+        shift 2
+    done
+    for i in "${!files[@]}"; do
+        pid=""
+        [[ -s ${files[i]} ]] && pid=$(head -n1 "${files[i]}" | tr -dc 0-9)
+        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+        else
+            pid=""
         fi
-        log "stopped $name ($pid)"
-    fi
-    rm -f "$f"
+        pids+=("$pid")
+    done
+    local end=$((SECONDS + 20))
+    for i in "${!files[@]}"; do
+        pid=${pids[i]}
+        if [[ -n $pid ]]; then
+            while kill -0 "$pid" 2>/dev/null && ((SECONDS < end)); do sleep 0.1; done
+            if kill -0 "$pid" 2>/dev/null; then
+                log "${names[i]} ($pid) ignored SIGTERM; killing"
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
+            log "stopped ${names[i]} ($pid)"
+        fi
+        rm -f "${files[i]}"
+    done
+}
+
+kill_pidfile() {  # kill_pidfile PIDFILE NAME
+    kill_pidfiles "$1" "$2"
 }
 
 marked_pids() {  # marked_pids SERVICE -> PIDs this script's daemons spawned, and their descendants
@@ -155,6 +179,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+make_run_dir() {
+    mkdir -p "$RUN"
+    chmod 755 "$RUN"
+}
+
 # --- installs --------------------------------------------------------------
 
 install_slurm() {
@@ -199,10 +228,10 @@ start_munge() {
         dd if=/dev/urandom of="$d/munge.key" bs=1024 count=1 status=none
     fi
     chmod 400 "$d/munge.key"
-    rm -f "$d/munge.socket" "$d/munge.socket.lock"
-    CNET_SERVICE=slurm munged --force --socket="$d/munge.socket" --key-file="$d/munge.key" \
+    rm -f "$RUN/munge.socket" "$RUN/munge.socket.lock"
+    CNET_SERVICE=slurm munged --force --socket="$RUN/munge.socket" --key-file="$d/munge.key" \
         --pid-file="$d/munged.pid" --log-file="$d/munged.log" --seed-file="$d/munged.seed" 9>&-
-    wait_until 15 munged bash -c "munge -S '$d/munge.socket' -n | unmunge -S '$d/munge.socket'"
+    wait_until 15 munged bash -c "munge -S '$RUN/munge.socket' -n | unmunge -S '$RUN/munge.socket'"
     log "munged up (pid $(cat "$d/munged.pid"))"
 }
 
@@ -219,13 +248,13 @@ start_mariadb() {
     port=$(free_ports 1)
     echo "$port" >"$d/port"
     CNET_SERVICE=slurm setsid mariadbd --no-defaults --datadir="$d/data" --user="$(id -un)" \
-        --port="$port" --bind-address=127.0.0.1 --socket="$d/mysqld.sock" \
+        --port="$port" --bind-address=127.0.0.1 --socket="$RUN/mysqld.sock" \
         --pid-file="$d/mariadbd.pid" --log-error="$d/mariadbd.err" --skip-name-resolve \
         --innodb-buffer-pool-size=16M --skip-log-bin --max-connections=50 \
         </dev/null >/dev/null 2>&1 9>&- &
-    wait_until 60 mariadb bash -c "[[ -S '$d/mysqld.sock' ]] && mariadb --no-defaults -S '$d/mysqld.sock' -u root -e 'select 1'" \
+    wait_until 60 mariadb bash -c "[[ -S '$RUN/mysqld.sock' ]] && mariadb --no-defaults -S '$RUN/mysqld.sock' -u root -e 'select 1'" \
         || { tail -20 "$d/mariadbd.err" >&2; die "MariaDB did not start"; }
-    mariadb --no-defaults -S "$d/mysqld.sock" -u root <<'SQL'
+    mariadb --no-defaults -S "$RUN/mysqld.sock" -u root <<'SQL'
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
@@ -240,7 +269,7 @@ write_slurm_conf() {  # write_slurm_conf CTLD_PORT SLURMD_PORT DBD_PORT DB_PORT
     local d=$DIR/slurm host user
     host=$(hostname -s)
     user=$(id -un)
-    mkdir -p "$d/state" "$d/spool" "$d/log" "$d/jobs"
+    mkdir -p "$d/state" "$RUN/spool" "$d/log"
     cat >"$d/slurm.conf" <<EOF
 # Written by scripts/services.sh: a one-node test cluster on 127.0.0.1.
 ClusterName=cnet
@@ -250,10 +279,11 @@ SlurmdUser=$user
 SlurmctldPort=$1
 SlurmdPort=$2
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+AuthInfo=socket=$RUN/munge.socket
 CredType=cred/munge
 StateSaveLocation=$d/state
-SlurmdSpoolDir=$d/spool
+# slurmstepd puts its sockets in the spool dir: it must have a short path.
+SlurmdSpoolDir=$RUN/spool
 SlurmctldPidFile=$d/slurmctld.pid
 SlurmdPidFile=$d/slurmd.pid
 SlurmctldLogFile=$d/log/slurmctld.log
@@ -263,6 +293,8 @@ TaskPlugin=task/none
 MpiDefault=none
 SwitchType=switch/none
 SchedulerType=sched/backfill
+# Schedule a submitted batch job at once (the default waits up to 3 s to batch submissions).
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 # Without a default memory per CPU every job asks for the whole node and jobs run one at a time.
@@ -279,7 +311,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$3
 # For auth/munge this names the MUNGE socket used to reach slurmdbd (AuthInfo does not apply there).
-AccountingStoragePass=$DIR/munge/munge.socket
+AccountingStoragePass=$RUN/munge.socket
 MailProg=/bin/true
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=10
@@ -289,7 +321,7 @@ PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     cat >"$d/slurmdbd.conf" <<EOF
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+AuthInfo=socket=$RUN/munge.socket
 DbdAddr=127.0.0.1
 DbdHost=$host
 DbdPort=$3
@@ -319,6 +351,7 @@ start_slurm() {
     # A half-started cluster (one daemon died) is restarted whole.
     stop_slurm quiet
     install_slurm
+    make_run_dir
     start_munge
     start_mariadb
     local ports
@@ -357,12 +390,12 @@ stop_slurm() {
             sleep 0.3
         done
     fi
-    kill_pidfile "$d/slurmd.pid" slurmd
-    kill_pidfile "$d/slurmctld.pid" slurmctld
-    kill_pidfile "$d/slurmdbd.pid" slurmdbd
-    kill_pidfile "$DIR/mariadb/mariadbd.pid" mariadbd
-    kill_pidfile "$DIR/munge/munged.pid" munged
+    # slurmctld flushes its last accounting records to slurmdbd, so slurmdbd goes after it.
+    kill_pidfiles "$d/slurmd.pid" slurmd "$d/slurmctld.pid" slurmctld
+    kill_pidfiles "$d/slurmdbd.pid" slurmdbd
+    kill_pidfiles "$DIR/mariadb/mariadbd.pid" mariadbd "$DIR/munge/munged.pid" munged
     sweep slurm
+    rm -rf "$RUN/spool"
     rm -f "$d/env.sh"
     [[ -n $quiet ]] || log "slurm stopped"
 }
@@ -401,7 +434,9 @@ start_ray() {
     # Ray puts Unix sockets under its temp dir, and socket paths must stay under 108 bytes.
     tmp=$(mktemp -d /tmp/cnet-ray.XXXXXX)
     echo "$tmp" >"$d/tempdir"
-    CNET_SERVICE=ray RAY_USAGE_STATS_ENABLED=0 setsid "$VENV/bin/ray" start --head --block \
+    # Ray turns --node-ip-address=127.0.0.1 into the host's outward address unless it
+    # believes it runs a one-machine cluster; this switch keeps every Ray port on loopback.
+    CNET_SERVICE=ray RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "$VENV/bin/ray" start --head --block \
         --node-ip-address=127.0.0.1 --port="${p[0]}" \
         --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="${p[1]}" \
         --ray-client-server-port="${p[2]}" --node-manager-port="${p[3]}" \
@@ -449,43 +484,67 @@ pg_run() {  # run a PostgreSQL program as the postgres user (initdb refuses root
     if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+pg_home() {  # where the postgres user's files live: in the state dir when it can reach it
+    local d=$DIR/postgres h
+    if [[ -s $d/home && -d $(cat "$d/home") ]]; then cat "$d/home"; return 0; fi
+    h=$d/pg
+    mkdir -p "$h"
+    if [[ $(id -u) == 0 ]]; then
+        chown postgres:postgres "$h"
+        chmod 700 "$h"
+        if ! runuser -u postgres -- test -w "$h" 2>/dev/null; then
+            # The state dir lies under a directory postgres cannot enter (a clone under /root).
+            rm -rf "$h"
+            h=$(mktemp -d /tmp/cnet-pg.XXXXXX)
+            chown postgres:postgres "$h"
+        fi
+    fi
+    echo "$h" >"$d/home"
+    echo "$h"
+}
+
 start_postgres() {
-    local d=$DIR/postgres bin port pw
-    mkdir -p "$d/run"
+    local d=$DIR/postgres h bin port pw
+    mkdir -p "$d"
     if pid_alive "$d/postgres.pid" && [[ -s $d/env.sh ]]; then log "postgres already running"; return 0; fi
     stop_postgres quiet
     install_postgres
     bin=$(pg_bindir)
-    [[ $(id -u) == 0 ]] && chown postgres:postgres "$d" "$d/run"
+    h=$(pg_home)
+    make_run_dir
+    mkdir -p "$RUN/pg"
+    [[ $(id -u) == 0 ]] && chown postgres:postgres "$RUN/pg"
     if [[ ! -s $d/password ]]; then
         "$PY" -c "import secrets; print(secrets.token_hex(12))" >"$d/password"
         chmod 600 "$d/password"
-        [[ $(id -u) == 0 ]] && chown postgres:postgres "$d/password"
     fi
     pw=$(cat "$d/password")
-    if [[ ! -f $d/data/PG_VERSION ]]; then
-        pg_run "$bin/initdb" -D "$d/data" -U postgres --pwfile="$d/password" -E UTF8 --no-locale \
+    if [[ ! -f $h/data/PG_VERSION ]]; then
+        cp "$d/password" "$h/pwfile"
+        [[ $(id -u) == 0 ]] && chown postgres:postgres "$h/pwfile"
+        pg_run "$bin/initdb" -D "$h/data" -U postgres --pwfile="$h/pwfile" -E UTF8 --no-locale \
             --auth-local=trust --auth-host=scram-sha-256 >"$d/initdb.log" 2>&1 \
-            || { cat "$d/initdb.log" >&2; die "initdb failed"; }
+            || { cat "$d/initdb.log" >&2; rm -f "$h/pwfile"; die "initdb failed"; }
+        rm -f "$h/pwfile"
     fi
     port=$(free_ports 1)
-    CNET_SERVICE=postgres pg_run "$bin/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $d/run -c shared_buffers=16MB -c max_connections=100 -c fsync=off" \
-        start >/dev/null 9>&- || { tail -20 "$d/postgres.log" >&2; die "postgres did not start"; }
-    head -n1 "$d/data/postmaster.pid" >"$d/postgres.pid"
-    if ! pg_run "$bin/psql" -h "$d/run" -p "$port" -U postgres -tAc \
+    CNET_SERVICE=postgres pg_run "$bin/pg_ctl" -D "$h/data" -l "$h/postgres.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $RUN/pg -c shared_buffers=16MB -c max_connections=100 -c fsync=off" \
+        start >/dev/null 9>&- || { tail -20 "$h/postgres.log" >&2; die "postgres did not start"; }
+    head -n1 "$h/data/postmaster.pid" >"$d/postgres.pid"
+    if ! pg_run "$bin/psql" -h "$RUN/pg" -p "$port" -U postgres -tAc \
         "select 1 from pg_database where datname = 'computenet'" | grep -q 1; then
-        pg_run "$bin/createdb" -h "$d/run" -p "$port" -U postgres computenet
+        pg_run "$bin/createdb" -h "$RUN/pg" -p "$port" -U postgres computenet
     fi
     echo "$port" >"$d/port"
     printf 'export CNET_PG_URL=%q\n' "postgresql+psycopg://postgres:$pw@127.0.0.1:$port/computenet" >"$d/env.sh"
-    log "postgres up on 127.0.0.1:$port (pid $(cat "$d/postgres.pid")), database computenet"
+    log "postgres up on 127.0.0.1:$port (pid $(cat "$d/postgres.pid")), database computenet, data in $h"
 }
 
 stop_postgres() {
     local d=$DIR/postgres quiet=${1:-} bin
-    if pid_alive "$d/postgres.pid" && bin=$(pg_bindir); then
-        pg_run "$bin/pg_ctl" -D "$d/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
+    if pid_alive "$d/postgres.pid" && bin=$(pg_bindir) && [[ -s $d/home ]]; then
+        pg_run "$bin/pg_ctl" -D "$(cat "$d/home")/data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
     fi
     kill_pidfile "$d/postgres.pid" postgres
     sweep postgres
@@ -540,6 +599,7 @@ case $cmd in
     stop)
         for ((i = ${#services[@]} - 1; i >= 0; i--)); do "stop_${services[i]}"; done
         write_env
+        rmdir "$RUN/pg" "$RUN" 2>/dev/null || true  # only once nothing uses them
         ;;
     status)
         rc=0

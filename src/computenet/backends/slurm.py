@@ -1,0 +1,633 @@
+"""The Slurm backend: jobs as ``sbatch`` batch jobs on an existing Slurm cluster.
+
+The agent runs where the Slurm client commands work (a login or service node):
+``sbatch``, ``squeue``, ``sacct``, ``scancel``, ``scontrol`` and ``sinfo`` on
+PATH (or in `bin_dir`), and ``SLURM_CONF`` set when the cluster needs it.
+
+- **Chips.** With ``chips_as="gres"`` (the default) a job of N chips asks for
+  ``--gres=GRES:N`` where GRES is ``gpu`` or the chip's entry in `chip_gres`
+  (``A100=gpu:a100,Ascend-910B=npu``); with ``chips_as="cpus"`` it asks for N CPUs
+  (``--cpus-per-task=N``), which is what a CPU center or a test cluster does.
+  Each chip type may go to its own partition (`chip_partitions`).
+- **Idempotency.** The job name is ``cnet-<key>`` (see `_external.key_name`), so
+  `find` asks ``squeue`` and then ``sacct`` for that name: a restarted agent
+  re-attaches to what it started, even with its state dir gone.
+- **Status.** ``squeue`` for live jobs; for ended ones the exit code comes from
+  ``sacct -P -n -X -o JobID,State,ExitCode`` (Slurm 22.05's ``sacct --json``
+  reports wrong exit codes), or ``scontrol show job`` while accounting lags.
+- **Logs.** stdout and stderr go to ``<output_dir>/<jobid>.out``; the agent reads
+  that file, so `output_dir` must be visible from the compute nodes and the agent
+  (a shared filesystem on a real cluster).
+- **Capacity.** ``sinfo --json`` where the version has it, else ``sinfo -O``.
+- **Accounting.** `usage(handle)` reads ``sacct`` (elapsed and CPU time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from computenet.backends._external import job_env, key_name, parse_mapping, slice_log
+from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
+from computenet.backends.registry import parse_pools
+from computenet.errors import BackendError, ValidationError
+from computenet.protocol import PoolCapacity
+
+logger = logging.getLogger(__name__)
+
+_LOG_READ_MAX = 1 << 20
+_KEYS_FILE = "slurm-keys.jsonl"
+
+# Slurm job states (squeue %T / sacct State) → ours. Anything not here is UNKNOWN.
+_STATES: dict[str, BackendState] = {
+    "PENDING": BackendState.PENDING,
+    "CONFIGURING": BackendState.PENDING,
+    "REQUEUED": BackendState.PENDING,
+    "REQUEUE_FED": BackendState.PENDING,
+    "REQUEUE_HOLD": BackendState.PENDING,
+    "RESV_DEL_HOLD": BackendState.PENDING,
+    "RESIZING": BackendState.RUNNING,
+    "RUNNING": BackendState.RUNNING,
+    "COMPLETING": BackendState.RUNNING,
+    "SUSPENDED": BackendState.RUNNING,
+    "STOPPED": BackendState.RUNNING,
+    "SIGNALING": BackendState.RUNNING,
+    "STAGE_OUT": BackendState.RUNNING,
+    "COMPLETED": BackendState.SUCCEEDED,
+    "CANCELLED": BackendState.CANCELLED,
+    "REVOKED": BackendState.CANCELLED,
+    "FAILED": BackendState.FAILED,
+    "TIMEOUT": BackendState.FAILED,
+    "NODE_FAIL": BackendState.FAILED,
+    "OUT_OF_MEMORY": BackendState.FAILED,
+    "BOOT_FAIL": BackendState.FAILED,
+    "DEADLINE": BackendState.FAILED,
+    "PREEMPTED": BackendState.FAILED,
+    "SPECIAL_EXIT": BackendState.FAILED,
+}
+_FINAL = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
+# Node states whose free chips a job can use (sinfo's base state, lower case).
+_USABLE_NODE = {"idle", "mixed", "allocated", "completing"}
+_BAD_NODE_FLAGS = {
+    "DRAIN",
+    "DRAINING",
+    "DRAINED",
+    "DOWN",
+    "FAIL",
+    "NOT_RESPONDING",
+    "MAINTENANCE",
+    "RESERVED",
+    "POWERED_DOWN",
+    "POWERING_DOWN",
+    "REBOOT_REQUESTED",
+}
+_GRES_ITEM = re.compile(r"^(?P<name>[^:(]+)(?::(?P<type>[^:(]+))?:(?P<count>\d+)")
+
+
+@dataclass(frozen=True)
+class SlurmUsage:
+    """What Slurm's accounting recorded for one job."""
+
+    handle: str
+    state: BackendState
+    run_real_s: float
+    cpu_s: float
+    alloc_tres: str
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    partitions: tuple[str, ...]
+    usable: bool
+    cpus: int
+    idle_cpus: int
+    gres: str
+    gres_used: str
+
+
+def _gres_count(spec: str, name: str, typ: str | None) -> int:
+    """How many of gres `name` (of `typ`, if given) a sinfo Gres/GresUsed string holds."""
+    total = 0
+    for item in spec.split(","):
+        m = _GRES_ITEM.match(item.strip())
+        if m is None or m["name"] != name:
+            continue
+        if typ is not None and m["type"] != typ:
+            continue
+        total += int(m["count"])
+    return total
+
+
+def _slurm_time(text: str) -> datetime | None:
+    """A Slurm timestamp (cluster-local, no zone) as UTC; None for Unknown/N/A/None."""
+    text = text.strip()
+    if not text or not text[0].isdigit():
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+def _exit_code(text: str) -> int | None:
+    """Slurm's ``CODE:SIGNAL`` as one shell-style code (128+signal when killed by one)."""
+    code, _, sig = text.strip().partition(":")
+    try:
+        c, s = int(code), int(sig or 0)
+    except ValueError:
+        return None
+    return 128 + s if c == 0 and s else c
+
+
+class SlurmBackend:
+    """Runs jobs through sbatch/squeue/sacct/scancel/sinfo (see module doc).
+
+    Parameters: `state_dir` (batch scripts, the key map and, by default, job
+    output); `pools` (chip type → count from the network, naming this center's
+    chips); `partition` and `account` (``--partition``/``--account``, optional);
+    `chips_as` (``gres`` or ``cpus``); `gres` (default GRES name, ``gpu``);
+    `chip_gres` and `chip_partitions` (per-chip ``CHIP=VALUE,...`` overrides);
+    `cpus_per_chip` (``--cpus-per-gpu`` style CPUs for each GRES chip); `qos`;
+    `sbatch_args` (extra sbatch arguments, shell-quoted); `output_dir`
+    (job output files; on a shared filesystem); `slurm_conf` (sets ``SLURM_CONF``
+    for every command); `bin_dir` (where the Slurm commands live); `timeout_s`
+    (per command); `prefix` (job name prefix, default ``cnet``); `chip` (a chip
+    name to add when `pools` is empty); `find_days` (how far back `find` asks sacct).
+    """
+
+    kind = "slurm"
+    capabilities = (
+        Capability.CANCEL
+        | Capability.LOGS
+        | Capability.REATTACH
+        | Capability.ACCELERATORS
+        | Capability.ACCOUNTING
+    )
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        pools: Mapping[str, int] | str | None = None,
+        *,
+        partition: str | None = None,
+        account: str | None = None,
+        chips_as: str = "gres",
+        gres: str = "gpu",
+        chip_gres: Mapping[str, str] | str | None = None,
+        chip_partitions: Mapping[str, str] | str | None = None,
+        cpus_per_chip: int | str = 0,
+        qos: str | None = None,
+        sbatch_args: str | Sequence[str] = (),
+        output_dir: str | Path | None = None,
+        slurm_conf: str | None = None,
+        bin_dir: str | None = None,
+        timeout_s: float | str = 30.0,
+        prefix: str = "cnet",
+        chip: str | None = None,
+        find_days: int | str = 30,
+    ) -> None:
+        if chips_as not in ("gres", "cpus"):
+            raise ValidationError(
+                f"chips_as must be 'gres' or 'cpus', not '{chips_as}'",
+                field="chips_as",
+                hint="gres maps chips to --gres=gpu:N; cpus maps them to CPUs",
+            )
+        self.state_dir = Path(state_dir)
+        self.pools = parse_pools(pools)
+        if chip and chip not in self.pools:
+            self.pools[chip] = 1
+        if not self.pools:
+            self.pools = {"CPU-node" if chips_as == "cpus" else "GPU": 1}
+        self.partition = partition or None
+        self.account = account or None
+        self.qos = qos or None
+        self.chips_as = chips_as
+        self.gres = gres
+        self.chip_gres = parse_mapping(chip_gres, "chip_gres")
+        self.chip_partitions = parse_mapping(chip_partitions, "chip_partitions")
+        self.cpus_per_chip = int(cpus_per_chip)
+        self.sbatch_args = (
+            shlex.split(sbatch_args) if isinstance(sbatch_args, str) else list(sbatch_args)
+        )
+        self.output_dir = Path(output_dir) if output_dir else self.state_dir / "output"
+        self.scripts_dir = self.state_dir / "scripts"
+        self.timeout_s = float(timeout_s)
+        self.prefix = prefix
+        self.find_days = int(find_days)
+        self._env = dict(os.environ)
+        if slurm_conf:
+            self._env["SLURM_CONF"] = str(slurm_conf)
+        self._bin_dir = bin_dir
+        self._lock = threading.RLock()
+        self._keys: dict[str, str] = {}
+        for d in (self.state_dir, self.output_dir, self.scripts_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._load_keys()
+        self._json_sinfo: bool | None = None
+
+    # ---------------------------------------------------------------- commands
+
+    def _cmd(self, name: str) -> str:
+        if self._bin_dir:
+            return str(Path(self._bin_dir) / name)
+        found = shutil.which(name, path=self._env.get("PATH"))
+        if found is None:
+            raise BackendError(
+                f"'{name}' is not on PATH", hint="install the Slurm client or pass bin_dir=..."
+            )
+        return found
+
+    def _run(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [self._cmd(name), *args]
+        try:
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env=self._env,
+                timeout=self.timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendError(
+                f"{name} did not answer in {self.timeout_s:g}s", hint="is slurmctld up?"
+            ) from exc
+        except OSError as exc:
+            raise BackendError(f"could not run {name}: {exc}") from exc
+        if check and proc.returncode != 0:
+            raise BackendError(
+                f"{name} failed (exit {proc.returncode}): "
+                f"{proc.stderr.strip() or proc.stdout.strip()}"
+            )
+        return proc
+
+    # ---------------------------------------------------------------- key map
+
+    def _load_keys(self) -> None:
+        path = self.state_dir / _KEYS_FILE
+        try:
+            lines = path.read_text("utf-8").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                rec = json.loads(line)
+                self._keys[str(rec["key"])] = str(rec["handle"])
+            except (ValueError, KeyError, TypeError):
+                continue
+
+    def _remember(self, key: str, handle: str) -> None:
+        self._keys[key] = handle
+        with open(self.state_dir / _KEYS_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "handle": handle}) + "\n")
+
+    # ---------------------------------------------------------------- contract
+
+    def job_name(self, idempotency_key: str) -> str:
+        """The Slurm job name that carries `idempotency_key`."""
+        return key_name(self.prefix, idempotency_key)
+
+    def submit(self, job: BackendJob, idempotency_key: str) -> str:
+        """``sbatch`` the job (or return the job id already started under this key)."""
+        if job.chip not in self.pools:
+            raise ValidationError(
+                f"this center has no {job.chip} pool",
+                field="chip",
+                hint=f"pools: {', '.join(self.pools)}",
+            )
+        with self._lock:
+            existing = self.find(idempotency_key)
+            if existing is not None:
+                return existing
+            name = self.job_name(idempotency_key)
+            script = self.scripts_dir / f"{name}.sh"
+            script.write_text(self._script(job), "utf-8")
+            args = [
+                "--parsable",
+                f"--job-name={name}",
+                f"--output={self.output_dir}/%j.out",
+                "--open-mode=append",
+                "--ntasks=1",
+                f"--chdir={job.workdir or self.output_dir}",
+                *self._resource_args(job),
+                *self.sbatch_args,
+                str(script),
+            ]
+            proc = self._run("sbatch", *args)
+            handle = proc.stdout.strip().split(";")[0]
+            if not handle.isdigit():
+                raise BackendError(f"sbatch printed no job id: {proc.stdout.strip()!r}")
+            self._remember(idempotency_key, handle)
+            logger.info("sbatch %s as %s (%s × %s)", job.job_id, handle, job.count, job.chip)
+            return handle
+
+    def poll(self, handles: list[str]) -> dict[str, BackendStatus]:
+        """squeue for live jobs; sacct (then scontrol) for the exit of ended ones."""
+        out = {h: BackendStatus(h, BackendState.UNKNOWN, message="no such job") for h in handles}
+        ids = sorted({h for h in handles if h.isdigit()}, key=int)
+        if not ids:
+            return out
+        queued = self._squeue(ids)
+        need_exit = [i for i in ids if i not in queued or queued[i].state in _FINAL]
+        for i, st in queued.items():
+            if st.state not in _FINAL:
+                out[i] = st
+        if need_exit:
+            acct = self._sacct(need_exit)
+            for i in need_exit:
+                rec = acct.get(i)
+                if rec is not None and rec.state in _FINAL:
+                    out[i] = rec
+                elif i in queued:
+                    # Ended, but accounting has not caught up: scontrol still knows the exit.
+                    out[i] = self._scontrol(i) or queued[i]
+                elif rec is not None:
+                    out[i] = rec
+        return out
+
+    def cancel(self, handle: str) -> None:
+        """``scancel`` the job; a finished or unknown job is a no-op."""
+        if not handle.isdigit():
+            return
+        proc = self._run("scancel", handle, check=False)
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).lower()
+            if "invalid job id" in err or "already completing or completed" in err:
+                return
+            raise BackendError(f"scancel {handle} failed: {proc.stderr.strip()}")
+
+    def logs(self, handle: str, offset: int = 0) -> tuple[str, int]:
+        """The job's output file from byte `offset` on, and the next offset."""
+        if not handle.isdigit():
+            return "", offset
+        try:
+            with open(self.output_dir / f"{handle}.out", "rb") as f:
+                f.seek(offset)
+                data = f.read(_LOG_READ_MAX)
+        except OSError:
+            return "", offset
+        return slice_log(data, offset)
+
+    def find(self, idempotency_key: str) -> str | None:
+        """The job id started under this key: from the key map, squeue, or sacct."""
+        with self._lock:
+            if idempotency_key in self._keys:
+                return self._keys[idempotency_key]
+            name = self.job_name(idempotency_key)
+            # A failing squeue raises: answering "not found" would start the job twice.
+            proc = self._run("squeue", "-h", "-t", "all", f"--name={name}", "-o", "%i")
+            ids = [line.strip() for line in proc.stdout.splitlines() if line.strip().isdigit()]
+            if not ids:
+                since = (datetime.now() - timedelta(days=self.find_days)).strftime(
+                    "%Y-%m-%dT%H:%M:%S"
+                )
+                out = self._sacct_out(f"--name={name}", "-S", since, "-o", "JobID")
+                ids = [line.strip() for line in out.splitlines() if line.strip().isdigit()]
+            if not ids:
+                return None
+            handle = max(ids, key=int)
+            self._remember(idempotency_key, handle)
+            return handle
+
+    def capacity(self) -> list[PoolCapacity]:
+        """Each chip pool's total and free chips, from sinfo."""
+        nodes = self._nodes()
+        out = []
+        for chip in self.pools:
+            partition = self.chip_partitions.get(chip, self.partition)
+            mine = [n for n in nodes if partition is None or partition in n.partitions]
+            if self.chips_as == "cpus":
+                total = sum(n.cpus for n in mine)
+                free = sum(n.idle_cpus for n in mine if n.usable)
+            else:
+                name, _, typ = self.chip_gres.get(chip, self.gres).partition(":")
+                t = typ or None
+                total = sum(_gres_count(n.gres, name, t) for n in mine)
+                free = sum(
+                    max(0, _gres_count(n.gres, name, t) - _gres_count(n.gres_used, name, t))
+                    for n in mine
+                    if n.usable
+                )
+            out.append(PoolCapacity(chip=chip, total=total, free=min(free, total)))
+        return out
+
+    # ------------------------------------------------------------ beyond contract
+
+    def usage(self, handle: str) -> SlurmUsage | None:
+        """Elapsed and CPU seconds as Slurm's accounting recorded them (None without a record)."""
+        if not handle.isdigit():
+            return None
+        out = self._sacct_out("-j", handle, "-o", "JobID,State,ElapsedRaw,CPUTimeRAW,AllocTRES")
+        for line in out.splitlines():
+            parts = line.split("|")
+            if len(parts) < 5 or parts[0] != handle:
+                continue
+            state = _STATES.get(parts[1].split()[0] if parts[1] else "", BackendState.UNKNOWN)
+            try:
+                return SlurmUsage(
+                    handle, state, float(parts[2] or 0), float(parts[3] or 0), parts[4]
+                )
+            except ValueError:
+                return None
+        return None
+
+    def close(self, keep_jobs: bool = False) -> None:
+        """Nothing to release: the jobs belong to Slurm (the agent cancels them if it must)."""
+
+    # ------------------------------------------------------------------ helpers
+
+    def _script(self, job: BackendJob) -> str:
+        env = job_env(job)
+        lines = ["#!/bin/bash", "# Written by the ComputeNet agent (computenet.backends.slurm)."]
+        lines += [
+            f"export {k}={shlex.quote(v)}"
+            for k, v in sorted(env.items())
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+        ]
+        # Device ids: what Slurm bound (GPUs), else 0..N-1 as the local backend numbers slots.
+        ids = ",".join(str(i) for i in range(job.count))
+        bound = f"${{CUDA_VISIBLE_DEVICES:-${{ASCEND_RT_VISIBLE_DEVICES:-{ids}}}}}"
+        lines.append(f'export CNET_CHIP_IDS="{bound}"')
+        lines.append('export CNET_VISIBLE_DEVICES="$CNET_CHIP_IDS"')
+        lines.append(f"exec /bin/bash -c {shlex.quote(job.command)}")
+        return "\n".join(lines) + "\n"
+
+    def _resource_args(self, job: BackendJob) -> list[str]:
+        args: list[str] = []
+        partition = self.chip_partitions.get(job.chip, self.partition)
+        if partition:
+            args.append(f"--partition={partition}")
+        if self.account:
+            args.append(f"--account={self.account}")
+        if self.qos:
+            args.append(f"--qos={self.qos}")
+        if self.chips_as == "cpus":
+            args.append(f"--cpus-per-task={job.count}")
+        else:
+            args.append(f"--gres={self.chip_gres.get(job.chip, self.gres)}:{job.count}")
+            if self.cpus_per_chip:
+                args.append(f"--cpus-per-task={self.cpus_per_chip * job.count}")
+        return args
+
+    def _sacct_out(self, *args: str) -> str:
+        """``sacct -P -n -X ARGS``; empty without accounting, BackendError when it fails."""
+        proc = self._run("sacct", "-P", "-n", "-X", *args, check=False)
+        if proc.returncode != 0:
+            if "accounting storage is disabled" in proc.stderr.lower():
+                return ""
+            raise BackendError(
+                f"sacct failed (exit {proc.returncode}): {proc.stderr.strip()}",
+                hint="is slurmdbd up?",
+            )
+        return proc.stdout
+
+    def _squeue(self, ids: list[str]) -> dict[str, BackendStatus]:
+        proc = self._run(
+            "squeue", "-h", "-t", "all", "-j", ",".join(ids), "-o", "%i|%T|%S|%e|%r", check=False
+        )
+        # squeue exits 1 when none of the ids is still in slurmctld's memory: that is no error.
+        if proc.returncode != 0 and "invalid job id" not in proc.stderr.lower():
+            raise BackendError(
+                f"squeue failed (exit {proc.returncode}): {proc.stderr.strip()}",
+                hint="is slurmctld up?",
+            )
+        out: dict[str, BackendStatus] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) < 5 or parts[0] not in ids:
+                continue
+            state = _STATES.get(parts[1], BackendState.UNKNOWN)
+            started = _slurm_time(parts[2]) if state is not BackendState.PENDING else None
+            ended = _slurm_time(parts[3]) if state in _FINAL else None
+            reason = parts[4] if parts[4] not in ("None", "") else ""
+            out[parts[0]] = BackendStatus(parts[0], state, None, started, ended, reason)
+        return out
+
+    def _sacct(self, ids: list[str]) -> dict[str, BackendStatus]:
+        text = self._sacct_out("-j", ",".join(ids), "-o", "JobID,State,ExitCode,Start,End")
+        out: dict[str, BackendStatus] = {}
+        for line in text.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) < 5 or parts[0] not in ids:
+                continue
+            raw = parts[1].split()[0] if parts[1] else ""
+            state = _STATES.get(raw, BackendState.UNKNOWN)
+            code = _exit_code(parts[2]) if state in _FINAL else None
+            if state is BackendState.CANCELLED:
+                code = None
+            out[parts[0]] = BackendStatus(
+                parts[0],
+                state,
+                code,
+                _slurm_time(parts[3]),
+                _slurm_time(parts[4]),
+                parts[1] if state is not BackendState.SUCCEEDED else "",
+            )
+        return out
+
+    def _scontrol(self, handle: str) -> BackendStatus | None:
+        proc = self._run("scontrol", "show", "job", "-o", handle, check=False)
+        fields: dict[str, str] = {}
+        for token in proc.stdout.split():
+            k, sep, v = token.partition("=")
+            if sep and k not in fields:
+                fields[k] = v
+        if fields.get("JobId") != handle:
+            return None
+        state = _STATES.get(fields.get("JobState", ""), BackendState.UNKNOWN)
+        code = _exit_code(fields.get("ExitCode", "")) if state in _FINAL else None
+        return BackendStatus(
+            handle,
+            state,
+            None if state is BackendState.CANCELLED else code,
+            _slurm_time(fields.get("StartTime", "")),
+            _slurm_time(fields.get("EndTime", "")),
+            fields.get("Reason", "") if state is not BackendState.SUCCEEDED else "",
+        )
+
+    def _nodes(self) -> list[_Node]:
+        if self._json_sinfo is not False:
+            proc = self._run("sinfo", "--json", check=False)
+            if proc.returncode == 0 and proc.stdout.lstrip().startswith("{"):
+                self._json_sinfo = True
+                return self._nodes_from_json(json.loads(proc.stdout))
+            self._json_sinfo = False
+        proc = self._run(
+            "sinfo",
+            "-h",
+            "-N",
+            "-O",
+            "NodeList:|,Partition:|,StateLong:|,CPUsState:|,Gres:|,GresUsed:",
+        )
+        merged: dict[str, dict[str, Any]] = {}
+        for line in proc.stdout.splitlines():
+            parts = [p.strip() for p in line.split("|")]
+            if len(parts) < 6:
+                continue
+            name, part, state, cpus, gres, used = parts[:6]
+            n = merged.setdefault(
+                name, {"partitions": [], "state": state, "cpus": cpus, "gres": gres, "used": used}
+            )
+            n["partitions"].append(part.rstrip("*"))
+        nodes = []
+        for name, n in merged.items():
+            try:
+                _alloc, idle, _other, total = (int(x) for x in n["cpus"].split("/"))
+            except ValueError:
+                idle = total = 0
+            base = n["state"].rstrip("*~#!%$@^-").split("+")[0].lower()
+            flags = {f.upper() for f in n["state"].rstrip("*~#!%$@^-").split("+")[1:]}
+            nodes.append(
+                _Node(
+                    name,
+                    tuple(n["partitions"]),
+                    base in _USABLE_NODE
+                    and not flags & _BAD_NODE_FLAGS
+                    and not n["state"].endswith("*"),
+                    total,
+                    idle,
+                    "" if n["gres"] == "(null)" else n["gres"],
+                    "" if n["used"] == "(null)" else n["used"],
+                )
+            )
+        return nodes
+
+    @staticmethod
+    def _nodes_from_json(data: dict[str, Any]) -> list[_Node]:
+        nodes = []
+        for n in data.get("nodes", []):
+            state = n.get("state", "")
+            if isinstance(state, list):  # newer versions: a list of flags
+                flags = {str(s).upper() for s in state}
+                base = next((s.lower() for s in flags if s.lower() in _USABLE_NODE), "down")
+            else:
+                flags = {str(s).upper() for s in n.get("state_flags", [])}
+                base = str(state).lower()
+            cpus = int(n.get("cpus", 0) or 0)
+            idle = n.get("idle_cpus")
+            if idle is None:
+                idle = cpus - int(n.get("alloc_cpus", 0) or 0)
+            nodes.append(
+                _Node(
+                    str(n.get("name", "")),
+                    tuple(n.get("partitions", []) or ()),
+                    base in _USABLE_NODE and not flags & _BAD_NODE_FLAGS,
+                    cpus,
+                    int(idle),
+                    str(n.get("gres", "") or ""),
+                    str(n.get("gres_used", "") or ""),
+                )
+            )
+        return nodes
