@@ -16,7 +16,9 @@ admin_app = typer.Typer(
     help="Create tenants, users and tokens directly in the server's database.",
     no_args_is_help=True,
 )
-network_app = typer.Typer(help="Check network files; show the running network.", no_args_is_help=True)
+network_app = typer.Typer(
+    help="Check network files; show the running network.", no_args_is_help=True
+)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(admin_app, name="admin")
 app.add_typer(network_app, name="network")

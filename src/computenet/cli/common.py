@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -21,7 +22,9 @@ from computenet.sdk.config import resolve
 
 UrlOpt = Annotated[
     str | None,
-    typer.Option("--url", envvar="CNET_URL", help="server URL (else $CNET_URL, else the config file)"),
+    typer.Option(
+        "--url", envvar="CNET_URL", help="server URL (else $CNET_URL, else the config file)"
+    ),
 ]
 TokenOpt = Annotated[
     str | None,
@@ -32,14 +35,21 @@ TokenOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
+def _width(stream: Any) -> int | None:
+    # Piped output (files, less, grep) gets wide tables rather than Rich's 80 columns.
+    if os.environ.get("COLUMNS") or getattr(stream, "isatty", lambda: False)():
+        return None
+    return 160
+
+
 def console() -> Console:
     """A Rich console on stdout (plain text when stdout is not a terminal)."""
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
 
 
 def err_console() -> Console:
     """A Rich console on stderr, for progress that must not mix with --json output."""
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def client(url: str | None, token: str | None) -> Client:
@@ -94,7 +104,7 @@ def dur(seconds: float | None) -> str:
     """Seconds as a short duration: 45s, 12m, 3h05m."""
     if seconds is None:
         return "-"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:

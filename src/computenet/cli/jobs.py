@@ -23,7 +23,7 @@ from computenet.cli.common import (
     print_json,
     when,
 )
-from computenet.model import JobState
+from computenet.model import TERMINAL_STATES, JobState
 from computenet.protocol import JobDetail, JobView, QuoteView
 from computenet.sdk.specfile import load_job_file
 
@@ -96,7 +96,9 @@ def submit(
 
 @app.command()
 def jobs(
-    state: Annotated[JobState | None, typer.Option("--state", help="only jobs in this state")] = None,
+    state: Annotated[
+        JobState | None, typer.Option("--state", help="only jobs in this state")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="at most this many")] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -159,10 +161,14 @@ def print_detail(d: JobDetail) -> None:
             f" transfer {dur(d.transfer_s)}, run {dur(d.run_s)}"
             + (f"; cost ¥{cny(d.cost_cny)}" if d.cost_cny is not None else "")
         )
-    reasons = list(d.reasons) or (list(p.reasons) if p else [])
-    if reasons:
-        out.print("  why:")
-        for r in reasons:
+    why = list(p.reasons) if p else list(d.reasons)
+    if why:
+        out.print("  why here:" if p else "  why:")
+        for r in why:
+            out.print(f"    - {r}", markup=False)
+    if p and d.reasons and list(d.reasons) != why:
+        out.print("  now:")
+        for r in d.reasons:
             out.print(f"    - {r}", markup=False)
     if d.events:
         t = Table(title="timeline", title_justify="left", box=None, padding=(0, 2))
@@ -180,7 +186,9 @@ def print_detail(d: JobDetail) -> None:
 @app.command()
 def logs(
     job_id: JobId,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the job ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing until the job ends")
+    ] = False,
     offset: Annotated[int, typer.Option("--offset", min=0, help="start at this byte")] = 0,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -202,15 +210,29 @@ def logs(
 
 @app.command()
 def cancel(
-    job_id: JobId, url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
+    job_id: JobId,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="wait until the job is final (its center stopped it)")
+    ] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Cancel a job (its center stops it if it is running)."""
+    """Cancel a job; a running one is stopped by its center (use --wait to see it end)."""
     with client(url, token) as cn:
-        view = cn.cancel(job_id)
+        view: JobView = cn.cancel(job_id)
+        if wait and view.state not in TERMINAL_STATES:
+            with err_console().status(f"{view.id}: waiting for its center to stop it"):
+                view = cn.wait(view.id, poll_s=0.3, timeout_s=120)
     if json_out:
         print_json(view)
-    else:
+    elif view.state in TERMINAL_STATES:
         console().print(f"{view.id} {view.state.value}")
+    else:
+        console().print(
+            f"{view.id} {view.state.value}: cancel requested; its center stops it shortly"
+            f" (`cnet status {view.id}`)"
+        )
 
 
 @app.command()

@@ -13,10 +13,25 @@ import typer
 from typer.exceptions import TyperException
 
 # Importing the command modules registers their commands on `app`.
-from computenet.cli import admin, datasets, jobs, netcmd, procs  # noqa: F401
+from computenet.cli import admin, datasets, demo, jobs, netcmd, procs  # noqa: F401
 from computenet.cli.app import app
 from computenet.cli.common import fail
 from computenet.errors import ComputeNetError
+
+
+def _add_sim() -> None:
+    # `cnet sim` is the simulator engineer's module; the rest of `cnet` must work without it.
+    try:
+        from computenet.cli.sim import sim_app
+    except ImportError as exc:  # pragma: no cover - only while the simulator is incomplete
+        import logging
+
+        logging.getLogger(__name__).debug("cnet sim unavailable: %s", exc)
+        return
+    app.add_typer(sim_app, name="sim")
+
+
+_add_sim()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -98,8 +99,10 @@ def network_show(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt =
         print_json(net)
         return
     out = console()
+    now = net.get("now")
+    shown = when(datetime.fromisoformat(now), date=True) + " CST" if isinstance(now, str) else "-"
     out.print(
-        f"network '{net.get('name')}' · network time {net.get('now')} · time_scale"
+        f"network '{net.get('name')}' · network time {shown} · time_scale"
         f" {net.get('time_scale')} · data_scale {net.get('data_scale')}"
     )
     t = Table(title="links")

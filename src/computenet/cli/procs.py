@@ -1,1 +1,319 @@
-"""Running the network: `cnet server`, `cnet agent`, `cnet up` (demo lives in demo.py)."""
+"""Running a network: `cnet server`, `cnet agent`, and `cnet up` (server plus agents)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from computenet.catalog import BUILTIN_NETWORKS, load_network
+from computenet.cli.app import app
+from computenet.cli.common import console
+from computenet.cli.supervise import Supervisor, cnet_argv, free_port, wait_http
+from computenet.errors import ComputeNetError, ConflictError, ValidationError
+from computenet.model import Network
+from computenet.sdk.config import config_path, save_config
+
+NetworkArg = Annotated[
+    str, typer.Argument(metavar="NETWORK", help="demo, china, or a network YAML file")
+]
+
+
+def network_of(name_or_path: str) -> Network:
+    """Load a network by built-in name or file (errors name the field)."""
+    return load_network(name_or_path if name_or_path in BUILTIN_NETWORKS else Path(name_or_path))
+
+
+@app.command()
+def server(
+    db: Annotated[
+        str, typer.Option("--db", envvar="CNET_DB", help="SQLAlchemy URL or SQLite file path")
+    ] = "sqlite:///computenet.db",
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="port to listen on")
+    ] = 8080,
+    network: Annotated[
+        str, typer.Option("--network", help="demo, china, or a network YAML file")
+    ] = "demo",
+    epoch: Annotated[
+        str | None,
+        typer.Option("--epoch", help="network time at start, ISO-8601 (default: continue, or now)"),
+    ] = None,
+    heartbeat_interval: Annotated[float, typer.Option(help="real seconds")] = 2.0,
+    lease_timeout: Annotated[float, typer.Option(help="real seconds")] = 10.0,
+    cycle_interval: Annotated[float, typer.Option(help="real seconds between cycles")] = 1.0,
+    profile: Annotated[str, typer.Option(help="scheduling profile")] = "min-cost",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the control plane (REST API, scheduler, dispatcher) in the foreground."""
+    from computenet.server import Settings, serve
+
+    settings = Settings.from_options(
+        db=db, host=host, port=port, network=network_of(network), epoch=epoch,
+        heartbeat_interval_s=heartbeat_interval, lease_timeout_s=lease_timeout,
+        cycle_interval_s=cycle_interval, profile=profile,
+    )
+    serve(settings, log_level=log_level)
+
+
+@app.command()
+def agent(
+    center: Annotated[str, typer.Option("--center", help="this center's id in the network")],
+    server_url: Annotated[
+        str, typer.Option("--server", help="control plane URL, e.g. http://127.0.0.1:8080")
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="CNET_CENTER_TOKEN", help="the center's token"),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="local, slurm, ray or kubernetes")
+    ] = "local",
+    network: Annotated[
+        str | None, typer.Option("--network", help="network name or file to read the pools from")
+    ] = None,
+    slots: Annotated[
+        str | None, typer.Option("--slots", help="N slots per pool, or CHIP=N[,CHIP=N]")
+    ] = None,
+    data_root: Annotated[Path | None, typer.Option("--data-root", help="dataset replicas")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="job dirs and state")
+    ] = None,
+    data_host: Annotated[str, typer.Option(help="data endpoint bind address")] = "127.0.0.1",
+    data_port: Annotated[int, typer.Option(help="data endpoint port (0: a free one)")] = 0,
+    data_url: Annotated[str | None, typer.Option(help="URL other agents reach it at")] = None,
+    backend_opt: Annotated[
+        list[str] | None, typer.Option("--backend-opt", help="KEY=VALUE for the backend")
+    ] = None,
+    keep_jobs: Annotated[
+        bool, typer.Option("--keep-jobs", help="on SIGTERM leave jobs running")
+    ] = False,
+    log_level: Annotated[str, typer.Option(envvar="CNET_LOG_LEVEL")] = "INFO",
+) -> None:
+    """Join a center to the network: register, heartbeat, lease and run jobs (calls out only)."""
+    from computenet.agent import run_agent
+    from computenet.agent.config import AgentConfig
+    from computenet.backends.registry import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValidationError(
+            f"unknown backend '{backend}'", field="--backend", hint="one of " + ", ".join(BACKENDS)
+        )
+    options: dict[str, str] = {}
+    for opt in backend_opt or []:
+        key, sep, value = opt.partition("=")
+        if not sep or not key:
+            raise ValidationError(f"'{opt}' is not KEY=VALUE", field="--backend-opt")
+        options[key.strip().replace("-", "_")] = value
+    logging.basicConfig(
+        level=log_level.upper(),
+        format=f"%(asctime)s agent[{center}] %(levelname)s %(message)s",
+    )
+    config = AgentConfig(
+        center=center, server=server_url, token=token or "", backend=backend, network=network,
+        slots=slots, data_root=data_root, state_dir=state_dir, data_host=data_host,
+        data_port=data_port, data_url=data_url, keep_jobs=keep_jobs, backend_options=options,
+    )
+    code = run_agent(config)
+    if code:
+        raise typer.Exit(code)
+
+
+@dataclass
+class Credentials:
+    """Tokens made for a network run: the admin, one user of a tenant, one per center."""
+
+    admin: str
+    user: str
+    tenant: str
+    centers: dict[str, str] = field(default_factory=dict)
+
+
+def make_credentials(db: str, net: Network, tenant: str, user: str) -> Credentials:
+    """Create (or reuse) the tenant and mint fresh admin, user and center tokens."""
+    from computenet.server import admin
+
+    with contextlib.suppress(ConflictError):  # a second `cnet up` on one database keeps it
+        admin.create_tenant(db, tenant)
+    admin_tok = admin.bootstrap_admin(db, "admin")
+    user_tok = admin.create_user(db, user, tenant, "user")
+    centers = {c.id: admin.create_center_token(db, c.id, net).token for c in net.centers}
+    return Credentials(admin_tok.token, user_tok.token, tenant, centers)
+
+
+@dataclass
+class RunningNetwork:
+    """A server and its agents started by one supervisor."""
+
+    url: str
+    network: Network
+    creds: Credentials
+    data_roots: dict[str, str]
+    db: str
+    base_dir: Path
+
+
+def start_network(
+    sup: Supervisor,
+    net_arg: str,
+    net: Network,
+    base_dir: Path,
+    *,
+    db: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tenant: str = "default",
+    user: str = "me",
+    epoch: str | None = None,
+    env: dict[str, str] | None = None,
+    status: object = None,
+) -> RunningNetwork:
+    """Start `cnet server` and one `cnet agent` per center; return when all agents are online."""
+    creds = make_credentials(db, net, tenant, user)
+    port = port or free_port(host)
+    url = f"http://{host}:{port}"
+    argv = ["server", "--db", db, "--host", host, "--port", str(port), "--network", net_arg,
+            "--log-level", "warning"]
+    if epoch:
+        argv += ["--epoch", epoch]
+    _say(status, f"starting the control plane on {url}")
+    srv = sup.start("server", cnet_argv(*argv), env)
+    wait_http(f"{url}/healthz", srv, timeout_s=60)
+    roots: dict[str, str] = {}
+    for c in net.centers:
+        cdir = base_dir / "centers" / c.id
+        roots[c.id] = str(cdir / "data")
+        _say(status, f"starting the agent of {c.id}")
+        sup.start(
+            f"agent-{c.id}",
+            cnet_argv(
+                "agent", "--center", c.id, "--server", url, "--backend", "local",
+                "--network", net_arg, "--data-root", str(cdir / "data"),
+                "--state-dir", str(cdir / "state"), "--log-level", "WARNING",
+            ),
+            {**(env or {}), "CNET_CENTER_TOKEN": creds.centers[c.id]},
+        )
+    running = RunningNetwork(url, net, creds, roots, db, base_dir)
+    wait_online(sup, running, status=status)
+    return running
+
+
+def wait_online(
+    sup: Supervisor, net: RunningNetwork, timeout_s: float = 60.0, status: object = None
+) -> None:
+    """Wait until every center is online (its agent registered and heartbeating)."""
+    from computenet.sdk import Client
+
+    deadline = time.monotonic() + timeout_s
+    with Client(net.url, net.creds.user) as cn:
+        while True:
+            for c in sup.dead():
+                raise ComputeNetError(
+                    f"{c.name} exited with status {c.proc.returncode}",
+                    field=c.name,
+                    hint=f"its log {c.log_path} ends: {c.log_tail(2)!r}",
+                )
+            down = [c.id for c in cn.centers() if not c.online]
+            if not down:
+                return
+            _say(status, f"waiting for agents: {', '.join(down)}")
+            if time.monotonic() > deadline:
+                raise ComputeNetError(
+                    f"centers {', '.join(down)} did not come online in {timeout_s:g}s",
+                    field="agent",
+                    hint=f"see the agent logs in {sup.log_dir}",
+                )
+            time.sleep(0.3)
+
+
+def _say(status: object, text: str) -> None:
+    update = getattr(status, "update", None)
+    if callable(update):
+        update(text)
+
+
+def default_home() -> Path:
+    """Where `cnet up` keeps databases, data roots and logs.
+
+    $CNET_HOME, else ~/.local/share/computenet.
+    """
+    if os.environ.get("CNET_HOME"):
+        return Path(os.environ["CNET_HOME"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "computenet"
+
+
+@app.command()
+def up(
+    network: NetworkArg,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0: any free port")] = 8080,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    db: Annotated[
+        str | None, typer.Option("--db", help="database URL (default: a SQLite file under --home)")
+    ] = None,
+    home: Annotated[
+        Path | None, typer.Option("--home", help="state directory (default: $CNET_HOME)")
+    ] = None,
+    tenant: Annotated[str, typer.Option("--tenant", help="tenant of the user token")] = "default",
+    user: Annotated[str, typer.Option("--user", help="name of the user token")] = "me",
+    epoch: Annotated[
+        str | None, typer.Option("--epoch", help="network time at start, ISO-8601")
+    ] = None,
+) -> None:
+    """Run a whole network in the foreground: the server and one local agent per center.
+
+    Writes the client config so that later `cnet` commands just work; Ctrl-C stops everything.
+    """
+    net = network_of(network)
+    net_arg = network if network in BUILTIN_NETWORKS else str(Path(network).resolve())
+    base = (home or default_home()) / net.name
+    base.mkdir(parents=True, exist_ok=True)
+    db_url = db or f"sqlite:///{base / 'computenet.db'}"
+    out = console()
+    with Supervisor(base / "logs") as sup:
+        with out.status("starting") as status:
+            running = start_network(
+                sup, net_arg, net, base, db=db_url, host=host, port=port, tenant=tenant,
+                user=user, epoch=epoch, status=status,
+            )
+        cfg = save_config(
+            {
+                "url": running.url,
+                "token": running.creds.user,
+                "admin_token": running.creds.admin,
+                "tenant": tenant,
+                "network": net.name,
+                "db": db_url,
+                "data_roots": running.data_roots,
+            },
+            config_path(),
+        )
+        out.print(f"[bold green]ComputeNet '{net.name}' is up[/] at [bold]{running.url}[/]")
+        out.print(f"  dashboard {running.url}/   API docs {running.url}/docs")
+        out.print(
+            f"  {len(net.centers)} agents: {', '.join(c.id for c in net.centers)}; logs in"
+            f" {sup.log_dir}"
+        )
+        out.print(f"  client config written to {cfg} (tenant {tenant}); try `cnet centers`")
+        out.print("  Ctrl-C stops the server and every agent")
+        try:
+            while True:
+                time.sleep(0.5)
+                for c in sup.dead():
+                    tail = c.log_tail(5)
+                    raise ComputeNetError(
+                        f"{c.name} exited with status {c.proc.returncode}; stopping the network",
+                        field=c.name,
+                        hint=f"log {c.log_path}: {tail.splitlines()[-1] if tail else ''}",
+                    )
+        except KeyboardInterrupt:
+            out.print("stopping…")
+    sys.stdout.flush()

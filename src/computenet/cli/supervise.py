@@ -107,10 +107,8 @@ class Supervisor:
         deadline = time.monotonic() + grace_s
         for c in reversed(self.children):
             left = max(deadline - time.monotonic(), 0.05)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 c.proc.wait(timeout=left)
-            except subprocess.TimeoutExpired:
-                pass
         for c in self.children:
             # The group may outlive its leader (a job the agent did not stop): SIGKILL it too.
             _signal_group(c, signal.SIGKILL)

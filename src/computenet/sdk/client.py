@@ -195,7 +195,13 @@ class Client:
         body: dict[str, Any] = {"spec": spec_json(spec_of(spec))}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
-        view = self._post("/api/v1/jobs", JobView, body)
+        try:
+            view = self._post("/api/v1/jobs", JobView, body)
+        except ComputeNetError as exc:
+            # Name the field as the job file spells it ("deadline", not "spec.deadline").
+            if exc.field and exc.field.startswith("spec."):
+                exc.field = exc.field.removeprefix("spec.")
+            raise
         if not wait:
             return view
         return self.wait(view.id, poll_s=poll_s, timeout_s=timeout_s, on_update=on_update)
@@ -286,7 +292,7 @@ class Client:
         sha256: str,
         residency: str | None = None,
     ) -> DatasetView:
-        """Register a dataset already present at `center` (`path` is under its agent's data root)."""
+        """Register a dataset already at `center` (`path` is under its agent's data root)."""
         try:
             body = DatasetCreate(
                 id=id,

@@ -15,7 +15,7 @@ from computenet.model import JobSpec
 
 
 def parse_job_spec(raw: Any) -> JobSpec:
-    """Validate a parsed job file (a mapping) into a `JobSpec`; `ValidationError` names the field."""
+    """Validate a parsed job file (a mapping) into a `JobSpec`; errors name the field."""
     if isinstance(raw, JobSpec):
         return raw
     if not isinstance(raw, Mapping):

@@ -164,7 +164,9 @@ class FakeAPI:
         ds = self._dataset_models()
         jr = job_request("quote", spec, self.network, self.now, ds)
         res = quote(build_snapshot(self.network, self.now, datasets=ds), jr)
-        return QuoteView(options=res.options, infeasible_reasons=res.infeasible_reasons, now=self.now)
+        return QuoteView(
+            options=res.options, infeasible_reasons=res.infeasible_reasons, now=self.now
+        )
 
     def _dataset_models(self) -> dict[str, Dataset]:
         return {
