@@ -153,14 +153,20 @@ EOF
 }
 
 sweep() {  # sweep SERVICE: end every leftover process that carries this service's marker
-    local svc=$1 pids
+    local svc=$1 pids round
     pids=$(marked_pids "$svc")
     [[ -z $pids ]] && return 0
     log "ending leftover $svc processes: $(echo $pids)"
     kill -TERM $pids 2>/dev/null || true
-    sleep 1
-    pids=$(marked_pids "$svc")
-    [[ -n $pids ]] && kill -KILL $pids 2>/dev/null || true
+    # A dying worker can still spawn a child after a scan (a Ray job driver's
+    # `/bin/sh -c ...`), so scan again until nothing marked is left.
+    for round in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 1
+        pids=$(marked_pids "$svc")
+        [[ -z $pids ]] && return 0
+        kill -KILL $pids 2>/dev/null || true
+    done
+    log "warning: $svc processes still alive after stop: $(echo $pids)"
     return 0
 }
 
