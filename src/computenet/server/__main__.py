@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 from computenet.errors import ComputeNetError
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cycle-interval", type=float, default=1.0, help="real seconds")
     ap.add_argument("--epoch", default=None, help="network start instant (ISO-8601)")
     ap.add_argument("--profile", default="min-cost", help="scheduling profile")
+    ap.add_argument(
+        "--sim-reports", default="sim-reports", help="folder of `cnet sim compare --out` reports"
+    )
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     try:
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             lease_timeout_s=args.lease_timeout,
             cycle_interval_s=args.cycle_interval,
             profile=args.profile,
+            sim_reports_dir=Path(args.sim_reports),
         )
     except ComputeNetError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)

@@ -79,6 +79,7 @@ class Settings:
     run_loop: bool = True
     migrate: bool = True
     real_time: Callable[[], float] = time.time
+    sim_reports_dir: Path = Path("sim-reports")
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_interval_s", "lease_timeout_s", "cycle_interval_s"):
