@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
+from pathlib import Path
 
 from computenet.errors import ComputeNetError
 from computenet.server.app import serve

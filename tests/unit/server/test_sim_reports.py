@@ -1,4 +1,4 @@
-"""Simulation reports written by `cnet sim compare --out` are listed and served to signed-in users."""
+"""Reports written by `cnet sim compare --out` are listed and served to signed-in users."""
 
 from __future__ import annotations
 
