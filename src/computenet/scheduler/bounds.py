@@ -9,7 +9,9 @@ schedule — by any policy — can cost less than the optimum of this LP:
                0 ≤ y[j,p,b] ≤ n[j] · overlap(b, window[j])         (n chips at a time)
 
 where y is chip-hours of job j on pool p during block b. Blocks are runs of
-hours in which no tariff changes, so a block's energy price is exact;
+hours in which no tariff changes and no job's window opens or closes, so a
+block's energy price is exact and its capacity is shared by the right jobs;
+after the last arrival and deadline the days fold into one periodic day;
 τ[j,p] is the cheapest ¥ per CU·h of bringing j's inputs to p's center.
 A job's window runs from its arrival to its deadline (`enforce_deadlines`),
 or to `end` (when it has none, when its deadline cannot be met even with the
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -63,6 +67,10 @@ class Bound:
     widened: int
     converged: bool
     notes: tuple[str, ...] = ()
+    # How the master LP's final solution (≈ the bound) splits into the three charges.
+    energy_cny: float = 0.0
+    service_cny: float = 0.0
+    transfer_cny: float = 0.0
 
 
 @dataclass
@@ -76,6 +84,8 @@ class _Job:
     cost: np.ndarray  # [P_j, B_j] ¥ per chip-hour, before duals
     work: np.ndarray  # [P_j] CU·h per chip-hour
     cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [B_j] chip-hours per pool
+    service: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [P_j] ¥ per chip-hour
+    transfer: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [P_j] ¥ per chip-hour
 
 
 def lower_bound(
@@ -103,19 +113,8 @@ def lower_bound(
     idx = snap.index
     n_pools = idx.n_pools
 
-    # Blocks: maximal runs of hours with one price per pool.
-    changes = set(idx.tariff_change_hours)
-    h0_local = t0.hour
-    starts = [0] + [h for h in range(1, horizon_h) if (h0_local + h) % 24 in changes]
-    bounds_h = np.array([*starts, horizon_h], dtype=np.float64)
-    n_blocks = len(starts)
-    block_len = np.diff(bounds_h)
-    block_of_hour = np.repeat(np.arange(n_blocks), block_len.astype(np.int64))
-    local = (h0_local + np.array(starts)) % 24
-    energy = (idx.tdp_kw * idx.pue)[:, None] * idx.tariff[:, local]  # [P, B] ¥ per chip-hour
-    capacity = idx.pool_total[:, None] * block_len[None, :]  # [P, B] chip-hours
-
-    prepared: list[_Job] = []
+    # First the jobs' eligible pools and windows (hours since t0).
+    staged: list[tuple[JobRequest, np.ndarray, float, float]] = []
     widened = 0
     masks: dict[object, np.ndarray] = {}
     for job in jobs:
@@ -136,29 +135,88 @@ def lower_bound(
         pools = np.flatnonzero(mask)
         if pools.size == 0 or job.cu_hours <= 0:
             continue
-        work = idx.pflops[job.workload_class][pools]
-        tau = _transfer_per_cuh(snap, job)[idx.pool_center[pools]]
         a_h = max(((job.submitted_at or t0) - t0).total_seconds() / 3600.0, 0.0)
+        if a_h >= horizon_h:
+            continue
         d_h = float(horizon_h)
         if enforce_deadlines and job.deadline is not None:
             d_h = min(max((job.deadline - t0).total_seconds() / 3600.0, a_h), float(horizon_h))
-        fastest = job.cu_hours / (job.count * float(work.max()))
+        fastest = job.cu_hours / (job.count * float(idx.pflops[job.workload_class][pools].max()))
         if d_h - a_h < fastest - 1e-9:
             # Even alone on the fastest pool the deadline cannot hold: every schedule misses
             # it, and may then run the job whenever it likes.
             if d_h < horizon_h:
                 widened += 1
             d_h = float(horizon_h)
-        if a_h >= horizon_h:
-            continue
-        b0 = int(block_of_hour[min(math.floor(a_h), horizon_h - 1)])
-        b1 = int(block_of_hour[max(min(math.ceil(d_h) - 1, horizon_h - 1), 0)])
+        staged.append((job, pools, a_h, d_h))
+
+    # Blocks: maximal runs of hours in which no tariff changes and no window opens or closes,
+    # so that capacity is shared exactly among the jobs that may use it. After the last
+    # arrival or deadline (from the next local midnight on) nothing but prices changes, and
+    # prices repeat daily: those days fold into one day of tariff segments whose capacity is
+    # pooled, which relaxes the LP further and keeps it small however late `end` is.
+    changes = sorted(set(idx.tariff_change_hours)) or [0]
+    h0_local = t0.hour
+    last = max(
+        [a for _j, _p, a, _d in staged] + [d for _j, _p, _a, d in staged if d < horizon_h],
+        default=0.0,
+    )
+    fold = min(horizon_h, math.floor(last) + 1 + (24 - (h0_local + math.floor(last) + 1) % 24) % 24)
+    cuts = {0, fold}
+    cuts.update(h for h in range(1, fold) if (h0_local + h) % 24 in changes)
+    for _job, _pools, a_h, d_h in staged:
+        cuts.add(math.floor(a_h))
+        cuts.add(min(math.ceil(d_h), fold))
+    starts = sorted(c for c in cuts if c < fold)
+    bounds_h = np.array([*starts, fold], dtype=np.float64)
+    n_regular = len(starts)
+    block_len = list(np.diff(bounds_h))
+    block_of_hour = np.repeat(np.arange(n_regular), np.diff(bounds_h).astype(np.int64))
+    local = [(h0_local + h) % 24 for h in starts]
+    segment_hours: dict[int, float] = {}
+    for h in range(fold, horizon_h):
+        x = (h0_local + h) % 24
+        seg = max((c for c in changes if c <= x), default=changes[-1])
+        segment_hours[seg] = segment_hours.get(seg, 0.0) + 1.0
+    for seg, hours in sorted(segment_hours.items()):
+        block_len.append(hours)
+        local.append(seg)
+    n_blocks = len(block_len)
+    lengths = np.array(block_len)
+    energy = (idx.tdp_kw * idx.pue)[:, None] * idx.tariff[:, np.array(local, dtype=np.int64)]
+    capacity = idx.pool_total[:, None] * lengths[None, :]  # [P, B] chip-hours
+
+    prepared: list[_Job] = []
+    for job, pools, a_h, d_h in staged:
+        work = idx.pflops[job.workload_class][pools]
+        tau = _transfer_per_cuh(snap, job)[idx.pool_center[pools]]
+        b0 = int(block_of_hour[min(math.floor(a_h), fold - 1)]) if fold > 0 else 0
+        if d_h >= horizon_h - 1e-9:
+            b1 = n_blocks - 1
+        else:
+            b1 = int(block_of_hour[max(min(math.ceil(d_h), fold) - 1, 0)])
         bs = np.arange(b0, b1 + 1)
-        overlap = np.minimum(bounds_h[bs + 1], d_h) - np.maximum(bounds_h[bs], a_h)
-        overlap = np.maximum(overlap, 0.0)
+        reg = bs[bs < n_regular]
+        overlap = np.empty(bs.size)
+        overlap[: reg.size] = np.maximum(
+            np.minimum(bounds_h[reg + 1], d_h) - np.maximum(bounds_h[reg], a_h), 0.0
+        )
+        overlap[reg.size :] = lengths[bs[reg.size :]]
         cost = energy[np.ix_(pools, bs)] + (work * (idx.service[pools] + tau))[:, None]
         prepared.append(
-            _Job(job.cu_hours, job.count, pools, b0, b1, overlap, cost, work, job.count * overlap)
+            _Job(
+                job.cu_hours,
+                job.count,
+                pools,
+                b0,
+                b1,
+                overlap,
+                cost,
+                work,
+                job.count * overlap,
+                work * idx.service[pools],
+                work * tau,
+            )
         )
 
     result = _column_generation(
@@ -170,7 +228,7 @@ def lower_bound(
         time_limit_s - (time.perf_counter() - t_start),
         tolerance,
     )
-    best_l, upper, iters, n_cols, converged = result
+    best_l, upper, iters, n_cols, converged, split = result
     cny = max(best_l - ROUNDING_CNY_PER_JOB * len(jobs), 0.0)
     gap = (upper - best_l) / upper if upper > 0 and math.isfinite(upper) else 0.0
     notes = []
@@ -193,7 +251,28 @@ def lower_bound(
         widened=widened,
         converged=converged,
         notes=tuple(notes),
+        energy_cny=split[0],
+        service_cny=split[1],
+        transfer_cny=split[2],
     )
+
+
+def _quiet_highs() -> highspy.Highs:
+    """A HiGHS instance that prints nothing.
+
+    Its constructor writes a banner to file descriptor 1, which would corrupt `--json` output.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            h = highspy.Highs()  # type: ignore[no-untyped-call]
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 def _transfer_per_cuh(snap: object, job: JobRequest) -> np.ndarray:
@@ -210,25 +289,22 @@ def _transfer_per_cuh(snap: object, job: JobRequest) -> np.ndarray:
     return total / job.cu_hours
 
 
-def _knapsack(job: _Job, pi: np.ndarray) -> tuple[float, np.ndarray]:
-    """Cheapest way to do the job's work alone at prices cost + π: ¥ and chip-hours per option."""
-    c = job.cost + pi[np.ix_(job.pools, np.arange(job.b0, job.b1 + 1))]
+def _knapsack(job: _Job, c: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cheapest way to do the job's work alone at ¥/chip-hour `c`: ¥, and the options used."""
     per_cu = (c / job.work[:, None]).ravel()
     cap_cu = (job.work[:, None] * job.cap[None, :]).ravel()
     order = np.argsort(per_cu, kind="stable")
     filled = np.cumsum(cap_cu[order])
     k = int(np.searchsorted(filled, job.cu - 1e-12))
-    take = np.zeros_like(cap_cu)
     if k >= order.size:
         # The window cannot hold the work (rounding): take everything, price the rest at the worst.
-        take[order] = cap_cu[order]
         rest = job.cu - float(filled[-1]) if filled.size else job.cu
         value = float(per_cu[order] @ cap_cu[order]) + max(rest, 0.0) * float(per_cu.max(initial=0))
-    else:
-        take[order[:k]] = cap_cu[order[:k]]
-        take[order[k]] = job.cu - (float(filled[k - 1]) if k > 0 else 0.0)
-        value = float(per_cu @ take)
-    return value, (take / np.repeat(job.work, job.cap.size)).reshape(job.cost.shape)
+        return value, order
+    used = order[: k + 1]
+    part = job.cu - (float(filled[k - 1]) if k > 0 else 0.0)
+    value = float(per_cu[order[:k]] @ cap_cu[order[:k]]) + part * float(per_cu[order[k]])
+    return value, used
 
 
 def _column_generation(
@@ -239,15 +315,19 @@ def _column_generation(
     max_iterations: int,
     time_left_s: float,
     tolerance: float,
-) -> tuple[float, float, int, int, bool]:
-    """Master LP over a growing set of columns; returns (best bound, LP upper, iters, cols, ok)."""
+) -> tuple[float, float, int, int, bool, tuple[float, float, float]]:
+    """Master LP over a growing set of columns.
+
+    Returns (best bound, master LP value, iterations, columns, converged, and the master
+    solution's energy, service and transfer ¥).
+    """
     t_start = time.perf_counter()
     n = len(jobs)
     if n == 0:
-        return 0.0, 0.0, 0, 0, True
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+        return 0.0, 0.0, 0, 0, True, (0.0, 0.0, 0.0)
+    h = _quiet_highs()
     h.setOptionValue("threads", 1)
+    h.setOptionValue("simplex_strategy", 1)
     inf = highspy.kHighsInf
     cu = np.array([j.cu for j in jobs])
     # Rows: one per job (work), then one per (pool, block) (capacity).
@@ -278,11 +358,14 @@ def _column_generation(
     seen: set[tuple[int, int, int]] = set()
     pi = np.zeros((n_pools, n_blocks))
 
+    in_master: list[tuple[int, int, int]] = []
+
     def add_columns(picks: list[tuple[int, int, int]]) -> int:
         fresh = [(j, r, b) for j, r, b in picks if (j, r, b) not in seen]
         if not fresh:
             return 0
         seen.update(fresh)
+        in_master.extend(fresh)
         costs = np.empty(len(fresh))
         ups = np.empty(len(fresh))
         idx_rows = np.empty(2 * len(fresh), dtype=np.int32)
@@ -312,9 +395,9 @@ def _column_generation(
     best = -math.inf
     picks: list[tuple[int, int, int]] = []
     for j, job in enumerate(jobs):
-        _, y = _knapsack(job, pi)
-        for r, bb in zip(*np.nonzero(y > 0), strict=True):
-            picks.append((j, int(r), job.b0 + int(bb)))
+        _, used = _knapsack(job, job.cost)
+        width = job.b1 - job.b0 + 1
+        picks.extend((j, int(u) // width, job.b0 + int(u) % width) for u in used)
     add_columns(picks)
     upper_value = math.inf
     iters = 0
@@ -330,17 +413,17 @@ def _column_generation(
         value = -float((pi * capacity).sum())
         picks = []
         for j, job in enumerate(jobs):
-            v, y = _knapsack(job, pi)
+            width = job.b1 - job.b0 + 1
+            c = job.cost + pi[job.pools, job.b0 : job.b1 + 1]
+            v, used = _knapsack(job, c)
             value += v
             # Columns with negative reduced cost: cost + π − μ·work < 0.
-            bs = np.arange(job.b0, job.b1 + 1)
-            rc = job.cost + pi[np.ix_(job.pools, bs)] - mu[j] * job.work[:, None]
-            neg = np.argwhere(rc < -1e-9 * max(1.0, abs(mu[j])))
+            rc = (c - mu[j] * job.work[:, None]).ravel()
+            neg = np.flatnonzero(rc < -1e-9 * max(1.0, abs(mu[j])))
             if neg.size:
-                order = np.argsort(rc[neg[:, 0], neg[:, 1]])[:4]
-                picks.extend((j, int(neg[k, 0]), job.b0 + int(neg[k, 1])) for k in order)
-            for r, bb in zip(*np.nonzero(y > 0), strict=True):
-                picks.append((j, int(r), job.b0 + int(bb)))
+                neg = neg[np.argsort(rc[neg])[:4]]
+                picks.extend((j, int(u) // width, job.b0 + int(u) % width) for u in neg)
+            picks.extend((j, int(u) // width, job.b0 + int(u) % width) for u in used)
         best = max(best, value)
         added = add_columns(picks)
         if upper_value - best <= tolerance * max(abs(upper_value), 1.0) or added == 0:
@@ -348,7 +431,16 @@ def _column_generation(
             break
         if time.perf_counter() - t_start > time_left_s:
             break
-    return best, upper_value, iters, n + len(seen), converged
+    y = np.asarray(h.getSolution().col_value)[n:]
+    split = [0.0, 0.0, 0.0]
+    for (j, r, b), v in zip(in_master, y.tolist(), strict=True):
+        if v > 0:
+            job = jobs[j]
+            svc, tr = float(job.service[r]), float(job.transfer[r])
+            split[0] += v * (float(job.cost[r, b - job.b0]) - svc - tr)
+            split[1] += v * svc
+            split[2] += v * tr
+    return best, upper_value, iters, n + len(seen), converged, (split[0], split[1], split[2])
 
 
 def bound_window_end(last: datetime, extra: timedelta = timedelta(days=30)) -> datetime:

@@ -18,6 +18,8 @@ Deadline and budget are already in `evaluate`'s feasibility. Batch jobs
 without a deadline may also shift into cheaper tariff hours, but start at
 most `patience_h` hours from now. Jobs the MILP leaves out (their options
 collide) go through the framework's one-by-one cycle on what capacity is left.
+When every job's best option fits alongside the others, that set is the MILP's
+optimum and no MILP is solved.
 
 Pure and deterministic like every scheduler plugin: no clock, no I/O.
 """
@@ -122,8 +124,28 @@ def solve_assignment(
     if res.x is None:
         log.warning("batch optimizer: HiGHS found no solution (%s); falling back", res.message)
         return out
-    for v in np.flatnonzero(res.x > 0.5):
+    for v in np.flatnonzero(res.x > 0.5).tolist():
         out[choices[v].job] = choices[v].option
+    return out
+
+
+def _uncontended(
+    choices: Sequence[Choice], n_jobs: int, free: np.ndarray
+) -> list[int | None] | None:
+    """Each job's best option, when they all fit together (then that is the MILP's optimum)."""
+    best: dict[int, Choice] = {}
+    for c in choices:
+        b = best.get(c.job)
+        if b is None or c.cost < b.cost:
+            best[c.job] = c
+    used = np.zeros_like(free)
+    for c in best.values():
+        used[c.pool, c.slot : min(c.slot + c.n_slots, HORIZON_SLOTS)] += c.count
+    if np.any(used > free):
+        return None
+    out: list[int | None] = [None] * n_jobs
+    for j, c in best.items():
+        out[j] = c.option
     return out
 
 
@@ -155,35 +177,32 @@ def optimize_cycle(
         idx = np.flatnonzero(ok)
         if idx.size == 0:
             continue
-        score = job_prof.score(opts.cost[idx], opts.finish_h[idx], opts.co2[idx])
-        keep = idx[np.argsort(score, kind="stable")[:max_options]]
-        fastest = int(idx[np.argmin(opts.finish_h[idx])])
-        if fastest not in keep:
-            keep = np.append(keep, fastest)
-        # The MILP minimizes the profile's objective; for cost profiles that is ¥.
-        weight = opts.cost if job_prof.cost > 0 and job_prof.time == 0 else None
-        for i in keep:
-            value = (
-                float(weight[i])
-                if weight is not None
-                else float(
-                    job_prof.score(opts.cost[idx], opts.finish_h[idx], opts.co2[idx])[
-                        int(np.flatnonzero(idx == i)[0])
-                    ]
-                )
+        # The MILP minimizes the profile's objective: ¥ for cost profiles, else its score.
+        pure_cost = job_prof.cost > 0 and job_prof.time == 0 and job_prof.carbon == 0
+        score = (
+            opts.cost[idx]
+            if pure_cost
+            else job_prof.score(opts.cost[idx], opts.finish_h[idx], opts.co2[idx])
+        )
+        order = np.argsort(score, kind="stable")[:max_options]
+        fastest = int(np.argmin(opts.finish_h[idx]))
+        if fastest not in order:
+            order = np.append(order, fastest)
+        keep = idx[order]
+        choices.extend(
+            Choice(k, i, v, p, s, n, job.count)
+            for i, v, p, s, n in zip(
+                keep.tolist(),
+                score[order].tolist(),
+                opts.pool[keep].tolist(),
+                opts.slot[keep].tolist(),
+                opts.n_slots[keep].tolist(),
+                strict=True,
             )
-            choices.append(
-                Choice(
-                    k,
-                    int(i),
-                    value,
-                    int(opts.pool[i]),
-                    int(opts.slot[i]),
-                    int(opts.n_slots[i]),
-                    job.count,
-                )
-            )
-    chosen = solve_assignment(choices, len(jobs), snapshot.free, time_limit_s)
+        )
+    chosen = _uncontended(choices, len(jobs), snapshot.free)
+    if chosen is None:
+        chosen = solve_assignment(choices, len(jobs), snapshot.free, time_limit_s)
 
     free = snapshot.free.copy()
     out: list[Decision | None] = [None] * len(jobs)

@@ -24,6 +24,9 @@ from computenet.scheduler.index import NetworkIndex, network_index
 from computenet.sim.engine import Environment
 
 _GROW = 24 * 14
+# The server keeps a job's chips reserved at least this long past now, even when the job
+# overruns its estimate (server/scheduling.py, MIN_HOLD); the simulator's calendar does too.
+OVERRUN_HOLD_S = 60.0
 
 
 @dataclass
@@ -49,9 +52,11 @@ class CapacityCalendar:
         self.total = self.index.pool_total.astype(np.int64)
         self.busy = np.zeros((n, _GROW), dtype=np.int64)
         self._res: dict[object, _Res] = {}
-        # Reservations whose last (partial) hour is h: build_snapshot ignores one
-        # whose end has passed, so slot 0 must give those chips back.
+        # Reservations by their last (partial) hour: one whose end has passed is held by the
+        # server until now + OVERRUN_HOLD_S, which may reach into the next slot.
         self._ending: dict[int, set[object]] = {}
+        self._overdue: set[object] = set()
+        self._checked_until = 0
 
     def _ensure(self, hour: int) -> None:
         if hour >= self.busy.shape[1]:
@@ -63,14 +68,18 @@ class CapacityCalendar:
     def reserve(self, key: object, pool: int, count: int, start: float, end: float) -> None:
         """Hold `count` chips of `pool` from `start` to `end` (virtual s) under `key`."""
         self.release(key)
+        # Placements are instants to the microsecond; so are these.
+        start, end = round(start, 6), round(end, 6)
         if end <= start:
             return
-        h0 = max(int(math.floor(start / 3600.0)), 0)
-        h1 = max(int(math.ceil(end / 3600.0)), h0 + 1)
+        h0 = max(math.floor(start / 3600.0), 0)
+        h1 = max(math.ceil(end / 3600.0), h0 + 1)
         self._ensure(h1 + HORIZON_SLOTS)
         self.busy[pool, h0:h1] += count
         self._res[key] = _Res(pool, count, start, end, h0, h1)
         self._ending.setdefault(h1 - 1, set()).add(key)
+        if h1 - 1 < self._checked_until:
+            self._overdue.add(key)
 
     def release(self, key: object) -> None:
         """Drop the reservation under `key`, if any (idempotent)."""
@@ -78,11 +87,16 @@ class CapacityCalendar:
         if r is None:
             return
         self.busy[r.pool, r.h0 : r.h1] -= r.count
+        self._overdue.discard(key)
         bucket = self._ending.get(r.h1 - 1)
         if bucket is not None:
             bucket.discard(key)
             if not bucket:
                 del self._ending[r.h1 - 1]
+
+    def reservations(self) -> list[tuple[object, int, int, float, float]]:
+        """Every reservation held: (key, pool, chips, start s, end s)."""
+        return [(k, r.pool, r.count, r.start, r.end) for k, r in self._res.items()]
 
     def has(self, key: object) -> bool:
         """Whether a reservation is held under `key`."""
@@ -93,13 +107,27 @@ class CapacityCalendar:
 
     def free_window(self, now: float) -> np.ndarray:
         """Free chips per pool for the 48 slots of a snapshot taken at `now`."""
-        h = int(math.floor(now / 3600.0))
+        now = round(now, 6)
+        h = math.floor(now / 3600.0)
         self._ensure(h + HORIZON_SLOTS)
         free = self.total[:, None] - self.busy[:, h : h + HORIZON_SLOTS]
-        for key in self._ending.get(h, ()):
+        # Reservations that ended before this hour but are still held (their job overran).
+        for b in range(self._checked_until, h):
+            self._overdue.update(self._ending.get(b, ()))
+        self._checked_until = max(self._checked_until, h)
+        hold = now + OVERRUN_HOLD_S
+        crosses = hold > (h + 1) * 3600.0
+        for key in self._overdue:
             r = self._res[key]
-            if r.end <= now:
-                free[r.pool, 0] += r.count
+            free[r.pool, 0] -= r.count
+            if crosses:
+                free[r.pool, 1] -= r.count
+        if crosses:
+            # Ending in this hour, within the hold: the server keeps them into the next.
+            for key in self._ending.get(h, ()):
+                r = self._res[key]
+                if r.end <= hold:
+                    free[r.pool, 1] -= r.count
         return free
 
     def snapshot(

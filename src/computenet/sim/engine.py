@@ -8,9 +8,9 @@ function of its inputs and seed.
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from computenet.errors import ValidationError
@@ -30,7 +30,7 @@ Callback = Callable[[Any], None]
 class Environment:
     """A virtual clock in seconds since `epoch`, and the events still to happen."""
 
-    def __init__(self, epoch: datetime) -> None:
+    def __init__(self, epoch: dt.datetime) -> None:
         if epoch.tzinfo is None:
             raise ValidationError("the simulation epoch needs a timezone", field="epoch")
         self.epoch = epoch
@@ -68,10 +68,10 @@ class Environment:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def datetime(self, t: float | None = None) -> datetime:
+    def datetime(self, t: float | None = None) -> dt.datetime:
         """The network-time instant of virtual second `t` (default: now)."""
-        return self.epoch + timedelta(seconds=self.now if t is None else t)
+        return self.epoch + dt.timedelta(seconds=self.now if t is None else t)
 
-    def seconds(self, when: datetime) -> float:
+    def seconds(self, when: dt.datetime) -> float:
         """Virtual seconds of a network-time instant."""
-        return (when - self.epoch).total_seconds()
+        return float((when - self.epoch).total_seconds())

@@ -1,25 +1,27 @@
 """Simulated links: transfers that share a link's bandwidth (max-min fair, fluid).
 
 Each transfer follows the lowest-latency path of the link graph (the same
-criterion as `network.PathTable`). While several transfers cross a link, they
+criterion as `network.PathTable`). While several transfers cross a link they
 split its bandwidth max-min fairly, so a transfer's time depends on what else
-crosses its bottleneck. Rates are recomputed whenever a transfer starts or
-ends; the owner schedules the next completion on its event heap.
+crosses its bottleneck. When a transfer starts or ends, only the transfers
+that share a link with it, directly or through others, get new rates; each
+transfer's predicted finish sits in a heap, so the next completion is cheap.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from dataclasses import dataclass, field
 
 from computenet.model import Network
 
-_EPS_GBIT = 1e-9
+_EPS_GBIT = 1e-6
 
 
 @dataclass
 class Transfer:
-    """Data moving from `src` to `dst`: gigabits left, current rate, links crossed."""
+    """Data moving from `src` to `dst`: gigabits left (as of `updated`), rate, links crossed."""
 
     key: object
     src: str
@@ -29,7 +31,13 @@ class Transfer:
     latency_s: float
     rate_gbps: float = 0.0
     started: float = 0.0
+    updated: float = 0.0
     gb: float = 0.0
+    version: int = 0
+
+    def left_at(self, now: float) -> float:
+        """Gigabits still to move at `now` at the current rate."""
+        return max(self.gbit_left - self.rate_gbps * (now - self.updated), 0.0)
 
 
 @dataclass
@@ -38,12 +46,19 @@ class LinkModel:
 
     network: Network
     capacity: list[float] = field(default_factory=list)
-    _adj: dict[str, list[tuple[str, int, float]]] = field(default_factory=dict)
-    _paths: dict[tuple[str, str], tuple[tuple[int, ...], float]] = field(default_factory=dict)
     active: dict[object, Transfer] = field(default_factory=dict)
-    last_update: float = 0.0
     version: int = 0
     moved_gb: float = 0.0
+    _adj: dict[str, list[tuple[str, int, float]]] = field(default_factory=dict)
+    _paths: dict[tuple[str, str], tuple[tuple[int, ...], float] | None] = field(
+        default_factory=dict
+    )
+    _users: dict[int, set[object]] = field(default_factory=dict)
+    _trees: dict[str, tuple[dict[str, float], dict[str, tuple[str, int]]]] = field(
+        default_factory=dict
+    )
+    _heap: list[tuple[float, int, object, int]] = field(default_factory=list)
+    _seq: itertools.count = field(default_factory=itertools.count)  # type: ignore[type-arg]
 
     def __post_init__(self) -> None:
         for node in self.network.node_ids:
@@ -57,18 +72,34 @@ class LinkModel:
     def path(self, src: str, dst: str) -> tuple[tuple[int, ...], float] | None:
         """Directed links and total latency of the lowest-latency path, None if unreachable."""
         key = (src, dst)
-        hit = self._paths.get(key)
-        if hit is not None:
-            return hit
+        if key in self._paths:
+            return self._paths[key]
         if src == dst:
-            return ((), 0.0)
+            out: tuple[tuple[int, ...], float] | None = ((), 0.0)
+        else:
+            tree = self._trees.get(src)
+            if tree is None:
+                tree = self._trees[src] = self._dijkstra(src)
+            dist, prev = tree
+            if dst not in dist:
+                out = None
+            else:
+                links: list[int] = []
+                node = dst
+                while node != src:
+                    node, li = prev[node]
+                    links.append(li)
+                out = (tuple(reversed(links)), dist[dst])
+        self._paths[key] = out
+        return out
+
+    def _dijkstra(self, src: str) -> tuple[dict[str, float], dict[str, tuple[str, int]]]:
+        """Lowest-latency distances and predecessors from `src` to every node."""
         dist: dict[str, float] = {src: 0.0}
         prev: dict[str, tuple[str, int]] = {}
         heap = [(0.0, src)]
         while heap:
             d, u = heapq.heappop(heap)
-            if u == dst:
-                break
             if d > dist.get(u, float("inf")):
                 continue
             for v, li, lat in self._adj.get(u, ()):
@@ -77,85 +108,123 @@ class LinkModel:
                     dist[v] = nd
                     prev[v] = (u, li)
                     heapq.heappush(heap, (nd, v))
-        if dst not in dist:
-            return None
-        links: list[int] = []
-        node = dst
-        while node != src:
-            node, li = prev[node]
-            links.append(li)
-        out = (tuple(reversed(links)), dist[dst])
-        self._paths[key] = out
-        return out
-
-    def advance(self, now: float) -> None:
-        """Move every active transfer forward at its current rate up to `now`."""
-        dt = now - self.last_update
-        if dt > 0:
-            for t in self.active.values():
-                t.gbit_left = max(t.gbit_left - t.rate_gbps * dt, 0.0)
-        self.last_update = now
+        return dist, prev
 
     def start(self, key: object, src: str, dst: str, gb: float, now: float) -> Transfer | None:
-        """Begin moving `gb` gigabytes; None when no path exists."""
+        """Begin moving `gb` gigabytes; None when no path exists (no links: nothing to share)."""
         found = self.path(src, dst)
         if found is None:
             return None
         links, latency = found
+        t = Transfer(key, src, dst, gb * 8.0, links, latency, started=now, updated=now, gb=gb)
         if not links:
-            return Transfer(key, src, dst, 0.0, links, 0.0, started=now, gb=gb)
-        self.advance(now)
-        t = Transfer(key, src, dst, gb * 8.0, links, latency, started=now, gb=gb)
+            return t
         self.active[key] = t
-        self._rebalance()
+        for li in links:
+            self._users.setdefault(li, set()).add(key)
+        self._rebalance(links, now)
         return t
 
-    def cancel(self, key: object, now: float) -> None:
-        """Stop a transfer (its center failed or the job was requeued)."""
-        if key in self.active:
-            self.advance(now)
-            t = self.active.pop(key)
-            self.moved_gb += (t.gb * 8.0 - t.gbit_left) / 8.0
-            self._rebalance()
+    def cancel(self, key: object, now: float) -> float:
+        """Stop a transfer (its center failed, or the run ended); returns the GB it had moved."""
+        t = self.active.pop(key, None)
+        if t is None:
+            return 0.0
+        moved = (t.gb * 8.0 - t.left_at(now)) / 8.0
+        self.moved_gb += moved
+        self._detach(t)
+        self._rebalance(t.links, now)
+        return moved
 
     def finish_due(self, now: float) -> list[Transfer]:
         """Transfers done by `now`, removed from the links."""
-        self.advance(now)
-        done = [t for t in self.active.values() if t.gbit_left <= _EPS_GBIT * max(1.0, t.gb)]
-        for t in done:
-            del self.active[t.key]
+        done: list[Transfer] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now + 1e-9:
+            _, _, key, version = heapq.heappop(heap)
+            t = self.active.get(key)
+            if t is None or t.version != version:
+                continue
+            if t.left_at(now) > _EPS_GBIT * max(1.0, t.gb):
+                continue
+            del self.active[key]
+            self._detach(t)
             self.moved_gb += t.gb
-        if done:
-            self._rebalance()
+            done.append(t)
+        touched = {li for t in done for li in t.links}
+        if touched:
+            self._rebalance(tuple(touched), now)
         return done
 
     def next_completion(self) -> float:
         """Virtual second at which the first active transfer finishes at current rates."""
-        best = float("inf")
-        for t in self.active.values():
-            if t.rate_gbps > 0:
-                best = min(best, self.last_update + t.gbit_left / t.rate_gbps)
-        return best
+        heap = self._heap
+        while heap:
+            _, _, key, version = heap[0]
+            t = self.active.get(key)
+            if t is not None and t.version == version:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return float("inf")
 
-    def _rebalance(self) -> None:
-        """Max-min fair rates by progressive filling over the links in use."""
+    def _detach(self, t: Transfer) -> None:
+        for li in t.links:
+            users = self._users.get(li)
+            if users is not None:
+                users.discard(t.key)
+                if not users:
+                    del self._users[li]
+
+    def _rebalance(self, seeds: tuple[int, ...], now: float) -> None:
+        """New max-min fair rates for the transfers connected to links `seeds`."""
         self.version += 1
-        unfixed = set(self.active)
-        for t in self.active.values():
-            t.rate_gbps = 0.0
-        left: dict[int, float] = {}
-        users: dict[int, set[object]] = {}
-        for k in unfixed:
-            for li in self.active[k].links:
-                left.setdefault(li, self.capacity[li])
-                users.setdefault(li, set()).add(k)
+        if len(seeds) == 1:
+            # The common case: one link whose transfers cross only it; they split it evenly.
+            sharing = self._users.get(seeds[0])
+            if not sharing:
+                return
+            if all(len(self.active[k].links) == 1 for k in sharing):
+                share = self.capacity[seeds[0]] / len(sharing)
+                self._set_rates(dict.fromkeys(sharing, share), now)
+                return
+        # The component: links and transfers reachable through shared links.
+        links: set[int] = set()
+        keys: set[object] = set()
+        stack = [li for li in seeds if li in self._users]
+        while stack:
+            li = stack.pop()
+            if li in links:
+                continue
+            links.add(li)
+            for k in self._users.get(li, ()):
+                if k not in keys:
+                    keys.add(k)
+                    stack.extend(x for x in self.active[k].links if x not in links)
+        if not keys:
+            return
+        left = {li: self.capacity[li] for li in links}
+        users = {li: set(self._users[li]) for li in links}
+        rates: dict[object, float] = {}
+        unfixed = set(keys)
         while unfixed:
-            li = min((li for li in users if users[li]), key=lambda x: left[x] / len(users[x]))
+            li = min((x for x in users if users[x]), key=lambda x: left[x] / len(users[x]))
             share = left[li] / len(users[li])
             for k in list(users[li]):
-                t = self.active[k]
-                t.rate_gbps = share
+                rates[k] = share
                 unfixed.discard(k)
-                for lj in t.links:
+                for lj in self.active[k].links:
                     left[lj] -= share
                     users[lj].discard(k)
+        self._set_rates(rates, now)
+
+    def _set_rates(self, rates: dict[object, float], now: float) -> None:
+        for k, rate in rates.items():
+            t = self.active[k]
+            if rate == t.rate_gbps and t.version:
+                continue
+            t.gbit_left = t.left_at(now)
+            t.updated = now
+            t.rate_gbps = rate
+            t.version += 1
+            finish = now + (t.gbit_left / rate if rate > 0 else float("inf"))
+            heapq.heappush(self._heap, (finish, next(self._seq), k, t.version))

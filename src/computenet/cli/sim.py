@@ -1,0 +1,308 @@
+"""`cnet sim`: simulate the network with the production scheduler — run, compare, sweep.
+
+Registered on the main app with `app.add_typer(sim_app, name="sim")`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from computenet.catalog import load_network
+from computenet.cli.common import err_console, fail
+from computenet.errors import ComputeNetError, ValidationError
+from computenet.sim.metrics import PolicyMetrics, summarize
+from computenet.sim.policies import parse_policies
+from computenet.sim.results import Outage, SimConfig
+from computenet.sim.runner import compare, parse_workload, run_policy, sweep, sweep_tasks
+
+sim_app = typer.Typer(
+    help="Simulate the network with the production scheduler: run, compare and sweep policies.",
+    no_args_is_help=True,
+)
+
+NetworkOpt = Annotated[
+    str,
+    typer.Option("--network", "-n", help="built-in network (demo, china, gavel) or a YAML file"),
+]
+WorkloadOpt = Annotated[
+    str,
+    typer.Option(
+        "--workload",
+        "-w",
+        help="synthetic[:jobs=N,days=D,seed=S,…] | gavel:TRACE,throughputs=FILE"
+        " | alibaba:PODS[,nodes=FILE]",
+    ),
+]
+CycleOpt = Annotated[float, typer.Option("--cycle", help="seconds between scheduling cycles")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random baseline and of failures")]
+MtbfOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--failures", help="random center failures: mean hours between failures per center"
+    ),
+]
+MaintOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--maintenance", help="planned outage CENTER@START_H+HOURS (repeatable), e.g. guian@30+6"
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+
+TABLE = (
+    ("policy", "name"),
+    ("total ¥", "total_cny"),
+    ("¥/CU·h", "cny_per_cuh"),
+    ("kWh", "kwh"),
+    ("t CO2", "t_co2"),
+    ("avg JCT h", "avg_jct_s"),
+    ("p95 JCT h", "p95_jct_s"),
+    ("miss %", "deadline_miss_pct"),
+    ("WAN TB", "wan_tb"),
+    ("util E", "util_east"),
+    ("util W", "util_west"),
+    ("× bound", "ratio_to_bound"),
+)
+
+
+def _console() -> Console:
+    """Stdout; tables keep all their columns when piped (no terminal width to fit)."""
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ComputeNetError as exc:
+        raise fail(exc) from None
+
+
+def _config(
+    cycle: float, seed: int, failures: float | None, maintenance: list[str] | None
+) -> SimConfig:
+    if cycle <= 0:
+        raise ValidationError("must be > 0", field="--cycle")
+    outs = []
+    for m in maintenance or []:
+        try:
+            center, _, when = m.partition("@")
+            start, _, hours = when.partition("+")
+            s = float(start) * 3600.0
+            outs.append(Outage(center, s, s + float(hours) * 3600.0, planned=True))
+        except ValueError as exc:
+            raise ValidationError(
+                f"'{m}' is not CENTER@START_H+HOURS", field="--maintenance"
+            ) from exc
+    return SimConfig(cycle_s=cycle, seed=seed, failure_mtbf_h=failures, outages=tuple(outs))
+
+
+def _table(rows: list[PolicyMetrics], title: str) -> Table:
+    from computenet.sim.report import cell
+
+    t = Table(title=title)
+    for head, _ in TABLE:
+        t.add_column(head, justify="left" if head == "policy" else "right")
+    for m in rows:
+        t.add_row(*(cell(m, k) for _, k in TABLE))
+    return t
+
+
+class _Bar:
+    """A Rich progress bar on stderr with one task per policy."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.progress = (
+            None
+            if quiet
+            else Progress(
+                TextColumn("{task.description:<24}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("day {task.fields[day]:.1f}"),
+                TimeElapsedColumn(),
+                console=err_console(),
+                transient=False,
+            )
+        )
+        self.tasks: dict[str, object] = {}
+
+    def __enter__(self) -> _Bar:
+        if self.progress is not None:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+
+    def __call__(self, name: str, done: int, total: int, now: float) -> None:
+        if self.progress is None:
+            return
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(name, total=total, day=0.0)
+        self.progress.update(self.tasks[name], completed=done, day=now / 86400.0)  # type: ignore[arg-type]
+
+
+@sim_app.command("run")
+def run_cmd(
+    network: NetworkOpt = "china",
+    workload: WorkloadOpt = "synthetic",
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="ours, ours:PROFILE or a baseline")
+    ] = "ours",
+    cycle: CycleOpt = 300.0,
+    seed: SeedOpt = 0,
+    failures: MtbfOpt = None,
+    maintenance: MaintOpt = None,
+    json_out: JsonFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Simulate one policy over a workload and print its figures."""
+    with _errors():
+        net = load_network(network)
+        wl = parse_workload(workload, net)
+        parse_policies(policy)
+        cfg = _config(cycle, seed, failures, maintenance)
+        with _Bar(quiet or json_out) as bar:
+            result = run_policy(wl, policy, cfg, bar)
+        m = summarize(result)
+    if json_out:
+        print(json.dumps({"policies": [m.as_dict()], "notes": result.notes}, indent=2))
+        return
+    out = _console()
+    out.print(_table([m], f"{wl.name} on {net.name}: {len(wl)} jobs"))
+    out.print(
+        f"{m.succeeded} succeeded, {m.failed} failed, {m.cancelled} cancelled;"
+        f" simulated {result.end_s / 86400:.1f} days in {m.wall_s:.1f} s"
+        f" ({m.jobs_per_s:,.0f} jobs/s, {m.placements_per_s:,.0f} placements/s in the scheduler)"
+    )
+    for n in result.notes:
+        out.print(f"· {n}")
+
+
+@sim_app.command("compare")
+def compare_cmd(
+    network: NetworkOpt = "china",
+    workload: WorkloadOpt = "synthetic",
+    policies: Annotated[
+        str, typer.Option("--policies", help="all, or a comma-separated list")
+    ] = "all",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="write plots, results.json and report.html here")
+    ] = None,
+    bound: Annotated[
+        bool, typer.Option("--bound/--no-bound", help="compute the LP lower bound")
+    ] = True,
+    cycle: CycleOpt = 300.0,
+    seed: SeedOpt = 0,
+    failures: MtbfOpt = None,
+    maintenance: MaintOpt = None,
+    json_out: JsonFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Run several policies over the same workload; table, plots and an HTML report."""
+    with _errors():
+        net = load_network(network)
+        wl = parse_workload(workload, net)
+        names = parse_policies(policies)
+        cfg = _config(cycle, seed, failures, maintenance)
+        with _Bar(quiet or json_out) as bar:
+            cmp = compare(wl, names, cfg, bound=bound, progress=bar)
+        written = []
+        if out_dir is not None:
+            from computenet.sim.report import write_report
+
+            written = write_report(cmp, out_dir)
+    if json_out:
+        print(json.dumps(cmp.as_json(), indent=2))
+        return
+    out = _console()
+    out.print(_table(cmp.metrics, f"{wl.name} on {net.name}: {len(wl)} jobs"))
+    if cmp.bound is not None:
+        out.print(f"LP lower bound ¥{cmp.bound.cny:,.2f} ({cmp.bound.seconds:.1f} s)")
+    for n in cmp.notes:
+        out.print(f"· {n}")
+    if written:
+        out.print(f"report: {out_dir / 'report.html' if out_dir else ''}")
+
+
+@sim_app.command("sweep")
+def sweep_cmd(
+    network: NetworkOpt = "china",
+    workload: Annotated[
+        list[str] | None, typer.Option("--workload", "-w", help="workload spec (repeatable)")
+    ] = None,
+    policies: Annotated[
+        str, typer.Option("--policies", help="all, or a comma-separated list")
+    ] = "ours",
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", help="synthetic parameter values to sweep, e.g. seed=1,2,3 (repeatable)"
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", help="auto (Ray when installed), ray or local")
+    ] = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="parallel simulations")] = None,
+    json_out: JsonFlag = False,
+    quiet: QuietFlag = False,
+) -> None:
+    """Run many simulations in parallel (Ray when installed, else local processes)."""
+    with _errors():
+        load_network(network)
+        names = parse_policies(policies)
+        grid: dict[str, list[str]] = {}
+        for p in param or []:
+            key, _, values = p.partition("=")
+            if not key or not values:
+                raise ValidationError(f"'{p}' is not KEY=V1,V2,…", field="--param")
+            grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+        tasks = sweep_tasks(network, workload or ["synthetic:jobs=2000,days=1"], names, grid)
+        bar = (
+            None
+            if quiet or json_out
+            else Progress(
+                TextColumn("sweep"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console(),
+            )
+        )
+        if bar is not None:
+            with bar:
+                tid = bar.add_task("sweep", total=len(tasks))
+                rows, used = sweep(
+                    tasks, backend, workers, lambda d, _t: bar.update(tid, completed=d)
+                )
+        else:
+            rows, used = sweep(tasks, backend, workers)
+    if json_out:
+        print(json.dumps({"backend": used, "runs": rows}, indent=2))
+        return
+    t = Table(title=f"{len(rows)} simulations ({used})")
+    for head in ("workload", "policy", "total ¥", "miss %", "avg JCT h", "wall s"):
+        t.add_column(head, justify="left" if head in ("workload", "policy") else "right")
+    for r in rows:
+        t.add_row(
+            r["workload"],
+            r["policy"],
+            f"{r['total_cny']:,.0f}",
+            f"{r['deadline_miss_pct']:.2f}",
+            f"{r['avg_jct_s'] / 3600:.2f}",
+            f"{r['wall_s']:.1f}",
+        )
+    _console().print(t)

@@ -1,0 +1,164 @@
+"""Policies the simulator compares: ours (the production scheduler) and six baselines.
+
+Every policy has the contract of `schedule_cycle`: a pure function of a
+snapshot and the pending jobs, returning one `Decision` per job in input
+order. The baselines estimate run time, transfer and cost with the
+scheduler's own `evaluate` and build placements with its `to_placement`, so
+they differ from ours only in how they choose — never in how they price. Each
+baseline starts a job now, on a pool with enough free chips for its run, and
+ignores deadlines and budgets; a job with no such pool waits for a later cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from computenet.errors import ValidationError
+from computenet.scheduler import Decision, JobRequest, Snapshot, schedule_cycle
+from computenet.scheduler.framework import Options, evaluate, to_placement
+from computenet.scheduler.plugins import PROFILES, Profile
+from computenet.scheduler.snapshot import HORIZON_SLOTS
+
+log = logging.getLogger(__name__)
+
+BATCH_PROFILE = "batch-optimizer"
+_NO_SHIFT = Profile("baseline", shift=False)
+
+
+@dataclass
+class SchedulerPolicy:
+    """Ours: `computenet.scheduler.schedule_cycle` with a named profile, unchanged."""
+
+    name: str = "ours"
+    profile: str = BATCH_PROFILE
+
+    def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
+        """One production scheduling cycle."""
+        if self.profile in PROFILES:
+            return schedule_cycle(snapshot, jobs, profile=self.profile)
+        try:
+            return schedule_cycle(snapshot, jobs, profile=self.profile)
+        except KeyError:
+            if self.profile != BATCH_PROFILE:
+                raise
+        # Until the framework dispatches "batch-optimizer" itself, call the same module it will.
+        from computenet.scheduler.optimizer import optimize_cycle
+
+        return optimize_cycle(snapshot, jobs)
+
+
+@dataclass
+class Baseline:
+    """A start-now heuristic: among pools with chips free now, pick one by `rule`."""
+
+    name: str
+    rule: str
+    seed: int = 0
+    _rng: np.random.Generator = field(init=False, repr=False)
+    _next_center: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+
+    def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
+        """Place each job (in the given order) on the pool the rule picks, starting now."""
+        free = snapshot.free.copy()
+        out: list[Decision] = []
+        for job in jobs:
+            probe = replace(job, deadline=None, budget_cny=None, latency_class="batch")
+            opts = evaluate(snapshot, free, probe, _NO_SHIFT)
+            cand = np.flatnonzero(opts.feasible & (opts.slot == 0))
+            if cand.size == 0:
+                why = tuple(opts.why_not) or (f"{self.name}: no eligible pool has chips free now",)
+                out.append(Decision(job.id, None, why))
+                continue
+            i = self._pick(snapshot, free, opts, cand)
+            p = int(opts.pool[i])
+            free[p, 0 : min(int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
+            center = snapshot.network.centers[int(snapshot.index.pool_center[p])].id
+            reason = (
+                f"{self.name}: {center} has {job.count}× {snapshot.index.pool_chip[p]} free now"
+            )
+            out.append(Decision(job.id, to_placement(snapshot, job, opts, i, (reason,)), (reason,)))
+        return out
+
+    def _pick(self, snap: Snapshot, free: np.ndarray, opts: Options, cand: np.ndarray) -> int:
+        idx = snap.index
+        pools = opts.pool[cand]
+        if self.rule == "random":
+            return int(cand[self._rng.integers(cand.size)])
+        if self.rule == "round-robin":
+            n_c = len(snap.network.centers)
+            centers = idx.pool_center[pools]
+            dist = (centers - self._next_center) % n_c
+            k = int(np.argmin(dist))
+            self._next_center = (int(centers[k]) + 1) % n_c
+            return int(cand[k])
+        if self.rule == "least-loaded":
+            frac = free[pools, 0] / idx.pool_total[pools]
+            return int(cand[int(np.argmax(frac))])
+        if self.rule == "nearest-to-data":
+            key = opts.transfer_s[cand] - 1e-9 * free[pools, 0] / idx.pool_total[pools]
+            return int(cand[int(np.argmin(key))])
+        if self.rule == "cheapest-energy":
+            hour = snap.now.astimezone(snap.hour0.tzinfo).hour
+            price = idx.tariff[pools, hour]
+            key = price + 1e-9 * opts.energy[cand] / (1.0 + opts.energy[cand].max())
+            return int(cand[int(np.argmin(key))])
+        if self.rule == "agnostic":
+            # All accelerators are equal to it: the pool with the most free chips wins.
+            return int(cand[int(np.argmax(free[pools, 0]))])
+        raise ValidationError(f"unknown baseline rule '{self.rule}'", field="policy")
+
+
+BASELINES: dict[str, str] = {
+    "random": "random",
+    "round-robin": "round-robin",
+    "least-loaded": "least-loaded",
+    "nearest-to-data": "nearest-to-data",
+    "cheapest-energy": "cheapest-energy",
+    "heterogeneity-agnostic": "agnostic",
+}
+ALIASES = {"cheapest-energy-greedy": "cheapest-energy", "agnostic": "heterogeneity-agnostic"}
+ALL_POLICIES = ("ours", *BASELINES)
+
+
+def make_policy(name: str, seed: int = 0) -> SchedulerPolicy | Baseline:
+    """A policy by name: `ours`, `ours:PROFILE` (any scheduler profile), or a baseline."""
+    name = ALIASES.get(name, name)
+    if name == "ours":
+        return SchedulerPolicy("ours", BATCH_PROFILE)
+    if name.startswith("ours:"):
+        profile = name.split(":", 1)[1]
+        if profile not in PROFILES and profile != BATCH_PROFILE:
+            raise ValidationError(
+                f"unknown scheduler profile '{profile}'",
+                field="policy",
+                hint="profiles: " + ", ".join([*PROFILES, BATCH_PROFILE]),
+            )
+        return SchedulerPolicy(name, profile)
+    if name in BASELINES:
+        return Baseline(name, BASELINES[name], seed=seed)
+    raise ValidationError(
+        f"unknown policy '{name}'",
+        field="policy",
+        hint="use all, ours, ours:PROFILE or one of: " + ", ".join(BASELINES),
+    )
+
+
+def parse_policies(text: str) -> list[str]:
+    """`all` or a comma-separated list of policy names, checked."""
+    names = (
+        list(ALL_POLICIES)
+        if text.strip() == "all"
+        else [t.strip() for t in text.split(",") if t.strip()]
+    )
+    if not names:
+        raise ValidationError("no policy given", field="policies", hint="e.g. all or ours,random")
+    for n in names:
+        make_policy(n)
+    return names
