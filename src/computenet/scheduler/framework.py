@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Options:
     n_slots: np.ndarray
     feasible: np.ndarray
     why_not: list[str] = field(default_factory=list)
-    source: dict[int, dict[str, str]] = field(default_factory=dict)  # center → dataset → replica
+    source: InputSources | None = None  # per center: dataset → replica it is fetched from
 
     @property
     def cost(self) -> np.ndarray:
@@ -68,16 +69,43 @@ def _fmt_h(hours: float) -> str:
     return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m"
 
 
-def _inputs(
-    snap: Snapshot, job: JobRequest
-) -> tuple[np.ndarray, np.ndarray, dict[int, dict[str, str]]]:
-    """Per center: seconds and ¥ to bring every input there from its best replica."""
+class InputSources:
+    """Which replica each input is fetched from, per center (computed on demand)."""
+
+    def __init__(self) -> None:
+        self._best: list[tuple[str, tuple[str, ...], np.ndarray]] = []
+
+    def add(self, dataset: str, replicas: tuple[str, ...], best: np.ndarray) -> None:
+        """Record the best replica index of `dataset` for every center."""
+        self._best.append((dataset, replicas, best))
+
+    def get(self, center: int, default: dict[str, str] | None = None) -> dict[str, str]:
+        """dataset id → the replica (center id) that center `center` fetches it from."""
+        out = {d: reps[int(best[center])] for d, reps, best in self._best}
+        return out if out or default is None else default
+
+
+def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, InputSources]:
+    """Per center: seconds and ¥ to bring every input there from its best replica.
+
+    Depends only on the network and the inputs (not on capacity or time), so it
+    is memoized on the network index across cycles.
+    """
     idx = snap.index
+    key = (
+        "inputs",
+        snap.network.data_scale,
+        tuple((d.id, d.size_bytes, d.replicas) for d in job.inputs),
+    )
+    hit = idx.memo.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
     n_centers = len(idx.center_node)
     t = np.zeros(n_centers)
     price = np.zeros(n_centers)
-    sources: dict[int, dict[str, str]] = {c: {} for c in range(n_centers)}
+    sources = InputSources()
     scale = snap.network.data_scale
+    cols = np.arange(n_centers)
     for d in job.inputs:
         rows = [idx.paths.index(r) for r in d.replicas if r in idx.paths.nodes]
         if not rows:
@@ -89,13 +117,22 @@ def _inputs(
             secs = np.where(np.isinf(bw), 0.0, lat + gb * 8.0 / bw)
         secs = np.where(lat == 0, 0.0, secs) if gb > 0 else np.zeros_like(secs)
         best = np.argmin(secs, axis=0)
-        cols = np.arange(n_centers)
         # Inputs are fetched one after another by the agent, so times add up.
         t += secs[best, cols]
         price += gb * idx.paths.price_per_gb[rows][:, idx.center_node][best, cols]
-        for c in range(n_centers):
-            sources[c][d.id] = d.replicas[int(best[c])]
-    return t, price, sources
+        reps = tuple(r for r in d.replicas if r in idx.paths.nodes)
+        sources.add(d.id, reps, best)
+    out = (t, price, sources)
+    _remember(idx.memo, key, out)
+    return out
+
+
+def _remember(memo: dict[object, Any], key: object, value: object) -> None:
+    # The memo lives as long as the network; bound it so that an endless stream
+    # of distinct job shapes cannot grow it without limit.
+    if len(memo) > 50_000:
+        memo.clear()
+    memo[key] = value
 
 
 # Beyond this many eligible pools, only the most promising (by a lower bound of the
@@ -123,14 +160,15 @@ def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]
         job.pin_center,
     )
     data = ("data", tuple((d.replicas, d.residency) for d in job.inputs))
-    a = snap.memo.get(shape)
+    memo = snap.index.memo
+    a = memo.get(shape)
     if a is None:
-        a = snap.memo[shape] = _chain(
-            snap, job, ("runs-class", "chip-choice", "memory", "pool-size", "pinned")
-        )[0]
-    b = snap.memo.get(data)
+        a = _chain(snap, job, ("runs-class", "chip-choice", "memory", "pool-size", "pinned"))[0]
+        _remember(memo, shape, a)
+    b = memo.get(data)
     if b is None:
-        b = snap.memo[data] = _chain(snap, job, ("residency", "data-reachable"))[0]
+        b = _chain(snap, job, ("residency", "data-reachable"))[0]
+        _remember(memo, data, b)
     mask = a & b & snap.online[snap.index.pool_center]
     if mask.any():
         return mask, []
@@ -170,10 +208,7 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     if pools.size == 0:
         return _empty(why)
 
-    key = ("inputs", tuple((d.id, d.size_bytes, d.replicas) for d in job.inputs))
-    if key not in snap.memo:
-        snap.memo[key] = _inputs(snap, job)
-    t_center, price_center, sources = snap.memo[key]
+    t_center, price_center, sources = _inputs(snap, job)
     pc = idx.pool_center[pools]
     transfer_s = t_center[pc]
     transfer_cny = price_center[pc]
@@ -374,9 +409,13 @@ def to_placement(
         kwh=float(opts.kwh[i]),
         co2_kg=float(opts.co2[i]),
         cu_hours=job.cu_hours,
-        source_replicas={d: src for d, src in opts.source.get(ci, {}).items() if src != center.id},
+        source_replicas={d: src for d, src in _sources(opts, ci).items() if src != center.id},
         reasons=reasons,
     )
+
+
+def _sources(opts: Options, center: int) -> dict[str, str]:
+    return opts.source.get(center) if opts.source is not None else {}
 
 
 def _money(x: float) -> Decimal:
@@ -423,7 +462,7 @@ def _explain(
             out.append(f"waits for free chips until {start:%H:%M}")
     if opts.transfer_s[i] > 0:
         gb = sum(d.size_gb for d in job.inputs) * snap.network.data_scale
-        srcs = sorted({s for s in opts.source.get(ci, {}).values() if s != cid})
+        srcs = sorted({s for s in _sources(opts, ci).values() if s != cid})
         out.append(
             f"stages {gb:.1f} GB of inputs from {', '.join(srcs)}"
             f" in {_fmt_h(float(opts.transfer_s[i]) / 3600)}"
@@ -446,6 +485,11 @@ def schedule_cycle(
     persists them. `explain=False` skips writing the reasons of placed jobs
     (the simulator's hot path); decisions are the same either way.
     """
+    if profile == "batch-optimizer":
+        # The joint MILP lives in its own module (it builds on this one).
+        from computenet.scheduler.optimizer import optimize_cycle
+
+        return optimize_cycle(snapshot, jobs)
     prof = PROFILES[profile]
     free = snapshot.free.copy()
     far = snapshot.now + timedelta(days=36500)

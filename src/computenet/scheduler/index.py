@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +37,9 @@ class NetworkIndex:
     center_node: np.ndarray  # [C] row of each center in `paths`
     paths: PathTable
     tariff_change_hours: tuple[int, ...]  # local hours at which some pool's price drops
+    # Capacity-independent results (filter masks, input transfer estimates) that
+    # stay valid as long as the network does; see scheduler/framework.py.
+    memo: dict[object, Any] = field(default_factory=dict, repr=False)
 
     @property
     def n_pools(self) -> int:

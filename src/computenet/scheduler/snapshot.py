@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 import numpy as np
 
@@ -66,9 +65,6 @@ class Snapshot:
     free: np.ndarray
     online: np.ndarray
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
-    # Per-cycle memo of capacity-independent work (filter masks, input transfer
-    # estimates); it never changes a result, only avoids recomputing it.
-    memo: dict[object, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def hour0(self) -> datetime:

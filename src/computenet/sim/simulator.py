@@ -264,8 +264,7 @@ class Simulation:
                 free=np.repeat(self.total[:, None], HORIZON_SLOTS, axis=1),
                 online=np.ones(len(self.centers), dtype=bool),
             )
-        # A fresh memo each time: the framework keys it by dataset, which is unique per job.
-        snap = replace(self._empty_snap, memo={})
+        snap = self._empty_snap
         probe = replace(req, deadline=None, budget_cny=None, latency_class="batch")
         opts = evaluate(snap, snap.free, probe, _NO_SHIFT)
         out = (bool(opts.feasible.any()), "; ".join(opts.why_not) or "no feasible option")
