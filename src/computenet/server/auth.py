@@ -54,6 +54,15 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
+    def cached(self, token: str | None) -> Principal | None:
+        """The principal of `token` if it was resolved in the last few seconds (no I/O)."""
+        if not token:
+            return None
+        hit = self._cache.get(hash_token(token))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     def principal(self, token: str | None) -> Principal:
         """The principal of `token`; `AuthError` when missing or unknown."""
         if not token:

@@ -1,4 +1,9 @@
-"""FastAPI dependencies: the control plane of the app, and the caller's principal by role."""
+"""FastAPI dependencies: the control plane of the app, and the caller's principal by role.
+
+They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in
+the thread pool, a thread hand-off per dependency per request. These do no
+I/O, except a token lookup on a cache miss, which goes to the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,54 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from computenet.server.auth import Principal, require_role
+from computenet.server.auth import Authenticator, Principal, require_role
 from computenet.server.plane import ControlPlane
 
 bearer = HTTPBearer(auto_error=False, description="a user, admin or center token")
 
 
-def plane_of(request: Request) -> ControlPlane:
+async def plane_of(request: Request) -> ControlPlane:
     """The app's control plane."""
     plane: ControlPlane = request.app.state.plane
     return plane
 
 
-def caller(
-    request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
+async def _principal(request: Request, creds: HTTPAuthorizationCredentials | None) -> Principal:
+    auth: Authenticator = request.app.state.plane.auth
+    token = creds.credentials if creds else None
+    hit = auth.cached(token)
+    if hit is not None:
+        return hit
+    principal: Principal = await run_in_threadpool(auth.principal, token)
+    return principal
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+# Each role check below resolves the token itself rather than depending on `caller`:
+# FastAPI's per-request cost grows with every dependency in the chain.
+
+
+async def caller(request: Request, creds: Credentials) -> Principal:
     """Whoever the bearer token names (401 when missing or unknown)."""
-    return plane_of(request).auth.principal(creds.credentials if creds else None)
+    return await _principal(request, creds)
 
 
-def user_caller(who: Annotated[Principal, Depends(caller)]) -> Principal:
-    """A user or admin (403 for center tokens)."""
-    return require_role(who, "user", "admin")
+async def user_caller(request: Request, creds: Credentials) -> Principal:
+    """A user or admin (401 without a valid token, 403 for center tokens)."""
+    return require_role(await _principal(request, creds), "user", "admin")
 
 
-def admin_caller(who: Annotated[Principal, Depends(caller)]) -> Principal:
-    """An admin (403 otherwise)."""
-    return require_role(who, "admin")
+async def admin_caller(request: Request, creds: Credentials) -> Principal:
+    """An admin (401 without a valid token, 403 otherwise)."""
+    return require_role(await _principal(request, creds), "admin")
 
 
-def center_caller(who: Annotated[Principal, Depends(caller)]) -> Principal:
-    """A center's agent (403 otherwise)."""
-    return require_role(who, "center")
+async def center_caller(request: Request, creds: Credentials) -> Principal:
+    """A center's agent (401 without a valid token, 403 otherwise)."""
+    return require_role(await _principal(request, creds), "center")
 
 
 Plane = Annotated[ControlPlane, Depends(plane_of)]

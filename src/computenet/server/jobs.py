@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import TYPE_CHECKING
+import os
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
 
 from computenet.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from computenet.model import JobSpec, JobState
+from computenet.model import Dataset, JobSpec, JobState
 from computenet.protocol import JobDetail, JobView, LogChunk, QuoteView, SubmitRequest
 from computenet.scheduler import job_request, quote
 from computenet.server.auth import Principal
 from computenet.server.scheduling import snapshot
-from computenet.server.views import job_detail, job_view
+from computenet.server.views import job_detail, job_view, new_job_view
 from computenet.store import jobs as job_store
 from computenet.store.billing import get_charge
 from computenet.store.centers import datasets_as_model
@@ -21,6 +25,36 @@ if TYPE_CHECKING:
     from computenet.server.plane import ControlPlane
 
 LOG_CHUNK_BYTES = 1 << 20
+PENDING_REASON = "waiting for the next scheduling cycle"
+
+
+class _JobIds:
+    """Random job ids (``j-`` and 12 hex digits), drawn from a buffer of `os.urandom` bytes.
+
+    One system call per 512 ids instead of one per id: a call that releases
+    the GIL is a chance for another thread to keep it for a whole switch
+    interval, which a request on the event loop would pay as latency.
+    """
+
+    _BYTES = 6
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        """A fresh id."""
+        with self._lock:
+            if self._pos + self._BYTES > len(self._buf):
+                self._buf = os.urandom(512 * self._BYTES)
+                self._pos = 0
+            raw = self._buf[self._pos : self._pos + self._BYTES]
+            self._pos += self._BYTES
+        return f"j-{raw.hex()}"
+
+
+_job_ids = _JobIds()
 
 
 def tenant_of(who: Principal) -> str:
@@ -45,20 +79,38 @@ def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
     return exc
 
 
-def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[JobView, bool]:
-    """Validate and store a job as PENDING; (view, False) when the idempotency key was seen."""
-    tenant = tenant_of(who)
-    now = plane.clock.now()
+def _spec_of(req: SubmitRequest) -> JobSpec:
     spec = req.spec
     if req.pin_center is not None:
         spec = spec.model_copy(update={"center": req.pin_center})
-    job_id = f"j-{uuid.uuid4().hex[:12]}"
+    return spec
+
+
+def _tenant_datasets(plane: ControlPlane, tenant: str, spec: JobSpec) -> dict[str, Dataset]:
+    """The tenant's datasets among the spec's inputs (no database trip without inputs)."""
+    if not spec.inputs:
+        return {}
     with plane.db.read() as s:
-        if req.idempotency_key:
-            seen = job_store.find_by_key(s, tenant, req.idempotency_key)
-            if seen is not None:
-                return job_view(seen), False
-        datasets = datasets_as_model(s, tenant=tenant, ids=spec.inputs)
+        return datasets_as_model(s, tenant=tenant, ids=spec.inputs)
+
+
+def _seen(plane: ControlPlane, tenant: str, key: str | None) -> JobRow | None:
+    if not key:
+        return None
+    with plane.db.read() as s:
+        return job_store.find_by_key(s, tenant, key)
+
+
+def _new_job(
+    plane: ControlPlane,
+    tenant: str,
+    req: SubmitRequest,
+    spec: JobSpec,
+    datasets: dict[str, Dataset],
+    now: datetime,
+) -> dict[str, Any]:
+    """Validate `spec` (ValidationError naming the request field) and return the row to insert."""
+    job_id = _job_ids.next()
     try:
         jr = job_request(job_id, spec, plane.network, now, datasets)
     except ValidationError as exc:
@@ -66,29 +118,84 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
             exc.field = "pin_center"
             raise exc from None
         raise _prefixed(exc, "spec.") from None
-    row = JobRow(
-        id=job_id,
-        tenant_id=tenant,
-        name=spec.name,
-        workload_class=spec.workload_class,
-        state=JobState.PENDING.value,
-        spec=spec.model_dump(mode="json", by_alias=True),
-        idempotency_key=req.idempotency_key,
-        submitted_at=now,
-        deadline=jr.deadline,
-        priority=spec.priority,
-        placement=None,
-        reasons=["waiting for the next scheduling cycle"],
-        chips=spec.chips.count,
-        attempt=0,
-        avoid_centers=[],
-        cancel_requested=False,
-        usage={},
-        log_bytes=0,
-    )
-    with plane.db.write() as s:
-        stored, created = job_store.insert_job(s, row, f"submitted by {who.subject}")
-        return job_view(stored), created
+    return {
+        "id": job_id,
+        "tenant_id": tenant,
+        "name": spec.name,
+        "workload_class": spec.workload_class,
+        "state": JobState.PENDING.value,
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "idempotency_key": req.idempotency_key,
+        "submitted_at": now,
+        "deadline": jr.deadline,
+        "priority": spec.priority,
+        "placement": None,
+        "reasons": [PENDING_REASON],
+        "center": None,
+        "chip": None,
+        "chips": spec.chips.count,
+        "planned_start": None,
+        "planned_finish": None,
+        "estimated_cny": None,
+        "attempt": 0,
+        "lease_center": None,
+        "leased_at": None,
+        "avoid_centers": [],
+        "cancel_requested": False,
+        "exit_code": None,
+        "staging_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "usage": {},
+        "cost_cny": None,
+        "log_bytes": 0,
+    }
+
+
+def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[JobView, bool]:
+    """Validate and store a job as PENDING; (view, False) when the idempotency key was seen.
+
+    Returns once the job is committed. A request whose key was seen gets the
+    first job back, even if this request's spec would not pass validation now.
+    """
+    tenant = tenant_of(who)
+    now = plane.clock.now()
+    spec = _spec_of(req)
+    try:
+        values = _new_job(plane, tenant, req, spec, _tenant_datasets(plane, tenant, spec), now)
+    except ValidationError:
+        seen = _seen(plane, tenant, req.idempotency_key)
+        if seen is not None:
+            return job_view(seen), False
+        raise
+    seen = plane.submitter.store(values, f"submitted by {who.subject}")
+    return (job_view(seen), False) if seen is not None else (new_job_view(values), True)
+
+
+async def submit_async(
+    plane: ControlPlane, who: Principal, req: SubmitRequest
+) -> tuple[JobView, bool]:
+    """`submit` for the event loop: validates in place, waits for the group commit.
+
+    The database is touched only by the submit writer thread (and, for specs
+    with inputs or a failed validation, by one read in the thread pool).
+    """
+    tenant = tenant_of(who)
+    now = plane.clock.now()
+    spec = _spec_of(req)
+    datasets: dict[str, Dataset] = {}
+    if spec.inputs:
+        datasets = await run_in_threadpool(_tenant_datasets, plane, tenant, spec)
+    try:
+        values = _new_job(plane, tenant, req, spec, datasets, now)
+    except ValidationError:
+        if req.idempotency_key:
+            seen = await run_in_threadpool(_seen, plane, tenant, req.idempotency_key)
+            if seen is not None:
+                return job_view(seen), False
+        raise
+    seen = await plane.submitter.store_async(values, f"submitted by {who.subject}")
+    return (job_view(seen), False) if seen is not None else (new_job_view(values), True)
 
 
 def list_jobs(plane: ControlPlane, who: Principal, state: str | None, limit: int) -> list[JobView]:

@@ -7,14 +7,15 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from computenet.model import JobSpec
 from computenet.model.center import CST
 from computenet.network import PathTable
+from computenet.scheduler import JobRequest
 from computenet.scheduler.index import network_index
 from computenet.server.auth import Authenticator
 from computenet.server.reconciler import reconcile
 from computenet.server.scheduling import run_cycle
 from computenet.server.settings import NetworkClock, Settings
+from computenet.server.submitter import Submitter
 from computenet.store import Database, upgrade_db
 from computenet.store.accounts import get_meta, set_meta
 from computenet.store.schema import CenterRow
@@ -45,15 +46,19 @@ class ControlPlane:
         self.clock = self._load_clock()
         self.paths: PathTable = network_index(self.network).paths
         self.auth = Authenticator(self.db)
+        self.submitter = Submitter(self.db)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
         # job id → real time its holder's heartbeats first stopped listing it.
         self.missing_since: dict[str, float] = {}
-        # Scheduling-cycle memory: parsed specs of pending jobs, and the last inputs seen.
-        self.spec_cache: dict[str, JobSpec] = {}
+        # Scheduling-cycle memory: each pending job's request (with what it was built from
+        # and its signature), the last snapshot inputs seen, and the (job, avoided centers
+        # as stored) pairs left unplaced under those inputs.
+        self.request_cache: dict[str, tuple[object, JobRequest, tuple[object, ...]]] = {}
         self.last_cycle_key: object = None
         self.last_full_cycle: float = float("-inf")
+        self.unplaced: set[tuple[str, str]] = set()
 
     def _load_clock(self) -> NetworkClock:
         """Continue the clock stored in the database, or start one (at `settings.epoch` or now)."""
@@ -116,11 +121,12 @@ class ControlPlane:
         )
 
     def stop(self) -> None:
-        """Stop the loop and release the database."""
+        """Stop the loop, store the submissions already accepted, and release the database."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        self.submitter.close()
         self.db.dispose()
 
     def _loop(self) -> None:

@@ -56,6 +56,8 @@ def reconcile(plane: ControlPlane) -> int:
     real = plane.clock.real()
     now = plane.clock.now()
     touched = 0
+    if not _anything_to_reconcile(plane, real):
+        return 0
     with plane.db.write() as s:
         rows = {r.id: r for r in list_centers(s)}
         offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
@@ -90,6 +92,25 @@ def reconcile(plane: ControlPlane) -> int:
 
 
 _FINAL = {x.value for x in TERMINAL_STATES}
+
+
+def _anything_to_reconcile(plane: ControlPlane, real: float) -> bool:
+    """Whether `reconcile` has work, judged from a read (no write lock taken every second).
+
+    The write transaction looks again, so a change between the two is never missed:
+    at worst it waits for the next pass.
+    """
+    timeout = plane.settings.lease_timeout_s
+    if any(real - since > timeout for since in list(plane.missing_since.values())):
+        return True
+    with plane.db.read() as s:
+        rows = {r.id: r for r in list_centers(s)}
+        offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
+        if not offline:
+            return False
+        if job_store.scheduled_unleased(s, offline):
+            return True
+        return any(job_store.held_by(s, cid) for cid in offline)
 
 
 def job_center(job: JobRow) -> str:

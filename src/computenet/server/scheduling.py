@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from computenet.errors import ValidationError
 from computenet.model import Dataset, JobSpec, JobState, Placement
 from computenet.scheduler import (
+    Decision,
     JobRequest,
     Reservation,
     Snapshot,
@@ -87,10 +90,9 @@ def request_of(
     )
 
 
-def _fingerprint(snap: Snapshot, heads: list[job_store.PendingHead]) -> tuple[object, ...]:
-    """What a cycle's outcome depends on, apart from the clock moving within the hour."""
+def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
+    """What a job's decision depends on besides the job, apart from the clock within the hour."""
     return (
-        tuple((h.id, h.avoid_centers) for h in heads),
         snap.free.tobytes(),
         snap.online.tobytes(),
         tuple(sorted((d.id, d.replicas) for d in snap.datasets.values())),
@@ -98,45 +100,153 @@ def _fingerprint(snap: Snapshot, heads: list[job_store.PendingHead]) -> tuple[ob
     )
 
 
+def _hashable(v: object) -> object:
+    if isinstance(v, tuple | list):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, BaseModel):
+        return repr(v)
+    return v
+
+
+# Every JobRequest field but the two that only order jobs or name them.
+_SIGNATURE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(JobRequest) if f.name not in ("id", "submitted_at")
+)
+
+
+def _signature(r: JobRequest) -> tuple[object, ...]:
+    """What the scheduler's evaluation of `r` depends on, besides capacity and the snapshot."""
+    sig = tuple(getattr(r, name) for name in _SIGNATURE_FIELDS)
+    try:
+        hash(sig)
+    except TypeError:  # e.g. input datasets (pydantic models)
+        return tuple(_hashable(v) for v in sig)
+    return sig
+
+
+def decide(
+    snap: Snapshot,
+    requests: Sequence[JobRequest],
+    profile: str,
+    signatures: Sequence[tuple[object, ...]] | None = None,
+) -> list[Decision]:
+    """Exactly `schedule_cycle(snap, requests, profile)`, evaluating look-alike jobs once.
+
+    A backlog is often many jobs alike in everything but id and submit time
+    (a sweep, a queue of retries, a full network). `schedule_cycle` places
+    jobs one by one in its order (priority, deadline, submit time, id), and a
+    job it leaves unplaced holds nothing. So when the first job of a group
+    of look-alikes finds nothing against the whole free calendar, every
+    other member that comes before the cycle's first placement sees that
+    same calendar and gets the same answer: only the members after the
+    first placement (none, when the network is full) need evaluating. The
+    scheduler runs on the rest of the jobs; the decisions are the ones
+    `schedule_cycle` would give for the whole list (ordered the same way).
+    `signatures[k]`, when given, is `_signature(requests[k])`, precomputed.
+    """
+    if profile == "batch-optimizer":
+        # A joint optimizer places the set as a whole: no member can stand for another.
+        return schedule_cycle(snap, requests, profile)
+    sigs = signatures if signatures is not None else [_signature(r) for r in requests]
+    groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
+    for k, sig in enumerate(sigs):
+        groups[sig].append(k)
+    if all(len(ks) == 1 for ks in groups.values()):
+        return schedule_cycle(snap, requests, profile)
+    far = snap.now + timedelta(days=36500)
+
+    def order(k: int) -> tuple[object, ...]:
+        # The order of `schedule_cycle` (computenet.scheduler.framework).
+        r = requests[k]
+        return (-r.priority, r.deadline or far, r.submitted_at or snap.now, r.id)
+
+    same: dict[int, Decision] = {}  # member → its group's first decision (unplaced)
+    for ks in groups.values():
+        if len(ks) < 2:
+            continue
+        ks.sort(key=order)
+        first = schedule_cycle(snap, [requests[ks[0]]], profile)[0]
+        if first.placement is None:
+            for k in ks[1:]:
+                same[k] = first
+    rest = [k for k in range(len(requests)) if k not in same]
+    out = dict(zip(rest, schedule_cycle(snap, [requests[k] for k in rest], profile), strict=True))
+    placed = [order(k) for k in rest if out[k].placement is not None]
+    if placed:
+        cut = min(placed)
+        late = sorted(k for k in same if order(k) > cut)
+        if late:
+            # Members behind a placement see less capacity: evaluate them for real.
+            again = sorted(rest + late)
+            decided = schedule_cycle(snap, [requests[k] for k in again], profile)
+            out.update(zip(again, decided, strict=True))
+            for k in late:
+                del same[k]
+    for k, d in same.items():
+        out[k] = Decision(requests[k].id, None, d.reasons)
+    return [out[k] for k in range(len(requests))]
+
+
 def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     """Place what can be placed; returns (jobs scheduled, jobs still pending).
 
-    A cycle whose inputs (pending jobs, capacity, online centers, replicas,
-    the tariff hour) are unchanged since the last one would decide the same,
-    so it is skipped, except for a full pass every `FULL_PASS_S` real seconds.
+    The scheduler places jobs greedily, and a job it leaves unplaced holds
+    nothing; so while the snapshot's inputs (capacity calendar, online
+    centers, replicas, the tariff hour) stay what they were in a cycle that
+    placed nothing, the jobs that cycle left PENDING would be left PENDING
+    again. Such a cycle only decides the jobs that arrived (or came back
+    with new centers to avoid) since; with none, it is skipped. A full pass
+    over every pending job still runs whenever the inputs change, after a
+    cycle that placed something, and at least every `FULL_PASS_S` real
+    seconds, which also refreshes the reasons of jobs left waiting.
+
+    Every cycle reads the pending set (ids only); heads and specs are read
+    only for the jobs to decide, and decisions are written in one short
+    write transaction only when something changed.
     """
     now = plane.clock.now()
     real = plane.clock.real()
-    cache = plane.spec_cache
     with plane.db.read() as s:
-        heads = job_store.pending_heads(s)
-        if not heads:
-            cache.clear()
+        keys = job_store.pending_keys(s)
+        if not keys:
+            plane.request_cache.clear()
+            plane.unplaced.clear()
             return 0, 0
         snap = snapshot(plane, s, now)
-        key = _fingerprint(snap, heads)
-        if key == plane.last_cycle_key and real - plane.last_full_cycle < FULL_PASS_S:
-            return 0, len(heads)
-        missing = [h.id for h in heads if h.id not in cache]
-        raw_specs = job_store.specs_of(s, missing)
+        key = _snapshot_key(snap)
+        full = key != plane.last_cycle_key or real - plane.last_full_cycle >= FULL_PASS_S
+        if full:
+            todo = job_store.pending_heads(s)
+        else:
+            fresh = [jid for jid, avoid in keys if (jid, avoid) not in plane.unplaced]
+            if not fresh:
+                return 0, len(keys)
+            todo = job_store.pending_heads(s, fresh)
         by_tenant = tenant_datasets(s, snap)
-    live = {h.id for h in heads}
-    for jid in [k for k in cache if k not in live]:
-        del cache[jid]
+        # A request depends on its tenant's datasets: one fingerprint per tenant and cycle.
+        data_fp = {t: _hashable(tuple(sorted(ds.items()))) for t, ds in by_tenant.items()}
+        validity = {h.id: (h.submitted_at, h.avoid_centers, data_fp.get(h.tenant_id)) for h in todo}
+        cache = plane.request_cache
+        stale = [jid for jid, v in validity.items() if jid not in cache or cache[jid][0] != v]
+        raw_specs = job_store.spec_texts(s, stale)
+    live = dict(keys)
+    for jid in [k for k in plane.request_cache if k not in live]:
+        del plane.request_cache[jid]
     requests: list[JobRequest] = []
+    signatures: list[tuple[object, ...]] = []
     stuck: dict[str, list[str]] = {}
-    for head in heads:
+    for head in todo:
         try:
-            spec = cache.get(head.id)
-            if spec is None:
-                spec = cache[head.id] = JobSpec.model_validate(raw_specs[head.id])
-            requests.append(request_of(plane, head, spec, by_tenant.get(head.tenant_id, {})))
+            req, sig = _request(plane, head, validity[head.id], raw_specs, by_tenant)
         except (ValidationError, ValueError, KeyError) as exc:
             text = exc.one_line() if isinstance(exc, ValidationError) else str(exc)
             stuck[head.id] = [f"cannot be scheduled: {text}"]
-    decisions = schedule_cycle(snap, requests, plane.settings.profile)
+            continue
+        requests.append(req)
+        signatures.append(sig)
+    decisions = decide(snap, requests, plane.settings.profile, signatures)
     placed_decisions = [d for d in decisions if d.placement is not None]
-    old_reasons = {h.id: h.reasons for h in heads}
+    old_reasons = {h.id: h.reasons for h in todo}
     for d in decisions:
         if d.placement is None and old_reasons.get(d.job_id) != d.reasons:
             stuck[d.job_id] = list(d.reasons)
@@ -144,22 +254,62 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         if old_reasons.get(jid) == tuple(stuck[jid]):
             del stuck[jid]
     placed = 0
-    with plane.db.write() as s:
-        rows = job_store.get_jobs(s, [d.job_id for d in placed_decisions], for_update=True)
-        for d in placed_decisions:
-            row = rows.get(d.job_id)
-            # The job may have been cancelled while the scheduler was thinking.
-            if row is None or row.state != JobState.PENDING.value or row.cancel_requested:
-                continue
-            assert d.placement is not None
-            _schedule(s, row, d.placement, d.reasons, now)
-            placed += 1
-        job_store.set_pending_reasons(s, stuck)
-    plane.last_cycle_key = None if placed else key
-    plane.last_full_cycle = real
+    if placed_decisions or stuck:
+        with plane.db.write() as s:
+            rows = job_store.get_jobs(s, [d.job_id for d in placed_decisions], for_update=True)
+            for d in placed_decisions:
+                row = rows.get(d.job_id)
+                # The job may have been cancelled while the scheduler was thinking.
+                if row is None or row.state != JobState.PENDING.value or row.cancel_requested:
+                    continue
+                assert d.placement is not None
+                _schedule(s, row, d.placement, d.reasons, now)
+                placed += 1
+            job_store.set_pending_reasons(s, stuck)
     if placed:
-        log.info("cycle at %s: scheduled %d of %d pending", now.isoformat(), placed, len(heads))
-    return placed, len(heads) - placed
+        # New reservations change the calendar: the next cycle looks at every job again.
+        plane.last_cycle_key = None
+        plane.unplaced.clear()
+    else:
+        plane.last_cycle_key = key
+        decided = {(h.id, live[h.id]) for h in todo if h.id in live}
+        if full:
+            plane.unplaced = decided
+        else:
+            plane.unplaced = {k for k in plane.unplaced if live.get(k[0]) == k[1]} | decided
+    if full:
+        plane.last_full_cycle = real
+    if placed:
+        log.info("cycle at %s: scheduled %d of %d pending", now.isoformat(), placed, len(keys))
+    return placed, len(keys) - placed
+
+
+def _request(
+    plane: ControlPlane,
+    head: job_store.PendingHead,
+    valid: object,
+    raw_specs: Mapping[str, str | dict[str, object]],
+    by_tenant: Mapping[str, Mapping[str, Dataset]],
+) -> tuple[JobRequest, tuple[object, ...]]:
+    """The job's request and its signature, cached while `valid` holds.
+
+    `valid` is what the request was built from besides the spec (which never
+    changes): submit time, centers to avoid, the tenant's datasets.
+
+    Only the request is kept between cycles, not the parsed spec: a pending
+    backlog can be large, and every object kept is one more for each full
+    garbage collection to walk.
+    """
+    hit = plane.request_cache.get(head.id)
+    if hit is not None and hit[0] == valid:
+        return hit[1], hit[2]
+    raw = raw_specs[head.id]
+    # JSON text (SQLite) is parsed and validated in one step; other drivers give dicts.
+    spec = JobSpec.model_validate_json(raw) if isinstance(raw, str) else JobSpec.model_validate(raw)
+    req = request_of(plane, head, spec, by_tenant.get(head.tenant_id, {}))
+    sig = _signature(req)
+    plane.request_cache[head.id] = (valid, req, sig)
+    return req, sig
 
 
 def _schedule(

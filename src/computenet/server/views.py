@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,28 @@ def cst(t: datetime | None) -> datetime | None:
 def job_view(j: JobRow) -> JobView:
     """A job as listed."""
     return JobView(**_view_fields(j))
+
+
+def new_job_view(values: Mapping[str, Any]) -> JobView:
+    """The view of a job just inserted from the column `values` (no database read)."""
+    deadline = values["deadline"]
+    return JobView(
+        id=values["id"],
+        name=values["name"],
+        tenant=values["tenant_id"],
+        workload_class=values["workload_class"],
+        state=values["state"],
+        submitted_at=values["submitted_at"].astimezone(CST),
+        deadline=deadline.astimezone(CST) if deadline is not None else None,
+        center=values["lease_center"] or values["center"],
+        chip=values["chip"],
+        chips=values["chips"],
+        attempts=values["attempt"],
+        estimated_cny=values["estimated_cny"],
+        cost_cny=values["cost_cny"],
+        exit_code=values["exit_code"],
+        reasons=list(values["reasons"]),
+    )
 
 
 def _view_fields(j: JobRow) -> dict[str, Any]:

@@ -6,13 +6,15 @@ machine and writes a `job_events` row in the same transaction.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import String, Table, func, insert, select, type_coerce, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -67,6 +69,128 @@ def insert_job(s: Session, row: JobRow, message: str = "submitted") -> tuple[Job
     return row, True
 
 
+def _keyed(s: Session, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], JobRow]:
+    """{(tenant, idempotency key): job} for the given pairs that have a job."""
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for tenant, key in keys:
+        by_tenant[tenant].append(key)
+    out: dict[tuple[str, str], JobRow] = {}
+    for tenant, wanted in by_tenant.items():
+        for start in range(0, len(wanted), 500):
+            q = select(JobRow).where(
+                JobRow.tenant_id == tenant, JobRow.idempotency_key.in_(wanted[start : start + 500])
+            )
+            out.update({(tenant, str(j.idempotency_key)): j for j in s.scalars(q)})
+    return out
+
+
+def insert_jobs(s: Session, jobs: Sequence[tuple[dict[str, Any], str]]) -> list[JobRow | None]:
+    """Insert many new jobs, each with its first event, in the caller's transaction.
+
+    `jobs` holds (column values, first event message) pairs. For each job the
+    answer is None when it was inserted, or the tenant's job that already has
+    its idempotency key (also when an earlier job of the same batch has it).
+
+    On SQLite the statements are few and fixed per batch, not per job: one
+    multi-row insert into jobs that skips taken keys (``ON CONFLICT DO
+    NOTHING``; the write transaction is exclusive, so no other writer can
+    take a key meanwhile), one into job_events, and a lookup of the batch's
+    keys only when the insert skipped some. Elsewhere each job is inserted
+    under a savepoint, so that a concurrent writer that took the key first
+    is answered with its job.
+    """
+    out: list[JobRow | None] = [None] * len(jobs)
+    first: dict[tuple[str, str], int] = {}
+    repeats: list[int] = []
+    fresh: list[int] = []
+    for i, (values, _msg) in enumerate(jobs):
+        key = values.get("idempotency_key")
+        if key:
+            pair = (str(values["tenant_id"]), str(key))
+            if pair in first:
+                repeats.append(i)
+                continue
+            first[pair] = i
+        fresh.append(i)
+    if s.get_bind().dialect.name == "sqlite":
+        fresh = _insert_skipping_taken_keys(s, jobs, fresh, first, out)
+    else:
+        fresh = _insert_one_by_one(s, jobs, fresh, first, out)
+    if fresh:
+        s.execute(
+            insert(EVENTS),
+            [
+                {
+                    "job_id": jobs[i][0]["id"],
+                    "at": jobs[i][0]["submitted_at"],
+                    "state": jobs[i][0]["state"],
+                    "message": jobs[i][1],
+                    "center": None,
+                }
+                for i in fresh
+            ],
+        )
+    for i in repeats:
+        values = jobs[i][0]
+        out[i] = find_by_key(s, values["tenant_id"], values["idempotency_key"])
+    return out
+
+
+def _insert_skipping_taken_keys(
+    s: Session,
+    jobs: Sequence[tuple[dict[str, Any], str]],
+    fresh: list[int],
+    first: dict[tuple[str, str], int],
+    out: list[JobRow | None],
+) -> list[int]:
+    """SQLite: insert `fresh` in one statement; jobs whose key was taken get `out` set."""
+    if not fresh:
+        return fresh
+    stmt = sqlite_insert(JOBS).on_conflict_do_nothing(
+        index_elements=["tenant_id", "idempotency_key"]
+    )
+    res = s.execute(stmt, [jobs[i][0] for i in fresh])
+    if int(getattr(res, "rowcount", -1)) == len(fresh):
+        return fresh
+    # Some keys were taken before this batch: answer those with the job that has the key.
+    taken = set()
+    for pair, row in _keyed(s, first).items():
+        i = first[pair]
+        if row.id != jobs[i][0]["id"]:
+            out[i] = row
+            taken.add(i)
+    return [i for i in fresh if i not in taken]
+
+
+def _insert_one_by_one(
+    s: Session,
+    jobs: Sequence[tuple[dict[str, Any], str]],
+    fresh: list[int],
+    first: dict[tuple[str, str], int],
+    out: list[JobRow | None],
+) -> list[int]:
+    """Other databases: skip keys already taken, then insert each job under a savepoint."""
+    if first:
+        for pair, row in _keyed(s, first).items():
+            out[first[pair]] = row
+    kept = []
+    for i in fresh:
+        if out[i] is not None:
+            continue
+        values = jobs[i][0]
+        try:
+            with s.begin_nested():
+                s.execute(insert(JOBS), values)
+            kept.append(i)
+        except IntegrityError:
+            # A concurrent submit with the same key won the race.
+            seen = find_by_key(s, values["tenant_id"], values.get("idempotency_key") or "")
+            if seen is None:
+                raise
+            out[i] = seen
+    return kept
+
+
 def get_job(
     s: Session, job_id: str, *, tenant: str | None = None, for_update: bool = False
 ) -> JobRow | None:
@@ -118,9 +242,8 @@ def pending_jobs(s: Session, limit: int | None = None) -> list[JobRow]:
     return list(s.scalars(q))
 
 
-@dataclass(frozen=True)
-class PendingHead:
-    """The few columns of a PENDING job a scheduling cycle reads every time."""
+class PendingHead(NamedTuple):
+    """The few columns of a PENDING job a scheduling cycle reads (a tuple: cheap to make)."""
 
     id: str
     tenant_id: str
@@ -129,25 +252,63 @@ class PendingHead:
     reasons: tuple[str, ...]
 
 
-def pending_heads(s: Session) -> list[PendingHead]:
-    """PENDING, not-cancelled jobs (without their specs), oldest first."""
-    q = (
-        select(
-            JobRow.id, JobRow.tenant_id, JobRow.submitted_at, JobRow.avoid_centers, JobRow.reasons
-        )
-        .where(JobRow.state == JobState.PENDING.value, JobRow.cancel_requested.is_(False))
-        .order_by(JobRow.submitted_at, JobRow.id)
+def pending_keys(s: Session) -> list[tuple[str, str]]:
+    """(id, centers to avoid as stored JSON text) of every PENDING, not-cancelled job.
+
+    The cheapest look at the pending set, read every cycle: no ORM, no JSON
+    decoding, no sort. Equal text means equal centers to avoid.
+    """
+    q = select(JOBS.c.id, type_coerce(JOBS.c.avoid_centers, String)).where(
+        JOBS.c.state == JobState.PENDING.value, JOBS.c.cancel_requested.is_(False)
     )
-    return [
+    return [(r[0], r[1] if isinstance(r[1], str) else json.dumps(r[1])) for r in s.execute(q)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_strings(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text) or ())
+
+
+def _strings(value: str | list[str] | None) -> tuple[str, ...]:
+    """A stored JSON list of strings as a tuple (decoding each distinct text once)."""
+    if isinstance(value, str):
+        return _json_strings(value)
+    return tuple(value or ())
+
+
+def pending_heads(s: Session, ids: Sequence[str] | None = None) -> list[PendingHead]:
+    """PENDING, not-cancelled jobs (without their specs), oldest first; only `ids` if given.
+
+    Reasons and avoided centers repeat across a backlog, so their JSON is
+    read as text and each distinct text decoded once.
+    """
+    cols = (
+        JOBS.c.id,
+        JOBS.c.tenant_id,
+        JOBS.c.submitted_at,
+        type_coerce(JOBS.c.avoid_centers, String),
+        type_coerce(JOBS.c.reasons, String),
+    )
+    pending = (JOBS.c.state == JobState.PENDING.value, JOBS.c.cancel_requested.is_(False))
+    if ids is None:
+        rows = list(s.execute(select(*cols).where(*pending)))
+    else:
+        rows = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows.extend(s.execute(select(*cols).where(*pending, JOBS.c.id.in_(chunk))))
+    heads = [
         PendingHead(
             id=r[0],
             tenant_id=r[1],
             submitted_at=r[2],
-            avoid_centers=tuple(r[3] or ()),
-            reasons=tuple(r[4] or ()),
+            avoid_centers=_strings(r[3]),
+            reasons=_strings(r[4]),
         )
-        for r in s.execute(q)
+        for r in rows
     ]
+    heads.sort(key=lambda h: (h.submitted_at, h.id))
+    return heads
 
 
 def specs_of(s: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -164,16 +325,43 @@ def specs_of(s: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def spec_texts(s: Session, ids: Sequence[str]) -> dict[str, str | dict[str, Any]]:
+    """{job id: stored spec} for `ids`, as JSON text where the database keeps text (SQLite).
+
+    For `JobSpec.model_validate_json`, which parses and validates in one
+    step, several times faster than decoding to dicts first. Databases whose
+    driver decodes JSON itself give dicts.
+    """
+    out: dict[str, str | dict[str, Any]] = {}
+    col = type_coerce(JOBS.c.spec, String)
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        rows = s.execute(select(JOBS.c.id, col).where(JOBS.c.id.in_(chunk)))
+        out.update({jid: spec for jid, spec in rows})
+    return out
+
+
 def set_pending_reasons(s: Session, reasons: dict[str, list[str]]) -> None:
-    """Update why jobs are still PENDING (jobs that left PENDING meanwhile are untouched)."""
+    """Update why jobs are still PENDING (jobs that left PENDING meanwhile are untouched).
+
+    Jobs waiting for the same reasons share one UPDATE (a backlog mostly does).
+    """
     if not reasons:
         return
-    stmt = (
-        update(JOBS)
-        .where(JOBS.c.id == bindparam("jid"), JOBS.c.state == JobState.PENDING.value)
-        .values(reasons=bindparam("why"))
-    )
-    s.connection().execute(stmt, [{"jid": k, "why": v} for k, v in reasons.items()])
+    by_text: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for jid, why in reasons.items():
+        by_text[tuple(why)].append(jid)
+    conn = s.connection()
+    for text, ids in by_text.items():
+        for start in range(0, len(ids), 500):
+            conn.execute(
+                update(JOBS)
+                .where(
+                    JOBS.c.id.in_(ids[start : start + 500]),
+                    JOBS.c.state == JobState.PENDING.value,
+                )
+                .values(reasons=list(text))
+            )
 
 
 def active_jobs(s: Session) -> list[JobRow]:

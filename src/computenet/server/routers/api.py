@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from computenet.model import JobSpec
 from computenet.protocol import (
@@ -26,6 +26,7 @@ from computenet.protocol import (
 )
 from computenet.server import admin, datasets, jobs, metering
 from computenet.server.deps import Admin, Plane, User
+from computenet.server.plane import ControlPlane
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)
@@ -35,12 +36,18 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
 @router.post("/jobs", response_model=JobView, status_code=201, tags=["jobs"])
-def submit_job(body: SubmitRequest, response: Response, plane: Plane, who: User) -> JobView:
-    """Submit a job; 201 when new, 200 with the first job when the idempotency key was seen."""
-    view, created = jobs.submit(plane, who, body)
-    if not created:
-        response.status_code = 200
-    return view
+async def submit_job(body: SubmitRequest, request: Request, who: User) -> Response:
+    """Submit a job; 201 when new, 200 with the first job when the idempotency key was seen.
+
+    Answered once the job is committed. Runs on the event loop: validation
+    is CPU only and the store is written by the plane's group-commit thread.
+    """
+    plane: ControlPlane = request.app.state.plane  # not a dependency: one fewer to solve
+    view, created = await jobs.submit_async(plane, who, body)
+    # The view is already a validated JobView: serialize it once, skip FastAPI's re-validation.
+    return Response(
+        view.model_dump_json(), status_code=201 if created else 200, media_type="application/json"
+    )
 
 
 @router.get("/jobs", response_model=list[JobView], tags=["jobs"])
