@@ -7,6 +7,7 @@ from computenet.scheduler.framework import Decision, schedule_cycle
 from computenet.scheduler.quote import QuoteResult, quote
 from computenet.scheduler.snapshot import (
     HORIZON_SLOTS,
+    OVERRUN_HOLD,
     JobRequest,
     Reservation,
     Snapshot,
@@ -16,6 +17,7 @@ from computenet.scheduler.snapshot import (
 
 __all__ = [
     "HORIZON_SLOTS",
+    "OVERRUN_HOLD",
     "Decision",
     "JobRequest",
     "QuoteResult",

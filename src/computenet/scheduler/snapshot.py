@@ -16,6 +16,9 @@ from computenet.scheduler.index import NetworkIndex, network_index
 
 # Capacity calendar: one slot per network hour, this many slots ahead.
 HORIZON_SLOTS = 48
+# A running job that overruns its estimate still holds its chips until at least
+# now + this; the server's snapshot and the simulator's calendar both use it.
+OVERRUN_HOLD = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from computenet.errors import ValidationError
 from computenet.model import Dataset, JobSpec, JobState, Placement
 from computenet.scheduler import (
+    OVERRUN_HOLD,
     Decision,
     JobRequest,
     Reservation,
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-run the scheduler this often (real seconds).
 FULL_PASS_S = 30.0
-# A running job's chips stay reserved at least this far ahead, even past its estimate.
-MIN_HOLD = timedelta(minutes=1)
 
 
 def snapshot(plane: ControlPlane, s: Session, now: datetime) -> Snapshot:
@@ -43,7 +42,7 @@ def snapshot(plane: ControlPlane, s: Session, now: datetime) -> Snapshot:
     reservations = []
     for j in job_store.active_jobs(s):
         if j.center and j.chip and j.planned_start is not None:
-            end = max(j.planned_finish or now, now + MIN_HOLD)
+            end = max(j.planned_finish or now, now + OVERRUN_HOLD)
             reservations.append(Reservation(j.center, j.chip, j.chips, j.planned_start, end))
     real = plane.clock.real()
     rows = {r.id: r for r in list_centers(s)}

@@ -19,14 +19,14 @@ import numpy as np
 
 from computenet.errors import ValidationError
 from computenet.model import Dataset, Network
-from computenet.scheduler import HORIZON_SLOTS, Snapshot
+from computenet.scheduler import HORIZON_SLOTS, OVERRUN_HOLD, Snapshot
 from computenet.scheduler.index import NetworkIndex, network_index
 from computenet.sim.engine import Environment
 
 _GROW = 24 * 14
-# The server keeps a job's chips reserved at least this long past now, even when the job
-# overruns its estimate (server/scheduling.py, MIN_HOLD); the simulator's calendar does too.
-OVERRUN_HOLD_S = 60.0
+# Like the server's snapshot, the calendar keeps an overrunning job's chips held
+# until at least now + OVERRUN_HOLD (computenet.scheduler.snapshot).
+OVERRUN_HOLD_S = OVERRUN_HOLD.total_seconds()
 
 
 @dataclass
