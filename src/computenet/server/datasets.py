@@ -114,16 +114,23 @@ def transfers(plane: ControlPlane) -> list[dict[str, Any]]:
 def network_view(plane: ControlPlane) -> dict[str, Any]:
     """The network file as the server runs it, with live transfers and the network clock's now.
 
-    Each link carries `traffic_gbps`: the sum of the transfers whose two ends it joins.
+    Each link carries `traffic_gbps` and `transfers`: the rate and number of the
+    transfers whose two ends it joins (every built-in network links each pair directly).
     """
     net = plane.network
     moving = transfers(plane)
     load: dict[frozenset[str], float] = {}
+    count: dict[frozenset[str], int] = {}
     for t in moving:
         key = frozenset((t["from"], t["to"]))
         load[key] = load.get(key, 0.0) + t["gbps"]
+        count[key] = count.get(key, 0) + 1
     links = [
-        {**link.model_dump(mode="json"), "traffic_gbps": load.get(frozenset((link.a, link.b)), 0.0)}
+        {
+            **link.model_dump(mode="json"),
+            "traffic_gbps": load.get(frozenset((link.a, link.b)), 0.0),
+            "transfers": count.get(frozenset((link.a, link.b)), 0),
+        }
         for link in net.links
     ]
     return {

@@ -75,6 +75,6 @@ def test_network_view_shows_staging_traffic_on_the_link(net: Net) -> None:
     assert (t["from"], t["to"], t["job_id"]) == ("shanghai", "zhongwei", job_id)
     assert t["gbps"] > 0
     link = next(x for x in view["links"] if {x["a"], x["b"]} == {"shanghai", "zhongwei"})
-    assert link["traffic_gbps"] == t["gbps"]
+    assert link["traffic_gbps"] == t["gbps"] and link["transfers"] == 1
     quiet = next(x for x in view["links"] if {x["a"], x["b"]} == {"guian", "chongqing"})
     assert quiet["traffic_gbps"] == 0
