@@ -30,6 +30,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie is dead for our purposes)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     """The last lines of a process log, for failure messages."""
     try:

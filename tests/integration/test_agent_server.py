@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from computenet.agent.data import create_replica
 from computenet.model import JobState
 from computenet.sdk import Client
-from tests.helpers.processes import log_tail, start_server, stop_process
+from tests.helpers.processes import log_tail, pid_alive, start_server, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +209,7 @@ def test_a_job_whose_center_is_killed_reruns_elsewhere_and_succeeds(net: Net) ->
 
     net.agents[first].send_signal(signal.SIGKILL)  # the center vanishes, no goodbye
     net.agents[first].wait()
-    until("the killed center's job process to die", lambda: not _alive(first_pid), net)
+    until("the killed center's job process to die", lambda: not pid_alive(first_pid), net)
 
     done = net.user.wait(view.id, poll_s=0.2, timeout_s=90)
     assert done.state is JobState.SUCCEEDED, net.logs()
@@ -226,7 +225,7 @@ def test_a_cancelled_running_job_is_stopped_at_its_center(net: Net) -> None:
     net.user.cancel(view.id)
     done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
     assert done.state is JobState.CANCELLED, net.logs()
-    until("the job's process to die", lambda: not _alive(int(pidfile.read_text())), net)
+    until("the job's process to die", lambda: not pid_alive(int(pidfile.read_text())), net)
 
 
 def test_a_sigtermed_agent_exits_cleanly_and_its_job_reruns_elsewhere(net: Net) -> None:
@@ -241,7 +240,7 @@ def test_a_sigtermed_agent_exits_cleanly_and_its_job_reruns_elsewhere(net: Net) 
     assert first in net.agents
     net.agents[first].send_signal(signal.SIGTERM)
     assert net.agents[first].wait(timeout=30) == 0
-    assert not _alive(int(pidfile.read_text()))  # no orphan left behind
+    assert not pid_alive(int(pidfile.read_text()))  # no orphan left behind
 
     done = net.user.wait(view.id, poll_s=0.2, timeout_s=90)
     assert (done.state, done.center) == (JobState.SUCCEEDED, "west" if first == "east" else "east")
@@ -265,22 +264,10 @@ def test_an_agent_restarted_with_keep_jobs_reattaches_to_its_running_job(
 
         net.agents["west"].send_signal(signal.SIGTERM)
         assert net.agents["west"].wait(timeout=30) == 0
-        assert _alive(int(pidfile.read_text()))  # the job outlives its agent
+        assert pid_alive(int(pidfile.read_text()))  # the job outlives its agent
         net.start_agent("west", "--keep-jobs")
         go.touch()
 
         done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
         assert (done.state, done.attempts) == (JobState.SUCCEEDED, 1), net.logs()
         assert all_logs(net.user, view.id) == "started once\nfinished\n"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

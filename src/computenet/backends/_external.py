@@ -67,3 +67,18 @@ def parse_mapping(value: Mapping[str, str] | str | None, field: str) -> dict[str
 def utc_from_ms(ms: int | float | None) -> datetime | None:
     """A UTC datetime from epoch milliseconds (None stays None)."""
     return datetime.fromtimestamp(ms / 1000, UTC) if ms else None
+
+
+def catalog_stack(chip: str) -> str | None:
+    """The software stack of `chip` in the built-in catalog, or None when unknown.
+
+    Backends use it only as a hint for a default resource name; a missing or
+    unreadable catalog is never a reason to fail.
+    """
+    try:
+        from computenet.catalog import load_chips
+
+        spec = load_chips().get(chip)
+    except Exception:
+        return None
+    return str(spec.stack) if spec is not None else None

@@ -36,7 +36,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from computenet.backends._external import job_env, parse_mapping, slice_log
+from computenet.backends._external import catalog_stack, job_env, parse_mapping, slice_log
 from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
@@ -95,15 +95,10 @@ def label_value(text: str) -> str:
 
 
 def _default_resource(chip: str) -> str:
-    try:
-        from computenet.catalog import load_chips
-
-        spec = load_chips().get(chip)
-    except Exception:  # the catalog is a hint here, never a reason to fail
-        spec = None
-    if spec is None:
+    stack = catalog_stack(chip)
+    if stack is None:
         return "cpu" if chip.lower().startswith("cpu") else "nvidia.com/gpu"
-    return _STACK_RESOURCE.get(str(spec.stack), "nvidia.com/gpu")
+    return _STACK_RESOURCE.get(stack, "nvidia.com/gpu")
 
 
 def _status_code(exc: Exception) -> int | None:

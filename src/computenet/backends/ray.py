@@ -28,7 +28,14 @@ from typing import Any
 
 import httpx
 
-from computenet.backends._external import job_env, key_name, parse_mapping, slice_log, utc_from_ms
+from computenet.backends._external import (
+    catalog_stack,
+    job_env,
+    key_name,
+    parse_mapping,
+    slice_log,
+    utc_from_ms,
+)
 from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
@@ -49,15 +56,10 @@ _STACK_RESOURCE = {"cpu": "CPU", "cuda": "GPU", "rocm": "GPU", "cann": "NPU"}
 
 def _default_resource(chip: str) -> str:
     """CPU for CPU chips, GPU for CUDA/ROCm, NPU for Ascend; else the chip name itself."""
-    try:
-        from computenet.catalog import load_chips
-
-        spec = load_chips().get(chip)
-    except Exception:  # the catalog is a hint here, never a reason to fail
-        spec = None
-    if spec is None:
+    stack = catalog_stack(chip)
+    if stack is None:
         return "CPU" if chip.lower().startswith("cpu") else "GPU"
-    return _STACK_RESOURCE.get(str(spec.stack), chip)
+    return _STACK_RESOURCE.get(stack, chip)
 
 
 def _not_found(exc: Exception) -> bool:

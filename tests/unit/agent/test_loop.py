@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from computenet.backends.base import Backend, BackendState
 from computenet.backends.fake import FakeBackend, FakeCluster
 from computenet.backends.local import LocalBackend
 from computenet.protocol import StagingInput, StagingSource
+from tests.helpers.processes import pid_alive
 from tests.unit.agent.fakeplane import FakePlane, lease
 
 
@@ -134,7 +134,7 @@ def test_a_job_the_heartbeat_cancels_is_stopped_and_reported_cancelled(
     plane.wait(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
     pid = int(pidfile.read_text())
     plane.cancel.add("long")
-    plane.wait(lambda: not _alive(pid), what="the job's process to end")
+    plane.wait(lambda: not pid_alive(pid), what="the job's process to end")
     plane.wait(lambda: plane.final("long") is not None, what="the cancel to be confirmed")
     assert plane.states("long") == ["RUNNING", "CANCELLED"]
     plane.wait(lambda: "long" not in plane.heartbeats[-1].running, what="the job to be forgotten")
@@ -177,7 +177,7 @@ def test_jobs_are_stopped_when_the_lease_must_have_expired(agents: Agents, tmp_p
     plane.wait(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
     pid = int(pidfile.read_text())
     plane.down = True  # no heartbeat gets through: the lease runs out
-    plane.wait(lambda: not _alive(pid), what="the fenced job to be stopped")
+    plane.wait(lambda: not pid_alive(pid), what="the fenced job to be stopped")
 
 
 def test_a_status_the_control_plane_refuses_drops_the_job(
@@ -203,7 +203,7 @@ def test_sigterm_style_stop_kills_the_jobs_and_frees_them(
     plane.wait(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
     running.halt()
     assert running.result == [0]
-    assert not _alive(int(pidfile.read_text()))
+    assert not pid_alive(int(pidfile.read_text()))
     assert plane.heartbeats[-1].running == []  # told the control plane it holds nothing
 
 
@@ -324,18 +324,6 @@ def test_refused_credentials_stop_the_agent(tmp_path: Path) -> None:
 def test_run_agent_exits_2_on_bad_configuration(caplog: pytest.LogCaptureFixture) -> None:
     assert run_agent(center="east", server="not-a-url", token="t") == 2
     assert "server" in caplog.text
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_job_cancelled_while_staging_is_reported_cancelled(

@@ -17,6 +17,7 @@ import pytest
 from computenet.backends.base import BackendJob, BackendState, BackendStatus
 from computenet.backends.local import LocalBackend
 from computenet.errors import BackendError, ValidationError
+from tests.helpers.processes import pid_alive
 
 FINAL = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
 SRC = str(Path(__file__).resolve().parents[3] / "src")
@@ -52,19 +53,6 @@ def final(backend: LocalBackend, handle: str) -> BackendStatus:
 
     wait_for(done)
     return status[0]
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_job_is_told_its_chips_and_attempt_in_its_environment(backend: LocalBackend) -> None:
@@ -125,10 +113,10 @@ def test_cancel_kills_the_whole_process_group(backend: LocalBackend, tmp_path: P
     handle = backend.submit(job(f"sleep 300 & echo $! > {pidfile}; wait"), "pg:1")
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
     background = int(pidfile.read_text())
-    assert alive(background)
+    assert pid_alive(background)
     backend.cancel(handle)
     assert final(backend, handle).state is BackendState.CANCELLED
-    wait_for(lambda: not alive(background))
+    wait_for(lambda: not pid_alive(background))
 
 
 def test_a_job_that_ignores_sigterm_is_killed_after_the_grace_period(
@@ -144,7 +132,7 @@ def test_background_processes_die_when_the_job_ends(backend: LocalBackend, tmp_p
     pidfile = tmp_path / "bg.pid"
     handle = backend.submit(job(f"sleep 300 & echo $! > {pidfile}"), "leftover:1")
     assert final(backend, handle).state is BackendState.SUCCEEDED
-    wait_for(lambda: not alive(int(pidfile.read_text())))
+    wait_for(lambda: not pid_alive(int(pidfile.read_text())))
 
 
 def test_lost_supervisor_fails_the_job_and_kills_its_group(
@@ -159,7 +147,7 @@ def test_lost_supervisor_fails_the_job_and_kills_its_group(
     status = final(backend, handle)
     assert status.state is BackendState.FAILED
     assert "supervisor" in status.message
-    wait_for(lambda: not alive(int(pidfile.read_text())))
+    wait_for(lambda: not pid_alive(int(pidfile.read_text())))
 
 
 def test_logs_never_split_a_utf8_character(backend: LocalBackend) -> None:
@@ -205,7 +193,7 @@ def test_jobs_die_with_an_agent_killed_by_sigkill(tmp_path: Path) -> None:
         job_pid = int(pidfile.read_text())
         proc.kill()
         proc.wait()
-        wait_for(lambda: not alive(job_pid))
+        wait_for(lambda: not pid_alive(job_pid))
     finally:
         proc.kill()
         proc.wait()
