@@ -437,6 +437,10 @@ start_ray() {
     install_ray
     local p tmp
     read -r -a p <<<"$(free_ports 10)"
+    # A token file in ~/.ray (left by any earlier `ray` use on the machine) turns on
+    # Ray's token authentication, and then the Jobs API answers 401 to every client;
+    # this test cluster listens on loopback only, so run it without.
+    export RAY_AUTH_MODE=disabled
     # Ray puts Unix sockets under its temp dir, and socket paths must stay under 108 bytes.
     tmp=$(mktemp -d /tmp/cnet-ray.XXXXXX)
     echo "$tmp" >"$d/tempdir"
@@ -461,6 +465,7 @@ start_ray() {
     {
         printf 'export RAY_ADDRESS=%q\n' "$url"
         printf 'export CNET_RAY_GCS_ADDRESS=%q\n' "127.0.0.1:${p[0]}"
+        printf 'export RAY_AUTH_MODE=disabled\n'
     } >"$d/env.sh"
     log "ray up: Jobs API $url, GCS 127.0.0.1:${p[0]} (pid $(cat "$d/ray.pid"))"
 }
