@@ -20,6 +20,11 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get install -y -qq chromium >/dev/null
 fi
 
+# The services script's own test starts and stops a second, private set of
+# services; it runs first and alone, so that two Ray clusters never run at once.
+log "scripts/services.sh: start, status and stop leave nothing running"
+$BIN/pytest -q -p no:cacheprovider tests/integration/test_services.py
+
 stop_services() { bash scripts/services.sh stop all || true; }
 trap stop_services EXIT
 log "starting Slurm, Ray and PostgreSQL"
@@ -30,7 +35,7 @@ log "services up in $(( $(date +%s) - t0 )) s"
 . var/services/env.sh
 
 log "suite on SQLite"
-$BIN/pytest -q -p no:cacheprovider "$@"
+$BIN/pytest -q -p no:cacheprovider --ignore=tests/integration/test_services.py "$@"
 
 log "store, server and integration suites on PostgreSQL ($CNET_PG_URL)"
 CNET_TEST_DB_URL="$CNET_PG_URL" $BIN/pytest -q -p no:cacheprovider \
