@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 from decimal import Decimal
 
-from computenet.catalog.generate import generate_network
+from computenet.catalog.generate import generated_network
 from computenet.model import Dataset, JobSpec
 from computenet.model.center import CST
 from computenet.scheduler import build_snapshot, job_request, schedule_cycle
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--centers", type=int, default=100)
     args = ap.parse_args()
-    net = generate_network(args.centers, seed=7)
+    net = generated_network(args.centers, seed=7)
     print(f"network: {len(net.centers)} centers, {sum(len(c.pools) for c in net.centers)} pools")
     for n in (1_000, 10_000):
         now, datasets, jobs = jobs_for(net, n)

@@ -15,10 +15,10 @@ import argparse
 import time
 
 from computenet.catalog import load_network
+from computenet.catalog.generate import generated_network
 from computenet.model import JobState
 from computenet.sim import SimConfig, Simulation, make_policy, synthetic
 from computenet.sim.metrics import summarize
-from computenet.sim.netgen import generated_network
 from computenet.sim.results import CODE
 
 

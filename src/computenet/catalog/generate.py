@@ -1,89 +1,117 @@
-"""Generated networks of any size, for benchmarks and what-if studies at scale."""
+"""Generated networks of any size, for scale tests: the `china` mix spread over many centers."""
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
-from typing import Any
 
-from computenet.catalog.loader import network_from_dict
-from computenet.model import Network
+import numpy as np
 
-# Chip mixes a generated center draws from (weights of the built-in catalog chips).
-_EAST_CHIPS = ("H800", "A100", "H20", "Ascend-910B", "CPU-node")
-_WEST_CHIPS = ("H800", "H200", "Ascend-910B", "H20", "CPU-node")
+from computenet.catalog import load_chips, load_throughput
+from computenet.model import Center, Link, Network, Pool, Tariff, UserSite
+from computenet.model.network import fiber_rtt_ms
+
+# (chip, share of centers that have a pool of it)
+_CHIP_MIX = (
+    ("H800", 0.35),
+    ("A100", 0.35),
+    ("H20", 0.25),
+    ("Ascend-910B", 0.3),
+    ("H200", 0.08),
+    ("MLU370-X8", 0.08),
+    ("Hygon-DCU", 0.08),
+    ("CPU-node", 0.6),
+)
+_HUBS = (
+    ("zhangjiakou", 40.8, 114.9, "east"),
+    ("yrd", 31.0, 120.9, "east"),
+    ("wuhu", 31.3, 118.4, "east"),
+    ("shaoguan", 24.8, 113.6, "east"),
+    ("tianfu", 30.4, 104.1, "east"),
+    ("chongqing", 29.6, 106.5, "east"),
+    ("guian", 26.4, 106.4, "west"),
+    ("horinger", 40.4, 111.8, "west"),
+    ("qingyang", 35.7, 107.6, "west"),
+    ("zhongwei", 37.5, 105.2, "west"),
+)
 
 
-def generate_network(
-    n_centers: int, seed: int = 0, *, sites: int = 4, bandwidth_gbps: float = 10.0
-) -> Network:
-    """A network of `n_centers` centers spread over China's east and west, deterministic in `seed`.
+def generated_network(centers: int = 1000, seed: int = 0, bandwidth_gbps: float = 100.0) -> Network:
+    """`centers` centers around the ten national hubs, each linked to its hub; hubs in a mesh.
 
-    Links: each center to its 3 nearest neighbours and to a backbone of
-    every 10th center, so paths exist without a full mesh (1,000 centers
-    would otherwise need half a million links).
+    Pools, PUE, tariffs (east 0.6–0.9, west 0.3–0.45 ¥/kWh flat with the usual
+    time-of-use shape), carbon and service prices are drawn from `seed` in the
+    ranges of the `china` network.
     """
-    rng = random.Random(seed)
-    centers: list[dict[str, Any]] = []
-    for i in range(n_centers):
-        west = rng.random() < 0.45
-        lat = rng.uniform(25, 41) if not west else rng.uniform(26, 41)
-        lon = rng.uniform(108, 122) if not west else rng.uniform(98, 112)
-        chips = _WEST_CHIPS if west else _EAST_CHIPS
-        pools = [
-            {"chip": c, "count": rng.choice((64, 128, 256, 512))}
-            for c in rng.sample(chips, k=rng.randint(1, 3))
-        ]
+    rng = np.random.default_rng(seed)
+    chips = load_chips()
+    out: list[Center] = []
+    links: list[Link] = []
+    hub_of: list[int] = []
+    for i in range(centers):
+        h = i % len(_HUBS)
+        _, lat, lon, region = _HUBS[h]
+        lat = float(np.clip(lat + rng.normal(0, 1.5), -89, 89))
+        lon = float(lon + rng.normal(0, 1.5))
+        pools = []
+        for chip, share in _CHIP_MIX:
+            if rng.random() < share:
+                pools.append(Pool(chip=chip, count=int(rng.choice([64, 128, 256, 512]))))
+        if not pools:
+            pools.append(Pool(chip="A100", count=128))
+        west = region == "west"
         flat = rng.uniform(0.30, 0.45) if west else rng.uniform(0.60, 0.90)
-        centers.append(
-            {
-                "id": f"c{i:04d}",
-                "name": f"center {i}",
-                "region": "west" if west else "east",
-                "lat": round(lat, 3),
-                "lon": round(lon, 3),
-                "pools": pools,
-                "pue": round(rng.uniform(1.12, 1.25) if west else rng.uniform(1.2, 1.4), 2),
-                "tariff": {"flat": round(flat, 3)},
-                "carbon_kg_per_kwh": round(rng.uniform(0.3, 0.85), 2),
-                "service_price_per_cuh": round(rng.uniform(1.5, 3.0), 2),
-                "tags": ["region:west" if west else "region:east"],
-            }
+        out.append(
+            Center(
+                id=f"c{i:04d}-{_HUBS[h][0]}",
+                name=f"Center {i}",
+                hub=_HUBS[h][0],
+                region=region,
+                lat=lat,
+                lon=lon,
+                pools=tuple(pools),
+                pue=round(float(rng.uniform(1.1, 1.3)), 2),
+                tariff=Tariff.time_of_use(round(flat, 3)),
+                carbon_kg_per_kwh=round(float(rng.uniform(0.3, 0.85)), 2),
+                service_price_per_cuh=Decimal(str(round(float(rng.uniform(1.6, 2.8)), 2))),
+                tags=(f"region:{region}",),
+            )
         )
-    site_list = [
-        {"id": "beijing", "lat": 39.9, "lon": 116.4},
-        {"id": "shanghai", "lat": 31.2, "lon": 121.5},
-        {"id": "guangzhou", "lat": 23.1, "lon": 113.3},
-        {"id": "chengdu", "lat": 30.7, "lon": 104.1},
-    ][:sites]
-    links: list[dict[str, Any]] = []
-    seen: set[frozenset[str]] = set()
+        hub_of.append(h)
+    # The first center of each hub is its gateway; the others hang off it.
+    gateway = {h: i for i, h in reversed(list(enumerate(hub_of)))}
+    coords = [(c.lat, c.lon) for c in out]
+    for i, h in enumerate(hub_of):
+        g = gateway[h]
+        if g != i:
+            links.append(_link(out[i].id, out[g].id, coords[i], coords[g], bandwidth_gbps))
+    gws = sorted(gateway.values())
+    for k, a in enumerate(gws):
+        for b in gws[k + 1 :]:
+            links.append(_link(out[a].id, out[b].id, coords[a], coords[b], bandwidth_gbps * 4))
+    sites = (
+        UserSite(id="beijing", lat=39.9, lon=116.4),
+        UserSite(id="shanghai", lat=31.2, lon=121.5),
+        UserSite(id="guangzhou", lat=23.1, lon=113.3),
+        UserSite(id="chengdu", lat=30.7, lon=104.1),
+    )
+    for s in sites:
+        for g in gws:
+            links.append(_link(s.id, out[g].id, (s.lat, s.lon), coords[g], bandwidth_gbps))
+    return Network(
+        name=f"generated-{centers}",
+        chips=dict(chips),
+        throughput=load_throughput(),
+        centers=tuple(out),
+        sites=sites,
+        links=tuple(links),
+    )
 
-    def link(a: dict[str, Any], b: dict[str, Any]) -> None:
-        key = frozenset((a["id"], b["id"]))
-        if a["id"] == b["id"] or key in seen:
-            return
-        seen.add(key)
-        km = ((a["lat"] - b["lat"]) ** 2 + (a["lon"] - b["lon"]) ** 2) ** 0.5 * 100
-        links.append(
-            {
-                "a": a["id"],
-                "b": b["id"],
-                "bandwidth_gbps": bandwidth_gbps,
-                "latency_ms": round(max(km * 1.2 * 0.005, 0.5), 2),
-                "price_per_gb": str(Decimal("0.03")),
-            }
-        )
 
-    nodes = centers + site_list
-    backbone = nodes[::10] + site_list
-    for a in nodes:
-        near = sorted(nodes, key=lambda b: (a["lat"] - b["lat"]) ** 2 + (a["lon"] - b["lon"]) ** 2)
-        for b in near[1:4]:
-            link(a, b)
-    for i, a in enumerate(backbone):
-        for b in backbone[i + 1 :]:
-            link(a, b)
-    return network_from_dict(
-        {"name": f"generated-{n_centers}", "centers": centers, "sites": site_list, "links": links}
+def _link(a: str, b: str, pa: tuple[float, float], pb: tuple[float, float], bw: float) -> Link:
+    return Link(
+        a=a,
+        b=b,
+        bandwidth_gbps=bw,
+        latency_ms=round(max(fiber_rtt_ms(pa, pb) / 2, 0.5), 2),
+        price_per_gb=Decimal("0.03"),
     )

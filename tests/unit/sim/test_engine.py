@@ -130,7 +130,7 @@ def test_planned_maintenance_is_avoided_by_the_scheduler(net) -> None:  # type: 
 
 
 def test_a_generated_network_of_many_centers_runs_a_workload() -> None:
-    from computenet.sim.netgen import generated_network
+    from computenet.catalog.generate import generated_network
 
     net = generated_network(40, seed=3)
     assert len(net.centers) == 40 and {c.region for c in net.centers} == {"east", "west"}
