@@ -1,48 +1,23 @@
-"""The reconciler and the center protocol's write side.
+"""The reconciler: leases that expired, and jobs planned at centers that went offline.
 
 Rules (after Kueue/MultiKueue): a center whose heartbeats stop for longer
 than the lease timeout is treated as having lost everything it held — its
 jobs go back to PENDING (attempt recorded, the center avoided next time) and
-jobs merely planned there are re-planned. A report from anyone but the
-holder of a job's current lease and attempt is refused (409) and changes
-nothing. A heartbeat that lists a job its center no longer holds gets that
-job back in `cancel`.
+jobs merely planned there are re-planned. The center protocol's handlers
+(register, heartbeat, reports) live in `server.center_protocol`.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from computenet.errors import ConflictError, NotFoundError, ValidationError
 from computenet.model import TERMINAL_STATES, JobState
-from computenet.protocol import (
-    PROTOCOL_VERSION,
-    DatasetView,
-    HeartbeatReply,
-    HeartbeatRequest,
-    LogAppend,
-    RegisterReply,
-    RegisterRequest,
-    ReplicaReport,
-    StatusReport,
-    UsageReport,
-)
-from computenet.server.metering import meter
 from computenet.store import jobs as job_store
-from computenet.store.centers import (
-    add_replica,
-    get_center,
-    get_dataset,
-    list_centers,
-    record_heartbeat,
-    register_center,
-    replicas,
-)
+from computenet.store.centers import list_centers
 from computenet.store.schema import JobRow
 
 if TYPE_CHECKING:
@@ -147,184 +122,3 @@ def lose(s: Session, job: JobRow, cid: str, now: datetime, why: str) -> None:
     job.avoid_centers = avoid
     job.reasons = [f"lost at {cid} on attempt {attempt}: {why}; will run elsewhere"]
     job_store.transition(s, job, JobState.PENDING, now, job.reasons[0], center=cid)
-
-
-def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> RegisterReply:
-    """Record an agent (idempotent); a center keeps its data key across re-registrations."""
-    try:
-        plane.network.center(center_id)
-    except KeyError:
-        raise NotFoundError(
-            f"center '{center_id}' is not in network '{plane.network.name}'",
-            field="center_id",
-            hint="use a center id from the network file",
-        ) from None
-    if req.protocol_version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
-        raise ValidationError(
-            f"protocol version {req.protocol_version} is not supported",
-            field="protocol_version",
-            hint=f"this server speaks center protocol {PROTOCOL_VERSION}",
-        )
-    with plane.db.write() as s:
-        row = register_center(
-            s,
-            center_id,
-            new_data_key=secrets.token_hex(32),
-            at=datetime.now(UTC),
-            real_now=plane.clock.real(),
-            data_url=req.data_url,
-            backend=req.backend,
-            agent_version=req.agent_version,
-            protocol_version=req.protocol_version,
-            capacity=[c.model_dump() for c in req.capacity],
-        )
-        key = row.data_key
-    log.info("center %s registered (backend %s, data %s)", center_id, req.backend, req.data_url)
-    s_ = plane.settings
-    return RegisterReply(
-        center_id=center_id,
-        heartbeat_interval_s=s_.heartbeat_interval_s,
-        lease_timeout_s=s_.lease_timeout_s,
-        time_scale=plane.network.time_scale,
-        data_scale=plane.network.data_scale,
-        data_key=key,
-    )
-
-
-def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> HeartbeatReply:
-    """Renew the center's leases; reply with the listed jobs it must stop."""
-    real = plane.clock.real()
-    listed = list(dict.fromkeys(req.running))
-    cancel: list[str] = []
-    with plane.db.write() as s:
-        row = get_center(s, center_id, for_update=True)
-        if row is None:
-            raise ConflictError(
-                f"center '{center_id}' has not registered",
-                field="center_id",
-                hint="POST /center/v1/register first",
-            )
-        record_heartbeat(s, row, real, [c.model_dump() for c in req.capacity], listed)
-        jobs = job_store.get_jobs(s, listed)
-        for jid in listed:
-            j = jobs.get(jid)
-            if j is None or j.lease_center != center_id or j.state in _FINAL or j.cancel_requested:
-                cancel.append(jid)
-        for j in job_store.held_by(s, center_id):
-            if j.cancel_requested and j.id not in cancel:
-                cancel.append(j.id)
-            # A job the agent started but no longer lists may be lost (see reconcile).
-            if j.id in listed or j.state == JobState.SCHEDULED.value:
-                plane.missing_since.pop(j.id, None)
-            else:
-                plane.missing_since.setdefault(j.id, real)
-    return HeartbeatReply(cancel=cancel, lease_timeout_s=plane.settings.lease_timeout_s)
-
-
-def _held(s: Session, center_id: str, job_id: str, attempt: int) -> JobRow:
-    job = job_store.get_job(s, job_id, for_update=True)
-    if job is None:
-        raise NotFoundError(f"no job '{job_id}'", field="job_id")
-    if job.lease_center != center_id or job.attempt != attempt:
-        raise ConflictError(
-            f"center '{center_id}' does not hold job '{job_id}' attempt {attempt}"
-            f" (current attempt {job.attempt} at {job.lease_center or 'no center'})",
-            field="attempt",
-            hint="stop this run: its lease was lost or the job was cancelled",
-        )
-    return job
-
-
-def _report_time(plane: ControlPlane, job: JobRow, at: datetime | None) -> datetime:
-    """Network time of a report: the agent's `at` (real) clamped to [lease, now], else now."""
-    real = plane.clock.real()
-    if at is not None:
-        ts = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-        real = min(max(ts, job.leased_at or ts), real)
-    return plane.clock.to_network(real)
-
-
-def report_status(plane: ControlPlane, center_id: str, job_id: str, rep: StatusReport) -> JobRow:
-    """Apply a status report from the job's lease holder (idempotent for repeats)."""
-    with plane.db.write() as s:
-        job = _held(s, center_id, job_id, rep.attempt)
-        new = JobState(rep.state)
-        if new == JobState.FAILED and job.cancel_requested:
-            new = JobState.CANCELLED
-        if job.state == new.value:
-            return job
-        at = _report_time(plane, job, rep.at)
-        text = rep.message or _default_message(new, rep.exit_code)
-        job_store.transition(s, job, new, at, f"{center_id}: {text}", center=center_id)
-        plane.missing_since.pop(job.id, None)
-        if new == JobState.STAGING:
-            job.staging_at = at
-        elif new == JobState.RUNNING:
-            job.started_at = at
-            job.reasons = [f"running at {center_id} on {job.chips}× {job.chip}"]
-        else:
-            job.finished_at = at
-            job.exit_code = rep.exit_code
-            job.reasons = [f"{new.value.lower()} at {center_id}: {text}"]
-            meter(plane, s, job)
-        return job
-
-
-def _default_message(state: JobState, exit_code: int | None) -> str:
-    if state in (JobState.SUCCEEDED, JobState.FAILED) and exit_code is not None:
-        return f"{state.value.lower()} (exit code {exit_code})"
-    return state.value.lower()
-
-
-def append_log(plane: ControlPlane, center_id: str, job_id: str, rep: LogAppend) -> int:
-    """Append output from the lease holder; returns the bytes added (0 for a retry)."""
-    with plane.db.write() as s:
-        job = _held(s, center_id, job_id, rep.attempt)
-        return job_store.append_log(s, job, rep.attempt, rep.offset, rep.text)
-
-
-def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageReport) -> JobRow:
-    """Record measured usage; a finished job is re-metered with it."""
-    with plane.db.write() as s:
-        job = _held(s, center_id, job_id, rep.attempt)
-        job.usage = {
-            "run_real_s": rep.run_real_s,
-            "staging_real_s": rep.staging_real_s,
-            "bytes_staged": rep.bytes_staged,
-            "staged_from": rep.staged_from,
-        }
-        if job.state in _FINAL:
-            meter(plane, s, job)
-        return job
-
-
-def report_replica(
-    plane: ControlPlane, center_id: str, dataset_id: str, rep: ReplicaReport
-) -> DatasetView:
-    """Record a verified copy of a dataset at the reporting center."""
-    with plane.db.write() as s:
-        ds = get_dataset(s, dataset_id)
-        if ds is None:
-            raise NotFoundError(f"no dataset '{dataset_id}'", field="dataset_id")
-        if rep.sha256 != ds.sha256:
-            raise ValidationError(
-                f"checksum {rep.sha256[:12]}… does not match the dataset's {ds.sha256[:12]}…",
-                field="sha256",
-                hint="fetch the dataset again; the copy is corrupt",
-            )
-        if ds.residency and ds.residency not in plane.network.center(center_id).tags:
-            raise ValidationError(
-                f"dataset '{dataset_id}' must stay within '{ds.residency}'",
-                field="center_id",
-                hint="delete this copy",
-            )
-        add_replica(s, dataset_id, center_id, rep.path, datetime.now(UTC))
-        reps = replicas(s, [dataset_id]).get(dataset_id, [])
-        return DatasetView(
-            id=ds.id,
-            tenant=ds.tenant_id,
-            size_bytes=ds.size_bytes,
-            sha256=ds.sha256,
-            residency=ds.residency,
-            replicas=[{"center": r.center, "path": r.path} for r in reps],
-        )

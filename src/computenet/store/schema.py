@@ -97,6 +97,9 @@ class TenantRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(Instant())
+    # Per-tenant admission limits; None means the server's configured default.
+    max_pending_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submits_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class TokenRow(Base):
@@ -114,6 +117,9 @@ class TokenRow(Base):
     center_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(Instant())
+    # Real (wall-clock) instants: a token past `expires_at` or with `revoked_at` set is dead.
+    expires_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
 
 
 class CenterRow(Base):
@@ -132,6 +138,8 @@ class CenterRow(Base):
     last_heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
     capacity: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     running: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Bumped by `cnet admin rotate-data-key`; tickets signed with an older key stop working.
+    data_key_version: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class DatasetRow(Base):
@@ -191,6 +199,9 @@ class JobRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_center: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Real unix seconds of the last heartbeat (or lease) that renewed this job's lease;
+    # kept in the database so that any replica's reconciler judges it the same way.
+    lease_renewed: Mapped[float | None] = mapped_column(Float, nullable=True)
     avoid_centers: Mapped[list[str]] = mapped_column(JSON, default=list)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -257,3 +268,32 @@ class ChargeRow(Base):
     service_cny: Mapped[Decimal] = mapped_column(Money())
     transfer_cny: Mapped[Decimal] = mapped_column(Money())
     total_cny: Mapped[Decimal] = mapped_column(Money())
+
+
+class AuditRow(Base):
+    """One admin action (token made or revoked, key rotated, limits changed), never edited."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(Instant(), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LeaderRow(Base):
+    """The leader lease of the control-plane replicas: one row per role (e.g. 'control-loop').
+
+    `epoch` rises by one with every change of holder and fences a deposed leader's writes;
+    `expires_real` is real unix seconds.
+    """
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    acquired_real: Mapped[float] = mapped_column(Float)
+    expires_real: Mapped[float] = mapped_column(Float)

@@ -20,13 +20,16 @@ TABLES = {
     "job_events",
     "job_logs",
     "job_charges",
+    "audit_log",
+    "leader_lease",
 }
+HEAD = "0002"
 
 
 def test_upgrade_from_empty_creates_every_table_at_head(db_url: str) -> None:
     assert current_revision(db_url) is None
     upgrade_db(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
     engine = make_engine(db_url)
     try:
         assert set(inspect(engine).get_table_names()) >= TABLES
@@ -48,7 +51,7 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
 def test_upgrade_twice_is_harmless(db_url: str) -> None:
     upgrade_db(db_url)
     upgrade_db(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
 
 
 def test_downgrade_to_base_and_up_again(db_url: str) -> None:
@@ -60,7 +63,7 @@ def test_downgrade_to_base_and_up_again(db_url: str) -> None:
     finally:
         engine.dispose()
     upgrade_db(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == HEAD
 
 
 def test_a_plain_path_means_a_sqlite_file(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -24,7 +24,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
-from computenet.server import dispatcher, reconciler
+from computenet.server import center_protocol, dispatcher
 from computenet.server.auth import require_center
 from computenet.server.deps import Agent, Plane
 from computenet.server.views import job_view
@@ -40,14 +40,14 @@ router = APIRouter(prefix="/center/v1", tags=["center protocol"], responses=ERRO
 def register(body: RegisterRequest, plane: Plane, who: Agent) -> RegisterReply:
     """Announce the agent (idempotent); the reply carries intervals, scales and the data key."""
     require_center(who, body.center_id)
-    return reconciler.register(plane, body.center_id, body)
+    return center_protocol.register(plane, body.center_id, body)
 
 
 @router.post("/heartbeat", response_model=HeartbeatReply)
 def heartbeat(body: HeartbeatRequest, plane: Plane, who: Agent) -> HeartbeatReply:
     """Alive, with capacity and held jobs; the reply lists jobs to stop."""
     require_center(who, body.center_id)
-    return reconciler.heartbeat(plane, body.center_id, body)
+    return center_protocol.heartbeat(plane, body.center_id, body)
 
 
 @router.post("/lease", response_model=LeaseReply)
@@ -64,22 +64,22 @@ def _center(who: Any) -> str:
 @router.post("/jobs/{job_id}/status", response_model=JobView)
 def status(job_id: str, body: StatusReport, plane: Plane, who: Agent) -> JobView:
     """The job moved (STAGING, RUNNING, or final); 409 from anyone but the lease holder."""
-    return job_view(reconciler.report_status(plane, _center(who), job_id, body))
+    return job_view(center_protocol.report_status(plane, _center(who), job_id, body))
 
 
 @router.post("/jobs/{job_id}/logs")
 def logs(job_id: str, body: LogAppend, plane: Plane, who: Agent) -> dict[str, int]:
     """Append output; resending the same offset never duplicates text."""
-    return {"appended": reconciler.append_log(plane, _center(who), job_id, body)}
+    return {"appended": center_protocol.append_log(plane, _center(who), job_id, body)}
 
 
 @router.post("/jobs/{job_id}/usage", response_model=JobView)
 def usage(job_id: str, body: UsageReport, plane: Plane, who: Agent) -> JobView:
     """Measured run time and staging; a finished job is re-metered."""
-    return job_view(reconciler.report_usage(plane, _center(who), job_id, body))
+    return job_view(center_protocol.report_usage(plane, _center(who), job_id, body))
 
 
 @router.post("/datasets/{dataset_id}/replicas", response_model=DatasetView)
 def replica(dataset_id: str, body: ReplicaReport, plane: Plane, who: Agent) -> DatasetView:
     """The agent now holds a verified copy of the dataset."""
-    return reconciler.report_replica(plane, _center(who), dataset_id, body)
+    return center_protocol.report_replica(plane, _center(who), dataset_id, body)
