@@ -6,12 +6,18 @@ docs/center-protocol.md documents the endpoints, payloads and error codes.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from computenet.model import JobSpec, Placement
+from computenet.model import JobSpec, Placement, limits
+from computenet.model.limits import BoundedInstant, Name, Text
+
+
+def _clip(v: object) -> object:
+    # A status message is the agent's (or its backend's) text: keep the head, never refuse it.
+    return v[: limits.MAX_TEXT_CHARS] if isinstance(v, str) else v
+
 
 PROTOCOL_VERSION = "1"
 
@@ -19,9 +25,10 @@ PROTOCOL_VERSION = "1"
 class PoolCapacity(BaseModel):
     """Chips of one type at the center: how many exist, how many are free now."""
 
-    chip: str
-    total: int = Field(ge=0)
-    free: int = Field(ge=0)
+    chip: str = Field(min_length=1, max_length=64)
+    # Bounds only against absurd numbers; the server checks totals against the network.
+    total: int = Field(ge=0, le=1_000_000)
+    free: int = Field(ge=0, le=1_000_000)
 
 
 class RegisterRequest(BaseModel):
@@ -34,7 +41,7 @@ class RegisterRequest(BaseModel):
     agent_version: str = ""
     backend: str = "local"
     data_url: str | None = Field(default=None, description="base URL of the agent's data endpoint")
-    capacity: list[PoolCapacity] = []
+    capacity: list[PoolCapacity] = Field(default=[], max_length=256)
 
 
 class RegisterReply(BaseModel):
@@ -55,8 +62,12 @@ class HeartbeatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     center_id: str
-    capacity: list[PoolCapacity] = []
-    running: list[str] = Field(default=[], description="job ids the agent is running or staging")
+    capacity: list[PoolCapacity] = Field(default=[], max_length=256)
+    running: list[Name] = Field(
+        default=[],
+        max_length=limits.MAX_RUNNING,
+        description="job ids the agent is running or staging",
+    )
 
 
 class HeartbeatReply(BaseModel):
@@ -120,11 +131,13 @@ class StatusReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    attempt: int
+    attempt: int = Field(ge=0, le=limits.MAX_ATTEMPT)
     state: Literal["STAGING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-    exit_code: int | None = None
-    message: str = ""
-    at: datetime | None = None
+    exit_code: int | None = Field(default=None, ge=limits.MIN_EXIT_CODE, le=limits.MAX_EXIT_CODE)
+    message: Annotated[str, BeforeValidator(_clip)] = Field(
+        default="", description=f"clipped to {limits.MAX_TEXT_CHARS} characters"
+    )
+    at: BoundedInstant | None = None
 
 
 class LogAppend(BaseModel):
@@ -132,9 +145,9 @@ class LogAppend(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    attempt: int
-    offset: int = Field(ge=0)
-    text: str
+    attempt: int = Field(ge=0, le=limits.MAX_ATTEMPT)
+    offset: int = Field(ge=0, le=limits.MAX_BYTES)
+    text: str = Field(max_length=limits.MAX_LOG_APPEND_CHARS)
 
 
 class UsageReport(BaseModel):
@@ -142,11 +155,11 @@ class UsageReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    attempt: int
-    run_real_s: float = Field(ge=0)
-    staging_real_s: float = Field(default=0, ge=0)
-    bytes_staged: int = Field(default=0, ge=0)
-    staged_from: str | None = None
+    attempt: int = Field(ge=0, le=limits.MAX_ATTEMPT)
+    run_real_s: float = Field(ge=0, le=limits.MAX_SECONDS)
+    staging_real_s: float = Field(default=0, ge=0, le=limits.MAX_SECONDS)
+    bytes_staged: int = Field(default=0, ge=0, le=limits.MAX_BYTES)
+    staged_from: Name | None = None
 
 
 class ReplicaReport(BaseModel):
@@ -154,5 +167,5 @@ class ReplicaReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    path: str
-    sha256: str
+    path: Text
+    sha256: str = Field(max_length=64)

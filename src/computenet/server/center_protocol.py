@@ -9,6 +9,7 @@ job back in `cancel`. Lease expiry lives in `server.reconciler`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
+from computenet.server import center_checks
 from computenet.server.metering import meter
 from computenet.store import jobs as job_store
 from computenet.store.centers import (
@@ -53,7 +55,7 @@ _FINAL = {x.value for x in TERMINAL_STATES}
 def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> RegisterReply:
     """Record an agent (idempotent); a center keeps its data key across re-registrations."""
     try:
-        plane.network.center(center_id)
+        declared = plane.network.center(center_id)
     except KeyError:
         raise NotFoundError(
             f"center '{center_id}' is not in network '{plane.network.name}'",
@@ -66,6 +68,8 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             field="protocol_version",
             hint=f"this server speaks center protocol {PROTOCOL_VERSION}",
         )
+    center_checks.check_capacity(declared, req.capacity)  # a center is checked, not believed
+    center_checks.check_data_url(req.data_url)
     with plane.db.write() as s:
         row = register_center(
             s,
@@ -97,6 +101,8 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
     real = plane.clock.real()
     listed = list(dict.fromkeys(req.running))
     cancel: list[str] = []
+    with contextlib.suppress(KeyError):  # not in the network: it cannot have registered (409)
+        center_checks.check_capacity(plane.network.center(center_id), req.capacity)
     with plane.db.write() as s:
         row = get_center(s, center_id, for_update=True)
         if row is None:

@@ -1,0 +1,100 @@
+"""A center is checked, not believed: what an agent says about itself, against the network.
+
+The network file declares each center's chip pools (`model.center.Center.pools`).
+An agent's ``register`` and ``heartbeat`` report capacity and (on register) the
+URL of its data endpoint; the scheduler plans with that capacity and other
+agents fetch from that URL, so nothing of it is taken on trust:
+
+- every reported chip must be a pool the network declares for this center
+  (``capacity[i].chip``), and appear once (``capacity[i].chip``);
+- ``total`` may not exceed the declared count (``capacity[i].total``) and
+  ``free`` may not exceed ``total`` (``capacity[i].free``);
+- ``data_url`` must be an ``http`` or ``https`` URL with a host, and nothing
+  else: no credentials, query or fragment (``data_url``).
+
+Each check raises `ValidationError` (HTTP 422) naming the field, before anything
+is stored. The functions are pure: they read the declared center and the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from computenet.errors import ValidationError
+from computenet.model.center import Center
+from computenet.protocol import PoolCapacity
+
+_MAX_URL = 2048
+
+
+def check_capacity(center: Center, capacity: Sequence[PoolCapacity]) -> None:
+    """Refuse capacity that the network does not declare for `center` (422 naming the item)."""
+    declared = {p.chip: p.count for p in center.pools}
+    seen: set[str] = set()
+    for i, pool in enumerate(capacity):
+        where = f"capacity[{i}]"
+        if pool.chip not in declared:
+            raise ValidationError(
+                f"center '{center.id}' has no {pool.chip!r} pool in the network",
+                field=f"{where}.chip",
+                hint=f"report only the declared pools: {_pools(declared)}",
+            )
+        if pool.chip in seen:
+            raise ValidationError(
+                f"{pool.chip} is reported twice",
+                field=f"{where}.chip",
+                hint="report each pool once",
+            )
+        seen.add(pool.chip)
+        if pool.total > declared[pool.chip]:
+            raise ValidationError(
+                f"{pool.total} {pool.chip} chips reported but the network declares "
+                f"{declared[pool.chip]} at center '{center.id}'",
+                field=f"{where}.total",
+                hint=f"report at most {declared[pool.chip]}, or change the network file",
+            )
+        if pool.free > pool.total:
+            raise ValidationError(
+                f"{pool.free} free {pool.chip} chips of {pool.total}",
+                field=f"{where}.free",
+                hint="free chips are at most the total",
+            )
+
+
+def check_data_url(url: str | None) -> None:
+    """Refuse a data endpoint URL other agents must not be sent to (422 ``data_url``).
+
+    None means the center serves no data (it can still run jobs without inputs).
+    """
+    if url is None:
+        return
+    hint = "the agent's data endpoint, e.g. http://HOST:PORT"
+    if len(url) > _MAX_URL or any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValidationError("data_url is not a plain URL", field="data_url", hint=hint)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 — raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        raise ValidationError(
+            f"data_url is not a valid URL: {exc}", field="data_url", hint=hint
+        ) from None
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError(
+            f"data_url must be http or https, not {parts.scheme or 'schemeless'!r}",
+            field="data_url",
+            hint=hint,
+        )
+    if not host:
+        raise ValidationError("data_url has no host", field="data_url", hint=hint)
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError("data_url may not carry credentials", field="data_url", hint=hint)
+    if parts.query or parts.fragment:
+        raise ValidationError(
+            "data_url may not carry a query or fragment", field="data_url", hint=hint
+        )
+
+
+def _pools(declared: dict[str, int]) -> str:
+    return ", ".join(f"{chip}={n}" for chip, n in declared.items()) or "none"
