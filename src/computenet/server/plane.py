@@ -59,6 +59,10 @@ class ControlPlane:
         self.last_cycle_key: object = None
         self.last_full_cycle: float = float("-inf")
         self.unplaced: set[tuple[str, str]] = set()
+        # Real unix time this replica became the leader (runs reconcile + cycles). Lease
+        # expiry is counted from no earlier than this, so a failover does not requeue
+        # every job whose heartbeats went to the old leader.
+        self.leading_since: float = self.clock.real()
 
     def _load_clock(self) -> NetworkClock:
         """Continue the clock stored in the database, or start one (at `settings.epoch` or now)."""
