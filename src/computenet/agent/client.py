@@ -9,6 +9,8 @@ server's ``ErrorBody`` message, field and hint.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -53,7 +55,14 @@ class ServerUnavailable(ComputeNetError):
 
 
 class CenterClient:
-    """Calls the control plane for one center with its token (see module doc)."""
+    """Calls the control plane for one center with its token (see module doc).
+
+    `deadline`, when set, returns the monotonic time by which every call must
+    have returned (the agent's fence) or None: a call gets only the time left,
+    and none at all once it has passed, so the agent's loop never blocks past it.
+    """
+
+    deadline: Callable[[], float | None] | None = None
 
     def __init__(
         self,
@@ -74,6 +83,17 @@ class CenterClient:
             timeout=timeout_s,
             transport=transport,
         )
+        self._timeout_s = timeout_s
+
+    def _call_timeout(self) -> float:
+        """Seconds this call may take: the client's timeout, cut to the deadline if sooner."""
+        at = self.deadline() if self.deadline is not None else None
+        if at is None:
+            return self._timeout_s
+        left = at - time.monotonic()
+        if left <= 0:
+            raise ServerUnavailable("no time left before the agent's fence deadline")
+        return min(self._timeout_s, left)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -121,7 +141,7 @@ class CenterClient:
     def get_json(self, path: str) -> Any:
         """GET a JSON document (used to discover this center's pools from the user API)."""
         try:
-            resp = self._http.get(path)
+            resp = self._http.get(path, timeout=self._call_timeout())
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"cannot reach the control plane: {exc}") from exc
         _raise_for(resp)
@@ -130,7 +150,9 @@ class CenterClient:
     def _post(self, path: str, body: BaseModel) -> Any:
         """POST `body`; the reply's JSON (None when empty)."""
         try:
-            resp = self._http.post(path, content=body.model_dump_json(), headers=_JSON)
+            resp = self._http.post(
+                path, content=body.model_dump_json(), headers=_JSON, timeout=self._call_timeout()
+            )
         except httpx.HTTPError as exc:
             raise ServerUnavailable(
                 f"cannot reach the control plane: {type(exc).__name__}: {exc}"

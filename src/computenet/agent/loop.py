@@ -14,10 +14,16 @@ plane (staging runs in a small thread pool):
 5. deliver the queued reports in order (logs before the final state).
 
 The control plane being down never stops local work: calls back off
-exponentially and the reports wait in each job's outbox. When no heartbeat has
-gone through for longer than the lease timeout, the agent treats its jobs as
-lost — the control plane has requeued them elsewhere — and stops them, so a
-job never runs at two centers. One bad job never stops the loop.
+exponentially and the reports wait in each job's outbox. The fencing rule
+(`computenet.protocol.fencing`) keeps a job from running at two centers: once
+``fence_after_s`` (half the lease timeout) has passed since the agent *sent*
+the last heartbeat the control plane acknowledged, it stops every job still
+running (the backend's SIGTERM → SIGKILL grace is cut to ``stop_grace_s``)
+and forgets it — well before the control plane requeues it, at 1.25 × the
+lease timeout after it last heard of it. Jobs that already ended keep their
+reports; the control plane takes them if it has not moved on. Every call to
+the control plane is cut short at that fence, so no call can keep the loop
+past it, and a shorter outage kills nothing. One bad job never stops the loop.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ from computenet.protocol import (
     PoolCapacity,
     RegisterReply,
 )
+from computenet.protocol.tickets import CENTER_HEADER
+from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, lease_rule
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +101,10 @@ class Agent:
         self.backend: Backend | None = backend
         self.jobs, self.meta = load_state(self.state_dir)
         self.reply: RegisterReply | None = None
-        self._fetch_http = httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+        # Fetch tickets are bound to the fetching center, which names itself in this header.
+        self._fetch_http = httpx.Client(
+            timeout=httpx.Timeout(30.0, connect=5.0), headers={CENTER_HEADER: config.center}
+        )
         self._pool = ThreadPoolExecutor(config.max_parallel_staging, thread_name_prefix="staging")
         self._staging: dict[str, tuple[Future[StagingResult], threading.Event]] = {}
         self._next_heartbeat = 0.0
@@ -101,7 +112,13 @@ class Agent:
         self._next_log_flush = 0.0
         self._retry_at = 0.0
         self._backoff = 0.0
-        self._last_contact = time.monotonic()
+        # Monotonic send time of the last heartbeat the control plane acknowledged
+        # (carried across restarts as wall time in the state file): the fence counts from it.
+        self._acked_send: float | None = None
+        acked_unix = self.meta.get("acked_unix")
+        if isinstance(acked_unix, int | float):
+            self._acked_send = time.monotonic() - max(0.0, time.time() - float(acked_unix))
+        self.client.deadline = self._call_deadline
         self._saved = ""
 
     # ------------------------------------------------------------------ running
@@ -226,20 +243,61 @@ class Agent:
                 raise
             raise AgentFatal(f"registration failed: {exc.one_line()}") from exc
         self.reply = reply
+        self.endpoint.data_key_version = reply.data_key_version
         self.endpoint.data_key = reply.data_key
-        self.meta["lease_timeout_s"] = reply.lease_timeout_s
-        self._last_contact = time.monotonic()
+        self._learn_rule(reply.lease_timeout_s, reply.fence_after_s, reply.stop_grace_s)
         logger.info(
-            "center %s registered (heartbeat %.1fs, lease timeout %.1fs, time x%g, data x%g)",
+            "center %s registered (heartbeat %.1fs, lease timeout %.1fs, fence after %.1fs,"
+            " stop grace %.1fs, time x%g, data x%g)",
             reply.center_id,
             reply.heartbeat_interval_s,
             reply.lease_timeout_s,
+            self._fence_after(),
+            float(self.meta["stop_grace_s"]),
             reply.time_scale,
             reply.data_scale,
         )
 
+    def _learn_rule(self, timeout: float, fence_after: float | None, grace: float | None) -> None:
+        """Remember the fencing rule's numbers (older servers send only the lease timeout)."""
+        rule = lease_rule(timeout)
+        self.meta["lease_timeout_s"] = timeout
+        self.meta["fence_after_s"] = fence_after if fence_after else rule.fence_after_s
+        self.meta["stop_grace_s"] = grace if grace else rule.stop_grace_s
+        # A backend with a SIGTERM → SIGKILL grace (local) kills fenced jobs within ours.
+        backend_grace = getattr(self.backend, "grace_s", None)
+        if isinstance(backend_grace, int | float) and backend_grace > self.meta["stop_grace_s"]:
+            with contextlib.suppress(AttributeError):
+                self.backend.grace_s = float(self.meta["stop_grace_s"])  # type: ignore[union-attr]
+
+    def _fence_after(self) -> float:
+        """Seconds after the last acknowledged heartbeat's send at which jobs are stopped."""
+        fence = self.meta.get("fence_after_s")
+        if isinstance(fence, int | float) and fence > 0:
+            return float(fence)
+        timeout = self.meta.get("lease_timeout_s")
+        if isinstance(timeout, int | float) and timeout > 0:
+            return lease_rule(float(timeout)).fence_after_s
+        return lease_rule(DEFAULT_LEASE_TIMEOUT_S).fence_after_s
+
+    def _fence_at(self) -> float | None:
+        """Monotonic time at which running jobs must be stopped; None when none runs."""
+        if not any(h.phase != "finished" for h in self.jobs.values()):
+            return None
+        if self._acked_send is None:
+            return float("-inf")  # held from before, with no acknowledged heartbeat known
+        return self._acked_send + self._fence_after()
+
+    def _call_deadline(self) -> float | None:
+        """The client's deadline hook: a control-plane call must return by the fence."""
+        at = self._fence_at()
+        if at is None:
+            return None
+        return max(at, time.monotonic() - 1.0) if at == float("-inf") else at
+
     def _heartbeat(self) -> None:
         assert self.reply is not None
+        sent, sent_unix = time.monotonic(), time.time()
         try:
             reply = self.client.heartbeat(self.capacity(), sorted(self.jobs))
         except (AuthError, ForbiddenError) as exc:
@@ -248,12 +306,19 @@ class Agent:
             logger.warning("heartbeat refused (%s): registering again", exc.message)
             self.reply = None
             return
-        self._last_contact = time.monotonic()
-        self._next_heartbeat = self._last_contact + self.reply.heartbeat_interval_s
-        self.meta["lease_timeout_s"] = reply.lease_timeout_s
+        self._acked_send = sent
+        self.meta["acked_unix"] = sent_unix
+        self._learn_rule(reply.lease_timeout_s, reply.fence_after_s, reply.stop_grace_s)
+        # Several heartbeats per fence period, so that one lost reply costs nothing.
+        interval = min(self.reply.heartbeat_interval_s, self._fence_after() / 3)
+        self._next_heartbeat = sent + interval
         for job_id in reply.cancel:
             if job_id in self.jobs:
                 self._stop_cancelled(self.jobs[job_id])
+        if reply.data_key_version not in (None, self.reply.data_key_version):
+            # `cnet admin rotate-data-key`: registering again (idempotent) brings the new key.
+            logger.info("data key rotated to version %d: registering again", reply.data_key_version)
+            self._register()
 
     def _lease(self) -> None:
         free = sum(p.free for p in self.capacity())
@@ -312,17 +377,20 @@ class Agent:
             self._next_log_flush = now + _LOG_FLUSH_S
 
     def _fence(self, now: float) -> None:
-        timeout = self.meta.get("lease_timeout_s")
-        if not timeout or not self.jobs or now - self._last_contact <= float(timeout):
+        """Stop every running job once the fence passed (see module doc)."""
+        at = self._fence_at()
+        if at is None or now < at:
             return
+        since = "ever" if self._acked_send is None else f"{now - self._acked_send:.1f}s"
         logger.warning(
-            "no heartbeat for %.0fs (lease timeout %.0fs): the control plane has requeued our "
-            "jobs, stopping them here",
-            now - self._last_contact,
-            float(timeout),
+            "no acknowledged heartbeat for %s (fence after %.1fs): the control plane will "
+            "requeue our jobs, stopping them here",
+            since,
+            self._fence_after(),
         )
-        for job_id in list(self.jobs):
-            self._drop(job_id)
+        for job_id, held in list(self.jobs.items()):
+            if held.phase != "finished":
+                self._drop(job_id)
         self.reply = None
 
     # --------------------------------------------------------------- local work

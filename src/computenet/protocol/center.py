@@ -51,6 +51,15 @@ class RegisterReply(BaseModel):
     protocol_version: str = PROTOCOL_VERSION
     heartbeat_interval_s: float
     lease_timeout_s: float
+    fence_after_s: float | None = Field(
+        default=None,
+        description="stop every held job this long after sending the last acknowledged"
+        " heartbeat (real seconds; lease_timeout_s/2 when absent)",
+    )
+    stop_grace_s: float | None = Field(
+        default=None,
+        description="a fenced job gets at most this long between SIGTERM and SIGKILL",
+    )
     time_scale: float = 1.0
     data_scale: float = 1.0
     data_key: str = Field(description="secret the agent uses to check fetch tickets for its data")
@@ -75,6 +84,8 @@ class HeartbeatReply(BaseModel):
 
     cancel: list[str] = []
     lease_timeout_s: float
+    fence_after_s: float | None = Field(default=None, description="see RegisterReply")
+    stop_grace_s: float | None = Field(default=None, description="see RegisterReply")
 
 
 class LeaseRequest(BaseModel):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from computenet.errors import ComputeNetError
+from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S
 from computenet.server.app import serve
 from computenet.server.settings import DEFAULT_DB_URL, Settings
 
@@ -19,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--network", default="demo", help="built-in network name or YAML file")
     ap.add_argument("--heartbeat-interval", type=float, default=2.0, help="real seconds")
-    ap.add_argument("--lease-timeout", type=float, default=10.0, help="real seconds")
+    ap.add_argument(
+        "--lease-timeout",
+        type=float,
+        default=DEFAULT_LEASE_TIMEOUT_S,
+        help="real seconds; agents fence at half of it, jobs are requeued at 1.25×",
+    )
     ap.add_argument("--cycle-interval", type=float, default=1.0, help="real seconds")
     ap.add_argument("--epoch", default=None, help="network start instant (ISO-8601)")
     ap.add_argument("--profile", default="min-cost", help="scheduling profile")

@@ -90,6 +90,8 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
         center_id=center_id,
         heartbeat_interval_s=s_.heartbeat_interval_s,
         lease_timeout_s=s_.lease_timeout_s,
+        fence_after_s=s_.lease_rule.fence_after_s,
+        stop_grace_s=s_.lease_rule.stop_grace_s,
         time_scale=plane.network.time_scale,
         data_scale=plane.network.data_scale,
         data_key=key,
@@ -120,12 +122,16 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         for j in job_store.held_by(s, center_id):
             if j.cancel_requested and j.id not in cancel:
                 cancel.append(j.id)
-            # A job the agent started but no longer lists may be lost (see reconcile).
-            if j.id in listed or j.state == JobState.SCHEDULED.value:
-                plane.missing_since.pop(j.id, None)
-            else:
-                plane.missing_since.setdefault(j.id, real)
-    return HeartbeatReply(cancel=cancel, lease_timeout_s=plane.settings.lease_timeout_s)
+        # Listing a job renews its lease; a job the center holds but stopped listing
+        # (or never got: a lost lease reply) expires in the reconciler.
+        job_store.renew_leases(s, center_id, listed, real)
+    rule = plane.settings.lease_rule
+    return HeartbeatReply(
+        cancel=cancel,
+        lease_timeout_s=rule.lease_timeout_s,
+        fence_after_s=rule.fence_after_s,
+        stop_grace_s=rule.stop_grace_s,
+    )
 
 
 def _held(s: Session, center_id: str, job_id: str, attempt: int) -> JobRow:
@@ -163,7 +169,6 @@ def report_status(plane: ControlPlane, center_id: str, job_id: str, rep: StatusR
         at = _report_time(plane, job, rep.at)
         text = rep.message or _default_message(new, rep.exit_code)
         job_store.transition(s, job, new, at, f"{center_id}: {text}", center=center_id)
-        plane.missing_since.pop(job.id, None)
         if new == JobState.STAGING:
             job.staging_at = at
         elif new == JobState.RUNNING:

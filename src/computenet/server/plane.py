@@ -50,8 +50,6 @@ class ControlPlane:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
-        # job id → real time its holder's heartbeats first stopped listing it.
-        self.missing_since: dict[str, float] = {}
         # Scheduling-cycle memory: each pending job's request (with what it was built from
         # and its signature), the last snapshot inputs seen, and the (job, avoided centers
         # as stored) pairs left unplaced under those inputs.

@@ -1,10 +1,19 @@
 """The reconciler: leases that expired, and jobs planned at centers that went offline.
 
-Rules (after Kueue/MultiKueue): a center whose heartbeats stop for longer
-than the lease timeout is treated as having lost everything it held — its
-jobs go back to PENDING (attempt recorded, the center avoided next time) and
-jobs merely planned there are re-planned. The center protocol's handlers
-(register, heartbeat, reports) live in `server.center_protocol`.
+Rules (after Kueue/MultiKueue, with the fencing rule of `protocol.fencing`):
+every leased job carries `lease_renewed`, the real time the control plane
+last heard its holder list it (set at lease, renewed by heartbeats, in the
+database so that a restart or another replica sees it). A job whose lease was
+not renewed for `requeue_after_s` (1.25 × the lease timeout) goes back to
+PENDING (attempt recorded, the center avoided next time) — SCHEDULED jobs
+too, whose lease reply never reached the agent. By then the agent has fenced
+it: agents stop their jobs at half the lease timeout without an acknowledged
+heartbeat. Expiry counts from when this replica became leader at the
+earliest (`plane.leading_since`), so a restarted control plane first gives
+agents a full period to heartbeat instead of requeueing everything at once.
+Jobs merely planned at an offline center (never leased) are re-planned. The
+center protocol's handlers (register, heartbeat, reports) live in
+`server.center_protocol`. Only the leader runs `reconcile`.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from computenet.model import TERMINAL_STATES, JobState
+from computenet.model import JobState
 from computenet.store import jobs as job_store
 from computenet.store.centers import list_centers
 from computenet.store.schema import JobRow
@@ -27,21 +36,30 @@ log = logging.getLogger(__name__)
 
 
 def reconcile(plane: ControlPlane) -> int:
-    """Return lost jobs to PENDING and re-plan jobs at offline centers; returns jobs touched."""
+    """Return jobs whose lease expired to PENDING, re-plan jobs at offline centers.
+
+    Returns the number of jobs touched.
+    """
     real = plane.clock.real()
     now = plane.clock.now()
     touched = 0
-    if not _anything_to_reconcile(plane, real):
+    expire_before = _expire_before(plane, real)
+    if not _anything_to_reconcile(plane, real, expire_before):
         return 0
+    rule = plane.settings.lease_rule
     with plane.db.write() as s:
         rows = {r.id: r for r in list_centers(s)}
-        offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
-        for cid in offline:
-            for job in job_store.held_by(s, cid, for_update=True):
-                timeout = plane.settings.lease_timeout_s
-                why = f"{cid} stopped heartbeating (lease timeout {timeout:g}s)"
+        if expire_before is not None:
+            for job in job_store.expired_leases(s, expire_before, for_update=True):
+                cid = job.lease_center or "?"
+                if plane.is_online(rows.get(cid), real):
+                    why = f"{cid} no longer reports it"
+                else:
+                    why = f"{cid} stopped heartbeating"
+                why += f" (lease not renewed for {rule.requeue_after_s:g}s)"
                 lose(s, job, cid, now, why)
                 touched += 1
+        offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
         for job in job_store.scheduled_unleased(s, offline, for_update=True):
             _unplace(job)
             job.reasons = [f"{job_center(job)} went offline before starting it; re-planning"]
@@ -50,42 +68,33 @@ def reconcile(plane: ControlPlane) -> int:
             )
             job.center = None
             touched += 1
-        # Jobs a live agent stopped listing for a whole lease timeout are lost too.
-        for job_id, since in list(plane.missing_since.items()):
-            if real - since <= plane.settings.lease_timeout_s:
-                continue
-            plane.missing_since.pop(job_id, None)
-            gone = job_store.get_job(s, job_id, for_update=True)
-            if gone is None or gone.lease_center is None or gone.state in _FINAL:
-                continue
-            cid = gone.lease_center
-            lose(s, gone, cid, now, f"{cid} no longer reports it")
-            touched += 1
     if touched:
         log.info("reconciler requeued or re-planned %d job(s)", touched)
     return touched
 
 
-_FINAL = {x.value for x in TERMINAL_STATES}
+def _expire_before(plane: ControlPlane, real: float) -> float | None:
+    """Leases last renewed before this real time have expired (None: none can yet).
+
+    Expiry counts from max(last renewal, when this replica started leading): a
+    replica that just took over has not been listening for long enough to know.
+    """
+    before = real - plane.settings.lease_rule.requeue_after_s
+    return before if plane.leading_since <= before else None
 
 
-def _anything_to_reconcile(plane: ControlPlane, real: float) -> bool:
+def _anything_to_reconcile(plane: ControlPlane, real: float, expire_before: float | None) -> bool:
     """Whether `reconcile` has work, judged from a read (no write lock taken every second).
 
     The write transaction looks again, so a change between the two is never missed:
     at worst it waits for the next pass.
     """
-    timeout = plane.settings.lease_timeout_s
-    if any(real - since > timeout for since in list(plane.missing_since.values())):
-        return True
     with plane.db.read() as s:
+        if expire_before is not None and job_store.any_expired_lease(s, expire_before):
+            return True
         rows = {r.id: r for r in list_centers(s)}
         offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
-        if not offline:
-            return False
-        if job_store.scheduled_unleased(s, offline):
-            return True
-        return any(job_store.held_by(s, cid) for cid in offline)
+        return bool(offline) and bool(job_store.scheduled_unleased(s, offline))
 
 
 def job_center(job: JobRow) -> str:
@@ -103,6 +112,7 @@ def _unplace(job: JobRow) -> None:
     job.leased_at = None
     job.staging_at = None
     job.started_at = None
+    job.lease_renewed = None
 
 
 def lose(s: Session, job: JobRow, cid: str, now: datetime, why: str) -> None:

@@ -12,6 +12,7 @@ from computenet.catalog import load_network
 from computenet.errors import ValidationError
 from computenet.model import Network
 from computenet.model.center import CST
+from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, LeaseRule, lease_rule
 from computenet.scheduler.plugins import PROFILES
 
 DEFAULT_DB_URL = "sqlite:///computenet.db"
@@ -71,7 +72,7 @@ class Settings:
     port: int = 8080
     network: Network = field(default_factory=lambda: load_network("demo"))
     heartbeat_interval_s: float = 2.0
-    lease_timeout_s: float = 10.0
+    lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     cycle_interval_s: float = 1.0
     epoch: datetime | None = None
     profile: str = "min-cost"
@@ -85,11 +86,12 @@ class Settings:
         for name in ("heartbeat_interval_s", "lease_timeout_s", "cycle_interval_s"):
             if getattr(self, name) <= 0:
                 raise ValidationError("must be > 0", field=name)
-        if self.lease_timeout_s <= self.heartbeat_interval_s:
+        if self.lease_rule.fence_after_s <= self.heartbeat_interval_s:
+            # Agents fence at T/2 without an acknowledged heartbeat: several must fit in.
             raise ValidationError(
-                "must be longer than heartbeat_interval_s",
+                "must be longer than twice heartbeat_interval_s",
                 field="lease_timeout_s",
-                hint="a few heartbeats long, e.g. 5× the heartbeat interval",
+                hint="a few heartbeats long, e.g. 10× the heartbeat interval",
             )
         if self.profile not in PROFILES:
             raise ValidationError(
@@ -99,6 +101,11 @@ class Settings:
             )
         if self.epoch is not None and self.epoch.tzinfo is None:
             raise ValidationError("needs a timezone, e.g. 2026-06-01T00:00:00+08:00", field="epoch")
+
+    @property
+    def lease_rule(self) -> LeaseRule:
+        """When agents fence and when the control plane requeues (protocol.fencing)."""
+        return lease_rule(self.lease_timeout_s)
 
     @property
     def time_scale(self) -> float:

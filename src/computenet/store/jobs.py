@@ -470,10 +470,77 @@ def try_lease(s: Session, job_id: str, center: str, real_now: float) -> bool:
             JobRow.center == center,
             JobRow.lease_center.is_(None),
         )
-        .values(lease_center=center, leased_at=real_now, attempt=JobRow.attempt + 1)
+        .values(
+            lease_center=center,
+            leased_at=real_now,
+            lease_renewed=real_now,
+            attempt=JobRow.attempt + 1,
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(res, "rowcount", 0) == 1)
+
+
+def renew_leases(s: Session, center: str, job_ids: Sequence[str], real_now: float) -> int:
+    """Renew the leases `center` holds on `job_ids` (a heartbeat listed them); returns how many.
+
+    Only jobs whose current lease `center` holds, in a held state, are renewed:
+    listing a job leased elsewhere, or one that ended, renews nothing.
+    """
+    done = 0
+    ids = list(job_ids)
+    for start in range(0, len(ids), 500):
+        res = s.execute(
+            update(JobRow)
+            .where(
+                JobRow.id.in_(ids[start : start + 500]),
+                JobRow.lease_center == center,
+                JobRow.state.in_([x.value for x in HELD_STATES]),
+            )
+            .values(lease_renewed=real_now)
+            .execution_options(synchronize_session=False)
+        )
+        done += int(getattr(res, "rowcount", 0) or 0)
+    return done
+
+
+def _renewed() -> Any:
+    """When a lease was last renewed: `lease_renewed`, else (rows leased before it) `leased_at`."""
+    return func.coalesce(JobRow.lease_renewed, JobRow.leased_at, 0.0)
+
+
+def expired_leases(s: Session, before: float, *, for_update: bool = False) -> list[JobRow]:
+    """Leased, non-final jobs whose lease was last renewed before `before` (real unix seconds).
+
+    SCHEDULED jobs count too: a lease whose reply never reached the agent is
+    never renewed, and expires like any other.
+    """
+    q = (
+        select(JobRow)
+        .where(
+            JobRow.lease_center.is_not(None),
+            JobRow.state.in_([x.value for x in HELD_STATES]),
+            _renewed() < before,
+        )
+        .order_by(JobRow.id)
+    )
+    if for_update:
+        q = q.with_for_update()
+    return list(s.scalars(q))
+
+
+def any_expired_lease(s: Session, before: float) -> bool:
+    """Whether `expired_leases(s, before)` would find anything (a cheap read)."""
+    q = (
+        select(JobRow.id)
+        .where(
+            JobRow.lease_center.is_not(None),
+            JobRow.state.in_([x.value for x in HELD_STATES]),
+            _renewed() < before,
+        )
+        .limit(1)
+    )
+    return s.scalar(q) is not None
 
 
 def counts_by_center(s: Session) -> dict[str, dict[str, int]]:
