@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +43,10 @@ def _slurm(tmp_path: Path) -> Iterator[Harness]:
     from computenet.backends.slurm import SlurmBackend
 
     conf, prefix = env["SLURM_CONF"], _prefix()
+    # Jobs run as nobody when the tests run as root: their output folder must be reachable
+    # by that user, and pytest's own tmp folders are not (0700).
+    output = Path(tempfile.mkdtemp(prefix="cnet-slurm-out-"))
+    output.chmod(0o711)
     harness = Harness(
         make=lambda: SlurmBackend(
             state_dir=tmp_path / "slurm-state",
@@ -50,6 +56,8 @@ def _slurm(tmp_path: Path) -> Iterator[Harness]:
             account="cnet",
             slurm_conf=conf,
             prefix=prefix,
+            center="ct-center",
+            output_dir=output,
         ),
         chip="CPU-node",
         poll_s=0.2,
@@ -74,6 +82,7 @@ def _slurm(tmp_path: Path) -> Iterator[Harness]:
         ]
         if ids:
             subprocess.run(["scancel", *ids], env=slurm_env, timeout=20, check=False)
+    shutil.rmtree(output, ignore_errors=True)
 
 
 @backend_harness("ray", marks=[pytest.mark.services])
@@ -88,6 +97,7 @@ def _ray(tmp_path: Path) -> Iterator[Harness]:
             pools={"CPU-node": 8},
             address=address,
             prefix=prefix,
+            center="ct-center",
         ),
         chip="CPU-node",
         poll_s=0.25,
@@ -126,6 +136,7 @@ def _kubernetes_fake(tmp_path: Path) -> Iterator[Harness]:
         make=lambda: KubernetesBackend(
             pools={"CPU-node": 8},
             namespace="default",
+            center="ct-center",
             batch_api=cluster.batch_api(),
             core_api=cluster.core_api(),
         ),

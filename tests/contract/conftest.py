@@ -109,7 +109,11 @@ def backend_harness(name: str, marks: list[pytest.MarkDecorator] | None = None) 
 @backend_harness("fake")
 def _fake(tmp_path: Path) -> Iterator[Harness]:
     cluster = FakeCluster()
-    yield Harness(make=lambda: FakeBackend({"H100": 2}, cluster=cluster), chip="H100", poll_s=0.0)
+    yield Harness(
+        make=lambda: FakeBackend({"H100": 2}, cluster=cluster, center="ct-center"),
+        chip="H100",
+        poll_s=0.0,
+    )
 
 
 @backend_harness("local")

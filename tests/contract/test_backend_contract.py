@@ -131,3 +131,17 @@ def test_restarted_backend_still_knows_a_finished_job(harness: Harness) -> None:
 
 def _free(backend: Backend, chip: str) -> int:
     return next(p.free for p in backend.capacity() if p.chip == chip)
+
+
+def test_a_fresh_backend_lists_this_centers_jobs_by_label(harness: Harness) -> None:
+    first = harness.backend()
+    keys = [f"k-list-{uuid.uuid4().hex[:6]}", f"k-list-{uuid.uuid4().hex[:6]}"]
+    handles = {k: first.submit(harness.job("sleep 600"), k) for k in keys}
+
+    again = harness.backend()  # an agent that lost its state file: only the labels are left
+    listed = again.list_jobs()
+    assert {k: listed.get(k) for k in keys} == handles
+    for h in handles.values():
+        again.cancel(h)
+    for h in handles.values():
+        harness.wait_final(again, h)

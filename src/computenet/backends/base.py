@@ -75,6 +75,12 @@ class Backend(Protocol):
     - `logs(handle, offset)` returns (text from byte `offset`, next offset).
     - `find(key)` returns the handle for an idempotency key, so a restarted agent
       re-attaches to what it started instead of starting it twice.
+    - `list_jobs()` returns {idempotency key: handle} of every job this backend
+      submitted for its center that the local scheduler still knows (labels,
+      job names, metadata or the backend's own records), so an agent that lost
+      its state file finds the jobs it no longer holds and stops them.
+    - `close(keep_jobs)` releases the backend; without `keep_jobs` the jobs it
+      supervises itself (local, fake) stop. Jobs owned by an external scheduler stay.
     Raises `computenet.errors.BackendError` when the local scheduler fails.
     """
 
@@ -103,4 +109,12 @@ class Backend(Protocol):
 
     def find(self, idempotency_key: str) -> str | None:
         """The handle started under this key, if any."""
+        ...
+
+    def list_jobs(self) -> dict[str, str]:
+        """Idempotency key → handle of every job this backend submitted for its center."""
+        ...
+
+    def close(self, keep_jobs: bool = False) -> None:
+        """Release the backend (see the contract above)."""
         ...

@@ -40,6 +40,7 @@ _VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 class _FakeJob:
     handle: str
     key: str
+    center: str
     job: BackendJob
     env: dict[str, str]
     output: str
@@ -109,8 +110,10 @@ class FakeBackend:
         polls_to_start: int = 1,
         polls_to_finish: int = 2,
         state_dir: str | Path | None = None,
+        center: str = "",
     ) -> None:
         self.pools = parse_pools(pools) or {"H100": 8}
+        self.center = center  # the label its jobs carry (list_jobs)
         self.cluster = cluster if cluster is not None else FakeCluster()
         self.polls_to_start = polls_to_start
         self.polls_to_finish = polls_to_finish
@@ -156,6 +159,7 @@ class FakeBackend:
             self.cluster.jobs[handle] = _FakeJob(
                 handle=handle,
                 key=idempotency_key,
+                center=self.center,
                 job=job,
                 env=env,
                 output=output,
@@ -221,6 +225,11 @@ class FakeBackend:
         """The handle submitted under this key, if any."""
         with self.cluster.lock:
             return self.cluster.keys.get(idempotency_key)
+
+    def list_jobs(self) -> dict[str, str]:
+        """Key → handle of every job submitted for this backend's center."""
+        with self.cluster.lock:
+            return {fj.key: h for h, fj in self.cluster.jobs.items() if fj.center == self.center}
 
     def close(self, keep_jobs: bool = False) -> None:
         """Cancel every live job unless `keep_jobs`."""

@@ -20,7 +20,16 @@ does and does not prove.
   terminated container. Cancel suspends the Job (its pods are deleted) and marks
   it ``computenet.io/cancelled``, so it reads CANCELLED while the Job stays.
 - **Capacity.** Allocatable RESOURCE on ready, schedulable nodes (matching the
-  chip's selector) minus what non-terminated pods on them request.
+  chip's selector) minus what non-terminated pods on them request, at most the
+  pool the network declares.
+- **Isolation.** Pods get no service-account token
+  (``automountServiceAccountToken: false``), run as a non-root user
+  (`run_as_user`, 65534 by default) with ``allowPrivilegeEscalation: false``, all
+  capabilities dropped, the ``RuntimeDefault`` seccomp profile and a read-only
+  root filesystem (an ``emptyDir`` at ``/tmp`` for scratch; ``read_only_root=false``
+  for images that must write elsewhere). The environment is `BackendJob.env` only.
+- **Labels.** ``computenet.io/center`` (and the exact id in an annotation) lets
+  `list_jobs` find this center's Jobs with the agent's state gone.
 """
 
 from __future__ import annotations
@@ -48,6 +57,9 @@ LABEL_JOB = "computenet.io/job-id"
 LABEL_ATTEMPT = "computenet.io/attempt"
 LABEL_KEY = "computenet.io/key-hash"
 LABEL_HANDLE = "computenet.io/handle"
+LABEL_CENTER = "computenet.io/center"
+ANN_CENTER = "computenet.io/center"
+MANAGED_BY = "app.kubernetes.io/managed-by"
 ANN_KEY = "computenet.io/key"
 ANN_CANCELLED = "computenet.io/cancelled"
 CONTAINER = "job"
@@ -128,7 +140,10 @@ class KubernetesBackend:
     ``ttlSecondsAfterFinished``); `prefix` (Job name prefix); `kubeconfig`,
     `context` and `in_cluster` (how to reach the API server: ``"auto"`` tries the
     in-cluster service account, then the kubeconfig); `batch_api` and `core_api`
-    (ready-made API objects, e.g. the fake's, instead of loading a config).
+    (ready-made API objects, e.g. the fake's, instead of loading a config);
+    `center` (the center id its Jobs are labelled with, see `list_jobs`);
+    `run_as_user` and `run_as_group` (the pod's non-root user; group defaults to
+    the user); `read_only_root` (a read-only root filesystem, default true).
     """
 
     kind = "kubernetes"
@@ -156,6 +171,10 @@ class KubernetesBackend:
         batch_api: Any = None,
         core_api: Any = None,
         chip: str | None = None,
+        center: str = "",
+        run_as_user: int | str = 65534,
+        run_as_group: int | str | None = None,
+        read_only_root: bool | str = True,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir else None
         self.pools = parse_pools(pools)
@@ -192,6 +211,22 @@ class KubernetesBackend:
         self.image_pull_secret = image_pull_secret or None
         self.ttl_s = int(ttl_s)
         self.prefix = prefix
+        self.center = center
+        try:
+            self.run_as_user = int(run_as_user)
+            self.run_as_group = int(run_as_group if run_as_group not in (None, "") else run_as_user)
+        except (TypeError, ValueError):
+            raise ValidationError(
+                f"run_as_user and run_as_group must be numeric ids: "
+                f"{run_as_user!r}, {run_as_group!r}",
+                field="run_as_user",
+                hint="e.g. run_as_user=65534",
+            ) from None
+        if self.run_as_user <= 0:
+            raise ValidationError(
+                "pods may not run as root", field="run_as_user", hint="e.g. run_as_user=65534"
+            )
+        self.read_only_root = str(read_only_root).lower() not in ("false", "0", "no")
         self._config = (kubeconfig, context, in_cluster)
         self._batch = batch_api
         self._core = core_api
@@ -347,6 +382,26 @@ class KubernetesBackend:
             )
         return name
 
+    def list_jobs(self) -> dict[str, str]:
+        """Key → Job name of every Job labelled for this center in the namespace."""
+        batch, _ = self._apis()
+        selector = f"{MANAGED_BY}=computenet,{LABEL_CENTER}={label_value(self.center)}"
+        listed = self._call(
+            "list Jobs", batch.list_namespaced_job, self.namespace, label_selector=selector
+        )
+        out: dict[str, str] = {}
+        for obj in listed.items or []:
+            meta = obj.metadata
+            annotations = (meta.annotations or {}) if meta else {}
+            key = annotations.get(ANN_KEY)
+            if (
+                key
+                and annotations.get(ANN_CENTER, "") == self.center
+                and meta.name == self.job_name(key)
+            ):
+                out[key] = meta.name
+        return out
+
     def capacity(self) -> list[PoolCapacity]:
         """Each pool's allocatable chips on ready nodes and how many pods do not hold."""
         _, core = self._apis()
@@ -386,7 +441,8 @@ class KubernetesBackend:
                 if self._node_ready(node):
                     used = used_by_node.get(node.metadata.name, {}).get(resource, Decimal(0))
                     free += max(Decimal(0), alloc - used)
-            t = math.floor(total)
+            # The network planned with what it declared; offer no more than that.
+            t = min(math.floor(total), self.pools[chip])
             out.append(PoolCapacity(chip=chip, total=t, free=min(t, math.floor(free))))
         return out
 
@@ -408,9 +464,11 @@ class KubernetesBackend:
             LABEL_ATTEMPT: str(job.attempt),
             LABEL_KEY: hashlib.sha256(key.encode()).hexdigest()[:40],
             LABEL_HANDLE: name,
-            "app.kubernetes.io/managed-by": "computenet",
+            LABEL_CENTER: label_value(self.center),
+            MANAGED_BY: "computenet",
         }
         limits = {resource: str(job.count)}
+        # A job is a stranger's code: no token, no root, no new privileges, no capabilities.
         container = client.V1Container(
             name=CONTAINER,
             image=self.image,
@@ -418,9 +476,36 @@ class KubernetesBackend:
             env=[client.V1EnvVar(name=k, value=v) for k, v in sorted(env.items())],
             working_dir=job.workdir,
             resources=client.V1ResourceRequirements(limits=limits, requests=dict(limits)),
+            security_context=client.V1SecurityContext(
+                run_as_non_root=True,
+                run_as_user=self.run_as_user,
+                run_as_group=self.run_as_group,
+                allow_privilege_escalation=False,
+                privileged=False,
+                read_only_root_filesystem=self.read_only_root,
+                capabilities=client.V1Capabilities(drop=["ALL"]),
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            volume_mounts=(
+                [client.V1VolumeMount(name="scratch", mount_path="/tmp")]
+                if self.read_only_root
+                else None
+            ),
         )
         pod_spec = client.V1PodSpec(
             containers=[container],
+            automount_service_account_token=False,
+            security_context=client.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=self.run_as_user,
+                run_as_group=self.run_as_group,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            volumes=(
+                [client.V1Volume(name="scratch", empty_dir=client.V1EmptyDirVolumeSource())]
+                if self.read_only_root
+                else None
+            ),
             restart_policy="Never",
             node_selector=self.selectors.get(job.chip) or None,
             service_account_name=self.service_account,
@@ -437,7 +522,11 @@ class KubernetesBackend:
                 name=name,
                 namespace=self.namespace,
                 labels=labels,
-                annotations={ANN_KEY: key, "computenet.io/job": job.job_id},
+                annotations={
+                    ANN_KEY: key,
+                    ANN_CENTER: self.center,
+                    "computenet.io/job": job.job_id,
+                },
             ),
             spec=client.V1JobSpec(
                 backoff_limit=0,

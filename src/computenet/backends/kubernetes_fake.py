@@ -20,6 +20,8 @@ and deliberately faithful in what they do:
   pod log, its exit code the container's terminated ``exitCode``;
 - Jobs end with the conditions Kubernetes ≥1.31 sets (``SuccessCriteriaMet`` then
   ``Complete``; ``FailureTarget`` then ``Failed``, reason ``BackoffLimitExceeded``);
+- the pod's ``securityContext.runAsUser``/``runAsGroup`` are honoured when the
+  fake runs as root (the process runs as that user);
 - ``spec.suspend: true`` deletes the Job's active pods (their processes are
   killed), resets ``startTime`` and adds ``Suspended``; ``ttlSecondsAfterFinished``
   deletes finished Jobs with their pods; reading the log of a waiting container
@@ -27,7 +29,9 @@ and deliberately faithful in what they do:
 
 `calls` records every API call (method, namespace, name) for tests.
 What the fake does not model: watches, retries of failed pods, preemption,
-quotas and admission webhooks, image pulls, RBAC, multiple containers.
+quotas and admission webhooks, image pulls, RBAC, multiple containers, and of
+the security context anything beyond the user (read-only root, capabilities,
+seccomp, the service-account token mount: tests assert those in the manifest).
 """
 
 from __future__ import annotations
@@ -380,6 +384,23 @@ class FakeKubernetes:
                 raise _api_exception(404, "NotFound", f'jobs.batch "{name}" not found')
             return _model(job, "V1Job")
 
+    def list_jobs(self, namespace: str, label_selector: str | None) -> Any:
+        """GET /apis/batch/v1/namespaces/{ns}/jobs with a label selector."""
+        with self._lock:
+            self._record("list_namespaced_job", namespace, label_selector or "")
+            self._check_namespace(namespace)
+            self._reconcile()
+            items = [
+                j
+                for (ns, _), j in self.jobs.items()
+                if ns == namespace
+                and _labels_match(j["metadata"].get("labels", {}), label_selector)
+            ]
+            return _model(
+                {"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": items},
+                "V1JobList",
+            )
+
     def patch_job(self, name: str, namespace: str, body: Any) -> Any:
         """PATCH /apis/batch/v1/namespaces/{ns}/jobs/{name} (merge semantics)."""
         with self._lock:
@@ -682,6 +703,18 @@ class FakeKubernetes:
         cwd = c.get("workingDir")
         if not cwd or not Path(cwd).is_dir():
             cwd = str(self.workdir)
+        # The pod's securityContext.runAsUser/runAsGroup, honoured where the fake can
+        # switch users (it runs as root): the process then cannot read root's files.
+        sc = pod["spec"].get("securityContext") or {}
+        csc = c.get("securityContext") or {}
+        uid = csc.get("runAsUser", sc.get("runAsUser"))
+        gid = csc.get("runAsGroup", sc.get("runAsGroup", uid))
+        ids: dict[str, Any] = {}
+        if uid is not None and os.geteuid() == 0 and int(uid) != 0:
+            ids = {"user": int(uid), "group": int(gid if gid is not None else uid)}
+            ids["extra_groups"] = []
+            if not c.get("workingDir"):
+                cwd = "/"  # the fake's own folder is root's; a real pod starts in the image's
         with open(log, "wb") as out:
             popen = subprocess.Popen(
                 argv,
@@ -691,6 +724,7 @@ class FakeKubernetes:
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
+                **ids,
             )
         started = _now()
         self._procs[key] = _Proc(popen, log, started)
@@ -791,6 +825,12 @@ class FakeBatchV1Api:
     def patch_namespaced_job(self, name: str, namespace: str, body: Any, **_: Any) -> Any:
         """Patch a Job (merge semantics)."""
         return self.cluster.patch_job(name, namespace, body)
+
+    def list_namespaced_job(
+        self, namespace: str, label_selector: str | None = None, **_: Any
+    ) -> Any:
+        """Jobs of one namespace."""
+        return self.cluster.list_jobs(namespace, label_selector)
 
 
 class FakeCoreV1Api:

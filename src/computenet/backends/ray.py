@@ -14,6 +14,14 @@ The agent needs the cluster's Jobs API address (the dashboard, e.g.
   reports them (``/api/cluster_status``).
 - **Logs.** The Jobs API keeps the entrypoint's output; read by byte offset.
 - **Cancel.** ``stop_job``; a stopped job reads as CANCELLED.
+- **Labels.** Each submission's metadata names its center and key, so `list_jobs`
+  finds this center's jobs in Ray's job table even with the agent's state gone.
+- **Isolation.** The job gets `BackendJob.env` as its runtime env
+  (``runtime_env={"env_vars": ...}``) on top of the environment of the Ray worker
+  that runs it — the Ray cluster's, never the agent's: the agent only talks to the
+  Jobs API over HTTP. The job runs as the user the Ray cluster runs as; the agent
+  cannot change that, so run Ray as an unprivileged user that cannot read the
+  agent's files (docs/backends.md).
 """
 
 from __future__ import annotations
@@ -75,7 +83,8 @@ class RayBackend:
     `address` (Jobs API URL, default ``RAY_ADDRESS``); `chip_resources` (per-chip
     Ray resource name, ``CHIP=RESOURCE,...``); `cpus_per_chip` (CPUs reserved per
     accelerator chip as well); `timeout_s` (per HTTP request); `prefix` (submission
-    id prefix, default ``cnet``); `headers` (extra HTTP headers, e.g. auth).
+    id prefix, default ``cnet``); `headers` (extra HTTP headers, e.g. auth);
+    `center` (the center id its jobs are labelled with, see `list_jobs`).
     """
 
     kind = "ray"
@@ -95,6 +104,7 @@ class RayBackend:
         prefix: str = "cnet",
         headers: Mapping[str, str] | None = None,
         chip: str | None = None,
+        center: str = "",
     ) -> None:
         address = address or os.environ.get("RAY_ADDRESS")
         if not address:
@@ -124,6 +134,7 @@ class RayBackend:
         self.timeout_s = float(timeout_s)
         self.prefix = prefix
         self.headers = dict(headers or {})
+        self.center = center
         self._client_obj: Any = None
         self._lock = threading.RLock()
 
@@ -196,6 +207,7 @@ class RayBackend:
                     "computenet_attempt": str(job.attempt),
                     "computenet_chip": job.chip,
                     "computenet_key": idempotency_key,
+                    "computenet_center": self.center,
                 },
             }
             if resource == "CPU":
@@ -275,13 +287,35 @@ class RayBackend:
         sid = self.submission_id(idempotency_key)
         return sid if self._info(sid) is not None else None
 
+    def list_jobs(self) -> dict[str, str]:
+        """Key → submission id of every job Ray's table holds for this center."""
+        try:
+            jobs = self._client().list_jobs()
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"Ray list_jobs failed: {exc}") from exc
+        out: dict[str, str] = {}
+        for info in jobs:
+            meta = getattr(info, "metadata", None) or {}
+            sid = getattr(info, "submission_id", None) or ""
+            key = meta.get("computenet_key")
+            if (
+                key
+                and meta.get("computenet_center", "") == self.center
+                and sid == self.submission_id(key)
+            ):
+                out[key] = sid
+        return out
+
     def capacity(self) -> list[PoolCapacity]:
         """Each chip pool's total and free units of its Ray resource, cluster-wide."""
         usage = self._usage()
         out = []
         for chip in self.pools:
             used, total = usage.get(self.resources[chip], (0.0, 0.0))
-            t = int(total)
+            # The network planned with what it declared; offer no more than that.
+            t = min(int(total), self.pools[chip])
             out.append(PoolCapacity(chip=chip, total=t, free=max(0, min(t, int(total - used)))))
         return out
 

@@ -15,23 +15,36 @@ PATH (or in `bin_dir`), and ``SLURM_CONF`` set when the cluster needs it.
 - **Status.** ``squeue`` for live jobs; for ended ones the exit code comes from
   ``sacct -P -n -X -o JobID,State,ExitCode`` (Slurm 22.05's ``sacct --json``
   reports wrong exit codes), or ``scontrol show job`` while accounting lags.
-- **Logs.** stdout and stderr go to ``<output_dir>/<jobid>.out``; the agent reads
-  that file, so `output_dir` must be visible from the compute nodes and the agent
-  (a shared filesystem on a real cluster).
+- **Logs.** stdout and stderr go to ``<output_dir>/<random>/<jobid>.out``; the agent
+  reads that file, so `output_dir` must be visible from the compute nodes and the
+  agent (a shared filesystem on a real cluster). `output_dir` is not listable by
+  jobs, each job's folder is its own, and a finished job's log is handed back to
+  the agent's user (mode 0600), so a later job cannot read it.
+- **Isolation.** ``sbatch --export=NONE``: the job gets exactly `BackendJob.env`
+  (written into the batch script as exports) plus what Slurm itself sets
+  (``SLURM_*``), never the agent's environment. When the agent runs as root,
+  jobs run as `run_as` (``--uid``/``--gid``; ``nobody:nogroup`` by default), so
+  they cannot read the agent's files or ``/proc/<agent>/environ``.
+- **Labels.** ``--comment=computenet center=<center> key=<key>`` marks every job,
+  so `list_jobs` finds this center's jobs in ``squeue`` even with the state dir gone.
 - **Capacity.** ``sinfo --json`` where the version has it, else ``sinfo -O``.
 - **Accounting.** `usage(handle)` reads ``sacct`` (elapsed and CPU time).
 """
 
 from __future__ import annotations
 
+import grp
 import json
 import logging
 import os
+import pwd
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import threading
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -164,7 +177,11 @@ class SlurmBackend:
     (job output files; on a shared filesystem); `slurm_conf` (sets ``SLURM_CONF``
     for every command); `bin_dir` (where the Slurm commands live); `timeout_s`
     (per command); `prefix` (job name prefix, default ``cnet``); `chip` (a chip
-    name to add when `pools` is empty); `find_days` (how far back `find` asks sacct).
+    name to add when `pools` is empty); `find_days` (how far back `find` asks sacct);
+    `center` (the center id its jobs are labelled with, see `list_jobs`); `run_as`
+    (``USER[:GROUP]`` jobs run as when the agent is root; ``auto`` is
+    ``nobody:nogroup`` for a root agent and the agent's own user otherwise; ``agent``
+    keeps the agent's user, which lets jobs read the agent's files: not for root).
     """
 
     kind = "slurm"
@@ -197,6 +214,8 @@ class SlurmBackend:
         prefix: str = "cnet",
         chip: str | None = None,
         find_days: int | str = 30,
+        center: str = "",
+        run_as: str = "auto",
     ) -> None:
         if chips_as not in ("gres", "cpus"):
             raise ValidationError(
@@ -226,14 +245,21 @@ class SlurmBackend:
         self.timeout_s = float(timeout_s)
         self.prefix = prefix
         self.find_days = int(find_days)
+        self.center = center
+        self.run_as = _resolve_run_as(run_as)
         self._env = dict(os.environ)
         if slurm_conf:
             self._env["SLURM_CONF"] = str(slurm_conf)
         self._bin_dir = bin_dir
         self._lock = threading.RLock()
         self._keys: dict[str, str] = {}
+        self._outputs: dict[str, str] = {}  # handle → output file
+        self._sealed: set[str] = set()
         for d in (self.state_dir, self.output_dir, self.scripts_dir):
             d.mkdir(parents=True, exist_ok=True)
+        # Scripts hold the jobs' env: the agent's only. Output: jobs may enter, not list.
+        self.scripts_dir.chmod(0o700)
+        self.output_dir.chmod(0o711)
         self._load_keys()
         self._json_sinfo: bool | None = None
 
@@ -285,13 +311,19 @@ class SlurmBackend:
             try:
                 rec = json.loads(line)
                 self._keys[str(rec["key"])] = str(rec["handle"])
+                if rec.get("output"):
+                    self._outputs[str(rec["handle"])] = str(rec["output"])
             except (ValueError, KeyError, TypeError):
                 continue
 
-    def _remember(self, key: str, handle: str) -> None:
+    def _remember(self, key: str, handle: str, output: str | None = None) -> None:
         self._keys[key] = handle
+        rec = {"key": key, "handle": handle}
+        if output:
+            self._outputs[handle] = output
+            rec["output"] = output
         with open(self.state_dir / _KEYS_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"key": key, "handle": handle}) + "\n")
+            f.write(json.dumps(rec) + "\n")
 
     # ---------------------------------------------------------------- contract
 
@@ -314,13 +346,24 @@ class SlurmBackend:
             name = self.job_name(idempotency_key)
             script = self.scripts_dir / f"{name}.sh"
             script.write_text(self._script(job), "utf-8")
+            script.chmod(0o600)  # sbatch reads it as the agent and sends its text
+            if self.run_as is not None:
+                _check_reachable(self.output_dir, self.run_as)
+            # A folder of its own, under a name other jobs cannot guess or list.
+            jobdir = self.output_dir / secrets.token_hex(16)
+            jobdir.mkdir(mode=0o700)
+            if self.run_as is not None:
+                os.chown(jobdir, self.run_as[0], self.run_as[1])
             args = [
                 "--parsable",
                 f"--job-name={name}",
-                f"--output={self.output_dir}/%j.out",
+                f"--comment={self._label(idempotency_key)}",
+                f"--output={jobdir}/%j.out",
                 "--open-mode=append",
                 "--ntasks=1",
-                f"--chdir={job.workdir or self.output_dir}",
+                "--export=NONE",
+                f"--chdir={job.workdir or jobdir}",
+                *self._user_args(),
                 *self._resource_args(job),
                 *self.sbatch_args,
                 str(script),
@@ -329,7 +372,7 @@ class SlurmBackend:
             handle = proc.stdout.strip().split(";")[0]
             if not handle.isdigit():
                 raise BackendError(f"sbatch printed no job id: {proc.stdout.strip()!r}")
-            self._remember(idempotency_key, handle)
+            self._remember(idempotency_key, handle, str(jobdir / f"{handle}.out"))
             logger.info("sbatch %s as %s (%s × %s)", job.job_id, handle, job.count, job.chip)
             return handle
 
@@ -355,6 +398,9 @@ class SlurmBackend:
                     out[i] = self._scontrol(i) or queued[i]
                 elif rec is not None:
                     out[i] = rec
+        for i in ids:
+            if out[i].state in _FINAL:
+                self._seal(i)
         return out
 
     def cancel(self, handle: str) -> None:
@@ -373,7 +419,7 @@ class SlurmBackend:
         if not handle.isdigit():
             return "", offset
         try:
-            with open(self.output_dir / f"{handle}.out", "rb") as f:
+            with open(self._output(handle), "rb") as f:
                 f.seek(offset)
                 data = f.read(_LOG_READ_MAX)
         except OSError:
@@ -398,8 +444,27 @@ class SlurmBackend:
             if not ids:
                 return None
             handle = max(ids, key=int)
-            self._remember(idempotency_key, handle)
+            self._remember(idempotency_key, handle, self._stdout_of(handle))
             return handle
+
+    def list_jobs(self) -> dict[str, str]:
+        """Key → job id of the jobs labelled for this center that squeue still shows.
+
+        Finished jobs leave squeue after Slurm's MinJobAge (300 s by default); live
+        ones, the ones that matter to an agent that lost its state, stay listed.
+        """
+        prefix = f"computenet center={urllib.parse.quote(self.center, safe='')} key="
+        proc = self._run("squeue", "-h", "-t", "all", "-o", "%i|%j|%k")
+        out: dict[str, str] = {}
+        for line in proc.stdout.splitlines():
+            jid, _, rest = line.strip().partition("|")
+            name, _, comment = rest.partition("|")
+            if not jid.isdigit() or not comment.startswith(prefix):
+                continue
+            key = urllib.parse.unquote(comment[len(prefix) :])
+            if name == self.job_name(key) and int(jid) > int(out.get(key, "0")):
+                out[key] = jid
+        return out
 
     def capacity(self) -> list[PoolCapacity]:
         """Each chip pool's total and free chips, from sinfo."""
@@ -420,6 +485,8 @@ class SlurmBackend:
                     for n in mine
                     if n.usable
                 )
+            # The network planned with what it declared; offer no more than that.
+            total = min(total, self.pools[chip])
             out.append(PoolCapacity(chip=chip, total=total, free=min(free, total)))
         return out
 
@@ -448,9 +515,57 @@ class SlurmBackend:
 
     # ------------------------------------------------------------------ helpers
 
+    def _label(self, key: str) -> str:
+        """The ``--comment`` that marks a job as this center's, with its key."""
+        center, k = (urllib.parse.quote(x, safe="") for x in (self.center, key))
+        return f"computenet center={center} key={k}"
+
+    def _user_args(self) -> list[str]:
+        if self.run_as is None:
+            return []
+        return [f"--uid={self.run_as[0]}", f"--gid={self.run_as[1]}"]
+
+    def _output(self, handle: str) -> Path:
+        """The job's output file: as recorded, else as scontrol knows it, else the old layout."""
+        known = self._outputs.get(handle) or self._stdout_of(handle)
+        if known:
+            self._outputs[handle] = known
+            return Path(known)
+        return self.output_dir / f"{handle}.out"
+
+    def _stdout_of(self, handle: str) -> str | None:
+        proc = self._run("scontrol", "show", "job", "-o", handle, check=False)
+        for token in proc.stdout.split():
+            k, sep, v = token.partition("=")
+            if sep and k == "StdOut" and v.startswith("/"):
+                return v
+        return None
+
+    def _seal(self, handle: str) -> None:
+        """Hand a finished job's log and folder back to the agent's user: no later job reads it."""
+        if self.run_as is None or handle in self._sealed:
+            return
+        path = self._output(handle)
+        if path.parent.parent != self.output_dir:
+            return  # not a folder of its own (an older layout): leave it
+        try:
+            for p, mode in ((path, 0o600), (path.parent, 0o700)):
+                os.chown(p, os.geteuid(), os.getegid())
+                p.chmod(mode)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.warning("could not seal the log of %s: %s", handle, exc)
+            return
+        self._sealed.add(handle)
+
     def _script(self, job: BackendJob) -> str:
         env = job_env(job)
         lines = ["#!/bin/bash", "# Written by the ComputeNet agent (computenet.backends.slurm)."]
+        # --export=NONE leaves no PATH; job steps (srun) inherit this script's env.
+        if "PATH" not in env:
+            lines.append("export PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin")
+        lines.append("export SLURM_EXPORT_ENV=ALL")
         lines += [
             f"export {k}={shlex.quote(v)}"
             for k, v in sorted(env.items())
@@ -631,3 +746,45 @@ class SlurmBackend:
                 )
             )
         return nodes
+
+
+def _resolve_run_as(run_as: str) -> tuple[int, int] | None:
+    """(uid, gid) for ``--uid``/``--gid``, or None to run jobs as the agent's user."""
+    spec = (run_as or "agent").strip()
+    if spec == "auto":
+        if os.geteuid() != 0:
+            return None
+        spec = "nobody:nogroup"
+    if spec == "agent":
+        return None
+    user, _, group = spec.partition(":")
+    try:
+        entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+        gid = entry.pw_gid
+        if group:
+            gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
+    except (KeyError, ValueError) as exc:
+        raise ValidationError(
+            f"no user or group '{spec}' here: {exc}",
+            field="run_as",
+            hint="USER[:GROUP] of an unprivileged account, e.g. nobody:nogroup",
+        ) from None
+    if entry.pw_uid == 0:
+        raise ValidationError(
+            "jobs may not run as root", field="run_as", hint="e.g. run_as=nobody:nogroup"
+        )
+    return entry.pw_uid, gid
+
+
+def _check_reachable(path: Path, ids: tuple[int, int]) -> None:
+    """ValidationError unless user `ids` may enter every folder down to `path`."""
+    uid, gid = ids
+    for p in [*reversed(path.resolve().parents), path.resolve()]:
+        st = p.stat()
+        bit = 0o100 if st.st_uid == uid else 0o010 if st.st_gid == gid else 0o001
+        if not st.st_mode & bit:
+            raise ValidationError(
+                f"jobs run as uid {uid} cannot enter {p}, so they cannot write their output",
+                field="output_dir",
+                hint="put output_dir (or the state dir) where that user can reach, e.g. chmod o+x",
+            )
