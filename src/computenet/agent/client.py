@@ -10,7 +10,7 @@ server's ``ErrorBody`` message, field and hint.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -37,6 +37,12 @@ from computenet.protocol import (
     ReplicaReport,
     StatusReport,
     UsageReport,
+)
+from computenet.protocol.failover import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    FailoverTransport,
+    client_timeout,
+    parse_urls,
 )
 
 _BY_STATUS: dict[int, type[ComputeNetError]] = {
@@ -66,34 +72,50 @@ class CenterClient:
 
     def __init__(
         self,
-        server_url: str,
+        server_url: str | Sequence[str],
         token: str,
         center_id: str,
         *,
         timeout_s: float = 10.0,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`server_url`: one replica's URL, several (``"URL1,URL2"`` or a list) to fail over.
+
+        `timeout_s` bounds each call (all replicas tried included),
+        `connect_timeout_s` each connection attempt, so a dead replica costs
+        little; `transport` is for tests.
+        """
         self.center_id = center_id
+        self.urls = parse_urls(server_url, field="server")
+        # Several replicas: each call goes to the one that answered last, the next on failure.
+        self._failover = FailoverTransport(self.urls, transport) if len(self.urls) > 1 else None
         self._http = httpx.Client(
-            base_url=server_url.rstrip("/"),
+            base_url=self.urls[0],
             headers={
                 "Authorization": f"Bearer {token}",
                 "User-Agent": f"computenet-agent/{__version__}",
             },
-            timeout=timeout_s,
-            transport=transport,
+            timeout=client_timeout(timeout_s, connect_timeout_s),
+            transport=self._failover or transport,
         )
         self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
 
-    def _call_timeout(self) -> float:
-        """Seconds this call may take: the client's timeout, cut to the deadline if sooner."""
+    @property
+    def server_url(self) -> str:
+        """The control plane replica calls go to now."""
+        return self._failover.current_url if self._failover is not None else self.urls[0]
+
+    def _call_timeout(self) -> httpx.Timeout:
+        """This call's timeout: the client's, cut to the deadline if sooner."""
         at = self.deadline() if self.deadline is not None else None
         if at is None:
-            return self._timeout_s
+            return client_timeout(self._timeout_s, self._connect_timeout_s)
         left = at - time.monotonic()
         if left <= 0:
             raise ServerUnavailable("no time left before the agent's fence deadline")
-        return min(self._timeout_s, left)
+        return client_timeout(min(self._timeout_s, left), self._connect_timeout_s)
 
     def close(self) -> None:
         """Close the connection pool."""

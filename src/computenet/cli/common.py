@@ -23,7 +23,9 @@ from computenet.sdk.config import resolve
 UrlOpt = Annotated[
     str | None,
     typer.Option(
-        "--url", envvar="CNET_URL", help="server URL (else $CNET_URL, else the config file)"
+        "--url",
+        envvar="CNET_URL",
+        help="server URL, or several replicas' URL1,URL2 (else $CNET_URL, else the config file)",
     ),
 ]
 TokenOpt = Annotated[
@@ -61,7 +63,7 @@ def client(url: str | None, token: str | None) -> Client:
             field="token",
             hint="pass --token, set CNET_TOKEN, or run `cnet up` which writes the config file",
         )
-    return Client(cfg.url, cfg.token)
+    return Client(cfg.urls, cfg.token)
 
 
 def fail(exc: ComputeNetError) -> typer.Exit:

@@ -12,7 +12,8 @@ from the server's `ErrorBody` so it keeps the field and the hint::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,6 +42,13 @@ from computenet.protocol import (
     QuoteView,
     TokenView,
     WhoAmI,
+)
+from computenet.protocol.failover import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    RETRY_SAFE,
+    FailoverTransport,
+    client_timeout,
+    parse_urls,
 )
 from computenet.sdk.specfile import load_job_file, parse_job_spec
 
@@ -101,26 +109,38 @@ def spec_json(spec: JobSpec) -> dict[str, Any]:
 class Client:
     """A ComputeNet user (or admin) talking to one control plane.
 
-    Parameters: `url` of the server (e.g. ``http://127.0.0.1:8080``), a bearer
-    `token`, a request `timeout` in seconds and, for tests, an httpx `transport`.
-    Raises `ComputeNetError` subclasses; a server that cannot be reached raises
-    `ComputeNetError` with field ``url``.
+    Parameters: `url` of the server (e.g. ``http://127.0.0.1:8080``) — or of
+    several replicas of one control plane (``"URL1,URL2"`` or a list), tried in
+    turn when one is down (`computenet.protocol.failover`) — a bearer `token`,
+    a request `timeout` and a `connect_timeout` in seconds and, for tests, an
+    httpx `transport`. Raises `ComputeNetError` subclasses; a server that
+    cannot be reached raises `ComputeNetError` with field ``url``.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: str | None = None,
         *,
         timeout: float = 30.0,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.urls = parse_urls(url)
         self.token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._failover = FailoverTransport(self.urls, transport) if len(self.urls) > 1 else None
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.urls[0],
+            headers=headers,
+            timeout=client_timeout(timeout, connect_timeout),
+            transport=self._failover or transport,
         )
+
+    @property
+    def url(self) -> str:
+        """The server (replica) requests go to now."""
+        return self._failover.current_url if self._failover is not None else self.urls[0]
 
     @classmethod
     def from_config(cls, url: str | None = None, token: str | None = None) -> Client:
@@ -128,7 +148,7 @@ class Client:
         from computenet.sdk.config import resolve
 
         cfg = resolve(url, token)
-        return cls(cfg.url, cfg.token)
+        return cls(cfg.urls, cfg.token)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -142,7 +162,10 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kw: Any) -> Any:
+    def _request(self, method: str, path: str, *, retry_safe: bool = False, **kw: Any) -> Any:
+        if retry_safe:
+            # Sending it twice is harmless: another replica may get it after a lost reply.
+            kw["extensions"] = {RETRY_SAFE: True}
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.TimeoutException as exc:
@@ -171,8 +194,8 @@ class Client:
         clean = {k: v for k, v in params.items() if v is not None}
         return [model.model_validate(x) for x in self._request("GET", path, params=clean)]
 
-    def _post(self, path: str, model: type[T], body: Any = None) -> T:
-        return model.model_validate(self._request("POST", path, json=body))
+    def _post(self, path: str, model: type[T], body: Any = None, *, retry_safe: bool = False) -> T:
+        return model.model_validate(self._request("POST", path, json=body, retry_safe=retry_safe))
 
     # -- jobs -----------------------------------------------------------------------
 
@@ -190,13 +213,14 @@ class Client:
 
         Returns the `JobView`; with ``wait=True`` polls until the job is final
         and returns its `JobDetail` (a `JobView` subclass). The same
-        `idempotency_key` twice gives back the first job.
+        `idempotency_key` twice gives back the first job; without one, a
+        random key is sent, so that a submit whose reply was lost can be sent
+        again (to another replica) without making a second job.
         """
         body: dict[str, Any] = {"spec": spec_json(spec_of(spec))}
-        if idempotency_key is not None:
-            body["idempotency_key"] = idempotency_key
+        body["idempotency_key"] = idempotency_key or f"sdk-{uuid.uuid4().hex}"
         try:
-            view = self._post("/api/v1/jobs", JobView, body)
+            view = self._post("/api/v1/jobs", JobView, body, retry_safe=True)
         except ComputeNetError as exc:
             # Name the field as the job file spells it ("deadline", not "spec.deadline").
             if exc.field and exc.field.startswith("spec."):
@@ -250,9 +274,7 @@ class Client:
         """The job's output from byte `offset` on."""
         return self._get(f"/api/v1/jobs/{job_id}/logs", LogChunk, offset=offset)
 
-    def follow_logs(
-        self, job_id: str, offset: int = 0, *, poll_s: float = 0.5
-    ) -> Iterator[str]:
+    def follow_logs(self, job_id: str, offset: int = 0, *, poll_s: float = 0.5) -> Iterator[str]:
         """Yield the job's output as it arrives, until the job is final and all is read."""
         while True:
             chunk = self.logs(job_id, offset)

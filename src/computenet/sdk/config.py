@@ -1,7 +1,10 @@
 """Where the client finds the server: options, then CNET_URL/CNET_TOKEN, then the config file.
 
 The config file is JSON at ``$CNET_CONFIG`` or ``~/.config/computenet/config.json``;
-`cnet up` writes it so that later commands just work.
+`cnet up` writes it so that later commands just work. A control plane of
+several replicas is given as several URLs — ``--url URL1,URL2``,
+``CNET_URL=URL1,URL2``, or ``"url": ["URL1", "URL2"]`` in the file — and the
+client fails over between them (`computenet.protocol.failover`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from computenet.errors import ValidationError
+from computenet.protocol.failover import parse_urls
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -24,6 +28,8 @@ class ClientConfig:
 
     url: str = DEFAULT_URL
     token: str | None = None
+    # Every replica's URL, `url` (the first) included; tried in this order.
+    urls: tuple[str, ...] = (DEFAULT_URL,)
     admin_token: str | None = None
     data_roots: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -76,9 +82,19 @@ def resolve(
 ) -> ClientConfig:
     """Settle url and token: explicit values, then CNET_URL/CNET_TOKEN, then the config file."""
     env = os.environ if env is None else env
-    file = load_config(path or config_path(env))
+    p = path or config_path(env)
+    file = load_config(p)
+    if url:
+        urls = parse_urls(url, field="url")
+    elif env.get("CNET_URL"):
+        urls = parse_urls(env["CNET_URL"], field="CNET_URL")
+    elif file.get("url"):
+        urls = parse_urls(file["url"], field=f"{p}: url")
+    else:
+        urls = (DEFAULT_URL,)
     return ClientConfig(
-        url=(url or env.get("CNET_URL") or file.get("url") or DEFAULT_URL).rstrip("/"),
+        url=urls[0],
+        urls=urls,
         token=token or env.get("CNET_TOKEN") or file.get("token"),
         admin_token=env.get("CNET_ADMIN_TOKEN") or file.get("admin_token"),
         data_roots=dict(file.get("data_roots") or {}),
