@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         help="real seconds; agents fence at half of it, jobs are requeued at 1.25×",
     )
     ap.add_argument("--cycle-interval", type=float, default=1.0, help="real seconds")
+    ap.add_argument(
+        "--leader-lease",
+        type=float,
+        default=5.0,
+        help="real seconds; replicas on one database: a dead leader is replaced within about this",
+    )
     ap.add_argument("--epoch", default=None, help="network start instant (ISO-8601)")
     ap.add_argument("--profile", default="min-cost", help="scheduling profile")
     ap.add_argument(
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             heartbeat_interval_s=args.heartbeat_interval,
             lease_timeout_s=args.lease_timeout,
             cycle_interval_s=args.cycle_interval,
+            leader_lease_s=args.leader_lease,
             profile=args.profile,
             sim_reports_dir=Path(args.sim_reports),
         )

@@ -7,11 +7,15 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from computenet.model.center import CST
 from computenet.network import PathTable
 from computenet.scheduler import JobRequest
 from computenet.scheduler.index import network_index
 from computenet.server.auth import Authenticator
+from computenet.server.leader import Leadership, LeadershipLost, Term
+from computenet.server.limits import Admission
 from computenet.server.reconciler import reconcile
 from computenet.server.scheduling import run_cycle
 from computenet.server.settings import NetworkClock, Settings
@@ -46,10 +50,21 @@ class ControlPlane:
         self.clock = self._load_clock()
         self.paths: PathTable = network_index(self.network).paths
         self.auth = Authenticator(self.db)
-        self.submitter = Submitter(self.db)
+        # Per-tenant limits (server/limits.py): checked on submit, pending cap in the writer.
+        self.admission = Admission(
+            self.db,
+            max_pending_jobs=settings.max_pending_jobs,
+            submits_per_s=settings.submits_per_s,
+            real=self.clock.real,
+        )
+        self.submitter = Submitter(self.db, admission=self.admission)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
+        # Real time this replica started leading (running the reconciler): lease expiry
+        # counts from it at the earliest, so a restart or a new leader gives agents a full
+        # requeue period to heartbeat first. The leader election moves it forward.
+        self.leading_since: float = self.clock.real()
         # Scheduling-cycle memory: each pending job's request (with what it was built from
         # and its signature), the last snapshot inputs seen, and the (job, avoided centers
         # as stored) pairs left unplaced under those inputs.
@@ -57,10 +72,15 @@ class ControlPlane:
         self.last_cycle_key: object = None
         self.last_full_cycle: float = float("-inf")
         self.unplaced: set[tuple[str, str]] = set()
-        # Real unix time this replica became the leader (runs reconcile + cycles). Lease
-        # expiry is counted from no earlier than this, so a failover does not requeue
-        # every job whose heartbeats went to the old leader.
-        self.leading_since: float = self.clock.real()
+        # The leader lease (see server.leader): only the leader reconciles and schedules.
+        self.leadership = Leadership(
+            self.db, lease_s=settings.leader_lease_s, real=settings.real_time
+        )
+        self.term_epoch: int | None = None  # epoch of the term this replica last led in
+        self.term_first_cycle: float | None = None  # real time its first cycle ended
+        self._wake = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self._begin_term(self.leadership.renew())
 
     def _load_clock(self) -> NetworkClock:
         """Continue the clock stored in the database, or start one (at `settings.epoch` or now)."""
@@ -100,11 +120,48 @@ class ControlPlane:
         now = self.clock.real() if real_now is None else real_now
         return now - row.last_heartbeat <= self.settings.lease_timeout_s
 
+    def _begin_term(self, term: Term | None) -> None:
+        """On gaining leadership (a new epoch): start the term afresh.
+
+        The cycle's memory describes what the database looked like when this
+        replica last scheduled; another leader has written since, so it is dropped.
+        """
+        if term is None or term.epoch == self.term_epoch:
+            return
+        self.term_epoch = term.epoch
+        self.term_first_cycle = None
+        self.leading_since = term.since
+        self.request_cache.clear()
+        self.unplaced.clear()
+        self.last_cycle_key = None
+        self.last_full_cycle = float("-inf")
+
+    def fence(self, s: Session) -> None:
+        """First call of every write transaction of the loop: abort unless still the leader.
+
+        Raises `LeadershipLost` when another replica took the lease (a higher
+        epoch); the lease row stays locked until `s` ends (see `server.leader`).
+        """
+        self.leadership.fence(s)
+
     def tick(self) -> TickReport:
-        """One pass of the control loop: expire lost leases, then run a scheduling cycle."""
+        """One pass of the control loop, if this replica leads: expire leases, run a cycle."""
         with self._tick_lock:
-            requeued = reconcile(self)
-            scheduled, pending = run_cycle(self)
+            term = self.leadership.renew_if_due()
+            self._begin_term(term)
+            if term is None:
+                return TickReport(requeued=0, scheduled=0, pending=0)
+            try:
+                requeued = reconcile(self)
+                scheduled, pending = run_cycle(self)
+            except LeadershipLost as exc:
+                self.leadership.step_down(exc.message)
+                return TickReport(requeued=0, scheduled=0, pending=0)
+            if self.term_first_cycle is None:
+                self.term_first_cycle = self.clock.real()
+                log.info("epoch %d: first cycle as leader, %d pending", term.epoch, pending)
+            if requeued:
+                log.info("epoch %d: requeued or re-planned %d job(s)", term.epoch, requeued)
         return TickReport(requeued=requeued, scheduled=scheduled, pending=pending)
 
     def start(self) -> None:
@@ -112,27 +169,56 @@ class ControlPlane:
         if not self.settings.run_loop or self._thread is not None:
             return
         self._stop.clear()
+        self._renewer = threading.Thread(
+            target=self._renew_loop, name="computenet-leader", daemon=True
+        )
+        self._renewer.start()
         self._thread = threading.Thread(target=self._loop, name="computenet-control", daemon=True)
         self._thread.start()
+        lead = self.leadership
         log.info(
-            "control loop started: cycle %.1fs, lease timeout %.1fs, network %s at %gx",
+            "control loop started: cycle %.1fs, lease timeout %.1fs, network %s at %gx;"
+            " replica %s, leader lease %.1fs, %s",
             self.settings.cycle_interval_s,
             self.settings.lease_timeout_s,
             self.network.name,
             self.clock.time_scale,
+            lead.holder,
+            lead.lease_s,
+            f"leading (epoch {self.term_epoch})" if lead.term() else "following",
         )
 
     def stop(self) -> None:
-        """Stop the loop, store the submissions already accepted, and release the database."""
+        """Stop the loop, hand the lease on, store accepted submissions, release the database."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._wake.set()
+        for t in (self._thread, self._renewer):
+            if t is not None:
+                t.join(timeout=30)
+        self._thread = self._renewer = None
+        self.leadership.release()
         self.submitter.close()
         self.db.dispose()
 
+    def _renew_loop(self) -> None:
+        # Its own thread, so a long cycle never lets the lease lapse.
+        while not self._stop.is_set():
+            was_leading = self.leadership.term() is not None
+            try:
+                term = self.leadership.renew()
+            except Exception:
+                log.exception("leader lease renewal failed")
+                term = None
+            if term is not None and not was_leading:
+                self._wake.set()  # a new leader runs its first cycle now, not a cycle later
+            self._stop.wait(self.leadership.renew_interval_s)
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.settings.cycle_interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.cycle_interval_s)
+            self._wake.clear()
+            if self._stop.is_set() or self.leadership.term() is None:
+                continue
             try:
                 self.tick()
             except Exception:

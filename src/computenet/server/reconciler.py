@@ -48,6 +48,7 @@ def reconcile(plane: ControlPlane) -> int:
         return 0
     rule = plane.settings.lease_rule
     with plane.db.write() as s:
+        plane.fence(s)  # a deposed leader requeues nothing (server.leader)
         rows = {r.id: r for r in list_centers(s)}
         if expire_before is not None:
             for job in job_store.expired_leases(s, expire_before, for_update=True):

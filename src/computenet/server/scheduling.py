@@ -255,6 +255,7 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     placed = 0
     if placed_decisions or stuck:
         with plane.db.write() as s:
+            plane.fence(s)  # a deposed leader writes nothing (server.leader)
             rows = job_store.get_jobs(s, [d.job_id for d in placed_decisions], for_update=True)
             for d in placed_decisions:
                 row = rows.get(d.job_id)
@@ -279,7 +280,13 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     if full:
         plane.last_full_cycle = real
     if placed:
-        log.info("cycle at %s: scheduled %d of %d pending", now.isoformat(), placed, len(keys))
+        log.info(
+            "cycle at %s (epoch %s): scheduled %d of %d pending",
+            now.isoformat(),
+            plane.term_epoch,
+            placed,
+            len(keys),
+        )
     return placed, len(keys) - placed
 
 

@@ -74,6 +74,8 @@ class Settings:
     heartbeat_interval_s: float = 2.0
     lease_timeout_s: float = DEFAULT_LEASE_TIMEOUT_S
     cycle_interval_s: float = 1.0
+    # Replicas on one database: the leader lease (real seconds); renewed every third of it.
+    leader_lease_s: float = 5.0
     epoch: datetime | None = None
     profile: str = "min-cost"
     ticket_ttl_s: float = 3600.0
@@ -83,7 +85,12 @@ class Settings:
     sim_reports_dir: Path = Path("sim-reports")
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_interval_s", "lease_timeout_s", "cycle_interval_s"):
+        for name in (
+            "heartbeat_interval_s",
+            "lease_timeout_s",
+            "cycle_interval_s",
+            "leader_lease_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ValidationError("must be > 0", field=name)
         if self.lease_rule.fence_after_s <= self.heartbeat_interval_s:
