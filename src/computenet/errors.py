@@ -58,6 +58,23 @@ class IllegalTransition(ConflictError):
     """A job state change the state machine does not allow."""
 
 
+class RateLimitedError(ComputeNetError):
+    """Over a per-tenant limit (HTTP 429); `retry_after_s` says when to try again."""
+
+    status_code = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        hint: str | None = None,
+        retry_after_s: float = 1.0,
+    ) -> None:
+        super().__init__(message, field=field, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
 class BackendError(ComputeNetError):
     """A center's local scheduler (processes, Slurm, Ray, Kubernetes) failed a call."""
 

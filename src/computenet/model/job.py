@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from computenet.errors import IllegalTransition
+from computenet.model import limits
 from computenet.model.chips import Stack
+from computenet.model.limits import Name
 
 
 class JobState(StrEnum):
@@ -64,11 +68,20 @@ _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse '90m', '6h', '1.5d' into a timedelta; raise ValueError otherwise."""
+    """Parse '90m', '6h', '1.5d' into a timedelta; raise ValueError otherwise.
+
+    Durations longer than `limits.MAX_AHEAD` (about ten years) are refused
+    here, before `timedelta` could overflow on them.
+    """
     m = _DURATION.match(text)
     if not m:
         raise ValueError(f"'{text}' is not a duration like 30m, 6h or 2d")
-    return timedelta(seconds=float(m.group(1)) * _UNIT_S[m.group(2)])
+    seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
+    if not seconds <= limits.MAX_DURATION_S:
+        raise ValueError(
+            f"'{text.strip()}' is longer than {limits.MAX_AHEAD.days} days, the longest allowed"
+        )
+    return timedelta(seconds=seconds)
 
 
 class ChipRequest(BaseModel):
@@ -76,10 +89,10 @@ class ChipRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    count: int = Field(default=1, ge=1, le=4096)
-    types: tuple[str, ...] = ()
+    count: int = Field(default=1, ge=1, le=limits.MAX_CHIPS)
+    types: tuple[Name, ...] = Field(default=(), max_length=limits.MAX_CHIP_TYPES)
     stack: Stack | None = None
-    memory_gb: float | None = Field(default=None, gt=0)
+    memory_gb: float | None = Field(default=None, gt=0, le=limits.MAX_MEMORY_GB)
 
 
 class Work(BaseModel):
@@ -87,9 +100,10 @@ class Work(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cu_hours: float | None = Field(default=None, gt=0)
-    reference_chip: str | None = None
-    reference_hours: float | None = Field(default=None, gt=0)
+    # The bounds also refuse NaN and infinity (no comparison holds for them).
+    cu_hours: float | None = Field(default=None, gt=0, le=limits.MAX_CU_HOURS)
+    reference_chip: Name | None = None
+    reference_hours: float | None = Field(default=None, gt=0, le=limits.MAX_HOURS)
 
     @model_validator(mode="after")
     def _one_way(self) -> Work:
@@ -109,32 +123,58 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    name: str = Field(default="job", min_length=1, max_length=128)
-    workload_class: str = Field(alias="class", min_length=1)
-    command: str = Field(min_length=1, max_length=16384)
+    name: str = Field(default="job", min_length=1, max_length=limits.MAX_NAME_CHARS)
+    workload_class: str = Field(alias="class", min_length=1, max_length=limits.MAX_NAME_CHARS)
+    command: str = Field(min_length=1, max_length=limits.MAX_COMMAND_CHARS)
     chips: ChipRequest = ChipRequest()
     work: Work
-    inputs: tuple[str, ...] = ()
+    inputs: tuple[Name, ...] = Field(default=(), max_length=limits.MAX_INPUTS)
     deadline: datetime | str | None = None
-    budget_cny: Decimal | None = Field(default=None, gt=0)
-    priority: int = Field(default=0, ge=0, le=10)
+    budget_cny: Decimal | None = Field(default=None, gt=0, le=limits.MAX_BUDGET_CNY)
+    priority: int = Field(default=0, ge=0, le=limits.MAX_PRIORITY)
     latency_class: Literal["batch", "interactive"] = "batch"
-    env: dict[str, str] = Field(default_factory=dict)
-    center: str | None = Field(
+    env: dict[str, str] = Field(default_factory=dict, max_length=limits.MAX_ENV_VARS)
+    center: Name | None = Field(
         default=None, description="pin the job to this center (e.g. an option chosen from a quote)"
     )
+
+    @field_validator("env")
+    @classmethod
+    def _env_bounded(cls, v: dict[str, str]) -> dict[str, str]:
+        # A job's environment ends up in a process table, a Slurm script or a pod
+        # manifest: names must be names, and the whole must stay small.
+        total = 0
+        for name, value in v.items():
+            if not name or "=" in name or "\0" in name or len(name) > limits.MAX_ENV_NAME_CHARS:
+                raise ValueError(
+                    f"'{name[:40]}' is not a variable name (1-{limits.MAX_ENV_NAME_CHARS}"
+                    " characters, no '=' or NUL)"
+                )
+            if "\0" in value or len(value) > limits.MAX_ENV_VALUE_CHARS:
+                raise ValueError(
+                    f"the value of {name[:40]} is over {limits.MAX_ENV_VALUE_CHARS} characters"
+                    " or holds a NUL"
+                )
+            total += len(name) + len(value)
+        if total > limits.MAX_ENV_TOTAL_CHARS:
+            raise ValueError(f"is over {limits.MAX_ENV_TOTAL_CHARS} characters in all")
+        return v
 
     @field_validator("deadline")
     @classmethod
     def _deadline_form(cls, v: datetime | str | None) -> datetime | str | None:
         if isinstance(v, str):
+            if len(v) > 64:
+                raise ValueError("is too long for a time or a duration")
+            if not ("T" in v or "-" in v[:5]):
+                return _relative(v)
             try:
-                return datetime.fromisoformat(v) if "T" in v or "-" in v[:5] else _relative(v)
+                v = datetime.fromisoformat(v)
             except ValueError as exc:
                 raise ValueError(
                     f"'{v}' is neither an ISO-8601 time nor a duration like 6h"
                 ) from exc
-        return v
+        return limits.in_year_range(v)
 
     @field_validator("deadline", mode="after")
     @classmethod
@@ -153,6 +193,32 @@ class JobSpec(BaseModel):
 
 
 def _relative(v: str) -> str:
-    if parse_duration(v).total_seconds() <= 0:
+    try:
+        d = parse_duration(v)
+    except ValueError as exc:
+        if "longer than" in str(exc):
+            raise
+        raise ValueError(f"'{v}' is neither an ISO-8601 time nor a duration like 6h") from exc
+    if d.total_seconds() <= 0:
         raise ValueError("must be positive")
     return v.strip()
+
+
+def stored_spec(raw: Mapping[str, Any]) -> JobSpec:
+    """A spec as stored: validated, or taken as is when it fails today's checks.
+
+    A job stored before a bound was tightened (an older database), or written
+    around the API, must still be shown and cancelled; the scheduler rejects
+    it on its own (it validates every spec it reads).
+    """
+    try:
+        return JobSpec.model_validate(raw)
+    except PydanticValidationError:
+        data = dict(raw)
+        if isinstance(data.get("work"), Mapping):
+            data["work"] = Work.model_construct(**data["work"])
+        if isinstance(data.get("chips"), Mapping):
+            data["chips"] = ChipRequest.model_construct(**data["chips"])
+        if "class" in data:
+            data["workload_class"] = data.pop("class")
+        return JobSpec.model_construct(**data)

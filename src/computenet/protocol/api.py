@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from computenet.model import JobSpec, JobState, Placement
+from computenet.model import JobSpec, JobState, Placement, limits
+from computenet.model.limits import Name, Text
 
 
 class ErrorBody(BaseModel):
@@ -26,7 +27,7 @@ class SubmitRequest(BaseModel):
 
     spec: JobSpec
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
-    pin_center: str | None = Field(
+    pin_center: Name | None = Field(
         default=None, description="run at this center (sets spec.center), e.g. a quote's option"
     )
 
@@ -141,11 +142,17 @@ class DatasetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
-    center: str = Field(min_length=1)
-    path: str = Field(min_length=1, description="path under the center agent's data root")
-    size_bytes: int = Field(ge=0)
+    center: Name
+    path: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="the file's path under the center agent's data root, inside your tenant's"
+        " area tenants/<tenant>/ (default tenants/<tenant>/<id>)",
+    )
+    size_bytes: int = Field(ge=0, le=limits.MAX_BYTES)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    residency: str | None = None
+    residency: Name | None = None
 
 
 class DatasetView(BaseModel):
@@ -209,8 +216,13 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
-    tenant: str = Field(min_length=1)
+    tenant: str = Field(min_length=1, max_length=64)
     role: Literal["user", "admin"] = "user"
+    expires: str | None = Field(
+        default=None,
+        max_length=64,
+        description="when the token stops working: a duration (30d, 12h, 45m) or an ISO time",
+    )
 
 
 class TokenView(BaseModel):
@@ -221,6 +233,8 @@ class TokenView(BaseModel):
     role: str
     tenant: str | None = None
     center: str | None = None
+    id: int | None = Field(default=None, description="the token's id (for cnet admin revoke)")
+    expires_at: datetime | None = None
 
 
 class TenantView(BaseModel):

@@ -3,7 +3,7 @@
 Server, quote and simulator all call these same functions.
 """
 
-from computenet.scheduler.framework import Decision, schedule_cycle
+from computenet.scheduler.framework import REJECTED, Decision, schedule_cycle
 from computenet.scheduler.quote import QuoteResult, quote
 from computenet.scheduler.snapshot import (
     HORIZON_SLOTS,
@@ -18,6 +18,7 @@ from computenet.scheduler.snapshot import (
 __all__ = [
     "HORIZON_SLOTS",
     "OVERRUN_HOLD",
+    "REJECTED",
     "Decision",
     "JobRequest",
     "QuoteResult",

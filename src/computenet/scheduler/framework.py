@@ -10,6 +10,7 @@ cheaper tariff hour only when the job has a deadline that still holds.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,20 +20,37 @@ from typing import Any
 
 import numpy as np
 
-from computenet.model import CostBreakdown, Placement
+from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
 from computenet.scheduler.plugins import FILTERS, PROFILES, Profile
 from computenet.scheduler.plugins.filters import FilterContext
 from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
 
+log = logging.getLogger(__name__)
+
+REJECTED = "rejected by the scheduler"
+
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome for one job: a placement with its reasons, or none with reasons why."""
+    """The outcome for one job: a placement with its reasons, or none with reasons why.
+
+    `rejected` marks a job whose evaluation failed (an error, not a lack of
+    capacity): it is left unplaced with the error as its reason, and the
+    cycle goes on for every other job.
+    """
 
     job_id: str
     placement: Placement | None
     reasons: tuple[str, ...]
+    rejected: bool = False
+
+
+def rejected(job: JobRequest, exc: BaseException) -> Decision:
+    """The decision for a job whose evaluation raised `exc`: unplaced, with the error."""
+    log.warning("job %s rejected by the scheduler: %r", job.id, exc)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return Decision(job.id, None, (f"{REJECTED}: {text[:300]}",), rejected=True)
 
 
 @dataclass
@@ -140,6 +158,9 @@ def _remember(memo: dict[object, Any], key: object, value: object) -> None:
 MAX_POOLS_CHECKED = 256
 # A start is shifted at most this many hours into a cheaper tariff period.
 SHIFT_SLOTS = 24
+# No option may finish further ahead than this (hours): beyond it a finish time
+# is not worth showing, and near it not even representable as a datetime.
+MAX_FINISH_H = limits.MAX_AHEAD.total_seconds() / 3600.0
 
 
 def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]]:
@@ -197,6 +218,9 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     and — when the job has a deadline and the profile allows shifting — every
     later start at an hour where some tariff changes.
     """
+    if not 0 < job.cu_hours <= limits.MAX_CU_HOURS:
+        # Validation bounds the work; a request that bypassed it must not reach the arrays.
+        raise ValueError(f"work of {job.cu_hours} CU·h is not in (0, {limits.MAX_CU_HOURS:g}]")
     idx = snap.index
     mask, why = _static_mask(snap, job)
     # A center that lost this job before is avoided, unless it is the only way.
@@ -264,6 +288,14 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
         _cum_tariff(idx.cum_tariff, p, x0 + r_s / 3600.0) - _cum_tariff(idx.cum_tariff, p, x0)
     )
     kwh = kw * r_s / 3600.0
+    too_long = ~(finish_h <= MAX_FINISH_H)
+    if too_long.any():
+        if opt_ok.any() and not (opt_ok & ~too_long).any():
+            why.append(
+                f"would run for more than {limits.MAX_AHEAD.days} days on any eligible chip"
+                " (ask for more or faster chips, or split the work)"
+            )
+        opt_ok = opt_ok & ~too_long
     if not has_slot.any():
         why.append(
             f"no eligible center has {job.count} free {_chip_names(snap, pools)} chips"
@@ -489,7 +521,10 @@ def schedule_cycle(
         # The joint MILP lives in its own module (it builds on this one).
         from computenet.scheduler.optimizer import optimize_cycle
 
-        return optimize_cycle(snapshot, jobs)
+        try:
+            return optimize_cycle(snapshot, jobs)
+        except Exception as exc:
+            return _without_culprits(snapshot, jobs, exc, explain)
     prof = PROFILES[profile]
     free = snapshot.free.copy()
     far = snapshot.now + timedelta(days=36500)
@@ -506,15 +541,54 @@ def schedule_cycle(
     for k in order:
         job = jobs[k]
         job_prof = PROFILES["fastest"] if job.latency_class == "interactive" else prof
-        opts = evaluate(snapshot, free, job, job_prof)
-        if not opts.feasible.any():
-            out[k] = Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
-            continue
-        score = job_prof.score(opts.cost, opts.finish_h, opts.co2)
-        score = np.where(opts.feasible, score, np.inf)
-        i = int(np.argmin(score))
-        p, s = int(opts.pool[i]), int(opts.slot[i])
-        free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
-        reasons = _explain(snapshot, job, opts, i, score) if explain else ()
-        out[k] = Decision(job.id, to_placement(snapshot, job, opts, i, reasons), reasons)
+        try:
+            out[k] = _place(snapshot, free, job, job_prof, explain)
+        except Exception as exc:
+            # One job's error (a value no check foresaw, a bug) must not stop the
+            # cycle for every other job: that job alone is left out, with the reason.
+            out[k] = rejected(job, exc)
     return [out[k] for k in range(len(jobs))]
+
+
+def _place(
+    snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain: bool
+) -> Decision:
+    """Place one job on its best option, taking its chips from `free` (only once it succeeded)."""
+    opts = evaluate(snapshot, free, job, prof)
+    if not opts.feasible.any():
+        return Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
+    score = prof.score(opts.cost, opts.finish_h, opts.co2)
+    score = np.where(opts.feasible, score, np.inf)
+    i = int(np.argmin(score))
+    p, s = int(opts.pool[i]), int(opts.slot[i])
+    reasons = _explain(snapshot, job, opts, i, score) if explain else ()
+    placement = to_placement(snapshot, job, opts, i, reasons)
+    free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
+    return Decision(job.id, placement, reasons)
+
+
+def _without_culprits(
+    snapshot: Snapshot, jobs: Sequence[JobRequest], exc: Exception, explain: bool
+) -> list[Decision]:
+    """The batch optimizer failed: reject the jobs that fail alone, place the rest again.
+
+    Each job is evaluated on its own to find the ones that raise; the others
+    go through the optimizer again, or, should it fail once more, through the
+    one-by-one cycle, so that the set still gets scheduled.
+    """
+    from computenet.scheduler.optimizer import optimize_cycle
+
+    log.warning("batch optimizer failed (%r); looking for the job that fails", exc)
+    bad: dict[str, Decision] = {}
+    for job in jobs:
+        try:
+            evaluate(snapshot, snapshot.free, job, PROFILES["min-cost"])
+        except Exception as one:
+            bad[job.id] = rejected(job, one)
+    rest = [j for j in jobs if j.id not in bad]
+    try:
+        good = optimize_cycle(snapshot, rest)
+    except Exception:
+        good = schedule_cycle(snapshot, rest, "min-cost", explain=explain)
+    by_id = {d.job_id: d for d in good} | bad
+    return [by_id[j.id] for j in jobs]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from computenet.protocol import QuoteOption
-from computenet.scheduler.framework import evaluate, to_placement
+from computenet.scheduler.framework import MAX_FINISH_H, evaluate, to_placement
 from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
@@ -24,8 +24,10 @@ def quote(snapshot: Snapshot, job: JobRequest, profile: str = "min-cost") -> Quo
     """Options per pool (earliest start, and the cheapest shifted start when allowed)."""
     opts = evaluate(snapshot, snapshot.free, job, PROFILES[profile])
     keep: list[int] = []
-    for p in np.unique(opts.pool):
-        mine = np.flatnonzero(opts.pool == p)
+    # An option finishing beyond the horizon of deadlines is not shown (nor representable).
+    shown = opts.finish_h <= MAX_FINISH_H
+    for p in np.unique(opts.pool[shown]):
+        mine = np.flatnonzero((opts.pool == p) & shown)
         first = int(mine[np.argmin(opts.start_h[mine])])
         keep.append(first)
         ok = mine[opts.feasible[mine]]

@@ -10,7 +10,7 @@ from decimal import Decimal
 import numpy as np
 
 from computenet.errors import ValidationError
-from computenet.model import Dataset, JobSpec, Network
+from computenet.model import Dataset, JobSpec, Network, limits
 from computenet.model.center import CST
 from computenet.scheduler.index import NetworkIndex, network_index
 
@@ -176,6 +176,13 @@ def job_request(
             )
         # reference_hours is the wall time on `count` reference chips.
         cuh = rate * (work.reference_hours or 0.0) * spec.chips.count
+        if not cuh <= limits.MAX_CU_HOURS:
+            raise ValidationError(
+                f"{work.reference_hours} h on {spec.chips.count} × {ref} is {cuh:.3g} CU·h,"
+                f" over the {limits.MAX_CU_HOURS:.0e} CU·h a job may be",
+                field="work.reference_hours",
+                hint="split the work into several jobs",
+            )
     if spec.center is not None and spec.center not in {c.id for c in network.centers}:
         raise ValidationError(
             f"unknown center '{spec.center}'",
@@ -198,6 +205,12 @@ def job_request(
             f"deadline {deadline.isoformat()} is already past (now {submitted_at.isoformat()})",
             field="deadline",
             hint="give a later time or a duration such as 6h",
+        )
+    if check_deadline and deadline is not None and deadline > submitted_at + limits.MAX_AHEAD:
+        raise ValidationError(
+            f"deadline {deadline.isoformat()} is more than {limits.MAX_AHEAD.days} days ahead",
+            field="deadline",
+            hint="give an earlier deadline, or none",
         )
     return JobRequest(
         id=job_id,

@@ -16,8 +16,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from computenet import __version__
-from computenet.errors import ComputeNetError
+from computenet.errors import ComputeNetError, RateLimitedError
 from computenet.protocol import ErrorBody
+from computenet.server.bodylimit import BodyLimit, BodyTooLarge
+from computenet.server.limits import retry_after
 from computenet.server.plane import ControlPlane
 from computenet.server.routers import api, center, sim
 from computenet.server.settings import Settings
@@ -50,7 +52,8 @@ def field_path(loc: Sequence[int | str]) -> str | None:
             continue
         else:
             out += ("." if out else "") + str(p)
-    return out or None
+    # A body that is missing or not an object at all: the body is the field.
+    return out or ("body" if list(loc)[:1] == ["body"] else None)
 
 
 def error_response(
@@ -66,7 +69,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ComputeNetError)
     async def _ours(_req: Request, exc: ComputeNetError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, exc.field, exc.hint)
+        resp = error_response(exc.status_code, exc.message, exc.field, exc.hint)
+        if isinstance(exc, RateLimitedError):
+            resp.headers["Retry-After"] = retry_after(exc)
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -90,6 +96,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):
+            return error_response(exc.status_code, str(exc.detail), "body", exc.hint)
         return error_response(exc.status_code, str(exc.detail))
 
     @app.exception_handler(OperationalError)
@@ -128,6 +136,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.plane = plane
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        center_limit=settings.max_center_body_bytes,
+    )
     app.include_router(api.router)
     app.include_router(center.router)
     app.include_router(sim.router)

@@ -7,6 +7,7 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from computenet.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
@@ -14,6 +15,7 @@ from computenet.model import Dataset, JobSpec, JobState
 from computenet.protocol import JobDetail, JobView, LogChunk, QuoteView, SubmitRequest
 from computenet.scheduler import job_request, quote
 from computenet.server.auth import Principal
+from computenet.server.paging import decode_cursor, encode_cursor
 from computenet.server.scheduling import snapshot
 from computenet.server.views import job_detail, job_view, new_job_view
 from computenet.store import jobs as job_store
@@ -159,6 +161,7 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
     first job back, even if this request's spec would not pass validation now.
     """
     tenant = tenant_of(who)
+    plane.admission.take(tenant, plane.admission.limits(tenant))
     now = plane.clock.now()
     spec = _spec_of(req)
     try:
@@ -181,6 +184,12 @@ async def submit_async(
     with inputs or a failed validation, by one read in the thread pool).
     """
     tenant = tenant_of(who)
+    # The rate first, from memory: a flood costs no database work. The tenant's
+    # overrides are re-read (off the loop) only every few seconds.
+    lim = plane.admission.cached(tenant)
+    if lim is None:
+        lim = await run_in_threadpool(plane.admission.refresh, tenant)
+    plane.admission.take(tenant, lim)
     now = plane.clock.now()
     spec = _spec_of(req)
     datasets: dict[str, Dataset] = {}
@@ -198,8 +207,18 @@ async def submit_async(
     return (job_view(seen), False) if seen is not None else (new_job_view(values), True)
 
 
-def list_jobs(plane: ControlPlane, who: Principal, state: str | None, limit: int) -> list[JobView]:
-    """The caller's jobs, newest first (all tenants' for admins)."""
+def list_jobs(
+    plane: ControlPlane,
+    who: Principal,
+    state: str | None,
+    limit: int,
+    cursor: str | None = None,
+) -> tuple[list[JobView], str | None]:
+    """A page of the caller's jobs, newest first (all tenants' for admins), and the next cursor.
+
+    The cursor is the (submit time, id) of the page's last job: the next page
+    starts strictly after it in that order, whatever was submitted meanwhile.
+    """
     states = None
     if state:
         states = []
@@ -212,9 +231,31 @@ def list_jobs(plane: ControlPlane, who: Principal, state: str | None, limit: int
                     field="state",
                     hint="one of " + ", ".join(x.value for x in JobState),
                 ) from None
+    q = select(JobRow).order_by(JobRow.submitted_at.desc(), JobRow.id.desc()).limit(limit + 1)
+    tenant = scope_of(who)
+    if tenant is not None:
+        q = q.where(JobRow.tenant_id == tenant)
+    if states is not None:
+        q = q.where(JobRow.state.in_([x.value for x in states]))
+    if cursor:
+        at_text, last_id = decode_cursor(cursor, 2)
+        try:
+            at = datetime.fromisoformat(at_text)
+        except ValueError:
+            raise ValidationError("not a cursor this list gave out", field="cursor") from None
+        q = q.where(
+            or_(JobRow.submitted_at < at, and_(JobRow.submitted_at == at, JobRow.id < last_id))
+        )
     with plane.db.read() as s:
-        rows = job_store.list_jobs(s, tenant=scope_of(who), states=states, limit=limit)
-        return [job_view(r) for r in rows]
+        rows = list(s.scalars(q))
+        views = [job_view(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    nxt = (
+        encode_cursor(rows[limit - 1].submitted_at.isoformat(), rows[limit - 1].id)
+        if more
+        else None
+    )
+    return views, nxt
 
 
 def detail(plane: ControlPlane, who: Principal, job_id: str) -> JobDetail:
@@ -299,5 +340,13 @@ def quote_job(plane: ControlPlane, who: Principal, spec: JobSpec) -> QuoteView:
         datasets = datasets_as_model(s, tenant=tenant, ids=spec.inputs) if tenant else {}
         snap = snapshot(plane, s, now)
     jr = job_request("quote", spec, plane.network, now, datasets)
-    result = quote(snap, jr, plane.settings.profile)
+    try:
+        result = quote(snap, jr, plane.settings.profile)
+    except (ArithmeticError, ValueError) as exc:
+        # The schema bounds every number; should a combination still overflow, say so (not 500).
+        raise ValidationError(
+            f"this job cannot be quoted: {exc}",
+            field="work",
+            hint="ask for less work, or more or faster chips",
+        ) from exc
     return QuoteView(options=result.options, infeasible_reasons=result.infeasible_reasons, now=now)

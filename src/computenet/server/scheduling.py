@@ -10,12 +10,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy.orm import Session
 
 from computenet.errors import ValidationError
 from computenet.model import Dataset, JobSpec, JobState, Placement
 from computenet.scheduler import (
     OVERRUN_HOLD,
+    REJECTED,
     Decision,
     JobRequest,
     Reservation,
@@ -182,7 +184,7 @@ def decide(
             for k in late:
                 del same[k]
     for k, d in same.items():
-        out[k] = Decision(requests[k].id, None, d.reasons)
+        out[k] = Decision(requests[k].id, None, d.reasons, rejected=d.rejected)
     return [out[k] for k in range(len(requests))]
 
 
@@ -237,9 +239,11 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     for head in todo:
         try:
             req, sig = _request(plane, head, validity[head.id], raw_specs, by_tenant)
-        except (ValidationError, ValueError, KeyError) as exc:
-            text = exc.one_line() if isinstance(exc, ValidationError) else str(exc)
-            stuck[head.id] = [f"cannot be scheduled: {text}"]
+        except Exception as exc:
+            # A stored job that no longer reads or resolves (an old database, a bug)
+            # stays PENDING with the reason; the cycle goes on for every other job.
+            log.warning("job %s cannot be scheduled: %r", head.id, exc)
+            stuck[head.id] = [f"{REJECTED}: {_one_line(exc)}"]
             continue
         requests.append(req)
         signatures.append(sig)
@@ -288,6 +292,18 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             len(keys),
         )
     return placed, len(keys) - placed
+
+
+def _one_line(exc: Exception) -> str:
+    """An error as one short line (pydantic's are several; ours name the field)."""
+    if isinstance(exc, ValidationError):
+        return exc.one_line()
+    if isinstance(exc, PydanticValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg"))
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300]
 
 
 def _request(

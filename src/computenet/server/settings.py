@@ -10,7 +10,7 @@ from pathlib import Path
 
 from computenet.catalog import load_network
 from computenet.errors import ValidationError
-from computenet.model import Network
+from computenet.model import Network, limits
 from computenet.model.center import CST
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, LeaseRule, lease_rule
 from computenet.scheduler.plugins import PROFILES
@@ -84,7 +84,22 @@ class Settings:
     real_time: Callable[[], float] = time.time
     sim_reports_dir: Path = Path("sim-reports")
 
+    # Request bodies (bytes): the user API, and the center protocol (log appends).
+    max_body_bytes: int = limits.MAX_BODY_BYTES
+    max_center_body_bytes: int = limits.MAX_CENTER_BODY_BYTES
+    # Per-tenant defaults (0 = no limit); a tenant's row may override them.
+    max_pending_jobs: int = 10_000
+    submits_per_s: float = 1000.0
+
     def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_center_body_bytes"):
+            if getattr(self, name) < 1024:
+                raise ValidationError("must be at least 1024 bytes", field=name)
+        if self.max_pending_jobs < 0 or not 0 <= self.submits_per_s <= 1e6:
+            raise ValidationError(
+                "per-tenant limits must be >= 0 (0: no limit)",
+                field="max_pending_jobs" if self.max_pending_jobs < 0 else "submits_per_s",
+            )
         for name in (
             "heartbeat_interval_s",
             "lease_timeout_s",

@@ -11,6 +11,11 @@ client, a batch is one job and nothing waits for company: there is no timer.
 Idempotency keys are settled inside the writer's transaction
 (`computenet.store.jobs.insert_jobs`): the same key twice, in one batch or
 in two, gives the same job.
+
+The per-tenant cap on pending jobs is checked in the same transaction
+(`computenet.server.limits.Admission.admit_pending`): a refused submission
+is answered with its `RateLimitedError` and stores nothing, its neighbours
+in the batch are stored as usual.
 """
 
 from __future__ import annotations
@@ -22,13 +27,19 @@ import threading
 from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import OperationalError
 
+from computenet.errors import RateLimitedError
 from computenet.store import Database
 from computenet.store import jobs as job_store
 from computenet.store.schema import JobRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from computenet.server.limits import Admission
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +66,12 @@ class Submitter:
     thread is a system call, and on a virtual machine an interrupt).
     """
 
-    def __init__(self, db: Database, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, db: Database, *, max_batch: int = MAX_BATCH, admission: Admission | None = None
+    ) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._admission = admission
         # The running writer and its queue (a new pair after `close`, started on demand).
         self._queue: queue.SimpleQueue[list[_Item] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -131,9 +145,9 @@ class Submitter:
         results: list[tuple[_Item, Outcome, BaseException | None]]
         try:
             with self._db.write() as s:
-                outcomes = job_store.insert_jobs(s, [(i.values, i.message) for i in batch])
-            results = [(item, out, None) for item, out in zip(batch, outcomes, strict=True)]
+                results = self._store(s, batch)
         except Exception as exc:
+            self._forget(batch)
             if len(batch) == 1 or isinstance(exc, OperationalError):
                 # A busy or unreachable database fails everyone alike (503, retry).
                 results = [(item, None, exc) for item in batch]
@@ -144,11 +158,45 @@ class Submitter:
                 for item in batch:
                     try:
                         with self._db.write() as s:
-                            out = job_store.insert_jobs(s, [(item.values, item.message)])[0]
-                        results.append((item, out, None))
+                            results.extend(self._store(s, [item]))
                     except Exception as one:
+                        self._forget([item])
                         results.append((item, None, one))
         _settle(results)
+
+    def _store(
+        self, s: Session, batch: list[_Item]
+    ) -> list[tuple[_Item, Outcome, BaseException | None]]:
+        """Admit (pending cap) and insert `batch` in the transaction `s`."""
+        if self._admission is None:
+            outcomes = job_store.insert_jobs(s, [(i.values, i.message) for i in batch])
+            return [(item, out, None) for item, out in zip(batch, outcomes, strict=True)]
+        refusals = self._admission.admit_pending(s, [str(i.values["tenant_id"]) for i in batch])
+        admitted = [item for item, no in zip(batch, refusals, strict=True) if no is None]
+        outcomes = job_store.insert_jobs(s, [(i.values, i.message) for i in admitted])
+        results: list[tuple[_Item, Outcome, BaseException | None]] = [
+            (item, out, None) for item, out in zip(admitted, outcomes, strict=True)
+        ]
+        for item, no in zip(batch, refusals, strict=True):
+            if no is not None:
+                results.append((item, *_seen_or(s, item, no)))
+        return results
+
+    def _forget(self, batch: list[_Item]) -> None:
+        if self._admission is not None:
+            self._admission.forget([str(i.values["tenant_id"]) for i in batch])
+
+
+def _seen_or(
+    s: Session, item: _Item, refusal: RateLimitedError
+) -> tuple[Outcome, BaseException | None]:
+    """A refused submission whose idempotency key was seen still gets its first job."""
+    key = item.values.get("idempotency_key")
+    if key:
+        seen = job_store.find_by_key(s, str(item.values["tenant_id"]), str(key))
+        if seen is not None:
+            return seen, None
+    return None, refusal
 
 
 def _settle(results: list[tuple[_Item, Outcome, BaseException | None]]) -> None:

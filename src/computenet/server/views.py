@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from computenet.model import JobSpec, JobState, Placement
+from computenet.model import JobState, Placement
 from computenet.model.center import CST
+from computenet.model.job import stored_spec
 from computenet.protocol import CenterView, DatasetView, JobDetail, JobEvent, JobView
 from computenet.store.schema import CenterRow, DatasetRow, JobEventRow, JobRow, ReplicaRow
 
@@ -81,7 +82,7 @@ def job_detail(j: JobRow, events: list[JobEventRow], time_scale: float) -> JobDe
         transfer_s = float(usage["staging_real_s"]) * time_scale
     return JobDetail(
         **_view_fields(j),
-        spec=JobSpec.model_validate(j.spec),
+        spec=stored_spec(j.spec),
         placement=Placement.model_validate(j.placement) if j.placement else None,
         started_at=cst(j.started_at),
         finished_at=cst(j.finished_at),

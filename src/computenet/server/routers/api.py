@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from computenet.model import JobSpec
+from computenet.model import JobSpec, limits
 from computenet.protocol import (
     BillView,
     CenterView,
@@ -24,12 +24,12 @@ from computenet.protocol import (
     UserCreate,
     WhoAmI,
 )
-from computenet.server import admin, datasets, jobs, metering
+from computenet.server import admin, datasets, jobs, metering, paging
 from computenet.server.deps import Admin, Plane, User
 from computenet.server.plane import ControlPlane
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429)
 }
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -52,13 +52,20 @@ async def submit_job(body: SubmitRequest, request: Request, who: User) -> Respon
 
 @router.get("/jobs", response_model=list[JobView], tags=["jobs"])
 def list_jobs(
+    request: Request,
+    response: Response,
     plane: Plane,
     who: User,
-    state: str | None = Query(None, description="a state or comma-separated states"),
-    limit: int = Query(100, ge=1, le=10_000),
+    state: str | None = Query(
+        None, max_length=200, description="a state or comma-separated states"
+    ),
+    limit: int = Query(limits.DEFAULT_PAGE, ge=1, le=limits.MAX_PAGE),
+    cursor: str | None = paging.CURSOR_QUERY,
 ) -> list[JobView]:
-    """Your jobs, newest first."""
-    return jobs.list_jobs(plane, who, state, limit)
+    """Your jobs, newest first; a page of `limit`, the next one linked in `Link` (rel=next)."""
+    views, nxt = jobs.list_jobs(plane, who, state, limit, cursor)
+    paging.set_next(request, response, nxt)
+    return views
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, tags=["jobs"])
@@ -104,9 +111,18 @@ def create_dataset(body: DatasetCreate, plane: Plane, who: User) -> DatasetView:
 
 
 @router.get("/datasets", response_model=list[DatasetView], tags=["datasets"])
-def list_datasets(plane: Plane, who: User) -> list[DatasetView]:
-    """Your datasets and their replicas."""
-    return datasets.datasets(plane, who)
+def list_datasets(
+    request: Request,
+    response: Response,
+    plane: Plane,
+    who: User,
+    limit: int = Query(limits.MAX_PAGE, ge=1, le=limits.MAX_PAGE),
+    cursor: str | None = paging.CURSOR_QUERY,
+) -> list[DatasetView]:
+    """Your datasets and their replicas, by id; the next page linked in `Link` (rel=next)."""
+    page, nxt = paging.page_by_key(datasets.datasets(plane, who), lambda d: d.id, limit, cursor)
+    paging.set_next(request, response, nxt)
+    return page
 
 
 @router.get("/bill", response_model=BillView, tags=["bills"])
@@ -133,9 +149,18 @@ def create_tenant(body: TenantCreate, plane: Plane, who: Admin) -> dict[str, str
 
 
 @router.get("/admin/tenants", response_model=list[TenantView], tags=["admin"])
-def list_tenants(plane: Plane, who: Admin) -> list[TenantView]:
-    """Every tenant (for the bills page's picker)."""
-    return [TenantView(name=n) for n in admin.tenant_names(plane.db)]
+def list_tenants(
+    request: Request,
+    response: Response,
+    plane: Plane,
+    who: Admin,
+    limit: int = Query(limits.MAX_PAGE, ge=1, le=limits.MAX_PAGE),
+    cursor: str | None = paging.CURSOR_QUERY,
+) -> list[TenantView]:
+    """Tenants by name (for the bills page's picker); the next page linked in `Link`."""
+    names, nxt = paging.page_by_key(admin.tenant_names(plane.db), str, limit, cursor)
+    paging.set_next(request, response, nxt)
+    return [TenantView(name=n) for n in names]
 
 
 @router.post("/admin/users", response_model=TokenView, status_code=201, tags=["admin"])
