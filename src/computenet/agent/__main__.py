@@ -21,7 +21,7 @@ def parser() -> argparse.ArgumentParser:
         description="Join a compute center to a ComputeNet network (calls out only).",
     )
     p.add_argument("--center", required=True, help="this center's id in the network")
-    p.add_argument("--server", required=True, help="control plane URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--server", required=True, help="control plane URL(s): URL1,URL2")
     p.add_argument(
         "--token",
         default=os.environ.get("CNET_CENTER_TOKEN"),

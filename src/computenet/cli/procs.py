@@ -50,6 +50,9 @@ def server(
     heartbeat_interval: Annotated[float, typer.Option(help="real seconds")] = 2.0,
     lease_timeout: Annotated[float, typer.Option(help="real seconds")] = 10.0,
     cycle_interval: Annotated[float, typer.Option(help="real seconds between cycles")] = 1.0,
+    leader_lease: Annotated[
+        float, typer.Option(help="real seconds; replicas on one database elect a leader with it")
+    ] = 5.0,
     profile: Annotated[str, typer.Option(help="scheduling profile")] = "min-cost",
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
@@ -59,7 +62,7 @@ def server(
     settings = Settings.from_options(
         db=db, host=host, port=port, network=network_of(network), epoch=epoch,
         heartbeat_interval_s=heartbeat_interval, lease_timeout_s=lease_timeout,
-        cycle_interval_s=cycle_interval, profile=profile,
+        cycle_interval_s=cycle_interval, leader_lease_s=leader_lease, profile=profile,
     )
     serve(settings, log_level=log_level)
 
@@ -68,7 +71,7 @@ def server(
 def agent(
     center: Annotated[str, typer.Option("--center", help="this center's id in the network")],
     server_url: Annotated[
-        str, typer.Option("--server", help="control plane URL, e.g. http://127.0.0.1:8080")
+        str, typer.Option("--server", help="control plane URL, or several replicas' URL1,URL2")
     ],
     token: Annotated[
         str | None,

@@ -1,0 +1,233 @@
+"""Three `cnet server` replicas on one PostgreSQL database lose their leader under load.
+
+Real processes on 127.0.0.1: three replicas (one fresh PostgreSQL database),
+one agent given every replica's URL, a user's SDK client given them too; the
+leader's URL comes first in both lists, so both must fail over when it dies.
+Jobs are submitted, the leader is SIGKILLed while they run and more are
+submitted through the failover. Outcomes: another replica leads within a
+generous bound (3× the leader lease), its epoch higher; every job ends
+SUCCEEDED exactly once — scheduled once, run once, billed once (one charge
+row); every submission was acknowledged and stored once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from computenet.model import TERMINAL_STATES, JobState
+from computenet.sdk import Client
+from computenet.server.admin import bootstrap_admin, create_center_token, create_user
+from computenet.store import Database, upgrade_db
+from computenet.store import leader as lease_store
+from computenet.store.schema import ChargeRow, JobEventRow, JobRow
+from tests.helpers.pg import fresh_pg_database
+from tests.helpers.processes import free_port, log_tail, stop_process, wait_http
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+LEADER_LEASE_S = 2.0
+NETWORK = """
+name: failover-itest
+time_scale: 600
+data_scale: 1
+centers:
+  - id: solo
+    region: east
+    lat: 31.0
+    lon: 121.0
+    pools: [{chip: H100, count: 6}]
+    pue: 1.2
+    tariff: {flat: 0.5, peak: 1, valley: 1}
+    carbon_kg_per_kwh: 0.5
+    service_price_per_cuh: 1
+"""
+JOB = {
+    "class": "inference",
+    "command": "sleep 1",
+    "chips": {"count": 1},
+    "work": {"cu_hours": 0.05},
+}
+
+
+@dataclass
+class Replicas:
+    """The replicas of one control plane: their processes by URL, and the shared database."""
+
+    tmp: Path
+    db_url: str
+    network_file: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, i: int) -> str:
+        """Start replica `i` (`cnet server`) and wait until it answers; its URL."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = self.tmp / f"server-{i}.log"
+        cmd = [
+            sys.executable, "-m", "computenet.cli", "server", "--db", self.db_url,
+            "--port", str(port), "--network", str(self.network_file),
+            "--heartbeat-interval", "0.5", "--lease-timeout", "5", "--cycle-interval", "0.3",
+            "--leader-lease", str(LEADER_LEASE_S), "--log-level", "info",
+        ]  # fmt: skip
+        with log.open("ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[url] = proc
+        wait_http(f"{url}/healthz", proc, timeout=60, log=log)
+        return url
+
+    def health(self, url: str) -> dict[str, Any] | None:
+        """The replica's /healthz, or None when it does not answer."""
+        try:
+            return dict(httpx.get(f"{url}/healthz", timeout=2).json())
+        except httpx.HTTPError:
+            return None
+
+    def leaders(self) -> list[tuple[str, int]]:
+        """(URL, epoch) of every live replica that says it leads."""
+        out = []
+        for url, proc in self.procs.items():
+            h = self.health(url) if proc.poll() is None else None
+            if h and h.get("leader"):
+                out.append((url, int(h["epoch"])))
+        return out
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{log_tail(p)}" for p in sorted(self.tmp.glob("*.log")))
+
+
+def until(what: str, check: Callable[[], Any], reps: Replicas, timeout: float = 60.0) -> Any:
+    """Poll `check` until it returns something truthy; fail with every process's log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}\n{reps.logs()}")
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[Replicas]:
+    """Three replicas on a fresh PostgreSQL database (the first one migrates it)."""
+    with fresh_pg_database("cnet_failover") as db_url:
+        upgrade_db(db_url)
+        network_file = tmp_path / "network.yaml"
+        network_file.write_text(NETWORK)
+        reps = Replicas(tmp_path, db_url, network_file)
+        try:
+            for i in range(3):
+                reps.start(i)
+            yield reps
+        finally:
+            for proc in [*reps.others, *reps.procs.values()]:
+                stop_process(proc)
+
+
+def test_losing_the_leader_under_load_loses_no_job_and_runs_none_twice(
+    replicas: Replicas, tmp_path: Path
+) -> None:
+    reps = replicas
+    (leader, epoch), *more = until("one leader", reps.leaders, reps)
+    assert not more, f"two replicas lead at once: {[leader, *more]}"
+    # The leader first, so that the agent and the SDK both have to fail over.
+    urls = [leader] + [u for u in reps.procs if u != leader]
+    bootstrap_admin(reps.db_url)
+    user_token = create_user(reps.db_url, "ann", "acme", create_tenant_if_missing=True).token
+    center_token = create_center_token(reps.db_url, "solo").token
+    argv = [
+        sys.executable, "-m", "computenet.agent", "--center", "solo",
+        "--server", ",".join(urls), "--network", str(reps.network_file),
+        "--state-dir", str(tmp_path / "solo" / "state"),
+        "--data-root", str(tmp_path / "solo" / "data"),
+    ]  # fmt: skip
+    with (tmp_path / "agent.log").open("ab") as out:
+        agent = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CNET_CENTER_TOKEN": center_token},
+        )
+    reps.others.append(agent)
+    user = Client(urls, user_token, timeout=10)
+    try:
+        until("the center online", lambda: all(c.online for c in user.centers()), reps)
+        ids = [user.submit({**JOB, "name": f"before-{i}"}).id for i in range(12)]
+        until(
+            "jobs running",
+            lambda: sum(user.job(j).state is not JobState.PENDING for j in ids) >= 4,
+            reps,
+        )
+        # SIGKILL the leader while jobs run and submissions keep coming.
+        during: list[str] = []
+        errors: list[BaseException] = []
+
+        def submit_more() -> None:
+            try:
+                for i in range(8):
+                    during.append(user.submit({**JOB, "name": f"during-{i}"}).id)
+                    time.sleep(0.2)
+            except BaseException as exc:
+                errors.append(exc)
+
+        feeder = threading.Thread(target=submit_more)
+        feeder.start()
+        killed_at = time.monotonic()
+        os.kill(reps.procs[leader].pid, signal.SIGKILL)
+        reps.procs[leader].wait(timeout=10)
+        bound = 3 * LEADER_LEASE_S
+
+        def new_leader() -> tuple[str, int] | None:
+            found = [(u, e) for u, e in reps.leaders() if u != leader and e > epoch]
+            return found[0] if found else None
+
+        new_url, new_epoch = until("a new leader", new_leader, reps, timeout=bound)
+        took = time.monotonic() - killed_at
+        feeder.join(timeout=60)
+        assert not errors, f"a submit failed during the failover: {errors[0]!r}\n{reps.logs()}"
+        assert user.url != leader  # the SDK moved to a live replica
+
+        every = ids + during
+        until(
+            "every job final",
+            lambda: all(user.job(j).state in TERMINAL_STATES for j in every),
+            reps,
+            timeout=120,
+        )
+        states = {j: user.job(j).state for j in every}
+        assert set(states.values()) == {JobState.SUCCEEDED}, f"{states}\n{reps.logs()}"
+        assert agent.poll() is None, reps.logs()
+    finally:
+        user.close()
+
+    db = Database(reps.db_url)
+    try:
+        with db.read() as s:
+            rows = {r.id: r for r in s.scalars(select(JobRow))}
+            events = Counter((e.job_id, e.state) for e in s.scalars(select(JobEventRow)) if e.state)
+            charges = Counter(c.job_id for c in s.scalars(select(ChargeRow)))
+            row = lease_store.current(s)
+    finally:
+        db.dispose()
+    assert set(rows) == set(every), "a job was lost or one submission stored twice"
+    for j in every:
+        assert rows[j].attempt == 1, f"{j} ran {rows[j].attempt} times"
+        for state in ("SCHEDULED", "RUNNING", "SUCCEEDED"):
+            assert events[(j, state)] == 1, f"{j} entered {state} {events[(j, state)]} times"
+        assert charges[j] == 1, f"{j} billed {charges[j]} times"
+    assert row is not None and row.epoch == new_epoch > epoch
+    print(f"new leader {new_url} (epoch {new_epoch}) {took:.1f}s after the kill")
