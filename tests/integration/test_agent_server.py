@@ -172,7 +172,9 @@ def test_a_failing_job_reports_its_exit_code(net: Net) -> None:
 
 
 def test_a_dataset_is_staged_between_agents_with_the_right_checksum(net: Net) -> None:
-    replica = create_replica(net.data_root("east"), "corpus", 3_000_000, path="sets/corpus.bin")
+    replica = create_replica(
+        net.data_root("east"), "corpus", 3_000_000, path="tenants/acme/sets/corpus.bin"
+    )
     net.user.add_dataset("corpus", "east", replica.path, replica.size_bytes, replica.sha256)
     # Only west has H100s: the data must travel east → west before the job runs.
     view = net.user.submit(
@@ -191,7 +193,7 @@ def test_a_dataset_is_staged_between_agents_with_the_right_checksum(net: Net) ->
     assert done.usage.get("staged_from") == "east"
     (dataset,) = net.user.datasets()
     assert {r["center"] for r in dataset.replicas} == {"east", "west"}
-    staged = net.data_root("west") / "corpus"
+    staged = net.data_root("west") / "tenants" / "acme" / "corpus"  # the tenant's area
     assert staged.stat().st_size == replica.size_bytes
 
 

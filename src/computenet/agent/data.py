@@ -1,19 +1,19 @@
-"""Dataset files at a center: checksums, fetch tickets, and the agent's data root.
+"""Dataset files at a center: checksums and the agent's data root.
 
-A replica is one file whose path is relative to the agent's data root. The
-data root keeps a small index (``.cnet-index.json``: dataset id → path) so the
-data endpoint can find a replica by dataset id; a dataset not in the index is
-looked for at ``DATA_ROOT/<dataset id>``.
+A replica is one file whose path is relative to the agent's data root; a
+tenant's replicas live in its area ``tenants/<tenant>/`` (see
+`computenet.protocol.datapaths`). The data root keeps a small index
+(``.cnet-index.json``: dataset id → path) of what this agent holds. Names
+starting with ``.`` are the agent's own and never resolve as replicas.
 
-A fetch ticket is ``"{expires_unix}.{hmac_sha256(data_key, f'{dataset_id}:{expires_unix}')}"``:
-the control plane mints it with the *source* center's data key when it leases a
-job that needs the data, and the source agent's endpoint checks it.
+A local replica is used only after its sha256 matches the dataset's; the
+verdict is remembered by (path, size, mtime) so a big file is hashed once,
+not before every job. Fetch tickets are defined in `computenet.protocol.tickets`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import random
@@ -21,6 +21,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from computenet.protocol.datapaths import TENANTS_DIR, default_replica_path
+from computenet.protocol.tickets import mint_ticket
+
+__all__ = [
+    "INDEX_FILE",
+    "STAGING_DIR",
+    "DataRoot",
+    "Replica",
+    "create_replica",
+    "dataset_sha256",
+    "env_name",
+    "expires_in",
+    "mint_ticket",
+]
 
 INDEX_FILE = ".cnet-index.json"
 STAGING_DIR = ".cnet-staging"
@@ -34,25 +49,6 @@ def dataset_sha256(path: str | Path) -> str:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def mint_ticket(data_key: str, dataset_id: str, expires_unix: int) -> str:
-    """A ticket for fetching `dataset_id` until `expires_unix` from a center with `data_key`."""
-    mac = hmac.new(data_key.encode(), f"{dataset_id}:{expires_unix}".encode(), hashlib.sha256)
-    return f"{expires_unix}.{mac.hexdigest()}"
-
-
-def ticket_problem(data_key: str, dataset_id: str, ticket: str, now: float) -> str | None:
-    """Why `ticket` does not open `dataset_id` now, or None when it does."""
-    expires_s, dot, digest = ticket.partition(".")
-    if not dot or not expires_s.isdigit() or not digest:
-        return "malformed ticket (expected EXPIRES.HEXDIGEST)"
-    if int(expires_s) < now:
-        return "ticket expired"
-    expected = mint_ticket(data_key, dataset_id, int(expires_s)).partition(".")[2]
-    if not hmac.compare_digest(expected, digest.lower()):
-        return "ticket signature does not match this dataset and center"
-    return None
 
 
 def env_name(dataset_id: str) -> str:
@@ -77,15 +73,53 @@ class DataRoot:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        # (path, size, mtime_ns) -> sha256 of files already hashed.
+        self._digests: dict[tuple[str, int, int], str] = {}
 
     def inside(self, relpath: str) -> Path | None:
-        """`relpath` under the root, or None when it would escape the root."""
-        p = (self.root / relpath).resolve()
-        return p if p.is_relative_to(self.root) and p != self.root else None
+        """`relpath` under the root, or None when it would escape the root or is reserved.
 
-    def default_path(self, dataset_id: str) -> str:
-        """Where a replica of `dataset_id` goes when the agent fetches it."""
-        return dataset_id if dataset_id not in (".", "..") else f"_{dataset_id}"
+        Absolute paths, ``..``, any part starting with ``.`` (the agent's own
+        files) and symlinks that lead out of the root all give None; a path in
+        a tenant's area (``tenants/<t>/...``) must also stay in that area after
+        symlinks are followed.
+        """
+        if not relpath or "\\" in relpath or relpath.startswith("/"):
+            return None
+        parts = Path(relpath).parts
+        if any(part.startswith(".") for part in parts):
+            return None
+        p = (self.root / relpath).resolve()
+        fence = self.root
+        if len(parts) > 2 and parts[0] == TENANTS_DIR:
+            fence = (self.root / parts[0] / parts[1]).resolve()
+        return p if p.is_relative_to(fence) and p != self.root else None
+
+    def verified(self, path: Path, sha256: str) -> bool:
+        """Whether the file at `path` has checksum `sha256` (hashed once per size and mtime)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        with self._lock:
+            known = self._digests.get(key)
+        if known is None:
+            try:
+                known = dataset_sha256(path)
+            except OSError:
+                return False
+            with self._lock:
+                if len(self._digests) > 10_000:
+                    self._digests.clear()
+                self._digests[key] = known
+        return known == sha256
+
+    def default_path(self, dataset_id: str, tenant: str | None = None) -> str:
+        """Where a replica of `dataset_id` goes: in `tenant`'s area, else at the root."""
+        if tenant is not None:
+            return default_replica_path(tenant, dataset_id)
+        return dataset_id if not dataset_id.startswith(".") else f"_{dataset_id}"
 
     def _index(self) -> dict[str, str]:
         try:
@@ -126,16 +160,19 @@ def create_replica(
     size_bytes: int,
     *,
     path: str | None = None,
+    tenant: str | None = None,
     seed: int | str | None = None,
 ) -> Replica:
     """Write a file of `size_bytes` pseudo-random bytes as a replica of `dataset_id`.
 
     For demos and tests: the content is deterministic for a given seed (default:
-    the dataset id). Returns the path (relative to the data root) and the sha256
-    to register the dataset with (``POST /api/v1/datasets``).
+    the dataset id). The file goes to `path`, else into `tenant`'s area (the
+    place the control plane accepts for that tenant), else to the root.
+    Returns the path (relative to the data root) and the sha256 to register
+    the dataset with (``POST /api/v1/datasets``).
     """
     root = DataRoot(data_root)
-    rel = path or root.default_path(dataset_id)
+    rel = path or root.default_path(dataset_id, tenant)
     target = root.inside(rel)
     if target is None:
         raise ValueError(f"path '{rel}' is outside the data root")

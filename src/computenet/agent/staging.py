@@ -1,11 +1,20 @@
 """Staging: bring a leased job's input datasets to this center before it runs.
 
-For each input the agent uses the local replica when there is one; otherwise
-it tries the sources in the order the control plane gave (best first): it
-streams the file to a scratch file, throttled to the link's scaled bandwidth,
-checks size and sha256, and on a mismatch or error moves on to the next
-source. The verified file is moved into the data root and reported as a new
-replica. Staging fails (and the job with it) only when every source failed.
+For each input the agent uses the local replica when there is one whose
+sha256 matches the dataset's (checked once per file version, see
+`DataRoot.verified`); otherwise it tries the sources in the order the control
+plane gave (best first): it streams the file to a scratch file, throttled to
+the link's scaled bandwidth, checks size and sha256, and on a mismatch or
+error moves on to the next source. The verified file is moved to the place
+the control plane chose (`StagingInput.dest_path`, in the tenant's area) and
+reported as a new replica. Staging fails (and the job with it) only when
+every source failed.
+
+A fetch sends its ticket in the ``X-CNet-Ticket`` header and names this
+center in ``X-CNet-Center`` (`computenet.protocol.tickets`); redirects are
+never followed (a center could point others at anything). What another
+center answered goes to this agent's log, not into the job's error: the job
+sees the source, the HTTP status or the kind of failure.
 
 The throttle makes moving data cost visible time in a scaled network:
 ``bytes/s = bandwidth_gbps × 1e9 / 8 × time_scale / data_scale``.
@@ -20,17 +29,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from computenet.agent.data import DataRoot, Replica, dataset_sha256
+from computenet.agent.data import DataRoot, Replica
 from computenet.errors import ComputeNetError
 from computenet.protocol import StagingInput, StagingSource
+from computenet.protocol.tickets import CENTER_HEADER, TICKET_HEADER
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
+_BUSY_RETRIES = 5  # a source that answers 503 (not registered, key rotating) gets this many tries
 
 
 class StagingError(ComputeNetError):
@@ -58,11 +69,6 @@ def source_url(source: StagingSource, dataset_id: str) -> str:
     return f"{url}/data/{dataset_id}"
 
 
-def _with_ticket(url: str, ticket: str) -> str:
-    """`url` with ``ticket=`` added to its query (httpx's `params` would replace the query)."""
-    return f"{url}{'&' if urlsplit(url).query else '?'}{urlencode({'ticket': ticket})}"
-
-
 def fetch(
     client: httpx.Client,
     source: StagingSource,
@@ -71,25 +77,76 @@ def fetch(
     *,
     rate_bytes_s: float | None,
     cancel: threading.Event | None = None,
+    center: str | None = None,
 ) -> int:
     """Download `item` from `source` into `dest`, verified; the number of bytes.
 
+    `center` is this (the fetching) center, sent in ``X-CNet-Center`` (default:
+    the client's own header). A source busy with 503 is retried a few times.
     Raises StagingError with the reason (HTTP status, size or checksum mismatch,
-    connection error) and leaves no partial file behind.
+    kind of connection error) and leaves no partial file behind.
     """
+    for attempt in range(_BUSY_RETRIES):
+        try:
+            return _fetch_once(client, source, item, dest, rate_bytes_s, cancel, center)
+        except _Busy as busy:
+            if attempt == _BUSY_RETRIES - 1:
+                raise StagingError(f"{source.center}: HTTP 503") from busy
+            _sleep(busy.retry_after, cancel)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _Busy(Exception):
+    """The source answered 503: not ready yet (unregistered, or its data key is rotating)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def _sleep(seconds: float, cancel: threading.Event | None) -> None:
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise StagingCancelled("staging cancelled")
+
+
+def _fetch_once(
+    client: httpx.Client,
+    source: StagingSource,
+    item: StagingInput,
+    dest: Path,
+    rate_bytes_s: float | None,
+    cancel: threading.Event | None,
+    center: str | None,
+) -> int:
     h = hashlib.sha256()
     got = 0
     t0 = time.monotonic()
+    headers = {TICKET_HEADER: source.ticket}
+    if center:
+        headers[CENTER_HEADER] = center
     try:
         with (
             client.stream(
-                "GET", _with_ticket(source_url(source, item.dataset), source.ticket)
+                "GET", source_url(source, item.dataset), headers=headers, follow_redirects=False
             ) as resp,
             open(dest, "wb") as f,
         ):
             if resp.status_code != 200:
                 resp.read()
-                raise StagingError(f"{source.center}: HTTP {resp.status_code} {_reason(resp)}")
+                # The other center's words go to our log only: they are not the user's business
+                # and a hostile center could put anything there.
+                logger.warning(
+                    "staging %s from %s: HTTP %d %s",
+                    item.dataset,
+                    source.center,
+                    resp.status_code,
+                    _reason(resp),
+                )
+                if resp.status_code == 503:
+                    raise _Busy(_retry_after(resp))
+                raise StagingError(f"{source.center}: HTTP {resp.status_code}")
             for chunk in resp.iter_bytes(_CHUNK):
                 if cancel is not None and cancel.is_set():
                     raise StagingCancelled("staging cancelled")
@@ -104,7 +161,8 @@ def fetch(
                     _throttle(t0, got, rate_bytes_s, cancel)
     except httpx.HTTPError as exc:
         dest.unlink(missing_ok=True)
-        raise StagingError(f"{source.center}: {type(exc).__name__}: {exc}") from exc
+        logger.warning("staging %s from %s: %s", item.dataset, source.center, exc)
+        raise StagingError(f"{source.center}: {type(exc).__name__}") from exc
     except BaseException:
         dest.unlink(missing_ok=True)
         raise
@@ -131,9 +189,16 @@ def _throttle(t0: float, got: int, rate: float, cancel: threading.Event | None) 
 def _reason(resp: httpx.Response) -> str:
     try:
         body = resp.json()
-        return str(body.get("error", ""))
+        return repr(str(body.get("error", ""))[:200])
+    except (ValueError, AttributeError):
+        return repr(resp.text[:200])
+
+
+def _retry_after(resp: httpx.Response) -> float:
+    try:
+        return min(max(float(resp.headers.get("Retry-After", "1")), 0.1), 5.0)
     except ValueError:
-        return resp.text[:200]
+        return 1.0
 
 
 @dataclass
@@ -148,19 +213,29 @@ class StagingResult:
 
 
 def needs_fetch(item: StagingInput, root: DataRoot) -> bool:
-    """True when `item` is not already present (right size) at this center."""
+    """True when `item` is not already present (right checksum) at this center."""
     return local_replica(item, root) is None
 
 
 def local_replica(item: StagingInput, root: DataRoot) -> Path | None:
-    """The local file for `item` when present with the right size."""
+    """The local file for `item` when present with the right size and sha256.
+
+    Candidates: the replica the control plane registered here, then where this
+    agent put a fetched copy. A file whose checksum differs (corrupted, or not
+    the tenant's file at all) is never used.
+    """
     candidates: list[Path | None] = []
     if item.local_path:
         candidates.append(root.inside(item.local_path))
+    if item.dest_path:
+        candidates.append(root.inside(item.dest_path))
     candidates.append(root.resolve(item.dataset))
     for p in candidates:
-        if p is not None and p.is_file() and p.stat().st_size == item.size_bytes:
+        if p is None or not p.is_file() or p.stat().st_size != item.size_bytes:
+            continue
+        if root.verified(p, item.sha256):
             return p
+        logger.warning("%s: %s does not match the dataset's sha256; not using it", item.dataset, p)
     return None
 
 
@@ -172,27 +247,25 @@ def stage_inputs(
     time_scale: float = 1.0,
     data_scale: float = 1.0,
     cancel: threading.Event | None = None,
+    center: str | None = None,
 ) -> StagingResult:
-    """Make every input present in `root` (see module doc); StagingError if one cannot be."""
+    """Make every input present in `root` (see module doc); StagingError if one cannot be.
+
+    `center` is this center's id, which fetch tickets are bound to (default:
+    the ``X-CNet-Center`` header the client sends anyway).
+    """
     result = StagingResult()
     t0 = time.monotonic()
     moved: dict[str, int] = {}
     for item in inputs:
         present = local_replica(item, root)
         if present is not None:
-            if item.local_path and root.resolve(item.dataset) is None:
-                root.record(item.dataset, item.local_path)
             result.paths[item.dataset] = str(present)
             continue
-        rel = root.default_path(item.dataset)
+        rel = item.dest_path or root.default_path(item.dataset)
         target = root.inside(rel)
         if target is None:
             raise StagingError(f"dataset id '{item.dataset}' cannot be a file name here")
-        # A copy from an earlier staging whose index entry was lost: reuse it if it verifies.
-        if target.is_file() and dataset_sha256(target) == item.sha256:
-            root.record(item.dataset, rel)
-            result.paths[item.dataset] = str(target)
-            continue
         if not item.sources:
             raise StagingError(
                 f"input '{item.dataset}' is not at this center and no source was given",
@@ -203,11 +276,14 @@ def stage_inputs(
             tmp = root.staging_dir() / f"{item.dataset}.{os.getpid()}.{threading.get_ident()}.part"
             rate = link_rate_bytes_s(source.bandwidth_gbps, time_scale, data_scale)
             try:
-                got = fetch(client, source, item, tmp, rate_bytes_s=rate, cancel=cancel)
+                got = fetch(
+                    client, source, item, tmp, rate_bytes_s=rate, cancel=cancel, center=center
+                )
             except StagingError as exc:
                 logger.warning("staging %s: %s", item.dataset, exc.message)
                 failures.append(exc.message)
                 continue
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
             root.record(item.dataset, rel)
             result.paths[item.dataset] = str(target)

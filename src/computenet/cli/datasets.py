@@ -14,6 +14,7 @@ from computenet.agent.data import DataRoot
 from computenet.cli.app import datasets_app
 from computenet.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json
 from computenet.errors import ValidationError
+from computenet.protocol.datapaths import tenant_area
 from computenet.sdk.config import resolve
 
 
@@ -26,21 +27,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def place_in_root(file: Path, root: Path, dataset_id: str) -> str:
-    """Put `file` in the agent's data `root` (copy unless already there) and index it.
+def place_in_root(file: Path, root: Path, dataset_id: str, tenant: str) -> str:
+    """Put `file` in `tenant`'s area of the agent's data `root` (copy unless already there).
 
-    The copy goes where the agent looks for a dataset by id (``ROOT/<id>``); the
-    root's index records the path so the agent's data endpoint can serve it.
+    The copy goes to ``ROOT/tenants/<tenant>/<id>``, the place the control
+    plane accepts for this tenant; the root's index records it. Returns the
+    path relative to the root.
     """
     data_root = DataRoot(root)
     file = file.resolve()
-    if file.is_relative_to(data_root.root):
+    area = (data_root.root / tenant_area(tenant)).resolve()
+    if file.is_relative_to(area) and data_root.inside(str(file.relative_to(data_root.root))):
         rel = str(file.relative_to(data_root.root))
     else:
-        rel = data_root.default_path(dataset_id)
+        rel = data_root.default_path(dataset_id, tenant)
         dest = data_root.inside(rel)
         if dest is None:
             raise ValidationError(f"'{dataset_id}' cannot be a file name", field="--id")
+        dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.copyfile(file, tmp)
         tmp.replace(dest)
@@ -65,7 +69,11 @@ def add(
     ] = None,
     path: Annotated[
         str | None,
-        typer.Option("--path", help="FILE's path relative to the agent's data root (no copying)"),
+        typer.Option(
+            "--path",
+            help="FILE's path relative to the agent's data root, inside tenants/<your tenant>/"
+            " (no copying)",
+        ),
     ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
@@ -74,10 +82,15 @@ def add(
     """Register FILE as a dataset held at a center; its size and sha256 are computed here."""
     if not file.is_file():
         raise ValidationError(f"no such file '{file}'", field="FILE", hint="give an existing file")
-    if path is None:
-        root = data_root or _configured_root(center, url, token)
-        path = place_in_root(file, root, dataset_id)
     with client(url, token) as cn:
+        if path is None:
+            tenant = cn.whoami().tenant
+            if tenant is None:
+                raise ValidationError(
+                    "this token has no tenant", field="--token", hint="use a user's token"
+                )
+            root = data_root or _configured_root(center, url, token)
+            path = place_in_root(file, root, dataset_id, tenant)
         view = cn.add_dataset(
             id=dataset_id,
             center=center,

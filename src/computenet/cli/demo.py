@@ -259,8 +259,9 @@ def _datasets(net: RunningNetwork) -> dict[str, str]:
     """Write and register the eastern datasets; return their checksums."""
     out: dict[str, str] = {}
     with Client(net.url, net.creds.user) as cn:
+        tenant = cn.whoami().tenant  # a tenant's files live in its area of the data root
         for ds, size, residency in ((BIG, BIG_BYTES, None), (SMALL, SMALL_BYTES, "region:east")):
-            rep = create_replica(net.data_roots[EAST], ds, size)
+            rep = create_replica(net.data_roots[EAST], ds, size, tenant=tenant)
             cn.add_dataset(ds, EAST, rep.path, rep.size_bytes, rep.sha256, residency=residency)
             out[ds] = rep.sha256
     return out

@@ -63,6 +63,9 @@ class RegisterReply(BaseModel):
     time_scale: float = 1.0
     data_scale: float = 1.0
     data_key: str = Field(description="secret the agent uses to check fetch tickets for its data")
+    data_key_version: int = Field(
+        default=1, description="version of data_key; bumped by `cnet admin rotate-data-key`"
+    )
 
 
 class HeartbeatRequest(BaseModel):
@@ -84,6 +87,10 @@ class HeartbeatReply(BaseModel):
 
     cancel: list[str] = []
     lease_timeout_s: float
+    data_key_version: int | None = Field(
+        default=None,
+        description="the center's current data-key version: register again to learn a new key",
+    )
     fence_after_s: float | None = Field(default=None, description="see RegisterReply")
     stop_grace_s: float | None = Field(default=None, description="see RegisterReply")
 
@@ -98,7 +105,11 @@ class LeaseRequest(BaseModel):
 
 
 class StagingSource(BaseModel):
-    """A replica the agent may fetch from, with a ticket its data endpoint accepts."""
+    """A replica the agent may fetch from, with a ticket its data endpoint accepts.
+
+    `url` is the full fetch URL (``{data_url}/data/{dataset}?path=P``); the
+    ticket goes in the ``X-CNet-Ticket`` header (see `computenet.protocol.tickets`).
+    """
 
     center: str
     url: str
@@ -115,6 +126,10 @@ class StagingInput(BaseModel):
     size_bytes: int
     local_path: str | None = None
     sources: list[StagingSource] = []
+    dest_path: str | None = Field(
+        default=None,
+        description="where a fetched copy goes, relative to the data root (the tenant's area)",
+    )
 
 
 class LeasedJob(BaseModel):

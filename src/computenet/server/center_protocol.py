@@ -83,7 +83,7 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             protocol_version=req.protocol_version,
             capacity=[c.model_dump() for c in req.capacity],
         )
-        key = row.data_key
+        key, key_version = row.data_key, row.data_key_version
     log.info("center %s registered (backend %s, data %s)", center_id, req.backend, req.data_url)
     s_ = plane.settings
     return RegisterReply(
@@ -95,6 +95,7 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
         time_scale=plane.network.time_scale,
         data_scale=plane.network.data_scale,
         data_key=key,
+        data_key_version=key_version,
     )
 
 
@@ -114,6 +115,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
                 hint="POST /center/v1/register first",
             )
         record_heartbeat(s, row, real, [c.model_dump() for c in req.capacity], listed)
+        key_version = row.data_key_version
         jobs = job_store.get_jobs(s, listed)
         for jid in listed:
             j = jobs.get(jid)
@@ -131,6 +133,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         lease_timeout_s=rule.lease_timeout_s,
         fence_after_s=rule.fence_after_s,
         stop_grace_s=rule.stop_grace_s,
+        data_key_version=key_version,
     )
 
 

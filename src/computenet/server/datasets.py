@@ -1,12 +1,25 @@
-"""Datasets a tenant registers (already present at a center), and the network views."""
+"""Datasets a tenant registers (already present at a center), and the network views.
+
+A dataset's file lives in its tenant's area of the center's data root
+(``tenants/<tenant>/``, `computenet.protocol.datapaths`): a tenant can only
+register a path there, so it can never name another tenant's file, and the
+agent checks the file's sha256 before any job reads it.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from computenet.errors import ConflictError, ValidationError
 from computenet.protocol import CenterView, DatasetCreate, DatasetView
+from computenet.protocol.datapaths import (
+    default_replica_path,
+    name_problem,
+    replica_path_problem,
+    tenant_area,
+)
 from computenet.server.auth import Principal
 from computenet.server.jobs import tenant_of
 from computenet.server.views import center_view, dataset_view
@@ -24,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def register_dataset(plane: ControlPlane, who: Principal, req: DatasetCreate) -> DatasetView:
-    """Register a dataset with its first replica at `req.center`."""
+    """Register a dataset with its first replica at `req.center`, in the tenant's area."""
     tenant = tenant_of(who)
     try:
         center = plane.network.center(req.center)
@@ -40,10 +53,29 @@ def register_dataset(plane: ControlPlane, who: Principal, req: DatasetCreate) ->
             field="residency",
             hint="register the dataset at a center carrying that tag",
         )
+    problem = name_problem(req.id)
+    if problem is not None:
+        raise ValidationError(f"dataset id '{req.id}' {problem}", field="id", hint="e.g. corpus-v1")
+    path = req.path or default_replica_path(tenant, req.id)
+    problem = replica_path_problem(path, tenant)
+    if problem is not None:
+        raise ValidationError(
+            f"path '{path}' {problem}",
+            field="path",
+            hint=f"put the file under {tenant_area(tenant)}/ in the agent's data root"
+            " (cnet datasets add does), or leave path out for"
+            f" {default_replica_path(tenant, req.id)}",
+        )
+    path = str(PurePosixPath(path))
     with plane.db.write() as s:
-        if get_dataset(s, req.id) is not None:
+        taken = get_dataset(s, req.id)
+        if taken is not None:
+            # Ids are unique across the network; whose it is stays unsaid.
+            mine = taken.tenant_id == tenant
             raise ConflictError(
-                f"dataset id '{req.id}' is already taken", field="id", hint="choose another id"
+                "you already registered a dataset with this id" if mine else "this id is taken",
+                field="id",
+                hint="choose another id",
             )
         row = create_dataset(
             s,
@@ -53,7 +85,7 @@ def register_dataset(plane: ControlPlane, who: Principal, req: DatasetCreate) ->
             sha256=req.sha256,
             residency=req.residency,
             center=req.center,
-            path=req.path,
+            path=path,
             at=datetime.now(UTC),
         )
         return dataset_view(row, replicas(s, [row.id]).get(row.id, []))
@@ -83,12 +115,15 @@ def centers(plane: ControlPlane) -> list[CenterView]:
     ]
 
 
-def transfers(plane: ControlPlane) -> list[dict[str, Any]]:
+def transfers(plane: ControlPlane, who: Principal | None = None) -> list[dict[str, Any]]:
     """Data moving now: one entry per input of each STAGING job, with its rate in Gbps.
 
     The rate is the placement's estimate (size on the links over its transfer
-    time, both in network units), which is what the agents throttle to.
+    time, both in network units), which is what the agents throttle to. `who`
+    sees the job and dataset ids of its own tenant's transfers only (an admin,
+    or no `who`, sees all); others' show route and rate with ids None.
     """
+    see_all = who is None or who.is_admin
     out: list[dict[str, Any]] = []
     with plane.db.read() as s:
         staging = job_store.list_jobs(s, states=["STAGING"], limit=10_000)
@@ -97,12 +132,13 @@ def transfers(plane: ControlPlane) -> list[dict[str, Any]]:
         pl = j.placement or {}
         sources = pl.get("source_replicas") or {}
         secs = float(pl.get("transfer_s") or 0.0)
+        own = see_all or (who is not None and j.tenant_id == who.tenant)
         for ds, src in sources.items():
             gb = sizes.get(ds, 0) * plane.network.data_scale / 1e9
             out.append(
                 {
-                    "job_id": j.id,
-                    "dataset": ds,
+                    "job_id": j.id if own else None,
+                    "dataset": ds if own else None,
                     "from": src,
                     "to": pl.get("center"),
                     "gbps": round(gb * 8 / secs, 3) if secs > 0 else 0.0,
@@ -111,14 +147,14 @@ def transfers(plane: ControlPlane) -> list[dict[str, Any]]:
     return out
 
 
-def network_view(plane: ControlPlane) -> dict[str, Any]:
+def network_view(plane: ControlPlane, who: Principal | None = None) -> dict[str, Any]:
     """The network file as the server runs it, with live transfers and the network clock's now.
 
     Each link carries `traffic_gbps` and `transfers`: the rate and number of the
     transfers whose two ends it joins (every built-in network links each pair directly).
     """
     net = plane.network
-    moving = transfers(plane)
+    moving = transfers(plane, who)
     load: dict[frozenset[str], float] = {}
     count: dict[frozenset[str], int] = {}
     for t in moving:

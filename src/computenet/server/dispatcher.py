@@ -1,15 +1,14 @@
 """The dispatcher: lease due jobs to the center they are placed at, with staging instructions.
 
 A lease is a compare-and-set on an empty lease holder, so a job is never
-leased to two centers. Fetch tickets are ``"{expires_unix}.{hex}"`` where hex
-is HMAC-SHA256(data_key of the SOURCE center, ``f"{dataset_id}:{expires_unix}"``);
+leased to two centers. Fetch tickets (`computenet.protocol.tickets`) are minted
+with the SOURCE center's data key, bound to the dataset, the replica's path,
+the fetching center and the key's version, and live `Settings.ticket_ttl_s`;
 the source agent's data endpoint checks them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -20,6 +19,8 @@ from sqlalchemy.orm import Session
 from computenet.errors import ConflictError
 from computenet.model import JobSpec, Placement
 from computenet.protocol import LeasedJob, LeaseReply, StagingInput, StagingSource
+from computenet.protocol.datapaths import default_replica_path
+from computenet.protocol.tickets import mint_ticket
 from computenet.store import jobs as job_store
 from computenet.store.centers import get_center, get_dataset, record_heartbeat, replicas
 from computenet.store.schema import JobRow
@@ -28,24 +29,6 @@ if TYPE_CHECKING:
     from computenet.server.plane import ControlPlane
 
 log = logging.getLogger(__name__)
-
-
-def mint_ticket(data_key: str, dataset_id: str, expires_unix: int) -> str:
-    """A fetch ticket for `dataset_id`, valid until `expires_unix` (real unix seconds)."""
-    mac = hmac.new(
-        data_key.encode("utf-8"), f"{dataset_id}:{expires_unix}".encode(), hashlib.sha256
-    )
-    return f"{expires_unix}.{mac.hexdigest()}"
-
-
-def verify_ticket(data_key: str, dataset_id: str, ticket: str, now_unix: float) -> bool:
-    """Whether `ticket` was minted with `data_key` for `dataset_id` and has not expired."""
-    head, _, digest = ticket.partition(".")
-    if not head.isdigit() or not digest:
-        return False
-    if int(head) < now_unix:
-        return False
-    return hmac.compare_digest(mint_ticket(data_key, dataset_id, int(head)), ticket)
 
 
 def lease(plane: ControlPlane, center_id: str, max_jobs: int) -> LeaseReply:
@@ -104,8 +87,9 @@ def staging_inputs(
     """For each input: the local replica's path, or replicas to fetch from (best first).
 
     Each source's `url` is the full fetch URL ``{data_url}/data/{dataset_id}?path=P``
-    with the replica's registered path; its ticket is signed for
-    ``{dataset_id}:{path}`` and the agent adds ``&ticket=...``.
+    with the replica's registered path; its ticket lets `center_id` (and no
+    other center) fetch that path, and goes in the ``X-CNet-Ticket`` header.
+    A fetched copy goes to the dataset's tenant's area (`dest_path`).
     """
     reps = replicas(s, spec.inputs)
     expires = int(real + plane.settings.ticket_ttl_s)
@@ -139,7 +123,14 @@ def staging_inputs(
                             center=r.center,
                             url=f"{src.data_url.rstrip('/')}/data/{name}?"
                             + urlencode({"path": r.path}),
-                            ticket=mint_ticket(src.data_key, f"{name}:{r.path}", expires),
+                            ticket=mint_ticket(
+                                src.data_key,
+                                dataset=name,
+                                path=r.path,
+                                center=center_id,
+                                expires_unix=expires,
+                                key_version=src.data_key_version,
+                            ),
                             bandwidth_gbps=bw if math.isfinite(bw) else 1e6,
                             latency_ms=lat * 1000.0,
                         ),
@@ -153,6 +144,7 @@ def staging_inputs(
                 size_bytes=ds.size_bytes,
                 local_path=here[0].path if here else None,
                 sources=[x[1] for x in sources],
+                dest_path=default_replica_path(ds.tenant_id, name),
             )
         )
     return out

@@ -17,50 +17,95 @@ from computenet.agent.data import (
     dataset_sha256,
     env_name,
     expires_in,
-    mint_ticket,
-    ticket_problem,
 )
 from computenet.agent.endpoint import DataEndpoint
 from computenet.agent.staging import (
     StagingCancelled,
     StagingError,
     link_rate_bytes_s,
+    local_replica,
     source_url,
     stage_inputs,
 )
 from computenet.protocol import StagingInput, StagingSource
+from computenet.protocol.tickets import (
+    CENTER_HEADER,
+    TICKET_HEADER,
+    mint_ticket,
+    ticket_problem,
+)
 
 KEY = "source-secret"
+HERE = "west"  # the fetching center in these tests
+
+
+def _ticket(
+    dataset: str = "corpus",
+    path: str = "corpus",
+    center: str = HERE,
+    expires: int | None = None,
+    key: str = KEY,
+    version: int = 1,
+) -> str:
+    return mint_ticket(
+        key,
+        dataset=dataset,
+        path=path,
+        center=center,
+        expires_unix=expires if expires is not None else expires_in(60),
+        key_version=version,
+    )
+
+
+def _problem(ticket: str, **over: object) -> str | None:
+    args: dict[str, object] = {
+        "dataset": "corpus",
+        "path": "corpus",
+        "center": HERE,
+        "now_unix": 1_000,
+        "key_version": 1,
+    }
+    args.update(over)
+    key = str(args.pop("key", KEY))
+    return ticket_problem(key, ticket, **args)  # type: ignore[arg-type]
 
 
 def test_a_ticket_opens_its_dataset_until_it_expires() -> None:
-    ticket = mint_ticket(KEY, "corpus", 1_000)
-    assert ticket_problem(KEY, "corpus", ticket, now=999) is None
-    assert ticket_problem(KEY, "corpus", ticket, now=1_001) == "ticket expired"
+    ticket = _ticket(expires=1_000)
+    assert _problem(ticket, now_unix=999) is None
+    assert _problem(ticket, now_unix=1_001) == "ticket expired"
 
 
 @pytest.mark.parametrize(
-    ("key", "dataset", "ticket", "why"),
+    ("over", "why"),
     [
-        ("other-key", "corpus", mint_ticket(KEY, "corpus", 5_000), "signature"),
-        (KEY, "weights", mint_ticket(KEY, "corpus", 5_000), "signature"),
-        (KEY, "corpus", "5000.00ff", "signature"),
-        (KEY, "corpus", "never", "malformed"),
-        (KEY, "corpus", "", "malformed"),
-        (KEY, "corpus", "soon." + "0" * 64, "malformed"),
+        ({"key": "other-key"}, "does not match"),
+        ({"dataset": "weights"}, "does not match"),
+        ({"path": "tenants/b/corpus"}, "does not match"),
+        ({"center": "east"}, "does not match"),  # minted for west, used by east
+        ({"key_version": 2}, "version 1"),  # the source's key was rotated since
     ],
 )
-def test_a_wrong_ticket_is_refused_with_the_reason(
-    key: str, dataset: str, ticket: str, why: str
+def test_a_ticket_is_bound_to_dataset_path_center_and_key(
+    over: dict[str, object], why: str
 ) -> None:
-    assert why in (ticket_problem(key, dataset, ticket, now=1_000) or "")
+    assert why in (_problem(_ticket(expires=5_000), **over) or "")
+
+
+@pytest.mark.parametrize("ticket", ["never", "", "5000.00ff", "v1.1.soon." + "0" * 64, "v1.x.1.ab"])
+def test_a_malformed_ticket_is_refused(ticket: str) -> None:
+    assert "malformed" in (_problem(ticket) or "")
 
 
 def test_the_ticket_is_the_documented_hmac() -> None:
     import hmac
 
-    digest = hmac.new(b"k", b"d:42", hashlib.sha256).hexdigest()
-    assert mint_ticket("k", "d", 42) == f"42.{digest}"
+    msg = b'["cnet-ticket-v1","d","tenants/t/d","west",42,3]'
+    digest = hmac.new(b"k", msg, hashlib.sha256).hexdigest()
+    got = mint_ticket(
+        "k", dataset="d", path="tenants/t/d", center="west", expires_unix=42, key_version=3
+    )
+    assert got == f"v1.3.42.{digest}"
 
 
 def test_input_env_names_are_upper_case_with_underscores() -> None:
@@ -93,8 +138,19 @@ def source(tmp_path: Path) -> Iterator[DataEndpoint]:
     endpoint.stop()
 
 
-def _get(endpoint: DataEndpoint, dataset: str, ticket: str) -> httpx.Response:
-    return httpx.get(f"{endpoint.url}/data/{dataset}", params={"ticket": ticket}, timeout=10)
+def _get(
+    endpoint: DataEndpoint,
+    dataset: str,
+    ticket: str,
+    path: str = "corpus",
+    center: str = HERE,
+) -> httpx.Response:
+    return httpx.get(
+        f"{endpoint.url}/data/{dataset}",
+        params={"path": path},
+        headers={TICKET_HEADER: ticket, CENTER_HEADER: center},
+        timeout=10,
+    )
 
 
 def test_endpoint_binds_localhost_on_a_free_port(source: DataEndpoint) -> None:
@@ -104,63 +160,87 @@ def test_endpoint_binds_localhost_on_a_free_port(source: DataEndpoint) -> None:
 
 def test_endpoint_refuses_everything_until_it_knows_its_key(source: DataEndpoint) -> None:
     create_replica(source.data_root.root, "corpus", 1000)
-    resp = _get(source, "corpus", mint_ticket(KEY, "corpus", expires_in(60)))
+    resp = _get(source, "corpus", _ticket())
     assert resp.status_code == 503
 
 
 def test_endpoint_serves_a_replica_for_a_good_ticket(source: DataEndpoint) -> None:
     source.data_key = KEY
     replica = create_replica(source.data_root.root, "corpus", 100_000)
-    resp = _get(source, "corpus", mint_ticket(KEY, "corpus", expires_in(60)))
+    resp = _get(source, "corpus", _ticket())
     assert resp.status_code == 200
     assert hashlib.sha256(resp.content).hexdigest() == replica.sha256
 
 
-def test_endpoint_serves_a_file_at_the_registered_path_only_with_a_ticket_for_it(
-    source: DataEndpoint,
-) -> None:
-    """A dataset registered through the API at any path is found by the path in the URL."""
+def test_endpoint_serves_only_the_path_its_ticket_names(source: DataEndpoint) -> None:
     source.data_key = KEY
     root = source.data_root.root
-    (root / "lake").mkdir(parents=True)
+    (root / "tenants/a/lake").mkdir(parents=True)
     body = b"rows\n" * 1000
-    (root / "lake" / "part-0.csv").write_bytes(body)
+    (root / "tenants/a/lake/part-0.csv").write_bytes(body)
     (root / "secret.txt").write_text("not yours")
-    good = mint_ticket(KEY, "corpus:lake/part-0.csv", expires_in(60))
-    url = f"{source.url}/data/corpus"
-    resp = httpx.get(url, params={"path": "lake/part-0.csv", "ticket": good}, timeout=10)
+    good = _ticket(path="tenants/a/lake/part-0.csv")
+    resp = _get(source, "corpus", good, path="tenants/a/lake/part-0.csv")
     assert resp.status_code == 200 and resp.content == body
-    # The same ticket does not open another file, nor does a dataset-only ticket.
-    other = httpx.get(url, params={"path": "secret.txt", "ticket": good}, timeout=10)
-    assert other.status_code == 403
-    bare = mint_ticket(KEY, "corpus", expires_in(60))
-    resp = httpx.get(url, params={"path": "secret.txt", "ticket": bare}, timeout=10)
+    # The same ticket does not open another file.
+    assert _get(source, "corpus", good, path="secret.txt").status_code == 403
+    # A ticket for a path outside the root, or naming the agent's own files, opens nothing.
+    for bad in ("../outside", "/etc/passwd", ".cnet-index.json", "tenants/a/../../secret.txt"):
+        resp = _get(source, "corpus", _ticket(path=bad), path=bad)
+        assert resp.status_code == 404, bad
+
+
+def test_a_ticket_in_the_url_is_ignored(source: DataEndpoint) -> None:
+    source.data_key = KEY
+    create_replica(source.data_root.root, "corpus", 1000)
+    resp = httpx.get(
+        f"{source.url}/data/corpus",
+        params={"path": "corpus", "ticket": _ticket()},
+        headers={CENTER_HEADER: HERE},
+        timeout=10,
+    )
     assert resp.status_code == 403
-    escape = mint_ticket(KEY, "corpus:../outside", expires_in(60))
-    resp = httpx.get(url, params={"path": "../outside", "ticket": escape}, timeout=10)
-    assert resp.status_code == 404
+    assert TICKET_HEADER in resp.json()["error"]
 
 
 @pytest.mark.parametrize(
-    "ticket",
+    ("ticket", "center"),
     [
-        mint_ticket(KEY, "corpus", int(time.time()) - 5),  # expired
-        mint_ticket("another-center", "corpus", expires_in(60)),  # minted for another source
-        mint_ticket(KEY, "weights", expires_in(60)),  # for another dataset
-        "garbage",
+        (_ticket(expires=int(time.time()) - 5), HERE),  # expired
+        (_ticket(key="another-center"), HERE),  # minted for another source
+        (_ticket(dataset="weights"), HERE),  # for another dataset
+        (_ticket(center="east"), HERE),  # for another fetching center
+        (_ticket(), "east"),  # west's ticket used by east
+        ("garbage", HERE),
     ],
 )
-def test_endpoint_refuses_bad_tickets_with_403(source: DataEndpoint, ticket: str) -> None:
+def test_endpoint_refuses_bad_tickets_with_403(
+    source: DataEndpoint, ticket: str, center: str
+) -> None:
     source.data_key = KEY
     create_replica(source.data_root.root, "corpus", 1000)
-    resp = _get(source, "corpus", ticket)
+    resp = _get(source, "corpus", ticket, center=center)
     assert resp.status_code == 403
     assert resp.json()["field"] == "ticket"
 
 
+def test_after_a_key_rotation_old_tickets_fail_and_new_ones_wait_for_the_key(
+    source: DataEndpoint,
+) -> None:
+    source.data_key = KEY
+    create_replica(source.data_root.root, "corpus", 1000)
+    old = _ticket()
+    new = _ticket(key="rotated", version=2)
+    busy = _get(source, "corpus", new)  # the agent has not picked up version 2 yet
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+    source.data_key, source.data_key_version = "rotated", 2
+    assert _get(source, "corpus", old).status_code == 403
+    assert _get(source, "corpus", new).status_code == 200
+
+
 def test_endpoint_answers_404_for_a_dataset_it_does_not_hold(source: DataEndpoint) -> None:
     source.data_key = KEY
-    resp = _get(source, "absent", mint_ticket(KEY, "absent", expires_in(60)))
+    resp = _get(source, "absent", _ticket(dataset="absent", path="absent"), path="absent")
     assert resp.status_code == 404
     assert "absent" in resp.json()["error"]
 
@@ -178,21 +258,36 @@ def two_sources(tmp_path: Path) -> Iterator[tuple[DataEndpoint, DataEndpoint]]:
     b.stop()
 
 
-def _source(endpoint: DataEndpoint, center: str, dataset: str, gbps: float = 10) -> StagingSource:
+def _source(
+    endpoint: DataEndpoint,
+    center: str,
+    dataset: str,
+    gbps: float = 10,
+    path: str = "corpus",
+    version: int = 1,
+    key: str | None = None,
+) -> StagingSource:
     assert endpoint.data_key is not None
     return StagingSource(
         center=center,
-        url=endpoint.url,
-        ticket=mint_ticket(endpoint.data_key, dataset, expires_in(60)),
+        url=f"{endpoint.url}/data/{dataset}?path={path}",
+        ticket=_ticket(dataset, path, HERE, key=key or endpoint.data_key, version=version),
         bandwidth_gbps=gbps,
         latency_ms=5,
     )
 
 
+DEST = "tenants/t/corpus"
+
+
 def _input(replica_sha: str, size: int, *sources: StagingSource) -> StagingInput:
     return StagingInput(
-        dataset="corpus", sha256=replica_sha, size_bytes=size, sources=list(sources)
+        dataset="corpus", sha256=replica_sha, size_bytes=size, sources=list(sources), dest_path=DEST
     )
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(headers={CENTER_HEADER: HERE})
 
 
 def test_staging_fetches_verifies_and_records_a_replica(
@@ -201,7 +296,7 @@ def test_staging_fetches_verifies_and_records_a_replica(
     a, _ = two_sources
     replica = create_replica(a.data_root.root, "corpus", 250_000)
     dest = DataRoot(tmp_path / "dest")
-    with httpx.Client() as client:
+    with _client() as client:
         result = stage_inputs(
             [_input(replica.sha256, replica.size_bytes, _source(a, "shanghai", "corpus"))],
             dest,
@@ -212,8 +307,9 @@ def test_staging_fetches_verifies_and_records_a_replica(
     assert staged.is_relative_to(dest.root)
     assert (result.bytes_staged, result.staged_from) == (250_000, "shanghai")
     assert [(r.dataset, r.path, r.sha256) for r in result.new_replicas] == [
-        ("corpus", "corpus", replica.sha256)
+        ("corpus", DEST, replica.sha256)
     ]
+    assert staged == dest.root / DEST  # in the tenant's area the control plane chose
     assert dest.resolve("corpus") == staged
     assert not any(dest.staging_dir().iterdir())  # no partial files left
 
@@ -229,7 +325,7 @@ def test_a_corrupted_replica_is_rejected_and_the_next_source_used(
     data[500] ^= 0xFF  # one flipped byte: same size, wrong checksum
     path.write_bytes(bytes(data))
     dest = DataRoot(tmp_path / "dest")
-    with httpx.Client() as client:
+    with _client() as client:
         result = stage_inputs(
             [
                 _input(
@@ -248,9 +344,9 @@ def test_staging_fails_with_every_reason_when_no_source_verifies(
 ) -> None:
     a, b = two_sources
     create_replica(a.data_root.root, "corpus", 1000, seed="other content")
-    bad_ticket = _source(b, "far", "corpus").model_copy(update={"ticket": "1.00"})
+    bad_ticket = _source(b, "far", "corpus").model_copy(update={"ticket": "v1.1.1.00"})
     dest = DataRoot(tmp_path / "dest")
-    with httpx.Client() as client, pytest.raises(StagingError) as err:
+    with _client() as client, pytest.raises(StagingError) as err:
         stage_inputs(
             [_input("0" * 64, 1000, _source(a, "near", "corpus"), bad_ticket)], dest, client
         )
@@ -267,7 +363,7 @@ def test_a_source_that_is_down_is_skipped(
     dead = StagingSource(
         center="dead", url="http://127.0.0.1:9", ticket="1.0", bandwidth_gbps=1, latency_ms=1
     )
-    with httpx.Client() as client:
+    with _client() as client:
         result = stage_inputs(
             [_input(replica.sha256, 1000, dead, _source(a, "alive", "corpus"))],
             DataRoot(tmp_path / "dest"),
@@ -282,7 +378,7 @@ def test_an_input_already_here_is_not_fetched(tmp_path: Path) -> None:
     item = StagingInput(
         dataset="corpus", sha256=replica.sha256, size_bytes=1000, local_path="datasets/c.bin"
     )
-    with httpx.Client() as client:
+    with _client() as client:
         result = stage_inputs([item], root, client)
     assert result.paths["corpus"] == str(tmp_path.resolve() / "datasets/c.bin")
     assert (result.bytes_staged, result.new_replicas) == (0, [])
@@ -290,7 +386,7 @@ def test_an_input_already_here_is_not_fetched(tmp_path: Path) -> None:
 
 def test_an_input_with_no_replica_anywhere_fails_staging(tmp_path: Path) -> None:
     item = StagingInput(dataset="corpus", sha256="0" * 64, size_bytes=10)
-    with httpx.Client() as client, pytest.raises(StagingError) as err:
+    with _client() as client, pytest.raises(StagingError) as err:
         stage_inputs([item], DataRoot(tmp_path), client)
     assert err.value.field == "inputs"
 
@@ -303,7 +399,7 @@ def test_a_throttled_fetch_stops_when_cancelled(
     slow = _source(a, "slow", "corpus", gbps=8e-6)  # 1 kB/s: would take 1000 s
     cancel = threading.Event()
     threading.Timer(0.3, cancel.set).start()
-    with httpx.Client() as client, pytest.raises(StagingCancelled):
+    with _client() as client, pytest.raises(StagingCancelled):
         stage_inputs(
             [_input(replica.sha256, 1_000_000, slow)],
             DataRoot(tmp_path / "d"),
@@ -323,3 +419,133 @@ def test_source_url_accepts_a_base_url_or_a_full_one() -> None:
     assert source_url(base, "d") == "http://h:1/data/d"
     full = base.model_copy(update={"url": "http://h:1/data/d"})
     assert source_url(full, "d") == "http://h:1/data/d"
+
+
+def test_a_local_replica_is_used_only_when_its_sha256_matches(tmp_path: Path) -> None:
+    """Same size is not enough: a corrupted (or someone else's) file is never read by a job."""
+    root = DataRoot(tmp_path)
+    replica = create_replica(tmp_path, "corpus", 5000, path="tenants/t/corpus")
+    item = StagingInput(
+        dataset="corpus", sha256=replica.sha256, size_bytes=5000, local_path="tenants/t/corpus"
+    )
+    assert local_replica(item, root) == tmp_path.resolve() / "tenants/t/corpus"
+    f = tmp_path / "tenants/t/corpus"
+    data = bytearray(f.read_bytes())
+    data[10] ^= 0xFF
+    f.write_bytes(bytes(data))
+    assert local_replica(item, root) is None
+    with _client() as client, pytest.raises(StagingError) as err:
+        stage_inputs([item], root, client)
+    assert err.value.field == "inputs"
+
+
+def test_a_verified_file_is_not_hashed_again_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import computenet.agent.data as data_mod
+
+    root = DataRoot(tmp_path)
+    replica = create_replica(tmp_path, "corpus", 5000, path="tenants/t/c")
+    calls: list[Path] = []
+    real = data_mod.dataset_sha256
+
+    def counting(path: str | Path) -> str:
+        calls.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(data_mod, "dataset_sha256", counting)
+    f = tmp_path / "tenants/t/c"
+    for _ in range(3):
+        assert root.verified(f, replica.sha256)
+    assert len(calls) == 1
+    f.write_bytes(f.read_bytes()[::-1])  # new content, new mtime
+    assert not root.verified(f, replica.sha256)
+    assert len(calls) == 2
+
+
+class _Canned:
+    """A tiny HTTP server answering every GET with one canned response (a hostile center)."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        canned = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                canned.hits += 1
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.hits = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_redirecting_source_is_not_followed(
+    two_sources: tuple[DataEndpoint, DataEndpoint], tmp_path: Path
+) -> None:
+    a, _ = two_sources
+    replica = create_replica(a.data_root.root, "corpus", 1000)
+    target = f"{a.url}/data/corpus?path=corpus"
+    redirector = _Canned(302, {"Location": target}, b"")
+    try:
+        src = _source(a, "sly", "corpus").model_copy(
+            update={"url": f"{redirector.url}/data/corpus?path=corpus"}
+        )
+        with _client() as client, pytest.raises(StagingError) as err:
+            stage_inputs([_input(replica.sha256, 1000, src)], DataRoot(tmp_path / "d"), client)
+    finally:
+        redirector.close()
+    assert "sly: HTTP 302" in err.value.message
+    assert a.served == 0  # the redirect's target was never asked
+
+
+def test_a_sources_error_text_is_not_echoed_into_the_job(tmp_path: Path) -> None:
+    hostile = _Canned(
+        500,
+        {"Content-Type": "application/json"},
+        b'{"error": "click http://evil.example/ SECRET /home/a/tenants/x"}',
+    )
+    try:
+        src = StagingSource(
+            center="evil",
+            url=f"{hostile.url}/data/corpus",
+            ticket="t",
+            bandwidth_gbps=1,
+            latency_ms=1,
+        )
+        with _client() as client, pytest.raises(StagingError) as err:
+            stage_inputs([_input("0" * 64, 10, src)], DataRoot(tmp_path), client)
+    finally:
+        hostile.close()
+    assert "evil: HTTP 500" in err.value.message
+    assert "SECRET" not in err.value.message and "evil.example" not in err.value.message
+
+
+def test_staging_waits_for_a_source_to_pick_up_its_rotated_key(
+    two_sources: tuple[DataEndpoint, DataEndpoint], tmp_path: Path
+) -> None:
+    a, _ = two_sources
+    replica = create_replica(a.data_root.root, "corpus", 1000)
+    src = _source(a, "rotating", "corpus", key="key-a-2", version=2)
+
+    def pick_up() -> None:
+        a.data_key_version, a.data_key = 2, "key-a-2"
+
+    threading.Timer(0.5, pick_up).start()
+    with _client() as client:
+        result = stage_inputs([_input(replica.sha256, 1000, src)], DataRoot(tmp_path / "d"), client)
+    assert result.staged_from == "rotating"

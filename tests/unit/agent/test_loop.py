@@ -255,8 +255,15 @@ def test_inputs_are_staged_then_the_job_reads_them(
             sources=[
                 StagingSource(
                     center="west",
-                    url=source.url,
-                    ticket=mint_ticket("west-key", "corpus-v1", expires_in(60)),
+                    url=f"{source.url}/data/corpus-v1?path=corpus-v1",
+                    # Bound to the fetching agent's center ("east"), which it names in a header.
+                    ticket=mint_ticket(
+                        "west-key",
+                        dataset="corpus-v1",
+                        path="corpus-v1",
+                        center="east",
+                        expires_unix=expires_in(60),
+                    ),
                     bandwidth_gbps=10,
                     latency_ms=3,
                 )
@@ -335,8 +342,10 @@ def test_a_job_cancelled_while_staging_is_reported_cancelled(
         replica = create_replica(source.data_root.root, "big", 1_000_000)
         slow = StagingSource(
             center="west",
-            url=source.url,
-            ticket=mint_ticket("west-key", "big", expires_in(60)),
+            url=f"{source.url}/data/big?path=big",
+            ticket=mint_ticket(
+                "west-key", dataset="big", path="big", center="east", expires_unix=expires_in(60)
+            ),
             bandwidth_gbps=8e-6,
             latency_ms=3,
         )  # 1 kB/s

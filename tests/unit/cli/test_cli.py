@@ -160,11 +160,13 @@ def test_datasets_add_copies_into_the_data_root(
     r = cnet("datasets", "add", str(src), "--id", "corpus", "--center", "shanghai",
              "--data-root", str(root), "--residency", "region:east")
     assert r.code == 0, r.err
-    assert (root / "corpus").read_bytes() == b"x" * 1000
+    # The copy goes into the caller's tenant's area, the only place the server accepts.
+    placed = root / "tenants" / "acme" / "corpus"
+    assert placed.read_bytes() == b"x" * 1000
     view = fake.datasets["corpus"]
     assert view.size_bytes == 1000
-    assert view.replicas == [{"center": "shanghai", "path": "corpus"}]
-    assert DataRoot(root).resolve("corpus") == (root / "corpus").resolve()
+    assert view.replicas == [{"center": "shanghai", "path": "tenants/acme/corpus"}]
+    assert DataRoot(root).resolve("corpus") == placed.resolve()
 
 
 def test_datasets_add_without_a_known_root_says_how(

@@ -13,7 +13,7 @@ H100 = {"count": 2, "types": ["H100"]}
 DATA = {
     "id": "corpus",
     "center": "shanghai",
-    "path": "corpus.bin",
+    "path": "tenants/acme/corpus.bin",
     "size_bytes": 5_000_000,
     "sha256": "ab" * 32,
 }

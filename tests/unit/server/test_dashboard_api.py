@@ -57,7 +57,6 @@ def test_network_view_shows_staging_traffic_on_the_link(net: Net) -> None:
         json={
             "id": "corpus",
             "center": "shanghai",
-            "path": "corpus",
             "size_bytes": 10_000_000,
             "sha256": "a" * 64,
         },
@@ -78,3 +77,11 @@ def test_network_view_shows_staging_traffic_on_the_link(net: Net) -> None:
     assert link["traffic_gbps"] == t["gbps"] and link["transfers"] == 1
     quiet = next(x for x in view["links"] if {x["a"], x["b"]} == {"guian", "chongqing"})
     assert quiet["traffic_gbps"] == 0
+    # Another tenant sees the route and the rate, not whose job or which dataset; an admin all.
+    other = net.client.get("/api/v1/network", headers=net.user("bo", "rival")).json()
+    (o,) = other["transfers"]
+    assert (o["from"], o["to"], o["gbps"]) == ("shanghai", "zhongwei", t["gbps"])
+    assert o["job_id"] is None and o["dataset"] is None
+    assert job_id not in str(other) and "corpus" not in str(other)
+    (a,) = net.client.get("/api/v1/network", headers=net.admin).json()["transfers"]
+    assert (a["job_id"], a["dataset"]) == (job_id, "corpus")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from computenet.server import dispatcher
-from computenet.server.dispatcher import verify_ticket
+from computenet.protocol.tickets import ticket_problem
 from computenet.store.centers import get_center
 from tests.unit.server.conftest import LEASE_TIMEOUT_S, Net, job_spec
 
@@ -218,7 +218,7 @@ def test_logs_flow_from_the_holder_to_the_user(net: Net) -> None:
 DATA = {
     "id": "corpus",
     "center": "shanghai",
-    "path": "corpus.bin",
+    "path": "tenants/acme/corpus.bin",
     "size_bytes": 1_000_000,
     "sha256": "ab" * 32,
 }
@@ -236,15 +236,28 @@ def test_a_job_away_from_its_data_gets_sources_with_valid_tickets(net: Net) -> N
     (src,) = inp["sources"]
     assert src["center"] == "shanghai"
     path = DATA["path"]
-    assert src["url"] == f"http://127.0.0.1:7001/data/corpus?path={path}"
+    assert src["url"] == "http://127.0.0.1:7001/data/corpus?path=tenants%2Facme%2Fcorpus.bin"
     assert src["bandwidth_gbps"] > 0 and src["latency_ms"] > 0
+    assert inp["dest_path"] == "tenants/acme/corpus"
     with net.plane.db.read() as s:
         key = get_center(s, "shanghai").data_key  # type: ignore[union-attr]
-    # The ticket opens this dataset at its registered path, and nothing else.
-    assert verify_ticket(key, f"corpus:{path}", src["ticket"], net.time())
-    assert not verify_ticket(key, "corpus:../etc/passwd", src["ticket"], net.time())
-    assert not verify_ticket(key, "other", src["ticket"], net.time())
-    assert not verify_ticket("wrong", f"corpus:{path}", src["ticket"], net.time())
+
+    def problem(
+        k: str = key, dataset: str = "corpus", p: str = path, center: str = "zhongwei"
+    ) -> str | None:
+        return ticket_problem(
+            k, src["ticket"], dataset=dataset, path=p, center=center, now_unix=net.time()
+        )
+
+    # The ticket lets zhongwei fetch this dataset at its registered path, and nothing else.
+    assert problem() is None
+    assert problem(p="tenants/acme/../other/x") is not None
+    assert problem(dataset="other") is not None
+    assert problem(center="guian") is not None
+    assert problem(k="wrong") is not None
+    # Short-lived: the default lifetime is five minutes of real time.
+    expires = int(src["ticket"].split(".")[2])
+    assert expires - net.time() <= 300
     assert job_id == leased["job_id"]
 
 
@@ -254,7 +267,7 @@ def test_a_job_at_its_data_gets_the_local_path(net: Net) -> None:
     net.submit(job_spec(chips={"count": 1, "types": ["A100"]}, inputs=["corpus"]))
     net.tick()
     (leased,) = net.lease("shanghai")
-    assert leased["inputs"][0]["local_path"] == "corpus.bin"
+    assert leased["inputs"][0]["local_path"] == "tenants/acme/corpus.bin"
     assert leased["inputs"][0]["sources"] == []
 
 

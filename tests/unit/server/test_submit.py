@@ -124,7 +124,7 @@ def test_a_dataset_of_another_tenant_cannot_be_an_input(net: Net) -> None:
         json={
             "id": "corpus",
             "center": "shanghai",
-            "path": "corpus.bin",
+            "path": "tenants/beta/corpus.bin",
             "size_bytes": 10,
             "sha256": "0" * 64,
         },
