@@ -125,7 +125,7 @@ def _local(tmp_path: Path) -> Iterator[Harness]:
     yield harness
     for b in harness.made:  # no job outlives the test
         with contextlib.suppress(Exception):
-            b.close()  # type: ignore[attr-defined]
+            b.close()
 
 
 # The harnesses of backends that drive external schedulers (slurm, ray, kubernetes-fake)

@@ -715,7 +715,9 @@ class FakeKubernetes:
             ids["extra_groups"] = []
             if not c.get("workingDir"):
                 cwd = "/"  # the fake's own folder is root's; a real pod starts in the image's
-        with open(log, "wb") as out:
+        # Pod logs live on the node, where no pod can read them: 0600, the fake's own.
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "wb") as out:
             popen = subprocess.Popen(
                 argv,
                 stdout=out,
