@@ -33,6 +33,9 @@ SLURM_CPUS=${SLURM_CPUS:-8}          # CPUs the test node declares (jobs mostly 
 SLURM_MEM_MB=${SLURM_MEM_MB:-8192}
 RAY_NUM_CPUS=${RAY_NUM_CPUS:-8}
 RAY_OBJECT_STORE_BYTES=${RAY_OBJECT_STORE_BYTES:-100000000}
+# Ray runs its jobs as the user it runs as; as root, run it as this unprivileged user
+# so a Ray job cannot read the agent's files or /proc/<agent>/environ ('' keeps root).
+RAY_RUN_AS=${RAY_RUN_AS-nobody}
 APT_UPDATED=0
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -444,9 +447,32 @@ start_ray() {
     # Ray puts Unix sockets under its temp dir, and socket paths must stay under 108 bytes.
     tmp=$(mktemp -d /tmp/cnet-ray.XXXXXX)
     echo "$tmp" >"$d/tempdir"
+    local as_user=() ray_cmd=("$VENV/bin/ray")
+    if [[ $(id -u) == 0 && -n $RAY_RUN_AS ]] && id "$RAY_RUN_AS" >/dev/null 2>&1; then
+        local drop=(setpriv --reuid="$RAY_RUN_AS" --regid="$(id -g "$RAY_RUN_AS")" --clear-groups)
+        # Ray's jobs inherit its environment: give it a clean one, not this shell's.
+        # HOME inside the temp dir: Ray writes ~/.ray, and the user may have no home.
+        local site clean_env=(HOME="$tmp" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8
+            CNET_SERVICES_DIR="$DIR" CNET_SERVICE=ray RAY_AUTH_MODE=disabled
+            RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)
+        site=$("$VENV/bin/python" -c 'import ray, os; print(os.path.dirname(os.path.dirname(ray.__file__)))')
+        # The venv's interpreter may live where that user cannot reach (pyenv under /root),
+        # so Ray runs on the system's python of the same version, with the venv's packages.
+        local same_version
+        same_version="import sys, ray; assert sys.version_info[:2] == $("$VENV/bin/python" -c 'import sys; print(tuple(sys.version_info[:2]))')"
+        if "${drop[@]}" env PYTHONPATH="$site" /usr/bin/python3 -c "$same_version" 2>/dev/null; then
+            as_user=(env -i PYTHONPATH="$site" "${clean_env[@]}" "${drop[@]}")
+            ray_cmd=(/usr/bin/python3 -c 'import sys; from ray.scripts.scripts import main; sys.argv[0] = "ray"; sys.exit(main())')
+        elif "${drop[@]}" "$VENV/bin/python" -c "$same_version" 2>/dev/null; then
+            as_user=(env -i "${clean_env[@]}" "${drop[@]}")
+        else
+            log "warning: no python that $RAY_RUN_AS can run has ray; the Ray head runs as root"
+        fi
+        if [[ ${#as_user[@]} -gt 0 ]]; then chown "$RAY_RUN_AS:$(id -gn "$RAY_RUN_AS")" "$tmp"; fi
+    fi
     # Ray turns --node-ip-address=127.0.0.1 into the host's outward address unless it
     # believes it runs a one-machine cluster; this switch keeps every Ray port on loopback.
-    CNET_SERVICE=ray RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "$VENV/bin/ray" start --head --block \
+    CNET_SERVICE=ray RAY_USAGE_STATS_ENABLED=0 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 setsid "${as_user[@]}" "${ray_cmd[@]}" start --head --block \
         --node-ip-address=127.0.0.1 --port="${p[0]}" \
         --include-dashboard=true --dashboard-host=127.0.0.1 --dashboard-port="${p[1]}" \
         --ray-client-server-port="${p[2]}" --node-manager-port="${p[3]}" \
