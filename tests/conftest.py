@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from _pytest.tmpdir import TempPathFactory
 
 from tests.helpers.db import fresh_db_url
+
+if os.geteuid() == 0:
+    # As root, local jobs run as other (dynamic) uids: let them reach and write the
+    # test's own tmp dirs as tests expect (pytest makes them 0700). The agent's own
+    # dirs inside keep the modes the agent gives them.
+    _mktemp = TempPathFactory.mktemp
+
+    def _mktemp_for_jobs(self: TempPathFactory, basename: str, numbered: bool = True) -> Path:
+        path = _mktemp(self, basename, numbered)
+        base = self.getbasetemp()
+        for d in (base.parent, base):
+            if d.name.startswith("pytest-"):
+                d.chmod(0o711)
+        path.chmod(0o1777)
+        return path
+
+    TempPathFactory.mktemp = _mktemp_for_jobs  # type: ignore[method-assign]
 
 
 @pytest.fixture

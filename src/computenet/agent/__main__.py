@@ -1,4 +1,4 @@
-"""``python -m computenet.agent --center ID --server URL --token T --backend local``."""
+"""``python -m computenet.agent --center ID --server URL --token-file F --backend local``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from computenet.agent import run_agent
-from computenet.agent.config import AgentConfig
+from computenet.agent.config import TOKEN_ENV, TOKEN_FILE_ENV, AgentConfig, resolve_token
 from computenet.backends.registry import BACKENDS
 from computenet.errors import ComputeNetError
 
@@ -23,9 +23,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--center", required=True, help="this center's id in the network")
     p.add_argument("--server", required=True, help="control plane URL(s): URL1,URL2")
     p.add_argument(
+        "--token-file",
+        default=os.environ.get(TOKEN_FILE_ENV),
+        help="file holding the center's token, mode 600, owned by the agent's user"
+        " (default: $CNET_CENTER_TOKEN_FILE)",
+    )
+    p.add_argument(
         "--token",
-        default=os.environ.get("CNET_CENTER_TOKEN"),
-        help="the center's token (default: $CNET_CENTER_TOKEN)",
+        default=os.environ.get(TOKEN_ENV),
+        help="the center's token (default: $CNET_CENTER_TOKEN); prefer --token-file:"
+        " arguments and the environment are readable in /proc",
+    )
+    p.add_argument(
+        "--run-as",
+        default="auto",
+        help="who local jobs run as: dynamic (a uid of its own per job; the default as root),"
+        " self (the agent's user; the default otherwise) or a user name",
     )
     p.add_argument(
         "--backend",
@@ -77,10 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         options[key.strip().replace("-", "_")] = value
     try:
+        token = resolve_token(args.token, args.token_file)
         config = AgentConfig(
             center=args.center,
             server=args.server,
-            token=args.token or "",
+            token=token,
+            run_as=args.run_as,
             backend=args.backend,
             network=args.network,
             slots=args.slots,

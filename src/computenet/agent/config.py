@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,91 @@ logger = logging.getLogger(__name__)
 
 
 def default_state_dir(center: str) -> Path:
-    """``$XDG_STATE_HOME/computenet/agents/<center>`` (``~/.local/state/...`` by default)."""
+    """``$XDG_STATE_HOME/computenet/agents/<center>`` (``~/.local/state/...`` by default).
+
+    As root: ``/var/lib/computenet/agents/<center>``, a place the jobs' own uids
+    can reach their work dirs through (root's home is closed to them).
+    """
+    if os.geteuid() == 0 and not os.environ.get("XDG_STATE_HOME"):
+        return Path("/var/lib/computenet/agents") / center
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "computenet" / "agents" / center
+
+
+TOKEN_ENV = "CNET_CENTER_TOKEN"
+TOKEN_FILE_ENV = "CNET_CENTER_TOKEN_FILE"
+
+
+def read_token_file(path: str | Path) -> str:
+    """The center token in `path`, a file only the agent's user can read (0600 or 0400)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ValidationError(
+            f"cannot read the token file {path}: {exc.strerror}",
+            field="--token-file",
+            hint="cnet admin center-token CENTER > FILE; chmod 600 FILE",
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ValidationError(f"{path} is not a regular file", field="--token-file")
+    if st.st_uid != os.geteuid():
+        raise ValidationError(
+            f"the token file {path} belongs to uid {st.st_uid}, not to the agent's user "
+            f"(uid {os.geteuid()})",
+            field="--token-file",
+            hint="chown the file to the user the agent runs as, mode 600",
+        )
+    if st.st_mode & 0o077:
+        raise ValidationError(
+            f"the token file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):04o})",
+            field="--token-file",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        token = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(
+            f"cannot read the token file {path}: {exc}", field="--token-file"
+        ) from None
+    if not token:
+        raise ValidationError(f"the token file {path} is empty", field="--token-file")
+    return token
+
+
+def resolve_token(token: str | None, token_file: str | Path | None) -> str:
+    """The agent's token: from `token_file` (preferred), else `token` ("" if neither).
+
+    Removes ``CNET_CENTER_TOKEN`` from this process's environment first, so that no
+    process the agent starts inherits it, and warns: the variable stays readable in
+    ``/proc/<agent pid>/environ`` (the initial environment cannot be scrubbed) and a
+    ``--token`` argument in ``/proc/<pid>/cmdline`` — a token file is the safe way.
+    """
+    from_env = os.environ.pop(TOKEN_ENV, None)
+    if from_env:
+        logger.warning(
+            "%s is set: the token stays readable in /proc/%d/environ to this user's processes;"
+            " pass --token-file (or %s) instead",
+            TOKEN_ENV,
+            os.getpid(),
+            TOKEN_FILE_ENV,
+        )
+    if token_file:
+        return read_token_file(token_file)
+    if token and token != from_env:
+        logger.warning(
+            "--token on the command line is visible to every user in the process list;"
+            " pass --token-file instead"
+        )
+    return token or ""
 
 
 @dataclass
 class AgentConfig:
     """Everything an agent needs to know about itself.
 
+    `run_as` is who local jobs run as: ``auto`` (a uid of their own per job when
+    the agent is root, else the agent's user), ``dynamic``, ``self`` or a user name.
     `slots` is ``"N"`` (every pool of the center gets N virtual slots) or
     ``"CHIP=N,..."`` (these pools, whatever the network says). Without
     ``CHIP=N`` slots the pools come from `network` (a built-in name or a YAML
@@ -47,6 +124,7 @@ class AgentConfig:
     lease_interval_s: float = 0.5
     max_backoff_s: float = 10.0
     max_parallel_staging: int = 4
+    run_as: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.center:
@@ -61,8 +139,13 @@ class AgentConfig:
             raise ValidationError(
                 "the agent needs its center token",
                 field="token",
-                hint="cnet admin center-token CENTER prints one",
+                hint="cnet admin center-token CENTER prints one; give it in --token-file",
             )
+        if self.backend == "local":  # who local jobs run as (backends/local.py)
+            from computenet.backends.local import resolve_run_as
+
+            self.backend_options.setdefault("run_as", self.run_as)
+            resolve_run_as(str(self.backend_options["run_as"]))  # refused here, not later
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir(self.center)
         self.data_root = Path(self.data_root) if self.data_root else self.state_dir / "data"
 

@@ -10,6 +10,7 @@ and fully reported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from computenet.agent.data import env_name
+from computenet.backends.local import BASE_ENV
 from computenet.protocol import LeasedJob
 
 STATE_FILE = "agent-state.json"
@@ -91,8 +93,18 @@ class HeldJob:
 def job_env(
     job: LeasedJob, center: str, data_dir: Path, input_paths: dict[str, str], time_scale: float
 ) -> dict[str, str]:
-    """The environment a job gets from the agent (the backend adds its chip ids)."""
-    env = dict(job.spec.env)
+    """The whole environment a job gets from the agent: an allow-list, nothing inherited.
+
+    A plain ``PATH`` and ``LANG``, then the job's own ``spec.env``, then
+    ``CNET_JOB_ID``, ``CNET_ATTEMPT``, ``CNET_CENTER``, ``CNET_CHIP``,
+    ``CNET_CHIP_COUNT``, ``CNET_PLANNED_RUN_S``, ``CNET_TIME_SCALE``,
+    ``CNET_DATA_DIR`` and one ``CNET_INPUT_<DATASET>`` per input. Backends add
+    only the chip ids they assign (``CNET_CHIP_IDS``, ``CNET_VISIBLE_DEVICES``) and
+    the job's ``HOME``/``TMPDIR``; none adds the agent's own environment, which
+    holds the agent's credentials.
+    """
+    env = dict(BASE_ENV)
+    env.update(job.spec.env)
     env.update(
         {
             "CNET_JOB_ID": job.job_id,
@@ -133,7 +145,31 @@ def dump_state(jobs: dict[str, HeldJob], meta: dict[str, Any]) -> str:
 
 
 def write_state(state_dir: Path, text: str) -> None:
-    """Write the state file atomically."""
+    """Write the state file atomically, readable by the agent's user only (0600).
+
+    It holds other tenants' leases and the tickets to fetch their data.
+    """
     tmp = state_dir / f"{STATE_FILE}.tmp"
-    tmp.write_text(text, "utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a left-over may have other modes: O_EXCL below creates it afresh
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(tmp, state_dir / STATE_FILE)
+
+
+def prepare_state_dir(state_dir: Path, data_root: Path | None = None) -> None:
+    """Create the agent's state dir (and data root) with modes that keep jobs out.
+
+    0700 when the agent is not root. When it is, local jobs run as other uids and
+    must reach their own work dirs and input files below these dirs, so they are
+    0711: enterable, never listable; what is inside has its own, narrower modes.
+    """
+    mode = 0o711 if os.geteuid() == 0 else 0o700
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):
+        os.chmod(state_dir, mode)
+    # A data root the operator made (a shared dataset dir) keeps its modes.
+    if data_root is not None and not data_root.exists():
+        data_root.mkdir(parents=True)
+        os.chmod(data_root, mode)

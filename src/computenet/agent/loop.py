@@ -49,6 +49,7 @@ from computenet.agent.jobs import (
     dump_state,
     job_env,
     load_state,
+    prepare_state_dir,
     write_state,
 )
 from computenet.agent.reports import LOST, deliver
@@ -92,7 +93,7 @@ class Agent:
         self.config = config
         self.stop_event = stop_event or threading.Event()
         self.state_dir = config.state_dir
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        prepare_state_dir(self.state_dir, config.data_root)  # modes that keep jobs out
         self.data_root = DataRoot(config.data_root)
         self.client = CenterClient(config.server, config.token, config.center, transport=transport)
         self.endpoint = DataEndpoint(
@@ -163,6 +164,11 @@ class Agent:
                     held.phase = "ready"  # it never really started: start it now
             if held.phase == "staging":
                 held.phase = "leased"
+        # Before registering: stop what an earlier agent process left running that no
+        # held job claims (a lost or stale state file), so it never runs unknown.
+        stop_unheld = getattr(self.backend, "stop_unheld", None)
+        if callable(stop_unheld):
+            stop_unheld({held.key for held in self.jobs.values()})
 
     def tick(self) -> None:
         """One pass: local work first, then the control plane when it is due."""

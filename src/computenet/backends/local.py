@@ -6,6 +6,17 @@ per-job directory under the backend's state dir; stdout and stderr go to
 its exit code, kills the group on cancel, and kills it when the owning agent
 process disappears (even after SIGKILL), so a killed center really loses its work.
 
+A job's environment is exactly what the agent put in `BackendJob.env` plus its
+chip slots, ``HOME`` (its work dir), ``TMPDIR`` and a plain ``PATH``/``LANG`` —
+nothing of the agent's own environment. Who the job runs as (`run_as`):
+``"dynamic"`` (the default when the agent is root) gives each job a uid of its
+own from ``uid_base``..``uid_base+uid_count-1``, like systemd's DynamicUser; a
+user name runs every job as that existing user; ``"self"`` (the default when the
+agent is not root) runs jobs as the agent's own user — then jobs are not isolated
+from each other or from the agent, and the backend says so in its log. Job dirs
+are 0711 (0700 without run-as), work dirs and TMPDIR 0700 owned by the job, and
+the output log 0600 owned by the agent, so one job cannot read another's.
+
 Chips are virtual slots: a pool ``{"H100": 8}`` has slots 0..7 and a job that
 gets two of them sees ``CNET_CHIP=H100``, ``CNET_CHIP_IDS=0,1`` and
 ``CNET_VISIBLE_DEVICES=0,1``. What the backend started is kept in a small JSON
@@ -21,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -46,6 +58,13 @@ _SUPERVISOR = Path(__file__).with_name("_supervisor.py")
 _STATE_FILE = "local-backend.json"
 _LOG_READ_MAX = 1 << 20
 _FINAL = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
+UID_BASE = 61000  # below systemd's DynamicUser range (61184-65519), inside 16 bits
+UID_COUNT = 184
+UID_LOCK_DIR = "/run/computenet/uid-locks"
+# What a job gets when the agent gave no value: a plain, fixed PATH and LANG, never
+# the agent's (see agent/jobs.py, where the job's environment is allow-listed).
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BASE_ENV = {"PATH": BASE_PATH, "LANG": "C.UTF-8"}
 
 
 @dataclass
@@ -82,10 +101,89 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, "utf-8")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who a job runs as: a fixed uid/gid/groups, a dynamic uid, or the agent itself."""
+
+    mode: str  # "dynamic", "user" or "self"
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] = ()
+    uid_base: int = UID_BASE
+    uid_count: int = UID_COUNT
+    lock_dir: str = UID_LOCK_DIR
+
+    @property
+    def isolated(self) -> bool:
+        """Jobs run as a uid other than the agent's."""
+        return self.mode != "self"
+
+
+def resolve_run_as(
+    run_as: str | None,
+    *,
+    uid_base: int = UID_BASE,
+    uid_count: int = UID_COUNT,
+    lock_dir: str = UID_LOCK_DIR,
+) -> RunAs:
+    """Check a ``run_as`` option: ``auto`` (default), ``dynamic``, ``self`` or a user name."""
+    value = (run_as or "auto").strip()
+    root = os.geteuid() == 0
+    if value == "auto":
+        value = "dynamic" if root else "self"
+    if value == "self":
+        return RunAs("self")
+    if not root:
+        raise ValidationError(
+            f"--run-as {value} needs an agent running as root (this one is uid {os.geteuid()})",
+            field="run_as",
+            hint="run the agent as root, or leave --run-as out to run jobs as the agent's user",
+        )
+    if value == "dynamic":
+        if not (uid_base >= 1000 and uid_count >= 1 and uid_base + uid_count <= 2**31):
+            raise ValidationError(
+                f"uid range {uid_base}+{uid_count} is not usable",
+                field="uid_base",
+                hint="e.g. uid_base=61000 uid_count=184",
+            )
+        return RunAs("dynamic", uid_base=uid_base, uid_count=uid_count, lock_dir=lock_dir)
+    try:
+        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
+    except (KeyError, ValueError):
+        raise ValidationError(
+            f"no user '{value}' on this machine",
+            field="run_as",
+            hint="dynamic (a uid of its own per job), self, or an existing user name",
+        ) from None
+    if entry.pw_uid == 0:
+        raise ValidationError(
+            "--run-as must not be root",
+            field="run_as",
+            hint="dynamic, or an unprivileged user; self runs jobs as the agent itself",
+        )
+    groups = tuple(g for g in os.getgrouplist(entry.pw_name, entry.pw_gid) if g != 0)
+    return RunAs("user", uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
+
+
+def closed_ancestor(path: Path) -> Path | None:
+    """The first directory above or at `path` that other users cannot traverse, if any."""
+    for d in [*reversed(path.resolve().parents), path.resolve()]:
+        try:
+            if not d.stat().st_mode & 0o001:
+                return d
+        except OSError:
+            return d
+    return None
 
 
 class LocalBackend:
@@ -93,7 +191,9 @@ class LocalBackend:
 
     Parameters: `state_dir` holds job dirs and the state file; `pools` maps chip
     type to slot count; `grace_s` is how long a cancelled job gets between
-    SIGTERM and SIGKILL; `retention_s` is how long finished jobs stay findable.
+    SIGTERM and SIGKILL; `retention_s` is how long finished jobs stay findable;
+    `run_as` is who jobs run as (``auto``, ``dynamic``, ``self`` or a user name; see
+    the module doc), with the dynamic uids ``uid_base``..``uid_base+uid_count-1``.
     """
 
     kind = "local"
@@ -106,10 +206,23 @@ class LocalBackend:
         *,
         grace_s: float = 5.0,
         retention_s: float = 24 * 3600,
+        run_as: str | None = "auto",
+        uid_base: int | str = UID_BASE,
+        uid_count: int | str = UID_COUNT,
+        uid_lock_dir: str = UID_LOCK_DIR,
     ) -> None:
+        self.run_as = resolve_run_as(
+            run_as, uid_base=int(uid_base), uid_count=int(uid_count), lock_dir=uid_lock_dir
+        )
         self.state_dir = Path(state_dir)
         self.jobs_dir = self.state_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # Jobs running as other uids must reach their work dirs (traverse, never list).
+        dir_mode = 0o711 if self.run_as.isolated else 0o700
+        for d in (self.state_dir, self.jobs_dir):
+            os.chmod(d, dir_mode)
+        self._dir_mode = dir_mode
+        self._warn_about_isolation()
         self.pools = parse_pools(pools)
         if not self.pools:
             raise ValidationError(
@@ -124,6 +237,29 @@ class LocalBackend:
         self._identity = _own_identity()
         self._records: dict[str, _Record] = {}
         self._load()
+
+    def _warn_about_isolation(self) -> None:
+        if not self.run_as.isolated:
+            if os.geteuid() == 0:
+                logger.warning("local jobs run as root (run_as=self): they are not isolated")
+            else:
+                logger.warning(
+                    "local jobs run as this agent's user (uid %d): they can read each other's "
+                    "files and the agent's; isolation between jobs needs an agent running as "
+                    "root",
+                    os.geteuid(),
+                )
+            return
+        closed = closed_ancestor(self.jobs_dir)
+        if closed is not None:
+            logger.warning(
+                "jobs run as other users but cannot reach %s (%s is not searchable by others): "
+                "their HOME and TMPDIR paths will not work; chmod o+x %s or choose a state dir "
+                "under /var/lib",
+                self.jobs_dir,
+                closed,
+                closed,
+            )
 
     # ----------------------------------------------------------------- state file
 
@@ -178,9 +314,10 @@ class LocalBackend:
             chip_ids = self._allocate(job.chip, job.count)
             handle = f"local-{uuid.uuid4().hex[:12]}"
             jobdir = self.jobs_dir / handle
-            jobdir.mkdir(parents=True)
+            jobdir.mkdir(mode=self._dir_mode)
+            os.chmod(jobdir, self._dir_mode)
             workdir = Path(job.workdir) if job.workdir else jobdir / "work"
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
             rec = _Record(
                 key=idempotency_key,
                 handle=handle,
@@ -257,6 +394,11 @@ class LocalBackend:
                     return rec.handle
             return None
 
+    def list_jobs(self) -> dict[str, str]:
+        """Idempotency key → handle of every job this backend still has a record of."""
+        with self._lock:
+            return {rec.key: rec.handle for rec in self._records.values()}
+
     # ------------------------------------------------------------ beyond contract
 
     def close(self, keep_jobs: bool = False) -> None:
@@ -278,6 +420,31 @@ class LocalBackend:
                 break
             time.sleep(0.05)
 
+    def stop_unheld(self, keep_keys: set[str]) -> list[str]:
+        """Stop every live job whose key is not in `keep_keys`; the handles stopped.
+
+        An agent calls this when it starts, before it registers: what an earlier
+        agent process left running and this one does not hold — its state file was
+        lost or is older than the jobs — must not run on unknown to anyone. Job dirs
+        without a record (the backend's own state file was lost) are stopped too.
+        """
+        stopped: list[str] = []
+        with self._lock:
+            self._refresh()
+            for rec in list(self._records.values()):
+                if rec.final is None and rec.key not in keep_keys:
+                    logger.warning("stopping %s (%s): no agent holds it", rec.job_id, rec.handle)
+                    self._stop(rec.handle, "orphaned")
+                    stopped.append(rec.handle)
+            known = {Path(r.jobdir).name for r in self._records.values()}
+            for jobdir in self.jobs_dir.iterdir():
+                if jobdir.name in known or not jobdir.is_dir() or (jobdir / "exit.json").exists():
+                    continue
+                if _stop_unrecorded(jobdir):
+                    logger.warning("stopped the unrecorded job in %s", jobdir)
+                    stopped.append(jobdir.name)
+        return stopped
+
     def pids(self, handle: str) -> dict[str, int | None]:
         """PIDs of a job's supervisor and process group (for diagnostics and tests)."""
         rec = self._records.get(handle)
@@ -288,9 +455,12 @@ class LocalBackend:
 
     # ------------------------------------------------------------------ helpers
 
-    def _spawn(self, job: BackendJob, rec: _Record, workdir: Path) -> subprocess.Popen[bytes]:
-        ids = ",".join(str(i) for i in rec.chip_ids)
-        env = dict(os.environ)
+    def job_environment(
+        self, job: BackendJob, chip_ids: list[int], workdir: Path, tmpdir: Path
+    ) -> dict[str, str]:
+        """The job's whole environment: `job.env`, its chips, HOME and TMPDIR — no more."""
+        ids = ",".join(str(i) for i in chip_ids)
+        env = dict(BASE_ENV)
         env.update(job.env)
         env.update(
             {
@@ -298,12 +468,37 @@ class LocalBackend:
                 "CNET_CHIP_COUNT": str(job.count),
                 "CNET_CHIP_IDS": ids,
                 "CNET_VISIBLE_DEVICES": ids,
+                "HOME": str(workdir),
+                "TMPDIR": str(tmpdir),
             }
         )
         env.setdefault("CNET_JOB_ID", job.job_id)
         env.setdefault("CNET_ATTEMPT", str(job.attempt))
         env.setdefault("CNET_PLANNED_RUN_S", f"{job.planned_run_s:g}")
-        with open(Path(rec.jobdir) / "output.log", "ab") as log:
+        return env
+
+    def _spawn(self, job: BackendJob, rec: _Record, workdir: Path) -> subprocess.Popen[bytes]:
+        jobdir = Path(rec.jobdir)
+        tmpdir = jobdir / "tmp"
+        tmpdir.mkdir(mode=0o700, exist_ok=True)
+        env = self.job_environment(job, rec.chip_ids, workdir, tmpdir)
+        ra = self.run_as
+        if ra.isolated:
+            run: dict[str, Any] = {"cwd": str(workdir), "tmpdir": str(tmpdir)}
+            if not job.workdir:
+                run["workdir"] = str(workdir)  # ours to hand over; a given one is not
+            if ra.mode == "dynamic":
+                run.update(
+                    dynamic=True, uid_base=ra.uid_base, uid_count=ra.uid_count,
+                    lock_dir=ra.lock_dir,
+                )  # fmt: skip
+            else:
+                run.update(uid=ra.uid, gid=ra.gid, groups=list(ra.groups))
+            _write_atomic(jobdir / "run.json", json.dumps(run))
+        # The log is the agent's: 0600, so no other job's uid can read it; the job
+        # writes to it through the descriptor it inherits.
+        fd = os.open(jobdir / "output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
             argv = [sys.executable, "-I", str(_SUPERVISOR), rec.jobdir, f"{self.grace_s:g}"]
             return subprocess.Popen(
                 [*argv, job.command],
@@ -394,6 +589,8 @@ class LocalBackend:
             state, message = BackendState.CANCELLED, f"stopped ({stop_reason})"
         elif exit_info.get("reason") == "orphaned":
             state, message = BackendState.FAILED, "stopped: its agent process went away"
+        elif exit_info.get("reason") == "setup":
+            state, message = BackendState.FAILED, str(exit_info.get("message", "setup failed"))
         elif code == 0:
             state, message = BackendState.SUCCEEDED, ""
         else:
@@ -450,6 +647,17 @@ def _read_text(path: Path) -> str | None:
         return path.read_text("utf-8").strip() or None
     except OSError:
         return None
+
+
+def _stop_unrecorded(jobdir: Path) -> bool:
+    """Stop a job whose record is lost: tell its supervisor, and kill its group if alive."""
+    child = _read_json(jobdir / "child.json") or {}
+    _write_atomic(jobdir / "cancel", "orphaned")  # its supervisor, if alive, stops the job
+    pgid, start = child.get("pgid"), child.get("start")
+    if isinstance(pgid, int) and start is not None and proc_start_time(pgid) == start:
+        _kill_group(pgid, signal.SIGKILL)  # the same process, not a recycled pid
+        return True
+    return False
 
 
 def _kill_group(pgid: int, sig: int) -> None:

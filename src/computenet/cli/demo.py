@@ -71,7 +71,18 @@ def _reader(dataset: str) -> str:
         "h=hashlib.sha256(open(p,'rb').read()).hexdigest();"
         "print('read',os.path.getsize(p),'bytes, sha256',h)"
     )
-    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+    return f"{shlex.quote(_job_python())} -c {shlex.quote(code)}"
+
+
+def _job_python() -> str:
+    """A Python the demo's jobs can run: the system's on the jobs' plain PATH, else ours.
+
+    Jobs get a plain PATH, and as root they run as uids of their own that may not
+    reach this interpreter (e.g. under /root).
+    """
+    from computenet.backends.local import BASE_PATH
+
+    return shutil.which("python3", path=BASE_PATH) or sys.executable
 
 
 _WORK = (
@@ -398,6 +409,7 @@ def demo(
     """Run the built-in demo network end to end: 4 centers, 14 jobs, live progress, the bill."""
     out = err_console() if json_out else console()
     base = Path(tempfile.mkdtemp(prefix="cnet-demo-"))
+    base.chmod(0o711)  # jobs running as their own uids (agents as root) reach their dirs
     try:
         code, result = run_demo(out, json_out=json_out, keep_s=keep, timeout_s=timeout, base=base)
     finally:

@@ -16,7 +16,7 @@ import typer
 from computenet.catalog import BUILTIN_NETWORKS, load_network
 from computenet.cli.app import app
 from computenet.cli.common import console
-from computenet.cli.supervise import Supervisor, cnet_argv, free_port, wait_http
+from computenet.cli.supervise import Supervisor, cnet_argv, free_port, wait_http, write_secret
 from computenet.errors import ComputeNetError, ConflictError, ValidationError
 from computenet.model import Network
 from computenet.sdk.config import config_path, save_config
@@ -37,9 +37,7 @@ def server(
         str, typer.Option("--db", envvar="CNET_DB", help="SQLAlchemy URL or SQLite file path")
     ] = "sqlite:///computenet.db",
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="port to listen on")
-    ] = 8080,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="port to listen on")] = 8080,
     network: Annotated[
         str, typer.Option("--network", help="demo, china, or a network YAML file")
     ] = "demo",
@@ -60,9 +58,16 @@ def server(
     from computenet.server import Settings, serve
 
     settings = Settings.from_options(
-        db=db, host=host, port=port, network=network_of(network), epoch=epoch,
-        heartbeat_interval_s=heartbeat_interval, lease_timeout_s=lease_timeout,
-        cycle_interval_s=cycle_interval, leader_lease_s=leader_lease, profile=profile,
+        db=db,
+        host=host,
+        port=port,
+        network=network_of(network),
+        epoch=epoch,
+        heartbeat_interval_s=heartbeat_interval,
+        lease_timeout_s=lease_timeout,
+        cycle_interval_s=cycle_interval,
+        leader_lease_s=leader_lease,
+        profile=profile,
     )
     serve(settings, log_level=log_level)
 
@@ -73,10 +78,29 @@ def agent(
     server_url: Annotated[
         str, typer.Option("--server", help="control plane URL, or several replicas' URL1,URL2")
     ],
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            envvar="CNET_CENTER_TOKEN_FILE",
+            help="file holding the center's token (mode 600, owned by the agent's user)",
+        ),
+    ] = None,
     token: Annotated[
         str | None,
-        typer.Option("--token", envvar="CNET_CENTER_TOKEN", help="the center's token"),
+        typer.Option(
+            "--token",
+            envvar="CNET_CENTER_TOKEN",
+            help="the center's token; prefer --token-file (arguments and env show in /proc)",
+        ),
     ] = None,
+    run_as: Annotated[
+        str,
+        typer.Option(
+            "--run-as",
+            help="who local jobs run as: dynamic (own uid per job; default as root), self, USER",
+        ),
+    ] = "auto",
     backend: Annotated[
         str, typer.Option("--backend", help="local, slurm, ray or kubernetes")
     ] = "local",
@@ -103,7 +127,7 @@ def agent(
 ) -> None:
     """Join a center to the network: register, heartbeat, lease and run jobs (calls out only)."""
     from computenet.agent import run_agent
-    from computenet.agent.config import AgentConfig
+    from computenet.agent.config import AgentConfig, resolve_token
     from computenet.backends.registry import BACKENDS
 
     if backend not in BACKENDS:
@@ -121,9 +145,20 @@ def agent(
         format=f"%(asctime)s agent[{center}] %(levelname)s %(message)s",
     )
     config = AgentConfig(
-        center=center, server=server_url, token=token or "", backend=backend, network=network,
-        slots=slots, data_root=data_root, state_dir=state_dir, data_host=data_host,
-        data_port=data_port, data_url=data_url, keep_jobs=keep_jobs, backend_options=options,
+        center=center,
+        server=server_url,
+        token=resolve_token(token, token_file),
+        run_as=run_as,
+        backend=backend,
+        network=network,
+        slots=slots,
+        data_root=data_root,
+        state_dir=state_dir,
+        data_host=data_host,
+        data_port=data_port,
+        data_url=data_url,
+        keep_jobs=keep_jobs,
+        backend_options=options,
     )
     code = run_agent(config)
     if code:
@@ -183,8 +218,19 @@ def start_network(
     creds = make_credentials(db, net, tenant, user)
     port = port or free_port(host)
     url = f"http://{host}:{port}"
-    argv = ["server", "--db", db, "--host", host, "--port", str(port), "--network", net_arg,
-            "--log-level", "warning"]
+    argv = [
+        "server",
+        "--db",
+        db,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--network",
+        net_arg,
+        "--log-level",
+        "warning",
+    ]
     if epoch:
         argv += ["--epoch", epoch]
     _say(status, f"starting the control plane on {url}")
@@ -195,14 +241,32 @@ def start_network(
         cdir = base_dir / "centers" / c.id
         roots[c.id] = str(cdir / "data")
         _say(status, f"starting the agent of {c.id}")
+        # The token goes in a 0600 file, never in the agent's environment or argv
+        # (both readable in /proc); nor do the operator's client credentials.
+        token_file = write_secret(base_dir / "secrets" / f"{c.id}.token", creds.centers[c.id])
         sup.start(
             f"agent-{c.id}",
             cnet_argv(
-                "agent", "--center", c.id, "--server", url, "--backend", "local",
-                "--network", net_arg, "--data-root", str(cdir / "data"),
-                "--state-dir", str(cdir / "state"), "--log-level", "WARNING",
+                "agent",
+                "--center",
+                c.id,
+                "--server",
+                url,
+                "--backend",
+                "local",
+                "--network",
+                net_arg,
+                "--data-root",
+                str(cdir / "data"),
+                "--state-dir",
+                str(cdir / "state"),
+                "--log-level",
+                "WARNING",
+                "--token-file",
+                str(token_file),
             ),
-            {**(env or {}), "CNET_CENTER_TOKEN": creds.centers[c.id]},
+            env,
+            drop_secrets=True,
         )
     running = RunningNetwork(url, net, creds, roots, db, base_dir)
     wait_online(sup, running, status=status)
@@ -246,10 +310,13 @@ def _say(status: object, text: str) -> None:
 def default_home() -> Path:
     """Where `cnet up` keeps databases, data roots and logs.
 
-    $CNET_HOME, else ~/.local/share/computenet.
+    $CNET_HOME, else ~/.local/share/computenet (/var/lib/computenet as root, where
+    the jobs' own uids can reach their dirs).
     """
     if os.environ.get("CNET_HOME"):
         return Path(os.environ["CNET_HOME"]).expanduser()
+    if os.geteuid() == 0 and not os.environ.get("XDG_DATA_HOME"):
+        return Path("/var/lib/computenet")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "computenet"
 
@@ -284,8 +351,17 @@ def up(
     with Supervisor(base / "logs") as sup:
         with out.status("starting") as status:
             running = start_network(
-                sup, net_arg, net, base, db=db_url, host=host, port=port, tenant=tenant,
-                user=user, epoch=epoch, status=status,
+                sup,
+                net_arg,
+                net,
+                base,
+                db=db_url,
+                host=host,
+                port=port,
+                tenant=tenant,
+                user=user,
+                epoch=epoch,
+                status=status,
             )
         cfg = save_config(
             {

@@ -75,12 +75,24 @@ class Supervisor:
         self._old_handlers: dict[int, object] = {}
 
     def start(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        drop_secrets: bool = False,
     ) -> Child:
-        """Start `argv` in its own session, output to `<log_dir>/<name>.log`."""
+        """Start `argv` in its own session, output to `<log_dir>/<name>.log`.
+
+        It inherits our environment plus `env`; with `drop_secrets`, less every
+        variable that holds or points to a credential (`is_secret_var`), since
+        ``/proc/<pid>/environ`` of a process is readable by processes of its user.
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         full_env = dict(os.environ)
+        if drop_secrets:
+            full_env = {k: v for k, v in full_env.items() if not is_secret_var(k)}
         full_env.update(env or {})
         with log_path.open("ab") as out:
             proc = subprocess.Popen(
@@ -135,6 +147,33 @@ class Supervisor:
             signal.signal(signal.SIGINT, old_int)
             for sig, h in self._old_handlers.items():
                 signal.signal(sig, h)  # type: ignore[arg-type]
+
+
+# Client credentials (the config file holds the user and admin tokens), the
+# database URL (it may hold a password) and anything named like a secret.
+_SECRET_VARS = frozenset(
+    {"CNET_CONFIG", "CNET_TOKEN", "CNET_ADMIN_TOKEN", "CNET_CENTER_TOKEN", "CNET_DB",
+     "CNET_PG_URL", "CNET_TEST_DB_URL", "DATABASE_URL"}
+)  # fmt: skip
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "API_KEY", "PRIVATE_KEY")
+
+
+def is_secret_var(name: str) -> bool:
+    """Whether an environment variable holds (or names a file of) credentials."""
+    upper = name.upper()
+    return upper in _SECRET_VARS or any(w in upper for w in _SECRET_WORDS)
+
+
+def write_secret(path: Path, text: str) -> Path:
+    """Write `text` to `path`, 0600 in a 0700 directory (a fresh file, never a link)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    return path
 
 
 def _signal_group(c: Child, sig: int) -> None:
