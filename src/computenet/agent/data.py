@@ -95,8 +95,12 @@ class DataRoot:
             fence = (self.root / parts[0] / parts[1]).resolve()
         return p if p.is_relative_to(fence) and p != self.root else None
 
-    def verified(self, path: Path, sha256: str) -> bool:
-        """Whether the file at `path` has checksum `sha256` (hashed once per size and mtime)."""
+    def verified(self, path: Path, sha256: str, *, cached_only: bool = False) -> bool:
+        """Whether the file at `path` has checksum `sha256` (hashed once per size and mtime).
+
+        With `cached_only`, a file not hashed yet counts as unverified rather
+        than being read (for callers that must not block on a big file).
+        """
         try:
             st = path.stat()
         except OSError:
@@ -105,6 +109,8 @@ class DataRoot:
         with self._lock:
             known = self._digests.get(key)
         if known is None:
+            if cached_only:
+                return False
             try:
                 known = dataset_sha256(path)
             except OSError:
@@ -114,6 +120,15 @@ class DataRoot:
                     self._digests.clear()
                 self._digests[key] = known
         return known == sha256
+
+    def remember(self, path: Path, sha256: str) -> None:
+        """Record that the file now at `path` has checksum `sha256` (it was just verified)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return
+        with self._lock:
+            self._digests[(str(path), st.st_size, st.st_mtime_ns)] = sha256
 
     def default_path(self, dataset_id: str, tenant: str | None = None) -> str:
         """Where a replica of `dataset_id` goes: in `tenant`'s area, else at the root."""

@@ -213,11 +213,17 @@ class StagingResult:
 
 
 def needs_fetch(item: StagingInput, root: DataRoot) -> bool:
-    """True when `item` is not already present (right checksum) at this center."""
-    return local_replica(item, root) is None
+    """True unless `item` is here and already known to have the right checksum.
+
+    Never reads a file (it runs on the agent's loop thread): a local copy not
+    hashed yet counts as needing staging, and staging hashes it off the loop.
+    """
+    return local_replica(item, root, cached_only=True) is None
 
 
-def local_replica(item: StagingInput, root: DataRoot) -> Path | None:
+def local_replica(
+    item: StagingInput, root: DataRoot, *, warn: bool = False, cached_only: bool = False
+) -> Path | None:
     """The local file for `item` when present with the right size and sha256.
 
     Candidates: the replica the control plane registered here, then where this
@@ -233,9 +239,12 @@ def local_replica(item: StagingInput, root: DataRoot) -> Path | None:
     for p in candidates:
         if p is None or not p.is_file() or p.stat().st_size != item.size_bytes:
             continue
-        if root.verified(p, item.sha256):
+        if root.verified(p, item.sha256, cached_only=cached_only):
             return p
-        logger.warning("%s: %s does not match the dataset's sha256; not using it", item.dataset, p)
+        if warn:
+            logger.warning(
+                "%s: %s does not match the dataset's sha256; not using it", item.dataset, p
+            )
     return None
 
 
@@ -258,14 +267,18 @@ def stage_inputs(
     t0 = time.monotonic()
     moved: dict[str, int] = {}
     for item in inputs:
-        present = local_replica(item, root)
+        present = local_replica(item, root, warn=True)
         if present is not None:
             result.paths[item.dataset] = str(present)
             continue
         rel = item.dest_path or root.default_path(item.dataset)
         target = root.inside(rel)
         if target is None:
-            raise StagingError(f"dataset id '{item.dataset}' cannot be a file name here")
+            logger.warning("%s: %r is not a usable place in the data root", item.dataset, rel)
+            raise StagingError(
+                f"input '{item.dataset}' is not at this center and cannot be placed here",
+                field="inputs",
+            )
         if not item.sources:
             raise StagingError(
                 f"input '{item.dataset}' is not at this center and no source was given",
@@ -285,6 +298,7 @@ def stage_inputs(
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
+            root.remember(target, item.sha256)  # checked while streaming: no second read
             root.record(item.dataset, rel)
             result.paths[item.dataset] = str(target)
             result.bytes_staged += got

@@ -1,4 +1,7 @@
-"""`cnet admin`: tenants, users and tokens, written straight into the server's database."""
+"""`cnet admin`: tenants, users, tokens, data keys and the audit log, on the server's database.
+
+Every change is recorded in the audit log as done by ``cli:<os user>``.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,21 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from computenet.cli.app import admin_app
 from computenet.cli.common import console, print_json
 from computenet.errors import ValidationError
 from computenet.sdk.config import load_config
+
+ExpiresOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--expires",
+        help="when the token stops working: a duration (30d, 12h, 45m) or an ISO time;"
+        " default never",
+    ),
+]
 
 DbOpt = Annotated[
     str | None,
@@ -68,10 +81,13 @@ def create_user(
     tenant: Annotated[str, typer.Option("--tenant", help="the user's tenant")],
     db: DbOpt = None,
     role: Annotated[str, typer.Option("--role", help="user or admin")] = "user",
+    expires: ExpiresOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create a user and print its token (shown once)."""
-    tok = _Admin(db).create_user(name, tenant=tenant, role=role)
+    if role not in ("user", "admin"):
+        raise ValidationError(f"unknown role '{role}'", field="--role", hint="user or admin")
+    tok = _Admin(db).create_user(name, tenant=tenant, role=role, expires=expires)
     if json_out:
         print_json(tok)
     else:
@@ -85,10 +101,15 @@ def center_token(
     network: Annotated[
         str | None, typer.Option("--network", help="check the center is in this network")
     ] = None,
+    expires: ExpiresOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Make a token for a center's agent and print it (shown once)."""
-    tok = _Admin(db).create_center_token(center, _network(network))
+    """Make a token for a center's agent and print it (shown once).
+
+    Run it again to replace a center's token without stopping the center: the
+    old token keeps working until `cnet admin revoke ID`.
+    """
+    tok = _Admin(db).create_center_token(center, _network(network), expires=expires)
     if json_out:
         print_json(tok)
     else:
@@ -102,14 +123,96 @@ def bootstrap(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="also make the admin a member of this tenant")
     ] = None,
+    expires: ExpiresOpt = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create the first admin token on a (possibly new) database and print it (shown once)."""
-    tok = _Admin(db).bootstrap_admin(name, tenant)
+    tok = _Admin(db).bootstrap_admin(name, tenant, expires=expires)
     if json_out:
         print_json(tok)
     else:
         _plain(tok.token)
+
+
+@admin_app.command("tokens")
+def tokens(
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List every token: id, subject, role, tenant or center, created, expires, state."""
+    rows = _Admin(db).list_tokens()
+    if json_out:
+        print_json(rows)
+        return
+    t = Table(title=f"{len(rows)} token(s)")
+    for col in ("id", "subject", "role", "tenant/center", "created", "expires", "state"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(
+            str(r.id),
+            r.subject,
+            r.role,
+            r.tenant or r.center or "-",
+            r.created_at.strftime("%Y-%m-%d %H:%M"),
+            r.expires_at.strftime("%Y-%m-%d %H:%M") if r.expires_at else "never",
+            r.state if r.revoked_at is None else f"revoked {r.revoked_at:%Y-%m-%d %H:%M}",
+        )
+    console().print(t)
+
+
+@admin_app.command("revoke")
+def revoke(
+    token_id: Annotated[int, typer.Argument(help="the token's id (cnet admin tokens)")],
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Revoke a token: servers refuse it within a few seconds (their auth cache)."""
+    info = _Admin(db).revoke_token(token_id)
+    if json_out:
+        print_json(info)
+    else:
+        console().print(f"token {info.id} ({info.subject}, {info.role}) revoked")
+
+
+@admin_app.command("rotate-data-key")
+def rotate_data_key(
+    center: Annotated[str, typer.Argument(help="center id")],
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Give a center a new data key: fetch tickets signed with the old one stop working.
+
+    The running agent picks the new key up at its next heartbeat; no restart.
+    """
+    view = _Admin(db).rotate_data_key(center)
+    if json_out:
+        print_json(view)
+    else:
+        console().print(f"center {center}: data key version {view.data_key_version}")
+
+
+@admin_app.command("audit")
+def audit(
+    db: DbOpt = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
+    before: Annotated[
+        int | None, typer.Option("--before", help="entries older than this id (paging)")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The audit log of admin actions, newest first."""
+    page = _Admin(db).audit_log(limit, before)
+    if json_out:
+        print_json(page)
+        return
+    t = Table(title=f"audit log ({len(page.entries)} entries)")
+    for col in ("id", "at", "actor", "action", "target"):
+        t.add_column(col)
+    for e in page.entries:
+        t.add_row(str(e.id), e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.target)
+    console().print(t)
+    if page.next_before is not None:
+        console().print(f"older: cnet admin audit --before {page.next_before}")
 
 
 def _network(name: str | None) -> Any:

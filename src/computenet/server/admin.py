@@ -2,21 +2,38 @@
 
 Each function brings the database to the current schema first, so they work
 on a new, empty database. Tokens are returned once and stored only hashed.
+Every change is written to the audit log in the same transaction, with its
+`actor`: the admin's subject over HTTP, ``cli:<os user>`` from `cnet admin`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import getpass
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
 
-from computenet.errors import NotFoundError
+from sqlalchemy.orm import Session
+
+from computenet.errors import NotFoundError, ValidationError
 from computenet.model import Network
 from computenet.protocol import TokenView
+from computenet.protocol.admin import AuditEntry, AuditPage, DataKeyView, TokenInfo
 from computenet.server.auth import hash_token, new_token
 from computenet.store import Database, upgrade_db
-from computenet.store.accounts import add_token, get_tenant, list_tenants
+from computenet.store.accounts import add_token, audit, get_tenant, list_audit, list_tenants
 from computenet.store.accounts import create_tenant as _create_tenant
+from computenet.store.accounts import list_tokens as _list_tokens
+from computenet.store.accounts import revoke_token as _revoke_token
+from computenet.store.centers import get_center
+from computenet.store.schema import TokenRow
 
 DbLike = str | Database
+
+TENANT_NAME = re.compile(r"^[a-z0-9][a-z0-9\-_]*$")
+_DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+_MAX_LIFETIME = timedelta(days=3650)
 
 
 def _db(db: DbLike) -> tuple[Database, bool]:
@@ -24,6 +41,53 @@ def _db(db: DbLike) -> tuple[Database, bool]:
         return db, False
     upgrade_db(db)
     return Database(db), True
+
+
+def cli_actor() -> str:
+    """The audit actor of `cnet admin` run on the database: ``cli:<os user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli:unknown"
+
+
+def parse_expiry(text: str | None, now: datetime, field: str = "expires") -> datetime | None:
+    """When a token given `--expires TEXT` stops working: a duration (30d, 12h) or an ISO time.
+
+    None for None or ``never``; `ValidationError` naming `field` for anything
+    else that is not a future instant within ten years.
+    """
+    if text is None or text.strip().lower() in ("", "never"):
+        return None
+    t = text.strip()
+    m = _DURATION.fullmatch(t)
+    if m:
+        at = now + timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
+    else:
+        try:
+            at = datetime.fromisoformat(t)
+        except ValueError:
+            raise ValidationError(
+                f"'{text}' is neither a duration nor an ISO time",
+                field=field,
+                hint="e.g. 30d, 12h, 45m or 2027-01-01T00:00:00+08:00",
+            ) from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+    if at <= now:
+        raise ValidationError(f"'{text}' is not in the future", field=field, hint="e.g. 30d")
+    if at - now > _MAX_LIFETIME:
+        raise ValidationError(f"'{text}' is more than ten years away", field=field)
+    return at
+
+
+def _check_tenant_name(name: str) -> None:
+    if len(name) > 64 or not TENANT_NAME.fullmatch(name):
+        raise ValidationError(
+            f"'{name}' is not a tenant name",
+            field="name",
+            hint="lowercase letters, digits, '-' and '_', starting with a letter or digit",
+        )
 
 
 def tenant_names(db: DbLike) -> list[str]:
@@ -37,16 +101,69 @@ def tenant_names(db: DbLike) -> list[str]:
             database.dispose()
 
 
-def create_tenant(db: DbLike, name: str) -> str:
+def create_tenant(db: DbLike, name: str, *, actor: str | None = None) -> str:
     """Create tenant `name` (ConflictError if it exists); returns the name."""
+    _check_tenant_name(name)
     database, own = _db(db)
     try:
         with database.write() as s:
             _create_tenant(s, name, datetime.now(UTC))
+            audit(s, actor or cli_actor(), "tenant.create", name)
         return name
     finally:
         if own:
             database.dispose()
+
+
+def _issue(
+    s: Session,
+    *,
+    role: str,
+    subject: str,
+    actor: str,
+    action: str,
+    tenant: str | None = None,
+    center: str | None = None,
+    expires_at: datetime | None = None,
+    detail: dict[str, object] | None = None,
+) -> TokenView:
+    """Make, store and audit one token (in the caller's transaction)."""
+    now = datetime.now(UTC)
+    token = new_token(role)
+    row = add_token(
+        s,
+        token_hash=hash_token(token),
+        subject=subject,
+        role=role,
+        tenant=tenant,
+        center=center,
+        at=now,
+        expires_at=expires_at,
+    )
+    audit(
+        s,
+        actor,
+        action,
+        f"token:{row.id}",
+        {
+            "subject": subject,
+            "role": role,
+            "tenant": tenant,
+            "center": center,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            **(detail or {}),
+        },
+        at=now,
+    )
+    return TokenView(
+        token=token,
+        subject=subject,
+        role=role,
+        tenant=tenant,
+        center=center,
+        id=row.id,
+        expires_at=expires_at,
+    )
 
 
 def create_user(
@@ -56,8 +173,15 @@ def create_user(
     role: str = "user",
     *,
     create_tenant_if_missing: bool = False,
+    expires: str | None = None,
+    actor: str | None = None,
 ) -> TokenView:
-    """A token for user `name` of `tenant` (role user or admin); NotFoundError if no tenant."""
+    """A token for user `name` of `tenant` (role user or admin); NotFoundError if no tenant.
+
+    `expires` is a duration (``30d``) or an ISO time; no expiry when None.
+    """
+    expires_at = parse_expiry(expires, datetime.now(UTC))
+    who = actor or cli_actor()
     database, own = _db(db)
     try:
         with database.write() as s:
@@ -66,26 +190,39 @@ def create_user(
                     raise NotFoundError(
                         f"no tenant '{tenant}'",
                         field="tenant",
-                        hint=f"create it first: cnet admin tenant {tenant}",
+                        hint=f"create it first: cnet admin create-tenant {tenant}",
                     )
+                _check_tenant_name(tenant)
                 _create_tenant(s, tenant, datetime.now(UTC))
-            token = new_token(role)
-            add_token(
+                audit(s, who, "tenant.create", tenant)
+            return _issue(
                 s,
-                token_hash=hash_token(token),
-                subject=name,
                 role=role,
+                subject=name,
+                actor=who,
+                action="token.create",
                 tenant=tenant,
-                at=datetime.now(UTC),
+                expires_at=expires_at,
             )
-        return TokenView(token=token, subject=name, role=role, tenant=tenant)
     finally:
         if own:
             database.dispose()
 
 
-def create_center_token(db: DbLike, center: str, network: Network | None = None) -> TokenView:
-    """A token with which the agent of `center` (and only it) speaks the center protocol."""
+def create_center_token(
+    db: DbLike,
+    center: str,
+    network: Network | None = None,
+    *,
+    expires: str | None = None,
+    actor: str | None = None,
+) -> TokenView:
+    """A token with which the agent of `center` (and only it) speaks the center protocol.
+
+    Issuing another token for a center that has one is how a center's token
+    is replaced without stopping it: the old token keeps working until it is
+    revoked (`revoke_token`), so the operator installs the new one first.
+    """
     if network is not None:
         try:
             network.center(center)
@@ -95,41 +232,57 @@ def create_center_token(db: DbLike, center: str, network: Network | None = None)
                 field="center",
                 hint="one of " + ", ".join(c.id for c in network.centers),
             ) from None
+    expires_at = parse_expiry(expires, datetime.now(UTC))
     database, own = _db(db)
     try:
-        token = new_token("center")
         with database.write() as s:
-            add_token(
+            earlier = [
+                t.id
+                for t in _list_tokens(s)
+                if t.role == "center" and t.center_id == center and _state(t) == "live"
+            ]
+            return _issue(
                 s,
-                token_hash=hash_token(token),
-                subject=f"agent:{center}",
                 role="center",
+                subject=f"agent:{center}",
+                actor=actor or cli_actor(),
+                action="center.token",
                 center=center,
-                at=datetime.now(UTC),
+                expires_at=expires_at,
+                detail={"live_before": earlier},
             )
-        return TokenView(token=token, subject=f"agent:{center}", role="center", center=center)
     finally:
         if own:
             database.dispose()
 
 
-def bootstrap_admin(db: DbLike, name: str = "admin", tenant: str | None = None) -> TokenView:
+def bootstrap_admin(
+    db: DbLike,
+    name: str = "admin",
+    tenant: str | None = None,
+    *,
+    expires: str | None = None,
+    actor: str | None = None,
+) -> TokenView:
     """An admin token (optionally also a member of `tenant`, created if missing)."""
+    expires_at = parse_expiry(expires, datetime.now(UTC))
+    who = actor or cli_actor()
     database, own = _db(db)
     try:
         with database.write() as s:
             if tenant and get_tenant(s, tenant) is None:
+                _check_tenant_name(tenant)
                 _create_tenant(s, tenant, datetime.now(UTC))
-            token = new_token("admin")
-            add_token(
+                audit(s, who, "tenant.create", tenant)
+            return _issue(
                 s,
-                token_hash=hash_token(token),
-                subject=name,
                 role="admin",
+                subject=name,
+                actor=who,
+                action="token.create",
                 tenant=tenant,
-                at=datetime.now(UTC),
+                expires_at=expires_at,
             )
-        return TokenView(token=token, subject=name, role="admin", tenant=tenant)
     finally:
         if own:
             database.dispose()
@@ -137,3 +290,117 @@ def bootstrap_admin(db: DbLike, name: str = "admin", tenant: str | None = None) 
 
 center_token = create_center_token
 """Alias of `create_center_token` (the name `cnet admin center-token` uses)."""
+
+
+def _state(row: TokenRow, now: datetime | None = None) -> str:
+    if row.revoked:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= (now or datetime.now(UTC)):
+        return "expired"
+    return "live"
+
+
+def _info(row: TokenRow, now: datetime) -> TokenInfo:
+    return TokenInfo(
+        id=row.id,
+        subject=row.subject,
+        role=row.role,
+        tenant=row.tenant_id,
+        center=row.center_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        state=_state(row, now),
+    )
+
+
+def list_tokens(db: DbLike) -> list[TokenInfo]:
+    """Every token, oldest first, without secrets."""
+    database, own = _db(db)
+    now = datetime.now(UTC)
+    try:
+        with database.read() as s:
+            return [_info(t, now) for t in _list_tokens(s)]
+    finally:
+        if own:
+            database.dispose()
+
+
+def revoke_token(db: DbLike, token_id: int, *, actor: str | None = None) -> TokenInfo:
+    """Revoke token `token_id` (NotFoundError if none; revoking twice changes nothing).
+
+    Servers stop accepting it within their auth cache's lifetime (`auth.CACHE_TTL_S`).
+    """
+    database, own = _db(db)
+    now = datetime.now(UTC)
+    try:
+        with database.write() as s:
+            row = _revoke_token(s, token_id, now)
+            audit(
+                s,
+                actor or cli_actor(),
+                "token.revoke",
+                f"token:{token_id}",
+                {"subject": row.subject, "role": row.role, "center": row.center_id},
+                at=now,
+            )
+            return _info(row, now)
+    finally:
+        if own:
+            database.dispose()
+
+
+def rotate_data_key(db: DbLike, center: str, *, actor: str | None = None) -> DataKeyView:
+    """Give `center` a new data key: tickets signed with the old one stop working.
+
+    The center's agent learns the new key from its next heartbeat (it registers
+    again); until then its data endpoint asks fetchers to retry.
+    """
+    database, own = _db(db)
+    try:
+        with database.write() as s:
+            row = get_center(s, center, for_update=True)
+            if row is None:
+                raise NotFoundError(
+                    f"center '{center}' has not registered",
+                    field="center",
+                    hint="a center gets its first data key when its agent registers",
+                )
+            row.data_key = secrets.token_hex(32)
+            row.data_key_version = (row.data_key_version or 1) + 1
+            version = row.data_key_version
+            audit(
+                s,
+                actor or cli_actor(),
+                "center.rotate-data-key",
+                center,
+                {"data_key_version": version},
+            )
+            return DataKeyView(center=center, data_key_version=version)
+    finally:
+        if own:
+            database.dispose()
+
+
+def audit_log(db: DbLike, limit: int = 100, before: int | None = None) -> AuditPage:
+    """One page of the audit log, newest first (`before`: the `next_before` of the last page)."""
+    database, own = _db(db)
+    try:
+        with database.read() as s:
+            rows = list_audit(s, limit + 1, before)
+            entries = [
+                AuditEntry(
+                    id=r.id,
+                    at=r.at,
+                    actor=r.actor,
+                    action=r.action,
+                    target=r.target,
+                    detail=r.detail or {},
+                )
+                for r in rows[:limit]
+            ]
+        more = len(rows) > limit
+        return AuditPage(entries=entries, next_before=entries[-1].id if more else None)
+    finally:
+        if own:
+            database.dispose()

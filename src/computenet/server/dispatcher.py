@@ -101,42 +101,45 @@ def staging_inputs(
             continue
         here = [r for r in reps.get(name, []) if r.center == center_id]
         sources: list[tuple[float, StagingSource]] = []
-        if not here:
-            preferred = placement.source_replicas.get(name)
-            for r in reps.get(name, []):
-                src = get_center(s, r.center)
-                if src is None or not src.data_url or not plane.is_online(src, real):
-                    continue
-                if r.center not in paths.nodes or center_id not in paths.nodes:
-                    continue
-                i, j = paths.index(r.center), paths.index(center_id)
-                bw = float(paths.bandwidth_gbps[i, j])
-                lat = float(paths.latency_s[i, j])
-                if bw <= 0 or not math.isfinite(lat):
-                    continue
-                est = lat + ds.size_bytes * plane.network.data_scale * 8 / 1e9 / bw
-                rank = -1.0 if r.center == preferred else est
-                sources.append(
-                    (
-                        rank,
-                        StagingSource(
-                            center=r.center,
-                            url=f"{src.data_url.rstrip('/')}/data/{name}?"
-                            + urlencode({"path": r.path}),
-                            ticket=mint_ticket(
-                                src.data_key,
-                                dataset=name,
-                                path=r.path,
-                                center=center_id,
-                                expires_unix=expires,
-                                key_version=src.data_key_version,
-                            ),
-                            bandwidth_gbps=bw if math.isfinite(bw) else 1e6,
-                            latency_ms=lat * 1000.0,
+        # Sources are listed even when a replica is here: the agent uses them only
+        # if the local file fails its sha256 check.
+        preferred = placement.source_replicas.get(name)
+        for r in reps.get(name, []):
+            if r.center == center_id:
+                continue
+            src = get_center(s, r.center)
+            if src is None or not src.data_url or not plane.is_online(src, real):
+                continue
+            if r.center not in paths.nodes or center_id not in paths.nodes:
+                continue
+            i, j = paths.index(r.center), paths.index(center_id)
+            bw = float(paths.bandwidth_gbps[i, j])
+            lat = float(paths.latency_s[i, j])
+            if bw <= 0 or not math.isfinite(lat):
+                continue
+            est = lat + ds.size_bytes * plane.network.data_scale * 8 / 1e9 / bw
+            rank = -1.0 if r.center == preferred else est
+            sources.append(
+                (
+                    rank,
+                    StagingSource(
+                        center=r.center,
+                        url=f"{src.data_url.rstrip('/')}/data/{name}?"
+                        + urlencode({"path": r.path}),
+                        ticket=mint_ticket(
+                            src.data_key,
+                            dataset=name,
+                            path=r.path,
+                            center=center_id,
+                            expires_unix=expires,
+                            key_version=src.data_key_version,
                         ),
-                    )
+                        bandwidth_gbps=bw if math.isfinite(bw) else 1e6,
+                        latency_ms=lat * 1000.0,
+                    ),
                 )
-            sources.sort(key=lambda x: (x[0], x[1].center))
+            )
+        sources.sort(key=lambda x: (x[0], x[1].center))
         out.append(
             StagingInput(
                 dataset=name,

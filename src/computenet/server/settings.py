@@ -78,7 +78,7 @@ class Settings:
     leader_lease_s: float = 5.0
     epoch: datetime | None = None
     profile: str = "min-cost"
-    ticket_ttl_s: float = 3600.0
+    ticket_ttl_s: float = 300.0  # fetch tickets: enough to start a transfer, no more
     run_loop: bool = True
     migrate: bool = True
     real_time: Callable[[], float] = time.time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from computenet.model import JobSpec, limits
 from computenet.protocol import (
@@ -24,6 +24,7 @@ from computenet.protocol import (
     UserCreate,
     WhoAmI,
 )
+from computenet.protocol.admin import AuditPage, DataKeyView, TokenInfo
 from computenet.server import admin, datasets, jobs, metering, paging
 from computenet.server.deps import Admin, Plane, User
 from computenet.server.plane import ControlPlane
@@ -100,13 +101,16 @@ def centers(plane: Plane, who: User) -> list[CenterView]:
 
 @router.get("/network", tags=["network"])
 def network(plane: Plane, who: User) -> dict[str, Any]:
-    """The network: centers, sites, links, scales and the network clock's now."""
-    return datasets.network_view(plane)
+    """The network: centers, sites, links, scales and the network clock's now.
+
+    Transfers of other tenants' jobs show their route and rate, not their ids.
+    """
+    return datasets.network_view(plane, who)
 
 
 @router.post("/datasets", response_model=DatasetView, status_code=201, tags=["datasets"])
 def create_dataset(body: DatasetCreate, plane: Plane, who: User) -> DatasetView:
-    """Register a dataset already present under a center agent's data root."""
+    """Register a dataset already present in your tenant's area of a center agent's data root."""
     return datasets.register_dataset(plane, who, body)
 
 
@@ -145,7 +149,7 @@ def whoami(plane: Plane, who: User) -> WhoAmI:
 @router.post("/admin/tenants", status_code=201, tags=["admin"])
 def create_tenant(body: TenantCreate, plane: Plane, who: Admin) -> dict[str, str]:
     """Create a tenant."""
-    return {"name": admin.create_tenant(plane.db, body.name)}
+    return {"name": admin.create_tenant(plane.db, body.name, actor=who.subject)}
 
 
 @router.get("/admin/tenants", response_model=list[TenantView], tags=["admin"])
@@ -166,12 +170,49 @@ def list_tenants(
 @router.post("/admin/users", response_model=TokenView, status_code=201, tags=["admin"])
 def create_user(body: UserCreate, plane: Plane, who: Admin) -> TokenView:
     """Create a user (or admin) of a tenant; the token is shown once."""
-    return admin.create_user(plane.db, body.name, body.tenant, body.role)
+    return admin.create_user(
+        plane.db, body.name, body.tenant, body.role, expires=body.expires, actor=who.subject
+    )
 
 
 @router.post(
     "/admin/centers/{center_id}/token", response_model=TokenView, status_code=201, tags=["admin"]
 )
 def create_center_token(center_id: str, plane: Plane, who: Admin) -> TokenView:
-    """A token for the agent of one center; shown once."""
-    return admin.create_center_token(plane.db, center_id, plane.network)
+    """A token for the agent of one center; shown once. Earlier tokens work until revoked."""
+    return admin.create_center_token(plane.db, center_id, plane.network, actor=who.subject)
+
+
+@router.get("/admin/tokens", response_model=list[TokenInfo], tags=["admin"])
+def list_tokens(plane: Plane, who: Admin) -> list[TokenInfo]:
+    """Every token with its state (never the secret)."""
+    return admin.list_tokens(plane.db)
+
+
+@router.post("/admin/tokens/{token_id}/revoke", response_model=TokenInfo, tags=["admin"])
+def revoke_token(plane: Plane, who: Admin, token_id: int = Path(ge=1, le=2**31 - 1)) -> TokenInfo:
+    """Revoke a token: refused here at once, by other replicas within their auth cache's TTL."""
+    info = admin.revoke_token(plane.db, token_id, actor=who.subject)
+    plane.auth.forget(token_id)
+    return info
+
+
+@router.post(
+    "/admin/centers/{center_id}/rotate-data-key", response_model=DataKeyView, tags=["admin"]
+)
+def rotate_data_key(center_id: str, plane: Plane, who: Admin) -> DataKeyView:
+    """A new data key for a center: tickets signed with the old one stop working."""
+    return admin.rotate_data_key(plane.db, center_id, actor=who.subject)
+
+
+@router.get("/admin/audit", response_model=AuditPage, tags=["admin"])
+def audit_log(
+    plane: Plane,
+    who: Admin,
+    limit: int = Query(100, ge=1, le=1000),
+    before: int | None = Query(
+        None, ge=1, le=2**31 - 1, description="the next_before of the previous page"
+    ),
+) -> AuditPage:
+    """Admin actions, newest first, a page at a time."""
+    return admin.audit_log(plane.db, limit, before)

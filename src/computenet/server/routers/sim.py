@@ -3,7 +3,8 @@
 Every sub-folder of the server's reports folder (``--sim-reports``, default
 ``./sim-reports``) that holds a ``results.json`` is one report; its id is the
 folder name. The reports are the same for every signed-in user: they are
-planning studies, not tenant data.
+planning studies, not tenant data. An id never leaves the folder: ``..``,
+names starting with ``.``, separators and symlinks leading out answer 404.
 """
 
 from __future__ import annotations
@@ -25,11 +26,28 @@ router = APIRouter(
     prefix="/api/v1/sim", tags=["simulations"], responses={404: {"model": ErrorBody}}
 )
 
-_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_ID = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
 
 
 def _folder(plane: Any) -> Path:
     return Path(plane.settings.sim_reports_dir)
+
+
+def _inside(root: Path, report_id: str) -> Path | None:
+    """The report folder `report_id` when it is a real folder directly in `root`, else None."""
+    if not _ID.fullmatch(report_id):
+        return None
+    d = root / report_id
+    try:
+        real_root = root.resolve(strict=True)
+        real = d.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if real.parent != real_root or not real.is_dir():
+        return None  # a symlink that leads out of the folder
+    if not (real / "results.json").resolve().is_relative_to(real):
+        return None  # results.json itself a symlink out
+    return d
 
 
 def _summary(d: Path) -> dict[str, Any] | None:
@@ -53,8 +71,8 @@ def _summary(d: Path) -> dict[str, Any] | None:
 
 
 def _report(plane: Any, report_id: str) -> dict[str, Any]:
-    d = _folder(plane) / report_id
-    found = _summary(d) if _ID.match(report_id) and d.is_dir() else None
+    d = _inside(_folder(plane), report_id)
+    found = _summary(d) if d is not None else None
     if found is None:
         raise NotFoundError(
             f"no simulation report '{report_id}'",
@@ -69,7 +87,7 @@ def list_reports(plane: Plane, who: User) -> list[dict[str, Any]]:
     """Reports in the server's reports folder, newest first (without their full results)."""
     root = _folder(plane)
     found = (
-        [s for d in sorted(root.iterdir()) if d.is_dir() and (s := _summary(d))]
+        [s for d in sorted(root.iterdir()) if _inside(root, d.name) and (s := _summary(d))]
         if (root.is_dir())
         else []
     )
@@ -89,4 +107,7 @@ def report_html(report_id: str, plane: Plane, who: User) -> HTMLResponse:
     rep = _report(plane, report_id)
     if rep["html_url"] is None:
         raise NotFoundError(f"report '{report_id}' has no report.html", field="report_id")
-    return HTMLResponse((_folder(plane) / report_id / "report.html").read_text("utf-8"))
+    html = _folder(plane) / report_id / "report.html"
+    if not html.resolve().is_relative_to((_folder(plane) / report_id).resolve()):
+        raise NotFoundError(f"report '{report_id}' has no report.html", field="report_id")
+    return HTMLResponse(html.read_text("utf-8"))
