@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from computenet.backends.base import Backend, BackendState, Capability
+from computenet.backends.base import Backend, BackendState, Capability, stop_unheld
 from tests.contract.conftest import Harness
 
 
@@ -145,3 +145,22 @@ def test_a_fresh_backend_lists_this_centers_jobs_by_label(harness: Harness) -> N
         again.cancel(h)
     for h in handles.values():
         harness.wait_final(again, h)
+
+
+def test_stop_unheld_stops_only_the_live_jobs_no_agent_holds(harness: Harness) -> None:
+    backend = harness.backend()
+    tag = uuid.uuid4().hex[:6]
+    finished = backend.submit(harness.job("echo done"), f"k-done-{tag}")
+    harness.wait_final(backend, finished)
+    held = backend.submit(harness.job("sleep 600"), f"k-held-{tag}")
+    orphan = backend.submit(harness.job("sleep 600"), f"k-orphan-{tag}")
+    harness.wait_running(backend, orphan)
+
+    again = harness.backend()  # restarted with a state file that names only `held`
+    keep = {k for k in again.list_jobs() if not k.endswith(tag)} | {f"k-held-{tag}"}
+    assert stop_unheld(again, keep) == [orphan]
+    assert harness.wait_final(again, orphan).state is BackendState.CANCELLED
+    assert again.poll([held])[held].state in (BackendState.PENDING, BackendState.RUNNING)
+    assert again.poll([finished])[finished].state is BackendState.SUCCEEDED
+    again.cancel(held)
+    harness.wait_final(again, held)

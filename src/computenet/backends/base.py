@@ -5,12 +5,15 @@ One contract test suite (tests/contract/) runs against every implementation.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Flag, StrEnum, auto
 from typing import Protocol, runtime_checkable
 
 from computenet.protocol import PoolCapacity
+
+logger = logging.getLogger(__name__)
 
 
 class Capability(Flag):
@@ -118,3 +121,26 @@ class Backend(Protocol):
     def close(self, keep_jobs: bool = False) -> None:
         """Release the backend (see the contract above)."""
         ...
+
+
+def stop_unheld(backend: Backend, keep_keys: set[str]) -> list[str]:
+    """Cancel every live job `backend` lists for its center whose key is not in `keep_keys`.
+
+    An agent calls this when it starts, before it registers: a job an earlier agent
+    process started and this one does not hold (its state file was lost) must not
+    run on unknown to anyone. Returns the handles stopped; finished jobs are left alone.
+    """
+    orphans = {k: h for k, h in backend.list_jobs().items() if k not in keep_keys}
+    if not orphans:
+        return []
+    statuses = backend.poll(list(orphans.values()))
+    final = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
+    stopped = []
+    for key, handle in orphans.items():
+        status = statuses.get(handle)
+        if status is not None and status.state in final:
+            continue
+        logger.warning("%s (%s): orphan from a lost state file: stopped", key, handle)
+        backend.cancel(handle)
+        stopped.append(handle)
+    return stopped
