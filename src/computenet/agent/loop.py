@@ -55,6 +55,7 @@ from computenet.agent.jobs import (
 from computenet.agent.reports import LOST, deliver
 from computenet.agent.staging import StagingCancelled, StagingResult, needs_fetch, stage_inputs
 from computenet.backends.base import Backend, BackendJob, BackendState, BackendStatus
+from computenet.backends.base import stop_unheld as stop_unheld_jobs
 from computenet.backends.registry import make_backend
 from computenet.errors import (
     AuthError,
@@ -145,7 +146,11 @@ class Agent:
 
         pools = resolve_pools(self.config, centers)
         assert self.config.state_dir is not None
-        options = {"state_dir": self.config.state_dir / "backend", "pools": pools}
+        options = {
+            "state_dir": self.config.state_dir / "backend",
+            "pools": pools,
+            "center": self.config.center,  # the label its jobs carry (list_jobs)
+        }
         options.update(self.config.backend_options)
         backend = make_backend(self.config.backend, **options)
         logger.info("center %s: %s backend, pools %s", self.config.center, backend.kind, pools)
@@ -169,6 +174,11 @@ class Agent:
         stop_unheld = getattr(self.backend, "stop_unheld", None)
         if callable(stop_unheld):
             stop_unheld({held.key for held in self.jobs.values()})
+        else:  # external schedulers: the jobs labelled for this center (backends.base)
+            try:
+                stop_unheld_jobs(self.backend, {held.key for held in self.jobs.values()})
+            except ComputeNetError as exc:
+                logger.warning("could not look for orphaned backend jobs: %s", exc.one_line())
 
     def tick(self) -> None:
         """One pass: local work first, then the control plane when it is due."""
