@@ -8,6 +8,7 @@ node selectors, cancel suspends, and the fake answers as the API server would.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +124,70 @@ def test_the_job_carries_its_id_attempt_and_key_in_labels_and_annotations(
     assert len(meta["labels"][LABEL_KEY]) <= 63
     pod_labels = next(iter(cluster.pods.values()))["metadata"]["labels"]
     assert pod_labels[LABEL_JOB] == "J_42-odd-id"
+
+
+def test_pods_get_no_token_no_root_no_privileges_and_only_the_jobs_env(
+    cluster: FakeKubernetes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CNET_CENTER_TOKEN", "cnc_agent_secret")  # the agent's own env
+    b = backend(cluster, center="east")
+    handle = b.submit(BackendJob("j-9", 1, "id -u", "CPU-node", 1, env={"OWN": "x"}), "j-9:1")
+    pod = stored(cluster, handle)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["volumes"] == [{"name": "scratch", "emptyDir": {}}]
+    assert container["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["OWN"] == "x" and "CNET_CENTER_TOKEN" not in env
+    assert set(env) == {
+        "OWN", "CNET_JOB_ID", "CNET_ATTEMPT", "CNET_PLANNED_RUN_S", "CNET_CHIP",
+        "CNET_CHIP_COUNT", "CNET_CHIP_IDS", "CNET_VISIBLE_DEVICES",
+    }  # fmt: skip
+    meta = stored(cluster, handle)["metadata"]
+    assert meta["labels"]["computenet.io/center"] == "east"
+    assert meta["annotations"]["computenet.io/center"] == "east"
+    status = wait(b, handle, FINAL)
+    assert status.state is BackendState.SUCCEEDED
+    if os.geteuid() == 0:  # the fake switches to runAsUser only when it can
+        assert b.logs(handle)[0] == "65534\n"
+
+
+def test_run_as_options_and_a_root_user_is_refused(cluster: FakeKubernetes) -> None:
+    b = backend(cluster, run_as_user="1000", run_as_group="2000", read_only_root="false")
+    handle = b.submit(job("true", chip="CPU-node"), "r:1")
+    pod = stored(cluster, handle)["spec"]["template"]["spec"]
+    sc = pod["containers"][0]["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"], sc["readOnlyRootFilesystem"]) == (1000, 2000, False)
+    assert "volumes" not in pod
+    with pytest.raises(ValidationError) as err:
+        backend(cluster, run_as_user=0)
+    assert err.value.field == "run_as_user"
+
+
+def test_list_jobs_finds_only_this_centers_jobs(cluster: FakeKubernetes) -> None:
+    east, west = backend(cluster, center="east"), backend(cluster, center="west")
+    e = east.submit(job("sleep 30", chip="CPU-node"), "e:1")
+    w = west.submit(job("sleep 30", chip="CPU-node", job_id="j-2"), "w:1")
+    assert backend(cluster, center="east").list_jobs() == {"e:1": e}
+    assert backend(cluster, center="west").list_jobs() == {"w:1": w}
+    east.cancel(e)
+    west.cancel(w)
 
 
 def test_job_names_are_dns_labels_even_for_long_odd_keys(cluster: FakeKubernetes) -> None:
