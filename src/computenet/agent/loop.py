@@ -76,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 _LOG_BUFFER_MAX = 4 * 1024 * 1024
 _MAX_JOB_ERRORS = 3
+# The local backend's message for a job stopped because the agent that started it died.
+_AGENT_GONE = "agent process went away"
 _LOG_FLUSH_S = 0.5  # running jobs' output is shipped at most this often (final output at once)
 
 
@@ -191,7 +193,12 @@ class Agent:
             except ServerUnavailable as exc:
                 if self._backoff == 0.0:
                     logger.warning("control plane unavailable, retrying: %s", exc.message)
-                self._backoff = min(max(0.5, self._backoff * 2), self.config.max_backoff_s)
+                cap = self.config.max_backoff_s
+                if self._fence_at() is not None:
+                    # Jobs run: retry often enough to get a heartbeat through before the
+                    # fence once the control plane is back.
+                    cap = min(cap, self._fence_after() / 8)
+                self._backoff = min(max(min(0.5, cap), self._backoff * 2), cap)
                 self._retry_at = now + self._backoff * random.uniform(0.8, 1.2)
         self._fence(time.monotonic())
         self._save()
@@ -239,12 +246,18 @@ class Agent:
     def _talk(self, now: float) -> None:
         if self.reply is None:
             self._register()
-        if now >= self._next_heartbeat:
-            self._heartbeat()
+        self._heartbeat_if_due()
         self._flush_all()
         if now >= self._next_lease and not self.stop_event.is_set():
             self._next_lease = now + self.config.lease_interval_s
-            self._lease()
+            self._heartbeat_if_due()
+            if self.reply is not None:
+                self._lease()
+
+    def _heartbeat_if_due(self) -> None:
+        """Heartbeat when due: also between reports, so slow calls never starve the lease."""
+        if self.reply is not None and time.monotonic() >= self._next_heartbeat:
+            self._heartbeat()
 
     def _register(self) -> None:
         assert self.backend is not None
@@ -308,7 +321,8 @@ class Agent:
         """The client's deadline hook: a control-plane call must return by the fence."""
         at = self._fence_at()
         if at is None:
-            return None
+            # Nothing runs: no fence, but a hung call must not stall leasing for long either.
+            return time.monotonic() + self._fence_after()
         return max(at, time.monotonic() - 1.0) if at == float("-inf") else at
 
     def _heartbeat(self) -> None:
@@ -376,6 +390,7 @@ class Agent:
             held = self.jobs.get(job_id)
             if held is None:
                 continue
+            self._heartbeat_if_due()
             try:
                 deliver(self.client, held, logs_due=now >= self._next_log_flush)
             except ServerUnavailable:
@@ -574,8 +589,15 @@ class Agent:
             pass
         ended = status.ended_at if status is not None else None
         held.ended_unix = ended.timestamp() if ended else time.time()
-        if state is BackendState.UNKNOWN:
-            self._finish(held, "FAILED", message="the backend no longer knows this job")
+        if state is BackendState.UNKNOWN or (
+            status is not None and not held.cancel_sent and _AGENT_GONE in status.message
+        ):
+            # The center lost the job (its agent died, or the backend forgot it): that is
+            # no failure of the job. Report nothing; unlisted, its lease expires and the
+            # control plane runs it again.
+            why = "the backend no longer knows it" if status is None else status.message
+            logger.warning("%s was lost here (%s): leaving it to be requeued", held.job_id, why)
+            self._drop(held.job_id)
         else:
             assert status is not None
             self._finish(held, state.value, exit_code=status.exit_code, message=status.message)

@@ -1,0 +1,137 @@
+"""The fault scenarios, each a function of a fresh `Cluster` returning (outcome, what was injected).
+
+Shared by the tests (tests/faults/test_faults.py, which `check` every outcome)
+and bench/faults_report.py (which prints the table in docs/reliability.md).
+Sizes are bounded: tens of jobs of a few seconds, lease timeouts of a few seconds.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import time
+
+from tests.faults.harness import Cluster, Outcome
+
+
+def agents_killed(
+    c: Cluster, *, jobs: int = 30, kills: int = 4, seed: int = 1
+) -> tuple[Outcome, str]:
+    """(a) SIGKILL the busiest agent every 2 s while jobs run; restart it a second later."""
+    rnd = random.Random(seed)
+    c.start()
+    ids = c.submit(jobs, run_s=4.0)
+    c.until("the first jobs to run", lambda: c.running_at(ids), timeout=60)
+    done = 0
+    for _ in range(kills):
+        time.sleep(1.0)
+        busy = c.running_at(ids)
+        victim = max(c.centers, key=lambda x: (len(busy.get(x, [])), rnd.random()))
+        c.kill_agent(victim)
+        done += 1
+        time.sleep(1.0)
+        c.start_agent(victim)
+    c.wait_final(ids)
+    return c.outcome(ids), f"{done} agent SIGKILLs, 2 s apart, each restarted 1 s later"
+
+
+def server_killed(c: Cluster, *, jobs: int = 20, down_s: float = 1.0) -> tuple[Outcome, str]:
+    """(b) SIGKILL the control plane while it dispatches, restart it `down_s` later."""
+    c.start()
+    ids = c.submit(jobs, run_s=3.0)
+    # Mid-dispatch: some jobs leased and running, others still being placed and leased.
+    c.until("the first jobs to run", lambda: c.running_at(ids), timeout=60)
+    c.kill_server()
+    t0 = time.monotonic()
+    time.sleep(down_s)
+    c.start_server()
+    outage = time.monotonic() - t0
+    c.wait_final(ids)
+    return c.outcome(ids), f"control plane SIGKILLed mid-dispatch, back after {outage:.1f} s"
+
+
+def partition(c: Cluster, mode: str, *, jobs: int = 8) -> tuple[Outcome, str]:
+    """(c) Cut one agent off the control plane (`mode`) past the lease timeout, then heal."""
+    c.start(proxied=("east",))
+    ids = c.submit(jobs, run_s=4.0)
+    c.until("jobs running at east", lambda: c.running_at(ids).get("east"), timeout=60)
+    proxy = c.proxies["east"]
+    proxy.set_mode(mode)
+    held = c.lease_timeout * 1.25 + 2.0  # past the requeue: east's jobs run elsewhere
+    time.sleep(held)
+    proxy.set_mode("pass")
+    c.wait_final(ids)
+    return c.outcome(ids), f"east partitioned ({mode}) for {held:.1f} s, then healed"
+
+
+def slow_link(c: Cluster, *, jobs: int = 8, delay_s: float = 0.1) -> tuple[Outcome, str]:
+    """(c) A slow link (each chunk held `delay_s`) between one agent and the control plane."""
+    c.start(proxied=("east",))
+    proxy = c.proxies["east"]
+    ids = c.submit(jobs, run_s=3.0)
+    c.until("jobs running at east", lambda: c.running_at(ids).get("east"), timeout=60)
+    proxy.set_mode("delay", delay_s=delay_s)
+    time.sleep(c.lease_timeout * 1.5)
+    proxy.set_mode("pass")
+    c.wait_final(ids)
+    return c.outcome(
+        ids
+    ), f"east's link delayed {delay_s:g} s per chunk for {c.lease_timeout * 1.5:g} s"
+
+
+def brief_outage(c: Cluster, *, jobs: int = 8) -> tuple[Outcome, str]:
+    """A control-plane outage shorter than the fence (T/2): no running job may be stopped."""
+    c.start(proxied=c.centers)
+    ids = c.submit(jobs, run_s=6.0)
+    c.until("all jobs running", lambda: sum(len(v) for v in c.running_at(ids).values()) == jobs)
+    # Half the fence: the other half covers the heartbeat interval and the retry backoff.
+    outage = c.lease_timeout / 2 * 0.5
+    for p in c.proxies.values():
+        p.set_mode("drop")
+    time.sleep(outage)
+    for p in c.proxies.values():
+        p.set_mode("pass")
+    c.wait_final(ids)
+    return c.outcome(
+        ids
+    ), f"every agent cut off for {outage:.1f} s (< T/2 = {c.lease_timeout / 2:g} s)"
+
+
+def lease_reply_lost(c: Cluster) -> tuple[Outcome, str]:
+    """(d) The reply to a lease call never reaches the agent (half-open link during the lease)."""
+    c.start(proxied=c.centers)
+    for p in c.proxies.values():
+        # Lease requests arrive and are acted on; their replies never come back.
+        p.set_mode("lose-replies", match=b"POST /center/v1/lease ")
+    ids = c.submit(3, run_s=1.0)
+
+    def leased() -> bool:
+        return all(
+            any("leased by" in e["message"] for e in c.get(f"/api/v1/jobs/{j}")["events"])
+            for j in ids
+        )
+
+    c.until("the lease calls to be answered (into the void)", leased, timeout=60)
+    for p in c.proxies.values():
+        p.set_mode("pass")
+    c.wait_final(ids)
+    return c.outcome(ids), "the replies of the lease calls for 3 jobs were lost"
+
+
+def agent_state_lost(c: Cluster, *, jobs: int = 4) -> tuple[Outcome, str]:
+    """(f) An agent stopped with --keep-jobs (its jobs live on), restarted without its state."""
+    for center in c.centers:
+        c.agent_args[center] = ["--keep-jobs"]
+    c.start()
+    ids = c.submit(jobs * len(c.centers), run_s=6.0)
+    c.until("jobs running at east", lambda: c.running_at(ids).get("east"), timeout=60)
+    c.kill_agent("east", signal.SIGTERM)  # --keep-jobs: its jobs keep running, detached
+    state = c.tmp / "east" / "state"
+    for name in ("agent-state.json",):
+        (state / name).unlink(missing_ok=True)
+    shutil.rmtree(state / "tmp", ignore_errors=True)
+    c.start_agent("east")
+    ids_left = ids
+    c.wait_final(ids_left)
+    return c.outcome(ids), "east restarted with its state file deleted, its jobs still running"
