@@ -5,6 +5,7 @@ Every change is recorded in the audit log as done by ``cli:<os user>``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Annotated, Any
 
@@ -213,6 +214,40 @@ def audit(
     console().print(t)
     if page.next_before is not None:
         console().print(f"older: cnet admin audit --before {page.next_before}")
+
+
+@admin_app.command("limits")
+def limits(
+    tenant: Annotated[str, typer.Argument(help="tenant name")],
+    max_pending: Annotated[
+        int | None, typer.Option("--max-pending", min=0, help="pending jobs (0: no limit)")
+    ] = None,
+    submits_per_s: Annotated[
+        float | None,
+        typer.Option("--submits-per-s", min=0, help="submissions per second (0: no limit)"),
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="back to the server's defaults")] = False,
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Set a tenant's own limits; servers apply them within a few seconds (audited)."""
+    from computenet.server.admin import cli_actor
+    from computenet.server.limits import set_tenant_limits
+
+    out = set_tenant_limits(
+        db or _configured_db(),
+        tenant,
+        max_pending_jobs=max_pending,
+        submits_per_s=submits_per_s,
+        reset=reset,
+        actor=cli_actor(),
+    )
+    if json_out:
+        print_json(dataclasses.asdict(out))
+        return
+    pending = "server default" if out.max_pending_jobs is None else str(out.max_pending_jobs)
+    rate = "server default" if out.submits_per_s is None else f"{out.submits_per_s:g}/s"
+    console().print(f"tenant {out.tenant}: max pending {pending}, submits {rate}")
 
 
 def _network(name: str | None) -> Any:

@@ -99,12 +99,14 @@ def jobs(
     state: Annotated[
         JobState | None, typer.Option("--state", help="only jobs in this state")
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="at most this many")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="at most this many (newest first, pages followed)")
+    ] = 100,
     url: UrlOpt = None,
     token: TokenOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """List your jobs."""
+    """List your jobs, newest first."""
     with client(url, token) as cn:
         views = cn.jobs(state=state, limit=limit)
     if json_out:

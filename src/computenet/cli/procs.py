@@ -52,6 +52,15 @@ def server(
         float, typer.Option(help="real seconds; replicas on one database elect a leader with it")
     ] = 5.0,
     profile: Annotated[str, typer.Option(help="scheduling profile")] = "min-cost",
+    max_pending: Annotated[
+        int, typer.Option(min=0, help="pending jobs per tenant (0: no limit)")
+    ] = 10_000,
+    submits_per_s: Annotated[
+        float, typer.Option(min=0, help="submits per second per tenant (0: no limit)")
+    ] = 1000.0,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1024, help="largest user API request body")
+    ] = 1 << 20,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the control plane (REST API, scheduler, dispatcher) in the foreground."""
@@ -68,6 +77,9 @@ def server(
         cycle_interval_s=cycle_interval,
         leader_lease_s=leader_lease,
         profile=profile,
+        max_pending_jobs=max_pending,
+        submits_per_s=submits_per_s,
+        max_body_bytes=max_body_bytes,
     )
     serve(settings, log_level=log_level)
 

@@ -30,6 +30,7 @@ from computenet.errors import (
     ValidationError,
 )
 from computenet.model import TERMINAL_STATES, JobSpec, JobState
+from computenet.model.limits import MAX_PAGE
 from computenet.protocol import (
     BillView,
     CenterView,
@@ -162,7 +163,15 @@ class Client:
 
     # -- plumbing -------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, retry_safe: bool = False, **kw: Any) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        retry_safe: bool = False,
+        headers_out: dict[str, str] | None = None,
+        **kw: Any,
+    ) -> Any:
         if retry_safe:
             # Sending it twice is harmless: another replica may get it after a lost reply.
             kw["extensions"] = {RETRY_SAFE: True}
@@ -182,6 +191,8 @@ class Client:
             ) from exc
         if resp.status_code >= 400:
             raise error_from_response(resp)
+        if headers_out is not None:
+            headers_out.update(resp.headers)
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
@@ -191,8 +202,20 @@ class Client:
         return model.model_validate(self._request("GET", path, params=clean))
 
     def _get_list(self, path: str, model: type[T], **params: Any) -> list[T]:
+        """Every item of a paged list, following X-Next-Cursor; at most `limit` when given."""
         clean = {k: v for k, v in params.items() if v is not None}
-        return [model.model_validate(x) for x in self._request("GET", path, params=clean)]
+        want = clean.get("limit")
+        out: list[T] = []
+        while True:
+            if want is not None:
+                clean["limit"] = min(MAX_PAGE, int(want) - len(out))
+            got: dict[str, str] = {}
+            page = self._request("GET", path, params=clean, headers_out=got)
+            out.extend(model.model_validate(x) for x in page)
+            nxt = got.get("x-next-cursor")
+            if not nxt or not page or (want is not None and len(out) >= int(want)):
+                return out
+            clean["cursor"] = nxt
 
     def _post(self, path: str, model: type[T], body: Any = None, *, retry_safe: bool = False) -> T:
         return model.model_validate(self._request("POST", path, json=body, retry_safe=retry_safe))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from computenet.errors import ComputeNetError
+from computenet.model.limits import MAX_BODY_BYTES
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S
 from computenet.server.app import serve
 from computenet.server.settings import DEFAULT_DB_URL, Settings
@@ -38,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sim-reports", default="sim-reports", help="folder of `cnet sim compare --out` reports"
     )
+    ap.add_argument(
+        "--max-pending", type=int, default=10_000, help="pending jobs per tenant (0: no limit)"
+    )
+    ap.add_argument(
+        "--submits-per-s", type=float, default=1000.0, help="submits per tenant (0: no limit)"
+    )
+    ap.add_argument(
+        "--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="user API request bodies"
+    )
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     try:
@@ -53,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             leader_lease_s=args.leader_lease,
             profile=args.profile,
             sim_reports_dir=Path(args.sim_reports),
+            max_pending_jobs=args.max_pending,
+            submits_per_s=args.submits_per_s,
+            max_body_bytes=args.max_body_bytes,
         )
     except ComputeNetError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from computenet import __version__
-from computenet.errors import ComputeNetError, RateLimitedError
+from computenet.errors import ComputeNetError, RateLimitedError, ValidationError
 from computenet.protocol import ErrorBody
 from computenet.server.bodylimit import BodyLimit, BodyTooLarge
 from computenet.server.limits import retry_after
@@ -34,6 +37,11 @@ The control plane of a ComputeNet computing power network.
 
 Authenticate with `Authorization: Bearer <token>`. Errors are `ErrorBody{error, field, hint}`.
 """
+
+# Every route may answer these, always as `ErrorBody`: documented once, for every route.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 413, 422, 429, 503)
+}
 
 # pydantic adds the union member it tried to the error location; users want the field.
 _UNION_TAGS = {"str", "int", "float", "bool", "datetime", "decimal", "none", "list", "dict"}
@@ -54,6 +62,66 @@ def field_path(loc: Sequence[int | str]) -> str | None:
             out += ("." if out else "") + str(p)
     # A body that is missing or not an object at all: the body is the field.
     return out or ("body" if list(loc)[:1] == ["body"] else None)
+
+
+def _query_names(dep: Dependant) -> frozenset[str]:
+    names = {p.alias for p in dep.query_params}
+    for sub in dep.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+_KNOWN_QUERY: dict[int, frozenset[str]] = {}
+
+
+async def known_query_only(request: Request) -> None:
+    """Refuse query parameters the route does not declare (422 naming the first one).
+
+    A misspelt parameter (``?limt=5``) would otherwise be ignored silently.
+    """
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _KNOWN_QUERY.get(id(route))
+    if known is None:
+        known = _KNOWN_QUERY[id(route)] = _query_names(route.dependant)
+    for name in request.query_params:
+        if name not in known:
+            raise ValidationError(
+                f"unknown query parameter '{name[:64]}'",
+                field=name[:64],
+                hint="known: " + (", ".join(sorted(known)) or "none"),
+            )
+
+
+def error_document(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi` whose error answers are all documented as JSON `ErrorBody`.
+
+    FastAPI documents a route's extra responses in the route's own media type
+    (an HTML page's 404 as text/html); every error here leaves as JSON.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        ref = {"$ref": "#/components/schemas/ErrorBody"}
+        for ops in doc.get("paths", {}).values():
+            for op in ops.values():
+                for code, resp in op.get("responses", {}).items():
+                    if code[:1] in ("4", "5"):
+                        resp["content"] = {"application/json": {"schema": ref}}
+        app.openapi_schema = doc
+        return doc
+
+    return openapi
 
 
 def error_response(
@@ -132,7 +200,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(known_query_only)],
     )
+    app.openapi = error_document(app)  # type: ignore[method-assign]
     app.state.plane = plane
     app.state.settings = settings
     install_error_handlers(app)

@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 from computenet.errors import NotFoundError, RateLimitedError, ValidationError
 from computenet.model import JobState
 from computenet.store import Database
-from computenet.store.schema import AuditRow, JobRow, TenantRow
+from computenet.store.accounts import audit
+from computenet.store.schema import JobRow, TenantRow
 
 # How long a tenant's overrides and its pending count are trusted (real seconds).
 OVERRIDES_TTL_S = 5.0
@@ -170,50 +171,59 @@ def retry_after(exc: RateLimitedError) -> str:
 
 
 def set_tenant_limits(
-    db: Database,
+    db: Database | str,
     tenant: str,
     *,
     max_pending_jobs: int | None = None,
     submits_per_s: float | None = None,
     reset: bool = False,
     actor: str = "admin",
-    now: datetime,
-) -> TenantLimits | None:
+    now: datetime | None = None,
+) -> TenantOverrides:
     """Set a tenant's overrides (None leaves one as it is; `reset` returns both to the default).
 
-    Writes an audit row. Returns the overrides now stored (None fields = default),
-    as a `TenantLimits` with -1 where the default applies.
+    `db` is the server's database or its URL (`cnet admin limits`). Writes an
+    audit row (action ``tenant.limits``). Servers apply the change within
+    `OVERRIDES_TTL_S` seconds.
     """
     if max_pending_jobs is not None and max_pending_jobs < 0:
         raise ValidationError("must be >= 0 (0: no limit)", field="--max-pending")
     if submits_per_s is not None and not 0 <= submits_per_s <= 1e6:
         raise ValidationError("must be between 0 (no limit) and 1e6", field="--submits-per-s")
-    with db.write() as s:
-        row = s.get(TenantRow, tenant)
-        if row is None:
-            raise NotFoundError(
-                f"no tenant '{tenant}'", field="tenant", hint="cnet admin create-tenant NAME"
-            )
-        if reset:
-            row.max_pending_jobs = None
-            row.submits_per_s = None
-        if max_pending_jobs is not None:
-            row.max_pending_jobs = max_pending_jobs
-        if submits_per_s is not None:
-            row.submits_per_s = submits_per_s
-        s.add(
-            AuditRow(
+    database = db if isinstance(db, Database) else Database(db)
+    try:
+        with database.write() as s:
+            row = s.get(TenantRow, tenant)
+            if row is None:
+                raise NotFoundError(
+                    f"no tenant '{tenant}'", field="tenant", hint="cnet admin create-tenant NAME"
+                )
+            if reset:
+                row.max_pending_jobs = None
+                row.submits_per_s = None
+            if max_pending_jobs is not None:
+                row.max_pending_jobs = max_pending_jobs
+            if submits_per_s is not None:
+                row.submits_per_s = submits_per_s
+            out = TenantOverrides(tenant, row.max_pending_jobs, row.submits_per_s)
+            audit(
+                s,
+                actor,
+                "tenant.limits",
+                f"tenant:{tenant}",
+                {"max_pending_jobs": out.max_pending_jobs, "submits_per_s": out.submits_per_s},
                 at=now,
-                actor=actor,
-                action="set-limits",
-                target=f"tenant:{tenant}",
-                detail={
-                    "max_pending_jobs": row.max_pending_jobs,
-                    "submits_per_s": row.submits_per_s,
-                },
             )
-        )
-        return TenantLimits(
-            -1 if row.max_pending_jobs is None else row.max_pending_jobs,
-            -1.0 if row.submits_per_s is None else row.submits_per_s,
-        )
+            return out
+    finally:
+        if database is not db:
+            database.dispose()
+
+
+@dataclass(frozen=True)
+class TenantOverrides:
+    """A tenant's own limits as stored; None where the server's default applies."""
+
+    tenant: str
+    max_pending_jobs: int | None
+    submits_per_s: float | None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from tests.unit.scheduler.test_placement import NOON, spec, two_centers
 
 from computenet.scheduler import REJECTED, build_snapshot, job_request, quote, schedule_cycle
-from tests.unit.scheduler.test_placement import NOON, spec, two_centers
 
 
 @pytest.mark.parametrize("profile", ["min-cost", "fastest", "batch-optimizer"])

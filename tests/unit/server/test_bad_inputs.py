@@ -216,6 +216,18 @@ BAD: list[Bad] = [
     Bad("list cursor garbage", "/api/v1/jobs?cursor=%%%", method="GET", field="cursor"),
     Bad("datasets limit a million", "/api/v1/datasets?limit=1000000", method="GET", field="limit"),
     Bad(
+        "logs offset 2^70",
+        f"/api/v1/jobs/{JOB_ID}/logs?offset={2**70}",
+        method="GET",
+        field="offset",
+    ),
+    Bad(
+        "unknown query parameter",
+        "/api/v1/jobs?limt=5",
+        method="GET",
+        field="limt",
+    ),
+    Bad(
         "logs offset negative",
         f"/api/v1/jobs/{JOB_ID}/logs?offset=-1",
         method="GET",

@@ -74,7 +74,7 @@ def test_an_admin_override_applies_to_that_tenant_and_is_audited(strict: Net) ->
     codes = [strict.submit(job_spec(), strict.user("bob", "beta")).status_code for _ in range(10)]
     assert codes == [201] * 10
     with strict.plane.db.read() as s:
-        audit = s.query(AuditRow).filter(AuditRow.action == "set-limits").one()
+        audit = s.query(AuditRow).filter(AuditRow.action == "tenant.limits").one()
     assert audit.target == "tenant:beta" and audit.actor == "root"
     assert audit.detail == {"max_pending_jobs": 50, "submits_per_s": 100.0}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from computenet.server.admin import create_tenant
 from tests.unit.server.conftest import Net, job_spec
 
@@ -68,3 +70,17 @@ def test_datasets_and_tenants_are_paged(net: Net) -> None:
     names, pages = follow(net, "/api/v1/admin/tenants?limit=2", net.admin)
     assert [t["name"] for t in names] == sorted(t["name"] for t in names) and pages >= 2
     assert {"t1", "t2", "t3"} <= {t["name"] for t in names}
+
+
+def test_the_sdk_follows_pages_up_to_its_limit(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    from computenet.sdk import client as sdk
+
+    monkeypatch.setattr(sdk, "MAX_PAGE", 2)  # pages of 2, so that 5 jobs take 3 pages
+    for i in range(7):
+        net.submit(job_spec(name=f"j{i}"))
+        net.time.advance(1)
+    token = net.user()["Authorization"].removeprefix("Bearer ")
+    # The app in process, through the test client's transport.
+    with sdk.Client("http://testserver", token, transport=net.client._transport) as cn:
+        assert [j.name for j in cn.jobs(limit=5)] == ["j6", "j5", "j4", "j3", "j2"]
+        assert len(cn.jobs()) == 7

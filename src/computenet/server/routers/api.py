@@ -82,7 +82,9 @@ def cancel_job(job_id: str, plane: Plane, who: User) -> JobView:
 
 
 @router.get("/jobs/{job_id}/logs", response_model=LogChunk, tags=["jobs"])
-def job_logs(job_id: str, plane: Plane, who: User, offset: int = Query(0, ge=0)) -> LogChunk:
+def job_logs(
+    job_id: str, plane: Plane, who: User, offset: int = Query(0, ge=0, le=limits.MAX_BYTES)
+) -> LogChunk:
     """The job's output from byte `offset`."""
     return jobs.logs(plane, who, job_id, offset)
 
