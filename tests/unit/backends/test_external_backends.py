@@ -207,3 +207,60 @@ def test_ray_needs_an_http_jobs_api_address(monkeypatch: pytest.MonkeyPatch) -> 
 def test_ray_reports_an_unreachable_cluster_as_a_backend_error() -> None:
     with pytest.raises(BackendError, match="cluster resources"):
         RayBackend(pools={"CPU-node": 1}, address="http://127.0.0.1:9", timeout_s=2).capacity()
+
+
+def test_slurm_submits_with_export_none_its_label_and_a_private_output_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    args = tmp_path / "sbatch-args"
+    _stub(bin_dir, "sbatch", f'printf "%s\\n" "$@" > {args}; echo "42;cluster"')
+    _stub(bin_dir, "squeue", "exit 0")
+    _stub(bin_dir, "sacct", "exit 0")
+    monkeypatch.setenv("CNET_CENTER_TOKEN", "cnc_secret")  # the agent's env: never passed on
+    b = SlurmBackend(
+        tmp_path / "state", {"CPU-node": 2}, chips_as="cpus", bin_dir=str(bin_dir),
+        center="east", run_as="agent", output_dir=tmp_path / "out",
+    )  # fmt: skip
+    handle = b.submit(BackendJob("j-1", 2, "true", "CPU-node", 1, env={"A": "x,y"}), "j-1:2")
+    assert handle == "42"
+    sent = args.read_text().splitlines()
+    assert "--export=NONE" in sent
+    assert "--comment=computenet center=east key=j-1%3A2" in sent
+    assert not any(a.startswith("--uid") for a in sent)  # run_as=agent
+    (output,) = [a.removeprefix("--output=") for a in sent if a.startswith("--output=")]
+    folder = Path(output).parent
+    assert folder.parent == tmp_path / "out" and len(folder.name) == 32
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o711
+    script = Path(sent[-1]).read_text()
+    assert "export A=x,y" in script and "cnc_secret" not in script
+    assert "export PATH=" in script and "export SLURM_EXPORT_ENV=ALL" in script
+    assert Path(sent[-1]).stat().st_mode & 0o777 == 0o600
+
+
+def test_slurm_list_jobs_reads_only_this_centers_labels(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stub(
+        bin_dir,
+        "squeue",
+        "echo '7|cnet-j-1:2|computenet center=east key=j-1%3A2'; "
+        "echo '8|cnet-j-2:1|computenet center=west key=j-2%3A1'; "
+        "echo '9|cnet-j-3:1|(null)'; "
+        "echo '10|other-j-4:1|computenet center=east key=j-4%3A1'",
+    )
+    b = SlurmBackend(tmp_path / "state", {"CPU-node": 1}, chips_as="cpus", bin_dir=str(bin_dir))
+    b.center = "east"
+    assert b.list_jobs() == {"j-1:2": "7"}  # 10's name does not match its key: not ours
+
+
+def test_slurm_run_as_resolves_users_and_refuses_root(tmp_path: Path) -> None:
+    b = SlurmBackend(tmp_path, {"A100": 1}, run_as="nobody")
+    assert b.run_as is not None and b.run_as[0] == 65534
+    with pytest.raises(ValidationError) as err:
+        SlurmBackend(tmp_path, {"A100": 1}, run_as="root")
+    assert err.value.field == "run_as"
+    with pytest.raises(ValidationError):
+        SlurmBackend(tmp_path, {"A100": 1}, run_as="no-such-user-here")
