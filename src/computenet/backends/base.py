@@ -50,6 +50,7 @@ class BackendJob:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     planned_run_s: float = 0.0
+    tenant: str = ""  # whose job: the local backend gives it that tenant's data group
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,10 @@ def stop_unheld(backend: Backend, keep_keys: set[str]) -> list[str]:
     process started and this one does not hold (its state file was lost) must not
     run on unknown to anyone. Returns the handles stopped; finished jobs are left alone.
     """
-    orphans = {k: h for k, h in backend.list_jobs().items() if k not in keep_keys}
+    list_jobs = getattr(backend, "list_jobs", None)
+    if not callable(list_jobs):  # a backend written before list_jobs joined the contract
+        return []
+    orphans = {k: h for k, h in list_jobs().items() if k not in keep_keys}
     if not orphans:
         return []
     statuses = backend.poll(list(orphans.values()))
