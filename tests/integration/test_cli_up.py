@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -200,6 +201,30 @@ def test_admin_makes_a_second_tenant_that_cannot_see_the_first(up: Up) -> None:
     r = up.cnet("status", mine[0]["id"], "--token", token)
     assert_one_line(r, mine[0]["id"])
     assert json.loads(up.cnet("jobs", "--json", "--token", token, check=True).stdout) == []
+
+
+def test_no_agent_or_job_sees_a_token(up: Up) -> None:
+    token_files = sorted((Path(up.env["CNET_HOME"]) / "demo" / "secrets").glob("*.token"))
+    assert len(token_files) == 4
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in token_files)
+    secrets = [p.read_text().strip() for p in token_files]
+    secrets += [str(up.config["token"]), str(up.config["admin_token"])]
+    agents = [
+        pid for pid in processes_marked(up.marker)
+        if b"agent" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]  # fmt: skip
+    assert len(agents) == 4
+    for pid in agents:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert not [s for s in secrets if s.encode() in environ or s.encode() in cmdline]
+        assert b"CNET_CONFIG=" not in environ
+    printer = QUICK.replace('echo "hello from $CNET_CENTER"', "env").replace("hello", "printenv")
+    r = up.cnet("submit", up.job_file("env.yaml", printer), "--wait", "--json", "--timeout", "90")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    out = up.cnet("logs", json.loads(r.stdout)["id"], check=True).stdout
+    assert "CNET_JOB_ID=" in out
+    assert not [s for s in secrets if s in out] and "CNET_CONFIG" not in out
 
 
 def test_ctrl_c_stops_every_process_up_started(up: Up) -> None:

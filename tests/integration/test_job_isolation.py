@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from computenet.agent.data import create_replica
 from computenet.model import JobState
 from computenet.sdk import Client
 from tests.helpers.processes import log_tail, pid_alive, start_server, stop_process
@@ -162,8 +163,13 @@ def test_a_job_sees_no_credential_and_cannot_read_the_agents_or_other_jobs_files
 ) -> None:
     assert net.agent is not None
     other_secret = "other-tenants-output-77a1"
-    victim = net.bob.submit(job(f"echo {other_secret}; sleep 300"))
-    until("the other tenant's job to print", lambda: other_secret in _log(net, victim.id), net)
+    bobs = create_replica(net.tmp / "east" / "data", "bobs", 1000, path="tenants/other/bobs.bin")
+    bobs_file = net.tmp / "east" / "data" / bobs.path
+    victim = net.bob.submit(
+        job(f"echo {other_secret}; head -c 1 {bobs_file} >/dev/null && echo OWN-DATA; sleep 300")
+    )
+    until("bob's job to read its data", lambda: "OWN-DATA" in _log(net, victim.id), net)
+    assert other_secret in _log(net, victim.id)
     victim_log = _job_dir(net, victim.id) / "output.log"
 
     targets = {
@@ -172,6 +178,7 @@ def test_a_job_sees_no_credential_and_cannot_read_the_agents_or_other_jobs_files
         "backend-state": str(net.state_dir / "backend" / "local-backend.json"),
         "other-job-log": str(victim_log),
         "operator-config": str(net.config_file),
+        "other-tenant-data": str(bobs_file),
     }
     if ROOT:  # without root the token file is the agent user's, as the job is (no isolation)
         targets["token-file"] = str(net.token_file)
@@ -185,6 +192,7 @@ def test_a_job_sees_no_credential_and_cannot_read_the_agents_or_other_jobs_files
     assert done.state is JobState.SUCCEEDED, net.logs()
     out = "".join(net.ann.follow_logs(probe.id, poll_s=0.2))
 
+    assert net.bob.token
     for secret in (net.center_token, net.admin, net.bob.token, other_secret, PLANTED):
         assert secret not in out, (secret, out)
     env_part = out.split("--env\n", 1)[1].split("--reads\n", 1)[0]
@@ -256,4 +264,4 @@ def _pids(path: Path) -> list[int]:
 
 
 def _log(net: Net, job_id: str) -> str:
-    return net.bob.logs(job_id).text
+    return str(net.bob.logs(job_id).text)

@@ -20,6 +20,7 @@ from typing import Any
 from computenet.agent.data import env_name
 from computenet.backends.local import BASE_ENV
 from computenet.protocol import LeasedJob
+from computenet.protocol.datapaths import tenant_area
 
 STATE_FILE = "agent-state.json"
 PHASES = ("leased", "staging", "ready", "submitted", "finished")
@@ -120,6 +121,32 @@ def job_env(
     for dataset, path in input_paths.items():
         env[env_name(dataset)] = path
     return env
+
+
+def seal_tenant_area(data_root: Path, tenant: str, backend: object) -> None:
+    """Make `tenant`'s replicas under `data_root` readable by that tenant's jobs only.
+
+    Only for a backend whose jobs carry their tenant's data group (the local
+    backend under a root agent, `tenant_gid`): the area ``tenants/<tenant>/``
+    becomes root:<tenant gid> 0750, so other tenants' jobs — other uids, without
+    that group — can neither enter nor list it, whatever the files' own modes.
+    ``tenants/`` itself is 0711. Other backends' jobs keep the modes they had.
+    """
+    gid_of = getattr(backend, "tenant_gid", None)
+    if not tenant or not callable(gid_of) or os.geteuid() != 0:
+        return
+    staging = data_root / ".cnet-staging"  # partial downloads of every tenant: the agent's
+    if staging.is_dir() and not staging.is_symlink():
+        os.chmod(staging, 0o700)
+    area = data_root / tenant_area(tenant)
+    if not area.is_dir() or area.is_symlink():
+        return
+    gid = int(gid_of(tenant))
+    st = area.lstat()
+    if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, gid, 0o750):
+        os.chown(area, 0, gid, follow_symlinks=False)
+        os.chmod(area, 0o750)
+    os.chmod(area.parent, 0o711)
 
 
 def load_state(state_dir: Path) -> tuple[dict[str, HeldJob], dict[str, Any]]:

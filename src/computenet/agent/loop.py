@@ -50,6 +50,7 @@ from computenet.agent.jobs import (
     job_env,
     load_state,
     prepare_state_dir,
+    seal_tenant_area,
     write_state,
 )
 from computenet.agent.reports import LOST, deliver
@@ -533,6 +534,7 @@ class Agent:
                 return  # wait for chips to free up
             scale = self.reply.time_scale if self.reply else 1.0
             env = job_env(job, self.config.center, self.data_root.root, held.input_paths, scale)
+            seal_tenant_area(self.data_root.root, job.tenant, self.backend)  # its data: its own
             handle = self.backend.submit(
                 BackendJob(
                     job_id=job.job_id,
@@ -542,6 +544,7 @@ class Agent:
                     count=count,
                     env=env,
                     planned_run_s=job.planned_run_s,
+                    tenant=job.tenant,
                 ),
                 held.key,
             )

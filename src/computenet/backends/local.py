@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -61,6 +62,10 @@ _FINAL = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
 UID_BASE = 61000  # below systemd's DynamicUser range (61184-65519), inside 16 bits
 UID_COUNT = 184
 UID_LOCK_DIR = "/run/computenet/uid-locks"
+# One group per tenant, machine-wide and persistent (the data files keep it).
+TENANT_GID_BASE = 60000
+TENANT_GID_COUNT = 1000
+TENANT_GID_FILE = "/var/lib/computenet/tenant-gids.json"
 # What a job gets when the agent gave no value: a plain, fixed PATH and LANG, never
 # the agent's (see agent/jobs.py, where the job's environment is allow-listed).
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -175,6 +180,38 @@ def resolve_run_as(
     return RunAs("user", uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
 
 
+def tenant_gid(tenant: str, registry: str | Path = TENANT_GID_FILE) -> int:
+    """The group id of `tenant`'s data on this machine (allocated once, then remembered).
+
+    Kept in `registry` (a root-owned 0600 JSON file, locked while it is read and
+    extended), so every agent on the machine agrees and a gid never moves to
+    another tenant while files carry it.
+    """
+    path = Path(registry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "r+", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            known = json.loads(f.read() or "{}")
+        except ValueError:
+            raise BackendError(f"{path} is not valid JSON: fix or remove it") from None
+        if tenant in known:
+            return int(known[tenant])
+        used = {int(g) for g in known.values()}
+        span = range(TENANT_GID_BASE, TENANT_GID_BASE + TENANT_GID_COUNT)
+        gid = next((g for g in span if g not in used), None)
+        if gid is None:
+            raise BackendError(f"no free tenant group left in {path}")
+        known[tenant] = gid
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(known, indent=1, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
+        return gid
+
+
 def closed_ancestor(path: Path) -> Path | None:
     """The first directory above or at `path` that other users cannot traverse, if any."""
     for d in [*reversed(path.resolve().parents), path.resolve()]:
@@ -210,7 +247,9 @@ class LocalBackend:
         uid_base: int | str = UID_BASE,
         uid_count: int | str = UID_COUNT,
         uid_lock_dir: str = UID_LOCK_DIR,
+        tenant_gid_file: str = TENANT_GID_FILE,
     ) -> None:
+        self._tenant_gid_file = tenant_gid_file
         self.run_as = resolve_run_as(
             run_as, uid_base=int(uid_base), uid_count=int(uid_count), lock_dir=uid_lock_dir
         )
@@ -237,6 +276,12 @@ class LocalBackend:
         self._identity = _own_identity()
         self._records: dict[str, _Record] = {}
         self._load()
+
+    def tenant_gid(self, tenant: str) -> int | None:
+        """The group that gives a job `tenant`'s data (None: jobs are not isolated)."""
+        if not self.run_as.isolated or not tenant:
+            return None
+        return tenant_gid(tenant, self._tenant_gid_file)
 
     def _warn_about_isolation(self) -> None:
         if not self.run_as.isolated:
@@ -494,6 +539,9 @@ class LocalBackend:
                 )  # fmt: skip
             else:
                 run.update(uid=ra.uid, gid=ra.gid, groups=list(ra.groups))
+            group = self.tenant_gid(job.tenant)
+            if group is not None:  # its tenant's data (agent/jobs.py seal_tenant_area)
+                run["groups"] = [*run.get("groups", []), group]
             _write_atomic(jobdir / "run.json", json.dumps(run))
         # The log is the agent's: 0600, so no other job's uid can read it; the job
         # writes to it through the descriptor it inherits.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -241,3 +242,106 @@ def test_finished_jobs_are_forgotten_after_the_retention_period(tmp_path: Path) 
     b.submit(job("true", job_id="new"), "new:1")  # saving prunes
     assert b.find("old:1") is None
     assert not (tmp_path / "jobs" / handle).exists()
+
+
+# --------------------------------------------------------------------------- isolation
+
+ROOT = os.geteuid() == 0
+
+
+def test_a_job_gets_nothing_of_the_agents_environment(
+    backend: LocalBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CNET_CENTER_TOKEN", "cnc_agent_secret")
+    monkeypatch.setenv("CNET_CONFIG", "/home/op/.config/computenet/config.json")
+    handle = backend.submit(
+        BackendJob("e", 1, "env", "H100", 1, env={"MINE": "yes"}, planned_run_s=1), "e:1"
+    )
+    assert final(backend, handle).state is BackendState.SUCCEEDED
+    out = backend.logs(handle)[0]
+    names = {line.split("=", 1)[0] for line in out.splitlines() if "=" in line}
+    assert "cnc_agent_secret" not in out and "CNET_CONFIG" not in names
+    assert "MINE=yes" in out.splitlines()
+    allowed = {"PATH", "LANG", "HOME", "TMPDIR", "PWD", "SHLVL", "_", "MINE"}
+    assert {n for n in names if not n.startswith("CNET_")} <= allowed, names
+
+
+def test_work_dir_and_tmpdir_are_the_jobs_alone_and_the_log_the_agents(
+    backend: LocalBackend,
+) -> None:
+    handle = backend.submit(job('echo "$(id -u) $HOME $TMPDIR"; touch "$TMPDIR/t" ~/h'), "d:1")
+    assert final(backend, handle).state is BackendState.SUCCEEDED
+    uid, home, tmp = backend.logs(handle)[0].split()
+    jobdir = backend.state_dir / "jobs" / handle
+    assert (Path(home), Path(tmp)) == (jobdir / "work", jobdir / "tmp")
+    for d in (Path(home), Path(tmp)):
+        st = d.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, int(uid))
+    log = (jobdir / "output.log").stat()
+    assert (stat.S_IMODE(log.st_mode), log.st_uid) == (0o600, os.geteuid())
+    jobs_mode = stat.S_IMODE((backend.state_dir / "jobs").stat().st_mode)
+    assert jobs_mode == (0o711 if ROOT else 0o700)  # never listable by others
+    if ROOT:
+        assert int(uid) != 0
+    else:
+        assert int(uid) == os.geteuid()
+
+
+@pytest.mark.skipif(not ROOT, reason="jobs get uids of their own only under a root agent")
+def test_as_root_concurrent_jobs_get_distinct_unprivileged_uids(backend: LocalBackend) -> None:
+    cmd = "id -u; grep NoNewPrivs /proc/self/status; sleep 60"
+    handles = [backend.submit(job(cmd, job_id=f"u{i}"), f"u{i}:1") for i in range(2)]
+    wait_for(lambda: all(len(backend.logs(h)[0].splitlines()) == 2 for h in handles))
+    outs = [backend.logs(h)[0].split() for h in handles]
+    uids = {int(o[0]) for o in outs}
+    assert len(uids) == 2 and all(u >= 61000 for u in uids)
+    assert all(o[1:] == ["NoNewPrivs:", "1"] for o in outs)
+
+
+@pytest.mark.skipif(not ROOT, reason="only a uid of its own lets the backend find every process")
+def test_as_root_a_process_that_left_the_jobs_group_dies_with_the_job(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "escaped.pid"
+    handle = backend.submit(job(f"setsid sleep 300 & echo $! > {pidfile}; sleep 0.5"), "esc:1")
+    assert final(backend, handle).state is BackendState.SUCCEEDED
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    wait_for(lambda: not pid_alive(int(pidfile.read_text())))
+
+
+def test_run_as_names_its_field_when_refused(tmp_path: Path) -> None:
+    bad = "no-such-user-x" if ROOT else "dynamic"
+    with pytest.raises(ValidationError) as err:
+        LocalBackend(tmp_path, {"H100": 1}, run_as=bad)
+    assert err.value.field == "run_as"
+    if ROOT:
+        with pytest.raises(ValidationError) as err:
+            LocalBackend(tmp_path, {"H100": 1}, run_as="root")
+        assert "root" in err.value.message
+
+
+def test_stop_unheld_stops_what_no_agent_holds_and_keeps_the_rest(tmp_path: Path) -> None:
+    b = LocalBackend(tmp_path / "state", {"H100": 2}, grace_s=1.0)
+    try:
+        held = b.submit(job("sleep 300", job_id="held"), "held:1")
+        orphan = b.submit(job("sleep 300", job_id="orphan"), "orphan:1")
+        wait_for(lambda: all(b.pids(h).get("pgid") for h in (held, orphan)))
+        assert b.stop_unheld({"held:1"}) == [orphan]
+        assert final(b, orphan).state is BackendState.CANCELLED
+        assert b.poll([held])[held].state is BackendState.RUNNING
+    finally:
+        b.close()
+
+
+def test_stop_unheld_kills_a_job_whose_record_was_lost(tmp_path: Path) -> None:
+    proc, handle = _agent_process(tmp_path / "state", "sleep 300", True)  # detached
+    assert proc.wait(timeout=30) == 0
+    child = json.loads((tmp_path / "state" / "jobs" / handle / "child.json").read_text())
+    assert pid_alive(child["pid"])
+    (tmp_path / "state" / "local-backend.json").unlink()  # the backend forgot it
+    b = LocalBackend(tmp_path / "state", {"H100": 1}, grace_s=1.0)
+    try:
+        assert b.stop_unheld(set()) == [handle]
+        wait_for(lambda: not pid_alive(child["pid"]))
+    finally:
+        b.close()
