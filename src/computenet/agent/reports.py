@@ -18,12 +18,13 @@ import logging
 from computenet.agent.client import CenterClient, ServerUnavailable
 from computenet.agent.jobs import FINAL_STATES, HeldJob
 from computenet.errors import ComputeNetError, ConflictError, ForbiddenError, NotFoundError
+from computenet.model.limits import MAX_LOG_APPEND_CHARS
 from computenet.protocol import LogAppend, ReplicaReport, StatusReport, UsageReport
 
 logger = logging.getLogger(__name__)
 
 LOST = (ConflictError, NotFoundError, ForbiddenError)
-LOG_CHUNK_CHARS = 256 * 1024
+LOG_CHUNK_CHARS = MAX_LOG_APPEND_CHARS  # what the server accepts per append
 
 
 def deliver(client: CenterClient, held: HeldJob, *, logs_due: bool) -> None:
