@@ -82,8 +82,8 @@ async def known_query_only(request: Request) -> None:
     if not request.query_params:
         return
     route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
+    if not isinstance(route, APIRoute) or not route.include_in_schema:
+        return  # the dashboard's page keeps its own query (its routes), not the API's
     known = _KNOWN_QUERY.get(id(route))
     if known is None:
         known = _KNOWN_QUERY[id(route)] = _query_names(route.dependant)
