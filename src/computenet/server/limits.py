@@ -75,9 +75,12 @@ class Admission:
             return None
         return hit[1]
 
-    def refresh(self, tenant: str) -> TenantLimits:
-        """Read the tenant's overrides from the database (a blocking read)."""
-        with self._db.read() as s:
+    def refresh(self, tenant: str, s: Session | None = None) -> TenantLimits:
+        """Read the tenant's overrides from the database (a blocking read; in `s` when given)."""
+        if s is None:
+            with self._db.read() as own:
+                row = own.get(TenantRow, tenant)
+        else:
             row = s.get(TenantRow, tenant)
         lim = self.default
         if row is not None:
@@ -129,7 +132,8 @@ class Admission:
         now = self._real()
         out: list[RateLimitedError | None] = []
         for tenant in tenants:
-            cap = self.limits(tenant).max_pending_jobs
+            # Read in the writer's own transaction when stale: no second connection meanwhile.
+            cap = (self.cached(tenant) or self.refresh(tenant, s)).max_pending_jobs
             if cap <= 0:
                 out.append(None)
                 continue
