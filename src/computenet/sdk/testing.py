@@ -120,7 +120,11 @@ class FakeAPI:
                 d = DatasetCreate.model_validate(body)
                 view = DatasetView(
                     id=d.id, tenant=self.tenant, size_bytes=d.size_bytes, sha256=d.sha256,
-                    residency=d.residency, replicas=[{"center": d.center, "path": d.path}],
+                    residency=d.residency,
+                    # As the server does: no path means the tenant's area, by id.
+                    replicas=[
+                        {"center": d.center, "path": d.path or f"tenants/{self.tenant}/{d.id}"}
+                    ],
                 )
                 self.datasets[d.id] = view
                 return 201, view
