@@ -46,6 +46,8 @@ MAX_TEXT_CHARS = 4096
 # per call), exit codes (a 32-bit integer, as the database stores them),
 # measured seconds and bytes, and the lists in a heartbeat.
 MAX_LOG_APPEND_CHARS = 256 * 1024
+# A job's whole log (all attempts) kept by the control plane; output past it is dropped.
+MAX_JOB_LOG_BYTES = 64 << 20
 MIN_EXIT_CODE = -(2**31)
 MAX_EXIT_CODE = 2**31 - 1
 MAX_ATTEMPT = 2**31 - 1

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from computenet.errors import ConflictError, NotFoundError, ValidationError
-from computenet.model import TERMINAL_STATES, JobState
+from computenet.model import TERMINAL_STATES, JobState, limits
 from computenet.protocol import (
     PROTOCOL_VERSION,
     DatasetView,
@@ -192,10 +192,23 @@ def _default_message(state: JobState, exit_code: int | None) -> str:
 
 
 def append_log(plane: ControlPlane, center_id: str, job_id: str, rep: LogAppend) -> int:
-    """Append output from the lease holder; returns the bytes added (0 for a retry)."""
+    """Append output from the lease holder; returns the bytes added (0 for a retry).
+
+    A job's log is kept up to `MAX_JOB_LOG_BYTES`, ending with a line that says
+    so; output past it is accepted and dropped (the agent moves on).
+    """
     with plane.db.write() as s:
         job = _held(s, center_id, job_id, rep.attempt)
-        return job_store.append_log(s, job, rep.attempt, rep.offset, rep.text)
+        room = limits.MAX_JOB_LOG_BYTES - job.log_bytes
+        if room <= 0:
+            return 0
+        text = rep.text
+        data = text.encode("utf-8")
+        if len(data) > room:
+            note = f"\n[cnet: log cut at {limits.MAX_JOB_LOG_BYTES} bytes]\n".encode()
+            keep = max(0, room - len(note))
+            text = (data[:keep] + note).decode("utf-8", errors="ignore")
+        return job_store.append_log(s, job, rep.attempt, rep.offset, text)
 
 
 def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageReport) -> JobRow:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from computenet.model import limits
 from computenet.server.limits import OVERRIDES_TTL_S, set_tenant_limits
 from computenet.store.schema import AuditRow, JobRow
 from tests.unit.server.conftest import EPOCH, Net, job_spec, make_net
@@ -83,3 +84,26 @@ def test_zero_means_no_limit(db_url: str) -> None:
     for net in make_net(db_url, submits_per_s=0.0, max_pending_jobs=0):
         codes = {net.submit(job_spec()).status_code for _ in range(30)}
         assert codes == {201}
+
+
+def test_a_jobs_log_is_cut_at_its_bound_and_says_so(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_JOB_LOG_BYTES", 1000)
+    net.register("zhongwei")
+    job_id = net.submit(job_spec(chips={"count": 1})).json()["id"]
+    attempt = net.run_to_running("zhongwei", job_id)
+    offset = 0
+    for _ in range(5):
+        text = "x" * 299 + "\n"
+        r = net.client.post(
+            f"/center/v1/jobs/{job_id}/logs",
+            json={"attempt": attempt, "offset": offset, "text": text},
+            headers=net.center("zhongwei"),
+        )
+        assert r.status_code == 200, r.text
+        offset += len(text)
+    log = net.client.get(f"/api/v1/jobs/{job_id}/logs", headers=net.user()).json()
+    assert len(log["text"].encode()) <= 1000
+    assert log["text"].endswith("[cnet: log cut at 1000 bytes]\n")
+    assert log["text"].startswith("x" * 299 + "\n" + "x" * 299)
