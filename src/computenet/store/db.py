@@ -20,7 +20,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_LOCK = 0x636E65745F6D6967  # PostgreSQL advisory lock key: "cnet_mig"
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -168,6 +169,10 @@ def _migrate(url: str, direction: str, revision: str) -> None:
             else engine
         )
         with conn_engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                # Replicas started together migrate one after another (held to the commit):
+                # the first one migrates, the others then find the schema at head.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             cfg = alembic_config(url)
             cfg.attributes["connection"] = conn
             getattr(command, direction)(cfg, revision)

@@ -116,3 +116,24 @@ def test_contenders_racing_for_a_new_lease_elect_exactly_one(db: Database) -> No
     with db.read() as s:
         row = lease.current(s)
     assert row is not None and row.holder == winners[0] and row.epoch == 1
+
+
+def test_replicas_started_together_on_an_empty_postgres_migrate_it_once() -> None:
+    from computenet.store import current_revision
+
+    with fresh_pg_database() as url:
+        errors: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                upgrade_db(url)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=migrate) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        assert current_revision(url) is not None
