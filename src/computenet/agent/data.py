@@ -150,6 +150,7 @@ class DataRoot:
             index[dataset_id] = relpath
             tmp = self.root / f"{INDEX_FILE}.tmp"
             tmp.write_text(json.dumps(index, indent=1, sort_keys=True), "utf-8")
+            tmp.chmod(0o600)  # every tenant's dataset ids and paths: the agent's alone
             os.replace(tmp, self.root / INDEX_FILE)
 
     def resolve(self, dataset_id: str, registered: str | None = None) -> Path | None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from computenet.agent.data import env_name
+from computenet.agent.data import STAGING_DIR, env_name
 from computenet.backends.local import BASE_ENV
 from computenet.protocol import LeasedJob
 from computenet.protocol.datapaths import tenant_area
@@ -135,9 +135,6 @@ def seal_tenant_area(data_root: Path, tenant: str, backend: object) -> None:
     gid_of = getattr(backend, "tenant_gid", None)
     if not tenant or not callable(gid_of) or os.geteuid() != 0:
         return
-    staging = data_root / ".cnet-staging"  # partial downloads of every tenant: the agent's
-    if staging.is_dir() and not staging.is_symlink():
-        os.chmod(staging, 0o700)
     area = data_root / tenant_area(tenant)
     if not area.is_dir() or area.is_symlink():
         return
@@ -191,6 +188,7 @@ def prepare_state_dir(state_dir: Path, data_root: Path | None = None) -> None:
     0700 when the agent is not root. When it is, local jobs run as other uids and
     must reach their own work dirs and input files below these dirs, so they are
     0711: enterable, never listable; what is inside has its own, narrower modes.
+    The data root's staging folder (every tenant's partial downloads) is 0700.
     """
     mode = 0o711 if os.geteuid() == 0 else 0o700
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -200,3 +198,8 @@ def prepare_state_dir(state_dir: Path, data_root: Path | None = None) -> None:
     if data_root is not None and not data_root.exists():
         data_root.mkdir(parents=True)
         os.chmod(data_root, mode)
+    if data_root is not None:  # partial downloads of every tenant: the agent's alone
+        staging = data_root / STAGING_DIR
+        staging.mkdir(mode=0o700, exist_ok=True)
+        if not staging.is_symlink():
+            os.chmod(staging, 0o700)

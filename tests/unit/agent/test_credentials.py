@@ -11,7 +11,14 @@ import pytest
 
 from computenet.agent.__main__ import main
 from computenet.agent.config import read_token_file, resolve_token
-from computenet.agent.jobs import STATE_FILE, job_env, prepare_state_dir, write_state
+from computenet.agent.data import INDEX_FILE, STAGING_DIR, DataRoot
+from computenet.agent.jobs import (
+    STATE_FILE,
+    job_env,
+    prepare_state_dir,
+    seal_tenant_area,
+    write_state,
+)
 from computenet.errors import ValidationError
 from tests.unit.agent.fakeplane import lease
 
@@ -122,3 +129,22 @@ def test_the_state_dir_is_never_listable_by_others(tmp_path: Path) -> None:
     for d in (state, data):
         mode = stat.S_IMODE(d.stat().st_mode)
         assert mode == (0o711 if ROOT else 0o700), oct(mode)
+    assert stat.S_IMODE((data / STAGING_DIR).stat().st_mode) == 0o700
+    root = DataRoot(data)
+    root.record("corpus", "tenants/acme/corpus")
+    assert stat.S_IMODE((data / INDEX_FILE).stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not ROOT, reason="tenant groups exist only under a root agent")
+def test_a_tenants_area_is_sealed_to_its_group(tmp_path: Path) -> None:
+    class Backend:
+        def tenant_gid(self, tenant: str) -> int:
+            return {"acme": 60123}[tenant]
+
+    area = tmp_path / "tenants" / "acme"
+    area.mkdir(parents=True)
+    seal_tenant_area(tmp_path, "acme", Backend())
+    st = area.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 60123, 0o750)
+    assert stat.S_IMODE((tmp_path / "tenants").stat().st_mode) == 0o711
+    seal_tenant_area(tmp_path, "other", object())  # a backend without tenant groups: no-op
