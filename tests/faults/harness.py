@@ -55,9 +55,7 @@ data_scale: 1
 centers:
 {centers}
 links:
-  - {{a: east, b: west, bandwidth_gbps: 1, latency_ms: 5, price_per_gb: 0.05}}
-  - {{a: west, b: north, bandwidth_gbps: 1, latency_ms: 5, price_per_gb: 0.05}}
-  - {{a: north, b: east, bandwidth_gbps: 1, latency_ms: 5, price_per_gb: 0.05}}
+{links}
 """
 CENTER = """  - id: {id}
     region: {id}
@@ -75,7 +73,12 @@ CENTER = """  - id: {id}
 def network_yaml(slots: int = 4, chip: str = "H100", centers: tuple[str, ...] = CENTERS) -> str:
     """The fault network: `centers`, each with `slots` chips of `chip`."""
     body = "".join(CENTER.format(id=c, chip=chip, slots=slots) for c in centers)
-    return NETWORK.format(centers=body)
+    links = [
+        f"  - {{a: {a}, b: {b}, bandwidth_gbps: 1, latency_ms: 5, price_per_gb: 0.05}}"
+        for i, a in enumerate(centers)
+        for b in centers[i + 1 :]
+    ]
+    return NETWORK.format(centers=body, links="\n".join(links) or "  []")
 
 
 def job_command(run_s: float) -> str:

@@ -135,3 +135,101 @@ def agent_state_lost(c: Cluster, *, jobs: int = 4) -> tuple[Outcome, str]:
     ids_left = ids
     c.wait_final(ids_left)
     return c.outcome(ids), "east restarted with its state file deleted, its jobs still running"
+
+
+def _slurm_env(conf: str) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "SLURM_CONF": conf, "CNET_SERVICE": "slurm"}
+
+
+def slurmctld_up(conf: str) -> bool:
+    """Whether slurmctld answers `scontrol ping`."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["scontrol", "ping"], env=_slurm_env(conf), capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0 and "UP" in out.stdout
+
+
+def restart_slurmctld(conf: str) -> float:
+    """Stop slurmctld (by its pid file) and start it again; seconds it was down.
+
+    Only slurmctld: slurmd keeps running the jobs and slurmdbd keeps the
+    accounting, as in a controller failover. Other tests share this Slurm, so
+    the caller makes sure it is back (`ensure_slurmctld`).
+    """
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from tests.helpers.processes import pid_alive
+
+    pidfile = Path(conf).parent / "slurmctld.pid"
+    pid = int(pidfile.read_text().strip())
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # the controller is away a moment while jobs run
+    subprocess.run(
+        ["slurmctld"],
+        env=_slurm_env(conf),
+        stdin=subprocess.DEVNULL,
+        check=True,
+        timeout=60,
+    )
+    deadline = time.monotonic() + 60
+    while not slurmctld_up(conf) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def ensure_slurmctld(conf: str) -> None:
+    """Start slurmctld again if it is not answering (other helpers and tests share it)."""
+    import subprocess
+    from pathlib import Path
+
+    if slurmctld_up(conf):
+        return
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run(["bash", str(repo / "scripts" / "services.sh"), "start", "slurm"], timeout=300)
+
+
+def slurmctld_restarted(c: Cluster, conf: str, *, jobs: int = 4) -> tuple[Outcome, str]:
+    """(e) slurmctld restarted while a Slurm center's jobs run: each completes exactly once."""
+    import uuid
+
+    out = c.tmp / "slurm-out"
+    out.mkdir(exist_ok=True)
+    out.chmod(0o711)
+    opts = {
+        "partition": "debug",
+        "account": "cnet",
+        "chips_as": "cpus",
+        "slurm_conf": conf,
+        "output_dir": str(out),
+        "prefix": f"flt{uuid.uuid4().hex[:6]}",
+    }
+    args = ["--backend", "slurm"]
+    for k, v in opts.items():
+        args += ["--backend-opt", f"{k}={v}"]
+    c.agent_args[c.centers[0]] = args
+    c.start()
+    ids = c.submit(jobs, run_s=8.0)
+    c.until(
+        "the Slurm jobs to run",
+        lambda: len(c.running_at(ids).get(c.centers[0], [])) == jobs,
+        timeout=120,
+    )
+    try:
+        down = restart_slurmctld(conf)
+    finally:
+        ensure_slurmctld(conf)
+    c.wait_final(ids)
+    return c.outcome(ids), f"slurmctld stopped and restarted mid-job ({down:.1f} s)"

@@ -9,10 +9,13 @@ scenarios and prints docs/reliability.md's table.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.faults import scenarios
 from tests.faults.harness import Cluster, check
+from tests.helpers.services import require_service
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +70,15 @@ def test_an_agent_restarted_without_its_state_stops_what_it_no_longer_holds(
     # East's detached jobs were stopped, not finished, and ran again (once) elsewhere.
     assert any(not r.ended for runs in outcome.runs.values() for r in runs if r.center == "east")
     assert outcome.reruns() > 0
+
+
+@pytest.mark.services
+def test_slurmctld_restarted_mid_job_each_slurm_job_completes_once(tmp_path: Path) -> None:
+    conf = require_service("slurm")["SLURM_CONF"]
+    c = Cluster(tmp_path, f"sqlite:///{tmp_path / 'cnet.db'}", chip="CPU-node", centers=("east",))
+    try:
+        outcome, _ = scenarios.slurmctld_restarted(c, conf)
+        check(outcome, c)
+        assert outcome.reruns() == 0  # nothing was lost: the jobs ran on through the restart
+    finally:
+        c.stop()

@@ -28,6 +28,7 @@ past it, and a shorter outage kills nothing. One bad job never stops the loop.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import inspect
 import logging
@@ -70,8 +71,8 @@ from computenet.protocol import (
     PoolCapacity,
     RegisterReply,
 )
-from computenet.protocol.tickets import CENTER_HEADER
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, lease_rule
+from computenet.protocol.tickets import CENTER_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,10 @@ class Agent:
             self._acked_send = time.monotonic() - max(0.0, time.time() - float(acked_unix))
         self.client.deadline = self._call_deadline
         self._saved = ""
+        self._hb_thread: threading.Thread | None = None
+        self._fatal: AgentFatal | None = None
+        self._cancels: collections.deque[str] = collections.deque()
+        self._capacity: list[PoolCapacity] = []
 
     # ------------------------------------------------------------------ running
 
@@ -136,12 +141,55 @@ class Agent:
             if self.backend is None:
                 self.backend = self._make_backend()
             self._reattach()
+            self._refresh_capacity()
+            self._hb_thread = threading.Thread(
+                target=self._heartbeat_loop, name="heartbeat", daemon=True
+            )
+            self._hb_thread.start()
             while not self.stop_event.is_set():
                 self.tick()
                 self.stop_event.wait(self.config.tick_s)
         finally:
+            self.stop_event.set()
+            if self._hb_thread is not None:
+                self._hb_thread.join(timeout=30)
             self.shutdown()
         return 0
+
+    def _heartbeat_loop(self) -> None:
+        """Heartbeat on a thread of its own: a slow backend call never holds up the lease.
+
+        (slurmctld away for a few seconds blocks squeue; the lease must not lapse
+        for it.) The reply's cancels are handed to the main loop, which owns the
+        backend; a refusal makes the main loop register again.
+        """
+        while not self.stop_event.is_set():
+            if self.reply is not None and time.monotonic() >= self._next_heartbeat:
+                try:
+                    self._heartbeat()
+                except ServerUnavailable as exc:
+                    logger.debug("heartbeat failed: %s", exc.message)
+                    self._next_heartbeat = time.monotonic() + self._heartbeat_interval()
+                except AgentFatal as exc:
+                    self._fatal = exc
+                    return
+                except Exception:
+                    logger.exception("heartbeat failed")
+                    self._next_heartbeat = time.monotonic() + self._heartbeat_interval()
+            self.stop_event.wait(0.05)
+
+    def _heartbeat_interval(self) -> float:
+        """Several heartbeats per fence period, so that one lost reply costs nothing."""
+        every = self.reply.heartbeat_interval_s if self.reply is not None else 1.0
+        return min(every, self._fence_after() / 3)
+
+    def _held(self) -> list[HeldJob]:
+        """The held jobs now (safe from the heartbeat thread while the main loop changes them)."""
+        while True:
+            try:
+                return list(self.jobs.values())
+            except RuntimeError:  # changed size during the copy: copy again
+                continue
 
     def _make_backend(self) -> Backend:
         def centers() -> Any:
@@ -185,7 +233,14 @@ class Agent:
 
     def tick(self) -> None:
         """One pass: local work first, then the control plane when it is due."""
+        if self._fatal is not None:
+            raise self._fatal
+        while self._cancels:
+            held = self.jobs.get(self._cancels.popleft())
+            if held is not None:
+                self._stop_cancelled(held)
         self._advance_jobs()
+        self._refresh_capacity()
         now = time.monotonic()
         if now >= self._retry_at:
             try:
@@ -247,18 +302,23 @@ class Agent:
     def _talk(self, now: float) -> None:
         if self.reply is None:
             self._register()
-        self._heartbeat_if_due()
         self._flush_all()
         if now >= self._next_lease and not self.stop_event.is_set():
             self._next_lease = now + self.config.lease_interval_s
-            self._heartbeat_if_due()
-            if self.reply is not None:
+            if self.reply is not None and self._lease_is_fresh():
                 self._lease()
 
-    def _heartbeat_if_due(self) -> None:
-        """Heartbeat when due: also between reports, so slow calls never starve the lease."""
-        if self.reply is not None and time.monotonic() >= self._next_heartbeat:
-            self._heartbeat()
+    def _refresh_capacity(self) -> None:
+        """Note the capacity for the heartbeat thread (the last known one if the backend fails)."""
+        try:
+            self._capacity = self.capacity()
+        except Exception as exc:
+            logger.warning("backend capacity unavailable: %s", exc)
+
+    def _lease_is_fresh(self) -> bool:
+        """Whether a heartbeat was acknowledged recently enough to take on new jobs."""
+        acked = self._acked_send
+        return acked is not None and time.monotonic() - acked < self._fence_after() / 2
 
     def _register(self) -> None:
         assert self.backend is not None
@@ -312,7 +372,7 @@ class Agent:
 
     def _fence_at(self) -> float | None:
         """Monotonic time at which running jobs must be stopped; None when none runs."""
-        if not any(h.phase != "finished" for h in self.jobs.values()):
+        if not any(h.phase != "finished" for h in self._held()):
             return None
         if self._acked_send is None:
             return float("-inf")  # held from before, with no acknowledged heartbeat known
@@ -330,7 +390,9 @@ class Agent:
         assert self.reply is not None
         sent, sent_unix = time.monotonic(), time.time()
         try:
-            reply = self.client.heartbeat(self.capacity(), sorted(self.jobs))
+            # The capacity the main loop last saw: this thread never calls the backend.
+            listed = sorted(h.job_id for h in self._held())
+            reply = self.client.heartbeat(self._capacity, listed)
         except (AuthError, ForbiddenError) as exc:
             raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
         except (NotFoundError, ConflictError) as exc:
@@ -340,16 +402,12 @@ class Agent:
         self._acked_send = sent
         self.meta["acked_unix"] = sent_unix
         self._learn_rule(reply.lease_timeout_s, reply.fence_after_s, reply.stop_grace_s)
-        # Several heartbeats per fence period, so that one lost reply costs nothing.
-        interval = min(self.reply.heartbeat_interval_s, self._fence_after() / 3)
-        self._next_heartbeat = sent + interval
-        for job_id in reply.cancel:
-            if job_id in self.jobs:
-                self._stop_cancelled(self.jobs[job_id])
+        self._next_heartbeat = sent + self._heartbeat_interval()
+        self._cancels.extend(reply.cancel)  # the main loop stops them
         if reply.data_key_version not in (None, self.reply.data_key_version):
             # `cnet admin rotate-data-key`: registering again (idempotent) brings the new key.
             logger.info("data key rotated to version %d: registering again", reply.data_key_version)
-            self._register()
+            self.reply = None  # the main loop registers again
 
     def _lease(self) -> None:
         free = sum(p.free for p in self.capacity())
@@ -391,7 +449,6 @@ class Agent:
             held = self.jobs.get(job_id)
             if held is None:
                 continue
-            self._heartbeat_if_due()
             try:
                 deliver(self.client, held, logs_due=now >= self._next_log_flush)
             except ServerUnavailable:
