@@ -222,8 +222,13 @@ def test_agent_state_and_token_files_are_private(net: Net) -> None:
     assert logs and all(p.stat().st_mode & 0o777 == 0o600 for p in logs)
 
 
-def test_a_sigkilled_agents_jobs_die_within_seconds(net: Net) -> None:
+@pytest.mark.parametrize("keep_jobs", [False, True], ids=["default", "keep-jobs"])
+def test_a_sigkilled_agents_jobs_die_within_seconds(net: Net, keep_jobs: bool) -> None:
     assert net.agent is not None
+    if keep_jobs:  # --keep-jobs detaches jobs on a clean stop only, never on SIGKILL
+        stop_process(net.agent)
+        net.start_agent("--keep-jobs")
+        assert net.agent is not None
     pids = net.tmp / "pids"
     command = f"setsid sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; sleep 300"
     if not ROOT:  # only a uid of its own lets the agent find what left the process group
