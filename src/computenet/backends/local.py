@@ -624,6 +624,7 @@ class LocalBackend:
             child = _read_json(jobdir / "child.json") or {}
             if isinstance(child.get("pgid"), int):
                 _kill_group(child["pgid"], signal.SIGKILL)
+            _sweep_uid(jobdir, child)  # and what left the group, if the uid was its own
             rec.final = {
                 "state": BackendState.FAILED.value,
                 "exit_code": None,
@@ -704,8 +705,41 @@ def _stop_unrecorded(jobdir: Path) -> bool:
     pgid, start = child.get("pgid"), child.get("start")
     if isinstance(pgid, int) and start is not None and proc_start_time(pgid) == start:
         _kill_group(pgid, signal.SIGKILL)  # the same process, not a recycled pid
+        _sweep_uid(jobdir, child)
         return True
     return False
+
+
+def _sweep_uid(jobdir: Path, child: dict[str, Any]) -> None:
+    """Kill every process of a dead supervisor's dynamic uid, unless a new job holds it.
+
+    The supervisor does this itself when its job ends; when the supervisor was
+    killed, the uid's lock went with it, so take the lock first: if another
+    job's supervisor holds it now, it already swept the uid before starting.
+    """
+    run = _read_json(jobdir / "run.json") or {}
+    uid = child.get("uid")
+    if not run.get("dynamic") or not isinstance(uid, int) or os.geteuid() != 0:
+        return
+    try:
+        fd = os.open(Path(str(run["lock_dir"])) / str(uid), os.O_RDWR | os.O_NOFOLLOW)
+    except (OSError, KeyError):
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:  # `kill -9 -1` as that uid: every process it may signal, i.e. that uid's
+        subprocess.run(
+            ["kill", "-9", "-1"], user=uid, group=uid, extra_groups=[], check=False,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={"PATH": BASE_PATH}, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.warning("could not sweep uid %d: %s", uid, exc)
+    finally:
+        os.close(fd)
 
 
 def _kill_group(pgid: int, sig: int) -> None:

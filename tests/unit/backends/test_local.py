@@ -287,6 +287,14 @@ def test_work_dir_and_tmpdir_are_the_jobs_alone_and_the_log_the_agents(
         assert int(uid) == os.geteuid()
 
 
+@pytest.fixture
+def private_uids(tmp_path: Path) -> Iterator[LocalBackend]:
+    """A backend with uids no other test's (or helper's) jobs use: nobody else sweeps them."""
+    b = LocalBackend(tmp_path / "state", {"H100": 2}, grace_s=1.0, uid_base=59500, uid_count=4)
+    yield b
+    b.close()
+
+
 @pytest.mark.skipif(not ROOT, reason="jobs get uids of their own only under a root agent")
 def test_as_root_concurrent_jobs_get_distinct_unprivileged_uids(backend: LocalBackend) -> None:
     cmd = "id -u; grep NoNewPrivs /proc/self/status; sleep 60"
@@ -300,8 +308,9 @@ def test_as_root_concurrent_jobs_get_distinct_unprivileged_uids(backend: LocalBa
 
 @pytest.mark.skipif(not ROOT, reason="only a uid of its own lets the backend find every process")
 def test_as_root_a_process_that_left_the_jobs_group_dies_with_the_job(
-    backend: LocalBackend, tmp_path: Path
+    private_uids: LocalBackend, tmp_path: Path
 ) -> None:
+    backend = private_uids
     pidfile = tmp_path / "escaped.pid"
     handle = backend.submit(job(f"setsid sleep 300 & echo $! > {pidfile}; sleep 0.5"), "esc:1")
     assert final(backend, handle).state is BackendState.SUCCEEDED
@@ -345,3 +354,19 @@ def test_stop_unheld_kills_a_job_whose_record_was_lost(tmp_path: Path) -> None:
         wait_for(lambda: not pid_alive(child["pid"]))
     finally:
         b.close()
+
+
+@pytest.mark.skipif(not ROOT, reason="only a uid of its own lets the backend find every process")
+def test_as_root_a_lost_supervisors_escaped_process_is_killed_too(
+    private_uids: LocalBackend, tmp_path: Path
+) -> None:
+    backend = private_uids
+    pidfile = tmp_path / "escaped.pid"
+    handle = backend.submit(job(f"setsid sleep 300 & echo $! > {pidfile}; sleep 300"), "lost2:1")
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    escaped = int(pidfile.read_text())
+    supervisor = backend.pids(handle)["supervisor"]
+    assert supervisor is not None and pid_alive(escaped)
+    os.kill(supervisor, signal.SIGKILL)
+    assert final(backend, handle).state is BackendState.FAILED
+    wait_for(lambda: not pid_alive(escaped))
