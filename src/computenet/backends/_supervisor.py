@@ -39,6 +39,7 @@ import fcntl
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,16 @@ def _killpg(pgid: int, sig: int) -> None:
 
 class SetupError(Exception):
     """The job cannot be given its identity or directories."""
+
+
+def _read_env(jobdir: str) -> dict[str, str] | None:
+    """The job's environment (``JOBDIR/env.json``); None (inherit ours) when absent."""
+    try:
+        with open(os.path.join(jobdir, "env.json"), encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else None
 
 
 def _read_run(jobdir: str) -> dict[str, Any] | None:
@@ -230,7 +241,12 @@ def main(argv: list[str]) -> int:
             "preexec_fn": _lock_down,
             "cwd": run.get("cwd") or None,
         }
-    child = subprocess.Popen(["bash", "-c", command], process_group=0, **popen_kw)
+    # The job's environment is for the job's shell only (never this process's own,
+    # which may be root: think LD_PRELOAD); bash is found on our own, plain PATH.
+    bash = shutil.which("bash") or "/bin/bash"
+    child = subprocess.Popen(
+        [bash, "-c", command], process_group=0, env=_read_env(jobdir), **popen_kw
+    )
     _write_json(
         os.path.join(jobdir, "child.json"),
         {"pid": child.pid, "pgid": child.pid, "start": proc_start_time(child.pid), "uid": uid},

@@ -546,12 +546,16 @@ class LocalBackend:
         # The log is the agent's: 0600, so no other job's uid can read it; the job
         # writes to it through the descriptor it inherits.
         fd = os.open(jobdir / "output.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # The job's environment goes to the supervisor in a 0600 file, not as the
+        # supervisor's own: it may run as root, and a tenant's env (LD_PRELOAD=...)
+        # must reach only the job's shell, which runs as the job's uid.
+        _write_atomic(jobdir / "env.json", json.dumps(env))
         with os.fdopen(fd, "ab") as log:
             argv = [sys.executable, "-I", str(_SUPERVISOR), rec.jobdir, f"{self.grace_s:g}"]
             return subprocess.Popen(
                 [*argv, job.command],
                 cwd=workdir,
-                env=env,
+                env=dict(BASE_ENV),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

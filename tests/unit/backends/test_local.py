@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -345,7 +346,9 @@ def test_stop_unheld_stops_what_no_agent_holds_and_keeps_the_rest(tmp_path: Path
 def test_stop_unheld_kills_a_job_whose_record_was_lost(tmp_path: Path) -> None:
     proc, handle = _agent_process(tmp_path / "state", "sleep 300", True)  # detached
     assert proc.wait(timeout=30) == 0
-    child = json.loads((tmp_path / "state" / "jobs" / handle / "child.json").read_text())
+    child_file = tmp_path / "state" / "jobs" / handle / "child.json"
+    wait_for(child_file.exists)
+    child = json.loads(child_file.read_text())
     assert pid_alive(child["pid"])
     (tmp_path / "state" / "local-backend.json").unlink()  # the backend forgot it
     b = LocalBackend(tmp_path / "state", {"H100": 1}, grace_s=1.0)
@@ -370,3 +373,19 @@ def test_as_root_a_lost_supervisors_escaped_process_is_killed_too(
     os.kill(supervisor, signal.SIGKILL)
     assert final(backend, handle).state is BackendState.FAILED
     wait_for(lambda: not pid_alive(escaped))
+
+
+def test_the_jobs_env_reaches_only_the_job_not_its_supervisor(backend: LocalBackend) -> None:
+    # A tenant's LD_PRELOAD must not be loaded by the (possibly root) supervisor.
+    env = {"LD_PRELOAD": "/nonexistent/evil.so", "MINE": "1"}
+    handle = backend.submit(BackendJob("p", 1, "echo $MINE", "H100", 1, env=env), "p:1")
+    wait_for(lambda: backend.pids(handle).get("pgid") is not None)
+    supervisor = backend.pids(handle)["supervisor"]
+    assert supervisor is not None
+    with contextlib.suppress(FileNotFoundError):  # it may have ended already: fine
+        environ = Path(f"/proc/{supervisor}/environ").read_bytes()
+        assert b"LD_PRELOAD" not in environ and b"MINE" not in environ
+    assert final(backend, handle).state is BackendState.SUCCEEDED
+    assert backend.logs(handle)[0].strip().splitlines()[-1] == "1"
+    env_file = backend.state_dir / "jobs" / handle / "env.json"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
