@@ -20,7 +20,7 @@ from typing import Any
 from computenet.agent.data import STAGING_DIR, env_name
 from computenet.backends.local import BASE_ENV
 from computenet.protocol import LeasedJob
-from computenet.protocol.datapaths import tenant_area
+from computenet.protocol.datapaths import name_problem, tenant_area
 
 STATE_FILE = "agent-state.json"
 PHASES = ("leased", "staging", "ready", "submitted", "finished")
@@ -134,6 +134,8 @@ def seal_tenant_area(data_root: Path, tenant: str, backend: object) -> None:
     """
     gid_of = getattr(backend, "tenant_gid", None)
     if not tenant or not callable(gid_of) or os.geteuid() != 0:
+        return
+    if name_problem(tenant) is not None:  # "..", "a/b": never a path outside the areas
         return
     area = data_root / tenant_area(tenant)
     if not area.is_dir() or area.is_symlink():

@@ -148,3 +148,6 @@ def test_a_tenants_area_is_sealed_to_its_group(tmp_path: Path) -> None:
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 60123, 0o750)
     assert stat.S_IMODE((tmp_path / "tenants").stat().st_mode) == 0o711
     seal_tenant_area(tmp_path, "other", object())  # a backend without tenant groups: no-op
+    (tmp_path / "outside").mkdir()
+    seal_tenant_area(tmp_path / "tenants", "../outside", Backend())  # not a tenant name
+    assert stat.S_IMODE((tmp_path / "outside").stat().st_mode) != 0o750
