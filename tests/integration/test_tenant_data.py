@@ -8,6 +8,7 @@ never read.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from computenet.protocol.tickets import CENTER_HEADER, TICKET_HEADER, mint_ticke
 from computenet.sdk import Client
 from computenet.store import Database
 from computenet.store.centers import get_center
+from tests.helpers.processes import stop_process
 from tests.integration.test_agent_server import all_logs, job, running_net, until
 
 pytestmark = pytest.mark.integration
@@ -128,3 +130,46 @@ def test_a_tenants_data_stays_its_own_and_a_rotated_key_needs_no_restart(
         finally:
             admin.close()
             rival.close()
+
+
+def _write_token(path: Path, token: str) -> None:
+    """Replace the token file the way an operator should: a 0600 file moved into place."""
+    tmp = path.with_name(path.name + ".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.replace(tmp, path)
+
+
+def test_a_center_token_is_replaced_and_the_old_one_revoked_without_stopping_the_agent(
+    tmp_path: Path, db_url: str
+) -> None:
+    with running_net(tmp_path, db_url) as net:
+        # West's agent reads its token from a file.
+        stop_process(net.agents["west"])
+        token_file = tmp_path / "west.token"
+        _write_token(token_file, net.tokens["west"])
+        agent = net.start_agent("west", "--token-file", str(token_file))
+        log = tmp_path / "agent-west.log"
+        # The old agent's last heartbeat still counts as online: wait for the new one itself.
+        until("west registered again", lambda: log.read_text().count("registered (") == 2, net)
+        headers = {"Authorization": f"Bearer {net.admin}"}
+        tokens = httpx.get(f"{net.url}/api/v1/admin/tokens", headers=headers, timeout=10).json()
+        (old,) = [t for t in tokens if t["center"] == "west"]
+        new = httpx.post(
+            f"{net.url}/api/v1/admin/centers/west/token", headers=headers, timeout=10
+        ).json()
+        _write_token(token_file, new["token"])
+        r = httpx.post(
+            f"{net.url}/api/v1/admin/tokens/{old['id']}/revoke", headers=headers, timeout=10
+        )
+        assert r.status_code == 200
+        until(
+            "west uses its new token",
+            lambda: "center token replaced" in log.read_text(),
+            net,
+        )
+        view = net.user.submit(job("echo still here", ["H100"]))
+        done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
+        assert done.state is JobState.SUCCEEDED and done.center == "west", net.logs()
+        assert agent.poll() is None  # never stopped

@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             data_url=args.data_url,
             keep_jobs=args.keep_jobs,
             backend_options=options,
+            token_file=args.token_file or None,
         )
     except ComputeNetError as exc:
         print(exc.one_line(), file=sys.stderr)

@@ -121,6 +121,10 @@ class CenterClient:
         """Close the connection pool."""
         self._http.close()
 
+    def set_token(self, token: str) -> None:
+        """Call with `token` from now on (the operator replaced the center's token)."""
+        self._http.headers["Authorization"] = f"Bearer {token}"
+
     def register(
         self, *, backend: str, data_url: str | None, capacity: list[PoolCapacity]
     ) -> RegisterReply:

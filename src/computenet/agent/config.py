@@ -125,6 +125,9 @@ class AgentConfig:
     max_backoff_s: float = 10.0
     max_parallel_staging: int = 4
     run_as: str = "auto"
+    # Where `token` came from: re-read when the control plane answers 401, so an
+    # operator replaces a center's token by rewriting the file (no restart).
+    token_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.center:

@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 
 from computenet.agent.client import CenterClient, ServerUnavailable
-from computenet.agent.config import AgentConfig, resolve_pools
+from computenet.agent.config import AgentConfig, read_token_file, resolve_pools
 from computenet.agent.data import DataRoot
 from computenet.agent.endpoint import DataEndpoint
 from computenet.agent.jobs import (
@@ -327,6 +327,8 @@ class Agent:
                 backend=self.backend.kind, data_url=self.endpoint.url, capacity=self.capacity()
             )
         except (AuthError, ForbiddenError) as exc:
+            if isinstance(exc, AuthError) and self._token_replaced():
+                return self._register()  # once more, with the new token
             raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
         except ComputeNetError as exc:
             if isinstance(exc, ServerUnavailable):
@@ -386,6 +388,28 @@ class Agent:
             return time.monotonic() + self._fence_after()
         return max(at, time.monotonic() - 1.0) if at == float("-inf") else at
 
+    def _token_replaced(self) -> bool:
+        """After a 401: True when the token file now holds another token, which is now used.
+
+        An operator replaces a center's token without stopping it: `cnet admin
+        center-token` makes a new one, they write it to the agent's token file,
+        then revoke the old one; the agent's next call gets 401 and lands here.
+        """
+        path = self.config.token_file
+        if path is None:
+            return False
+        try:
+            token = read_token_file(path)
+        except ComputeNetError as exc:
+            logger.warning("could not re-read the token file: %s", exc.one_line())
+            return False
+        if token == self.config.token:
+            return False
+        self.config.token = token
+        self.client.set_token(token)
+        logger.info("center token replaced: using the new one from %s", path)
+        return True
+
     def _heartbeat(self) -> None:
         assert self.reply is not None
         sent, sent_unix = time.monotonic(), time.time()
@@ -394,6 +418,8 @@ class Agent:
             listed = sorted(h.job_id for h in self._held())
             reply = self.client.heartbeat(self._capacity, listed)
         except (AuthError, ForbiddenError) as exc:
+            if isinstance(exc, AuthError) and self._token_replaced():
+                return  # try again with the new token at the next tick
             raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
         except (NotFoundError, ConflictError) as exc:
             logger.warning("heartbeat refused (%s): registering again", exc.message)
@@ -416,6 +442,8 @@ class Agent:
         try:
             reply = self.client.lease(min(free, 8))
         except (AuthError, ForbiddenError) as exc:
+            if isinstance(exc, AuthError) and self._token_replaced():
+                return  # try again with the new token at the next tick
             raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
         except (NotFoundError, ConflictError) as exc:
             logger.warning("lease refused (%s): registering again", exc.message)
