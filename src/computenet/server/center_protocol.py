@@ -31,6 +31,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
+from computenet.protocol.datapaths import default_replica_path, replica_path_problem
 from computenet.server import center_checks
 from computenet.server.metering import meter
 from computenet.store import jobs as job_store
@@ -234,6 +235,13 @@ def report_replica(
         ds = get_dataset(s, dataset_id)
         if ds is None:
             raise NotFoundError(f"no dataset '{dataset_id}'", field="dataset_id")
+        problem = replica_path_problem(rep.path, ds.tenant_id)
+        if problem is not None:  # a copy lives in its tenant's area, like the first
+            raise ValidationError(
+                f"path '{rep.path}' {problem}",
+                field="path",
+                hint=f"put the copy at {default_replica_path(ds.tenant_id, dataset_id)}",
+            )
         if rep.sha256 != ds.sha256:
             raise ValidationError(
                 f"checksum {rep.sha256[:12]}… does not match the dataset's {ds.sha256[:12]}…",

@@ -275,12 +275,18 @@ def test_a_verified_replica_is_recorded_and_a_corrupt_one_refused(net: Net) -> N
     net.register("zhongwei")
     net.client.post("/api/v1/datasets", json=DATA, headers=net.user())
     url = "/center/v1/datasets/corpus/replicas"
+    here = "tenants/acme/corpus"
     bad = net.client.post(
-        url, json={"path": "c", "sha256": "cd" * 32}, headers=net.center("zhongwei")
+        url, json={"path": here, "sha256": "cd" * 32}, headers=net.center("zhongwei")
     )
     assert bad.status_code == 422 and bad.json()["field"] == "sha256"
+    outside = net.client.post(
+        url, json={"path": "tenants/rival/c", "sha256": DATA["sha256"]},
+        headers=net.center("zhongwei"),
+    )  # fmt: skip
+    assert outside.status_code == 422 and outside.json()["field"] == "path"
     ok = net.client.post(
-        url, json={"path": "c", "sha256": DATA["sha256"]}, headers=net.center("zhongwei")
+        url, json={"path": here, "sha256": DATA["sha256"]}, headers=net.center("zhongwei")
     )
     assert ok.status_code == 200
     (ds,) = net.client.get("/api/v1/datasets", headers=net.user()).json()
