@@ -204,9 +204,13 @@ def test_admin_makes_a_second_tenant_that_cannot_see_the_first(up: Up) -> None:
 
 
 def test_no_agent_or_job_sees_a_token(up: Up) -> None:
-    token_files = sorted((Path(up.env["CNET_HOME"]) / "demo" / "secrets").glob("*.token"))
+    base = Path(up.env["CNET_HOME"]) / "demo"
+    token_files = sorted((base / "secrets").glob("*.token"))
     assert len(token_files) == 4
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in token_files)
+    private = (base, base / "computenet.db", base / "logs")
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in private}
+    assert list(modes.values()) == [0o711, 0o600, 0o700], modes
     secrets = [p.read_text().strip() for p in token_files]
     secrets += [str(up.config["token"]), str(up.config["admin_token"])]
     agents = [

@@ -226,7 +226,16 @@ def start_network(
     env: dict[str, str] | None = None,
     status: object = None,
 ) -> RunningNetwork:
-    """Start `cnet server` and one `cnet agent` per center; return when all agents are online."""
+    """Start `cnet server` and one `cnet agent` per center; return when all agents are online.
+
+    What only the operator may read stays theirs even when jobs run as other users
+    (agents as root): `base_dir` is 0711 (jobs reach their centers' dirs through
+    it, never list it), a SQLite database in it is 0600 (every tenant's jobs and
+    the token hashes), the logs 0700, the token files 0600.
+    """
+    base_dir.mkdir(parents=True, exist_ok=True)
+    base_dir.chmod(0o711)
+    _private_sqlite(db)
     creds = make_credentials(db, net, tenant, user)
     port = port or free_port(host)
     url = f"http://{host}:{port}"
@@ -283,6 +292,19 @@ def start_network(
     running = RunningNetwork(url, net, creds, roots, db, base_dir)
     wait_online(sup, running, status=status)
     return running
+
+
+def _private_sqlite(db: str) -> None:
+    """Create a SQLite database file 0600 before anything opens it (its journals follow)."""
+    prefix = "sqlite:///"
+    if not db.startswith(prefix) or db == prefix or ":memory:" in db:
+        return
+    path = Path(db[len(prefix) :].split("?", 1)[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    with contextlib.suppress(OSError):
+        path.chmod(0o600)
 
 
 def wait_online(

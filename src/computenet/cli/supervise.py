@@ -89,12 +89,14 @@ class Supervisor:
         ``/proc/<pid>/environ`` of a process is readable by processes of its user.
         """
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.chmod(0o700)  # the operator's: other users' processes keep out
         log_path = self.log_dir / f"{name}.log"
         full_env = dict(os.environ)
         if drop_secrets:
             full_env = {k: v for k, v in full_env.items() if not is_secret_var(k)}
         full_env.update(env or {})
-        with log_path.open("ab") as out:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as out:
             proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
