@@ -36,12 +36,14 @@ class RegisterRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    center_id: str
-    protocol_version: str = PROTOCOL_VERSION
-    agent_version: str = ""
-    backend: str = "local"
-    data_url: str | None = Field(default=None, description="base URL of the agent's data endpoint")
-    capacity: list[PoolCapacity] = Field(default=[], max_length=256)
+    center_id: str = Field(min_length=1, max_length=64)
+    protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=16)
+    agent_version: str = Field(default="", max_length=64)
+    backend: str = Field(default="local", max_length=32)
+    data_url: str | None = Field(
+        default=None, max_length=512, description="base URL of the agent's data endpoint"
+    )
+    capacity: list[PoolCapacity] = Field(default=[], max_length=limits.MAX_POOLS)
 
 
 class RegisterReply(BaseModel):
@@ -73,7 +75,7 @@ class HeartbeatRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    center_id: str
+    center_id: str = Field(min_length=1, max_length=64)
     capacity: list[PoolCapacity] = Field(default=[], max_length=256)
     running: list[Name] = Field(
         default=[],
@@ -100,7 +102,7 @@ class LeaseRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    center_id: str
+    center_id: str = Field(min_length=1, max_length=64)
     max_jobs: int = Field(default=8, ge=1, le=256)
 
 

@@ -294,6 +294,20 @@ BAD: list[Bad] = [
         field="bytes_staged",
     ),
     Bad(
+        "register with a huge agent_version",
+        "/center/v1/register",
+        {"center_id": "shanghai", "agent_version": HUGE},
+        role="center",
+        field="agent_version",
+    ),
+    Bad(
+        "register with a huge data_url",
+        "/center/v1/register",
+        {"center_id": "shanghai", "data_url": "http://x/" + HUGE},
+        role="center",
+        field="data_url",
+    ),
+    Bad(
         "heartbeat of 200k running jobs",
         "/center/v1/heartbeat",
         {"center_id": "shanghai", "running": [f"j{i}" for i in range(200_000)]},
