@@ -167,7 +167,12 @@ def one_kill(reps: Replicas, token: str, clients: int, per_client: int, tag: str
             if i == leader:
                 continue
             h = reps.health(i)
-            if h and h.get("leader") and int(h["epoch"]) > epoch and h.get("first_cycle_real"):
+            if (
+                h
+                and h.get("leader")
+                and int(h.get("epoch") or 0) > epoch
+                and h.get("first_cycle_real")
+            ):
                 new = h
                 break
         else:

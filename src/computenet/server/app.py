@@ -226,10 +226,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "now": plane.clock.now().isoformat(),
             "time_scale": plane.clock.time_scale,
             # Replicas (server.leader): does this one run the loop now, in which epoch.
-            "leader": plane.leadership.term() is not None,
-            "epoch": plane.term_epoch,
-            "leading_since": plane.leading_since if plane.term_epoch is not None else None,
-            "first_cycle_real": plane.term_first_cycle,
+            **plane.leader_status(),
         }
 
     _mount_web(app)

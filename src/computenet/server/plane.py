@@ -136,6 +136,21 @@ class ControlPlane:
         self.last_cycle_key = None
         self.last_full_cycle = float("-inf")
 
+    def leader_status(self) -> dict[str, object]:
+        """For /healthz: whether this replica leads now, its epoch, since when, first cycle.
+
+        `first_cycle_real` is when the current term's first cycle ended (None
+        until it has, and while following).
+        """
+        term = self.leadership.term()
+        current = term is not None and self.term_epoch == term.epoch
+        return {
+            "leader": term is not None,
+            "epoch": term.epoch if term is not None else self.term_epoch,
+            "leading_since": term.since if term is not None else None,
+            "first_cycle_real": self.term_first_cycle if current else None,
+        }
+
     def fence(self, s: Session) -> None:
         """First call of every write transaction of the loop: abort unless still the leader.
 
