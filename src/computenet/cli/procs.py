@@ -88,7 +88,10 @@ def server(
 def agent(
     center: Annotated[str, typer.Option("--center", help="this center's id in the network")],
     server_url: Annotated[
-        str, typer.Option("--server", help="control plane URL, or several replicas' URL1,URL2")
+        str,
+        typer.Option(
+            "--server", envvar="CNET_SERVER", help="control plane URL, or replicas' URL1,URL2"
+        ),
     ],
     token_file: Annotated[
         Path | None,
