@@ -124,7 +124,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     name: str = Field(default="job", min_length=1, max_length=limits.MAX_NAME_CHARS)
-    workload_class: str = Field(alias="class", min_length=1, max_length=limits.MAX_NAME_CHARS)
+    workload_class: str = Field(alias="class", min_length=1, max_length=64)
     command: str = Field(min_length=1, max_length=limits.MAX_COMMAND_CHARS)
     chips: ChipRequest = ChipRequest()
     work: Work

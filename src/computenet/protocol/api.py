@@ -142,7 +142,7 @@ class DatasetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
-    center: Name
+    center: str = Field(min_length=1, max_length=64)
     path: Text | None = Field(
         default=None,
         min_length=1,
@@ -152,7 +152,7 @@ class DatasetCreate(BaseModel):
     )
     size_bytes: int = Field(ge=0, le=limits.MAX_BYTES)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    residency: Name | None = None
+    residency: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class DatasetView(BaseModel):

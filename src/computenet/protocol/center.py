@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from computenet.model import JobSpec, Placement, limits
-from computenet.model.limits import BoundedInstant, Name, Text
+from computenet.model.limits import BoundedInstant, Name
 
 
 def _clip(v: object) -> object:
@@ -195,5 +195,5 @@ class ReplicaReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    path: Text
+    path: str = Field(min_length=1, max_length=1024)
     sha256: str = Field(max_length=64)
