@@ -39,7 +39,7 @@ from tests.helpers.processes import free_port, log_tail, stop_process, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-LEADER_LEASE_S = 2.0
+LEADER_LEASE_S = 3.0
 NETWORK = """
 name: failover-itest
 time_scale: 600
