@@ -175,20 +175,34 @@ class Client:
         if retry_safe:
             # Sending it twice is harmless: another replica may get it after a lost reply.
             kw["extensions"] = {RETRY_SAFE: True}
-        try:
-            resp = self._http.request(method, path, **kw)
-        except httpx.TimeoutException as exc:
-            raise ComputeNetError(
-                f"the server at {self.url} did not answer in time",
-                field="url",
-                hint="check that it is running and not overloaded",
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ComputeNetError(
-                f"cannot reach the server at {self.url} ({type(exc).__name__})",
-                field="url",
-                hint="start one with `cnet up demo`, or pass --url / set CNET_URL",
-            ) from exc
+        # A replica that accepts connections but never answers (paused, overloaded) uses up
+        # a call's whole timeout; a call safe to repeat then gets another try at the next one.
+        tries = len(self.urls) if retry_safe or method in ("GET", "HEAD") else 1
+        for attempt in range(tries):
+            asked = self.url
+            try:
+                resp = self._http.request(method, path, **kw)
+                break
+            except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+                if attempt + 1 < tries:
+                    continue
+                raise ComputeNetError(
+                    f"the server at {asked} did not answer in time",
+                    field="url",
+                    hint="check that it is running and not overloaded",
+                ) from exc
+            except httpx.TimeoutException as exc:
+                raise ComputeNetError(
+                    f"the server at {asked} did not answer in time",
+                    field="url",
+                    hint="check that it is running and not overloaded",
+                ) from exc
+            except httpx.TransportError as exc:
+                raise ComputeNetError(
+                    f"cannot reach the server at {asked} ({type(exc).__name__})",
+                    field="url",
+                    hint="start one with `cnet up demo`, or pass --url / set CNET_URL",
+                ) from exc
         if resp.status_code >= 400:
             raise error_from_response(resp)
         if headers_out is not None:

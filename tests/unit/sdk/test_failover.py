@@ -9,14 +9,14 @@ import httpx
 import pytest
 
 from computenet.agent.client import CenterClient, ServerUnavailable
-from computenet.errors import NotFoundError, ValidationError
+from computenet.errors import ComputeNetError, NotFoundError, ValidationError
 from computenet.protocol.failover import RETRY_SAFE, FailoverTransport, parse_urls
 from computenet.sdk import Client
 from computenet.sdk.config import resolve
 
 
 class Replicas:
-    """A fake set of replicas by host: each 'up', 'refuse', 'busy' (503) or 'drop' (breaks)."""
+    """Fake replicas by host: 'up', 'refuse', 'busy' (503), 'drop' (breaks), 'hang' (timeout)."""
 
     def __init__(self, **modes: str) -> None:
         self.modes = modes
@@ -30,6 +30,8 @@ class Replicas:
             raise httpx.ConnectError("connection refused", request=request)
         if mode == "drop":
             raise httpx.RemoteProtocolError("server disconnected", request=request)
+        if mode == "hang":
+            raise httpx.ReadTimeout("timed out", request=request)
         if mode == "busy":
             return httpx.Response(503, json={"error": "the database is busy"})
         if request.url.path.endswith("/missing"):
@@ -154,3 +156,18 @@ def test_client_config_takes_several_urls_from_options_env_or_file(tmp_path: Pat
     with pytest.raises(ValidationError) as bad:
         resolve(env={}, path=cfg)
     assert bad.value.field is not None and "url" in bad.value.field
+
+
+def test_the_sdk_tries_the_next_replica_when_one_never_answers_a_safe_call() -> None:
+    reps = Replicas(a="hang", b="up")
+    with Client("http://a:1,http://b:1", "tok", transport=httpx.MockTransport(reps)) as cn:
+        cn._request("GET", "/api/v1/whoami")
+        assert cn.url == "http://b:1"
+    assert reps.hosts() == ["a", "b"]
+    # A call that is not safe to repeat is not repeated: the caller hears of the timeout.
+    reps2 = Replicas(a="hang", b="up")
+    with Client("http://a:1,http://b:1", "tok", transport=httpx.MockTransport(reps2)) as cn:
+        with pytest.raises(ComputeNetError) as err:
+            cn._request("POST", "/api/v1/jobs/j-1/cancel")
+        assert err.value.field == "url" and "http://a:1" in err.value.message
+    assert reps2.hosts() == ["a"]
