@@ -1,12 +1,13 @@
 """Property-based fuzzing of the whole OpenAPI document: user, admin and center APIs.
 
-A real server process (SQLite, network demo, scheduling loop running) is
-fuzzed by schemathesis, operation by operation, with data that fits each
-operation's schema (positive) and data that breaks it (negative), as the
-caller the operation is for: a user of a tenant, an admin, or a center's
-agent. Every answer must be no 5xx and must match what the document says
-of it: a documented status, its content type, and its body schema (4xx
-bodies are `ErrorBody`). Negative data must be refused with a 4xx.
+A real server process (network demo, scheduling loop running; on SQLite,
+and on PostgreSQL, whose columns have lengths) is fuzzed by schemathesis,
+operation by operation, with data that fits each operation's schema
+(positive) and data that breaks it (negative), as the caller the operation
+is for: a user of a tenant, an admin, or a center's agent. Every answer
+must be no 5xx and must match what the document says of it: a documented
+status, its content type, and its body schema (4xx bodies are `ErrorBody`).
+Negative data must be refused with a 4xx.
 
 Bounded by count: `MAX_EXAMPLES` cases per operation and mode (override with
 CNET_FUZZ_EXAMPLES); deterministic unless CNET_FUZZ_RANDOM=1. The number of
@@ -39,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
 from computenet.catalog import load_network
 from computenet.server.admin import create_center_token, create_user
 from tests.fuzz.conftest import FUZZ
+from tests.helpers.pg import fresh_pg_database
 from tests.helpers.processes import log_tail, start_server, stop_process
 
 MAX_EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "60"))
@@ -73,13 +75,27 @@ class Target:
         return {"user": user, "admin": admin, "center": center}
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)]
+)
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The server's database: a SQLite file, and a fresh PostgreSQL database (column limits)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('fuzz-db') / 'cnet.db'}"
+    else:
+        with fresh_pg_database("cnet_fuzz") as url:
+            yield url
+
+
 @pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def target(store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     """A real control plane with a registered center and a few jobs, and its OpenAPI schema."""
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    url, admin, proc = start_server(tmp, cycle_interval=0.5)
+    url, admin, proc = start_server(tmp, db=store, cycle_interval=0.5)
     try:
-        db = f"sqlite:///{tmp / 'cnet.db'}"
+        db = store
         t = Target(url, db, admin, schemathesis.openapi.from_url(f"{url}/openapi.json"))
         tok = t.tokens()
         pools = load_network("demo").center(CENTER).pools
