@@ -20,8 +20,10 @@ works. What counts as "the replica failed":
 
 A ``4xx`` is an answer, never a reason to try elsewhere. One request tries
 each replica at most once, and all tries together stay within the request's
-timeout. Connect timeouts should be short (a couple of seconds) so that a
-dead replica costs little: see `client_timeout`.
+timeout: each replica still to try gets an equal share of the time left (so
+with three replicas a hung one costs a third of it, not all). Connect
+timeouts should be short (a couple of seconds) so that a dead replica costs
+little: see `client_timeout`.
 """
 
 from __future__ import annotations
@@ -122,8 +124,11 @@ class FailoverTransport(httpx.BaseTransport):
             left = None if budget is None else budget - (time.monotonic() - began)
             if k and left is not None and left <= 0:
                 break
+            # Each replica not yet tried gets an equal share of what is left, so one that
+            # takes the connection but never answers cannot use up the whole call.
+            share = None if left is None else left / (n - k)
             try:
-                resp = self._inner.handle_request(self._retarget(request, i, left))
+                resp = self._inner.handle_request(self._retarget(request, i, share))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 last_exc = exc
                 self._moved_from(i, exc)

@@ -171,3 +171,20 @@ def test_the_sdk_tries_the_next_replica_when_one_never_answers_a_safe_call() -> 
             cn._request("POST", "/api/v1/jobs/j-1/cancel")
         assert err.value.field == "url" and "http://a:1" in err.value.message
     assert reps2.hosts() == ["a"]
+
+
+def test_each_replica_gets_a_share_of_the_call_timeout() -> None:
+    given: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        given.append(float(request.extensions["timeout"]["read"]))
+        if request.url.host != "c":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json={})
+
+    urls = ["http://a:1", "http://b:1", "http://c:1"]
+    t = FailoverTransport(urls, httpx.MockTransport(handler))
+    with httpx.Client(base_url=urls[0], transport=t, timeout=9.0) as http:
+        assert http.get("/healthz").status_code == 200
+    # The mock fails at once, so each try gets a share of nearly all 9 s: 1/3, 1/2, all.
+    assert given == pytest.approx([3.0, 4.5, 9.0], abs=0.1)
