@@ -7,7 +7,8 @@ shell would. A job that prints its environment and tries to read the agent's
 and another tenant's running job's log must find none of it; as root it runs
 as a uid of its own. A SIGKILLed agent's jobs die within seconds, even a
 process that left the job's process group, and a restarted agent stops what an
-earlier one left running that it does not hold.
+earlier one left running that it does not hold; a job detached by a clean stop
+with ``--keep-jobs`` stops by itself at the agent's fence if no agent takes it back.
 """
 
 from __future__ import annotations
@@ -120,11 +121,18 @@ def job(command: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def net(tmp_path: Path, db_url: str) -> Iterator[Net]:
+    with running_net(tmp_path, db_url) as n:
+        yield n
+
+
+@contextlib.contextmanager
+def running_net(tmp_path: Path, db_url: str, lease_timeout: float = 3.0) -> Iterator[Net]:
+    """The server, two tenants' users, center east's token in a 0600 file, and its agent."""
     network_file = tmp_path / "network.yaml"
     network_file.write_text(NETWORK)
     url, admin, server = start_server(
         tmp_path, str(network_file), db=db_url, cycle_interval=0.2, heartbeat_interval=0.3,
-        lease_timeout=3.0,
+        lease_timeout=lease_timeout,
     )  # fmt: skip
     admin_client = Client(url, admin)
     for tenant in ("acme", "other"):
@@ -244,7 +252,8 @@ def test_a_sigkilled_agents_jobs_die_within_seconds(net: Net, keep_jobs: bool) -
     until("every job process to die", lambda: not any(pid_alive(p) for p in started), net, 15)
 
 
-def test_a_restarted_agent_stops_jobs_it_does_not_hold(net: Net) -> None:
+def _detached_job(net: Net) -> int:
+    """Start a job under an agent with --keep-jobs, stop the agent cleanly; the job's pid."""
     assert net.agent is not None
     stop_process(net.agent)
     net.start_agent("--keep-jobs")
@@ -252,14 +261,26 @@ def test_a_restarted_agent_stops_jobs_it_does_not_hold(net: Net) -> None:
     view = net.ann.submit(job(f"echo $$ > {pidfile}; sleep 300"))
     until("the job to start", lambda: pidfile.exists() and pidfile.read_text().strip(), net)
     until("RUNNING", lambda: net.ann.job(view.id).state is JobState.RUNNING, net)
+    assert net.agent is not None
     net.agent.send_signal(signal.SIGTERM)  # a clean stop with --keep-jobs detaches the job
     assert net.agent.wait(timeout=30) == 0
     job_pid = int(pidfile.read_text())
     assert pid_alive(job_pid)
+    return job_pid
 
-    (net.state_dir / "agent-state.json").unlink()  # the agent forgets it held the job
-    net.start_agent("--keep-jobs")
-    until("the unheld job to be stopped", lambda: not pid_alive(job_pid), net, 15)
+
+def test_a_restarted_agent_stops_jobs_it_does_not_hold(tmp_path: Path, db_url: str) -> None:
+    # A long lease: the detached job would stop by itself only at the agent's fence (T/2).
+    with running_net(tmp_path, db_url, lease_timeout=60.0) as net:
+        job_pid = _detached_job(net)
+        (net.state_dir / "agent-state.json").unlink()  # the agent forgets it held the job
+        net.start_agent("--keep-jobs")
+        until("the unheld job to be stopped", lambda: not pid_alive(job_pid), net, 15)
+
+
+def test_a_detached_job_no_agent_takes_back_stops_at_the_fence(net: Net) -> None:
+    job_pid = _detached_job(net)  # lease timeout 3 s: the fence is 1.5 s after the last ack
+    until("the detached job to stop by itself", lambda: not pid_alive(job_pid), net, 15)
 
 
 def _pids(path: Path) -> list[int]:

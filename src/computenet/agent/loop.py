@@ -272,6 +272,11 @@ class Agent:
             except ComputeNetError as exc:
                 logger.info("could not deliver the last reports: %s", exc.message)
         if self.backend is not None:
+            fence = self._fence_at()
+            if keep and fence is not None and hasattr(self.backend, "detach_until"):
+                # Jobs left running stop by themselves at our fence unless taken back.
+                left = 0.0 if fence == float("-inf") else fence - time.monotonic()
+                self.backend.detach_until = time.time() + max(0.0, left)
             close = getattr(self.backend, "close", None)
             if callable(close):
                 try:

@@ -6,8 +6,10 @@ stdout/stderr. It runs ``bash -c COMMAND`` in a process group of its own and:
 
 - writes ``JOBDIR/child.json`` (pid and pgid of the job) once the job started;
 - watches ``JOBDIR/owner`` ("PID STARTTIME" of the agent process that owns the
-  job, or "detached"): when the owner process is gone — the agent was killed,
-  even with SIGKILL — it stops the job, so a killed center really loses its work;
+  job, or "detached [UNTIL]"): when the owner process is gone — the agent was
+  killed, even with SIGKILL — or a detached job was not taken back by UNTIL
+  (unix seconds: the agent's fence), it stops the job, so a killed center
+  really loses its work and a job never runs on after its lease is gone;
 - on SIGTERM, or when ``JOBDIR/cancel`` appears, stops the job: SIGTERM to the
   job's process group, SIGKILL after GRACE_S seconds;
 - when the job ends, kills whatever the job left behind in its process group and
@@ -73,8 +75,14 @@ def _owner_alive(jobdir: str) -> bool:
             text = f.read().strip()
     except OSError:
         return True  # no owner file: nobody asked us to watch anyone
-    if text == "detached" or not text:
+    if not text:
         return True
+    if text.startswith("detached"):  # "detached [UNTIL]": no owner; stop at UNTIL (unix s)
+        until = text[len("detached") :].strip()
+        try:
+            return not until or time.time() < float(until)
+        except ValueError:
+            return True
     pid_s, _, start_s = text.partition(" ")
     try:
         pid = int(pid_s)

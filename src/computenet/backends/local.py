@@ -250,6 +250,7 @@ class LocalBackend:
         tenant_gid_file: str = TENANT_GID_FILE,
     ) -> None:
         self._tenant_gid_file = tenant_gid_file
+        self.detach_until: float | None = None  # see close(keep_jobs=True)
         self.run_as = resolve_run_as(
             run_as, uid_base=int(uid_base), uid_count=int(uid_count), lock_dir=uid_lock_dir
         )
@@ -450,12 +451,16 @@ class LocalBackend:
         """Stop every live job (default), or detach them so they outlive this process.
 
         Detached jobs keep running; a later backend over the same state dir re-attaches.
+        With `detach_until` set (unix seconds: the agent's fence), a detached job no
+        backend took back by then stops by itself — its lease is gone by then.
         """
         with self._lock:
             live = [r for r in self._records.values() if r.final is None]
             if keep_jobs:
+                until = self.detach_until
+                owner = "detached" if until is None else f"detached {until:.3f}"
                 for rec in live:
-                    self._write_owner(rec, "detached")
+                    self._write_owner(rec, owner)
                 return
             for rec in live:
                 self._stop(rec.handle, "shutdown")

@@ -389,3 +389,18 @@ def test_the_jobs_env_reaches_only_the_job_not_its_supervisor(backend: LocalBack
     assert backend.logs(handle)[0].strip().splitlines()[-1] == "1"
     env_file = backend.state_dir / "jobs" / handle / "env.json"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+def test_a_detached_job_not_taken_back_by_its_deadline_stops_by_itself(tmp_path: Path) -> None:
+    b = LocalBackend(tmp_path / "state", {"H100": 1}, grace_s=1.0)
+    handle = b.submit(job("sleep 300", job_id="late"), "late:1")
+    wait_for(lambda: b.pids(handle).get("pgid") is not None)
+    pgid = b.pids(handle)["pgid"]
+    assert pgid is not None
+    b.detach_until = time.time() + 1.0  # the agent's fence, a second from now
+    b.close(keep_jobs=True)
+    assert pid_alive(pgid)
+    wait_for(lambda: not pid_alive(pgid))
+    again = LocalBackend(tmp_path / "state", {"H100": 1})
+    status = final(again, handle)
+    assert status.state is BackendState.FAILED and "agent" in status.message
