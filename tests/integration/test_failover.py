@@ -138,9 +138,36 @@ def replicas(tmp_path: Path) -> Iterator[Replicas]:
                 stop_process(proc)
 
 
-def test_losing_the_leader_under_load_loses_no_job_and_runs_none_twice(
-    replicas: Replicas, tmp_path: Path
-) -> None:
+@dataclass
+class Cluster:
+    """The replicas with one agent and one user, both given every URL, the leader's first."""
+
+    reps: Replicas
+    leader: str
+    epoch: int
+    user: Client
+    agent: subprocess.Popen[bytes]
+
+    def submit(self, n: int, tag: str) -> list[str]:
+        return [self.user.submit({**JOB, "name": f"{tag}-{i}"}).id for i in range(n)]
+
+    def wait_final(self, ids: list[str]) -> None:
+        until(
+            "every job final",
+            lambda: all(self.user.job(j).state in TERMINAL_STATES for j in ids),
+            self.reps,
+            timeout=120,
+        )
+
+    def new_leader(self) -> tuple[str, int] | None:
+        """A replica other than the first leader that leads in a higher epoch."""
+        found = [(u, e) for u, e in self.reps.leaders() if u != self.leader and e > self.epoch]
+        return found[0] if found else None
+
+
+@pytest.fixture
+def cluster(replicas: Replicas, tmp_path: Path) -> Iterator[Cluster]:
+    """Three replicas, an agent of the one center and a user, with the center online."""
     reps = replicas
     (leader, epoch), *more = until("one leader", reps.leaders, reps)
     assert not more, f"two replicas lead at once: {[leader, *more]}"
@@ -163,57 +190,16 @@ def test_losing_the_leader_under_load_loses_no_job_and_runs_none_twice(
             env={**os.environ, "CNET_CENTER_TOKEN": center_token},
         )
     reps.others.append(agent)
-    user = Client(urls, user_token, timeout=10)
+    user = Client(urls, user_token, timeout=6)
     try:
         until("the center online", lambda: all(c.online for c in user.centers()), reps)
-        ids = [user.submit({**JOB, "name": f"before-{i}"}).id for i in range(12)]
-        until(
-            "jobs running",
-            lambda: sum(user.job(j).state is not JobState.PENDING for j in ids) >= 4,
-            reps,
-        )
-        # SIGKILL the leader while jobs run and submissions keep coming.
-        during: list[str] = []
-        errors: list[BaseException] = []
-
-        def submit_more() -> None:
-            try:
-                for i in range(8):
-                    during.append(user.submit({**JOB, "name": f"during-{i}"}).id)
-                    time.sleep(0.2)
-            except BaseException as exc:
-                errors.append(exc)
-
-        feeder = threading.Thread(target=submit_more)
-        feeder.start()
-        killed_at = time.monotonic()
-        os.kill(reps.procs[leader].pid, signal.SIGKILL)
-        reps.procs[leader].wait(timeout=10)
-        bound = 3 * LEADER_LEASE_S
-
-        def new_leader() -> tuple[str, int] | None:
-            found = [(u, e) for u, e in reps.leaders() if u != leader and e > epoch]
-            return found[0] if found else None
-
-        new_url, new_epoch = until("a new leader", new_leader, reps, timeout=bound)
-        took = time.monotonic() - killed_at
-        feeder.join(timeout=60)
-        assert not errors, f"a submit failed during the failover: {errors[0]!r}\n{reps.logs()}"
-        assert user.url != leader  # the SDK moved to a live replica
-
-        every = ids + during
-        until(
-            "every job final",
-            lambda: all(user.job(j).state in TERMINAL_STATES for j in every),
-            reps,
-            timeout=120,
-        )
-        states = {j: user.job(j).state for j in every}
-        assert set(states.values()) == {JobState.SUCCEEDED}, f"{states}\n{reps.logs()}"
-        assert agent.poll() is None, reps.logs()
+        yield Cluster(reps, leader, epoch, user, agent)
     finally:
         user.close()
 
+
+def assert_each_ran_once(reps: Replicas, every: list[str]) -> lease_store.Lease:
+    """Every job stored once, scheduled, run and finished once, billed once; the lease row."""
     db = Database(reps.db_url)
     try:
         with db.read() as s:
@@ -225,9 +211,83 @@ def test_losing_the_leader_under_load_loses_no_job_and_runs_none_twice(
         db.dispose()
     assert set(rows) == set(every), "a job was lost or one submission stored twice"
     for j in every:
+        assert rows[j].state == JobState.SUCCEEDED.value, f"{j} is {rows[j].state}\n{reps.logs()}"
         assert rows[j].attempt == 1, f"{j} ran {rows[j].attempt} times"
         for state in ("SCHEDULED", "RUNNING", "SUCCEEDED"):
             assert events[(j, state)] == 1, f"{j} entered {state} {events[(j, state)]} times"
         assert charges[j] == 1, f"{j} billed {charges[j]} times"
-    assert row is not None and row.epoch == new_epoch > epoch
+    assert row is not None
+    return row
+
+
+def test_losing_the_leader_under_load_loses_no_job_and_runs_none_twice(cluster: Cluster) -> None:
+    c, reps = cluster, cluster.reps
+    ids = c.submit(12, "before")
+    until(
+        "jobs running",
+        lambda: sum(c.user.job(j).state is not JobState.PENDING for j in ids) >= 4,
+        reps,
+    )
+    # SIGKILL the leader while jobs run and submissions keep coming.
+    during: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit_more() -> None:
+        try:
+            for i in range(8):
+                during.extend(c.submit(1, f"during-{i}"))
+                time.sleep(0.2)
+        except BaseException as exc:
+            errors.append(exc)
+
+    feeder = threading.Thread(target=submit_more)
+    feeder.start()
+    killed_at = time.monotonic()
+    os.kill(reps.procs[c.leader].pid, signal.SIGKILL)
+    reps.procs[c.leader].wait(timeout=10)
+    new_url, new_epoch = until("a new leader", c.new_leader, reps, timeout=3 * LEADER_LEASE_S)
+    took = time.monotonic() - killed_at
+    feeder.join(timeout=60)
+    assert not errors, f"a submit failed during the failover: {errors[0]!r}\n{reps.logs()}"
+    assert c.user.url != c.leader  # the SDK moved to a live replica
+    every = ids + during
+    c.wait_final(every)
+    assert c.agent.poll() is None, reps.logs()
+    row = assert_each_ran_once(reps, every)
+    assert row.epoch == new_epoch > c.epoch
     print(f"new leader {new_url} (epoch {new_epoch}) {took:.1f}s after the kill")
+
+
+def test_a_paused_leader_that_wakes_up_steps_down_and_writes_nothing(cluster: Cluster) -> None:
+    c, reps = cluster, cluster.reps
+    ids = c.submit(8, "before")
+    until(
+        "jobs running",
+        lambda: sum(c.user.job(j).state is not JobState.PENDING for j in ids) >= 3,
+        reps,
+    )
+    # The leader freezes (a long GC pause, SIGSTOP): it holds its connections open and
+    # answers nothing, and its lease runs out while it believes it leads.
+    os.kill(reps.procs[c.leader].pid, signal.SIGSTOP)
+    try:
+        new_url, new_epoch = until("a new leader", c.new_leader, reps, timeout=30)
+        during = c.submit(6, "paused")
+        until(
+            "the new leader's cycle",
+            lambda: (reps.health(new_url) or {}).get("first_cycle_real"),
+            reps,
+        )
+    finally:
+        os.kill(reps.procs[c.leader].pid, signal.SIGCONT)
+    # Awake, the old leader finds a higher epoch: it stops leading, and the jobs go on.
+    until(
+        "the old leader stepping down",
+        lambda: (reps.health(c.leader) or {}).get("leader") is False,
+        reps,
+    )
+    late = c.submit(4, "after")
+    every = ids + during + late
+    c.wait_final(every)
+    assert [u for u, _ in reps.leaders()] == [new_url]
+    row = assert_each_ran_once(reps, every)
+    assert row.epoch == new_epoch > c.epoch
