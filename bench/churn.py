@@ -16,7 +16,7 @@ meanwhile. Prints submits/s, p50/p99/max latency and errors per phase, the
 churn/quiet ratios, and a store check (every acknowledged submission stored once).
 Compare figures only between phases of one run.
 
-Run: .venv/bin/python bench/churn.py [--clients 8] [--per-client 150] [--kill-every 3]
+Run: .venv/bin/python bench/churn.py [--clients 8] [--per-client 300] [--kill-every 3]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> int:
     """Run the three phases against one network and print the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--per-client", type=int, default=150)
+    ap.add_argument("--per-client", type=int, default=300)
     ap.add_argument("--kill-every", type=float, default=3.0, help="seconds between agent kills")
     args = ap.parse_args()
     print(f"before: {_uptime()} ({os.cpu_count()} cores)")
@@ -89,7 +89,7 @@ def main() -> int:
 
             results["quiet"] = level("quiet")
             print(row("quiet", results["quiet"]), flush=True)
-            stop, kills = threading.Event(), []
+            stop, kills = threading.Event(), list[float]()
             killer = threading.Thread(target=churn, args=(c, stop, args.kill_every, kills))
             killer.start()
             try:

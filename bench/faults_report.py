@@ -47,6 +47,17 @@ def _pg_url() -> str | None:
     return read_env_file(services_dir() / "env.sh").get("CNET_PG_URL")
 
 
+def _slurm_conf() -> str:
+    from tests.helpers.services import read_env_file, services_dir
+
+    conf = os.environ.get("SLURM_CONF") or read_env_file(services_dir() / "env.sh").get(
+        "SLURM_CONF"
+    )
+    if not conf:
+        raise RuntimeError("no Slurm: bash scripts/services.sh start slurm")
+    return conf
+
+
 @contextlib.contextmanager
 def cluster(db: str) -> Iterator[Cluster]:
     """A fresh cluster on SQLite or on a new PostgreSQL database; stopped afterwards."""
@@ -54,6 +65,13 @@ def cluster(db: str) -> Iterator[Cluster]:
         path = Path(tmp)
         if db == "sqlite":
             c = Cluster(path, f"sqlite:///{path / 'cnet.db'}")
+            try:
+                yield c
+            finally:
+                c.stop()
+            return
+        if db == "slurm":
+            c = Cluster(path, f"sqlite:///{path / 'cnet.db'}", chip="CPU-node", centers=("east",))
             try:
                 yield c
             finally:
@@ -70,7 +88,7 @@ def cluster(db: str) -> Iterator[Cluster]:
                 c.stop()
 
 
-SCENARIOS: dict[str, tuple[str, str, Scenario]] = {
+SCENARIOS: dict[str, tuple[str, str, Scenario | None]] = {
     "agents-killed": ("(a) agents SIGKILLed", "sqlite", scenarios.agents_killed),
     "server-killed-sqlite": (
         "(b) control plane SIGKILLed, SQLite",
@@ -101,6 +119,7 @@ SCENARIOS: dict[str, tuple[str, str, Scenario]] = {
     "brief-outage": ("outage shorter than T/2", "sqlite", scenarios.brief_outage),
     "lease-reply-lost": ("(d) lease reply lost", "sqlite", scenarios.lease_reply_lost),
     "agent-state-lost": ("(f) agent state file deleted", "sqlite", scenarios.agent_state_lost),
+    "slurmctld-restarted": ("(e) slurmctld restarted mid-job", "slurm", None),
 }
 
 
@@ -116,7 +135,11 @@ def main() -> int:
         title, db, run = SCENARIOS[name]
         t0 = time.monotonic()
         with cluster(db) as c:
-            outcome, injected = run(c)
+            if db == "slurm":
+                outcome, injected = scenarios.slurmctld_restarted(c, _slurm_conf())
+            else:
+                assert run is not None
+                outcome, injected = run(c)
         row = outcome.row(title, injected)
         row["wall s"] = round(time.monotonic() - t0, 1)
         rows.append(row)

@@ -518,13 +518,28 @@ class Outcome:
         return sum(max(0, int(self.details[j].get("attempts", 1)) - 1) for j in self.ids)
 
     def recovery_s(self) -> list[float]:
-        """Per requeued job: from its lost attempt's last sign of life to the next start."""
+        """Per lost attempt: from its last sign of life to the job's next start.
+
+        The last sign of life is the attempt's last own timestamp when it ran,
+        else (a lost lease reply: it never ran) the time it was leased.
+        """
         out = []
         for j in self.ids:
-            runs = self.runs.get(j, [])
-            for a, b in itertools.pairwise(runs):
-                if not a.ended:
-                    out.append(b.start - a.last)
+            runs = {r.attempt: r for r in self.runs.get(j, [])}
+            leased: dict[int, float] = {}
+            for e in self._events(j):
+                m = re.search(r"\(attempt (\d+)\)", e.get("message", ""))
+                if m and "leased by" in e.get("message", ""):
+                    leased[int(m[1])] = self.real(e["at"])
+            attempts = sorted(set(leased) | set(runs))
+            for a, b in itertools.pairwise(attempts):
+                lost = runs.get(a)
+                if lost is not None and lost.ended:
+                    continue  # it finished: nothing was lost
+                since = lost.last if lost is not None else leased.get(a)
+                nxt = runs.get(b)
+                if since is not None and nxt is not None:
+                    out.append(nxt.start - since)
         return out
 
     def row(self, fault: str, injected: str) -> dict[str, Any]:

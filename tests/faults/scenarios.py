@@ -37,7 +37,12 @@ def agents_killed(
 
 
 def server_killed(c: Cluster, *, jobs: int = 20, down_s: float = 1.0) -> tuple[Outcome, str]:
-    """(b) SIGKILL the control plane while it dispatches, restart it `down_s` later."""
+    """(b) SIGKILL the control plane while it dispatches, restart it `down_s` later.
+
+    With a 10 s lease timeout the agents fence after 5 s without an acknowledged
+    heartbeat: a restart (a few seconds here) should cost no running job.
+    """
+    c.lease_timeout = 10.0
     c.start()
     ids = c.submit(jobs, run_s=3.0)
     # Mid-dispatch: some jobs leased and running, others still being placed and leased.
