@@ -15,7 +15,7 @@ import pytest
 from computenet.agent import Agent, AgentConfig, AgentFatal, run_agent
 from computenet.agent.data import DataRoot, create_replica, expires_in, mint_ticket
 from computenet.agent.endpoint import DataEndpoint
-from computenet.backends.base import Backend, BackendState
+from computenet.backends.base import Backend, BackendState, BackendStatus
 from computenet.backends.fake import FakeBackend, FakeCluster
 from computenet.backends.local import LocalBackend
 from computenet.protocol import StagingInput, StagingSource
@@ -380,3 +380,77 @@ def test_an_agent_the_control_plane_forgot_registers_again(
     plane.handle = forget  # type: ignore[method-assign]
     plane.transport.handler = forget  # type: ignore[attr-defined]
     plane.wait(lambda: len(plane.registrations) == 2, what="a second registration")
+
+
+# ------------------------------------------------------------------ the fencing rule
+
+
+def test_a_job_that_ended_during_an_outage_past_the_fence_keeps_its_report(
+    agents: Agents, tmp_path: Path
+) -> None:
+    plane = FakePlane(lease_timeout_s=0.8)  # the agent fences 0.4 s after its last ack
+    agents.plane = plane
+    go = tmp_path / "go"
+    plane.queue.append(lease("ended", f"while [ ! -e {go} ]; do sleep 0.05; done; echo done"))
+    agents.start()
+    plane.wait(lambda: plane.states("ended") == ["RUNNING"])
+    plane.down = True
+    go.touch()
+    time.sleep(1.2)  # well past the fence: the job had ended, its report waits
+    plane.down = False
+    plane.wait(lambda: plane.final("ended") is not None)
+    assert plane.states("ended") == ["RUNNING", "SUCCEEDED"]
+
+
+def test_an_outage_shorter_than_the_fence_stops_no_running_job(
+    agents: Agents, tmp_path: Path
+) -> None:
+    plane = FakePlane(lease_timeout_s=4.0)  # fence after 2 s without an acknowledged heartbeat
+    agents.plane = plane
+    go, pidfile = tmp_path / "go", tmp_path / "pid"
+    plane.queue.append(
+        lease("steady", f"echo $$ > {pidfile}; while [ ! -e {go} ]; do sleep 0.05; done")
+    )
+    agents.start()
+    plane.wait(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
+    plane.down = True
+    time.sleep(0.8)
+    plane.down = False
+    count = len(plane.heartbeats)
+    plane.wait(lambda: len(plane.heartbeats) > count + 2, what="heartbeats again")
+    assert pid_alive(int(pidfile.read_text()))
+    go.touch()
+    plane.wait(lambda: plane.final("steady") is not None)
+    assert plane.states("steady") == ["RUNNING", "SUCCEEDED"]
+
+
+class _SlowPoll(LocalBackend):
+    """A local backend whose next poll blocks (like squeue while slurmctld restarts)."""
+
+    block = threading.Event()
+
+    def poll(self, handles: list[str]) -> dict[str, BackendStatus]:
+        if self.block.is_set():
+            self.block.clear()
+            time.sleep(1.5)
+        return super().poll(handles)
+
+
+def test_heartbeats_go_on_while_the_backend_blocks(agents: Agents, tmp_path: Path) -> None:
+    plane = FakePlane(lease_timeout_s=1.0)  # fence after 0.5 s: shorter than the block
+    agents.plane = plane
+    go, pidfile = tmp_path / "go", tmp_path / "pid"
+    plane.queue.append(
+        lease("blocked", f"echo $$ > {pidfile}; while [ ! -e {go} ]; do sleep 0.05; done")
+    )
+    backend = _SlowPoll(tmp_path / "b", {"H100": 2})
+    agents.start(backend=backend)
+    plane.wait(lambda: plane.states("blocked") == ["RUNNING"])
+    count = len(plane.heartbeats)
+    backend.block.set()
+    time.sleep(1.0)  # the main loop is stuck in poll
+    assert len(plane.heartbeats) >= count + 3  # the lease was renewed all along
+    assert pid_alive(int(pidfile.read_text()))  # and nothing was fenced
+    go.touch()
+    plane.wait(lambda: plane.final("blocked") is not None)
+    assert plane.states("blocked") == ["RUNNING", "SUCCEEDED"]
