@@ -416,7 +416,9 @@ class Agent:
         return True
 
     def _heartbeat(self) -> None:
-        assert self.reply is not None
+        registered = self.reply  # the main loop may drop it meanwhile (a fence)
+        if registered is None:
+            return
         sent, sent_unix = time.monotonic(), time.time()
         try:
             # The capacity the main loop last saw: this thread never calls the backend.
@@ -435,7 +437,7 @@ class Agent:
         self._learn_rule(reply.lease_timeout_s, reply.fence_after_s, reply.stop_grace_s)
         self._next_heartbeat = sent + self._heartbeat_interval()
         self._cancels.extend(reply.cancel)  # the main loop stops them
-        if reply.data_key_version not in (None, self.reply.data_key_version):
+        if reply.data_key_version not in (None, registered.data_key_version):
             # `cnet admin rotate-data-key`: registering again (idempotent) brings the new key.
             logger.info("data key rotated to version %d: registering again", reply.data_key_version)
             self.reply = None  # the main loop registers again
@@ -777,7 +779,8 @@ class Agent:
             logger.exception("cancelling %s failed", handle)
 
     def _save(self) -> None:
-        text = dump_state(self.jobs, self.meta)
+        # A copy: the heartbeat thread writes meta (acked_unix) meanwhile.
+        text = dump_state(self.jobs, dict(self.meta))
         if text != self._saved:
             write_state(self.state_dir, text)
             self._saved = text
