@@ -62,7 +62,10 @@ def parse_expiry(text: str | None, now: datetime, field: str = "expires") -> dat
     t = text.strip()
     m = _DURATION.fullmatch(t)
     if m:
-        at = now + timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
+        seconds = int(m.group(1)) * _UNIT_S[m.group(2)]
+        if seconds > _MAX_LIFETIME.total_seconds():  # before adding: far years overflow
+            raise ValidationError(f"'{text}' is more than ten years away", field=field)
+        at = now + timedelta(seconds=seconds)
     else:
         try:
             at = datetime.fromisoformat(t)
