@@ -1,13 +1,14 @@
 """Control-plane failover: kill the leader replica again and again, under submit load.
 
 Starts three `cnet server` replicas on one fresh PostgreSQL database (the one
-scripts/services.sh runs, CNET_PG_URL) with the demo network, then:
+scripts/services.sh runs, CNET_PG_URL) with the demo network; then each of
+≥ 10 rounds runs, side by side (so both see the same machine load):
 
 1. **Quiet**: submit load (api_submit.py's load generator: N client threads,
    keep-alive connections, one idempotency key per submission) against a
    follower replica while nothing fails; throughput and p99.
-2. **Kills** (≥ 10): the same load against a follower replica; half a second
-   in, the leader is SIGKILLed. Measured for each kill, from the kill:
+2. **Kill**: the same load against a follower replica; half a second in,
+   the leader is SIGKILLed. Measured for each kill, from the kill:
    * to a new leader: the survivor's `leading_since` (it took the lease);
    * to the new leader's first cycle: its `first_cycle_real` (from /healthz:
      reconcile and a scheduling cycle completed in its new epoch);
@@ -229,32 +230,37 @@ def main() -> None:
         )  # fmt: skip
         window = 1.5 * args.leader_lease + 2.0
         per_client = max(50, int(warm["per_s"] * window / args.clients))
+        acknowledged += warm["created"]
+        print(f"each run: {args.clients} clients × {per_client} submissions")
         quiet: list[dict[str, Any]] = []
-        for k in range(3):
+        rounds: list[dict[str, Any]] = []
+        print(
+            f"{'round':>5} {'quiet/s':>7} {'p99 ms':>7} | {'epoch':>5} {'→leader s':>9}"
+            f" {'→cycle s':>8} {'failover/s':>10} {'p99 ms':>7} {'max ms':>7} {'errors':>6}"
+        )
+        for k in range(args.kills):
+            # Side by side: a quiet run, then a run with a kill, under the same machine load.
             clear_backlog(db_url)
+            leader, _ = reps.leader()
+            follower = next(i for i in reps.procs if i != leader)
             q = run_level(
                 reps.url(follower), token, args.clients, per_client, f"quiet{k}", "stdlib",
                 reps.procs[follower].pid,
             )  # fmt: skip
             acknowledged += q["created"]
             quiet.append(q)
-        acknowledged += warm["created"]
-        runs = ", ".join(f"{q['per_s']:.0f}/s p99 {q['p99_ms']:.0f} ms" for q in quiet)
-        print(f"quiet: {per_client} submissions per client per run, 3 runs: {runs}")
-        rounds: list[dict[str, Any]] = []
-        print(f"{'kill':>4} {'epoch':>5} {'→leader s':>9} {'→cycle s':>8} {'subm/s':>7}"
-              f" {'p99 ms':>7} {'max ms':>7} {'errors':>6}")  # fmt: skip
-        for k in range(args.kills):
             r = one_kill(reps, token, args.clients, per_client, f"kill{k}")
             acknowledged += r["load"]["created"]
             rounds.append(r)
             ld = r["load"]
             print(
-                f"{k + 1:>4} {r['epoch']:>5} {r['to_leader_s']:>9.2f} {r['to_first_cycle_s']:>8.2f}"
-                f" {ld['per_s']:>7.0f} {ld['p99_ms']:>7.1f} {ld['max_ms']:>7.0f} {ld['errors']:>6}"
+                f"{k + 1:>5} {q['per_s']:>7.0f} {q['p99_ms']:>7.1f} | {r['epoch']:>5}"
+                f" {r['to_leader_s']:>9.2f} {r['to_first_cycle_s']:>8.2f} {ld['per_s']:>10.0f}"
+                f" {ld['p99_ms']:>7.1f} {ld['max_ms']:>7.0f} {ld['errors'] + q['errors']:>6}"
             )
-            if ld["errors"]:
-                print(f"     first error: {ld['first_error']}")
+            for run in (q, ld):
+                if run["errors"]:
+                    print(f"     first error: {run['first_error']}")
         to_leader = [r["to_leader_s"] for r in rounds]
         to_cycle = [r["to_first_cycle_s"] for r in rounds]
         ratio = statistics.median(to_leader) / args.leader_lease
@@ -271,11 +277,17 @@ def main() -> None:
         q_p99 = statistics.median(q["p99_ms"] for q in quiet)
         f_rate = statistics.median(r["load"]["per_s"] for r in rounds)
         f_p99 = statistics.median(r["load"]["p99_ms"] for r in rounds)
-        errors = sum(r["load"]["errors"] for r in rounds)
+        errors = sum(r["load"]["errors"] for r in rounds) + sum(q["errors"] for q in quiet)
         print(
             f"submits (to a surviving replica): quiet {q_rate:.0f}/s p99 {q_p99:.1f} ms;"
             f" during failovers {f_rate:.0f}/s p99 {f_p99:.1f} ms"
             f" (ratios {f_rate / q_rate:.2f}, p99 {f_p99 / q_p99:.2f}); {errors} errors"
+        )
+        pairs = list(zip(quiet, (r["load"] for r in rounds), strict=True))
+        print(
+            "per round, failover / quiet: throughput median"
+            f" {statistics.median(f['per_s'] / q['per_s'] for q, f in pairs):.2f},"
+            f" p99 median {statistics.median(f['p99_ms'] / q['p99_ms'] for q, f in pairs):.2f}"
         )
     finally:
         reps.stop_all()
