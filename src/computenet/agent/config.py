@@ -11,6 +11,7 @@ from typing import Any
 
 from computenet.backends.registry import parse_pools
 from computenet.errors import ComputeNetError, ValidationError
+from computenet.protocol.failover import parse_urls
 
 logger = logging.getLogger(__name__)
 
@@ -132,12 +133,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if not self.center:
             raise ValidationError("the agent needs its center id", field="center")
-        if not self.server.startswith(("http://", "https://")):
-            raise ValidationError(
-                f"'{self.server}' is not an http(s) URL",
-                field="server",
-                hint="e.g. http://127.0.0.1:8080",
-            )
+        # One URL, or several control-plane replicas "URL1,URL2" (protocol.failover).
+        parse_urls(self.server, field="server")
         if not self.token:
             raise ValidationError(
                 "the agent needs its center token",
