@@ -36,7 +36,7 @@ def agents_killed(
     return c.outcome(ids), f"{done} agent SIGKILLs, 2 s apart, each restarted 1 s later"
 
 
-def server_killed(c: Cluster, *, jobs: int = 20, down_s: float = 1.0) -> tuple[Outcome, str]:
+def server_killed(c: Cluster, *, jobs: int = 30, down_s: float = 1.0) -> tuple[Outcome, str]:
     """(b) SIGKILL the control plane while it dispatches, restart it `down_s` later.
 
     With a 10 s lease timeout the agents fence after 5 s without an acknowledged
