@@ -43,7 +43,7 @@ from tests.fuzz.conftest import FUZZ
 from tests.helpers.pg import fresh_pg_database
 from tests.helpers.processes import log_tail, start_server, stop_process
 
-MAX_EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "60"))
+MAX_EXAMPLES = int(os.environ.get("CNET_FUZZ_EXAMPLES", "40"))
 RANDOM = os.environ.get("CNET_FUZZ_RANDOM", "") == "1"
 CENTER = "shanghai"
 
