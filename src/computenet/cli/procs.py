@@ -61,6 +61,9 @@ def server(
     max_body_bytes: Annotated[
         int, typer.Option(min=1024, help="largest user API request body")
     ] = 1 << 20,
+    ticket_ttl: Annotated[
+        float, typer.Option(help="real seconds a data fetch ticket stays valid after the lease")
+    ] = 300.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
 ) -> None:
     """Run the control plane (REST API, scheduler, dispatcher) in the foreground."""
@@ -80,6 +83,7 @@ def server(
         max_pending_jobs=max_pending,
         submits_per_s=submits_per_s,
         max_body_bytes=max_body_bytes,
+        ticket_ttl_s=ticket_ttl,
     )
     serve(settings, log_level=log_level)
 
@@ -174,6 +178,7 @@ def agent(
         data_url=data_url,
         keep_jobs=keep_jobs,
         backend_options=options,
+        token_file=token_file,  # re-read on a 401: a replaced token needs no restart
     )
     code = run_agent(config)
     if code:

@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-body-bytes", type=int, default=MAX_BODY_BYTES, help="user API request bodies"
     )
+    ap.add_argument(
+        "--ticket-ttl",
+        type=float,
+        default=300.0,
+        help="real seconds a data fetch ticket stays valid after the lease",
+    )
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     try:
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             max_pending_jobs=args.max_pending,
             submits_per_s=args.submits_per_s,
             max_body_bytes=args.max_body_bytes,
+            ticket_ttl_s=args.ticket_ttl,
         )
     except ComputeNetError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)

@@ -92,6 +92,12 @@ class Settings:
     submits_per_s: float = 1000.0
 
     def __post_init__(self) -> None:
+        if not 1.0 <= self.ticket_ttl_s <= 86_400.0:
+            raise ValidationError(
+                "must be between 1 s and a day",
+                field="ticket_ttl_s",
+                hint="a few minutes: long enough to start a transfer (default 300)",
+            )
         for name in ("max_body_bytes", "max_center_body_bytes"):
             if getattr(self, name) < 1024:
                 raise ValidationError("must be at least 1024 bytes", field=name)

@@ -126,3 +126,13 @@ def test_reports_list_only_real_folders_inside_and_no_symlinked_html(
     listed = net.client.get("/api/v1/sim/reports", headers=net.user()).json()
     assert [x["id"] for x in listed] == ["ok"]
     assert net.client.get("/api/v1/sim/reports/ok/html", headers=net.user()).status_code == 404
+
+
+@pytest.mark.parametrize("ttl", [0.0, -5.0, 86_401.0, float("nan")])
+def test_a_ticket_lifetime_outside_a_second_to_a_day_is_refused(ttl: float) -> None:
+    from computenet.errors import ValidationError
+    from computenet.server import Settings
+
+    with pytest.raises(ValidationError) as err:
+        Settings(ticket_ttl_s=ttl, run_loop=False)
+    assert err.value.field == "ticket_ttl_s"
