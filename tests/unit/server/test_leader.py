@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_a_replica_that_stops_hands_the_lease_on_at_once(net: Net, other: Contro
 
 
 def test_a_new_term_starts_the_cycle_memory_afresh(net: Net, other: ControlPlane) -> None:
-    other.request_cache["j-old"] = (None, None, ())
+    other.request_cache["j-old"] = cast(Any, (None, None, ()))
     other.unplaced.add(("j-old", ""))
     other.last_cycle_key = "stale"
     net.plane.leadership.release()
