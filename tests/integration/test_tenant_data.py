@@ -152,7 +152,7 @@ def test_a_center_token_is_replaced_and_the_old_one_revoked_without_stopping_the
         agent = net.start_agent("west", "--token-file", str(token_file))
         log = tmp_path / "agent-west.log"
         # The old agent's last heartbeat still counts as online: wait for the new one itself.
-        until("west registered again", lambda: log.read_text().count("registered (") == 2, net)
+        until("west registered again", lambda: log.read_text().count("registered (") >= 2, net)
         headers = {"Authorization": f"Bearer {net.admin}"}
         tokens = httpx.get(f"{net.url}/api/v1/admin/tokens", headers=headers, timeout=10).json()
         (old,) = [t for t in tokens if t["center"] == "west"]
