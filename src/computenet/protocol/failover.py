@@ -158,7 +158,8 @@ class FailoverTransport(httpx.BaseTransport):
                 return
             self._current = (i + 1) % len(self.urls)
             if len(self.urls) > 1:
-                log.warning(
+                # INFO: a replica down is routine (the agent logs it; the CLI stays quiet).
+                log.info(
                     "control plane %s failed (%s); now trying %s",
                     str(self.urls[i]).rstrip("/"),
                     why if isinstance(why, str) else type(why).__name__,

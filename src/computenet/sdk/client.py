@@ -198,8 +198,9 @@ class Client:
                     hint="check that it is running and not overloaded",
                 ) from exc
             except httpx.TransportError as exc:
+                where = asked if len(self.urls) == 1 else "any of " + ", ".join(self.urls)
                 raise ComputeNetError(
-                    f"cannot reach the server at {asked} ({type(exc).__name__})",
+                    f"cannot reach the server at {where} ({type(exc).__name__})",
                     field="url",
                     hint="start one with `cnet up demo`, or pass --url / set CNET_URL",
                 ) from exc
