@@ -39,7 +39,12 @@ class TickReport:
 
 
 class ControlPlane:
-    """Shared state of one server: settings, database, network clock, path table, loop thread."""
+    """Shared state of one server: settings, database, network clock, path table, loop thread.
+
+    One of possibly several replicas on one database: every replica serves the
+    API, and only the one holding the leader lease (`leadership`, see
+    `server.leader`) runs the loop — `tick()` does nothing on the others.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
