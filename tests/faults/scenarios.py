@@ -72,21 +72,21 @@ def partition(c: Cluster, mode: str, *, jobs: int = 8) -> tuple[Outcome, str]:
 
 def slow_link(c: Cluster, *, jobs: int = 8, delay_s: float = 0.1) -> tuple[Outcome, str]:
     """(c) A slow link (each chunk held `delay_s`) between one agent and the control plane."""
+    c.lease_timeout = 8.0  # fence at 4 s: room for slow calls on a loaded machine
     c.start(proxied=("east",))
     proxy = c.proxies["east"]
     ids = c.submit(jobs, run_s=3.0)
     c.until("jobs running at east", lambda: c.running_at(ids).get("east"), timeout=60)
     proxy.set_mode("delay", delay_s=delay_s)
-    time.sleep(c.lease_timeout * 1.5)
+    time.sleep(6.0)
     proxy.set_mode("pass")
     c.wait_final(ids)
-    return c.outcome(
-        ids
-    ), f"east's link delayed {delay_s:g} s per chunk for {c.lease_timeout * 1.5:g} s"
+    return c.outcome(ids), f"east's link delayed {delay_s:g} s per chunk for 6 s (T = 8 s)"
 
 
 def brief_outage(c: Cluster, *, jobs: int = 8) -> tuple[Outcome, str]:
     """A control-plane outage shorter than the fence (T/2): no running job may be stopped."""
+    c.lease_timeout = 8.0  # fence at 4 s
     c.start(proxied=c.centers)
     ids = c.submit(jobs, run_s=6.0)
     c.until("all jobs running", lambda: sum(len(v) for v in c.running_at(ids).values()) == jobs)
@@ -225,6 +225,7 @@ def slurmctld_restarted(c: Cluster, conf: str, *, jobs: int = 4) -> tuple[Outcom
     for k, v in opts.items():
         args += ["--backend-opt", f"{k}={v}"]
     c.agent_args[c.centers[0]] = args
+    c.lease_timeout = 8.0  # fence at 4 s; slurmctld is away a few seconds
     c.start()
     ids = c.submit(jobs, run_s=8.0)
     c.until(
