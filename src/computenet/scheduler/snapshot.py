@@ -95,15 +95,8 @@ def build_snapshot(
     """
     idx = network_index(network)
     free = np.repeat(idx.pool_total[:, None].astype(np.int64), HORIZON_SLOTS, axis=1)
-    hour0 = now.astimezone(CST).replace(minute=0, second=0, microsecond=0)
     for r in reservations:
-        p = idx.pool_of.get((r.center, r.chip))
-        if p is None:
-            continue
-        s0 = _slot_of(now, hour0, r.start)
-        s1 = _slot_of(now, hour0, r.end, end=True)
-        if s1 > s0:
-            free[p, max(s0, 0) : min(s1, HORIZON_SLOTS)] -= r.count
+        hold(free, idx, now, r)
     if reported_free:
         for (center, chip), n in reported_free.items():
             p = idx.pool_of.get((center, chip))
@@ -117,6 +110,22 @@ def build_snapshot(
     return Snapshot(
         network=network, now=now, index=idx, free=free, online=up, datasets=dict(datasets or {})
     )
+
+
+def hold(free: np.ndarray, idx: NetworkIndex, now: datetime, r: Reservation, sign: int = 1) -> None:
+    """Take `r`'s chips out of the calendar `free` (in place); `sign=-1` gives them back.
+
+    The one rule for which slots a reservation covers, used by `build_snapshot`
+    and by re-planning (`computenet.scheduler.replan`).
+    """
+    p = idx.pool_of.get((r.center, r.chip))
+    if p is None:
+        return
+    hour0 = now.astimezone(CST).replace(minute=0, second=0, microsecond=0)
+    s0 = _slot_of(now, hour0, r.start)
+    s1 = _slot_of(now, hour0, r.end, end=True)
+    if s1 > s0:
+        free[p, max(s0, 0) : min(s1, HORIZON_SLOTS)] -= sign * r.count
 
 
 def _slot_of(now: datetime, hour0: datetime, t: datetime, end: bool = False) -> int:

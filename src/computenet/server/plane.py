@@ -77,6 +77,7 @@ class ControlPlane:
         self.last_cycle_key: object = None
         self.last_full_cycle: float = float("-inf")
         self.unplaced: set[tuple[str, str]] = set()
+        self.replan_key: object = None  # inputs of the last re-planning look (server.scheduling)
         # The leader lease (see server.leader): only the leader reconciles and schedules.
         self.leadership = Leadership(
             self.db, lease_s=settings.leader_lease_s, real=settings.real_time
@@ -140,6 +141,7 @@ class ControlPlane:
         self.unplaced.clear()
         self.last_cycle_key = None
         self.last_full_cycle = float("-inf")
+        self.replan_key = None
 
     def leader_status(self) -> dict[str, object]:
         """For /healthz: whether this replica leads now, its epoch, since when, first cycle.

@@ -26,6 +26,7 @@ from computenet.scheduler import (
     job_request,
     schedule_cycle,
 )
+from computenet.scheduler.replan import MIN_EARLIER, Planned, replan
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
 from computenet.store.schema import JobRow
@@ -37,15 +38,40 @@ log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-run the scheduler this often (real seconds).
 FULL_PASS_S = 30.0
+# At most this many SCHEDULED jobs are considered for re-planning per cycle.
+REPLAN_BATCH = 64
 
 
-def snapshot(plane: ControlPlane, s: Session, now: datetime) -> Snapshot:
-    """The cycle's immutable input: reservations, online centers, reported free chips, datasets."""
+def held(j: JobRow, now: datetime) -> Reservation | None:
+    """The chips an active job holds in the calendar, and until when.
+
+    Jobs that ended hold nothing (they are not active). A SCHEDULED job holds
+    its plan. A job that started (STAGING, RUNNING) holds its chips until its
+    planned finish, or its actual start plus its planned run when it started
+    late, and never less than `OVERRUN_HOLD` past now: an overrunning job
+    keeps its chips.
+    """
+    if not (j.center and j.chip and j.planned_start is not None):
+        return None
+    end = j.planned_finish or now
+    began = j.started_at or j.staging_at
+    if j.state != JobState.SCHEDULED.value and began is not None and j.placement:
+        end = max(end, began + timedelta(seconds=float(j.placement.get("run_s", 0.0))))
+    return Reservation(j.center, j.chip, j.chips, j.planned_start, max(end, now + OVERRUN_HOLD))
+
+
+def snapshot(
+    plane: ControlPlane, s: Session, now: datetime, leave_out: frozenset[str] = frozenset()
+) -> Snapshot:
+    """The cycle's immutable input: reservations, online centers, reported free chips, datasets.
+
+    Jobs in `leave_out` hold nothing in it (re-planning adds their plans back itself).
+    """
     reservations = []
     for j in job_store.active_jobs(s):
-        if j.center and j.chip and j.planned_start is not None:
-            end = max(j.planned_finish or now, now + OVERRUN_HOLD)
-            reservations.append(Reservation(j.center, j.chip, j.chips, j.planned_start, end))
+        r = held(j, now) if j.id not in leave_out else None
+        if r is not None:
+            reservations.append(r)
     real = plane.clock.real()
     rows = {r.id: r for r in list_centers(s)}
     online = {c.id: plane.is_online(rows.get(c.id), real) for c in plane.network.centers}
@@ -207,6 +233,10 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     """
     now = plane.clock.now()
     real = plane.clock.real()
+    if replan_scheduled(plane, now):
+        # Plans moved: the calendar changed, so the pending jobs are looked at afresh.
+        plane.last_cycle_key = None
+        plane.unplaced.clear()
     with plane.db.read() as s:
         keys = job_store.pending_keys(s)
         if not keys:
@@ -292,6 +322,75 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             len(keys),
         )
     return placed, len(keys) - placed
+
+
+def replan_scheduled(plane: ControlPlane, now: datetime) -> int:
+    """Move SCHEDULED, unleased jobs to earlier or cheaper plans; returns how many moved.
+
+    Chips freed early (a job that ended, failed or was cancelled before its
+    planned finish) may let a job planned after them start sooner. The rule
+    and its hysteresis are `computenet.scheduler.replan`'s. Only jobs due at
+    least `MIN_EARLIER` from now are looked at, at most `REPLAN_BATCH` a
+    cycle, and only when the calendar or the set of such jobs changed since
+    the last look. The write is a compare-and-set per job: a job leased (or
+    cancelled) meanwhile keeps its lease and is not moved.
+    """
+    with plane.db.read() as s:
+        rows = job_store.scheduled_ahead(s, now + MIN_EARLIER, REPLAN_BATCH)
+        if not rows:
+            plane.replan_key = None
+            return 0
+        snap = snapshot(plane, s, now, leave_out=frozenset(r.id for r in rows))
+        key = (
+            _snapshot_key(snap),
+            tuple((r.id, r.center, r.planned_start, r.planned_finish) for r in rows),
+        )
+        if key == plane.replan_key:
+            return 0
+        by_tenant = tenant_datasets(s, snap)
+        planned: list[Planned] = []
+        for r in rows:
+            res = held(r, now)
+            if res is None or r.estimated_cny is None:
+                continue
+            try:
+                spec = JobSpec.model_validate(r.spec)
+                req = request_of(plane, r, spec, by_tenant.get(r.tenant_id, {}))
+            except Exception as exc:  # a plan that no longer reads stays as it is
+                log.warning("job %s cannot be re-planned: %r", r.id, exc)
+                continue
+            planned.append(Planned(req, res, r.estimated_cny))
+        old = {r.id: (r.center or "", r.planned_start) for r in rows}
+    plane.replan_key = key
+    moves = replan(snap, planned, plane.settings.profile)
+    if not moves:
+        return 0
+    moved = 0
+    with plane.db.write() as s:
+        plane.fence(s)  # a deposed leader moves nothing (server.leader)
+        for m in moves:
+            p = m.placement
+            center, start = old[m.job_id]
+            if start is None:
+                continue
+            values = {
+                "placement": p.model_dump(mode="json"),
+                "reasons": list(m.reasons),
+                "center": p.center,
+                "chip": p.chip,
+                "chips": p.count,
+                "planned_start": p.planned_start,
+                "planned_finish": p.finish,
+                "estimated_cny": p.total_cny,
+            }
+            where = f" at {p.center}" if p.center != center else ""
+            msg = f"{m.reasons[0]}{where}"
+            if job_store.replan(s, m.job_id, center, start, values, now, msg):
+                moved += 1
+    if moved:
+        plane.replan_key = None
+        log.info("re-planned %d scheduled job(s) to earlier or cheaper starts", moved)
+    return moved
 
 
 def _one_line(exc: Exception) -> str:

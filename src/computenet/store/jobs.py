@@ -481,6 +481,57 @@ def try_lease(s: Session, job_id: str, center: str, real_now: float) -> bool:
     return bool(getattr(res, "rowcount", 0) == 1)
 
 
+def replan(
+    s: Session,
+    job_id: str,
+    old_center: str,
+    old_start: datetime,
+    values: dict[str, Any],
+    at: datetime,
+    message: str,
+) -> bool:
+    """Move an unleased SCHEDULED job to a new plan (compare-and-set), logging `message`.
+
+    The update holds only while the job is still SCHEDULED, unleased, not
+    being cancelled and on the plan the caller read (`old_center`,
+    `old_start`); so a lease taken meanwhile (`try_lease`, which sets the
+    lease holder) and a re-plan cannot both win. Returns whether it moved.
+    """
+    res = s.execute(
+        update(JobRow)
+        .where(
+            JobRow.id == job_id,
+            JobRow.state == JobState.SCHEDULED.value,
+            JobRow.lease_center.is_(None),
+            JobRow.cancel_requested.is_(False),
+            JobRow.center == old_center,
+            JobRow.planned_start == old_start,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(res, "rowcount", 0) != 1:
+        return False
+    add_event(s, job_id, at, message, center=values.get("center"))
+    return True
+
+
+def scheduled_ahead(s: Session, after: datetime, limit: int) -> list[JobRow]:
+    """SCHEDULED, unleased, not-cancelled jobs planned to start after `after`, soonest first."""
+    q = (
+        select(JobRow)
+        .where(
+            JobRow.state == JobState.SCHEDULED.value,
+            JobRow.lease_center.is_(None),
+            JobRow.cancel_requested.is_(False),
+            JobRow.planned_start > after,
+        )
+        .order_by(JobRow.priority.desc(), JobRow.planned_start, JobRow.id)
+        .limit(limit)
+    )
+    return list(s.scalars(q))
+
+
 def renew_leases(s: Session, center: str, job_ids: Sequence[str], real_now: float) -> int:
     """Renew the leases `center` holds on `job_ids` (a heartbeat listed them); returns how many.
 
