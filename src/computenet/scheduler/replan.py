@@ -39,6 +39,8 @@ from computenet.scheduler.snapshot import JobRequest, Reservation, Snapshot, hol
 # The hysteresis: how much earlier, or how much cheaper (a fraction), a new plan must be.
 MIN_EARLIER = timedelta(minutes=15)
 MIN_SAVING = Decimal("0.02")
+# At most this many planned jobs are looked at per cycle (server and simulator alike).
+REPLAN_BATCH = 64
 _MIN_SAVING_CNY = Decimal("0.01")
 
 

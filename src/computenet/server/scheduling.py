@@ -26,7 +26,7 @@ from computenet.scheduler import (
     job_request,
     schedule_cycle,
 )
-from computenet.scheduler.replan import MIN_EARLIER, Planned, replan
+from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
 from computenet.store.schema import JobRow
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-run the scheduler this often (real seconds).
 FULL_PASS_S = 30.0
-# At most this many SCHEDULED jobs are considered for re-planning per cycle.
-REPLAN_BATCH = 64
 
 
 def held(j: JobRow, now: datetime) -> Reservation | None:

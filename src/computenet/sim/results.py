@@ -53,6 +53,8 @@ class SimConfig:
     still counts as a miss). `prefetch`: agents stage inputs as soon as a job is leased,
     not at its planned start. `max_pending_days`: a job no policy could place for this
     long is withdrawn by its user (CANCELLED); None keeps it until the run ends.
+    `replan`: each cycle moves jobs placed but not started to earlier or cheaper
+    plans, as the server does (`computenet.scheduler.replan`), within their pool.
     """
 
     epoch: datetime = DEFAULT_EPOCH
@@ -67,6 +69,7 @@ class SimConfig:
     resubmit_late: bool = True
     prefetch: bool = True
     max_pending_days: float | None = 7.0
+    replan: bool = False
 
 
 @dataclass

@@ -23,10 +23,11 @@ import numpy as np
 
 from computenet.metering import charge
 from computenet.model import JobState, check_transition
-from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Snapshot
+from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Reservation, Snapshot
 from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
-from computenet.scheduler.plugins import Profile
+from computenet.scheduler.plugins import PROFILES, Profile
+from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.sim.calendar import CapacityCalendar
 from computenet.sim.engine import (
     PRIO_ARRIVAL,
@@ -122,6 +123,7 @@ class Simulation:
         self.cycles = 0
         self.placements = 0
         self.overcommits = 0
+        self.replans = 0
         self._center_of = {c.id: i for i, c in enumerate(self.centers)}
         self._links_version = -1
         self._price: dict[tuple[str, str], Decimal] = {}
@@ -294,6 +296,8 @@ class Simulation:
         if self._cycle_at != t:
             return
         self._cycle_at = None
+        if self.cfg.replan:
+            self._replan()
         if not self.pending:
             return
         now = self.env.now
@@ -316,6 +320,52 @@ class Simulation:
             self._want_cycle(
                 at=max(math.floor(now / 3600.0) * 3600.0 + 3600.0, now + self.cfg.cycle_s)
             )
+
+    def _replan(self) -> None:
+        """Move placed, not yet started jobs to earlier or cheaper plans (as the server does).
+
+        Only for the production scheduler's profiles; a job moves only within
+        its pool (its inputs may already be on their way there).
+        """
+        profile = getattr(self.policy, "profile", None)
+        if profile not in PROFILES:
+            return
+        now = self.env.now
+        ahead = now + MIN_EARLIER.total_seconds()
+        cands = [
+            i
+            for i, a in self.active.items()
+            if a.state == JobState.SCHEDULED and math.isnan(a.hold_s) and a.start_s > ahead
+        ]
+        if not cands:
+            return
+        cands.sort(key=lambda i: (-self.req[i].priority, self.active[i].start_s, i))
+        cands = cands[:REPLAN_BATCH]
+        planned = []
+        for i in cands:
+            a = self.active[i]
+            self.cal.release(i)
+            chip = self.idx.pool_chip[a.pool]
+            center = self.centers[a.center].id
+            req = replace(self.req[i], pin_center=center, types=(chip,))
+            held = Reservation(
+                center, chip, a.count, self.env.datetime(a.start_s), self.env.datetime(a.finish_s)
+            )
+            planned.append(Planned(req, held, Decimal(int(self.rec.planned_fen[i])) / 100))
+        snap = self.cal.snapshot(
+            now, online=self.online, datasets={}, reported_free=self.total - self.held
+        )
+        moves = {m.job_id: m.placement for m in replan(snap, planned, str(profile))}
+        for i, p in zip(cands, planned, strict=True):
+            a = self.active[i]
+            pl = moves.get(p.request.id)
+            if pl is not None:
+                a.start_s = max(self.env.seconds(pl.planned_start), now)
+                a.finish_s = max(self.env.seconds(pl.finish), a.start_s)
+                self.rec.planned_fen[i] = int(pl.total_cny * 100)
+                self.replans += 1
+                self.env.at(a.start_s, PRIO_START, self._start, (i, a.attempt))
+            self.cal.reserve(i, a.pool, a.count, a.start_s, a.finish_s)
 
     def _batch(self) -> list[int]:
         """The pending jobs this cycle looks at: the scheduler's order, at most `max_batch`."""
@@ -382,6 +432,8 @@ class Simulation:
         a = self.active.get(i)
         if a is None or a.attempt != attempt or a.state == JobState.RUNNING or a.queued:
             return
+        if not math.isnan(a.hold_s):
+            return  # re-planned earlier: it already started at its new start
         if self.held[a.pool] + a.count <= self.total[a.pool]:
             self._hold(i, a)
         else:
