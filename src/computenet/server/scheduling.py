@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from computenet.errors import ValidationError
 from computenet.model import Dataset, JobSpec, JobState, Placement
+from computenet.model.center import CST
 from computenet.scheduler import (
     OVERRUN_HOLD,
     REJECTED,
@@ -329,22 +330,29 @@ def replan_scheduled(plane: ControlPlane, now: datetime) -> int:
     planned finish) may let a job planned after them start sooner. The rule
     and its hysteresis are `computenet.scheduler.replan`'s. Only jobs due at
     least `MIN_EARLIER` from now are looked at, at most `REPLAN_BATCH` a
-    cycle, and only when the calendar or the set of such jobs changed since
-    the last look. The write is a compare-and-set per job: a job leased (or
-    cancelled) meanwhile keeps its lease and is not moved.
+    cycle, and only when something that could open a better plan happened
+    since the last look: a job event (every placement, lease, end and re-plan
+    writes one), a center going on- or offline or reporting other free chips,
+    or the network hour turning. The write is a compare-and-set per job: a
+    job leased (or cancelled) meanwhile keeps its lease and is not moved.
     """
+    real = plane.clock.real()
     with plane.db.read() as s:
-        rows = job_store.scheduled_ahead(s, now + MIN_EARLIER, REPLAN_BATCH)
-        if not rows:
-            plane.replan_key = None
-            return 0
-        snap = snapshot(plane, s, now, leave_out=frozenset(r.id for r in rows))
         key = (
-            _snapshot_key(snap),
-            tuple((r.id, r.center, r.planned_start, r.planned_finish) for r in rows),
+            job_store.last_event_id(s),
+            now.astimezone(CST).replace(minute=0, second=0, microsecond=0),
+            tuple(
+                (c.id, plane.is_online(c, real), repr(c.capacity))
+                for c in sorted(list_centers(s), key=lambda c: c.id)
+            ),
         )
         if key == plane.replan_key:
             return 0
+        plane.replan_key = key
+        rows = job_store.scheduled_ahead(s, now + MIN_EARLIER, REPLAN_BATCH)
+        if not rows:
+            return 0
+        snap = snapshot(plane, s, now, leave_out=frozenset(r.id for r in rows))
         by_tenant = tenant_datasets(s, snap)
         planned: list[Planned] = []
         for r in rows:
@@ -359,7 +367,6 @@ def replan_scheduled(plane: ControlPlane, now: datetime) -> int:
                 continue
             planned.append(Planned(req, res, r.estimated_cny))
         old = {r.id: (r.center or "", r.planned_start) for r in rows}
-    plane.replan_key = key
     moves = replan(snap, planned, plane.settings.profile)
     if not moves:
         return 0

@@ -433,6 +433,11 @@ def add_event(
     )
 
 
+def last_event_id(s: Session) -> int:
+    """The id of the newest job event (0 if none): it changes with every state change."""
+    return int(s.scalar(select(func.max(JobEventRow.id))) or 0)
+
+
 def events(s: Session, job_id: str) -> list[JobEventRow]:
     """The job's timeline, oldest first."""
     return list(
