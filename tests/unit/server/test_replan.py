@@ -124,3 +124,21 @@ def test_a_leased_job_is_never_re_planned(net: Net) -> None:
     job = net.job(victim)
     assert _start(job) == start
     assert not any(e["message"].startswith("re-planned") for e in job["events"])
+
+
+def test_a_job_that_started_late_holds_its_chips_for_its_whole_planned_run(net: Net) -> None:
+    net.register("chongqing")
+    full = dict(LONG, chips={"count": 8, "types": ["CPU-node"]})
+    first = net.submit(full).json()["id"]
+    net.tick()
+    planned_finish = datetime.fromisoformat(net.job(first)["placement"]["finish"])
+    net.time.advance(6)  # an hour of network time passes before it starts
+    net.heartbeat("chongqing")
+    started = net.plane.clock.now()
+    _run(net, [first])
+    second = net.submit(full).json()["id"]
+    net.tick()
+    job = net.job(second)
+    assert job["state"] == "PENDING" or _start(job) >= started + (
+        planned_finish - _start(net.job(first))
+    )
