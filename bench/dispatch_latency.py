@@ -12,7 +12,7 @@ side, alternating job by job:
   the first poll that sees the job past PENDING;
 - **network**: ``POST /api/v1/jobs``; the job's timeline comes from the
   server's job events (network time = real time here): ``submitted`` (PENDING)
-  → SCHEDULED (the scheduling cycle) → ``leased by`` (the agent's lease poll)
+  → SCHEDULED (the scheduling cycle) → ``leased by`` (the agent's lease call)
   → RUNNING. RUNNING is the agent's first backend poll that sees the job past
   PENDING — the same test as the direct side, read from a trace the agent
   writes (below). The RUNNING event's own time is not used for the headline:
@@ -39,6 +39,11 @@ and submit → the agent's poll that sees it running. The last table gives the
 server's timeline (RUNNING event) and what a user sees: REST submit → the
 first client poll (every ``--client-poll`` s) that shows RUNNING or later,
 which adds the agent's status report.
+
+``--lease-modes wait,poll`` runs every backend twice in one run, alternating
+nothing but the agent: ``wait`` (its long-poll lease, ``--lease-wait``; the
+default) and ``poll`` (``--lease-wait 0``: a lease call every 0.5 s, as agents
+did before the long poll), so before and after compare under the same load.
 
 Backends whose service is not running (Slurm, Ray: ``var/services/env.sh``
 from ``scripts/services.sh``, or ``SLURM_CONF`` / ``RAY_ADDRESS``) are reported
@@ -456,12 +461,18 @@ def wait_online(http: httpx.Client, agent: subprocess.Popen[bytes], log: Path) -
     raise TimeoutError(f"agent did not come online:\n{log_tail(log)}")
 
 
-def run_backend(kind: str, env: dict[str, str], args: argparse.Namespace) -> BackendResult:
-    """Server + agent + direct backend object for `kind`; `args.jobs` jobs each way."""
+def run_backend(
+    kind: str, env: dict[str, str], args: argparse.Namespace, lease_wait: float, label: str
+) -> BackendResult:
+    """Server + agent + direct backend object for `kind`; `args.jobs` jobs each way.
+
+    `lease_wait` is the agent's ``--lease-wait`` (0: it polls for leases every
+    0.5 s, as agents did before the long poll); the result is named `label`.
+    """
     from computenet.backends.registry import make_backend
     from computenet.sdk import Client
 
-    result = BackendResult(kind)
+    result = BackendResult(label)
     problem = service_problem(kind, env)
     if problem is not None:
         result.status = SKIPPED
@@ -495,6 +506,7 @@ def run_backend(kind: str, env: dict[str, str], args: argparse.Namespace) -> Bac
             sys.executable, str(Path(__file__).resolve()), "_agent", str(trace), "--",
             "--center", CENTER, "--server", url, "--token", center_token,
             "--backend", kind, "--network", str(net_file), "--state-dir", str(tmp / "agent"),
+            "--lease-wait", str(lease_wait),
         ]  # fmt: skip
         for k, v in opts.items():
             cmd += ["--backend-opt", f"{k}={v}"]
@@ -573,12 +585,12 @@ def print_report(results: list[BackendResult], jobs: int) -> None:
     print("  direct:  Backend.submit → the first poll that sees it running")
     print("  overhead: median − direct median, with a bootstrap 95 % interval")
     print(
-        f"{'backend':<8} {'n':>3} {'median':>7} {'p95':>7} {'direct med':>10} {'direct p95':>10}"
+        f"{'backend':<11} {'n':>3} {'median':>7} {'p95':>7} {'direct med':>10} {'direct p95':>10}"
         f" {'overhead':>8} {'95% interval':>13} {'ovh %':>6} {'net/direct':>10} {'p95/med':>7}"
     )
     for r in results:
         if r not in ok:
-            print(f"{r.kind:<8} {r.status}")
+            print(f"{r.kind:<11} {r.status}")
             continue
         net = [n.seen - n.submitted for n in r.network if n.seen is not None]
         dl = [d.observed for d in r.direct]
@@ -586,7 +598,7 @@ def print_report(results: list[BackendResult], jobs: int) -> None:
         lo, hi = median_diff_ci(net, dl)
         ratio = median(net) / median(dl) if median(dl) > 0 else math.inf
         print(
-            f"{r.kind:<8} {len(net):>3} {fmt(median(net), 7)} {fmt(p95(net), 7)}"
+            f"{r.kind:<11} {len(net):>3} {fmt(median(net), 7)} {fmt(p95(net), 7)}"
             f" {fmt(median(dl), 10)} {fmt(p95(dl), 10)} {fmt(over)}  {lo:5.2f}…{hi:5.2f}"
             f" {fmt(100 * over / median(net), 5, 0)}% {fmt(ratio, 9, 1)}x"
             f" {fmt(p95(net) / median(net), 7, 2)}"
@@ -596,7 +608,7 @@ def print_report(results: list[BackendResult], jobs: int) -> None:
     print()
     print("Where the network's time goes: mean s per job (the parts add up to the mean)")
     print(
-        f"{'backend':<8} {'cycle':>6} {'lease':>6} {'stage':>6} {'checks':>6} {'submit':>6}"
+        f"{'backend':<11} {'cycle':>6} {'lease':>6} {'stage':>6} {'checks':>6} {'submit':>6}"
         f" {'→seen':>6} {'= mean':>6} | {'direct':>6} {'ovh':>6} | {'report':>6}"
     )
     for r in ok:
@@ -619,7 +631,7 @@ def print_report(results: list[BackendResult], jobs: int) -> None:
         dmean = mean([d.observed for d in r.direct])
         report = mean([n.visible - w for n, _, _, _, w in rows])
         print(
-            f"{r.kind:<8} " + " ".join(fmt(p, 6) for p in parts) + f" {fmt(total, 6)} |"
+            f"{r.kind:<11} " + " ".join(fmt(p, 6) for p in parts) + f" {fmt(total, 6)} |"
             f" {fmt(dmean, 6)} {fmt(total - dmean, 6)} | {fmt(report, 6)}"
         )
     print(
@@ -633,7 +645,7 @@ def print_report(results: list[BackendResult], jobs: int) -> None:
     print()
     print("The server's timeline and the user's view (medians / p95, s)")
     print(
-        f"{'backend':<8} {'event med':>9} {'event p95':>9} {'direct stamp':>12}"
+        f"{'backend':<11} {'event med':>9} {'event p95':>9} {'direct stamp':>12}"
         f" {'stamp−seen':>10} {'visible med':>11} {'visible p95':>11}"
     )
     for r in ok:
@@ -642,7 +654,7 @@ def print_report(results: list[BackendResult], jobs: int) -> None:
         lag = [d.stamp - d.seen for d in r.direct if d.stamp is not None]
         vis = [n.observed for n in r.network]
         print(
-            f"{r.kind:<8} {fmt(median(ev), 9)} {fmt(p95(ev), 9)} {fmt(median(stamp), 12)}"
+            f"{r.kind:<11} {fmt(median(ev), 9)} {fmt(p95(ev), 9)} {fmt(median(stamp), 12)}"
             f" {fmt(median(lag), 10)} {fmt(median(vis), 11)} {fmt(p95(vis), 11)}"
         )
     print(
@@ -698,6 +710,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap", type=float, default=0.3, help="random gap between jobs, up to s")
     ap.add_argument("--timeout", type=float, default=90.0, help="per job, s")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument(
+        "--lease-modes",
+        default="wait",
+        help="comma list: wait (the agent's long-poll lease, default) and/or poll (the agent"
+        " polls every 0.5 s, as before the long poll); 'wait,poll' runs both per backend",
+    )
+    ap.add_argument("--lease-wait", type=float, default=5.0, help="the agent's --lease-wait, s")
     ap.add_argument("--json", type=Path, help="also write the raw samples here")
     ap.add_argument("--keep-tmp", action="store_true", help="keep logs and traces")
     ap.add_argument("--from-json", type=Path, help="only print the report of a --json file")
@@ -716,11 +735,25 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"settings: cycle {args.cycle_interval}s, heartbeat {args.heartbeat_interval}s, "
         f"{args.chips}× {CHIP}, command {args.command!r}, direct poll {args.direct_poll}s, "
-        f"client poll {args.client_poll}s, gap ≤{args.gap}s",
+        f"client poll {args.client_poll}s, gap ≤{args.gap}s, lease modes {args.lease_modes}"
+        f" (agent --lease-wait {args.lease_wait}s in 'wait')",
         flush=True,
     )
+    modes = [m.strip() for m in args.lease_modes.split(",") if m.strip()]
+    if not modes or any(m not in ("wait", "poll") for m in modes):
+        ap.error("--lease-modes: a comma list of 'wait' and 'poll'")
     env = services_env()
-    results = [run_backend(k, env, args) for k in kinds]
+    results = [
+        run_backend(
+            k,
+            env,
+            args,
+            lease_wait=args.lease_wait if m == "wait" else 0.0,
+            label=k if len(modes) == 1 else f"{k}/{m}",
+        )
+        for k in kinds
+        for m in modes
+    ]
     print(f"\nuptime (end): {uptime()}")
     print("wall: " + ", ".join(f"{r.kind} {r.wall_s:.0f}s" for r in results))
     print_report(results, args.jobs)

@@ -71,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an option for the backend (repeatable), e.g. partition=gpu",
     )
+    p.add_argument(
+        "--lease-wait",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="long poll: wait up to S s at the control plane for a job (0: poll instead)",
+    )
     p.add_argument("--log-level", default=os.environ.get("CNET_LOG_LEVEL", "INFO"))
     return p
 
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_jobs=args.keep_jobs,
             backend_options=options,
             token_file=args.token_file or None,
+            lease_wait_s=max(0.0, args.lease_wait),
         )
     except ComputeNetError as exc:
         print(exc.one_line(), file=sys.stderr)

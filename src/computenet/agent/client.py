@@ -38,6 +38,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
+from computenet.protocol.center import MAX_LEASE_WAIT_S
 from computenet.protocol.failover import (
     DEFAULT_CONNECT_TIMEOUT_S,
     FailoverTransport,
@@ -107,15 +108,16 @@ class CenterClient:
         """The control plane replica calls go to now."""
         return self._failover.current_url if self._failover is not None else self.urls[0]
 
-    def _call_timeout(self) -> httpx.Timeout:
-        """This call's timeout: the client's, cut to the deadline if sooner."""
+    def _call_timeout(self, hold_s: float = 0.0) -> httpx.Timeout:
+        """This call's timeout: the client's (plus `hold_s` the server may hold it), cut to the
+        deadline if sooner."""
         at = self.deadline() if self.deadline is not None else None
         if at is None:
-            return client_timeout(self._timeout_s, self._connect_timeout_s)
+            return client_timeout(self._timeout_s + hold_s, self._connect_timeout_s)
         left = at - time.monotonic()
         if left <= 0:
             raise ServerUnavailable("no time left before the agent's fence deadline")
-        return client_timeout(min(self._timeout_s, left), self._connect_timeout_s)
+        return client_timeout(min(self._timeout_s + hold_s, left), self._connect_timeout_s)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -143,10 +145,16 @@ class CenterClient:
         req = HeartbeatRequest(center_id=self.center_id, capacity=capacity, running=running)
         return HeartbeatReply.model_validate(self._post("/center/v1/heartbeat", req))
 
-    def lease(self, max_jobs: int) -> LeaseReply:
-        """POST /center/v1/lease."""
-        req = LeaseRequest(center_id=self.center_id, max_jobs=max(1, min(max_jobs, 256)))
-        return LeaseReply.model_validate(self._post("/center/v1/lease", req))
+    def lease(self, max_jobs: int, wait_s: float = 0.0) -> LeaseReply:
+        """POST /center/v1/lease; with `wait_s` the control plane may hold it that long (long poll).
+
+        An older control plane ignores `wait_s` and answers at once.
+        """
+        wait_s = max(0.0, min(wait_s, MAX_LEASE_WAIT_S))
+        req = LeaseRequest(
+            center_id=self.center_id, max_jobs=max(1, min(max_jobs, 256)), wait_s=wait_s
+        )
+        return LeaseReply.model_validate(self._post("/center/v1/lease", req, hold_s=wait_s))
 
     def status(self, job_id: str, report: StatusReport) -> None:
         """POST /center/v1/jobs/{id}/status."""
@@ -173,11 +181,14 @@ class CenterClient:
         _raise_for(resp)
         return resp.json()
 
-    def _post(self, path: str, body: BaseModel) -> Any:
+    def _post(self, path: str, body: BaseModel, *, hold_s: float = 0.0) -> Any:
         """POST `body`; the reply's JSON (None when empty)."""
         try:
             resp = self._http.post(
-                path, content=body.model_dump_json(), headers=_JSON, timeout=self._call_timeout()
+                path,
+                content=body.model_dump_json(),
+                headers=_JSON,
+                timeout=self._call_timeout(hold_s),
             )
         except httpx.HTTPError as exc:
             raise ServerUnavailable(

@@ -123,6 +123,9 @@ class AgentConfig:
     backend_options: dict[str, Any] = field(default_factory=dict)
     tick_s: float = 0.2
     lease_interval_s: float = 0.5
+    # Long poll: a lease call waits up to this long at the control plane for a job (0: poll
+    # every lease_interval_s instead, as against a control plane that does not hold calls).
+    lease_wait_s: float = 5.0
     max_backoff_s: float = 10.0
     max_parallel_staging: int = 4
     run_as: str = "auto"

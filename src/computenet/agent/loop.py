@@ -6,7 +6,10 @@ plane (staging runs in a small thread pool):
 1. register (idempotent; again whenever the control plane forgets us);
 2. every ``heartbeat_interval_s`` real seconds: heartbeat with capacity and the
    job ids held; stop and forget the jobs the reply lists in ``cancel``;
-3. lease jobs while chips are free; stage their inputs; submit them to the
+3. lease jobs while chips are free — on a thread of its own, as a long poll
+   (``lease_wait_s``): the control plane answers as soon as a job is placed
+   here, and the main loop is woken to take it; stage their inputs (a job with
+   nothing to fetch goes straight on, in the same tick); submit them to the
    backend with the idempotency key ``"{job_id}:{attempt}"`` (so a restarted
    agent re-attaches instead of starting twice);
 4. poll the backend, queue status transitions, read logs, and on the end queue
@@ -68,6 +71,7 @@ from computenet.errors import (
     NotFoundError,
 )
 from computenet.protocol import (
+    LeasedJob,
     PoolCapacity,
     RegisterReply,
 )
@@ -81,6 +85,11 @@ _MAX_JOB_ERRORS = 3
 # The local backend's message for a job stopped because the agent that started it died.
 _AGENT_GONE = "agent process went away"
 _LOG_FLUSH_S = 0.5  # running jobs' output is shipped at most this often (final output at once)
+# A lease that could wait less than this asks not to wait (and is paced by lease_interval_s).
+_MIN_LEASE_WAIT_S = 0.1
+# Of the time the last acknowledged heartbeat stays fresh, what a lease call may wait: the
+# rest covers the reply's way back, so no job arrives after the freshness window.
+_LEASE_WAIT_SHARE = 0.8
 
 
 class Agent:
@@ -130,6 +139,14 @@ class Agent:
         self._fatal: AgentFatal | None = None
         self._cancels: collections.deque[str] = collections.deque()
         self._capacity: list[PoolCapacity] = []
+        # The long-poll lease thread hands leased jobs to the main loop through the inbox
+        # and wakes it; it asks again once `_capacity` counts them (batches handed/taken).
+        self._lease_thread: threading.Thread | None = None
+        self._inbox: collections.deque[list[LeasedJob]] = collections.deque()
+        self._wake = threading.Event()
+        self._handed = 0
+        self._taken = 0
+        self._capacity_taken = 0
 
     # ------------------------------------------------------------------ running
 
@@ -146,13 +163,24 @@ class Agent:
                 target=self._heartbeat_loop, name="heartbeat", daemon=True
             )
             self._hb_thread.start()
+            if self.config.lease_wait_s > 0:
+                self._lease_thread = threading.Thread(
+                    target=self._lease_loop, name="lease", daemon=True
+                )
+                self._lease_thread.start()
             while not self.stop_event.is_set():
+                self._wake.clear()
                 self.tick()
-                self.stop_event.wait(self.config.tick_s)
+                self._wake.wait(self.config.tick_s)  # a lease wakes it at once
         finally:
             self.stop_event.set()
             if self._hb_thread is not None:
                 self._hb_thread.join(timeout=30)
+            if self._lease_thread is not None:
+                # A call held at the control plane ends by itself; a job it still brings
+                # is kept in the state file (taken up on a --keep-jobs restart, else it
+                # expires like a lost lease reply).
+                self._lease_thread.join(timeout=1.0)
             self.shutdown()
         return 0
 
@@ -177,6 +205,56 @@ class Agent:
                     logger.exception("heartbeat failed")
                     self._next_heartbeat = time.monotonic() + self._heartbeat_interval()
             self.stop_event.wait(0.05)
+
+    def _lease_loop(self) -> None:
+        """Lease on a thread of its own, as a long poll: a job placed here arrives at once.
+
+        The call waits at the control plane while the main loop goes on with local
+        work; it is cut to the time the last acknowledged heartbeat stays fresh
+        (`_lease_wait`), so jobs are still taken only within that window. Leased
+        jobs go to the main loop, which owns the backend, and wake it. A control
+        plane that answers at once (an older one ignores ``wait_s``) is polled
+        every ``lease_interval_s``, as before.
+        """
+        pause = self.config.lease_interval_s
+        while not self.stop_event.is_set():
+            wait = self._lease_wait()
+            free = sum(p.free for p in self._capacity)
+            if wait is None or free <= 0 or self._inbox or self._capacity_taken != self._handed:
+                self.stop_event.wait(0.02)  # not now: nothing sent, check again shortly
+                continue
+            started = time.monotonic()
+            try:
+                jobs = self._lease(free, wait)
+            except ServerUnavailable as exc:
+                logger.debug("lease failed: %s", exc.message)
+                self.stop_event.wait(pause)
+                continue
+            except AgentFatal as exc:
+                self._fatal = exc
+                self._wake.set()
+                return
+            except Exception:
+                logger.exception("lease failed")
+                self.stop_event.wait(pause)
+                continue
+            if jobs:
+                self._handed += 1
+                self._inbox.append(jobs)
+                self._wake.set()
+            elif wait == 0.0 or time.monotonic() - started < wait / 2:
+                self.stop_event.wait(pause)
+
+    def _lease_wait(self) -> float | None:
+        """How long the next lease call may wait at the control plane; None: take no job now."""
+        acked = self._acked_send
+        if self.reply is None or acked is None:
+            return None
+        fresh_left = acked + self._fence_after() / 2 - time.monotonic()
+        if fresh_left <= 0:
+            return None
+        wait = min(self.config.lease_wait_s, _LEASE_WAIT_SHARE * fresh_left)
+        return wait if wait >= _MIN_LEASE_WAIT_S else 0.0
 
     def _heartbeat_interval(self) -> float:
         """Several heartbeats per fence period, so that one lost reply costs nothing."""
@@ -239,6 +317,7 @@ class Agent:
             held = self.jobs.get(self._cancels.popleft())
             if held is not None:
                 self._stop_cancelled(held)
+        self._take_leased()
         self._advance_jobs()
         self._refresh_capacity()
         now = time.monotonic()
@@ -290,6 +369,7 @@ class Agent:
                 for held in self.jobs.values():
                     if held.handle and held.phase == "submitted":
                         self._cancel_backend(held.handle)
+        self._take_leased()  # kept in the state file with the rest (--keep-jobs)
         if not keep:
             # We abandon what we held: the control plane requeues it; tell it right away.
             self.jobs.clear()
@@ -308,15 +388,25 @@ class Agent:
         if self.reply is None:
             self._register()
         self._flush_all()
-        if now >= self._next_lease and not self.stop_event.is_set():
+        if (
+            self._lease_thread is None  # without it (tests driving tick()), poll from here
+            and now >= self._next_lease
+            and not self.stop_event.is_set()
+        ):
             self._next_lease = now + self.config.lease_interval_s
             if self.reply is not None and self._lease_is_fresh():
-                self._lease()
+                jobs = self._lease(sum(p.free for p in self.capacity()), 0.0)
+                if jobs:
+                    self._adopt(jobs)
+                    self._advance_jobs()
 
     def _refresh_capacity(self) -> None:
-        """Note the capacity for the heartbeat thread (the last known one if the backend fails)."""
+        """Note the capacity for the heartbeat and lease threads (the last known one if the
+        backend fails)."""
+        taken = self._taken
         try:
             self._capacity = self.capacity()
+            self._capacity_taken = taken  # it counts the chips of every job taken so far
         except Exception as exc:
             logger.warning("backend capacity unavailable: %s", exc)
 
@@ -442,26 +532,39 @@ class Agent:
             logger.info("data key rotated to version %d: registering again", reply.data_key_version)
             self.reply = None  # the main loop registers again
 
-    def _lease(self) -> None:
-        free = sum(p.free for p in self.capacity())
+    def _lease(self, free: int, wait_s: float) -> list[LeasedJob]:
+        """Ask for up to `free` (at most 8) jobs, waiting up to `wait_s` at the control plane.
+
+        Touches neither the backend nor the held jobs: the lease thread calls it.
+        """
         if free <= 0:
-            return
+            return []
         try:
-            reply = self.client.lease(min(free, 8))
+            reply = self.client.lease(min(free, 8), wait_s)
         except (AuthError, ForbiddenError) as exc:
             if isinstance(exc, AuthError) and self._token_replaced():
-                return  # try again with the new token at the next tick
+                return []  # try again with the new token
             raise AgentFatal(f"the control plane refused this agent: {exc.message}") from exc
         except (NotFoundError, ConflictError) as exc:
             logger.warning("lease refused (%s): registering again", exc.message)
             self.reply = None
-            return
+            return []
         except ServerUnavailable:
             raise
         except ComputeNetError as exc:
             logger.warning("lease refused: %s", exc.one_line())
-            return
-        for job in reply.jobs:
+            return []
+        return list(reply.jobs)
+
+    def _take_leased(self) -> None:
+        """Take the jobs the lease thread brought (main loop: it may stop an older attempt)."""
+        while self._inbox:
+            self._adopt(self._inbox.popleft())
+            self._taken += 1
+
+    def _adopt(self, jobs: list[LeasedJob]) -> None:
+        """Hold newly leased jobs (a new attempt of a job held replaces the old one)."""
+        for job in jobs:
             held = self.jobs.get(job.job_id)
             if held is not None and held.attempt == job.attempt:
                 continue
@@ -475,8 +578,6 @@ class Agent:
                 job.placement.count,
             )
             self.jobs[job.job_id] = HeldJob.from_lease(job)
-        if reply.jobs:
-            self._advance_jobs()
 
     def _flush_all(self) -> None:
         now = time.monotonic()

@@ -21,6 +21,9 @@ def _clip(v: object) -> object:
 
 PROTOCOL_VERSION = "1"
 
+MAX_LEASE_WAIT_S = 30.0
+"""The longest a lease call may ask to be held (`LeaseRequest.wait_s`)."""
+
 
 class PoolCapacity(BaseModel):
     """Chips of one type at the center: how many exist, how many are free now."""
@@ -104,6 +107,13 @@ class LeaseRequest(BaseModel):
 
     center_id: str = Field(min_length=1, max_length=64)
     max_jobs: int = Field(default=8, ge=1, le=256)
+    wait_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=MAX_LEASE_WAIT_S,
+        description="long poll: when nothing is due, hold the call up to this many real"
+        " seconds and answer as soon as a job is placed here (0: answer at once)",
+    )
 
 
 class StagingSource(BaseModel):

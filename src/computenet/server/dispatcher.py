@@ -1,7 +1,11 @@
 """The dispatcher: lease due jobs to the center they are placed at, with staging instructions.
 
 A lease is a compare-and-set on an empty lease holder, so a job is never
-leased to two centers. Fetch tickets (`computenet.protocol.tickets`) are minted
+leased to two centers. A lease call may wait for work (``LeaseRequest.wait_s``,
+a long poll): `lease_waiting` holds it, without a transaction or a thread,
+until `LeaseWaiters` — one database look every `LEASE_POLL_S` for all the calls
+waiting on this replica — sees a job due at its center, whichever replica's
+cycle placed it. Fetch tickets (`computenet.protocol.tickets`) are minted
 with the SOURCE center's data key, bound to the dataset, the replica's path,
 the fetching center and the key's version, and live `Settings.ticket_ttl_s`;
 the source agent's data endpoint checks them.
@@ -9,15 +13,19 @@ the source agent's data endpoint checks them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from computenet.errors import ConflictError
-from computenet.model import JobSpec, Placement
+from computenet.model import JobSpec, JobState, Placement
 from computenet.protocol import LeasedJob, LeaseReply, StagingInput, StagingSource
 from computenet.protocol.datapaths import default_replica_path
 from computenet.protocol.tickets import mint_ticket
@@ -29,6 +37,9 @@ if TYPE_CHECKING:
     from computenet.server.plane import ControlPlane
 
 log = logging.getLogger(__name__)
+
+LEASE_POLL_S = 0.05
+"""How often a replica with waiting lease calls looks for due jobs (one query for them all)."""
 
 
 def lease(plane: ControlPlane, center_id: str, max_jobs: int) -> LeaseReply:
@@ -60,6 +71,115 @@ def lease(plane: ControlPlane, center_id: str, max_jobs: int) -> LeaseReply:
     if out:
         log.info("leased %d job(s) to %s", len(out), center_id)
     return LeaseReply(jobs=out)
+
+
+async def lease_waiting(
+    plane: ControlPlane,
+    waiters: LeaseWaiters,
+    center_id: str,
+    max_jobs: int,
+    wait_s: float,
+    *,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> LeaseReply:
+    """`lease`, held while nothing is due for up to `wait_s` (a long poll; see module doc).
+
+    The hold is cut to half the fence period (``fence_after_s / 2``): an agent
+    takes new jobs only while its last acknowledged heartbeat is younger than
+    that, so no reply may come later. `gone`, when given, says whether the
+    caller hung up: then nothing is leased (a job leased to no one would sit
+    until its lease expired).
+    """
+    reply = await run_in_threadpool(lease, plane, center_id, max_jobs)
+    hold = min(wait_s, plane.settings.lease_rule.fence_after_s / 2)
+    if reply.jobs or hold <= 0:
+        return reply
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + hold
+    while (left := deadline - loop.time()) > 0:
+        if not await waiters.wait(center_id, left):
+            break
+        if gone is not None and await gone():
+            break
+        reply = await run_in_threadpool(lease, plane, center_id, max_jobs)
+        if reply.jobs:
+            return reply
+    return reply
+
+
+class LeaseWaiters:
+    """The lease calls waiting on this replica, woken when a job is due at their center.
+
+    While any call waits, one query every `poll_s` asks which of their centers
+    have a job due (placed there, unleased, not cancelled, planned start
+    passed). It reads the database, not this replica's memory, so a follower's
+    calls wake as soon as the leader's cycle commits a placement, and a planned
+    start that comes due wakes its center too. A waiting call holds an
+    ``asyncio.Event``: no transaction, no thread of the pool. Use from the
+    event loop only.
+    """
+
+    def __init__(self, plane: ControlPlane, poll_s: float = LEASE_POLL_S) -> None:
+        self.plane = plane
+        self.poll_s = poll_s
+        self._waiting: dict[str, list[asyncio.Event]] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """How many lease calls wait now."""
+        return sum(len(events) for events in self._waiting.values())
+
+    async def wait(self, center_id: str, timeout: float) -> bool:
+        """Until a job may be due at `center_id` (True) or `timeout` s have passed (False)."""
+        event = asyncio.Event()
+        self._waiting.setdefault(center_id, []).append(event)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            events = self._waiting.get(center_id, [])
+            if event in events:
+                events.remove(event)
+            if not events:
+                self._waiting.pop(center_id, None)
+
+    async def _poll(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(self.poll_s)
+            centers = list(self._waiting)
+            if not centers:
+                break
+            try:
+                due = await run_in_threadpool(due_centers, self.plane, centers)
+            except Exception as exc:  # the lease call itself reports a broken database
+                log.warning("looking for due jobs failed: %s: %s", type(exc).__name__, exc)
+                continue
+            for center in due:
+                for event in self._waiting.get(center, []):
+                    event.set()
+
+
+def due_centers(plane: ControlPlane, centers: Sequence[str]) -> set[str]:
+    """Which of `centers` have a job `lease` would hand out now (one read, no lock)."""
+    now = plane.clock.now()
+    q = (
+        select(JobRow.center)
+        .where(
+            JobRow.state == JobState.SCHEDULED.value,
+            JobRow.center.in_(list(centers)),
+            JobRow.lease_center.is_(None),
+            JobRow.cancel_requested.is_(False),
+            JobRow.planned_start <= now,
+        )
+        .distinct()
+    )
+    with plane.db.read() as s:
+        return {str(c) for c in s.scalars(q) if c is not None}
 
 
 def _leased(plane: ControlPlane, s: Session, row: JobRow, center_id: str, real: float) -> LeasedJob:

@@ -1,7 +1,9 @@
 """A fake control plane speaking the center protocol, for agent tests (no server process).
 
 It answers through `httpx.MockTransport`; `down = True` makes every call fail
-to connect, and `refuse[(job_id, kind)] = status` answers a job's reports with
+to connect; with `hold_leases` a lease call waits up to its ``wait_s`` for a
+job to be queued (a long poll; otherwise it answers at once, like a control
+plane from before ``wait_s``); and `refuse[(job_id, kind)] = status` answers a job's reports with
 that HTTP status. It keeps everything the agent told it for the tests to read.
 """
 
@@ -91,12 +93,16 @@ class FakePlane:
         time_scale: float = 1.0,
         data_scale: float = 1.0,
         data_key: str = "east-key",
+        hold_leases: bool = False,
     ):
         self.lock = threading.Lock()
         self.heartbeat_interval_s = heartbeat_interval_s
         self.lease_timeout_s = lease_timeout_s
         self.time_scale, self.data_scale, self.data_key = time_scale, data_scale, data_key
         self.queue: list[LeasedJob] = []
+        self.hold_leases = hold_leases
+        self.lease_waits: list[float] = []  # each lease call's wait_s
+        self._queued = threading.Condition(self.lock)
         self.registrations: list[RegisterRequest] = []
         self.heartbeats: list[HeartbeatRequest] = []
         self.statuses: dict[str, list[StatusReport]] = {}
@@ -110,6 +116,16 @@ class FakePlane:
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/center/v1/lease":
+            wait = float(json.loads(request.content or b"{}").get("wait_s", 0.0))
+            deadline = time.monotonic() + wait
+            with self._queued:  # waiting releases the lock
+                self.lease_waits.append(wait)
+                while self.hold_leases and not self.queue and not self.down:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._queued.wait(min(left, 0.02))
         with self.lock:
             self.calls += 1
             if self.down:

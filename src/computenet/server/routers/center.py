@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from computenet.protocol import (
     DatasetView,
@@ -27,6 +27,7 @@ from computenet.protocol import (
 from computenet.server import center_protocol, dispatcher
 from computenet.server.auth import require_center
 from computenet.server.deps import Agent, Plane
+from computenet.server.plane import ControlPlane
 from computenet.server.views import job_view
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -51,10 +52,29 @@ def heartbeat(body: HeartbeatRequest, plane: Plane, who: Agent) -> HeartbeatRepl
 
 
 @router.post("/lease", response_model=LeaseReply)
-def lease(body: LeaseRequest, plane: Plane, who: Agent) -> LeaseReply:
-    """Take the jobs placed at this center that are due to start."""
+async def lease(body: LeaseRequest, request: Request, plane: Plane, who: Agent) -> LeaseReply:
+    """Take the jobs placed at this center that are due; with `wait_s`, wait for one.
+
+    Async on purpose: a call held for `wait_s` waits on the event loop, not in
+    the worker thread pool, which the database calls still use.
+    """
     require_center(who, body.center_id)
-    return dispatcher.lease(plane, body.center_id, body.max_jobs)
+    return await dispatcher.lease_waiting(
+        plane,
+        _waiters(request, plane),
+        body.center_id,
+        body.max_jobs,
+        body.wait_s,
+        gone=request.is_disconnected,
+    )
+
+
+def _waiters(request: Request, plane: ControlPlane) -> dispatcher.LeaseWaiters:
+    """This app's waiting lease calls (made on first use, on the event loop)."""
+    waiters = getattr(request.app.state, "lease_waiters", None)
+    if not isinstance(waiters, dispatcher.LeaseWaiters):
+        waiters = request.app.state.lease_waiters = dispatcher.LeaseWaiters(plane)
+    return waiters
 
 
 def _center(who: Any) -> str:
