@@ -81,7 +81,7 @@ class Replicas:
         cmd = [
             sys.executable, "-m", "computenet.cli", "server", "--db", self.db_url,
             "--port", str(port), "--network", str(self.network_file),
-            "--heartbeat-interval", "0.5", "--lease-timeout", "5", "--cycle-interval", "0.3",
+            "--heartbeat-interval", "0.5", "--lease-timeout", "10", "--cycle-interval", "0.3",
             "--leader-lease", str(LEADER_LEASE_S), "--log-level", "info",
         ]  # fmt: skip
         with log.open("ab") as out:
@@ -199,7 +199,13 @@ def cluster(replicas: Replicas, tmp_path: Path) -> Iterator[Cluster]:
 
 
 def assert_each_ran_once(reps: Replicas, every: list[str]) -> lease_store.Lease:
-    """Every job stored once, scheduled, run and finished once, billed once; the lease row."""
+    """Every job stored once, run once, ended once, billed once; the lease row.
+
+    A job may be *leased* twice: a replica that dies (or freezes) after it
+    committed a lease but before the agent got the reply loses that reply, and
+    the job is offered again once the lease expires (docs/center-protocol.md).
+    That first attempt never ran, so the job still runs exactly once.
+    """
     db = Database(reps.db_url)
     try:
         with db.read() as s:
@@ -212,10 +218,12 @@ def assert_each_ran_once(reps: Replicas, every: list[str]) -> lease_store.Lease:
     assert set(rows) == set(every), "a job was lost or one submission stored twice"
     for j in every:
         assert rows[j].state == JobState.SUCCEEDED.value, f"{j} is {rows[j].state}\n{reps.logs()}"
-        assert rows[j].attempt == 1, f"{j} ran {rows[j].attempt} times"
-        for state in ("SCHEDULED", "RUNNING", "SUCCEEDED"):
+        for state in ("RUNNING", "SUCCEEDED"):
             assert events[(j, state)] == 1, f"{j} entered {state} {events[(j, state)]} times"
+        assert events[(j, "SCHEDULED")] <= rows[j].attempt, f"{j} scheduled twice in an attempt"
         assert charges[j] == 1, f"{j} billed {charges[j]} times"
+    again = sum(rows[j].attempt > 1 for j in every)
+    print(f"{len(every)} jobs ran once each; {again} leased again after a lost lease reply")
     assert row is not None
     return row
 

@@ -21,7 +21,9 @@ works. What counts as "the replica failed":
 A ``4xx`` is an answer, never a reason to try elsewhere. One request tries
 each replica at most once, and all tries together stay within the request's
 timeout: each replica still to try gets an equal share of the time left (so
-with three replicas a hung one costs a third of it, not all). Connect
+with three replicas a hung one costs a third of it, not all), and a replica
+that failed is tried after the others for `COOLDOWN_S` (so a hung one does
+not cost every call its share, and the healthy ones get more time). Connect
 timeouts should be short (a couple of seconds) so that a dead replica costs
 little: see `client_timeout`.
 """
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 # Request extension: set it to True on a POST that may be sent twice without harm.
 RETRY_SAFE = "computenet.retry_safe"
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
+# A replica that failed is tried after the others for this long (seconds).
+COOLDOWN_S = 10.0
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _UNAVAILABLE = 503
 
@@ -102,6 +106,7 @@ class FailoverTransport(httpx.BaseTransport):
         self.urls = [httpx.URL(u.rstrip("/") + "/") for u in urls]
         self._inner = inner if inner is not None else httpx.HTTPTransport()
         self._current = 0
+        self._failed_at: dict[int, float] = {}  # replica → when it last failed (monotonic)
         self._lock = threading.Lock()
 
     @property
@@ -112,21 +117,21 @@ class FailoverTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request`, failing over across replicas as the module doc says."""
         request.read()  # the body must be replayable
-        start = self._current
         began = time.monotonic()
         budget = _budget(request)
         replayable = request.method in _IDEMPOTENT or bool(request.extensions.get(RETRY_SAFE))
         last_exc: Exception | None = None
         unavailable: httpx.Response | None = None
-        n = len(self.urls)
-        for k in range(n):
-            i = (start + k) % n
+        order, fresh = self._order(began)
+        n = len(order)
+        for k, i in enumerate(order):
             left = None if budget is None else budget - (time.monotonic() - began)
             if k and left is not None and left <= 0:
                 break
-            # Each replica not yet tried gets an equal share of what is left, so one that
-            # takes the connection but never answers cannot use up the whole call.
-            share = None if left is None else left / (n - k)
+            # Each replica still to try that has not failed lately gets an equal share of
+            # what is left (those that did come last, with what remains): one that takes
+            # the connection but never answers cannot use up the whole call.
+            share = None if left is None else left / (len(fresh & set(order[k:])) or n - k)
             try:
                 resp = self._inner.handle_request(self._retarget(request, i, share))
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -146,17 +151,28 @@ class FailoverTransport(httpx.BaseTransport):
                 self._moved_from(i, f"HTTP {_UNAVAILABLE}")
                 continue
             self._current = i
+            self._failed_at.pop(i, None)
             return resp
         if unavailable is not None:
             return unavailable
         assert last_exc is not None
         raise last_exc
 
+    def _order(self, now: float) -> tuple[list[int], set[int]]:
+        """Replicas in the order to try them (the current one first, those that failed
+        within `COOLDOWN_S` last), and the set of those that did not."""
+        n = len(self.urls)
+        ring = [(self._current + k) % n for k in range(n)]
+        fresh = {i for i in ring if now - self._failed_at.get(i, float("-inf")) >= COOLDOWN_S}
+        return [i for i in ring if i in fresh] + [i for i in ring if i not in fresh], fresh
+
     def _moved_from(self, i: int, why: object) -> None:
         with self._lock:
+            self._failed_at[i] = time.monotonic()
             if self._current != i:
                 return
-            self._current = (i + 1) % len(self.urls)
+            order, _fresh = self._order(time.monotonic())
+            self._current = next((j for j in order if j != i), i)
             if len(self.urls) > 1:
                 # INFO: a replica down is routine (the agent logs it; the CLI stays quiet).
                 log.info(

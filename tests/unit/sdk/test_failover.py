@@ -188,3 +188,23 @@ def test_each_replica_gets_a_share_of_the_call_timeout() -> None:
         assert http.get("/healthz").status_code == 200
     # The mock fails at once, so each try gets a share of nearly all 9 s: 1/3, 1/2, all.
     assert given == pytest.approx([3.0, 4.5, 9.0], abs=0.1)
+
+
+def test_a_replica_that_just_failed_no_longer_takes_a_share_of_each_call() -> None:
+    given: list[tuple[str, float]] = []
+    hung = {"a"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        given.append((request.url.host, float(request.extensions["timeout"]["read"])))
+        if request.url.host in hung:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json={})
+
+    urls = ["http://a:1", "http://b:1", "http://c:1"]
+    t = FailoverTransport(urls, httpx.MockTransport(handler))
+    with httpx.Client(base_url=urls[0], transport=t, timeout=9.0) as http:
+        http.get("/healthz")  # a hangs (a third of the time), b answers
+        hung.add("b")
+        http.get("/healthz")  # b and c share the time; the hung a comes last
+    assert [h for h, _ in given] == ["a", "b", "b", "c"]
+    assert given[2][1] == pytest.approx(4.5, abs=0.1)
