@@ -480,6 +480,8 @@ def run_backend(
         return result
     t_start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix=f"cnet-dl-{kind}-"))
+    # Slurm runs jobs as another user (nobody), who must enter the directory to write output.
+    tmp.chmod(0o711)
     tag = uuid.uuid4().hex[:6]
     prefix = f"dl{tag}"
     opts = backend_options(kind, env, prefix)
