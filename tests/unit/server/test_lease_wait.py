@@ -131,3 +131,14 @@ def test_only_centers_with_a_job_due_and_unleased_are_woken(net: Net) -> None:
     assert dispatcher.due_centers(net.plane, ["zhongwei", "guian"]) == {"zhongwei"}
     net.lease("zhongwei")
     assert dispatcher.due_centers(net.plane, ["zhongwei", "guian"]) == set()
+
+
+@pytest.mark.parametrize("wait_s", [-1, 30.5, "forever"])
+def test_a_lease_wait_out_of_bounds_is_refused_naming_the_field(net: Net, wait_s: object) -> None:
+    net.register("zhongwei")
+    r = net.client.post(
+        "/center/v1/lease",
+        json={"center_id": "zhongwei", "wait_s": wait_s},
+        headers=net.center("zhongwei"),
+    )
+    assert r.status_code == 422 and r.json()["field"] == "wait_s"
