@@ -718,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list: wait (the agent's long-poll lease, default) and/or poll (the agent"
         " polls every 0.5 s, as before the long poll); 'wait,poll' runs both per backend",
     )
-    ap.add_argument("--lease-wait", type=float, default=5.0, help="the agent's --lease-wait, s")
+    ap.add_argument("--lease-wait", type=float, default=2.0, help="the agent's --lease-wait, s")
     ap.add_argument("--json", type=Path, help="also write the raw samples here")
     ap.add_argument("--keep-tmp", action="store_true", help="keep logs and traces")
     ap.add_argument("--from-json", type=Path, help="only print the report of a --json file")

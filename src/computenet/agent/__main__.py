@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lease-wait",
         type=float,
-        default=5.0,
+        default=2.0,
         metavar="S",
         help="long poll: wait up to S s at the control plane for a job (0: poll instead)",
     )
