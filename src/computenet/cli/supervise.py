@@ -126,8 +126,11 @@ class Supervisor:
         for c in self.children:
             # The group may outlive its leader (a job the agent did not stop): SIGKILL it too.
             _signal_group(c, signal.SIGKILL)
+        # One short deadline for reaping them all, so a stop is bounded by grace_s + 5 s.
+        deadline = time.monotonic() + 5.0
+        for c in self.children:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                c.proc.wait(timeout=5)
+                c.proc.wait(timeout=max(deadline - time.monotonic(), 0.05))
         self.children.clear()
 
     def __enter__(self) -> Supervisor:
