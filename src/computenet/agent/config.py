@@ -125,7 +125,7 @@ class AgentConfig:
     lease_interval_s: float = 0.5
     # Long poll: a lease call waits up to this long at the control plane for a job (0: poll
     # every lease_interval_s instead, as against a control plane that does not hold calls).
-    # Short, because a control plane stopping cleanly lets held calls end first.
+    # A few seconds: a proxy in between may cut longer idle calls.
     lease_wait_s: float = 2.0
     max_backoff_s: float = 10.0
     max_parallel_staging: int = 4

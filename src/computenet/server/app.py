@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -275,4 +277,15 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=log_level, access_log=False
     )
-    uvicorn.Server(config).run()
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn lets requests in flight end before it stops: end held lease calls
+            # (long polls, routers/center.py) now rather than when their wait runs out.
+            close = getattr(getattr(app.state, "lease_waiters", None), "close", None)
+            if callable(close):
+                with contextlib.suppress(RuntimeError):  # no loop running: nothing is held
+                    asyncio.get_running_loop().call_soon_threadsafe(close)
+            super().handle_exit(sig, frame)
+
+    _Server(config).run()

@@ -124,6 +124,14 @@ class LeaseWaiters:
         self.poll_s = poll_s
         self._waiting: dict[str, list[asyncio.Event]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """The server is stopping: end every held call now, and hold no more."""
+        self._closed = True
+        for events in self._waiting.values():
+            for event in events:
+                event.set()
 
     @property
     def waiting(self) -> int:
@@ -132,6 +140,8 @@ class LeaseWaiters:
 
     async def wait(self, center_id: str, timeout: float) -> bool:
         """Until a job may be due at `center_id` (True) or `timeout` s have passed (False)."""
+        if self._closed:
+            return False
         event = asyncio.Event()
         self._waiting.setdefault(center_id, []).append(event)
         if self._poller is None or self._poller.done():

@@ -142,3 +142,18 @@ def test_a_lease_wait_out_of_bounds_is_refused_naming_the_field(net: Net, wait_s
         headers=net.center("zhongwei"),
     )
     assert r.status_code == 422 and r.json()["field"] == "wait_s"
+
+
+def test_a_stopping_server_ends_held_calls_and_holds_no_more(net: Net) -> None:
+    waiters = dispatcher.LeaseWaiters(net.plane)
+
+    async def scenario() -> tuple[bool, bool]:
+        held = asyncio.ensure_future(waiters.wait("zhongwei", 1e6))
+        while not waiters.waiting:
+            await asyncio.sleep(0)
+        waiters.close()  # what `cnet server` does on SIGTERM
+        return await held, await waiters.wait("guian", 1e6)
+
+    call = Held(lambda: asyncio.run(scenario()))
+    call.start()
+    assert call.outcome() == (True, False)  # woken (its lease call looks once more), then no wait
