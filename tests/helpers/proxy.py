@@ -12,7 +12,8 @@ from then on, to new and existing connections alike:
   (requests arrive and are acted on, their answers never come back);
 - ``lose-replies``: forward both ways, except that a request containing ``match``
   (e.g. ``b"POST /center/v1/lease "``) reaches the upstream but its reply does not:
-  the connection is closed when the reply starts (one HTTP/1.1 request at a time).
+  the connection is closed when the reply starts (one HTTP/1.1 request at a time),
+  also for a request sent before the switch whose reply comes after it.
 
 Bytes are never reordered within a direction. Threads only; `close()` stops all.
 """
@@ -107,7 +108,7 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._conns.update((client, upstream))
-            doomed = threading.Event()  # set: the reply on this connection is to be lost
+            doomed = bytearray()  # the head of the request in flight on this connection
             for src, dst, replies in ((client, upstream, False), (upstream, client, True)):
                 threading.Thread(
                     target=self._pump,
@@ -117,7 +118,7 @@ class TcpProxy:
                 ).start()
 
     def _pump(
-        self, src: socket.socket, dst: socket.socket, replies: bool, doomed: threading.Event
+        self, src: socket.socket, dst: socket.socket, replies: bool, doomed: bytearray
     ) -> None:
         src.settimeout(0.2)
         try:
@@ -133,12 +134,18 @@ class TcpProxy:
                     break
                 if mode == "blackhole" or (mode == "half-open" and replies):
                     continue  # swallowed
-                if mode == "lose-replies":
-                    if not replies and self.match and self.match in data:
-                        doomed.set()
-                    elif replies and doomed.is_set():
-                        self.replies_lost += 1
-                        break  # the reply is lost: close both ends
+                if not replies and data.startswith(_METHODS):
+                    # Whatever the mode, remember the request: one sent before the switch
+                    # (a long-poll lease held upstream) loses its reply too if it comes after.
+                    doomed[:] = data[:256]
+                if (
+                    mode == "lose-replies"
+                    and replies
+                    and self.match
+                    and self.match in bytes(doomed)
+                ):
+                    self.replies_lost += 1
+                    break  # the reply is lost: close both ends
                 if mode == "delay" and self.delay_s > 0:
                     time.sleep(self.delay_s)
                 dst.sendall(data)
@@ -150,6 +157,9 @@ class TcpProxy:
             with self._lock:
                 self._conns.discard(src)
                 self._conns.discard(dst)
+
+
+_METHODS = (b"GET ", b"POST ", b"PUT ", b"DELETE ", b"PATCH ", b"HEAD ")
 
 
 def _close(sock: socket.socket) -> None:
