@@ -52,6 +52,9 @@ def server(
         float, typer.Option(help="real seconds; replicas on one database elect a leader with it")
     ] = 5.0,
     profile: Annotated[str, typer.Option(help="scheduling profile")] = "min-cost",
+    strategy: Annotated[
+        str, typer.Option(help="cycle strategy: greedy, batch-optimizer")
+    ] = "greedy",
     max_pending: Annotated[
         int, typer.Option(min=0, help="pending jobs per tenant (0: no limit)")
     ] = 10_000,
@@ -80,6 +83,7 @@ def server(
         cycle_interval_s=cycle_interval,
         leader_lease_s=leader_lease,
         profile=profile,
+        strategy=strategy,
         max_pending_jobs=max_pending,
         submits_per_s=submits_per_s,
         max_body_bytes=max_body_bytes,

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from computenet.model.center import CST
 from computenet.scheduler.plugins import FILTERS
 from computenet.scheduler.plugins.filters import FilterContext
 from computenet.scheduler.snapshot import JobRequest, build_snapshot
+from computenet.scheduler.solver import quiet_highs
 
 log = logging.getLogger(__name__)
 
@@ -257,24 +256,6 @@ def lower_bound(
     )
 
 
-def _quiet_highs() -> highspy.Highs:
-    """A HiGHS instance that prints nothing.
-
-    Its constructor writes a banner to file descriptor 1, which would corrupt `--json` output.
-    """
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            h = highspy.Highs()  # type: ignore[no-untyped-call]
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-    h.setOptionValue("output_flag", False)
-    return h
-
-
 def _transfer_per_cuh(snap: object, job: JobRequest) -> np.ndarray:
     """Per center: the cheapest ¥ of bringing the job's inputs there, per CU·h of its work."""
     idx = snap.index  # type: ignore[attr-defined]
@@ -325,7 +306,7 @@ def _column_generation(
     n = len(jobs)
     if n == 0:
         return 0.0, 0.0, 0, 0, True, (0.0, 0.0, 0.0)
-    h = _quiet_highs()
+    h = quiet_highs()  # silenced through its own options: no process-wide redirect
     h.setOptionValue("threads", 1)
     h.setOptionValue("simplex_strategy", 1)
     inf = highspy.kHighsInf

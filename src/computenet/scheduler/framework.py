@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +21,7 @@ import numpy as np
 
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
-from computenet.scheduler.plugins import FILTERS, PROFILES, Profile
+from computenet.scheduler.plugins import FILTERS, Profile
 from computenet.scheduler.plugins.filters import FilterContext
 from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
 
@@ -164,33 +163,25 @@ MAX_FINISH_H = limits.MAX_AHEAD.total_seconds() / 3600.0
 
 
 def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]]:
-    """Run the filter plugins; memoized, since they ignore capacity and time.
+    """Run every registered filter; each mask memoized under what it declares it depends on.
 
-    The memo has two levels: the chip-side filters depend only on the job's
-    shape (class, chips, memory, count), the data-side ones only on its
-    inputs' residency and replicas. The full chain runs again only to name
-    the reason when the combined mask is empty.
+    Filters ignore capacity and time, so a mask is reused for every job with
+    the same key: across cycles (in the network index's memo) or, for filters
+    that read the cycle's state, within the snapshot. The chain runs again in
+    order only to name the reason when the combined mask is empty.
     """
-    shape = (
-        "shape",
-        job.workload_class,
-        job.count,
-        job.types,
-        job.stack,
-        job.memory_gb,
-        job.pin_center,
-    )
-    data = ("data", tuple((d.replicas, d.residency) for d in job.inputs))
-    memo = snap.index.memo
-    a = memo.get(shape)
-    if a is None:
-        a = _chain(snap, job, ("runs-class", "chip-choice", "memory", "pool-size", "pinned"))[0]
-        _remember(memo, shape, a)
-    b = memo.get(data)
-    if b is None:
-        b = _chain(snap, job, ("residency", "data-reachable"))[0]
-        _remember(memo, data, b)
-    mask = a & b & snap.online[snap.index.pool_center]
+    gen = FILTERS.generation
+    mask: np.ndarray | None = None
+    for plugin in FILTERS.values():
+        memo = snap.memo if plugin.per_cycle else snap.index.memo
+        key = ("filter", gen, plugin.name, plugin.depends_on(job))
+        m = memo.get(key)
+        if m is None:
+            m = plugin(FilterContext(snap, job, np.ones(snap.index.n_pools, dtype=bool))).mask
+            _remember(memo, key, m)
+        mask = m if mask is None else mask & m
+    if mask is None:
+        mask = np.ones(snap.index.n_pools, dtype=bool)
     if mask.any():
         return mask, []
     return _chain(snap, job, tuple(FILTERS))
@@ -454,9 +445,10 @@ def _money(x: float) -> Decimal:
     return Decimal(f"{float(x):.2f}")
 
 
-def _explain(
+def explain(
     snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.ndarray
 ) -> tuple[str, ...]:
+    """Why option `i` (by `score`, lower is better): its cost, the next best, why not elsewhere."""
     idx = snap.index
     p = int(opts.pool[i])
     ci = int(idx.pool_center[p])
@@ -504,54 +496,8 @@ def _explain(
     return tuple(out)
 
 
-def schedule_cycle(
-    snapshot: Snapshot,
-    jobs: Sequence[JobRequest],
-    profile: str = "min-cost",
-    *,
-    explain: bool = True,
-) -> list[Decision]:
-    """Place `jobs` one by one (priority, then deadline, then age), reserving chips as it goes.
-
-    Pure: reads the snapshot, returns decisions in input order; the caller
-    persists them. `explain=False` skips writing the reasons of placed jobs
-    (the simulator's hot path); decisions are the same either way.
-    """
-    if profile == "batch-optimizer":
-        # The joint MILP lives in its own module (it builds on this one).
-        from computenet.scheduler.optimizer import optimize_cycle
-
-        try:
-            return optimize_cycle(snapshot, jobs)
-        except Exception as exc:
-            return _without_culprits(snapshot, jobs, exc, explain)
-    prof = PROFILES[profile]
-    free = snapshot.free.copy()
-    far = snapshot.now + timedelta(days=36500)
-    order = sorted(
-        range(len(jobs)),
-        key=lambda k: (
-            -jobs[k].priority,
-            jobs[k].deadline or far,
-            jobs[k].submitted_at or snapshot.now,
-            jobs[k].id,
-        ),
-    )
-    out: dict[int, Decision] = {}
-    for k in order:
-        job = jobs[k]
-        job_prof = PROFILES["fastest"] if job.latency_class == "interactive" else prof
-        try:
-            out[k] = _place(snapshot, free, job, job_prof, explain)
-        except Exception as exc:
-            # One job's error (a value no check foresaw, a bug) must not stop the
-            # cycle for every other job: that job alone is left out, with the reason.
-            out[k] = rejected(job, exc)
-    return [out[k] for k in range(len(jobs))]
-
-
-def _place(
-    snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain: bool
+def place(
+    snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain_it: bool = True
 ) -> Decision:
     """Place one job on its best option, taking its chips from `free` (only once it succeeded)."""
     opts = evaluate(snapshot, free, job, prof)
@@ -561,34 +507,7 @@ def _place(
     score = np.where(opts.feasible, score, np.inf)
     i = int(np.argmin(score))
     p, s = int(opts.pool[i]), int(opts.slot[i])
-    reasons = _explain(snapshot, job, opts, i, score) if explain else ()
+    reasons = explain(snapshot, job, opts, i, score) if explain_it else ()
     placement = to_placement(snapshot, job, opts, i, reasons)
     free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
     return Decision(job.id, placement, reasons)
-
-
-def _without_culprits(
-    snapshot: Snapshot, jobs: Sequence[JobRequest], exc: Exception, explain: bool
-) -> list[Decision]:
-    """The batch optimizer failed: reject the jobs that fail alone, place the rest again.
-
-    Each job is evaluated on its own to find the ones that raise; the others
-    go through the optimizer again, or, should it fail once more, through the
-    one-by-one cycle, so that the set still gets scheduled.
-    """
-    from computenet.scheduler.optimizer import optimize_cycle
-
-    log.warning("batch optimizer failed (%r); looking for the job that fails", exc)
-    bad: dict[str, Decision] = {}
-    for job in jobs:
-        try:
-            evaluate(snapshot, snapshot.free, job, PROFILES["min-cost"])
-        except Exception as one:
-            bad[job.id] = rejected(job, one)
-    rest = [j for j in jobs if j.id not in bad]
-    try:
-        good = optimize_cycle(snapshot, rest)
-    except Exception:
-        good = schedule_cycle(snapshot, rest, "min-cost", explain=explain)
-    by_id = {d.job_id: d for d in good} | bad
-    return [by_id[j.id] for j in jobs]

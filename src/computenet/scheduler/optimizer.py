@@ -17,7 +17,7 @@ leaving it out and, among equally many placements, the cheaper set wins.
 Deadline and budget are already in `evaluate`'s feasibility. Batch jobs
 without a deadline may also shift into cheaper tariff hours, but start at
 most `patience_h` hours from now. Jobs the MILP leaves out (their options
-collide) go through the framework's one-by-one cycle on what capacity is left.
+collide) go through the greedy cycle on what capacity is left.
 When every job's best option fits alongside the others, that set is the MILP's
 optimum and no MILP is solved.
 
@@ -27,24 +27,26 @@ Pure and deterministic like every scheduler plugin: no clock, no I/O.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
 
+import highspy
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from computenet.scheduler.framework import (
     Decision,
     Options,
-    _explain,
     evaluate,
-    schedule_cycle,
+    explain,
+    rejected,
     to_placement,
 )
+from computenet.scheduler.greedy import greedy_cycle
+from computenet.scheduler.ordering import deadline_or_far
 from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
+from computenet.scheduler.solver import quiet_highs
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +116,31 @@ def solve_assignment(
         upper.append(float(max(free[p, s], 0)))
         r += 1
     a = coo_matrix((vals, (rows, cols)), shape=(r, n_var)).tocsr()
-    res = milp(
-        objective,
-        integrality=np.ones(n_var),
-        bounds=Bounds(0, 1),
-        constraints=LinearConstraint(a, -np.inf, np.array(upper)),
-        options={"time_limit": time_limit_s, "mip_rel_gap": 1e-9, "presolve": True},
+    h = quiet_highs()
+    h.setOptionValue("time_limit", float(time_limit_s))
+    h.setOptionValue("mip_rel_gap", 1e-9)
+    h.setOptionValue("presolve", "on")
+    every = np.arange(n_var, dtype=np.int32)
+    h.addVars(n_var, np.zeros(n_var), np.ones(n_var))
+    h.changeColsCost(n_var, every, objective.astype(np.float64))
+    h.changeColsIntegrality(n_var, every, np.full(n_var, highspy.HighsVarType.kInteger))
+    h.addRows(
+        r,
+        np.full(r, -highspy.kHighsInf),
+        np.array(upper, dtype=np.float64),
+        a.nnz,
+        a.indptr[:-1].astype(np.int32),
+        a.indices.astype(np.int32),
+        a.data.astype(np.float64),
     )
-    if res.x is None:
-        log.warning("batch optimizer: HiGHS found no solution (%s); falling back", res.message)
+    h.run()
+    sol = h.getSolution()
+    if not sol.value_valid:
+        status = h.getModelStatus()
+        log.warning("batch optimizer: HiGHS found no solution (%s); falling back", status)
         return out
-    for v in np.flatnonzero(res.x > 0.5).tolist():
+    x = np.asarray(sol.col_value)
+    for v in np.flatnonzero(x > 0.5).tolist():
         out[choices[v].job] = choices[v].option
     return out
 
@@ -162,13 +178,12 @@ def optimize_cycle(
     prof = PROFILES[profile]
     all_opts: list[Options] = []
     choices: list[Choice] = []
-    far = snapshot.now + timedelta(days=3650)
     for k, job in enumerate(jobs):
         interactive = job.latency_class == "interactive"
         job_prof = PROFILES["fastest"] if interactive else prof
         patient = job.deadline is None and not interactive and job_prof.shift and patience_h > 0
-        # A job without a deadline gets a far one so that `evaluate` offers shifted starts.
-        probe = replace(job, deadline=far) if patient else job
+        # A job without a deadline gets the far one so that `evaluate` offers shifted starts.
+        probe = replace(job, deadline=deadline_or_far(job, snapshot.now)) if patient else job
         opts = evaluate(snapshot, snapshot.free, probe, job_prof)
         all_opts.append(opts)
         ok = opts.feasible.copy()
@@ -216,12 +231,45 @@ def optimize_cycle(
         score = np.where(opts.feasible, opts.cost, np.inf)
         reasons = (
             f"batch optimizer: placed jointly with {placed - 1} other pending jobs",
-            *_explain(snapshot, job, opts, i, score),
+            *explain(snapshot, job, opts, i, score),
         )
         out[k] = Decision(job.id, to_placement(snapshot, job, opts, i, reasons), reasons)
     rest = [k for k in range(len(jobs)) if out[k] is None]
     if rest:
         left = replace(snapshot, free=np.maximum(free, 0))
-        for k, d in zip(rest, schedule_cycle(left, [jobs[k] for k in rest], profile), strict=True):
+        for k, d in zip(rest, greedy_cycle(left, [jobs[k] for k in rest], profile), strict=True):
             out[k] = d
     return [d for d in out if d is not None]
+
+
+def batch_optimizer(
+    snapshot: Snapshot,
+    jobs: Sequence[JobRequest],
+    profile: str = "min-cost",
+    *,
+    explain: bool = True,
+    signatures: Sequence[Hashable] | None = None,
+) -> list[Decision]:
+    """The `batch-optimizer` strategy: `optimize_cycle`, and if it fails, without the culprits.
+
+    Each job is then evaluated on its own to find the ones that raise; the
+    others go through the optimizer again, or, should it fail once more,
+    through the greedy cycle, so that the set still gets scheduled.
+    """
+    try:
+        return optimize_cycle(snapshot, jobs, profile)
+    except Exception as exc:
+        log.warning("batch optimizer failed (%r); looking for the job that fails", exc)
+    bad: dict[str, Decision] = {}
+    for job in jobs:
+        try:
+            evaluate(snapshot, snapshot.free, job, PROFILES[profile])
+        except Exception as one:
+            bad[job.id] = rejected(job, one)
+    rest = [j for j in jobs if j.id not in bad]
+    try:
+        good = optimize_cycle(snapshot, rest, profile)
+    except Exception:
+        good = greedy_cycle(snapshot, rest, profile, explain=explain)
+    by_id = {d.job_id: d for d in good} | bad
+    return [by_id[j.id] for j in jobs]

@@ -33,8 +33,8 @@ import numpy as np
 
 from computenet.model import Placement
 from computenet.model.center import CST
-from computenet.scheduler.framework import schedule_cycle
 from computenet.scheduler.snapshot import JobRequest, Reservation, Snapshot, hold
+from computenet.scheduler.strategies import schedule_cycle
 
 # The hysteresis: how much earlier, or how much cheaper (a fraction), a new plan must be.
 MIN_EARLIER = timedelta(minutes=15)

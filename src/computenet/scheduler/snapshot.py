@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,9 @@ class Snapshot:
     free: np.ndarray
     online: np.ndarray
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
+    # Results that hold for this snapshot only (filters that read `online`); a copy
+    # made with `dataclasses.replace` starts with an empty one.
+    memo: dict[object, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def hour0(self) -> datetime:

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--epoch", default=None, help="network start instant (ISO-8601)")
     ap.add_argument("--profile", default="min-cost", help="scheduling profile")
+    ap.add_argument("--strategy", default="greedy", help="cycle strategy (greedy, batch-optimizer)")
     ap.add_argument(
         "--sim-reports", default="sim-reports", help="folder of `cnet sim compare --out` reports"
     )
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             cycle_interval_s=args.cycle_interval,
             leader_lease_s=args.leader_lease,
             profile=args.profile,
+            strategy=args.strategy,
             sim_reports_dir=Path(args.sim_reports),
             max_pending_jobs=args.max_pending,
             submits_per_s=args.submits_per_s,

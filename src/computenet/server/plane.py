@@ -11,13 +11,12 @@ from sqlalchemy.orm import Session
 
 from computenet.model.center import CST
 from computenet.network import PathTable
-from computenet.scheduler import JobRequest
 from computenet.scheduler.index import network_index
 from computenet.server.auth import Authenticator
 from computenet.server.leader import Leadership, LeadershipLost, Term
 from computenet.server.limits import Admission
 from computenet.server.reconciler import reconcile
-from computenet.server.scheduling import run_cycle
+from computenet.server.scheduling import CycleMemory, run_cycle
 from computenet.server.settings import NetworkClock, Settings
 from computenet.server.submitter import Submitter
 from computenet.store import Database, upgrade_db
@@ -70,14 +69,8 @@ class ControlPlane:
         # counts from it at the earliest, so a restart or a new leader gives agents a full
         # requeue period to heartbeat first. The leader election moves it forward.
         self.leading_since: float = self.clock.real()
-        # Scheduling-cycle memory: each pending job's request (with what it was built from
-        # and its signature), the last snapshot inputs seen, and the (job, avoided centers
-        # as stored) pairs left unplaced under those inputs.
-        self.request_cache: dict[str, tuple[object, JobRequest, tuple[object, ...]]] = {}
-        self.last_cycle_key: object = None
-        self.last_full_cycle: float = float("-inf")
-        self.unplaced: set[tuple[str, str]] = set()
-        self.replan_key: object = None  # inputs of the last re-planning look (server.scheduling)
+        # What the scheduling cycles remember between passes (server.scheduling owns it).
+        self.cycle = CycleMemory()
         # The leader lease (see server.leader): only the leader reconciles and schedules.
         self.leadership = Leadership(
             self.db, lease_s=settings.leader_lease_s, real=settings.real_time
@@ -137,11 +130,7 @@ class ControlPlane:
         self.term_epoch = term.epoch
         self.term_first_cycle = None
         self.leading_since = term.since
-        self.request_cache.clear()
-        self.unplaced.clear()
-        self.last_cycle_key = None
-        self.last_full_cycle = float("-inf")
-        self.replan_key = None
+        self.cycle.forget()
 
     def leader_status(self) -> dict[str, object]:
         """For /healthz: whether this replica leads now, its epoch, since when, first cycle.

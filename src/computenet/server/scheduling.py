@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,13 +19,13 @@ from computenet.model.center import CST
 from computenet.scheduler import (
     OVERRUN_HOLD,
     REJECTED,
-    Decision,
     JobRequest,
     Reservation,
     Snapshot,
     build_snapshot,
     job_request,
     schedule_cycle,
+    signature,
 )
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.store import jobs as job_store
@@ -39,6 +39,38 @@ log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-run the scheduler this often (real seconds).
 FULL_PASS_S = 30.0
+
+
+@dataclass
+class CycleMemory:
+    """What the leader's scheduling cycles remember between passes (owned by this module).
+
+    `requests`: each pending job's request, with what it was built from and its
+    signature; `last_key`: the snapshot inputs of the last cycle that placed
+    nothing; `unplaced`: the (job, avoided centers as stored) pairs that cycle
+    left unplaced; `last_full`: real time of the last full pass; `replan_key`:
+    the inputs of the last re-planning look. All of it describes the database
+    as this replica last saw it, so a new leader term starts it afresh (`forget`).
+    """
+
+    requests: dict[str, tuple[object, JobRequest, Hashable]] = field(default_factory=dict)
+    last_key: object = None
+    last_full: float = float("-inf")
+    unplaced: set[tuple[str, str]] = field(default_factory=set)
+    replan_key: object = None
+
+    def forget(self) -> None:
+        """Drop everything (a new leader term: another leader has written since)."""
+        self.requests.clear()
+        self.unplaced.clear()
+        self.last_key = None
+        self.last_full = float("-inf")
+        self.replan_key = None
+
+    def calendar_changed(self) -> None:
+        """Plans or reservations moved: every pending job is looked at afresh next cycle."""
+        self.last_key = None
+        self.unplaced.clear()
 
 
 def held(j: JobRow, now: datetime) -> Reservation | None:
@@ -134,85 +166,6 @@ def _hashable(v: object) -> object:
     return v
 
 
-# Every JobRequest field but the two that only order jobs or name them.
-_SIGNATURE_FIELDS = tuple(
-    f.name for f in dataclasses.fields(JobRequest) if f.name not in ("id", "submitted_at")
-)
-
-
-def _signature(r: JobRequest) -> tuple[object, ...]:
-    """What the scheduler's evaluation of `r` depends on, besides capacity and the snapshot."""
-    sig = tuple(getattr(r, name) for name in _SIGNATURE_FIELDS)
-    try:
-        hash(sig)
-    except TypeError:  # e.g. input datasets (pydantic models)
-        return tuple(_hashable(v) for v in sig)
-    return sig
-
-
-def decide(
-    snap: Snapshot,
-    requests: Sequence[JobRequest],
-    profile: str,
-    signatures: Sequence[tuple[object, ...]] | None = None,
-) -> list[Decision]:
-    """Exactly `schedule_cycle(snap, requests, profile)`, evaluating look-alike jobs once.
-
-    A backlog is often many jobs alike in everything but id and submit time
-    (a sweep, a queue of retries, a full network). `schedule_cycle` places
-    jobs one by one in its order (priority, deadline, submit time, id), and a
-    job it leaves unplaced holds nothing. So when the first job of a group
-    of look-alikes finds nothing against the whole free calendar, every
-    other member that comes before the cycle's first placement sees that
-    same calendar and gets the same answer: only the members after the
-    first placement (none, when the network is full) need evaluating. The
-    scheduler runs on the rest of the jobs; the decisions are the ones
-    `schedule_cycle` would give for the whole list (ordered the same way).
-    `signatures[k]`, when given, is `_signature(requests[k])`, precomputed.
-    """
-    if profile == "batch-optimizer":
-        # A joint optimizer places the set as a whole: no member can stand for another.
-        return schedule_cycle(snap, requests, profile)
-    sigs = signatures if signatures is not None else [_signature(r) for r in requests]
-    groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
-    for k, sig in enumerate(sigs):
-        groups[sig].append(k)
-    if all(len(ks) == 1 for ks in groups.values()):
-        return schedule_cycle(snap, requests, profile)
-    far = snap.now + timedelta(days=36500)
-
-    def order(k: int) -> tuple[object, ...]:
-        # The order of `schedule_cycle` (computenet.scheduler.framework).
-        r = requests[k]
-        return (-r.priority, r.deadline or far, r.submitted_at or snap.now, r.id)
-
-    same: dict[int, Decision] = {}  # member → its group's first decision (unplaced)
-    for ks in groups.values():
-        if len(ks) < 2:
-            continue
-        ks.sort(key=order)
-        first = schedule_cycle(snap, [requests[ks[0]]], profile)[0]
-        if first.placement is None:
-            for k in ks[1:]:
-                same[k] = first
-    rest = [k for k in range(len(requests)) if k not in same]
-    out = dict(zip(rest, schedule_cycle(snap, [requests[k] for k in rest], profile), strict=True))
-    placed = [order(k) for k in rest if out[k].placement is not None]
-    if placed:
-        cut = min(placed)
-        late = sorted(k for k in same if order(k) > cut)
-        if late:
-            # Members behind a placement see less capacity: evaluate them for real.
-            again = sorted(rest + late)
-            decided = schedule_cycle(snap, [requests[k] for k in again], profile)
-            out.update(zip(again, decided, strict=True))
-            for k in late:
-                del same[k]
-    for k, d in same.items():
-        out[k] = Decision(requests[k].id, None, d.reasons, rejected=d.rejected)
-    return [out[k] for k in range(len(requests))]
-
-
 def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     """Place what can be placed; returns (jobs scheduled, jobs still pending).
 
@@ -232,23 +185,23 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     """
     now = plane.clock.now()
     real = plane.clock.real()
+    memory = plane.cycle
     if replan_scheduled(plane, now):
         # Plans moved: the calendar changed, so the pending jobs are looked at afresh.
-        plane.last_cycle_key = None
-        plane.unplaced.clear()
+        memory.calendar_changed()
     with plane.db.read() as s:
         keys = job_store.pending_keys(s)
         if not keys:
-            plane.request_cache.clear()
-            plane.unplaced.clear()
+            memory.requests.clear()
+            memory.unplaced.clear()
             return 0, 0
         snap = snapshot(plane, s, now)
         key = _snapshot_key(snap)
-        full = key != plane.last_cycle_key or real - plane.last_full_cycle >= FULL_PASS_S
+        full = key != memory.last_key or real - memory.last_full >= FULL_PASS_S
         if full:
             todo = job_store.pending_heads(s)
         else:
-            fresh = [jid for jid, avoid in keys if (jid, avoid) not in plane.unplaced]
+            fresh = [jid for jid, avoid in keys if (jid, avoid) not in memory.unplaced]
             if not fresh:
                 return 0, len(keys)
             todo = job_store.pending_heads(s, fresh)
@@ -256,14 +209,14 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         # A request depends on its tenant's datasets: one fingerprint per tenant and cycle.
         data_fp = {t: _hashable(tuple(sorted(ds.items()))) for t, ds in by_tenant.items()}
         validity = {h.id: (h.submitted_at, h.avoid_centers, data_fp.get(h.tenant_id)) for h in todo}
-        cache = plane.request_cache
+        cache = memory.requests
         stale = [jid for jid, v in validity.items() if jid not in cache or cache[jid][0] != v]
         raw_specs = job_store.spec_texts(s, stale)
     live = dict(keys)
-    for jid in [k for k in plane.request_cache if k not in live]:
-        del plane.request_cache[jid]
+    for jid in [k for k in memory.requests if k not in live]:
+        del memory.requests[jid]
     requests: list[JobRequest] = []
-    signatures: list[tuple[object, ...]] = []
+    signatures: list[Hashable] = []
     stuck: dict[str, list[str]] = {}
     for head in todo:
         try:
@@ -276,7 +229,13 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             continue
         requests.append(req)
         signatures.append(sig)
-    decisions = decide(snap, requests, plane.settings.profile, signatures)
+    decisions = schedule_cycle(
+        snap,
+        requests,
+        plane.settings.profile,
+        strategy=plane.settings.strategy,
+        signatures=signatures,
+    )
     placed_decisions = [d for d in decisions if d.placement is not None]
     old_reasons = {h.id: h.reasons for h in todo}
     for d in decisions:
@@ -301,17 +260,16 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             job_store.set_pending_reasons(s, stuck)
     if placed:
         # New reservations change the calendar: the next cycle looks at every job again.
-        plane.last_cycle_key = None
-        plane.unplaced.clear()
+        memory.calendar_changed()
     else:
-        plane.last_cycle_key = key
+        memory.last_key = key
         decided = {(h.id, live[h.id]) for h in todo if h.id in live}
         if full:
-            plane.unplaced = decided
+            memory.unplaced = decided
         else:
-            plane.unplaced = {k for k in plane.unplaced if live.get(k[0]) == k[1]} | decided
+            memory.unplaced = {k for k in memory.unplaced if live.get(k[0]) == k[1]} | decided
     if full:
-        plane.last_full_cycle = real
+        memory.last_full = real
     if placed:
         log.info(
             "cycle at %s (epoch %s): scheduled %d of %d pending",
@@ -346,9 +304,9 @@ def replan_scheduled(plane: ControlPlane, now: datetime) -> int:
                 for c in sorted(list_centers(s), key=lambda c: c.id)
             ),
         )
-        if key == plane.replan_key:
+        if key == plane.cycle.replan_key:
             return 0
-        plane.replan_key = key
+        plane.cycle.replan_key = key
         rows = job_store.scheduled_ahead(s, now + MIN_EARLIER, REPLAN_BATCH)
         if not rows:
             return 0
@@ -393,7 +351,7 @@ def replan_scheduled(plane: ControlPlane, now: datetime) -> int:
             if job_store.replan(s, m.job_id, center, start, values, now, msg):
                 moved += 1
     if moved:
-        plane.replan_key = None
+        plane.cycle.replan_key = None
         log.info("re-planned %d scheduled job(s) to earlier or cheaper starts", moved)
     return moved
 
@@ -416,7 +374,7 @@ def _request(
     valid: object,
     raw_specs: Mapping[str, str | dict[str, object]],
     by_tenant: Mapping[str, Mapping[str, Dataset]],
-) -> tuple[JobRequest, tuple[object, ...]]:
+) -> tuple[JobRequest, Hashable]:
     """The job's request and its signature, cached while `valid` holds.
 
     `valid` is what the request was built from besides the spec (which never
@@ -426,15 +384,15 @@ def _request(
     backlog can be large, and every object kept is one more for each full
     garbage collection to walk.
     """
-    hit = plane.request_cache.get(head.id)
+    hit = plane.cycle.requests.get(head.id)
     if hit is not None and hit[0] == valid:
         return hit[1], hit[2]
     raw = raw_specs[head.id]
     # JSON text (SQLite) is parsed and validated in one step; other drivers give dicts.
     spec = JobSpec.model_validate_json(raw) if isinstance(raw, str) else JobSpec.model_validate(raw)
     req = request_of(plane, head, spec, by_tenant.get(head.tenant_id, {}))
-    sig = _signature(req)
-    plane.request_cache[head.id] = (valid, req, sig)
+    sig = signature(req)
+    plane.cycle.requests[head.id] = (valid, req, sig)
     return req, sig
 
 

@@ -13,6 +13,7 @@ from computenet.errors import ValidationError
 from computenet.model import Network, limits
 from computenet.model.center import CST
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, LeaseRule, lease_rule
+from computenet.scheduler import STRATEGIES
 from computenet.scheduler.plugins import PROFILES
 
 DEFAULT_DB_URL = "sqlite:///computenet.db"
@@ -78,6 +79,8 @@ class Settings:
     leader_lease_s: float = 5.0
     epoch: datetime | None = None
     profile: str = "min-cost"
+    # The cycle strategy, by name (scheduler.STRATEGIES: greedy, batch-optimizer, ...).
+    strategy: str = "greedy"
     ticket_ttl_s: float = 300.0  # fetch tickets: enough to start a transfer, no more
     run_loop: bool = True
     migrate: bool = True
@@ -127,6 +130,7 @@ class Settings:
                 field="profile",
                 hint="one of " + ", ".join(sorted(PROFILES)),
             )
+        STRATEGIES.get_checked(self.strategy)
         if self.epoch is not None and self.epoch.tzinfo is None:
             raise ValidationError("needs a timezone, e.g. 2026-06-01T00:00:00+08:00", field="epoch")
 

@@ -18,37 +18,29 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from computenet.errors import ValidationError
-from computenet.scheduler import Decision, JobRequest, Snapshot, schedule_cycle
+from computenet.scheduler import STRATEGIES, Decision, JobRequest, Snapshot, schedule_cycle
 from computenet.scheduler.framework import Options, evaluate, to_placement
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.scheduler.snapshot import HORIZON_SLOTS
 
 log = logging.getLogger(__name__)
 
-BATCH_PROFILE = "batch-optimizer"
+# `ours` is the production scheduler with this strategy and the default profile.
+OURS_STRATEGY = "batch-optimizer"
 _NO_SHIFT = Profile("baseline", shift=False)
 
 
 @dataclass
 class SchedulerPolicy:
-    """Ours: `computenet.scheduler.schedule_cycle` with a named profile, unchanged."""
+    """Ours: `computenet.scheduler.schedule_cycle` with a named profile and strategy, unchanged."""
 
     name: str = "ours"
-    profile: str = BATCH_PROFILE
+    profile: str = "min-cost"
+    strategy: str = "greedy"
 
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """One production scheduling cycle."""
-        if self.profile in PROFILES:
-            return schedule_cycle(snapshot, jobs, profile=self.profile)
-        try:
-            return schedule_cycle(snapshot, jobs, profile=self.profile)
-        except KeyError:
-            if self.profile != BATCH_PROFILE:
-                raise
-        # Until the framework dispatches "batch-optimizer" itself, call the same module it will.
-        from computenet.scheduler.optimizer import optimize_cycle
-
-        return optimize_cycle(snapshot, jobs)
+        return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy)
 
 
 @dataclass
@@ -128,19 +120,31 @@ ALL_POLICIES = ("ours", *BASELINES)
 
 
 def make_policy(name: str, seed: int = 0) -> SchedulerPolicy | Baseline:
-    """A policy by name: `ours`, `ours:PROFILE` (any scheduler profile), or a baseline."""
+    """A policy: `ours`, `ours:PROFILE`, `ours:STRATEGY`, `ours:STRATEGY:PROFILE` or a baseline.
+
+    `ours` is the `batch-optimizer` strategy with the `min-cost` profile;
+    `ours:PROFILE` the greedy strategy with that profile; `ours:STRATEGY` a
+    registered strategy (`computenet.scheduler.STRATEGIES`) with `min-cost`.
+    """
     name = ALIASES.get(name, name)
     if name == "ours":
-        return SchedulerPolicy("ours", BATCH_PROFILE)
+        return SchedulerPolicy("ours", "min-cost", OURS_STRATEGY)
     if name.startswith("ours:"):
-        profile = name.split(":", 1)[1]
-        if profile not in PROFILES and profile != BATCH_PROFILE:
+        parts = name.split(":")[1:]
+        strategy, profile = "greedy", "min-cost"
+        if len(parts) == 1 and parts[0] in STRATEGIES:
+            strategy = parts[0]
+        elif len(parts) == 1:
+            profile = parts[0]
+        elif len(parts) == 2:
+            strategy, profile = parts
+        if len(parts) > 2 or profile not in PROFILES or strategy not in STRATEGIES:
             raise ValidationError(
-                f"unknown scheduler profile '{profile}'",
+                f"unknown scheduler profile or strategy in '{name}'",
                 field="policy",
-                hint="profiles: " + ", ".join([*PROFILES, BATCH_PROFILE]),
+                hint="profiles: " + ", ".join(PROFILES) + "; strategies: " + ", ".join(STRATEGIES),
             )
-        return SchedulerPolicy(name, profile)
+        return SchedulerPolicy(name, profile, strategy)
     if name in BASELINES:
         return Baseline(name, BASELINES[name], seed=seed)
     raise ValidationError(

@@ -26,6 +26,7 @@ from computenet.model import JobState, check_transition
 from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Reservation, Snapshot
 from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
+from computenet.scheduler.ordering import order_key
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.sim.calendar import CapacityCalendar
@@ -371,15 +372,8 @@ class Simulation:
         """The pending jobs this cycle looks at: the scheduler's order, at most `max_batch`."""
         if len(self.pending) <= self.cfg.max_batch:
             return list(self.pending)
-        far = math.inf
-        wl = self.wl
-
-        def key(i: int) -> tuple[int, float, float]:
-            r = self.req[i]
-            d = float(wl.deadline[i]) if r.deadline is not None else far  # type: ignore[index]
-            return (-r.priority, d, float(wl.arrival[i]))
-
-        return sorted(self.pending, key=key)[: self.cfg.max_batch]
+        now = self.env.datetime()
+        return sorted(self.pending, key=lambda i: order_key(self.req[i], now))[: self.cfg.max_batch]
 
     def _commit(self, i: int, d: Decision) -> None:
         pl = d.placement

@@ -10,8 +10,13 @@ from tests.unit.scheduler.test_placement import NOON, spec, two_centers
 from computenet.scheduler import REJECTED, build_snapshot, job_request, quote, schedule_cycle
 
 
-@pytest.mark.parametrize("profile", ["min-cost", "fastest", "batch-optimizer"])
-def test_a_poison_request_is_rejected_and_the_others_are_placed(profile: str) -> None:
+@pytest.mark.parametrize(
+    ("profile", "strategy"),
+    [("min-cost", "greedy"), ("fastest", "greedy"), ("min-cost", "batch-optimizer")],
+)
+def test_a_poison_request_is_rejected_and_the_others_are_placed(
+    profile: str, strategy: str
+) -> None:
     net = two_centers()
     snap = build_snapshot(net, NOON)
     good = [job_request(f"ok-{i}", spec(chips={"count": 1}), net, NOON) for i in range(3)]
@@ -21,7 +26,9 @@ def test_a_poison_request_is_rejected_and_the_others_are_placed(profile: str) ->
         dataclasses.replace(good[0], id="nan", cu_hours=float("nan")),
         dataclasses.replace(good[0], id="huge", cu_hours=1e308, priority=10),
     ]
-    decisions = {d.job_id: d for d in schedule_cycle(snap, [*poison, *good], profile)}
+    decisions = {
+        d.job_id: d for d in schedule_cycle(snap, [*poison, *good], profile, strategy=strategy)
+    }
     for r in good:
         assert decisions[r.id].placement is not None, decisions[r.id].reasons
     for r in poison:

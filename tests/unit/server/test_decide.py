@@ -1,4 +1,9 @@
-"""The server's cycle shortcut for look-alike jobs decides exactly as `schedule_cycle` does."""
+"""The cycle's shortcut for look-alike jobs (server and simulator) decides as evaluating each.
+
+`schedule_cycle` evaluates a look-alike of a job left unplaced only once until
+the next placement; the server passes the signatures it keeps per job. Both
+must give exactly the decisions of evaluating every job.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,8 @@ import pytest
 from computenet.catalog import load_network
 from computenet.model import JobSpec
 from computenet.model.center import CST
-from computenet.scheduler import build_snapshot, job_request, schedule_cycle
-from computenet.server.scheduling import decide
+from computenet.scheduler import build_snapshot, job_request, schedule_cycle, signature
+from computenet.scheduler.greedy import greedy_cycle
 
 NOW = datetime(2026, 11, 2, 10, 17, tzinfo=CST)
 SHAPES: list[dict[str, Any]] = [
@@ -32,7 +37,7 @@ SHAPES: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_decide_equals_schedule_cycle_on_contended_mixes_of_look_alikes(seed: int) -> None:
+def test_look_alikes_are_decided_as_if_each_were_evaluated_on_contended_mixes(seed: int) -> None:
     net = load_network("demo")
     rng = random.Random(seed)
     snap = build_snapshot(net, NOW, online={c.id: rng.random() < 0.8 for c in net.centers})
@@ -42,4 +47,7 @@ def test_decide_equals_schedule_cycle_on_contended_mixes_of_look_alikes(seed: in
         submitted = NOW - timedelta(minutes=rng.randint(0, 300))
         reqs.append(job_request(f"j{i:04d}", spec, net, submitted, {}, check_deadline=False))
     rng.shuffle(reqs)
-    assert decide(snap, reqs, "min-cost") == schedule_cycle(snap, reqs, "min-cost")
+    every = greedy_cycle(snap, reqs, "min-cost", look_alikes=False)
+    assert schedule_cycle(snap, reqs, "min-cost") == every
+    sigs = [signature(r) for r in reqs]
+    assert schedule_cycle(snap, reqs, "min-cost", signatures=sigs) == every

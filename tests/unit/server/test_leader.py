@@ -81,14 +81,15 @@ def test_a_replica_that_stops_hands_the_lease_on_at_once(net: Net, other: Contro
 
 
 def test_a_new_term_starts_the_cycle_memory_afresh(net: Net, other: ControlPlane) -> None:
-    other.request_cache["j-old"] = cast(Any, (None, None, ()))
-    other.unplaced.add(("j-old", ""))
-    other.last_cycle_key = "stale"
+    other.cycle.requests["j-old"] = cast(Any, (None, None, ()))
+    other.cycle.unplaced.add(("j-old", ""))
+    other.cycle.last_key = "stale"
+    other.cycle.replan_key = "stale"
     net.plane.leadership.release()
     other.tick()
     assert other.term_epoch == 2
-    assert "j-old" not in other.request_cache and not other.unplaced
-    assert other.last_cycle_key != "stale"
+    assert "j-old" not in other.cycle.requests and not other.cycle.unplaced
+    assert other.cycle.last_key != "stale" and other.cycle.replan_key != "stale"
 
 
 def test_on_one_machine_a_dead_holder_is_known_to_be_gone() -> None:

@@ -3,16 +3,26 @@
 Contract: a filter is a pure function `(ctx) -> FilterResult`. It returns a
 boolean mask over the snapshot's pools (True = still feasible) and, when it
 removes every pool that was still feasible, a reason a user can act on. It
-never reads the clock or does I/O and never mutates the snapshot.
+never reads the clock or the capacity calendar (`free`), does no I/O and
+never mutates the snapshot.
+
+Every filter is registered with what its result depends on (`depends_on`,
+a hashable key of the job, and `per_cycle` when it also reads the cycle's
+state such as which centers are online): the cycle memoizes each filter's
+mask under that key, so a filter is evaluated once per distinct key, and
+every registered filter takes part in every placement. A new filter is one
+function plus one `FILTERS.register(...)` call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import count
 
 import numpy as np
 
+from computenet.errors import ValidationError
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
 
@@ -140,14 +150,79 @@ def pinned(ctx: FilterContext) -> FilterResult:
     )
 
 
+@dataclass(frozen=True)
+class FilterPlugin:
+    """A registered filter and what its memo depends on.
+
+    `depends_on(job)` is every property of the job the filter reads (besides
+    the network, which the memo lives with); `per_cycle` says it also reads
+    the snapshot's per-cycle state (`online`, `datasets`), so its mask is
+    kept only for that snapshot.
+    """
+
+    name: str
+    check: PoolFilter
+    depends_on: Callable[[JobRequest], Hashable]
+    per_cycle: bool = False
+
+    def __call__(self, ctx: FilterContext) -> FilterResult:
+        """Run the filter."""
+        return self.check(ctx)
+
+
+_generations = count(1)
+
+
+class FilterRegistry(Mapping[str, FilterPlugin]):
+    """The registered filters, in the order their reasons are reported.
+
+    `generation` changes on every (un)registration, so that memoized masks of
+    an older set of filters are never reused.
+    """
+
+    def __init__(self, plugins: tuple[FilterPlugin, ...] = ()) -> None:
+        self._by_name: dict[str, FilterPlugin] = {}
+        self.generation = 0
+        for p in plugins:
+            self.register(p)
+
+    def register(self, plugin: FilterPlugin) -> FilterPlugin:
+        """Add `plugin` after the others; a name may be registered once."""
+        if plugin.name in self._by_name:
+            raise ValidationError(f"filter '{plugin.name}' is already registered", field="name")
+        self._by_name[plugin.name] = plugin
+        self.generation = next(_generations)
+        return plugin
+
+    def unregister(self, name: str) -> None:
+        """Remove the filter `name` (tests and plugins that are switched off)."""
+        del self._by_name[name]
+        self.generation = next(_generations)
+
+    def __getitem__(self, name: str) -> FilterPlugin:
+        return self._by_name[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+def _inputs_key(job: JobRequest) -> Hashable:
+    return tuple((d.id, d.replicas) for d in job.inputs)
+
+
 # Order matters only for which reason is reported: the first filter that empties the set.
-FILTERS: dict[str, PoolFilter] = {
-    "runs-class": runs_class,
-    "chip-choice": chip_choice,
-    "memory": memory,
-    "pool-size": pool_size,
-    "pinned": pinned,
-    "residency": residency,
-    "data-reachable": data_reachable,
-    "online": online,
-}
+FILTERS = FilterRegistry(
+    (
+        FilterPlugin("runs-class", runs_class, lambda j: j.workload_class),
+        FilterPlugin("chip-choice", chip_choice, lambda j: (j.types, j.stack, j.workload_class)),
+        FilterPlugin("memory", memory, lambda j: (j.memory_gb, j.workload_class)),
+        FilterPlugin("pool-size", pool_size, lambda j: j.count),
+        FilterPlugin("pinned", pinned, lambda j: j.pin_center),
+        FilterPlugin("residency", residency, lambda j: tuple(d.residency for d in j.inputs)),
+        FilterPlugin("data-reachable", data_reachable, _inputs_key),
+        FilterPlugin("online", online, lambda j: None, per_cycle=True),
+    )
+)

@@ -1,0 +1,58 @@
+"""The greedy strategy: jobs one by one in the cycle's order, each on its best option.
+
+A backlog is often many jobs alike in everything but id and submit time (a
+sweep, a queue of retries, a full network). A job left unplaced holds
+nothing, so until the next placement changes the calendar, every look-alike
+of an unplaced job gets the same answer: it is evaluated once. Decisions are
+exactly those of evaluating every job (`look_alikes=False`, held equal by a test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+from computenet.scheduler.framework import Decision, place, rejected
+from computenet.scheduler.ordering import order_key, signature
+from computenet.scheduler.plugins import PROFILES
+from computenet.scheduler.snapshot import JobRequest, Snapshot
+
+
+def greedy_cycle(
+    snapshot: Snapshot,
+    jobs: Sequence[JobRequest],
+    profile: str = "min-cost",
+    *,
+    explain: bool = True,
+    signatures: Sequence[Hashable] | None = None,
+    look_alikes: bool = True,
+) -> list[Decision]:
+    """Place `jobs` one by one in `order_key` order, reserving chips as it goes.
+
+    `signatures[k]`, when given, is `signature(jobs[k])` (the server keeps them).
+    """
+    prof = PROFILES[profile]
+    free = snapshot.free.copy()
+    now = snapshot.now
+    order = sorted(range(len(jobs)), key=lambda k: order_key(jobs[k], now))
+    out: dict[int, Decision] = {}
+    unplaced: dict[Hashable, Decision] = {}  # since the last placement: signature → decision
+    for k in order:
+        job = jobs[k]
+        sig = (signatures[k] if signatures is not None else signature(job)) if look_alikes else None
+        same = unplaced.get(sig) if sig is not None else None
+        if same is not None:
+            out[k] = Decision(job.id, None, same.reasons, rejected=same.rejected)
+            continue
+        job_prof = PROFILES["fastest"] if job.latency_class == "interactive" else prof
+        try:
+            d = place(snapshot, free, job, job_prof, explain)
+        except Exception as exc:
+            # One job's error (a value no check foresaw, a bug) must not stop the
+            # cycle for every other job: that job alone is left out, with the reason.
+            d = rejected(job, exc)
+        out[k] = d
+        if d.placement is not None:
+            unplaced.clear()
+        elif sig is not None:
+            unplaced[sig] = d
+    return [out[k] for k in range(len(jobs))]

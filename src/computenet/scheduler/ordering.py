@@ -1,0 +1,54 @@
+"""The one order in which a cycle looks at jobs, and what makes two jobs look alike.
+
+Server, simulator and every strategy sort pending jobs with `order_key`:
+priority first (higher first), then deadline (sooner first; a job without
+one comes after every job with one), then submit time, then id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from computenet.scheduler.snapshot import JobRequest
+
+# The one "no deadline" rule: a job without a deadline is treated as due this far
+# ahead — after every real deadline (bounded by limits.MAX_AHEAD), and still a datetime.
+NO_DEADLINE = timedelta(days=36500)
+
+
+def deadline_or_far(job: JobRequest, now: datetime) -> datetime:
+    """The job's deadline, or `now + NO_DEADLINE` when it has none."""
+    return job.deadline if job.deadline is not None else now + NO_DEADLINE
+
+
+def order_key(job: JobRequest, now: datetime) -> tuple[int, datetime, datetime, str]:
+    """Sort key of `job` in a cycle at `now` (smaller first)."""
+    return (-job.priority, deadline_or_far(job, now), job.submitted_at or now, job.id)
+
+
+# Every JobRequest field but the two that only order jobs or name them.
+_SIGNATURE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(JobRequest) if f.name not in ("id", "submitted_at")
+)
+
+
+def _hashable(v: object) -> Hashable:
+    if isinstance(v, tuple | list):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, BaseModel):
+        return repr(v)
+    return v
+
+
+def signature(job: JobRequest) -> Hashable:
+    """What evaluating `job` depends on besides the snapshot and capacity (look-alikes share it)."""
+    sig = tuple(getattr(job, name) for name in _SIGNATURE_FIELDS)
+    try:
+        hash(sig)
+    except TypeError:  # e.g. input datasets (pydantic models)
+        return tuple(_hashable(v) for v in sig)
+    return sig
