@@ -15,7 +15,7 @@ from computenet.server.leader import LeadershipLost, holder_gone, replica_id
 from computenet.server.plane import ControlPlane
 from computenet.server.scheduling import run_cycle
 from computenet.store import leader as lease_store
-from tests.unit.server.conftest import EPOCH, Net, job_spec
+from tests.unit.server.conftest import EPOCH, Net, job_spec, make_net
 
 H100 = {"count": 2, "types": ["H100"]}
 
@@ -106,7 +106,14 @@ def test_on_one_machine_a_dead_holder_is_known_to_be_gone() -> None:
     assert not holder_gone("not-an-id")
 
 
-def test_a_restarted_sqlite_server_leads_at_once_after_a_crash(net: Net) -> None:
+@pytest.fixture
+def sqlite_net(tmp_path: Any) -> Iterator[Net]:
+    """A control plane on SQLite whatever CNET_TEST_DB_URL says: the fast takeover is SQLite's."""
+    yield from make_net(f"sqlite:///{tmp_path / 'embedded.db'}")
+
+
+def test_a_restarted_sqlite_server_leads_at_once_after_a_crash(sqlite_net: Net) -> None:
+    net = sqlite_net
     # A predecessor that died holding the lease (a pid that no longer runs).
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
