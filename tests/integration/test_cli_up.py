@@ -56,16 +56,20 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
                COLUMNS="200", CNET_TEST_UP=str(tmp))
     env.pop("CNET_URL", None)
     env.pop("CNET_TOKEN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "computenet.cli", "up", "demo", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )
+    # Its output goes to a file: a pipe nobody reads while the tests run could fill and
+    # block `cnet up` on a write, so that it never got to stopping on Ctrl-C.
+    out_path = tmp / "up.out"
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "computenet.cli", "up", "demo", "--port", "0"],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+        )
     deadline = time.monotonic() + 120
     cfg_path = tmp / "config.json"
     while not cfg_path.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"cnet up did not start: {proc.stdout.read() if proc.stdout else ''}")
+            pytest.fail(f"cnet up did not start: {out_path.read_text()}")
         time.sleep(0.2)
     time.sleep(0.3)
     u = Up(proc, env, json.loads(cfg_path.read_text()), marker, tmp)
@@ -235,7 +239,11 @@ def test_ctrl_c_stops_every_process_up_started(up: Up) -> None:
     assert processes_marked(up.marker), "the server and agents carry the marker"
     up.proc.send_signal(signal.SIGINT)
     # `cnet up` gives its children 8 s and then SIGKILLs them; the margin is for a loaded machine.
-    up.proc.wait(timeout=60)
+    try:
+        up.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        output = (up.tmp / "up.out").read_text()
+        pytest.fail("cnet up did not stop on Ctrl-C; its output:\n" + output)
     deadline = time.monotonic() + 10
     while processes_marked(up.marker) and time.monotonic() < deadline:
         time.sleep(0.2)
