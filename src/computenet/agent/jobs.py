@@ -45,6 +45,7 @@ class HeldJob:
     staging_real_s: float = 0.0
     bytes_staged: int = 0
     staged_from: str | None = None
+    bytes_from: dict[str, int] = field(default_factory=dict)  # staging source → bytes it sent
     submitted_unix: float | None = None
     started_unix: float | None = None
     ended_unix: float | None = None

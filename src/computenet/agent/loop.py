@@ -702,6 +702,7 @@ class Agent:
         held.bytes_staged = result.bytes_staged
         held.staging_real_s = result.staging_real_s
         held.staged_from = result.staged_from
+        held.bytes_from = result.bytes_from
         for rep in result.new_replicas:
             held.outbox.append(
                 {"kind": "replica", "dataset": rep.dataset, "path": rep.path, "sha256": rep.sha256}
@@ -824,6 +825,7 @@ class Agent:
             "staging_real_s": round(held.staging_real_s, 3),
             "bytes_staged": held.bytes_staged,
             "staged_from": held.staged_from,
+            "transfers": [{"source": c, "bytes": n} for c, n in sorted(held.bytes_from.items())],
         }
         held.outbox.append({"kind": "usage", "usage": usage})
         held.queue_status(state, exit_code=exit_code, message=message, at=_now())

@@ -208,7 +208,8 @@ class StagingResult:
     paths: dict[str, str] = field(default_factory=dict)
     bytes_staged: int = 0
     staging_real_s: float = 0.0
-    staged_from: str | None = None
+    staged_from: str | None = None  # the source that sent the most (for older servers)
+    bytes_from: dict[str, int] = field(default_factory=dict)  # source center → bytes it sent
     new_replicas: list[Replica] = field(default_factory=list)
 
 
@@ -314,4 +315,5 @@ def stage_inputs(
     result.staging_real_s = time.monotonic() - t0
     if moved:
         result.staged_from = max(moved, key=lambda c: moved[c])
+        result.bytes_from = dict(moved)
     return result

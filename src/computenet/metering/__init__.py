@@ -1,5 +1,6 @@
 """Metering and pricing: usage → chip·h, CU·h, kWh, ¥ by time-of-use tariff (pure)."""
 
+from computenet.metering.cost import Cost, TransferLot, Usage, price
 from computenet.metering.pricing import (
     Charges,
     charge,
@@ -9,4 +10,15 @@ from computenet.metering.pricing import (
     fen,
 )
 
-__all__ = ["Charges", "charge", "cu_hours", "energy_cost_cny", "energy_kwh", "fen"]
+__all__ = [
+    "Charges",
+    "Cost",
+    "TransferLot",
+    "Usage",
+    "charge",
+    "cu_hours",
+    "energy_cost_cny",
+    "energy_kwh",
+    "fen",
+    "price",
+]

@@ -188,6 +188,15 @@ class LogAppend(BaseModel):
     text: str = Field(max_length=limits.MAX_LOG_APPEND_CHARS)
 
 
+class SourceBytes(BaseModel):
+    """Bytes one staging source sent for a job: one transfer lot on the bill."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    source: Name
+    bytes: int = Field(ge=0, le=limits.MAX_BYTES)
+
+
 class UsageReport(BaseModel):
     """POST /center/v1/jobs/{id}/usage: measured run and staging, in real seconds and bytes."""
 
@@ -198,6 +207,9 @@ class UsageReport(BaseModel):
     staging_real_s: float = Field(default=0, ge=0, le=limits.MAX_SECONDS)
     bytes_staged: int = Field(default=0, ge=0, le=limits.MAX_BYTES)
     staged_from: Name | None = None
+    # Bytes per source (each billed at its own path's price); older agents send only
+    # `bytes_staged` and `staged_from`, billed as one lot from that source.
+    transfers: list[SourceBytes] = Field(default_factory=list, max_length=limits.MAX_INPUTS)
 
 
 class ReplicaReport(BaseModel):

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 import highspy
 import numpy as np
 
+from computenet.metering.cost import energy_cny_per_chip_hour, transfer_cny_vec
 from computenet.model import Network
 from computenet.model.center import CST
 from computenet.scheduler.plugins import FILTERS
@@ -182,7 +183,9 @@ def lower_bound(
         local.append(seg)
     n_blocks = len(block_len)
     lengths = np.array(block_len)
-    energy = (idx.tdp_kw * idx.pue)[:, None] * idx.tariff[:, np.array(local, dtype=np.int64)]
+    energy = energy_cny_per_chip_hour(
+        idx.tdp_kw, idx.pue, idx.tariff[:, np.array(local, dtype=np.int64)]
+    )
     capacity = idx.pool_total[:, None] * lengths[None, :]  # [P, B] chip-hours
 
     prepared: list[_Job] = []
@@ -257,7 +260,11 @@ def lower_bound(
 
 
 def _transfer_per_cuh(snap: object, job: JobRequest) -> np.ndarray:
-    """Per center: the cheapest ¥ of bringing the job's inputs there, per CU·h of its work."""
+    """Per center: the cheapest ¥ of bringing the job's inputs there, per CU·h of its work.
+
+    Priced by the one cost model (each input a lot at its path's ¥/GB), from the
+    cheapest replica rather than the one a policy picks: that keeps the bound valid.
+    """
     idx = snap.index  # type: ignore[attr-defined]
     scale = snap.network.data_scale  # type: ignore[attr-defined]
     total = np.zeros(len(idx.center_node))
@@ -266,7 +273,7 @@ def _transfer_per_cuh(snap: object, job: JobRequest) -> np.ndarray:
         if not rows or d.size_gb <= 0:
             continue
         price = idx.paths.price_per_gb[rows][:, idx.center_node].min(axis=0)
-        total += d.size_gb * scale * np.where(np.isfinite(price), price, 0.0)
+        total += transfer_cny_vec(d.size_gb * scale, price)
     return total / job.cu_hours
 
 

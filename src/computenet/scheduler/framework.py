@@ -13,12 +13,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
+from computenet.metering.cost import (
+    Cost,
+    TransferLot,
+    Usage,
+    meter_kw,
+    option_costs,
+    price,
+    transfer_cny_vec,
+)
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
 from computenet.scheduler.plugins import FILTERS, Profile
@@ -136,7 +144,7 @@ def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, In
         best = np.argmin(secs, axis=0)
         # Inputs are fetched one after another by the agent, so times add up.
         t += secs[best, cols]
-        price += gb * idx.paths.price_per_gb[rows][:, idx.center_node][best, cols]
+        price += transfer_cny_vec(gb, idx.paths.price_per_gb[rows][:, idx.center_node][best, cols])
         reps = tuple(r for r in d.replicas if r in idx.paths.nodes)
         sources.add(d.id, reps, best)
     out = (t, price, sources)
@@ -273,10 +281,17 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     r_s = run_s[opt_rows]
     run_start = start_h + t_s / 3600.0
     finish_h = run_start + r_s / 3600.0
-    kw = job.count * idx.tdp_kw[p] * idx.pue[p]
-    x0 = h0 + frac + run_start
-    energy = kw * (
-        _cum_tariff(idx.cum_tariff, p, x0 + r_s / 3600.0) - _cum_tariff(idx.cum_tariff, p, x0)
+    kw = meter_kw(job.count, idx.tdp_kw[p], idx.pue[p])
+    # The one cost model's vector form (metering.cost); placements are priced exactly.
+    energy, service, transfer = option_costs(
+        kw,
+        idx.cum_tariff,
+        p,
+        h0 + frac + run_start,
+        r_s / 3600.0,
+        job.cu_hours,
+        idx.service[p],
+        transfer_cny[opt_rows],
     )
     kwh = kw * r_s / 3600.0
     too_long = ~(finish_h <= MAX_FINISH_H)
@@ -300,8 +315,8 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
         run_s=r_s,
         finish_h=finish_h,
         energy=energy,
-        service=job.cu_hours * idx.service[p],
-        transfer=transfer_cny[opt_rows],
+        service=service,
+        transfer=transfer,
         kwh=kwh,
         co2=kwh * idx.carbon[p],
         n_slots=np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows]),
@@ -346,18 +361,6 @@ def _windows(
 
 def _chip_names(snap: Snapshot, pools: np.ndarray) -> str:
     return "/".join(sorted({snap.index.pool_chip[p] for p in pools}))
-
-
-def _cum_tariff(cum: np.ndarray, p: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """¥/kW paid from local midnight of day 0 to local hour `x` (may exceed 24)."""
-    days = np.floor(x * (1.0 / 24.0))
-    hx = x - days * 24.0
-    h = np.minimum(hx.astype(np.int64), 23)
-    flat = cum.ravel()
-    at = p * 25 + h
-    lo = flat.take(at)
-    out: np.ndarray = days * flat.take(p * 25 + 24) + lo + (hx - h) * (flat.take(at + 1) - lo)
-    return out
 
 
 def _deadline_and_budget(snap: Snapshot, job: JobRequest, opts: Options) -> None:
@@ -416,6 +419,7 @@ def to_placement(
     center = snap.network.centers[ci]
     start = snap.now + timedelta(hours=float(opts.start_h[i]))
     finish = snap.now + timedelta(hours=float(opts.finish_h[i]))
+    cost = _planned_cost(snap, job, opts, i, start + timedelta(seconds=float(opts.transfer_s[i])))
     return Placement(
         center=center.id,
         chip=idx.pool_chip[p],
@@ -425,9 +429,9 @@ def to_placement(
         run_s=float(opts.run_s[i]),
         finish=finish.astimezone(CST),
         cost=CostBreakdown(
-            energy_cny=_money(opts.energy[i]),
-            service_cny=_money(opts.service[i]),
-            transfer_cny=_money(opts.transfer[i]),
+            energy_cny=cost.energy_cny,
+            service_cny=cost.service_cny,
+            transfer_cny=cost.transfer_cny,
         ),
         kwh=float(opts.kwh[i]),
         co2_kg=float(opts.co2[i]),
@@ -441,8 +445,23 @@ def _sources(opts: Options, center: int) -> dict[str, str]:
     return opts.source.get(center) if opts.source is not None else {}
 
 
-def _money(x: float) -> Decimal:
-    return Decimal(f"{float(x):.2f}")
+def _planned_cost(
+    snap: Snapshot, job: JobRequest, opts: Options, i: int, run_start: datetime
+) -> Cost:
+    """Option `i` priced exactly by the one cost model, as the server bills it if run to plan."""
+    idx = snap.index
+    p = int(opts.pool[i])
+    ci = int(idx.pool_center[p])
+    center = snap.network.centers[ci]
+    sources = _sources(opts, ci)
+    lots = tuple(
+        TransferLot.of_gb(d.size_gb * snap.network.data_scale, src, idx.paths.price(src, center.id))
+        for d in job.inputs
+        if (src := sources.get(d.id, center.id)) != center.id and d.size_gb > 0
+    )
+    tdp_w = snap.network.chips[idx.pool_chip[p]].tdp_w
+    run_end = run_start + timedelta(seconds=float(opts.run_s[i]))
+    return price(center, Usage(job.count, tdp_w, run_start, run_end, job.cu_hours, lots))
 
 
 def explain(

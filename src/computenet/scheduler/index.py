@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from computenet.metering.cost import cumulative_tariff
 from computenet.model import Network
 from computenet.network import PathTable
 
@@ -73,8 +74,7 @@ def _build(net: Network) -> NetworkIndex:
     tariff = np.array(
         [[float(x) for x in centers[r[0]].tariff.hourly] for r in rows], dtype=np.float64
     )
-    cum = np.zeros((len(rows), 25))
-    cum[:, 1:] = np.cumsum(tariff, axis=1)
+    cum = cumulative_tariff(tariff)
     # Starting just as a cheaper period begins dominates starting inside it for
     # the jobs that shifting helps, so only price drops are candidate starts.
     changes = sorted({h for h in range(24) if np.any(tariff[:, h] < tariff[:, (h - 1) % 24])})

@@ -221,6 +221,7 @@ def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageRep
             "staging_real_s": rep.staging_real_s,
             "bytes_staged": rep.bytes_staged,
             "staged_from": rep.staged_from,
+            "transfers": [t.model_dump() for t in rep.transfers],
         }
         if job.state in _FINAL:
             meter(plane, s, job)

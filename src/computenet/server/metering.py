@@ -6,12 +6,12 @@ import math
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
 from computenet.errors import ForbiddenError, ValidationError
-from computenet.metering import charge
+from computenet.metering import TransferLot, charge
 from computenet.model.center import CST
 from computenet.protocol import BillLine, BillView
 from computenet.server.auth import Principal
@@ -37,20 +37,19 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     """Price a finished job from its network times and usage, and store its charges.
 
     Run time is from the RUNNING report to the final report (network time);
-    transfer is ``bytes_staged × data_scale / 1e9`` GB priced along the path
-    from `staged_from`. A job that neither ran nor moved data is not billed.
+    transfer is one lot per source the agent fetched from (``bytes × data_scale``
+    priced along the path from that source), see `staged_lots`. A job that
+    neither ran nor moved data is not billed.
     """
     if job.finished_at is None or job.center is None or job.chip is None:
         return None
-    usage = job.usage or {}
-    transfer_gb = float(usage.get("bytes_staged") or 0) * plane.network.data_scale / 1e9
-    if job.started_at is None and transfer_gb <= 0:
+    lots = staged_lots(plane, job.usage or {}, job.center)
+    if job.started_at is None and not any(lot.gb > 0 for lot in lots):
         return None
     net = plane.network
     center = net.center(job.center)
     start = job.started_at or job.finished_at
     end = max(job.finished_at, start)
-    price = transfer_price(plane, usage.get("staged_from"), job.center)
     ch = charge(
         center,
         net.chips[job.chip],
@@ -59,8 +58,7 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
         job.chips,
         start,
         end,
-        transfer_gb=transfer_gb,
-        transfer_price_per_gb=price,
+        transfers=lots,
     )
     row = ChargeRow(
         job_id=job.id,
@@ -83,6 +81,31 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     )
     job.cost_cny = ch.total_cny
     return put_charge(s, row)
+
+
+def staged_lots(plane: ControlPlane, usage: dict[str, Any], center: str) -> list[TransferLot]:
+    """The transfer lots of a usage report: one per source, each priced along its own path.
+
+    Agents that report ``transfers`` (bytes per source) are billed lot by lot;
+    older agents send only ``bytes_staged`` and ``staged_from``, billed as one lot.
+    """
+    scale = plane.network.data_scale
+    per_source = usage.get("transfers")
+    if per_source:
+        return [
+            TransferLot.of_bytes(
+                int(t.get("bytes") or 0),
+                str(t.get("source") or ""),
+                transfer_price(plane, t.get("source"), center),
+                scale,
+            )
+            for t in per_source
+        ]
+    n = int(usage.get("bytes_staged") or 0)
+    if n <= 0:
+        return []
+    src = usage.get("staged_from")
+    return [TransferLot.of_bytes(n, src or "", transfer_price(plane, src, center), scale)]
 
 
 def period_of(t: datetime) -> str:

@@ -16,12 +16,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import numpy as np
 
-from computenet.metering import charge
+from computenet.metering import TransferLot, charge
 from computenet.model import JobState, check_transition
 from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Reservation, Snapshot
 from computenet.scheduler.framework import evaluate
@@ -72,10 +72,15 @@ class _Active:
     hold_s: float = math.nan
     run_s: float = math.nan
     transfers_left: int = 0
-    transfer_cny: Decimal = Decimal(0)
+    moved: list[TransferLot] = field(default_factory=list)  # lots delivered, to be billed
     queued: bool = False
     staging: bool = False
     staged: bool = False
+
+
+def _paid(lots: list[TransferLot]) -> bool:
+    """Whether the data moved so far costs anything (a job that only staged is billed for it)."""
+    return any(lot.cny for lot in lots)
 
 
 _NO_SHIFT = Profile("sim-feasibility", shift=False)
@@ -459,7 +464,7 @@ class Simulation:
                 a.transfers_left += 1
             else:
                 # Nothing to move over a link (empty input, or no path left): billed as is.
-                a.transfer_cny += Decimal(repr(gb)) * price
+                a.moved.append(TransferLot.of_gb(gb, src, price))
                 self.rec.wan_gb[i] += gb
         if a.transfers_left:
             a.state = JobState.STAGING
@@ -484,8 +489,8 @@ class Simulation:
             a = self.active.get(i)
             if a is None or a.attempt != attempt:
                 continue
-            gb, _src, _ds, price = a.inputs[k]
-            a.transfer_cny += Decimal(repr(gb)) * price
+            gb, src, _ds, price = a.inputs[k]
+            a.moved.append(TransferLot.of_gb(gb, src, price))
             self.rec.wan_gb[i] += gb
             a.transfers_left -= 1
             if a.transfers_left == 0:
@@ -539,9 +544,8 @@ class Simulation:
             a.count,
             self.env.datetime(run_from),
             self.env.datetime(until),
-            # Inputs may come from several places at several prices: bill their ¥ as one lot.
-            transfer_gb=1.0 if a.transfer_cny else 0.0,
-            transfer_price_per_gb=a.transfer_cny,
+            # Each input is a lot from its own source at its own path's price.
+            transfers=a.moved,
         )
         e, s, tr = (int(x * 100) for x in (ch.energy_cny, ch.service_cny, ch.transfer_cny))
         r, t = self.rec, self.tot
@@ -636,7 +640,7 @@ class Simulation:
         for k in range(len(a.inputs)):
             self.rec.wan_gb[i] += self.links.cancel((i, a.attempt, k), now)
         self._wake_links()
-        if a.state == JobState.RUNNING or a.transfer_cny:
+        if a.state == JobState.RUNNING or _paid(a.moved):
             self._meter(i, a, now)
         self._release(i, a)
         self.rec.attempts[i] += 1
@@ -667,7 +671,7 @@ class Simulation:
             a = self.active.pop(i)
             for k in range(len(a.inputs)):
                 self.rec.wan_gb[i] += self.links.cancel((i, a.attempt, k), end_s)
-            if a.state == JobState.RUNNING or a.transfer_cny:
+            if a.state == JobState.RUNNING or _paid(a.moved):
                 self._meter(i, a, end_s)
             self._release(i, a)
             self.rec.reasons[i] = f"simulation ended while {a.state.value}"

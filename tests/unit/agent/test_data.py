@@ -306,6 +306,7 @@ def test_staging_fetches_verifies_and_records_a_replica(
     assert dataset_sha256(staged) == replica.sha256
     assert staged.is_relative_to(dest.root)
     assert (result.bytes_staged, result.staged_from) == (250_000, "shanghai")
+    assert result.bytes_from == {"shanghai": 250_000}
     assert [(r.dataset, r.path, r.sha256) for r in result.new_replicas] == [
         ("corpus", DEST, replica.sha256)
     ]

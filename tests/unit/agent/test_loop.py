@@ -282,6 +282,7 @@ def test_inputs_are_staged_then_the_job_reads_them(
     assert (dataset, report.path, report.sha256) == ("corpus-v1", "corpus-v1", replica.sha256)
     (usage,) = plane.usage["reader"]
     assert (usage.bytes_staged, usage.staged_from) == (200_000, "west")
+    assert [(t.source, t.bytes) for t in usage.transfers] == [("west", 200_000)]
     local = tmp_path / "agent" / "data" / "corpus-v1"
     assert hashlib.sha256(local.read_bytes()).hexdigest() == replica.sha256
 

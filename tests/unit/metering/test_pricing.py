@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from computenet.catalog import load_chips, load_throughput
-from computenet.metering import charge, energy_cost_cny
+from computenet.metering import TransferLot, charge, energy_cost_cny
 from computenet.model import Center, Pool, Tariff
 from computenet.model.center import CST
 
@@ -54,8 +54,7 @@ def test_charge_adds_up_to_the_fen() -> None:
         4,
         start,
         start + timedelta(hours=3),
-        transfer_gb=10,
-        transfer_price_per_gb=Decimal("0.05"),
+        transfers=[TransferLot.of_gb(10, "elsewhere", Decimal("0.05"))],
     )
     assert ch.chip_hours == 12
     assert abs(ch.cu_hours - 4 * 0.989 * 0.36 * 3) < 1e-9

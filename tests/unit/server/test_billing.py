@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from computenet.metering import charge
+from computenet.metering import TransferLot, charge
 from tests.unit.server.conftest import Net, job_spec
 
 H100 = {"count": 2, "types": ["H100"]}
@@ -51,7 +51,6 @@ def test_a_finished_job_is_priced_from_network_times_and_the_path_of_its_data(ne
     end = datetime.fromisoformat(job["finished_at"])
     assert (end - start).total_seconds() == 7200.0
     network = net.plane.network
-    gb = 5_000_000 * network.data_scale / 1e9
     expected = charge(
         network.center("zhongwei"),
         network.chips["H100"],
@@ -60,8 +59,9 @@ def test_a_finished_job_is_priced_from_network_times_and_the_path_of_its_data(ne
         2,
         start,
         end,
-        transfer_gb=gb,
-        transfer_price_per_gb=Decimal("0.05"),
+        transfers=[
+            TransferLot.of_bytes(5_000_000, "shanghai", Decimal("0.05"), network.data_scale)
+        ],
     )
     (line,) = net.client.get("/api/v1/bill?period=2026-11", headers=net.user()).json()["lines"]
     assert Decimal(line["total_cny"]) == expected.total_cny

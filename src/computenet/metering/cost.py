@@ -1,0 +1,187 @@
+"""One cost model: a planned or measured usage → energy, service and transfer ¥.
+
+A usage is chips of one TDP held from `start` to `end` at a center (its PUE
+and hourly tariff), the CU·h delivered, and the data brought in as lots of
+(GB, source, ¥/GB along the path from that source). `price` turns it into
+exact money (Decimal, each component rounded half-even to the fen once):
+placements, quotes, the server's bills and the simulator's totals all call it.
+
+The scheduler compares thousands of (pool, start) options at once; it calls
+the vector form `option_costs` (float ¥, same formula: energy integrated
+over the tariff hour by hour, service per CU·h, transfer per GB), and the LP
+bound prices a chip-hour with `energy_cny_per_chip_hour`. A test holds the
+vector form equal to `price` to the fen on random inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+
+from computenet.model import Center
+
+GB = Decimal(10**9)
+FEN = Decimal("0.01")
+
+
+def fen(x: Decimal) -> Decimal:
+    """Round ¥ to the fen, half-even."""
+    return x.quantize(FEN, rounding=ROUND_HALF_EVEN)
+
+
+def energy_cost_cny(
+    center: Center, chips: int, tdp_w: float, start: datetime, end: datetime
+) -> Decimal:
+    """¥ for the energy of `chips` chips from `start` to `end`, hour by hour on the tariff."""
+    if end <= start:
+        return Decimal(0)
+    # kW at the meter, exact in Decimal from the catalog's figures.
+    kw = Decimal(chips) * Decimal(str(tdp_w)) * Decimal(str(center.pue)) / Decimal(1000)
+    total = Decimal(0)
+    t = start
+    while t < end:
+        next_hour = (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+        seg_end = min(next_hour, end)
+        seconds = Decimal((seg_end - t) // timedelta(microseconds=1)) / Decimal(1_000_000)
+        total += kw * seconds / Decimal(3600) * center.tariff.price_at(t)
+        t = seg_end
+    return fen(total)
+
+
+@dataclass(frozen=True)
+class TransferLot:
+    """Data brought to the center from one source: GB, where from, and ¥/GB along the path."""
+
+    gb: Decimal
+    source: str
+    price_per_gb: Decimal
+
+    @classmethod
+    def of_bytes(
+        cls, n_bytes: int, source: str, price_per_gb: Decimal, data_scale: float = 1.0
+    ) -> TransferLot:
+        """A lot of `n_bytes` measured bytes (× the network's data scale) from `source`."""
+        return cls(
+            Decimal(int(n_bytes)) * Decimal(repr(float(data_scale))) / GB, source, price_per_gb
+        )
+
+    @classmethod
+    def of_gb(cls, gb: float, source: str, price_per_gb: Decimal) -> TransferLot:
+        """A lot of `gb` GB (a planned size) from `source`."""
+        return cls(Decimal(repr(float(gb))), source, price_per_gb)
+
+    @property
+    def cny(self) -> Decimal:
+        """The lot's ¥, unrounded."""
+        return self.gb * self.price_per_gb
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a job uses, planned or measured: the chips' run, the work done, the data moved in."""
+
+    chips: int
+    tdp_w: float
+    start: datetime
+    end: datetime
+    cu_hours: float
+    transfers: tuple[TransferLot, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Exact ¥ of a usage, by component (each rounded to the fen)."""
+
+    energy_cny: Decimal
+    service_cny: Decimal
+    transfer_cny: Decimal
+
+    @property
+    def total_cny(self) -> Decimal:
+        """Energy + service + transfer."""
+        return self.energy_cny + self.service_cny + self.transfer_cny
+
+
+def transfer_cny(lots: Iterable[TransferLot]) -> Decimal:
+    """¥ for the data moved in: every lot at its own path's price, rounded once."""
+    return fen(sum((lot.cny for lot in lots), Decimal(0)))
+
+
+def service_cny(center: Center, cu_hours: float) -> Decimal:
+    """¥ for the work delivered, at the center's price per CU·h."""
+    return fen(Decimal(repr(float(cu_hours))) * center.service_price_per_cuh)
+
+
+def price(center: Center, usage: Usage) -> Cost:
+    """The exact ¥ of `usage` at `center`: energy hour by hour on its tariff, service, transfer."""
+    return Cost(
+        energy_cny=energy_cost_cny(center, usage.chips, usage.tdp_w, usage.start, usage.end),
+        service_cny=service_cny(center, usage.cu_hours),
+        transfer_cny=transfer_cny(usage.transfers),
+    )
+
+
+# ----------------------------------------------------------------- vector form
+
+
+def cumulative_tariff(tariff: np.ndarray) -> np.ndarray:
+    """[P, 25]: ¥/kW paid from local midnight to local hour h, for tariffs [P, 24] ¥/kWh."""
+    cum = np.zeros((tariff.shape[0], 25))
+    cum[:, 1:] = np.cumsum(tariff, axis=1)
+    return cum
+
+
+def tariff_integral(cum: np.ndarray, p: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """¥/kW paid from local midnight of day 0 to local hour `x` (may exceed 24) at pools `p`."""
+    days = np.floor(x * (1.0 / 24.0))
+    hx = x - days * 24.0
+    h = np.minimum(hx.astype(np.int64), 23)
+    flat = cum.ravel()
+    at = p * 25 + h
+    lo = flat.take(at)
+    out: np.ndarray = days * flat.take(p * 25 + 24) + lo + (hx - h) * (flat.take(at + 1) - lo)
+    return out
+
+
+def meter_kw(chips: int | np.ndarray, tdp_kw: np.ndarray, pue: np.ndarray) -> np.ndarray:
+    """kW drawn at the meter: chips × TDP × PUE."""
+    out: np.ndarray = chips * tdp_kw * pue
+    return out
+
+
+def energy_cny_per_chip_hour(tdp_kw: np.ndarray, pue: np.ndarray, tariff: np.ndarray) -> np.ndarray:
+    """¥ per chip-hour at each pool [P] and tariff hour [P, B]: TDP × PUE × ¥/kWh."""
+    out: np.ndarray = (tdp_kw * pue)[:, None] * tariff
+    return out
+
+
+def option_costs(
+    kw: np.ndarray,
+    cum: np.ndarray,
+    pool: np.ndarray,
+    run_from_h: np.ndarray,
+    run_h: np.ndarray,
+    cu_hours: float,
+    service_per_cuh: np.ndarray,
+    transfer: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Float ¥ (energy, service, transfer) of many options at once; `price`'s vector form.
+
+    Option k draws `kw[k]` at pool `pool[k]` from local hour `run_from_h[k]`
+    (hours after local midnight of day 0) for `run_h[k]` hours; `transfer[k]`
+    is Σ GB × ¥/GB of its lots (`transfer_cny_vec`).
+    """
+    energy = kw * (
+        tariff_integral(cum, pool, run_from_h + run_h) - tariff_integral(cum, pool, run_from_h)
+    )
+    return energy, cu_hours * service_per_cuh, transfer
+
+
+def transfer_cny_vec(gb: float, price_per_gb: np.ndarray) -> np.ndarray:
+    """Float ¥ of one lot of `gb` GB at each price (an unreachable path, inf, costs nothing)."""
+    out: np.ndarray = gb * np.where(np.isfinite(price_per_gb), price_per_gb, 0.0)
+    return out
