@@ -47,7 +47,10 @@ def test_demo_runs_every_feasible_job_and_leaves_nothing_behind(tmp_path: Path) 
     env = dict(os.environ, CNET_CONFIG=str(tmp_path / "config.json"), COLUMNS="160")
     proc = subprocess.run(
         [sys.executable, "-m", "computenet.cli", "demo", "--json", "--timeout", "300"],
-        capture_output=True, text=True, env=env, timeout=380,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=380,
     )
     assert proc.stdout.strip(), proc.stderr[-3000:]
     result = json.loads(proc.stdout)

@@ -33,7 +33,10 @@ class Up:
     def cnet(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
             [sys.executable, "-m", "computenet.cli", *argv],
-            capture_output=True, text=True, env=self.env, timeout=120,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
         )
         if check:
             assert r.returncode == 0, (argv, r.stdout, r.stderr)
@@ -52,8 +55,13 @@ class Up:
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     tmp = tmp_path_factory.mktemp("up")
     marker = f"CNET_TEST_UP={tmp}"
-    env = dict(os.environ, CNET_CONFIG=str(tmp / "config.json"), CNET_HOME=str(tmp / "home"),
-               COLUMNS="200", CNET_TEST_UP=str(tmp))
+    env = dict(
+        os.environ,
+        CNET_CONFIG=str(tmp / "config.json"),
+        CNET_HOME=str(tmp / "home"),
+        COLUMNS="200",
+        CNET_TEST_UP=str(tmp),
+    )
     env.pop("CNET_URL", None)
     env.pop("CNET_TOKEN", None)
     # Its output goes to a file: a pipe nobody reads while the tests run could fill and
@@ -62,7 +70,10 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     with open(out_path, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "computenet.cli", "up", "demo", "--port", "0"],
-            stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
     deadline = time.monotonic() + 120
     cfg_path = tmp / "config.json"
@@ -123,8 +134,14 @@ def test_up_writes_a_config_that_later_commands_use(up: Up) -> None:
         (QUICK + "inputs: [no-such-data]\n", ["inputs[0]", "no-such-data"]),
         (QUICK + "colour: blue\n", ["colour"]),
     ],
-    ids=["malformed-yaml", "unknown-chip", "negative-count", "past-deadline", "unknown-dataset",
-         "unknown-field"],
+    ids=[
+        "malformed-yaml",
+        "unknown-chip",
+        "negative-count",
+        "past-deadline",
+        "unknown-dataset",
+        "unknown-field",
+    ],
 )
 def test_bad_job_is_one_line_exit_2_and_nothing_is_stored(
     up: Up, text: str, words: list[str]
@@ -135,13 +152,27 @@ def test_bad_job_is_one_line_exit_2_and_nothing_is_stored(
 
 
 def test_quote_lists_options_marks_cheapest_and_fastest_and_submits_nothing(up: Up) -> None:
-    f = up.job_file("train.yaml", QUICK.replace("cpu-batch", "llm-train").replace(
-        "{count: 1}", "{count: 4}").replace("0.002", "2") + "deadline: 12h\n")
+    f = up.job_file(
+        "train.yaml",
+        QUICK.replace("cpu-batch", "llm-train")
+        .replace("{count: 1}", "{count: 4}")
+        .replace("0.002", "2")
+        + "deadline: 12h\n",
+    )
     before = up.json("jobs")
     r = up.cnet("quote", f, check=True)
     assert "cheapest" in r.stdout and "fastest" in r.stdout
-    for col in ("center", "start", "finish", "energy ¥", "service ¥", "transfer ¥", "total ¥",
-                "kWh", "kg CO2"):
+    for col in (
+        "center",
+        "start",
+        "finish",
+        "energy ¥",
+        "service ¥",
+        "transfer ¥",
+        "total ¥",
+        "kWh",
+        "kg CO2",
+    ):
         assert col in r.stdout
     q = up.json("quote", f)
     assert isinstance(q, dict)
@@ -186,9 +217,12 @@ def test_dataset_added_from_a_file_is_read_by_a_job(up: Up) -> None:
     assert isinstance(listed, list)
     (ds,) = [d for d in listed if d["id"] == "table"]
     assert ds["size_bytes"] == 8000
-    reader = QUICK.replace(
-        'echo "hello from $CNET_CENTER"', 'wc -c < "$CNET_INPUT_TABLE"'
-    ).replace("name: hello", "name: reader") + "inputs: [table]\n"
+    reader = (
+        QUICK.replace('echo "hello from $CNET_CENTER"', 'wc -c < "$CNET_INPUT_TABLE"').replace(
+            "name: hello", "name: reader"
+        )
+        + "inputs: [table]\n"
+    )
     r = up.cnet("submit", up.job_file("reader.yaml", reader), "--wait", "--json", "--timeout", "90")
     assert r.returncode == 0, (r.stdout, r.stderr)
     detail = json.loads(r.stdout)
@@ -198,8 +232,9 @@ def test_dataset_added_from_a_file_is_read_by_a_job(up: Up) -> None:
 def test_admin_makes_a_second_tenant_that_cannot_see_the_first(up: Up) -> None:
     db = str(up.config["db"])
     up.cnet("admin", "create-tenant", "other", "--db", db, check=True)
-    token = up.cnet("admin", "create-user", "bob", "--tenant", "other", "--db", db,
-                    check=True).stdout.strip()
+    token = up.cnet(
+        "admin", "create-user", "bob", "--tenant", "other", "--db", db, check=True
+    ).stdout.strip()
     mine = up.json("jobs")
     assert isinstance(mine, list) and mine
     r = up.cnet("status", mine[0]["id"], "--token", token)

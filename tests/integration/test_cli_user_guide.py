@@ -20,8 +20,11 @@ BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
 def guide_blocks() -> list[tuple[str, str]]:
     """(language, code) of every runnable block, in order."""
-    return [(m.group(1), m.group(2)) for m in BLOCK.finditer(GUIDE.read_text("utf-8"))
-            if m.group(1) in ("bash", "python")]
+    return [
+        (m.group(1), m.group(2))
+        for m in BLOCK.finditer(GUIDE.read_text("utf-8"))
+        if m.group(1) in ("bash", "python")
+    ]
 
 
 def test_the_guide_has_runnable_examples() -> None:
@@ -40,10 +43,10 @@ def test_every_example_in_the_user_guide_works_when_pasted(up: Up, tmp_path: Pat
             script = tmp_path / f"block{i}.py"
             script.write_text(code)
             argv = [sys.executable, str(script)]
-        r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=240)
-        assert r.returncode == 0, f"block {i} ({lang}) failed:\n{code}\n--- stdout\n{r.stdout}" \
-            f"\n--- stderr\n{r.stderr}"
+        r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, (
+            f"block {i} ({lang}) failed:\n{code}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}"
+        )
         assert "Traceback" not in r.stderr, r.stderr
-        if "|| echo \"exit status $?\"" in code:
+        if '|| echo "exit status $?"' in code:
             assert "exit status 2" in r.stdout, r.stdout

@@ -133,7 +133,10 @@ def list_(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False)
         t.add_column(col)
     for d in views:
         t.add_row(
-            d.id, _size(d.size_bytes), d.sha256[:12] + "…", d.residency or "-",
+            d.id,
+            _size(d.size_bytes),
+            d.sha256[:12] + "…",
+            d.residency or "-",
             ", ".join(r.get("center", "?") for r in d.replicas) or "-",
         )
     console().print(t)

@@ -86,19 +86,30 @@ def _job_python() -> str:
 
 
 _WORK = (
-    'echo "running on $CNET_CHIP_COUNT x $CNET_CHIP at $CNET_CENTER";'
-    ' sleep "$CNET_PLANNED_RUN_S"'
+    'echo "running on $CNET_CHIP_COUNT x $CNET_CHIP at $CNET_CENTER"; sleep "$CNET_PLANNED_RUN_S"'
 )
 
 
 def demo_jobs() -> list[dict[str, Any]]:
     """The demo's job specs (job-file dicts)."""
 
-    def job(name: str, cls: str, chips: dict[str, Any], cuh: float, *, inputs: tuple[str, ...] = (),
-            deadline: str | None = None, **extra: Any) -> dict[str, Any]:
+    def job(
+        name: str,
+        cls: str,
+        chips: dict[str, Any],
+        cuh: float,
+        *,
+        inputs: tuple[str, ...] = (),
+        deadline: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
         cmd = " && ".join([*(_reader(d) for d in inputs), _WORK])
         spec: dict[str, Any] = {
-            "name": name, "class": cls, "command": cmd, "chips": chips, "work": {"cu_hours": cuh},
+            "name": name,
+            "class": cls,
+            "command": cmd,
+            "chips": chips,
+            "work": {"cu_hours": cuh},
         }
         if inputs:
             spec["inputs"] = list(inputs)
@@ -109,15 +120,28 @@ def demo_jobs() -> list[dict[str, Any]]:
 
     return [
         # Built for Ascend: needs the cann stack (only guian has it).
-        job("cann-train", "llm-train", {"count": 4, "stack": "cann"}, 0.6, deadline="10h",
-            priority=5),
+        job(
+            "cann-train",
+            "llm-train",
+            {"count": 4, "stack": "cann"},
+            0.6,
+            deadline="10h",
+            priority=5,
+        ),
         # Big eastern data, slack deadline: worth moving west to cheap power and fast chips.
         job("llm-pretrain-east", "llm-train", {"count": 8}, 4.0, inputs=(BIG,), deadline="12h"),
         # Tight deadline, no data: only fast chips make it.
         job("llm-finetune-urgent", "llm-train", {"count": 4}, 1.2, deadline="2h", priority=5),
         # Eastern data, small job: moving 80 GB would cost more than the job; stays near the data.
-        job("infer-near-data", "inference", {"count": 2}, 0.1, inputs=(BIG,), deadline="2h",
-            priority=5),
+        job(
+            "infer-near-data",
+            "inference",
+            {"count": 2},
+            0.1,
+            inputs=(BIG,),
+            deadline="2h",
+            priority=5,
+        ),
         job("cv-train-east", "cv-train", {"count": 2}, 0.3, inputs=(BIG,), deadline="4h"),
         # Slack deadlines: planned into the 23:00 valley tariff. images-small must stay in
         # the east (residency region:east).
@@ -126,8 +150,9 @@ def demo_jobs() -> list[dict[str, Any]]:
         job("cpu-etl-slack", "cpu-batch", {"count": 4}, 0.01, inputs=(SMALL,), deadline="6h"),
         # Tight ones.
         job("cv-train-tight", "cv-train", {"count": 2}, 0.15, deadline="90m", priority=5),
-        job("infer-online", "inference", {"count": 1}, 0.1, latency_class="interactive",
-            priority=5),
+        job(
+            "infer-online", "inference", {"count": 1}, 0.1, latency_class="interactive", priority=5
+        ),
         job("infer-tight", "inference", {"count": 1}, 0.25, deadline="90m", priority=5),
         job("cpu-etl-tight", "cpu-batch", {"count": 2}, 0.005, deadline="2h", priority=5),
         job("cpu-report", "cpu-batch", {"count": 1}, 0.003),
@@ -162,8 +187,13 @@ def _progress_table(jobs: list[DemoJob], now: str, elapsed: float) -> Table:
         v = j.view
         start = j.detail.placement.planned_start if j.detail and j.detail.placement else None
         t.add_row(
-            v.name, v.workload_class, state_text(v.state), v.center or "-",
-            f"{v.chips}× {v.chip}" if v.chip else "-", when(start), cny(v.estimated_cny),
+            v.name,
+            v.workload_class,
+            state_text(v.state),
+            v.center or "-",
+            f"{v.chips}× {v.chip}" if v.chip else "-",
+            when(start),
+            cny(v.estimated_cny),
         )
     return t
 
@@ -178,14 +208,23 @@ def _why(d: JobDetail, pending: tuple[str, ...]) -> list[str]:
 def _summary_table(jobs: list[DemoJob]) -> Table:
     t = Table(title="jobs", title_justify="left", show_lines=True)
     for col in ("job", "state", "center", "chips", "why", "wait", "transfer", "run", "¥"):
-        t.add_column(col, justify="right" if col in ("wait", "transfer", "run", "¥") else "left",
-                     max_width=60 if col == "why" else None)
+        t.add_column(
+            col,
+            justify="right" if col in ("wait", "transfer", "run", "¥") else "left",
+            max_width=60 if col == "why" else None,
+        )
     for j in jobs:
         d = j.detail
         assert d is not None
         t.add_row(
-            d.name, state_text(d.state), d.center or "-", f"{d.chips}× {d.chip}" if d.chip else "-",
-            "\n".join(_why(d, j.pending_reasons)), dur(d.wait_s), dur(d.transfer_s), dur(d.run_s),
+            d.name,
+            state_text(d.state),
+            d.center or "-",
+            f"{d.chips}× {d.chip}" if d.chip else "-",
+            "\n".join(_why(d, j.pending_reasons)),
+            dur(d.wait_s),
+            dur(d.transfer_s),
+            dur(d.run_s),
             cny(d.cost_cny),
         )
     return t
@@ -210,8 +249,16 @@ def run_demo(
     with Supervisor(base / "logs") as sup:
         with out.status("starting the demo network") as status:
             net = start_network(
-                sup, "demo", _demo_network(), base, db=f"sqlite:///{base / 'demo.db'}",
-                tenant="demo", user="alice", epoch=epoch.isoformat(), env=env, status=status,
+                sup,
+                "demo",
+                _demo_network(),
+                base,
+                db=f"sqlite:///{base / 'demo.db'}",
+                tenant="demo",
+                user="alice",
+                epoch=epoch.isoformat(),
+                env=env,
+                status=status,
             )
             status.update("creating datasets")
             sha = _datasets(net)
@@ -288,8 +335,9 @@ def _watch(
     by_id = {j.view.id: j for j in jobs}
     t0 = time.monotonic()
     net_now = "-"
-    with Live(_progress_table(jobs, net_now, 0), console=out, refresh_per_second=4,
-              transient=False) as live:
+    with Live(
+        _progress_table(jobs, net_now, 0), console=out, refresh_per_second=4, transient=False
+    ) as live:
         while True:
             for v in cn.jobs():
                 if v.id in by_id:
@@ -303,7 +351,8 @@ def _watch(
             if bad:
                 raise ComputeNetError(
                     f"{bad[0].name} exited with status {bad[0].proc.returncode} during the demo",
-                    field=bad[0].name, hint=f"see {bad[0].log_path}",
+                    field=bad[0].name,
+                    hint=f"see {bad[0].log_path}",
                 )
             elapsed = time.monotonic() - t0
             now = _network_now(cn)
@@ -344,8 +393,13 @@ def _network_now(cn: Client) -> datetime | None:
 
 
 def _result(
-    cn: Client, net: RunningNetwork, jobs: list[DemoJob], bill: BillView, sha: dict[str, str],
-    sup: Supervisor, started: float,
+    cn: Client,
+    net: RunningNetwork,
+    jobs: list[DemoJob],
+    bill: BillView,
+    sha: dict[str, str],
+    sup: Supervisor,
+    started: float,
 ) -> dict[str, Any]:
     rows = []
     ok = True
@@ -357,17 +411,29 @@ def _result(
         ok = ok and good
         rows.append(
             {
-                "id": d.id, "name": d.name, "class": d.workload_class, "state": d.state.value,
-                "center": d.center, "chip": d.chip, "chips": d.chips,
-                "cost_cny": to_jsonable(d.cost_cny), "estimated_cny": to_jsonable(d.estimated_cny),
+                "id": d.id,
+                "name": d.name,
+                "class": d.workload_class,
+                "state": d.state.value,
+                "center": d.center,
+                "chip": d.chip,
+                "chips": d.chips,
+                "cost_cny": to_jsonable(d.cost_cny),
+                "estimated_cny": to_jsonable(d.estimated_cny),
                 "reasons": _why(d, j.pending_reasons) + ([j.gave_up] if j.gave_up else []),
                 "pending_reasons": list(j.pending_reasons),
-                "feasible": not j.infeasible, "ok": good,
+                "feasible": not j.infeasible,
+                "ok": good,
                 "deadline": to_jsonable(d.deadline),
                 "planned_start": to_jsonable(p.planned_start) if p else None,
-                "started_at": to_jsonable(d.started_at), "finished_at": to_jsonable(d.finished_at),
-                "wait_s": d.wait_s, "transfer_s": d.transfer_s, "run_s": d.run_s,
-                "attempts": d.attempts, "exit_code": d.exit_code, "inputs": list(d.spec.inputs),
+                "started_at": to_jsonable(d.started_at),
+                "finished_at": to_jsonable(d.finished_at),
+                "wait_s": d.wait_s,
+                "transfer_s": d.transfer_s,
+                "run_s": d.run_s,
+                "attempts": d.attempts,
+                "exit_code": d.exit_code,
+                "inputs": list(d.spec.inputs),
                 "input_checksum_ok": _input_check(cn, d, sha),
             }
         )

@@ -117,8 +117,15 @@ def jobs(
         t.add_column(col, justify="right" if "¥" in col else "left")
     for v in views:
         t.add_row(
-            v.id, v.name, v.workload_class, state_text(v.state), v.center or "-", chips_text(v),
-            when(v.submitted_at), cny(v.estimated_cny), cny(v.cost_cny),
+            v.id,
+            v.name,
+            v.workload_class,
+            state_text(v.state),
+            v.center or "-",
+            chips_text(v),
+            when(v.submitted_at),
+            cny(v.estimated_cny),
+            cny(v.cost_cny),
         )
     console().print(t)
 
@@ -179,9 +186,7 @@ def print_detail(d: JobDetail) -> None:
         t.add_column("center")
         t.add_column("message")
         for e in d.events:
-            t.add_row(
-                when(e.at), state_text(e.state) if e.state else "", e.center or "", e.message
-            )
+            t.add_row(when(e.at), state_text(e.state) if e.state else "", e.center or "", e.message)
         out.print(t)
 
 
@@ -256,8 +261,17 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
     out = console()
     t = Table(title=f"quote for {name} (network time now {when(q.now, date=True)} CST)")
     cols = (
-        "center", "chips", "start", "finish", "energy ¥", "service ¥", "transfer ¥", "total ¥",
-        "kWh", "kg CO2", "",
+        "center",
+        "chips",
+        "start",
+        "finish",
+        "energy ¥",
+        "service ¥",
+        "transfer ¥",
+        "total ¥",
+        "kWh",
+        "kg CO2",
+        "",
     )
     for c in cols:
         t.add_column(c, justify="right" if ("¥" in c or c in ("kWh", "kg CO2")) else "left")
@@ -267,9 +281,17 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
             marks.append("infeasible: " + "; ".join(o.reasons) if o.reasons else "infeasible")
         style = "" if o.feasible else "dim"
         t.add_row(
-            o.center, f"{o.count}× {o.chip}", when(o.planned_start), when(o.finish),
-            cny(o.energy_cny), cny(o.service_cny), cny(o.transfer_cny), cny(o.total_cny),
-            f"{o.kwh:.1f}", f"{o.co2_kg:.1f}", Text(", ".join(marks), style="bold green"),
+            o.center,
+            f"{o.count}× {o.chip}",
+            when(o.planned_start),
+            when(o.finish),
+            cny(o.energy_cny),
+            cny(o.service_cny),
+            cny(o.transfer_cny),
+            cny(o.total_cny),
+            f"{o.kwh:.1f}",
+            f"{o.co2_kg:.1f}",
+            Text(", ".join(marks), style="bold green"),
             style=style,
         )
     if q.options:

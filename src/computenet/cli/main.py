@@ -38,8 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `cnet` with `argv` and return its exit status (tests call this directly)."""
     command = typer.main.get_command(app)
     try:
-        rv = command.main(args=list(argv) if argv is not None else None, prog_name="cnet",
-                          standalone_mode=False)
+        rv = command.main(
+            args=list(argv) if argv is not None else None, prog_name="cnet", standalone_mode=False
+        )
     except ComputeNetError as exc:
         return fail(exc).exit_code
     except typer.Exit as exc:

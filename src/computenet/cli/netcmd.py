@@ -35,8 +35,19 @@ def centers(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = Fals
         print_json(views)
         return
     t = Table(title=f"{len(views)} center(s)")
-    for col in ("id", "name", "region", "online", "chips free/total", "PUE", "¥/kWh now",
-                "¥/CU·h", "kg CO2/kWh", "queued", "running"):
+    for col in (
+        "id",
+        "name",
+        "region",
+        "online",
+        "chips free/total",
+        "PUE",
+        "¥/kWh now",
+        "¥/CU·h",
+        "kg CO2/kWh",
+        "queued",
+        "running",
+    ):
         t.add_column(col, justify="right" if col[0] in "P¥kqr" else "left")
     for c in views:
         pools = ", ".join(
@@ -44,10 +55,16 @@ def centers(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = Fals
             for p in c.pools
         )
         t.add_row(
-            c.id, c.name, c.region,
+            c.id,
+            c.name,
+            c.region,
             Text("yes", style="green") if c.online else Text("no", style="red"),
-            pools, f"{c.pue:.2f}", f"{c.tariff_now:.4f}".rstrip("0").rstrip("."),
-            cny(c.service_price_per_cuh), f"{c.carbon_kg_per_kwh:.2f}", str(c.queued),
+            pools,
+            f"{c.pue:.2f}",
+            f"{c.tariff_now:.4f}".rstrip("0").rstrip("."),
+            cny(c.service_price_per_cuh),
+            f"{c.carbon_kg_per_kwh:.2f}",
+            str(c.queued),
             str(c.running),
         )
     console().print(t)
@@ -84,8 +101,12 @@ def network_validate(
         t.add_column(col)
     for c in net.centers:
         t.add_row(
-            c.id, c.region, ", ".join(f"{p.count}× {p.chip}" for p in c.pools), f"{c.pue:.2f}",
-            f"{min(c.tariff.hourly):.3f}-{max(c.tariff.hourly):.3f}", cny(c.service_price_per_cuh),
+            c.id,
+            c.region,
+            ", ".join(f"{p.count}× {p.chip}" for p in c.pools),
+            f"{c.pue:.2f}",
+            f"{min(c.tariff.hourly):.3f}-{max(c.tariff.hourly):.3f}",
+            cny(c.service_price_per_cuh),
         )
     out.print(t)
 
@@ -110,8 +131,11 @@ def network_show(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt =
         t.add_column(col)
     for link in net.get("links", []):
         t.add_row(
-            str(link.get("a")), str(link.get("b")), str(link.get("bandwidth_gbps")),
-            str(link.get("latency_ms")), str(link.get("price_per_gb")),
+            str(link.get("a")),
+            str(link.get("b")),
+            str(link.get("bandwidth_gbps")),
+            str(link.get("latency_ms")),
+            str(link.get("price_per_gb")),
         )
     out.print(t)
 
@@ -138,19 +162,50 @@ def print_bill(b: BillView) -> None:
     """The bill as a table and totals."""
     out = console()
     t = Table(title=f"bill of {b.tenant} for {b.period}")
-    for col in ("job", "name", "center", "chips", "start", "chip·h", "CU·h", "kWh",
-                "energy ¥", "service ¥", "transfer ¥", "total ¥"):
+    for col in (
+        "job",
+        "name",
+        "center",
+        "chips",
+        "start",
+        "chip·h",
+        "CU·h",
+        "kWh",
+        "energy ¥",
+        "service ¥",
+        "transfer ¥",
+        "total ¥",
+    ):
         t.add_column(col, justify="left" if col in ("job", "name", "center", "chips") else "right")
     for ln in b.lines:
         t.add_row(
-            ln.job_id, ln.job_name, ln.center, f"{ln.chips}× {ln.chip}", when(ln.started_at),
-            f"{ln.chip_hours:.2f}", f"{ln.cu_hours:.2f}", f"{ln.kwh:.1f}", cny(ln.energy_cny),
-            cny(ln.service_cny), cny(ln.transfer_cny), cny(ln.total_cny),
+            ln.job_id,
+            ln.job_name,
+            ln.center,
+            f"{ln.chips}× {ln.chip}",
+            when(ln.started_at),
+            f"{ln.chip_hours:.2f}",
+            f"{ln.cu_hours:.2f}",
+            f"{ln.kwh:.1f}",
+            cny(ln.energy_cny),
+            cny(ln.service_cny),
+            cny(ln.transfer_cny),
+            cny(ln.total_cny),
         )
     t.add_section()
     t.add_row(
-        "total", "", "", "", "", "", f"{b.cu_hours:.2f}", f"{b.kwh:.1f}", cny(b.energy_cny),
-        cny(b.service_cny), cny(b.transfer_cny), Text(cny(b.total_cny), style="bold"),
+        "total",
+        "",
+        "",
+        "",
+        "",
+        "",
+        f"{b.cu_hours:.2f}",
+        f"{b.kwh:.1f}",
+        cny(b.energy_cny),
+        cny(b.service_cny),
+        cny(b.transfer_cny),
+        Text(cny(b.total_cny), style="bold"),
     )
     out.print(t)
     if b.by_center:

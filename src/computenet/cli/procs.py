@@ -61,9 +61,8 @@ def server(
     submits_per_s: Annotated[
         float, typer.Option(min=0, help="submits per second per tenant (0: no limit)")
     ] = 1000.0,
-    max_body_bytes: Annotated[
-        int, typer.Option(min=1024, help="largest user API request body")
-    ] = 1 << 20,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="largest user API request body")] = 1
+    << 20,
     ticket_ttl: Annotated[
         float, typer.Option(help="real seconds a data fetch ticket stays valid after the lease")
     ] = 300.0,

@@ -100,7 +100,9 @@ class FakeAPI:
                 off = int(r.url.params.get("offset", "0"))
                 data = text.encode()[off:].decode()
                 return 200, LogChunk(
-                    text=data, offset=off, next_offset=len(text.encode()),
+                    text=data,
+                    offset=off,
+                    next_offset=len(text.encode()),
                     complete=job.state in TERMINAL_STATES,
                 )
         if method == "POST" and parts == ["quote"]:
@@ -109,8 +111,10 @@ class FakeAPI:
             return 200, [self._center(c.id) for c in self.network.centers]
         if parts == ["network"]:
             return 200, {
-                "name": self.network.name, "time_scale": self.network.time_scale,
-                "data_scale": self.network.data_scale, "now": self.now,
+                "name": self.network.name,
+                "time_scale": self.network.time_scale,
+                "data_scale": self.network.data_scale,
+                "now": self.now,
                 "centers": [c.id for c in self.network.centers],
                 "sites": [s.id for s in self.network.sites],
                 "links": [link.model_dump(mode="json") for link in self.network.links],
@@ -119,7 +123,10 @@ class FakeAPI:
             if method == "POST":
                 d = DatasetCreate.model_validate(body)
                 view = DatasetView(
-                    id=d.id, tenant=self.tenant, size_bytes=d.size_bytes, sha256=d.sha256,
+                    id=d.id,
+                    tenant=self.tenant,
+                    size_bytes=d.size_bytes,
+                    sha256=d.sha256,
                     residency=d.residency,
                     # As the server does: no path means the tenant's area, by id.
                     replicas=[
@@ -142,9 +149,14 @@ class FakeAPI:
         jid = f"j-{len(self.jobs) + 1:04d}"
         jr = job_request(jid, req.spec, self.network, self.now, ds)
         job = JobDetail(
-            id=jid, name=req.spec.name, tenant=self.tenant,
-            workload_class=req.spec.workload_class, state=JobState.PENDING,
-            submitted_at=self.now, deadline=jr.deadline, spec=req.spec,
+            id=jid,
+            name=req.spec.name,
+            tenant=self.tenant,
+            workload_class=req.spec.workload_class,
+            state=JobState.PENDING,
+            submitted_at=self.now,
+            deadline=jr.deadline,
+            spec=req.spec,
             reasons=["waiting for the next scheduling cycle"],
             events=[JobEvent(at=self.now, state=JobState.PENDING, message="submitted")],
         )
@@ -156,7 +168,8 @@ class FakeAPI:
     def _cancel(self, job: JobDetail) -> JobView:
         if job.state in TERMINAL_STATES:
             raise ConflictError(
-                f"job {job.id} is already {job.state.value}", field="state",
+                f"job {job.id} is already {job.state.value}",
+                field="state",
                 hint="only a job that has not finished can be cancelled",
             )
         new = job.model_copy(update={"state": JobState.CANCELLED})
@@ -175,7 +188,10 @@ class FakeAPI:
     def _dataset_models(self) -> dict[str, Dataset]:
         return {
             k: Dataset(
-                id=v.id, size_bytes=v.size_bytes, sha256=v.sha256, residency=v.residency,
+                id=v.id,
+                size_bytes=v.size_bytes,
+                sha256=v.sha256,
+                residency=v.residency,
                 replicas=tuple(r["center"] for r in v.replicas),
             )
             for k, v in self.datasets.items()
@@ -184,18 +200,35 @@ class FakeAPI:
     def _center(self, cid: str) -> CenterView:
         c = self.network.center(cid)
         return CenterView(
-            id=c.id, name=c.name, hub=c.hub, region=c.region, lat=c.lat, lon=c.lon,
-            backend=c.backend, online=True,
+            id=c.id,
+            name=c.name,
+            hub=c.hub,
+            region=c.region,
+            lat=c.lat,
+            lon=c.lon,
+            backend=c.backend,
+            online=True,
             pools=[{"chip": p.chip, "total": p.count, "free": p.count} for p in c.pools],
-            pue=c.pue, tariff_now=c.tariff.price_at(self.now), tariff_hourly=list(c.tariff.hourly),
-            carbon_kg_per_kwh=c.carbon_kg_per_kwh, service_price_per_cuh=c.service_price_per_cuh,
+            pue=c.pue,
+            tariff_now=c.tariff.price_at(self.now),
+            tariff_hourly=list(c.tariff.hourly),
+            carbon_kg_per_kwh=c.carbon_kg_per_kwh,
+            service_price_per_cuh=c.service_price_per_cuh,
         )
 
     def _bill(self, period: str) -> BillView:
         zero = Decimal("0.00")
         return BillView(
-            tenant=self.tenant, period=period, lines=[], energy_cny=zero, service_cny=zero,
-            transfer_cny=zero, total_cny=zero, kwh=0.0, co2_kg=0.0, cu_hours=0.0,
+            tenant=self.tenant,
+            period=period,
+            lines=[],
+            energy_cny=zero,
+            service_cny=zero,
+            transfer_cny=zero,
+            total_cny=zero,
+            kwh=0.0,
+            co2_kg=0.0,
+            cu_hours=0.0,
         )
 
 

@@ -63,8 +63,16 @@ def test_submit_json_with_key_is_idempotent(fake: FakeAPI, cnet: Cnet, job_file:
         (GOOD.replace("work: {cu_hours: 4}", "work: {}"), ["work"]),
         ("- just\n- a list\n", ["mapping"]),
     ],
-    ids=["malformed", "unknown-field", "unknown-chip", "negative-count", "past-deadline",
-         "unknown-class", "no-work", "not-a-mapping"],
+    ids=[
+        "malformed",
+        "unknown-field",
+        "unknown-chip",
+        "negative-count",
+        "past-deadline",
+        "unknown-class",
+        "no-work",
+        "not-a-mapping",
+    ],
 )
 def test_bad_job_file_is_one_line_exit_2_and_nothing_stored(
     fake: FakeAPI, cnet: Cnet, job_file: JobFile, text: str, words: list[str]
@@ -117,8 +125,19 @@ def test_quote_json_has_every_option(fake: FakeAPI, cnet: Cnet, job_file: JobFil
     assert sum(o["cheapest"] for o in q["options"]) == 1
     assert sum(o["fastest"] for o in q["options"]) == 1
     for o in q["options"]:
-        assert {"center", "chip", "count", "planned_start", "finish", "energy_cny",
-                "service_cny", "transfer_cny", "total_cny", "kwh", "co2_kg"} <= set(o)
+        assert {
+            "center",
+            "chip",
+            "count",
+            "planned_start",
+            "finish",
+            "energy_cny",
+            "service_cny",
+            "transfer_cny",
+            "total_cny",
+            "kwh",
+            "co2_kg",
+        } <= set(o)
 
 
 def test_jobs_status_cancel_logs(fake: FakeAPI, cnet: Cnet, job_file: JobFile) -> None:
@@ -138,8 +157,14 @@ def test_jobs_status_cancel_logs(fake: FakeAPI, cnet: Cnet, job_file: JobFile) -
 
 
 def test_read_commands_take_json(fake: FakeAPI, cnet: Cnet) -> None:
-    for argv in (["centers"], ["bill"], ["whoami"], ["datasets", "list"], ["network", "show"],
-                 ["jobs"]):
+    for argv in (
+        ["centers"],
+        ["bill"],
+        ["whoami"],
+        ["datasets", "list"],
+        ["network", "show"],
+        ["jobs"],
+    ):
         r = cnet(*argv, "--json")
         assert r.code == 0, (argv, r.err)
         json.loads(r.out)
@@ -151,14 +176,23 @@ def test_centers_table_lists_every_center(fake: FakeAPI, cnet: Cnet) -> None:
         assert c in out
 
 
-def test_datasets_add_copies_into_the_data_root(
-    fake: FakeAPI, cnet: Cnet, tmp_path: Path
-) -> None:
+def test_datasets_add_copies_into_the_data_root(fake: FakeAPI, cnet: Cnet, tmp_path: Path) -> None:
     src = tmp_path / "corpus.bin"
     src.write_bytes(b"x" * 1000)
     root = tmp_path / "root"
-    r = cnet("datasets", "add", str(src), "--id", "corpus", "--center", "shanghai",
-             "--data-root", str(root), "--residency", "region:east")
+    r = cnet(
+        "datasets",
+        "add",
+        str(src),
+        "--id",
+        "corpus",
+        "--center",
+        "shanghai",
+        "--data-root",
+        str(root),
+        "--residency",
+        "region:east",
+    )
     assert r.code == 0, r.err
     # The copy goes into the caller's tenant's area, the only place the server accepts.
     placed = root / "tenants" / "acme" / "corpus"
@@ -178,9 +212,7 @@ def test_datasets_add_without_a_known_root_says_how(
     assert_one_line_error(r, "--data-root")
 
 
-def test_network_validate_accepts_builtin_and_names_bad_field(
-    cnet: Cnet, tmp_path: Path
-) -> None:
+def test_network_validate_accepts_builtin_and_names_bad_field(cnet: Cnet, tmp_path: Path) -> None:
     r = cnet("network", "validate", "demo")
     assert r.code == 0 and "ok" in r.out and "shanghai" in r.out
     bad = tmp_path / "net.yaml"

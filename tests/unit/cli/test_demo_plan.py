@@ -41,12 +41,15 @@ def test_scheduler_places_every_feasible_demo_job_and_explains_the_infeasible_on
     now = demo_epoch(date(2026, 12, 5))
     ds = {
         BIG: Dataset(id=BIG, size_bytes=BIG_BYTES, sha256="0" * 64, replicas=(EAST,)),
-        SMALL: Dataset(id=SMALL, size_bytes=SMALL_BYTES, sha256="1" * 64, replicas=(EAST,),
-                       residency="region:east"),
+        SMALL: Dataset(
+            id=SMALL,
+            size_bytes=SMALL_BYTES,
+            sha256="1" * 64,
+            replicas=(EAST,),
+            residency="region:east",
+        ),
     }
-    reqs = [
-        job_request(j["name"], JobSpec.model_validate(j), net, now, ds) for j in demo_jobs()
-    ]
+    reqs = [job_request(j["name"], JobSpec.model_validate(j), net, now, ds) for j in demo_jobs()]
     decisions = {d.job_id: d for d in schedule_cycle(build_snapshot(net, now, datasets=ds), reqs)}
     assert decisions[INFEASIBLE].placement is None
     assert any("64" in r for r in decisions[INFEASIBLE].reasons)

@@ -44,7 +44,8 @@ def test_stop_all_ends_children_and_their_groups(tmp_path: Path) -> None:
     stubborn = sup.start("stubborn", [sys.executable, "-c", STUBBORN])
     wait_for_line(stubborn.log_path, "ready")
     grandchildren = [
-        int(p.name) for p in Path("/proc").iterdir()
+        int(p.name)
+        for p in Path("/proc").iterdir()
         if p.name.isdigit() and _pgid(int(p.name)) == stubborn.pid and int(p.name) != stubborn.pid
     ]
     assert grandchildren
