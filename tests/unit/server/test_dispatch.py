@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from computenet.server import dispatcher
 from computenet.protocol.tickets import ticket_problem
+from computenet.server import dispatcher
 from computenet.store.centers import get_center
 from tests.unit.server.conftest import LEASE_TIMEOUT_S, Net, job_spec
 
