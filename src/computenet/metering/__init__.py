@@ -1,6 +1,6 @@
 """Metering and pricing: usage → chip·h, CU·h, kWh, ¥ by time-of-use tariff (pure)."""
 
-from computenet.metering.cost import Cost, TransferLot, Usage, price
+from computenet.metering.cost import TransferLot, Usage, price
 from computenet.metering.pricing import (
     Charges,
     charge,
@@ -12,7 +12,6 @@ from computenet.metering.pricing import (
 
 __all__ = [
     "Charges",
-    "Cost",
     "TransferLot",
     "Usage",
     "charge",

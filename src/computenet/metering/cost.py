@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from computenet.model import Center
+from computenet.model import Center, CostBreakdown
 
 GB = Decimal(10**9)
 FEN = Decimal("0.01")
@@ -92,20 +92,6 @@ class Usage:
     transfers: tuple[TransferLot, ...] = ()
 
 
-@dataclass(frozen=True)
-class Cost:
-    """Exact ¥ of a usage, by component (each rounded to the fen)."""
-
-    energy_cny: Decimal
-    service_cny: Decimal
-    transfer_cny: Decimal
-
-    @property
-    def total_cny(self) -> Decimal:
-        """Energy + service + transfer."""
-        return self.energy_cny + self.service_cny + self.transfer_cny
-
-
 def transfer_cny(lots: Iterable[TransferLot]) -> Decimal:
     """¥ for the data moved in: every lot at its own path's price, rounded once."""
     return fen(sum((lot.cny for lot in lots), Decimal(0)))
@@ -116,9 +102,9 @@ def service_cny(center: Center, cu_hours: float) -> Decimal:
     return fen(Decimal(repr(float(cu_hours))) * center.service_price_per_cuh)
 
 
-def price(center: Center, usage: Usage) -> Cost:
+def price(center: Center, usage: Usage) -> CostBreakdown:
     """The exact ¥ of `usage` at `center`: energy hour by hour on its tariff, service, transfer."""
-    return Cost(
+    return CostBreakdown(
         energy_cny=energy_cost_cny(center, usage.chips, usage.tdp_w, usage.start, usage.end),
         service_cny=service_cny(center, usage.cu_hours),
         transfer_cny=transfer_cny(usage.transfers),

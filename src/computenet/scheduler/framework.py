@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from computenet.metering.cost import (
-    Cost,
     TransferLot,
     Usage,
     meter_kw,
@@ -428,11 +427,7 @@ def to_placement(
         transfer_s=float(opts.transfer_s[i]),
         run_s=float(opts.run_s[i]),
         finish=finish.astimezone(CST),
-        cost=CostBreakdown(
-            energy_cny=cost.energy_cny,
-            service_cny=cost.service_cny,
-            transfer_cny=cost.transfer_cny,
-        ),
+        cost=cost,
         kwh=float(opts.kwh[i]),
         co2_kg=float(opts.co2[i]),
         cu_hours=job.cu_hours,
@@ -447,7 +442,7 @@ def _sources(opts: Options, center: int) -> dict[str, str]:
 
 def _planned_cost(
     snap: Snapshot, job: JobRequest, opts: Options, i: int, run_start: datetime
-) -> Cost:
+) -> CostBreakdown:
     """Option `i` priced exactly by the one cost model, as the server bills it if run to plan."""
     idx = snap.index
     p = int(opts.pool[i])
