@@ -6,11 +6,13 @@ One contract test suite (tests/contract/) runs against every implementation.
 from __future__ import annotations
 
 import logging
+import pwd
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Flag, StrEnum, auto
 from typing import Protocol, runtime_checkable
 
+from computenet.errors import ValidationError
 from computenet.protocol import PoolCapacity
 
 logger = logging.getLogger(__name__)
@@ -148,3 +150,24 @@ def stop_unheld(backend: Backend, keep_keys: set[str]) -> list[str]:
         backend.cancel(handle)
         stopped.append(handle)
     return stopped
+
+
+def unprivileged_account(user: str, *, field: str = "run_as") -> pwd.struct_passwd:
+    """The existing, non-root account `user` (a name or a uid) jobs may run as.
+
+    The one rule every backend that drops privileges applies: the account must
+    exist here and must not be root; anything else is a `ValidationError` on `field`.
+    """
+    try:
+        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+    except (KeyError, ValueError):
+        raise ValidationError(
+            f"no user '{user}' on this machine",
+            field=field,
+            hint="an existing unprivileged account, e.g. nobody",
+        ) from None
+    if entry.pw_uid == 0:
+        raise ValidationError(
+            "jobs must not run as root", field=field, hint="an unprivileged account, e.g. nobody"
+        )
+    return entry

@@ -33,7 +33,6 @@ import fcntl
 import json
 import logging
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -48,7 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from computenet.backends._supervisor import proc_start_time
-from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
+from computenet.backends.base import (
+    BackendJob,
+    BackendState,
+    BackendStatus,
+    Capability,
+    unprivileged_account,
+)
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
 from computenet.protocol import PoolCapacity
@@ -162,20 +167,7 @@ def resolve_run_as(
                 hint="e.g. uid_base=61000 uid_count=184",
             )
         return RunAs("dynamic", uid_base=uid_base, uid_count=uid_count, lock_dir=lock_dir)
-    try:
-        entry = pwd.getpwuid(int(value)) if value.isdigit() else pwd.getpwnam(value)
-    except (KeyError, ValueError):
-        raise ValidationError(
-            f"no user '{value}' on this machine",
-            field="run_as",
-            hint="dynamic (a uid of its own per job), self, or an existing user name",
-        ) from None
-    if entry.pw_uid == 0:
-        raise ValidationError(
-            "--run-as must not be root",
-            field="run_as",
-            hint="dynamic, or an unprivileged user; self runs jobs as the agent itself",
-        )
+    entry = unprivileged_account(value)
     groups = tuple(g for g in os.getgrouplist(entry.pw_name, entry.pw_gid) if g != 0)
     return RunAs("user", uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
 

@@ -37,7 +37,6 @@ import grp
 import json
 import logging
 import os
-import pwd
 import re
 import secrets
 import shlex
@@ -52,7 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from computenet.backends._external import job_env, key_name, parse_mapping, slice_log
-from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
+from computenet.backends.base import (
+    BackendJob,
+    BackendState,
+    BackendStatus,
+    Capability,
+    unprivileged_account,
+)
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
 from computenet.protocol import PoolCapacity
@@ -758,21 +763,17 @@ def _resolve_run_as(run_as: str) -> tuple[int, int] | None:
     if spec == "agent":
         return None
     user, _, group = spec.partition(":")
-    try:
-        entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-        gid = entry.pw_gid
-        if group:
+    entry = unprivileged_account(user)
+    gid = entry.pw_gid
+    if group:
+        try:
             gid = grp.getgrnam(group).gr_gid if not group.isdigit() else int(group)
-    except (KeyError, ValueError) as exc:
-        raise ValidationError(
-            f"no user or group '{spec}' here: {exc}",
-            field="run_as",
-            hint="USER[:GROUP] of an unprivileged account, e.g. nobody:nogroup",
-        ) from None
-    if entry.pw_uid == 0:
-        raise ValidationError(
-            "jobs may not run as root", field="run_as", hint="e.g. run_as=nobody:nogroup"
-        )
+        except KeyError:
+            raise ValidationError(
+                f"no group '{group}' here",
+                field="run_as",
+                hint="USER[:GROUP] of an unprivileged account, e.g. nobody:nogroup",
+            ) from None
     return entry.pw_uid, gid
 
 
