@@ -35,6 +35,7 @@ Run: .venv/bin/python bench/failover.py [--kills 10] [--clients 8] [--leader-lea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
@@ -49,10 +50,10 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.api_submit import _uptime, run_level
+from tests.helpers.pg import scratch_database
 from tests.helpers.processes import free_port, stop_process, wait_http
 from tests.helpers.services import read_env_file, services_dir
 
@@ -201,12 +202,8 @@ def main() -> None:
     from computenet.server.admin import create_user
     from computenet.store import upgrade_db
 
-    base = pg_base_url()
-    name = f"cnet_bench_failover_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db_url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    scratch = contextlib.ExitStack()
+    db_url = scratch.enter_context(scratch_database(pg_base_url(), "cnet_bench_failover"))
     print(f"before: {_uptime()} ({os.cpu_count()} cores)")
     tmp = Path(f"/tmp/cnet-bench-failover-{uuid.uuid4().hex[:6]}")
     tmp.mkdir(parents=True)
@@ -297,9 +294,7 @@ def main() -> None:
                 stored = [r[0] for r in conn.execute(sa.text("SELECT id FROM jobs"))]
         finally:
             engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        scratch.close()
     missing = set(acknowledged) - set(stored)
     print(
         f"store check: {len(acknowledged)} acknowledged as new, {len(missing)} missing,"

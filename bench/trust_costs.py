@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,21 +75,11 @@ def unknown_tokens(n: int, repeat: int, db: str | None = None) -> None:
 @contextlib.contextmanager
 def fresh_postgres() -> Iterator[str]:
     """A new database on the services' PostgreSQL, dropped afterwards."""
-    import sqlalchemy as sa
     from bench.failover import pg_base_url
-    from sqlalchemy.engine import make_url
+    from tests.helpers.pg import scratch_database
 
-    base = pg_base_url()
-    name = f"cnet_bench_trust_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(pg_base_url(), "cnet_bench_trust") as url:
+        yield url
 
 
 def replica_check(mb: int, repeat: int) -> None:

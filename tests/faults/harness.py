@@ -118,18 +118,10 @@ def pg_base_url() -> str | None:
 @contextlib.contextmanager
 def fresh_pg_database(base_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database on the server of `base_url`, dropped afterwards."""
-    import sqlalchemy as sa
+    from tests.helpers.pg import scratch_database
 
-    name = f"cnet_faults_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield str(sa.engine.make_url(base_url).set(database=name).render_as_string(False))
-    finally:
-        with contextlib.suppress(Exception), admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(base_url, "cnet_faults") as url:
+        yield url
 
 
 # ------------------------------------------------------------------------ cluster
