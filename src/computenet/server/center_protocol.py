@@ -34,6 +34,7 @@ from computenet.protocol import (
 from computenet.protocol.datapaths import default_replica_path, replica_path_problem
 from computenet.server import center_checks
 from computenet.server.metering import meter
+from computenet.server.views import dataset_view
 from computenet.store import jobs as job_store
 from computenet.store.centers import (
     add_replica,
@@ -256,12 +257,4 @@ def report_replica(
                 hint="delete this copy",
             )
         add_replica(s, dataset_id, center_id, rep.path, datetime.now(UTC))
-        reps = replicas(s, [dataset_id]).get(dataset_id, [])
-        return DatasetView(
-            id=ds.id,
-            tenant=ds.tenant_id,
-            size_bytes=ds.size_bytes,
-            sha256=ds.sha256,
-            residency=ds.residency,
-            replicas=[{"center": r.center, "path": r.path} for r in reps],
-        )
+        return dataset_view(ds, replicas(s, [dataset_id]).get(dataset_id, []))
