@@ -79,7 +79,7 @@ class HeartbeatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     center_id: str = Field(min_length=1, max_length=64)
-    capacity: list[PoolCapacity] = Field(default=[], max_length=256)
+    capacity: list[PoolCapacity] = Field(default=[], max_length=limits.MAX_POOLS)
     running: list[Name] = Field(
         default=[],
         max_length=limits.MAX_RUNNING,
