@@ -101,8 +101,10 @@ def test_jobs_waiting_behind_jobs_that_end_early_start_when_the_chips_free(
             began = _when(j, JobState.RUNNING)
             # Planned behind two 3-hour jobs, it ran hours before that plan ...
             assert (planned - began).total_seconds() > 2 * 3600, logs
-            (event,) = [e for e in j.events if "re-planned" in e.message]
-            assert "chips freed early" in event.message
+            # A job may move more than once (each move only ever brings it sooner).
+            replans = [e for e in j.events if "re-planned" in e.message]
+            assert replans and all("chips freed early" in e.message for e in replans), logs
+            event = replans[0]
             # ... re-planned within a few cycles of its predecessors ending (network time:
             # a cycle is 0.2 real s, 2 network minutes at 600×).
             ended = max(_when(f, JobState.SUCCEEDED) for f in first)
