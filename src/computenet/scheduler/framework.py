@@ -256,13 +256,8 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     # Chips are held from the planned start through staging and the run.
     n_first = np.ceil(frac + dur_h).astype(np.int64)
     n_later = np.ceil(dur_h).astype(np.int64)
-    shift = profile.shift and job.deadline is not None and job.latency_class == "batch"
     h0 = snap.hour0.hour
-    cols = (
-        np.array([s for s in range(1, SHIFT_SLOTS) if (h0 + s) % 24 in idx.tariff_change_hours])
-        if shift
-        else np.zeros(0, dtype=np.int64)
-    )
+    cols = _shift_slots(snap, job, profile, frac)
     earliest, has_slot, cand_ok = _windows(free[pools] < job.count, n_first, n_later, cols)
 
     if cols.size:
@@ -325,6 +320,33 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     )
     _deadline_and_budget(snap, job, opts)
     return opts
+
+
+def shift_limit_h(snap: Snapshot, job: JobRequest, profile: Profile) -> float:
+    """How far ahead (hours from now) `job` may be started later than its earliest start.
+
+    The one rule: only batch jobs under a profile that shifts; a job with a
+    deadline as far as the deadline allows (checked per option), one without
+    a deadline at most the operator's patience (`Snapshot.patience_h`).
+    """
+    if not profile.shift or job.latency_class != "batch":
+        return 0.0
+    if job.deadline is None:
+        return max(snap.patience_h, 0.0)
+    return math.inf
+
+
+def _shift_slots(snap: Snapshot, job: JobRequest, profile: Profile, frac: float) -> np.ndarray:
+    """The later start slots worth trying: tariff changes within reach and the job's limit."""
+    limit = shift_limit_h(snap, job, profile)
+    if limit <= 0:
+        return np.zeros(0, dtype=np.int64)
+    h0 = snap.hour0.hour
+    changes = snap.index.tariff_change_hours
+    last = (
+        min(SHIFT_SLOTS - 1, math.floor(limit + frac)) if math.isfinite(limit) else SHIFT_SLOTS - 1
+    )
+    return np.array([s for s in range(1, last + 1) if (h0 + s) % 24 in changes], dtype=np.int64)
 
 
 def _windows(
@@ -492,9 +514,14 @@ def explain(
         start = (snap.now + timedelta(hours=float(opts.start_h[i]))).astimezone(CST)
         if same.any():
             k = int(np.flatnonzero(same)[0])
+            kept = (
+                "deadline still met"
+                if job.deadline is not None
+                else f"no deadline: held at most {_fmt_h(snap.patience_h)} (operator's patience)"
+            )
             out.append(
                 f"starts at {start:%H:%M} in a cheaper tariff hour: saves ¥{cost[k] - cost[i]:.2f}"
-                " against starting now, deadline still met"
+                f" against starting now, {kept}"
             )
         else:
             out.append(f"waits for free chips until {start:%H:%M}")

@@ -13,7 +13,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from computenet.scheduler.snapshot import JobRequest
+# DEFAULT_PATIENCE_H, the other half of the no-deadline rule (how long such a job may
+# be held for cheaper power), lives with the snapshot that carries it.
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H, JobRequest
+
+__all__ = ["DEFAULT_PATIENCE_H", "NO_DEADLINE", "deadline_or_far", "order_key", "signature"]
 
 # The one "no deadline" rule: a job without a deadline is treated as due this far
 # ahead — after every real deadline (bounded by limits.MAX_AHEAD), and still a datetime.

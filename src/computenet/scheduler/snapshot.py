@@ -20,6 +20,10 @@ HORIZON_SLOTS = 48
 # A running job that overruns its estimate still holds its chips until at least
 # now + this; the server's snapshot and the simulator's calendar both use it.
 OVERRUN_HOLD = timedelta(minutes=1)
+# The operator's default patience: the longest a batch job without a deadline may
+# be held (its start planned later than its earliest) for cheaper power. A job with
+# a deadline may wait as long as the deadline still holds; interactive jobs never wait.
+DEFAULT_PATIENCE_H = 4.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class Snapshot:
     free: np.ndarray
     online: np.ndarray
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
+    # The operator's patience (hours) for batch jobs without a deadline: see
+    # `computenet.scheduler.ordering.DEFAULT_PATIENCE_H`; 0 never holds them.
+    patience_h: float = DEFAULT_PATIENCE_H
     # Results that hold for this snapshot only (filters that read `online`); a copy
     # made with `dataclasses.replace` starts with an empty one.
     memo: dict[object, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -91,11 +98,14 @@ def build_snapshot(
     datasets: Mapping[str, Dataset] | None = None,
     online: Mapping[str, bool] | None = None,
     reported_free: Mapping[tuple[str, str], int] | None = None,
+    patience_h: float | None = None,
 ) -> Snapshot:
     """Build the snapshot: pool totals minus reservations, capped by what agents report free now.
 
     `online` maps center id → reachable (missing centers count as online);
-    `reported_free` maps (center, chip) → chips the agent says are free now.
+    `reported_free` maps (center, chip) → chips the agent says are free now;
+    `patience_h` is the operator's patience for jobs without a deadline
+    (default `ordering.DEFAULT_PATIENCE_H`).
     """
     idx = network_index(network)
     free = np.repeat(idx.pool_total[:, None].astype(np.int64), HORIZON_SLOTS, axis=1)
@@ -112,7 +122,13 @@ def build_snapshot(
         for i, c in enumerate(network.centers):
             up[i] = online.get(c.id, True)
     return Snapshot(
-        network=network, now=now, index=idx, free=free, online=up, datasets=dict(datasets or {})
+        network=network,
+        now=now,
+        index=idx,
+        free=free,
+        online=up,
+        datasets=dict(datasets or {}),
+        patience_h=DEFAULT_PATIENCE_H if patience_h is None else patience_h,
     )
 
 

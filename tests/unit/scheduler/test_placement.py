@@ -75,10 +75,14 @@ def spec(**kw: Any) -> JobSpec:
 
 
 def place(
-    net: Network, s: JobSpec, datasets: dict[str, Dataset] | None = None, now: datetime = NOON
+    net: Network,
+    s: JobSpec,
+    datasets: dict[str, Dataset] | None = None,
+    now: datetime = NOON,
+    patience_h: float | None = None,
 ):
     ds = datasets or {}
-    snap = build_snapshot(net, now, datasets=ds)
+    snap = build_snapshot(net, now, datasets=ds, patience_h=patience_h)
     (d,) = schedule_cycle(snap, [job_request("j", s, net, now, ds)])
     return d
 
@@ -133,10 +137,17 @@ def test_start_shifts_into_cheaper_hour_when_deadline_allows() -> None:
     )
     evening = datetime(2026, 12, 1, 21, 30, tzinfo=CST)  # peak hour; valley starts 23:00
     slack = place(net, spec(deadline="12h"), now=evening)
-    rush = place(net, spec(), now=evening)
+    rush = place(net, spec(), now=evening, patience_h=0)
     assert slack.placement is not None and rush.placement is not None
     assert slack.placement.planned_start.hour == 23
     assert rush.placement.planned_start == evening
+    # Without a deadline a job waits for the valley only within the operator's patience.
+    patient = place(net, spec(), now=evening, patience_h=2)
+    impatient = place(net, spec(), now=evening, patience_h=0.25)
+    interactive = place(net, spec(latency_class="interactive"), now=evening, patience_h=24)
+    assert patient.placement is not None and patient.placement.planned_start.hour == 23
+    assert impatient.placement is not None and impatient.placement.planned_start == evening
+    assert interactive.placement is not None and interactive.placement.planned_start == evening
     assert slack.placement.cost.energy_cny < rush.placement.cost.energy_cny
     assert any("cheaper tariff hour" in r for r in slack.reasons)
 

@@ -33,7 +33,8 @@ def _planned(job_id: str, start: datetime, cost: str = "100") -> Planned:
 
 
 def test_jobs_moved_into_freed_chips_never_overlap() -> None:
-    snap = build_snapshot(NET, NOW)  # chongqing is idle: its jobs ended early
+    # chongqing is idle: its jobs ended early (no patience: start as soon as chips free)
+    snap = build_snapshot(NET, NOW, patience_h=0)
     late = [_planned("a", NOW + timedelta(hours=3)), _planned("b", NOW + timedelta(hours=6))]
     moves = {m.job_id: m.placement for m in replan(snap, late, "min-cost")}
     assert moves["a"].planned_start == NOW
