@@ -630,10 +630,13 @@ class Agent:
                 reserved[placement["chip"]] = reserved.get(placement["chip"], 0) + int(
                     placement["count"]
                 )
-        return [
-            PoolCapacity(chip=p.chip, total=p.total, free=max(0, p.free - reserved.get(p.chip, 0)))
-            for p in self.backend.capacity()
-        ]
+        out = []
+        for p in self.backend.capacity():
+            free = max(0, p.free - reserved.get(p.chip, 0))
+            # A region's largest job shape (docs/federation.md) shrinks with what is promised.
+            largest = None if p.largest_free is None else min(p.largest_free, free)
+            out.append(PoolCapacity(chip=p.chip, total=p.total, free=free, largest_free=largest))
+        return out
 
     def _advance_jobs(self) -> None:
         assert self.backend is not None
@@ -739,6 +742,7 @@ class Agent:
                     env=env,
                     planned_run_s=job.planned_run_s,
                     tenant=job.tenant,
+                    spec=job.spec,
                 ),
                 held.key,
             )
@@ -827,6 +831,15 @@ class Agent:
             "staged_from": held.staged_from,
             "transfers": [{"source": c, "bytes": n} for c, n in sorted(held.bytes_from.items())],
         }
+        metered = getattr(self.backend, "metered", None)  # a region bills its own runs
+        if callable(metered) and held.handle:
+            try:
+                charge = metered(held.handle)
+            except Exception as exc:
+                logger.warning("%s: metered usage unavailable: %s", held.job_id, exc)
+                charge = None
+            if charge is not None:
+                usage["metered"] = charge.model_dump(mode="json")
         held.outbox.append({"kind": "usage", "usage": usage})
         held.queue_status(state, exit_code=exit_code, message=message, at=_now())
         held.phase = "finished"

@@ -13,6 +13,7 @@ from enum import Flag, StrEnum, auto
 from typing import Protocol, runtime_checkable
 
 from computenet.errors import ValidationError
+from computenet.model import JobSpec
 from computenet.protocol import PoolCapacity
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class BackendJob:
     workdir: str | None = None
     planned_run_s: float = 0.0
     tenant: str = ""  # whose job: the local backend gives it that tenant's data group
+    # The job as its user wrote it: a backend that hands the job to another ComputeNet
+    # network (backends/network.py) submits it there; the others need only the fields above.
+    spec: JobSpec | None = None
 
 
 @dataclass(frozen=True)

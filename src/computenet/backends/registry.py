@@ -25,6 +25,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "slurm": ("computenet.backends.slurm", "SlurmBackend"),
     "ray": ("computenet.backends.ray", "RayBackend"),
     "kubernetes": ("computenet.backends.kubernetes", "KubernetesBackend"),
+    # A whole ComputeNet network (a region) joining its parent as one center.
+    "network": ("computenet.backends.network", "NetworkBackend"),
 }
 
 

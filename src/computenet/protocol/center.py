@@ -6,9 +6,10 @@ docs/center-protocol.md documents the endpoints, payloads and error codes.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from computenet.model import JobSpec, Placement, limits
 from computenet.model.limits import BoundedInstant, Name
@@ -32,6 +33,23 @@ class PoolCapacity(BaseModel):
     # Bounds only against absurd numbers; the server checks totals against the network.
     total: int = Field(ge=0, le=1_000_000)
     free: int = Field(ge=0, le=1_000_000)
+    largest_free: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="the most chips of this type one job can get now: a center that is a"
+        " region (docs/federation.md) reports the most free in any one of its centers, which"
+        " may be less than `free`, the sum; absent: `free` (one place)",
+    )
+
+    @model_validator(mode="after")
+    def _largest_within_free(self) -> PoolCapacity:
+        if self.largest_free is not None and self.largest_free > self.free:
+            raise ValueError(
+                f"largest_free {self.largest_free} is more than free {self.free}: one job"
+                " cannot get more chips than are free"
+            )
+        return self
 
 
 class RegisterRequest(BaseModel):
@@ -197,6 +215,31 @@ class SourceBytes(BaseModel):
     bytes: int = Field(ge=0, le=limits.MAX_BYTES)
 
 
+_Money = Annotated[Decimal, Field(ge=0, le=limits.MAX_BUDGET_CNY, decimal_places=2)]
+
+
+class MeteredCharge(BaseModel):
+    """One run as the center's own metering billed it (a region's bill line for the job).
+
+    Money is exact, to the fen; the total is the sum of the three parts.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    energy_cny: _Money = Decimal("0.00")
+    service_cny: _Money = Decimal("0.00")
+    transfer_cny: _Money = Decimal("0.00")
+    kwh: float = Field(default=0.0, ge=0, le=1e12)
+    co2_kg: float = Field(default=0.0, ge=0, le=1e12)
+    chip_hours: float = Field(default=0.0, ge=0, le=1e12)
+    cu_hours: float = Field(default=0.0, ge=0, le=1e12)
+
+    @property
+    def total_cny(self) -> Decimal:
+        """Energy, service and transfer together."""
+        return self.energy_cny + self.service_cny + self.transfer_cny
+
+
 class UsageReport(BaseModel):
     """POST /center/v1/jobs/{id}/usage: measured run and staging, in real seconds and bytes."""
 
@@ -210,6 +253,11 @@ class UsageReport(BaseModel):
     # Bytes per source (each billed at its own path's price); older agents send only
     # `bytes_staged` and `staged_from`, billed as one lot from that source.
     transfers: list[SourceBytes] = Field(default_factory=list, max_length=limits.MAX_INPUTS)
+    metered: MeteredCharge | None = Field(
+        default=None,
+        description="what the center's own control plane billed for this run (a region,"
+        " docs/federation.md); the parent bills exactly this, plus its own transfer lots",
+    )
 
 
 class ReplicaReport(BaseModel):

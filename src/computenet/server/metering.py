@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session
 
 from computenet.errors import ForbiddenError, ValidationError
-from computenet.metering import TransferLot, charge
+from computenet.metering import Charges, TransferLot, charge
 from computenet.model.center import CST
 from computenet.protocol import BillLine, BillView
+from computenet.protocol.center import MeteredCharge
 from computenet.server.auth import Principal
 from computenet.store.billing import charges, put_charge
 from computenet.store.schema import ChargeRow, JobRow
@@ -60,6 +61,9 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
         end,
         transfers=lots,
     )
+    metered = (job.usage or {}).get("metered")
+    if metered:
+        ch = metered_charges(metered, ch.transfer_cny)
     row = ChargeRow(
         job_id=job.id,
         tenant_id=job.tenant_id,
@@ -81,6 +85,24 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     )
     job.cost_cny = ch.total_cny
     return put_charge(s, row)
+
+
+def metered_charges(metered: dict[str, Any], own_transfer_cny: Decimal) -> Charges:
+    """The charges of a run a region metered itself (`UsageReport.metered`, docs/federation.md).
+
+    The bill line is the region's, to the fen, plus what moving the inputs into the
+    region cost on this network's own links (its transfer lots, priced here).
+    """
+    m = MeteredCharge.model_validate(metered)
+    return Charges(
+        chip_hours=m.chip_hours,
+        cu_hours=m.cu_hours,
+        kwh=m.kwh,
+        co2_kg=m.co2_kg,
+        energy_cny=m.energy_cny,
+        service_cny=m.service_cny,
+        transfer_cny=m.transfer_cny + own_transfer_cny,
+    )
 
 
 def staged_lots(plane: ControlPlane, usage: dict[str, Any], center: str) -> list[TransferLot]:

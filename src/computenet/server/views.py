@@ -119,10 +119,17 @@ def pools_of(
 ) -> list[dict[str, int | str]]:
     """Pools as last reported by the agent, else the network file's (free unknown → total)."""
     if row is not None and row.capacity:
-        return [
-            {"chip": str(p["chip"]), "total": int(p["total"]), "free": int(p["free"])}
-            for p in row.capacity
-        ]
+        pools: list[dict[str, int | str]] = []
+        for p in row.capacity:
+            pool: dict[str, int | str] = {
+                "chip": str(p["chip"]),
+                "total": int(p["total"]),
+                "free": int(p["free"]),
+            }
+            if p.get("largest_free") is not None:  # a region: its largest job shape now
+                pool["largest_free"] = int(p["largest_free"])
+            pools.append(pool)
+        return pools
     return fallback
 
 

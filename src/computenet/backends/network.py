@@ -1,0 +1,408 @@
+"""The network backend: a whole ComputeNet network joins its parent as one center.
+
+A region's control plane ("the child") joins a national one ("the parent") by
+running ``cnet agent --backend network`` for the region's center id at the
+parent. The agent speaks center protocol v1 to the parent, unchanged; this
+backend drives the child through its *user API*, with the SDK, as one user
+account of the child (docs/federation.md):
+
+- **Capacity.** Per chip type, over the child's *online* centers: the total,
+  the free chips (sums) and `PoolCapacity.largest_free`, the most free chips
+  in any one center — the largest job that fits now (kueue#9988: free chips
+  spread over centers do not make one big job fit). A child center that is
+  itself a region reports its own `largest_free`, so levels nest. A child
+  that cannot be reached offers nothing (free 0), so the parent places
+  nothing new here while it is away.
+- **Identity.** The child job's name and idempotency key are the
+  origin-qualified key ``ORIGIN/JOB_ID:ATTEMPT`` (the parent's job id and
+  attempt); its environment carries ``CNET_ORIGIN_JOB`` and
+  ``CNET_ORIGIN_ATTEMPT``, kept as they are when the job came from further up,
+  so the top's identity reaches the chips through every level.
+- **Idempotency.** The child keeps idempotency keys per account for good: the
+  same key submits one job, whatever happened to this agent. `find` asks the
+  backend's own record first, then the child's job list by name.
+- **States.** PENDING, SCHEDULED, STAGING → PENDING; RUNNING; SUCCEEDED,
+  FAILED (with the child's exit code), CANCELLED; a job the child does not
+  know is UNKNOWN (the agent then leaves it to be requeued).
+- **Cancel, logs.** The child's cancel; the child's log by byte offset.
+- **Money.** `metered(handle)` is the child's bill line for the job, which the
+  agent sends as `UsageReport.metered`; the parent bills exactly that.
+- **Fencing.** Nothing here: the agent's lease rules stop (cancel in the
+  child) what it holds when the parent is away too long, as for any center.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
+from computenet.backends.registry import parse_pools
+from computenet.errors import (
+    BackendError,
+    ComputeNetError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
+from computenet.model import JobState, limits
+from computenet.model.center import CST
+from computenet.protocol import JobDetail, PoolCapacity
+from computenet.protocol.center import MeteredCharge
+from computenet.sdk.client import Client, spec_json
+
+logger = logging.getLogger(__name__)
+
+URL_ENV = "CNET_CHILD_URL"
+TOKEN_FILE_ENV = "CNET_CHILD_TOKEN_FILE"
+ORIGIN_JOB_ENV = "CNET_ORIGIN_JOB"
+ORIGIN_ATTEMPT_ENV = "CNET_ORIGIN_ATTEMPT"
+_RECORDS = "network-jobs.json"
+
+_STATES = {
+    JobState.PENDING: BackendState.PENDING,
+    JobState.SCHEDULED: BackendState.PENDING,
+    JobState.STAGING: BackendState.PENDING,
+    JobState.RUNNING: BackendState.RUNNING,
+    JobState.SUCCEEDED: BackendState.SUCCEEDED,
+    JobState.FAILED: BackendState.FAILED,
+    JobState.CANCELLED: BackendState.CANCELLED,
+}
+
+
+def _unreachable(exc: ComputeNetError) -> bool:
+    """The child did not answer (down, partitioned, overloaded): worth another try."""
+    return exc.field == "url" or exc.status_code >= 500
+
+
+class NetworkBackend:
+    """Runs jobs on a child ComputeNet network through its user API (see module doc).
+
+    Parameters: `url` of the child's control plane (``URL1,URL2`` for replicas;
+    default ``$CNET_CHILD_URL``); `token_file`, a file (0600, the agent's user)
+    holding the token of the child user account the jobs run as (default
+    ``$CNET_CHILD_TOKEN_FILE``); `origin`, the parent network's name, the first
+    part of every delegated job's identity (default ``parent``); `pools` (chip
+    type → count the parent declares for this center: the chips reported);
+    `state_dir` (where the key → child job record is kept); `center` (this
+    center's id at the parent); `timeout_s` (per call to the child);
+    `submit_retry_s` (how long a submit is retried while the child does not
+    answer). `client` and `transport` are for tests.
+    """
+
+    kind = "network"
+    capabilities = Capability.CANCEL | Capability.LOGS | Capability.REATTACH | Capability.ACCOUNTING
+
+    def __init__(
+        self,
+        state_dir: str | Path | None = None,
+        pools: Mapping[str, int] | str | None = None,
+        *,
+        url: str | None = None,
+        token_file: str | Path | None = None,
+        origin: str = "parent",
+        center: str = "",
+        timeout_s: float | str = 30.0,
+        submit_retry_s: float | str = 10.0,
+        client: Client | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not origin or "/" in origin or len(origin) > 48:
+            raise ValidationError(
+                f"origin '{origin}' must be 1-48 characters without '/'",
+                field="origin",
+                hint="the parent network's name, e.g. origin=cn",
+            )
+        self.origin = origin
+        self.center = center
+        self.pools = parse_pools(pools)
+        self.timeout_s = float(timeout_s)
+        self.submit_retry_s = float(submit_retry_s)
+        self.state_dir = Path(state_dir) if state_dir else None
+        self._lock = threading.RLock()
+        self._records: dict[str, str] = self._load_records()
+        if client is not None:
+            self.client = client
+            return
+        url = url or os.environ.get(URL_ENV)
+        if not url:
+            raise ValidationError(
+                "the network backend needs the child control plane's URL",
+                field="url",
+                hint=f"--backend-opt url=https://region.example.org, or set {URL_ENV}",
+            )
+        token_file = token_file or os.environ.get(TOKEN_FILE_ENV)
+        if not token_file:
+            raise ValidationError(
+                "the network backend needs a token of the child's user account",
+                field="token_file",
+                hint=f"--backend-opt token_file=FILE (mode 600), or set {TOKEN_FILE_ENV}",
+            )
+        self.client = Client(
+            url, _read_token(token_file), timeout=self.timeout_s, transport=transport
+        )
+
+    # ------------------------------------------------------------------ identity
+
+    def child_name(self, idempotency_key: str) -> str:
+        """The origin-qualified name (and idempotency key) of the child job for `key`."""
+        return f"{self.origin}/{idempotency_key}"
+
+    def _key_of(self, name: str) -> str | None:
+        prefix = f"{self.origin}/"
+        return name[len(prefix) :] if name.startswith(prefix) else None
+
+    # ---------------------------------------------------------------- contract
+
+    def capacity(self) -> list[PoolCapacity]:
+        """Per chip: totals and free chips of the child's online centers, and the largest shape."""
+        try:
+            centers = self.client.centers()
+        except ComputeNetError as exc:
+            if not _unreachable(exc):
+                raise BackendError(
+                    f"the child network refused its centers: {exc.one_line()}"
+                ) from exc
+            logger.warning("child network unreachable, offering nothing: %s", exc.message)
+            centers = []
+        total: dict[str, int] = {}
+        free: dict[str, int] = {}
+        largest: dict[str, int] = {}
+        for c in centers:
+            if not c.online:
+                continue
+            for pool in c.pools:
+                chip = str(pool.get("chip", ""))
+                n_free = int(pool.get("free", 0))
+                total[chip] = total.get(chip, 0) + int(pool.get("total", 0))
+                free[chip] = free.get(chip, 0) + n_free
+                # A child center that is a region says how much of its free is one place.
+                one = int(pool.get("largest_free", n_free))
+                largest[chip] = max(largest.get(chip, 0), min(one, n_free))
+        chips = list(self.pools) or sorted(total)
+        out = []
+        for chip in chips:
+            # The parent checks totals against what it declares: never offer more.
+            t = min(total.get(chip, 0), self.pools.get(chip, total.get(chip, 0)))
+            f = min(free.get(chip, 0), t)
+            out.append(
+                PoolCapacity(chip=chip, total=t, free=f, largest_free=min(largest.get(chip, 0), f))
+            )
+        return out
+
+    def submit(self, job: BackendJob, idempotency_key: str) -> str:
+        """Submit `job` to the child under its origin-qualified key (idempotent there too)."""
+        if job.spec is None:
+            raise BackendError(
+                "the network backend needs the job's spec",
+                hint="run an agent that passes BackendJob.spec (this version's)",
+            )
+        name = self.child_name(idempotency_key)
+        if len(name) > limits.MAX_NAME_CHARS:
+            raise BackendError(f"the child job name '{name[:60]}…' is too long")
+        self._check_shape(job)
+        env = dict(job.spec.env)
+        # Kept when set further up: the top's identity travels down every level.
+        env.setdefault(ORIGIN_JOB_ENV, f"{self.origin}/{job.job_id}")
+        env.setdefault(ORIGIN_ATTEMPT_ENV, str(job.attempt))
+        # The parent chose the chip type and count: the child picks only the center.
+        spec = job.spec.model_copy(
+            update={
+                "name": name,
+                "chips": job.spec.chips.model_copy(
+                    update={"types": (job.chip,), "count": job.count, "stack": None}
+                ),
+                "env": env,
+                # Deadline and budget were the parent's to meet when it chose this region;
+                # the clocks of two networks differ, so neither is passed down (docs).
+                "deadline": None,
+                "budget_cny": None,
+                "center": None,
+                "inputs": (),
+            }
+        )
+        give_up = time.monotonic() + self.submit_retry_s
+        while True:
+            try:
+                view = self.client.submit(spec_json(spec), idempotency_key=name)
+                break
+            except ComputeNetError as exc:
+                if _unreachable(exc) and time.monotonic() < give_up:
+                    time.sleep(0.5)  # the same key again: one job, however many tries
+                    continue
+                raise BackendError(
+                    f"the child network did not take {job.job_id}: {exc.one_line()}"
+                ) from exc
+        with self._lock:
+            self._records[idempotency_key] = view.id
+            self._save_records()
+        logger.info("delegated %s to the child network as %s (%s)", job.job_id, view.id, name)
+        return view.id
+
+    def poll(self, handles: list[str]) -> dict[str, BackendStatus]:
+        """Each child job's state mapped to a backend state; unknown jobs are UNKNOWN."""
+        out: dict[str, BackendStatus] = {}
+        for handle in handles:
+            try:
+                detail = self.client.job(handle)
+            except NotFoundError:
+                out[handle] = BackendStatus(handle, BackendState.UNKNOWN, message="no such job")
+                continue
+            except ComputeNetError as exc:
+                raise BackendError(f"the child network did not answer for {handle}: {exc}") from exc
+            state = _STATES[detail.state]
+            message = ""
+            if state in (BackendState.FAILED, BackendState.CANCELLED) and detail.reasons:
+                message = detail.reasons[0]
+            # Times stay None: the child's are in its own network clock; the agent
+            # stamps the real moment it sees each state.
+            out[handle] = BackendStatus(
+                handle,
+                state,
+                detail.exit_code
+                if state in (BackendState.SUCCEEDED, BackendState.FAILED)
+                else None,
+                message=message,
+            )
+        return out
+
+    def cancel(self, handle: str) -> None:
+        """Cancel the child job; one already final or unknown is left alone."""
+        try:
+            self.client.cancel(handle)
+        except (ConflictError, NotFoundError):
+            return
+        except ComputeNetError as exc:
+            raise BackendError(f"the child network did not cancel {handle}: {exc}") from exc
+
+    def logs(self, handle: str, offset: int = 0) -> tuple[str, int]:
+        """The child job's output from byte `offset` on, and the next offset."""
+        try:
+            chunk = self.client.logs(handle, offset)
+        except NotFoundError:
+            return "", offset
+        except ComputeNetError as exc:
+            raise BackendError(f"the child network did not send {handle}'s log: {exc}") from exc
+        return chunk.text, chunk.next_offset
+
+    def find(self, idempotency_key: str) -> str | None:
+        """The child job made under this key: from the record, else by name in the child."""
+        with self._lock:
+            handle = self._records.get(idempotency_key)
+        if handle is not None:
+            return handle
+        return self._listed().get(idempotency_key)
+
+    def list_jobs(self) -> dict[str, str]:
+        """Key → child job id of every child job named with this backend's origin."""
+        return self._listed()
+
+    def metered(self, handle: str) -> MeteredCharge | None:
+        """What the child billed for the job (its bill line), once it is final; else None."""
+        try:
+            detail = self.client.job(handle)
+            if detail.finished_at is None or detail.cost_cny is None:
+                return None
+            period = _period(detail)
+            lines = self.client.bill(period=period).lines
+        except ComputeNetError as exc:
+            raise BackendError(f"the child network did not bill {handle}: {exc}") from exc
+        line = next((x for x in lines if x.job_id == handle), None)
+        if line is None:
+            return None
+        return MeteredCharge(
+            energy_cny=line.energy_cny,
+            service_cny=line.service_cny,
+            transfer_cny=line.transfer_cny,
+            kwh=line.kwh,
+            co2_kg=line.co2_kg,
+            chip_hours=line.chip_hours,
+            cu_hours=line.cu_hours,
+        )
+
+    def close(self, keep_jobs: bool = False) -> None:
+        """Close the connection; the child keeps its jobs (the agent cancels what it held)."""
+        self.client.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_shape(self, job: BackendJob) -> None:
+        """A job larger than any one child center's pool can never run there: say so now."""
+        try:
+            centers = self.client.centers()
+        except ComputeNetError:
+            return  # the child decides; its answer comes through poll
+        biggest = max(
+            (
+                int(p.get("total", 0))
+                for c in centers
+                for p in c.pools
+                if str(p.get("chip")) == job.chip
+            ),
+            default=0,
+        )
+        if job.count > biggest:
+            raise BackendError(
+                f"no center of the child network has {job.count} × {job.chip}"
+                f" (the most in one is {biggest})"
+            )
+
+    def _listed(self) -> dict[str, str]:
+        """Key → child job id, from the child's job list (every page)."""
+        try:
+            views = self.client.jobs()
+        except ComputeNetError as exc:
+            raise BackendError(f"the child network did not list its jobs: {exc}") from exc
+        out: dict[str, str] = {}
+        for view in reversed(views):  # oldest first: the first job under a name wins
+            key = self._key_of(view.name)
+            if key is not None:
+                out.setdefault(key, view.id)
+        return out
+
+    def _load_records(self) -> dict[str, str]:
+        if self.state_dir is None:
+            return {}
+        try:
+            data = json.loads((self.state_dir / _RECORDS).read_text("utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save_records(self) -> None:
+        """Key → child job id, written atomically (0600: it names other tenants' jobs)."""
+        if self.state_dir is None:
+            return
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.state_dir / f"{_RECORDS}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(self._records, f)
+        os.replace(tmp, self.state_dir / _RECORDS)
+
+
+def _read_token(path: str | Path) -> str:
+    """The child account's token, from a file only the agent's user can read."""
+    from computenet.agent.config import read_token_file  # the one check for token files
+
+    try:
+        return read_token_file(path)
+    except ValidationError as exc:
+        exc.field = "token_file"
+        raise
+
+
+def _period(detail: JobDetail) -> str:
+    """The child's billing period of a finished job: its month in CST, as the child's
+    `server.metering.period_of` (a backend does not import the server)."""
+    finished: datetime | None = detail.finished_at
+    assert finished is not None
+    return finished.astimezone(CST).strftime("%Y-%m")
