@@ -110,7 +110,12 @@ def snapshot(
     for cid, row in rows.items():
         if online.get(cid):
             for pool in row.capacity or []:
-                reported[(cid, str(pool["chip"]))] = int(pool["free"])
+                free = int(pool["free"])
+                if pool.get("largest_free") is not None:
+                    # A region (docs/federation.md): its free chips are spread over its
+                    # centers; what one job can get now is the most in one of them.
+                    free = min(free, int(pool["largest_free"]))
+                reported[(cid, str(pool["chip"]))] = free
     return build_snapshot(
         plane.network,
         now,
