@@ -298,6 +298,8 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
         out.print(t)
     else:
         out.print(f"no center can run {name}")
+    for note in q.notes:
+        out.print(f"· {note}")
     for r in q.infeasible_reasons:
         out.print(f"  - {r}", markup=False)
     out.print("nothing was submitted; `cnet submit` places the job for real")

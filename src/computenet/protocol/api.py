@@ -112,6 +112,8 @@ class QuoteView(BaseModel):
     options: list[QuoteOption]
     infeasible_reasons: list[str] = []
     now: datetime
+    # What holds for every option, e.g. how long a job without a deadline may be held.
+    notes: list[str] = []
 
 
 class CenterView(BaseModel):

@@ -14,10 +14,11 @@ chooses one option or none per job with a mixed-integer program:
 
 with reward_j = 2 · max_i cost_ji + 1, so that placing a job always beats
 leaving it out and, among equally many placements, the cheaper set wins.
-Deadline and budget are already in `evaluate`'s feasibility. Batch jobs
-without a deadline may also shift into cheaper tariff hours, but start at
-most `patience_h` hours from now. Jobs the MILP leaves out (their options
-collide) go through the greedy cycle on what capacity is left.
+Deadline and budget are already in `evaluate`'s feasibility, and so is the
+one rule for shifted starts (`framework.shift_limit_h`): a batch job without
+a deadline may be held for a cheaper tariff hour at most the operator's
+patience (`Snapshot.patience_h`) from now. Jobs the MILP leaves out (their
+options collide) go through the greedy cycle on what capacity is left.
 When every job's best option fits alongside the others, that set is the MILP's
 optimum and no MILP is solved.
 
@@ -43,7 +44,6 @@ from computenet.scheduler.framework import (
     to_placement,
 )
 from computenet.scheduler.greedy import greedy_cycle
-from computenet.scheduler.ordering import deadline_or_far
 from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
 from computenet.scheduler.solver import quiet_highs
@@ -51,7 +51,6 @@ from computenet.scheduler.solver import quiet_highs
 log = logging.getLogger(__name__)
 
 MAX_OPTIONS = 12
-PATIENCE_H = 24.0
 TIME_LIMIT_S = 10.0
 
 
@@ -171,25 +170,21 @@ def optimize_cycle(
     profile: str = "min-cost",
     *,
     max_options: int = MAX_OPTIONS,
-    patience_h: float = PATIENCE_H,
     time_limit_s: float = TIME_LIMIT_S,
 ) -> list[Decision]:
-    """One scheduling cycle that places `jobs` jointly; same contract as `schedule_cycle`."""
+    """One scheduling cycle that places `jobs` jointly; same contract as `schedule_cycle`.
+
+    How long a job without a deadline may be held for cheaper power is the
+    snapshot's (`Snapshot.patience_h`, the operator's setting), as in every strategy.
+    """
     prof = PROFILES[profile]
     all_opts: list[Options] = []
     choices: list[Choice] = []
     for k, job in enumerate(jobs):
-        interactive = job.latency_class == "interactive"
-        job_prof = PROFILES["fastest"] if interactive else prof
-        patient = job.deadline is None and not interactive and job_prof.shift and patience_h > 0
-        # A job without a deadline gets the far one so that `evaluate` offers shifted starts.
-        probe = replace(job, deadline=deadline_or_far(job, snapshot.now)) if patient else job
-        opts = evaluate(snapshot, snapshot.free, probe, job_prof)
+        job_prof = PROFILES["fastest"] if job.latency_class == "interactive" else prof
+        opts = evaluate(snapshot, snapshot.free, job, job_prof)
         all_opts.append(opts)
-        ok = opts.feasible.copy()
-        if patient:
-            ok &= opts.start_h <= patience_h
-        idx = np.flatnonzero(ok)
+        idx = np.flatnonzero(opts.feasible)
         if idx.size == 0:
             continue
         # The MILP minimizes the profile's objective: ¥ for cost profiles, else its score.

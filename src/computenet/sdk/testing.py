@@ -182,7 +182,10 @@ class FakeAPI:
         jr = job_request("quote", spec, self.network, self.now, ds)
         res = quote(build_snapshot(self.network, self.now, datasets=ds), jr)
         return QuoteView(
-            options=res.options, infeasible_reasons=res.infeasible_reasons, now=self.now
+            options=res.options,
+            infeasible_reasons=res.infeasible_reasons,
+            now=self.now,
+            notes=res.notes,
         )
 
     def _dataset_models(self) -> dict[str, Dataset]:

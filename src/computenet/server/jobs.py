@@ -349,4 +349,9 @@ def quote_job(plane: ControlPlane, who: Principal, spec: JobSpec) -> QuoteView:
             field="work",
             hint="ask for less work, or more or faster chips",
         ) from exc
-    return QuoteView(options=result.options, infeasible_reasons=result.infeasible_reasons, now=now)
+    return QuoteView(
+        options=result.options,
+        infeasible_reasons=result.infeasible_reasons,
+        now=now,
+        notes=result.notes,
+    )
