@@ -20,7 +20,9 @@ from rich.table import Table
 from computenet.catalog import load_network
 from computenet.cli.common import err_console, fail
 from computenet.errors import ComputeNetError, ValidationError
-from computenet.sim.metrics import PolicyMetrics, summarize
+from computenet.scheduler.patience import check_patience
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
+from computenet.sim.metrics import COLUMNS, PolicyMetrics, cell, summarize, tradeoffs
 from computenet.sim.policies import parse_policies
 from computenet.sim.results import Outage, SimConfig
 from computenet.sim.runner import compare, parse_workload, run_policy, sweep, sweep_tasks
@@ -57,23 +59,16 @@ MaintOpt = Annotated[
         "--maintenance", help="planned outage CENTER@START_H+HOURS (repeatable), e.g. guian@30+6"
     ),
 ]
+PatienceOpt = Annotated[
+    float,
+    typer.Option(
+        "--patience",
+        help="hours a batch job without a deadline may be held for cheaper power"
+        " (the operator's setting, as `cnet server --patience`; 0: never)",
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
-
-TABLE = (
-    ("policy", "name"),
-    ("total ¥", "total_cny"),
-    ("¥/CU·h", "cny_per_cuh"),
-    ("kWh", "kwh"),
-    ("t CO2", "t_co2"),
-    ("avg JCT h", "avg_jct_s"),
-    ("p95 JCT h", "p95_jct_s"),
-    ("miss %", "deadline_miss_pct"),
-    ("WAN TB", "wan_tb"),
-    ("util E", "util_east"),
-    ("util W", "util_west"),
-    ("× bound", "ratio_to_bound"),
-)
 
 
 def _console() -> Console:
@@ -90,7 +85,11 @@ def _errors() -> Iterator[None]:
 
 
 def _config(
-    cycle: float, seed: int, failures: float | None, maintenance: list[str] | None
+    cycle: float,
+    seed: int,
+    failures: float | None,
+    maintenance: list[str] | None,
+    patience: float = DEFAULT_PATIENCE_H,
 ) -> SimConfig:
     if cycle <= 0:
         raise ValidationError("must be > 0", field="--cycle")
@@ -105,17 +104,22 @@ def _config(
             raise ValidationError(
                 f"'{m}' is not CENTER@START_H+HOURS", field="--maintenance"
             ) from exc
-    return SimConfig(cycle_s=cycle, seed=seed, failure_mtbf_h=failures, outages=tuple(outs))
+    check_patience(patience, "--patience")
+    return SimConfig(
+        cycle_s=cycle,
+        seed=seed,
+        failure_mtbf_h=failures,
+        outages=tuple(outs),
+        patience_h=patience,
+    )
 
 
 def _table(rows: list[PolicyMetrics], title: str) -> Table:
-    from computenet.sim.report import cell
-
     t = Table(title=title)
-    for head, _ in TABLE:
+    for head, _ in COLUMNS:
         t.add_column(head, justify="left" if head == "policy" else "right")
     for m in rows:
-        t.add_row(*(cell(m, k) for _, k in TABLE))
+        t.add_row(*(cell(m, k) for _, k in COLUMNS))
     return t
 
 
@@ -166,6 +170,7 @@ def run_cmd(
     seed: SeedOpt = 0,
     failures: MtbfOpt = None,
     maintenance: MaintOpt = None,
+    patience: PatienceOpt = DEFAULT_PATIENCE_H,
     json_out: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -174,7 +179,7 @@ def run_cmd(
         net = load_network(network)
         wl = parse_workload(workload, net)
         parse_policies(policy)
-        cfg = _config(cycle, seed, failures, maintenance)
+        cfg = _config(cycle, seed, failures, maintenance, patience)
         with _Bar(quiet or json_out) as bar:
             result = run_policy(wl, policy, cfg, bar)
         m = summarize(result)
@@ -182,7 +187,7 @@ def run_cmd(
         print(json.dumps({"policies": [m.as_dict()], "notes": result.notes}, indent=2))
         return
     out = _console()
-    out.print(_table([m], f"{wl.name} on {net.name}: {len(wl)} jobs"))
+    out.print(_table([m], f"{wl.name} on {net.name}: {len(wl)} jobs, patience {cfg.patience_h:g} h"))
     out.print(
         f"{m.succeeded} succeeded, {m.failed} failed, {m.cancelled} cancelled;"
         f" simulated {result.end_s / 86400:.1f} days in {m.wall_s:.1f} s"
@@ -209,6 +214,7 @@ def compare_cmd(
     seed: SeedOpt = 0,
     failures: MtbfOpt = None,
     maintenance: MaintOpt = None,
+    patience: PatienceOpt = DEFAULT_PATIENCE_H,
     json_out: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -217,7 +223,7 @@ def compare_cmd(
         net = load_network(network)
         wl = parse_workload(workload, net)
         names = parse_policies(policies)
-        cfg = _config(cycle, seed, failures, maintenance)
+        cfg = _config(cycle, seed, failures, maintenance, patience)
         with _Bar(quiet or json_out) as bar:
             cmp = compare(wl, names, cfg, bound=bound, progress=bar)
         written = []
@@ -229,7 +235,9 @@ def compare_cmd(
         print(json.dumps(cmp.as_json(), indent=2))
         return
     out = _console()
-    out.print(_table(cmp.metrics, f"{wl.name} on {net.name}: {len(wl)} jobs"))
+    out.print(_table(cmp.metrics, f"{wl.name} on {net.name}: {len(wl)} jobs, patience {cfg.patience_h:g} h"))
+    for trade in tradeoffs(cmp.metrics):
+        out.print(trade.text())
     if cmp.bound is not None:
         out.print(f"LP lower bound ¥{cmp.bound.cny:,.2f} ({cmp.bound.seconds:.1f} s)")
     for n in cmp.notes:
@@ -257,6 +265,7 @@ def sweep_cmd(
         str, typer.Option("--backend", help="auto (Ray when installed), ray or local")
     ] = "auto",
     workers: Annotated[int | None, typer.Option("--workers", help="parallel simulations")] = None,
+    patience: PatienceOpt = DEFAULT_PATIENCE_H,
     json_out: JsonFlag = False,
     quiet: QuietFlag = False,
 ) -> None:
@@ -270,7 +279,10 @@ def sweep_cmd(
             if not key or not values:
                 raise ValidationError(f"'{p}' is not KEY=V1,V2,…", field="--param")
             grid[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
-        tasks = sweep_tasks(network, workload or ["synthetic:jobs=2000,days=1"], names, grid)
+        check_patience(patience, "--patience")
+        tasks = sweep_tasks(
+            network, workload or ["synthetic:jobs=2000,days=1"], names, grid, patience_h=patience
+        )
         bar = (
             None
             if quiet or json_out

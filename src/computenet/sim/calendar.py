@@ -21,6 +21,7 @@ from computenet.errors import ValidationError
 from computenet.model import Dataset, Network
 from computenet.scheduler import HORIZON_SLOTS, OVERRUN_HOLD, Snapshot
 from computenet.scheduler.index import NetworkIndex, network_index
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 from computenet.sim.engine import Environment
 
 _GROW = 24 * 14
@@ -42,11 +43,14 @@ class _Res:
 class CapacityCalendar:
     """Reserved chips per pool per hour since the epoch; reservations by id."""
 
-    def __init__(self, network: Network, env: Environment) -> None:
+    def __init__(
+        self, network: Network, env: Environment, patience_h: float = DEFAULT_PATIENCE_H
+    ) -> None:
         if env.epoch.minute or env.epoch.second or env.epoch.microsecond:
             raise ValidationError("the simulation epoch must be on a full hour", field="epoch")
         self.network = network
         self.env = env
+        self.patience_h = patience_h  # the operator's, carried by every snapshot
         self.index: NetworkIndex = network_index(network)
         n = self.index.n_pools
         self.total = self.index.pool_total.astype(np.int64)
@@ -153,4 +157,5 @@ class CapacityCalendar:
             free=free,
             online=online.copy(),
             datasets=datasets,
+            patience_h=self.patience_h,
         )

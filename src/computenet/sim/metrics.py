@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
@@ -45,6 +46,113 @@ class PolicyMetrics:
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON."""
         return asdict(self)
+
+
+# The comparison table (CLI and HTML report): header, PolicyMetrics field. Job
+# completion times sit next to cost, so that what a saving costs in time shows.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("policy", "name"),
+    ("total ¥", "total_cny"),
+    ("avg JCT h", "avg_jct_s"),
+    ("p95 JCT h", "p95_jct_s"),
+    ("miss %", "deadline_miss_pct"),
+    ("¥/CU·h", "cny_per_cuh"),
+    ("kWh", "kwh"),
+    ("t CO2", "t_co2"),
+    ("WAN TB", "wan_tb"),
+    ("util E", "util_east"),
+    ("util W", "util_west"),
+    ("× bound", "ratio_to_bound"),
+)
+
+
+def cell(m: PolicyMetrics, key: str) -> str:
+    """One table cell, formatted for people."""
+    v = getattr(m, key)
+    if key == "name":
+        return str(v)
+    if v is None:
+        return "–"
+    if key in ("avg_jct_s", "p95_jct_s"):
+        return f"{v / 3600:.2f}"
+    if key in ("util_east", "util_west"):
+        return f"{100 * v:.1f} %"
+    if key == "ratio_to_bound":
+        return f"{v:.3f}"
+    if key in ("total_cny", "kwh"):
+        return f"{v:,.0f}"
+    if key in ("t_co2", "wan_tb", "deadline_miss_pct", "cny_per_cuh"):
+        return f"{v:,.2f}"
+    return str(v)
+
+
+def is_ours(name: str) -> bool:
+    """Whether a policy name is the production scheduler (`ours`, `ours:…`), not a baseline."""
+    return name == "ours" or name.startswith("ours:")
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    """What one of our policies saves against the cheapest baseline, and what it costs in time.
+
+    `extra_*_jct_h` are ours minus the cheapest baseline's job completion
+    times (hours; negative: ours is also faster); `vs_fastest_jct_h` is ours
+    minus the fastest baseline's average (the most time any baseline saves).
+    """
+
+    policy: str
+    baseline: str
+    saved_cny: float
+    saved_pct: float
+    extra_avg_jct_h: float
+    extra_p95_jct_h: float
+    fastest_baseline: str
+    vs_fastest_jct_h: float
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain dict for JSON."""
+        return asdict(self)
+
+    def text(self) -> str:
+        """One line for people."""
+        return (
+            f"{self.policy} saves ¥{self.saved_cny:,.0f} ({self.saved_pct:.1f} %) against the"
+            f" cheapest baseline, {self.baseline}, for {self.extra_avg_jct_h:+.2f} h average"
+            f" JCT ({self.extra_p95_jct_h:+.2f} h p95); {self.vs_fastest_jct_h:+.2f} h average"
+            f" against the fastest baseline, {self.fastest_baseline}"
+        )
+
+
+def tradeoffs(metrics: Sequence[PolicyMetrics]) -> list[Tradeoff]:
+    """For each of our policies: ¥ saved against the cheapest baseline, at what JCT.
+
+    Only policies that finished every job are compared (a total that leaves
+    jobs out is not comparable); empty without such a baseline.
+    """
+    done = [m for m in metrics if m.succeeded == m.jobs]
+    base = [m for m in done if not is_ours(m.name)]
+    if not base:
+        return []
+    cheap = min(base, key=lambda m: m.total_cny)
+    fast = min(base, key=lambda m: m.avg_jct_s)
+    out = []
+    for m in done:
+        if not is_ours(m.name):
+            continue
+        saved = cheap.total_cny - m.total_cny
+        out.append(
+            Tradeoff(
+                policy=m.name,
+                baseline=cheap.name,
+                saved_cny=saved,
+                saved_pct=100.0 * saved / cheap.total_cny if cheap.total_cny else 0.0,
+                extra_avg_jct_h=(m.avg_jct_s - cheap.avg_jct_s) / 3600.0,
+                extra_p95_jct_h=(m.p95_jct_s - cheap.p95_jct_s) / 3600.0,
+                fastest_baseline=fast.name,
+                vs_fastest_jct_h=(m.avg_jct_s - fast.avg_jct_s) / 3600.0,
+            )
+        )
+    return out
 
 
 def total_cny(result: SimResult) -> Decimal:

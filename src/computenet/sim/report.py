@@ -14,44 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from computenet.model import JobState
-from computenet.sim.metrics import PolicyMetrics, hub_utilization
+from computenet.sim.metrics import COLUMNS, cell, hub_utilization, tradeoffs
 from computenet.sim.results import CODE
 from computenet.sim.runner import Comparison
 
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("policy", "name"),
-    ("total ¥", "total_cny"),
-    ("¥/CU·h", "cny_per_cuh"),
-    ("kWh", "kwh"),
-    ("t CO2", "t_co2"),
-    ("avg JCT h", "avg_jct_s"),
-    ("p95 JCT h", "p95_jct_s"),
-    ("deadline miss %", "deadline_miss_pct"),
-    ("WAN TB", "wan_tb"),
-    ("util east", "util_east"),
-    ("util west", "util_west"),
-    ("× bound", "ratio_to_bound"),
-)
-
-
-def cell(m: PolicyMetrics, key: str) -> str:
-    """One table cell, formatted for people."""
-    v = getattr(m, key)
-    if key == "name":
-        return str(v)
-    if v is None:
-        return "–"
-    if key in ("avg_jct_s", "p95_jct_s"):
-        return f"{v / 3600:.2f}"
-    if key in ("util_east", "util_west"):
-        return f"{100 * v:.1f} %"
-    if key == "ratio_to_bound":
-        return f"{v:.3f}"
-    if key in ("total_cny", "kwh"):
-        return f"{v:,.0f}"
-    if key in ("t_co2", "wan_tb", "deadline_miss_pct", "cny_per_cuh"):
-        return f"{v:,.2f}"
-    return str(v)
+__all__ = ["COLUMNS", "PLOTS", "cell", "write_report"]
 
 
 def plot_cost_vs_misses(cmp: Comparison, path: Path) -> None:
@@ -174,6 +141,7 @@ def _html(cmp: Comparison, out: Path) -> str:
         if b
         else "<p>No lower bound computed.</p>"
     )
+    trade = "".join(f"<p>{e(t.text())}.</p>" for t in tradeoffs(cmp.metrics))
     notes = "".join(f"<li>{e(n)}</li>" for n in cmp.notes)
     wl = cmp.workload
     return f"""<!doctype html>
@@ -187,8 +155,10 @@ figure{{margin:1em 0}}img{{max-width:100%}}
 </style></head><body>
 <h1>Simulation report</h1>
 <p>Network <b>{e(wl.network.name)}</b>, workload <b>{e(wl.name)}</b> ({len(wl)} jobs),
-scheduling cycle every {cmp.config.cycle_s:g} s.</p>
+scheduling cycle every {cmp.config.cycle_s:g} s, patience for jobs without a deadline
+{cmp.config.patience_h:g} h.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+{trade}
 {bound}
 <ul>{notes}</ul>
 {imgs}

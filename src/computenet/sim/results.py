@@ -12,6 +12,8 @@ import numpy as np
 from computenet.model import JobState
 from computenet.model.center import CST
 from computenet.scheduler import Decision, JobRequest, Snapshot
+from computenet.scheduler.patience import check_patience
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 from computenet.sim.workload import Workload
 
 # Job states as small integers in the per-job record columns.
@@ -55,6 +57,8 @@ class SimConfig:
     long is withdrawn by its user (CANCELLED); None keeps it until the run ends.
     `replan`: each cycle moves jobs placed but not started to earlier or cheaper
     plans, as the server does (`computenet.scheduler.replan`), within their pool.
+    `patience_h`: the operator's patience, the longest a batch job without a deadline
+    may be held for cheaper power (the server's `--patience`; 0: never held).
     """
 
     epoch: datetime = DEFAULT_EPOCH
@@ -70,6 +74,10 @@ class SimConfig:
     prefetch: bool = True
     max_pending_days: float | None = 7.0
     replan: bool = False
+    patience_h: float = DEFAULT_PATIENCE_H
+
+    def __post_init__(self) -> None:
+        check_patience(self.patience_h, "patience_h")
 
 
 @dataclass

@@ -21,7 +21,8 @@ from computenet.catalog import load_network
 from computenet.errors import ValidationError
 from computenet.model import Network
 from computenet.scheduler.bounds import Bound, lower_bound
-from computenet.sim.metrics import PolicyMetrics, summarize
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
+from computenet.sim.metrics import PolicyMetrics, summarize, tradeoffs
 from computenet.sim.policies import make_policy
 from computenet.sim.results import SimConfig, SimResult
 from computenet.sim.simulator import Simulation
@@ -162,7 +163,9 @@ class Comparison:
             "network": self.workload.network.name,
             "workload": self.workload.name,
             "jobs": len(self.workload),
+            "patience_h": self.config.patience_h,
             "policies": [m.as_dict() for m in self.metrics],
+            "tradeoffs": [t.as_dict() for t in tradeoffs(self.metrics)],
             "bound_cny": b.cny if b else None,
             "bound": None
             if b is None
@@ -234,7 +237,11 @@ def _sweep_task(task: dict[str, Any]) -> dict[str, Any]:
     """One simulation of a sweep (top level, so local processes and Ray can run it)."""
     net = load_network(task["network"])
     wl = parse_workload(task["workload"], net)
-    cfg = SimConfig(seed=int(task.get("seed", 0)), cycle_s=float(task.get("cycle_s", 300.0)))
+    cfg = SimConfig(
+        seed=int(task.get("seed", 0)),
+        cycle_s=float(task.get("cycle_s", 300.0)),
+        patience_h=float(task.get("patience_h", DEFAULT_PATIENCE_H)),
+    )
     r = run_policy(wl, task["policy"], cfg)
     out = summarize(r).as_dict()
     out.update({"workload": task["workload"], "network": task["network"], "policy": task["policy"]})
@@ -242,12 +249,18 @@ def _sweep_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def sweep_tasks(
-    network: str, workloads: Sequence[str], policies: Sequence[str], grid: dict[str, list[str]]
+    network: str,
+    workloads: Sequence[str],
+    policies: Sequence[str],
+    grid: dict[str, list[str]],
+    *,
+    patience_h: float = DEFAULT_PATIENCE_H,
 ) -> list[dict[str, Any]]:
     """Every combination of workload × grid values × policy, as task dicts.
 
     A grid key is a synthetic workload parameter (e.g. `seed=1,2,3`,
-    `scale=0.5,1,2`), applied on top of each workload spec.
+    `scale=0.5,1,2`), applied on top of each workload spec; `patience_h`
+    is the operator's patience every run is simulated with.
     """
     tasks = []
     keys = sorted(grid)
@@ -262,7 +275,9 @@ def sweep_tasks(
                 extra = ",".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
                 w = f"{spec}{',' if ':' in spec else ':'}{extra}"
             for p in policies:
-                tasks.append({"network": network, "workload": w, "policy": p})
+                tasks.append(
+                    {"network": network, "workload": w, "policy": p, "patience_h": patience_h}
+                )
     return tasks
 
 

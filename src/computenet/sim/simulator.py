@@ -102,7 +102,7 @@ class Simulation:
         self.cfg = config or SimConfig()
         self.progress = progress
         self.env = Environment(self.cfg.epoch)
-        self.cal = CapacityCalendar(self.net, self.env)
+        self.cal = CapacityCalendar(self.net, self.env, self.cfg.patience_h)
         self.idx = network_index(self.net)
         self.links = LinkModel(self.net)
         n = len(workload)
@@ -271,6 +271,7 @@ class Simulation:
                 index=self.idx,
                 free=np.repeat(self.total[:, None], HORIZON_SLOTS, axis=1),
                 online=np.ones(len(self.centers), dtype=bool),
+                patience_h=self.cfg.patience_h,
             )
         snap = self._empty_snap
         probe = replace(req, deadline=None, budget_cny=None, latency_class="batch")

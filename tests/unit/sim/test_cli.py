@@ -114,3 +114,38 @@ def test_a_sweep_runs_every_combination_in_local_processes(tiny_file: Path) -> N
         (p, f"seed={s}") for p in ("ours", "random") for s in ("1", "2")
     )
     assert all(r["jobs"] == 40 for r in rows)
+
+
+def test_compare_says_what_the_savings_cost_in_job_completion_time(tiny_file: Path) -> None:
+    args = ("compare", "-n", str(tiny_file), "-w", WL, "--policies", "ours,random,cheapest-energy")
+    code, out, _ = _cnet(*args, "--no-bound", "--patience", "2", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["patience_h"] == 2.0
+    by = {p["name"]: p for p in data["policies"]}
+    (t,) = data["tradeoffs"]
+    cheap = min(("random", "cheapest-energy"), key=lambda n: by[n]["total_cny"])
+    assert t["policy"] == "ours" and t["baseline"] == cheap
+    assert t["saved_cny"] == pytest.approx(by[cheap]["total_cny"] - by["ours"]["total_cny"])
+    assert t["extra_avg_jct_h"] == pytest.approx(
+        (by["ours"]["avg_jct_s"] - by[cheap]["avg_jct_s"]) / 3600
+    )
+    assert t["extra_p95_jct_h"] == pytest.approx(
+        (by["ours"]["p95_jct_s"] - by[cheap]["p95_jct_s"]) / 3600
+    )
+    code, out, _ = _cnet(*args, "--no-bound", "--patience", "2", "-q")
+    assert code == 0, out
+    header = next(line for line in out.splitlines() if "total ¥" in line)
+    # JCT sits next to cost, and the table is followed by what ours saves and at what JCT.
+    assert header.index("avg JCT h") < header.index("p95 JCT h") < header.index("kWh")
+    assert f"ours saves ¥{t['saved_cny']:,.0f}" in out and "average JCT" in out
+    assert "patience 2 h" in out
+
+
+@pytest.mark.parametrize("bad", ["-1", "25", "nan"])
+def test_a_bad_patience_is_one_line_and_exit_2(tiny_file: Path, bad: str) -> None:
+    for cmd in ("run", "compare", "sweep"):
+        code, _out, err = _cnet(cmd, "-n", str(tiny_file), "-w", WL, f"--patience={bad}", "-q")
+        assert code == 2, (cmd, err)
+        assert err.strip().startswith("error: --patience: "), err
+        assert len(err.strip().splitlines()) == 1
