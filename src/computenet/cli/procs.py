@@ -19,6 +19,7 @@ from computenet.cli.common import console
 from computenet.cli.supervise import Supervisor, cnet_argv, free_port, wait_http, write_secret
 from computenet.errors import ComputeNetError, ConflictError, ValidationError
 from computenet.model import Network
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 from computenet.sdk.config import config_path, save_config
 
 NetworkArg = Annotated[
@@ -55,6 +56,12 @@ def server(
     strategy: Annotated[
         str, typer.Option(help="cycle strategy: greedy, batch-optimizer")
     ] = "greedy",
+    patience: Annotated[
+        float,
+        typer.Option(
+            help="hours a batch job without a deadline may be held for cheaper power (0: never)"
+        ),
+    ] = DEFAULT_PATIENCE_H,
     max_pending: Annotated[
         int, typer.Option(min=0, help="pending jobs per tenant (0: no limit)")
     ] = 10_000,
@@ -83,6 +90,7 @@ def server(
         leader_lease_s=leader_lease,
         profile=profile,
         strategy=strategy,
+        patience_h=patience,
         max_pending_jobs=max_pending,
         submits_per_s=submits_per_s,
         max_body_bytes=max_body_bytes,

@@ -123,6 +123,7 @@ def snapshot(
         datasets=datasets_as_model(s),
         online=online,
         reported_free=reported,
+        patience_h=plane.settings.patience_h,
     )
 
 

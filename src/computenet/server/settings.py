@@ -14,7 +14,9 @@ from computenet.model import Network, limits
 from computenet.model.center import CST
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, LeaseRule, lease_rule
 from computenet.scheduler import STRATEGIES
+from computenet.scheduler.patience import check_patience
 from computenet.scheduler.plugins import PROFILES
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 
 DEFAULT_DB_URL = "sqlite:///computenet.db"
 
@@ -81,6 +83,9 @@ class Settings:
     profile: str = "min-cost"
     # The cycle strategy, by name (scheduler.STRATEGIES: greedy, batch-optimizer, ...).
     strategy: str = "greedy"
+    # The longest a batch job without a deadline may be held for cheaper power (hours;
+    # 0: never held). Quotes and placement reasons say it (scheduler.patience).
+    patience_h: float = DEFAULT_PATIENCE_H
     ticket_ttl_s: float = 300.0  # fetch tickets: enough to start a transfer, no more
     run_loop: bool = True
     migrate: bool = True
@@ -131,6 +136,7 @@ class Settings:
                 hint="one of " + ", ".join(sorted(PROFILES)),
             )
         STRATEGIES.get_checked(self.strategy)
+        check_patience(self.patience_h, "patience_h")
         if self.epoch is not None and self.epoch.tzinfo is None:
             raise ValidationError("needs a timezone, e.g. 2026-06-01T00:00:00+08:00", field="epoch")
 
