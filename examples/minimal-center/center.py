@@ -91,8 +91,9 @@ class ControlPlane:
             except ValueError:
                 err = {}
             if e.code == 401:  # the operator may have put a new token in the file
-                self.token = self.read_token()
-                raise Unavailable("401: token re-read") from e
+                old, self.token = self.token, self.read_token()
+                if self.token != old:
+                    raise Unavailable("401: a new token was read from the file") from e
             if e.code == 503:
                 self.i = (self.i + 1) % len(self.urls)
             if e.code >= 500 or e.code == 429:
@@ -142,6 +143,7 @@ class Center:
         self.data_key: str | None = None
         self.key_version = 0
         self.data_url: str | None = None
+        self.fatal: str | None = None
 
     # ---- timing (every number from the register / heartbeat replies) ----
     @property
@@ -170,7 +172,9 @@ class Center:
                 for c, n in self.pools.items()
             ]
 
-    def register(self) -> None:
+    def register(self, once: bool = False) -> bool:
+        """Register (idempotent); False when it did not happen. `once`: try only once,
+        so a heartbeat or report thread never blocks on it (the fence must still fire)."""
         body = {
             "center_id": self.cid,
             "protocol_version": PROTOCOL,
@@ -182,19 +186,21 @@ class Center:
         delay = 0.2
         while not self.quit.is_set():
             try:
-                reply = self.cp.call("/center/v1/register", body, timeout=10.0)
+                reply = self.cp.call("/center/v1/register", body, timeout=self.call_timeout())
                 break
             except Unavailable as e:
                 log(f"register: {e}; retrying")
+                if once:
+                    return False
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
             except Refused as e:
-                sys.exit(f"registration failed: {e.field}: {e}")
+                return self.die(f"registration failed: {e.field}: {e}")
         else:
-            return
+            return False
         if str(reply.get("protocol_version", PROTOCOL)) != PROTOCOL:
-            sys.exit(
-                f"registration failed: protocol_version: control plane speaks "
+            return self.die(
+                f"registration failed: protocol_version: the control plane speaks "
                 f"{reply.get('protocol_version')!r}, this center speaks {PROTOCOL!r}"
             )
         with self.lock:
@@ -202,6 +208,14 @@ class Center:
             self.data_key = reply["data_key"]
             self.key_version = int(reply.get("data_key_version", 1))
         log(f"registered {self.cid}: fence {self.fence_s}s, grace {self.grace_s}s")
+        return True
+
+    def die(self, why: str) -> bool:
+        """A refusal that retrying cannot fix: stop the center (exit status 2)."""
+        log(why)
+        self.fatal = why
+        self.quit.set()
+        return False
 
     # ---- heartbeat and fencing ----
     def heartbeat_loop(self) -> None:
@@ -226,13 +240,11 @@ class Center:
             log(f"heartbeat: {e}")
             return
         except Refused as e:
-            if e.status == 409:  # not registered (a restarted control plane): again
+            if e.status == 409:  # not registered (a control plane that lost us): again
                 log(f"heartbeat refused ({e}); registering again")
-                self.register()
-                return
-            if e.status in (401, 403, 422):
-                log(f"heartbeat refused: {e}; stopping")
-                self.quit.set()
+                self.register(once=True)
+            else:
+                self.die(f"heartbeat refused: {e}")
             return
         self.last_ack = sent
         with self.lock:
@@ -247,7 +259,7 @@ class Center:
         kv = reply.get("data_key_version")
         if kv is not None and int(kv) != self.key_version:
             log(f"data key rotated ({self.key_version} → {kv}); registering again")
-            self.register()
+            self.register(once=True)
 
     def fence(self) -> None:
         """No heartbeat acknowledged for fence_after_s: stop every job that still runs."""
@@ -325,7 +337,7 @@ class Center:
                     log(f"{job.id}: {kind}: {e}; retrying")
             except Refused as e:
                 if e.status == 409 and e.field == "center_id":
-                    self.register()
+                    self.register(once=True)
                     continue
                 if e.status in (404, 409):
                     log(f"{job.id}: {kind} refused ({e}): not ours any more, stopping it")
@@ -409,6 +421,8 @@ class Center:
         else:
             code = self.exit_code(job)
             final = {"state": "SUCCEEDED" if code == 0 else "FAILED", "exit_code": code}
+            if code is None:
+                final["message"] = "the job's supervisor died: its exit code is unknown"
         if self.report(job, "status", final):
             log(f"{job.id}: {final}")
 
@@ -423,12 +437,16 @@ class Center:
             body["transfers"] = [{"source": c, "bytes": n} for c, n in staged.items()]
         return self.report(job, "usage", body)
 
-    def exit_code(self, job: Job) -> int:
+    def exit_code(self, job: Job) -> int | None:
+        """The command's exit code; None when its supervisor died without telling."""
         try:
             return int((job.dir / "exit").read_text())
         except (OSError, ValueError):
-            assert job.proc is not None
-            return job.proc.returncode
+            with contextlib.suppress(OSError, ValueError):
+                pid, started = (job.dir / "job.pgid").read_text().split()
+                if start_time(int(pid)) == started:
+                    kill_group(int(pid), self.grace_s)  # never leave the command running
+            return None
 
     def start(self, job: Job, spec: dict[str, Any], inputs: dict[str, Path]) -> None:
         """Start the command under a supervisor that stops it if this center dies."""
@@ -653,7 +671,8 @@ class Center:
             self.serve_data()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.quit.set())
-        self.register()
+        if not self.register():
+            return 2 if self.fatal else 0
         threading.Thread(target=self.heartbeat_loop, daemon=True).start()
         threading.Thread(target=self.lease_loop, daemon=True).start()
         while not self.quit.wait(0.2):
@@ -666,7 +685,7 @@ class Center:
         for job in jobs:
             if job.proc is not None:
                 job.proc.wait()
-        return 0
+        return 2 if self.fatal else 0
 
 
 def sha256_of(path: Path) -> str | None:

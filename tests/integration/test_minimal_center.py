@@ -290,9 +290,11 @@ def test_a_center_cut_off_stops_its_job_before_it_runs_again_elsewhere(
         # Whenever the job is seen running at east, the first run must already be dead.
         seen_at_east = until(
             "the job to run at east",
-            lambda: (v := net.user.job(view.id)).center == "east"
-            and v.state in (JobState.RUNNING, JobState.SUCCEEDED)
-            and (True, pid_alive(first_pid)),
+            lambda: (
+                (v := net.user.job(view.id)).center == "east"
+                and v.state in (JobState.RUNNING, JobState.SUCCEEDED)
+                and (True, pid_alive(first_pid))
+            ),
             net,
         )
         assert seen_at_east == (True, False), "two copies of the job ran at once"
