@@ -649,6 +649,7 @@ class Center:
         server.daemon_threads = True
         self.data_url = self.args.data_url or f"http://{host}:{server.server_address[1]}"
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        log(f"data endpoint at {self.data_url}")
 
     # ---- start and stop ----
     def stop_leftovers(self) -> None:

@@ -322,3 +322,61 @@ def test_a_sigkilled_center_leaves_nothing_running_and_a_restart_stops_leftovers
     until("the leftover job to die", lambda: not pid_alive(job_pid), net)
     net.user.cancel(view.id)
     assert net.user.wait(view.id, poll_s=0.2, timeout_s=60).state is JobState.CANCELLED
+
+
+def test_reports_whose_replies_are_lost_are_resent_without_duplicating(
+    tmp_path: Path, db_url: str
+) -> None:
+    with running_net(tmp_path, db_url) as net, TcpProxy(int(net.url.rsplit(":", 1)[1])) as proxy:
+        net.start_minimal("west", server_url=proxy.url)
+        net.wait_online("west")
+        go = net.tmp / "go"
+        command = f"echo one; while [ ! -e {go} ]; do sleep 0.05; done; echo two; exit 4"
+        view = net.user.submit(job(command, ["H100"]))
+        until("the first line", lambda: "one" in net.user.logs(view.id).text, net)
+        # Appends and status reports reach the server, their answers never come back.
+        proxy.set_mode("lose-replies", match=b"POST /center/v1/jobs/")
+        go.touch()
+        until("lost replies", lambda: proxy.replies_lost >= 3, net)
+        proxy.set_mode("pass")
+        done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
+        assert (done.state, done.exit_code, done.attempts) == (JobState.FAILED, 4, 1), net.logs()
+        assert all_logs(net.user, view.id) == "one\ntwo\n"
+
+
+def test_a_rotated_data_key_is_picked_up_without_a_restart(net: Net, db_url: str) -> None:
+    from computenet.server.admin import rotate_data_key
+
+    rel, size, sha = put_replica(net.data_root("east"), "tenants/acme/k/set.bin", 200_000)
+    net.user.add_dataset("keyed", "east", rel, size, sha)
+    assert rotate_data_key(db_url, "east").data_key_version == 2
+    view = net.user.submit(job('sha256sum "$CNET_INPUT_KEYED" | cut -c1-64', ["H100"],
+                               inputs=["keyed"]))  # fmt: skip
+    done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
+    assert (done.state, all_logs(net.user, view.id).strip()) == (JobState.SUCCEEDED, sha), (
+        net.logs()
+    )
+    assert "data key rotated (1 → 2)" in (net.tmp / "center-east.log").read_text()
+
+
+def test_the_data_endpoint_refuses_missing_forged_and_future_tickets(net: Net) -> None:
+    import re
+
+    import httpx
+
+    log = until(
+        "the data URL",
+        lambda: re.search(r"data endpoint at (\S+)", (net.tmp / "center-east.log").read_text()),
+        net,
+    )
+    base = log.group(1)
+    put_replica(net.data_root("east"), "tenants/acme/d/f.bin", 10)
+    ok_path = {"path": "tenants/acme/d/f.bin"}
+    headers = {"X-CNet-Center": "west"}
+    assert httpx.get(f"{base}/data/d", params=ok_path, headers=headers).status_code == 403
+    forged = {**headers, "X-CNet-Ticket": f"v1.1.{int(time.time()) + 300}.{'0' * 64}"}
+    assert httpx.get(f"{base}/data/d", params=ok_path, headers=forged).status_code == 403
+    newer = {**headers, "X-CNet-Ticket": f"v1.9.{int(time.time()) + 300}.{'0' * 64}"}
+    r = httpx.get(f"{base}/data/d", params=ok_path, headers=newer)
+    assert (r.status_code, r.headers.get("retry-after")) == (503, "1")
+    assert r.json()["field"] == "ticket"
