@@ -244,7 +244,14 @@ def _sweep_task(task: dict[str, Any]) -> dict[str, Any]:
     )
     r = run_policy(wl, task["policy"], cfg)
     out = summarize(r).as_dict()
-    out.update({"workload": task["workload"], "network": task["network"], "policy": task["policy"]})
+    out.update(
+        {
+            "workload": task["workload"],
+            "network": task["network"],
+            "policy": task["policy"],
+            "patience_h": cfg.patience_h,
+        }
+    )
     return out
 
 

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from computenet.cli.sim import sim_app
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 from computenet.sim.runner import sweep, sweep_tasks
 
 WL = "synthetic:jobs=40,days=0.5,seed=2,max_count=8,scale=0.3"
@@ -113,7 +114,7 @@ def test_a_sweep_runs_every_combination_in_local_processes(tiny_file: Path) -> N
     assert sorted((r["policy"], r["workload"][-6:]) for r in rows) == sorted(
         (p, f"seed={s}") for p in ("ours", "random") for s in ("1", "2")
     )
-    assert all(r["jobs"] == 40 for r in rows)
+    assert all(r["jobs"] == 40 and r["patience_h"] == DEFAULT_PATIENCE_H for r in rows)
 
 
 def test_compare_says_what_the_savings_cost_in_job_completion_time(tiny_file: Path) -> None:
