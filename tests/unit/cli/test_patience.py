@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 from computenet.sdk.testing import FakeAPI
 from tests.unit.cli.conftest import Result
 
@@ -25,9 +26,10 @@ def test_quote_of_a_job_without_a_deadline_says_how_long_it_may_wait(
 ) -> None:
     r = cnet("quote", str(job_file(NO_DEADLINE)))
     assert r.code == 0, r.err
-    assert "no deadline: may wait up to 4 h for cheaper power (operator default)" in r.out
+    up_to = f"no deadline: may wait up to {DEFAULT_PATIENCE_H:g} h"
+    assert f"{up_to} for cheaper power (operator default)" in r.out
     q = json.loads(cnet("quote", str(job_file(NO_DEADLINE)), "--json").out)
-    assert q["notes"] and q["notes"][0].startswith("no deadline: may wait up to 4 h")
+    assert q["notes"] and q["notes"][0].startswith(up_to)
     with_deadline = cnet("quote", str(job_file(NO_DEADLINE + "deadline: 12h\n")))
     assert with_deadline.code == 0 and "no deadline" not in with_deadline.out
 

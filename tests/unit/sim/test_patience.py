@@ -147,8 +147,8 @@ def test_quotes_say_how_long_a_job_without_a_deadline_may_wait() -> None:
     (job,) = _jobs(evening, [(0, 4, 20.0)])
     q = quote(build_snapshot(CHINA, evening, patience_h=DEFAULT_PATIENCE_H), job)
     assert q.notes == [
-        "no deadline: may wait up to 4 h for cheaper power (operator default);"
-        " give a deadline to choose how long it may wait"
+        f"no deadline: may wait up to {DEFAULT_PATIENCE_H:g} h for cheaper power"
+        " (operator default); give a deadline to choose how long it may wait"
     ]
     held = [o for o in q.options if o.planned_start > evening]
     assert held and all(_held_h(evening, o.planned_start) <= 4.0 for o in held)
