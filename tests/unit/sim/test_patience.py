@@ -151,10 +151,10 @@ def test_quotes_say_how_long_a_job_without_a_deadline_may_wait() -> None:
         " (operator default); give a deadline to choose how long it may wait"
     ]
     held = [o for o in q.options if o.planned_start > evening]
-    assert held and all(_held_h(evening, o.planned_start) <= 4.0 for o in held)
+    assert held and all(_held_h(evening, o.planned_start) <= DEFAULT_PATIENCE_H for o in held)
     assert all(any(r.startswith("held ") for r in o.reasons) for o in held)
-    six = quote(build_snapshot(CHINA, evening, patience_h=6.0), job)
-    assert "up to 6 h" in six.notes[0] and "operator setting" in six.notes[0]
+    six = quote(build_snapshot(CHINA, evening, patience_h=6.5), job)
+    assert "up to 6.5 h" in six.notes[0] and "operator setting" in six.notes[0]
     never = quote(build_snapshot(CHINA, evening, patience_h=0.0), job)
     assert "never held" in never.notes[0]
     assert all(o.planned_start == evening for o in never.options)
