@@ -329,8 +329,11 @@ class NetworkBackend:
         )
 
     def close(self, keep_jobs: bool = False) -> None:
-        """Close the connection; the child keeps its jobs (the agent cancels what it held)."""
-        self.client.close()
+        """Nothing to release: the jobs are the child's.
+
+        The connection stays open: an agent stopping without ``--keep-jobs``
+        cancels what it held after closing its backend.
+        """
 
     # ------------------------------------------------------------------ helpers
 
