@@ -79,8 +79,8 @@ _STATES = {
 
 
 def _unreachable(exc: ComputeNetError) -> bool:
-    """The child did not answer (down, partitioned, overloaded): worth another try."""
-    return exc.field == "url" or exc.status_code >= 500
+    """The child did not answer (down, partitioned, overloaded, 429): worth another try."""
+    return exc.field == "url" or exc.status_code >= 500 or exc.status_code == 429
 
 
 class NetworkBackend:
@@ -163,7 +163,13 @@ class NetworkBackend:
     # ---------------------------------------------------------------- contract
 
     def capacity(self) -> list[PoolCapacity]:
-        """Per chip: totals and free chips of the child's online centers, and the largest shape."""
+        """Per chip: the child's chips, the free ones in online centers, and the largest shape.
+
+        The total counts every child center (an offline one comes back), so a job
+        leased here is never refused for a moment's outage; free chips and the
+        largest shape count online centers only. A child that does not answer
+        keeps the declared totals and offers nothing free.
+        """
         try:
             centers = self.client.centers()
         except ComputeNetError as exc:
@@ -172,17 +178,19 @@ class NetworkBackend:
                     f"the child network refused its centers: {exc.one_line()}"
                 ) from exc
             logger.warning("child network unreachable, offering nothing: %s", exc.message)
-            centers = []
+            return [
+                PoolCapacity(chip=c, total=n, free=0, largest_free=0) for c, n in self.pools.items()
+            ]
         total: dict[str, int] = {}
         free: dict[str, int] = {}
         largest: dict[str, int] = {}
         for c in centers:
-            if not c.online:
-                continue
             for pool in c.pools:
                 chip = str(pool.get("chip", ""))
-                n_free = int(pool.get("free", 0))
                 total[chip] = total.get(chip, 0) + int(pool.get("total", 0))
+                if not c.online:
+                    continue
+                n_free = int(pool.get("free", 0))
                 free[chip] = free.get(chip, 0) + n_free
                 # A child center that is a region says how much of its free is one place.
                 one = int(pool.get("largest_free", n_free))
@@ -205,6 +213,12 @@ class NetworkBackend:
                 "the network backend needs the job's spec",
                 hint="run an agent that passes BackendJob.spec (this version's)",
             )
+        if job.spec.inputs:
+            # The inputs would be staged to this agent's machine, not into the region.
+            raise BackendError(
+                "a job with input datasets cannot be delegated to a region yet",
+                hint="run it at a center that holds its data (docs/federation.md)",
+            )
         name = self.child_name(idempotency_key)
         if len(name) > limits.MAX_NAME_CHARS:
             raise BackendError(f"the child job name '{name[:60]}…' is too long")
@@ -226,7 +240,6 @@ class NetworkBackend:
                 "deadline": None,
                 "budget_cny": None,
                 "center": None,
-                "inputs": (),
             }
         )
         give_up = time.monotonic() + self.submit_retry_s

@@ -131,14 +131,14 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
     assert err.value.field == "token_file"
 
 
-def test_capacity_sums_online_centers_and_reports_the_largest_shape(
+def test_free_sums_online_centers_and_the_largest_shape_is_one_center(
     tmp_path: Path, region: Region
 ) -> None:
     # kueue#9988: 1 + 2 free H100 in two centers is 3 free, but no job of 3 fits now.
     region.free = {"sz": 1, "gz": 2}
     region.offline = {"hk"}
     (pool,) = backend_for(region, tmp_path).capacity()
-    assert (pool.chip, pool.total, pool.free, pool.largest_free) == ("H100", 4, 3, 2)
+    assert (pool.chip, pool.total, pool.free, pool.largest_free) == ("H100", 8, 3, 2)
 
 
 def test_capacity_is_capped_by_what_the_parent_declares(tmp_path: Path, region: Region) -> None:
@@ -157,6 +157,12 @@ def test_a_child_region_reports_its_own_largest_shape_so_levels_nest(
     assert (pool.free, pool.largest_free) == (8, 3)
 
 
+def test_offline_centers_count_in_the_total_not_in_the_free(tmp_path: Path, region: Region) -> None:
+    region.offline = {"hk"}
+    (pool,) = backend_for(region, tmp_path).capacity()
+    assert (pool.total, pool.free, pool.largest_free) == (8, 4, 2)  # capped at the declared 8
+
+
 def test_an_unreachable_child_offers_nothing(tmp_path: Path) -> None:
     def down(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
@@ -164,7 +170,8 @@ def test_an_unreachable_child_offers_nothing(tmp_path: Path) -> None:
     client = Client("http://region", "t", transport=httpx.MockTransport(down))
     backend = NetworkBackend(pools={"H100": 4}, client=client)
     (pool,) = backend.capacity()
-    assert (pool.total, pool.free, pool.largest_free) == (0, 0, 0)
+    # Nothing free, but the chips still exist: a job leased just now waits, it is not refused.
+    assert (pool.total, pool.free, pool.largest_free) == (4, 0, 0)
 
 
 def test_submit_is_idempotent_and_carries_the_origin_qualified_identity(
@@ -201,6 +208,28 @@ def test_a_job_larger_than_any_child_center_fails_at_submit(tmp_path: Path, regi
     with pytest.raises(BackendError, match="the most in one is 8"):
         backend_for(region, tmp_path).submit(bjob(count=9), "j-abc:1")
     assert region.jobs == {}
+
+
+def test_a_job_with_inputs_is_refused_not_run_without_them(tmp_path: Path, region: Region) -> None:
+    spec = SPEC.model_copy(update={"inputs": ("corpus",)})
+    with pytest.raises(BackendError, match="input datasets"):
+        backend_for(region, tmp_path).submit(bjob(spec=spec), "j-abc:1")
+    assert region.jobs == {}
+
+
+def test_a_busy_child_is_asked_again_with_the_same_key(tmp_path: Path, region: Region) -> None:
+    busy = {"left": 2}
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and busy["left"]:
+            busy["left"] -= 1
+            return httpx.Response(429, json={"error": "too many submissions", "field": None})
+        return region.handle(request)
+
+    client = Client("http://region", region.token, transport=httpx.MockTransport(flaky))
+    backend = NetworkBackend(pools={"H100": 8}, origin="cn", client=client, submit_retry_s=5)
+    handle = backend.submit(bjob(), "j-abc:1")
+    assert list(region.jobs) == [handle]
 
 
 def test_a_job_without_its_spec_is_refused(tmp_path: Path, region: Region) -> None:
