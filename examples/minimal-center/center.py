@@ -321,7 +321,7 @@ class Center:
     def report(self, job: Job, kind: str, body: dict[str, Any]) -> bool:
         """Send one report until it is answered; False when the job is no longer ours."""
         path = f"/center/v1/jobs/{job.id}/{kind}"
-        delay = 0.1
+        delay = 0.0  # the first resend goes at once: a lost answer is the common case
         while True:
             if job.stop in ("fence", "lost") and not (job.ended and job.stop == "fence"):
                 return False
@@ -332,7 +332,7 @@ class Center:
                 return True
             except Unavailable as e:
                 time.sleep(min(delay, self.fence_s / 8))
-                delay = min(delay * 2, 2.0)
+                delay = min(max(delay * 2, 0.1), 2.0)
                 if delay >= 2.0:
                     log(f"{job.id}: {kind}: {e}; retrying")
             except Refused as e:

@@ -380,3 +380,16 @@ def test_the_data_endpoint_refuses_missing_forged_and_future_tickets(net: Net) -
     r = httpx.get(f"{base}/data/d", params=ok_path, headers=newer)
     assert (r.status_code, r.headers.get("retry-after")) == (503, "1")
     assert r.json()["field"] == "ticket"
+
+
+def test_the_conformance_kit_passes_the_minimal_center(tmp_path: Path) -> None:
+    """`cnet conformance -- python center.py`: every scenario passes, exit 0."""
+    pytest.importorskip("computenet.conformance", reason="the conformance kit has not landed")
+    proc = subprocess.run(
+        [sys.executable, "-m", "computenet.cli", "conformance", "--",
+         sys.executable, str(CENTER)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    verdicts = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert verdicts.count("PASS") >= 9 and "FAIL" not in verdicts, proc.stdout
