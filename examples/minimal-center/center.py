@@ -517,34 +517,31 @@ class Center:
         tmp_dir = self.data_root / ".staging"
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"{job.id}.{job.attempt}.{inp['dataset']}.part"
-        digest, size = hashlib.sha256(), 0
+        digest, size, want = hashlib.sha256(), 0, int(inp["size_bytes"])
         try:
             with OPENER.open(req, timeout=30) as r, open(tmp, "wb") as out:
-                while chunk := r.read(1 << 20):
+                while size <= want and (chunk := r.read(1 << 20)):
                     if job.stop is not None:
                         return None, None
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
                     staged[src["center"]] = staged.get(src["center"], 0) + len(chunk)
+            if size != want or digest.hexdigest() != inp["sha256"]:
+                log(f"{job.id}: source {src['center']} sent {size} bytes that are not the "
+                    "dataset (size or sha256); trying the next source")  # fmt: skip
+                return None, None
+            final = self.data_root / dest
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
         except urllib.error.HTTPError as e:
             log(f"{job.id}: source {src['center']} answered {e.code}: {e.read()[:300]!r}")
-            if e.code == 503:
-                return None, float(e.headers.get("Retry-After") or 1)
-            return None, None
+            return None, float(e.headers.get("Retry-After") or 1) if e.code == 503 else None
         except (OSError, ValueError) as e:
             log(f"{job.id}: source {src['center']}: {e}")
             return None, None
-        if size != inp["size_bytes"] or digest.hexdigest() != inp["sha256"]:
-            log(
-                f"{job.id}: source {src['center']} sent {size} bytes, sha256 "
-                f"{digest.hexdigest()}: not the dataset; trying the next source"
-            )
-            tmp.unlink(missing_ok=True)
-            return None, None
-        final = self.data_root / dest
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)  # a partial or refused download never stays
         self.cp_replica(job, inp["dataset"], dest, inp["sha256"])
         return final, None
 

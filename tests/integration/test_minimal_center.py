@@ -25,7 +25,13 @@ import pytest
 
 from computenet.model import JobState
 from computenet.sdk import Client
-from tests.helpers.processes import log_tail, pid_alive, start_server, stop_process
+from tests.helpers.processes import (
+    free_port,
+    log_tail,
+    pid_alive,
+    start_server,
+    stop_process,
+)
 from tests.helpers.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -257,6 +263,17 @@ def test_staging_works_both_ways_with_the_reference_agent(
         done = net.user.wait(view.id, poll_s=0.2, timeout_s=90)
         assert (done.state, done.center) == (JobState.SUCCEEDED, "west"), net.logs()
         assert all_logs(net.user, view.id).strip() == sha
+
+
+def test_a_replica_url_that_refuses_connections_is_passed_over(tmp_path: Path, db_url: str) -> None:
+    with running_net(tmp_path, db_url) as net:
+        dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        net.start_minimal("west", server_url=f"{dead},{net.url}")
+        net.wait_online("west")
+        view = net.user.submit(job("echo via the second URL", ["H100"]))
+        done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
+        assert done.state is JobState.SUCCEEDED, net.logs()
+        assert all_logs(net.user, view.id) == "via the second URL\n"
 
 
 def test_a_corrupted_source_is_refused_and_the_job_fails_without_running(net: Net) -> None:
