@@ -385,7 +385,7 @@ class Center:
         staged: dict[str, int] = {}
         t0 = time.monotonic()
         paths: dict[str, Path] = {}
-        fetch = any(not self.local_ok(i) for i in lease.get("inputs", []))
+        fetch = any(not self.local_copy(job, i) for i in lease.get("inputs", []))
         if fetch and not self.report(job, "status", {"state": "STAGING"}):
             return
         for inp in lease.get("inputs", []):
@@ -487,14 +487,18 @@ class Center:
         (job.dir / "supervisor.pid").write_text(f"{job.proc.pid} {start_time(job.proc.pid)}\n")
 
     # ---- staging ----
-    def local_ok(self, inp: dict[str, Any]) -> bool:
-        lp: str | None = inp.get("local_path")
-        return lp is not None and sha256_of(self.data_root / lp) == inp["sha256"]
+    def local_copy(self, job: Job, inp: dict[str, Any]) -> Path | None:
+        """The local replica, only when it is the tenant's and its sha256 matches."""
+        local = self.tenant_path(inp.get("local_path") or "", job.lease["tenant"])
+        return local if local and sha256_of(local) == inp["sha256"] else None
 
     def stage(self, job: Job, inp: dict[str, Any], staged: dict[str, int]) -> Path | None:
-        if self.local_ok(inp):
-            return self.data_root / str(inp["local_path"])
+        if local := self.local_copy(job, inp):
+            return local
         dest = inp.get("dest_path") or f"tenants/{job.lease['tenant']}/{inp['dataset']}"
+        if self.tenant_path(dest, job.lease["tenant"]) is None:
+            log(f"{job.id}: dest_path {dest!r} is outside the tenant's area: not fetched")
+            return None
         for src in inp.get("sources", []):
             for _ in range(5):  # a 503 (key not picked up yet, not registered) is retried
                 got, retry = self.fetch(job, inp, src, dest, staged)
@@ -584,21 +588,21 @@ class Center:
         mac = hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
         return 200 if hmac.compare_digest(mac, parts[3]) else 403
 
-    def replica_file(self, path: str) -> Path | None:
-        """The file at P inside tenants/<t>/ of the data root, or None (404)."""
+    def tenant_path(self, path: str, tenant: str | None = None) -> Path | None:
+        """P under the data root when it lies in tenants/<t>/ (t: `tenant`, else P's own),
+        symlinks resolved, no name starting with "." (the center's own); else None."""
         parts = path.split("/")
         if (
             path.startswith("/")
             or len(parts) < 3
             or parts[0] != "tenants"
+            or parts[1] != (tenant or parts[1])
             or any(p in ("", ".", "..") or p.startswith(".") for p in parts)
         ):
             return None
         real = Path(os.path.realpath(self.data_root / path))
         tenant_area = Path(os.path.realpath(self.data_root / "tenants" / parts[1]))
-        if not real.is_relative_to(tenant_area) or not real.is_file():
-            return None
-        return real
+        return real if real.is_relative_to(tenant_area) else None
 
     def serve_data(self) -> None:
         center = self
@@ -628,8 +632,8 @@ class Center:
                 )
                 if verdict != 200:
                     return self.answer(verdict, "ticket refused", "ticket")
-                file = center.replica_file(path)
-                if file is None:
+                file = center.tenant_path(path)
+                if file is None or not file.is_file():
                     return self.answer(404, "no such replica", "path")
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
