@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 from computenet.agent import run_agent
-from computenet.agent.config import TOKEN_ENV, TOKEN_FILE_ENV, AgentConfig, resolve_token
+from computenet.agent.config import (
+    CENTER_ENV,
+    POOLS_ENV,
+    SERVER_ENV,
+    TOKEN_ENV,
+    TOKEN_FILE_ENV,
+    AgentConfig,
+    resolve_token,
+)
 from computenet.backends.registry import BACKENDS
 from computenet.errors import ComputeNetError
 
@@ -20,8 +28,16 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m computenet.agent",
         description="Join a compute center to a ComputeNet network (calls out only).",
     )
-    p.add_argument("--center", required=True, help="this center's id in the network")
-    p.add_argument("--server", required=True, help="control plane URL(s): URL1,URL2")
+    p.add_argument(
+        "--center",
+        default=os.environ.get(CENTER_ENV),
+        help=f"this center's id in the network (default: ${CENTER_ENV})",
+    )
+    p.add_argument(
+        "--server",
+        default=os.environ.get(SERVER_ENV),
+        help=f"control plane URL(s): URL1,URL2 (default: ${SERVER_ENV})",
+    )
     p.add_argument(
         "--token-file",
         default=os.environ.get(TOKEN_FILE_ENV),
@@ -47,7 +63,11 @@ def parser() -> argparse.ArgumentParser:
         help="what runs the jobs (default: local processes)",
     )
     p.add_argument("--network", help="network name or YAML file to read this center's pools from")
-    p.add_argument("--slots", help="N virtual slots per pool, or explicit pools CHIP=N[,CHIP=N]")
+    p.add_argument(
+        "--slots",
+        default=os.environ.get(POOLS_ENV),
+        help=f"N virtual slots per pool, or explicit pools CHIP=N[,CHIP=N] (default: ${POOLS_ENV})",
+    )
     p.add_argument("--data-root", type=Path, help="dataset replicas (default: STATE_DIR/data)")
     p.add_argument(
         "--state-dir",
@@ -84,7 +104,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run the agent, return its exit status (2 on bad input)."""
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    for option, env in (("center", CENTER_ENV), ("server", SERVER_ENV)):
+        if not getattr(args, option):
+            print(f"--{option}: required (or set ${env})", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=args.log_level.upper(),
         format=f"%(asctime)s agent[{args.center}] %(levelname)s %(message)s",

@@ -30,6 +30,11 @@ def default_state_dir(center: str) -> Path:
 
 TOKEN_ENV = "CNET_CENTER_TOKEN"
 TOKEN_FILE_ENV = "CNET_CENTER_TOKEN_FILE"
+# What a center is started with (docs/center-protocol.md, "Starting a center"); the
+# conformance kit sets them: `cnet agent` takes its defaults from them.
+SERVER_ENV = "CNET_SERVER_URL"
+CENTER_ENV = "CNET_CENTER_ID"
+POOLS_ENV = "CNET_POOLS"
 
 
 def read_token_file(path: str | Path) -> str:

@@ -1,0 +1,82 @@
+"""`cnet conformance -- COMMAND...`: drive a center implementation through the center protocol."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from computenet.cli.app import app
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
+)
+def conformance(
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="-- COMMAND...",
+            help="the center to test, e.g. -- python -m computenet.agent --backend local",
+            show_default=False,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="longest wait, seconds, within one scenario")
+    ] = 60.0,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option("--scenario", help="run only this scenario (repeatable; register always)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Play a control plane, start the center with COMMAND, print PASS/FAIL per scenario.
+
+    The center gets CNET_SERVER_URL, CNET_CENTER_ID, CNET_CENTER_TOKEN_FILE and
+    CNET_POOLS in its environment (docs/center-protocol.md, "Conformance").
+    Exit 0 only when every scenario passes.
+    """
+    from computenet.conformance import run_kit
+
+    if not command:
+        sys.stderr.write(
+            "error: command: give the center to test after --, e.g."
+            " cnet conformance -- python -m computenet.agent --backend local\n"
+        )
+        raise typer.Exit(2)
+    if not timeout > 0:
+        sys.stderr.write("error: --timeout: must be a positive number of seconds\n")
+        raise typer.Exit(2)
+
+    def show(res: object) -> None:
+        if not as_json:
+            print(res.line(), flush=True)  # type: ignore[attr-defined]
+
+    results, work = run_kit(command, timeout_s=timeout, only=scenario or (), on_result=show)
+    passed = all(r.passed for r in results)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "passed": passed,
+                    "scenarios": [
+                        {
+                            "name": r.name,
+                            "passed": r.passed,
+                            "detail": r.detail,
+                            "seconds": r.seconds,
+                        }
+                        for r in results
+                    ],
+                    "logs": None if passed else str(work),
+                },
+                ensure_ascii=False,
+            )
+        )
+    n_ok = sum(r.passed for r in results)
+    where = "" if passed else f"; the center's and control plane's logs are in {work}"
+    sys.stderr.write(f"conformance: {n_ok} of {len(results)} scenarios passed{where}\n")
+    if not passed:
+        raise typer.Exit(1)
