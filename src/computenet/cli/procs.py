@@ -101,11 +101,16 @@ def server(
 
 @app.command()
 def agent(
-    center: Annotated[str, typer.Option("--center", help="this center's id in the network")],
+    center: Annotated[
+        str,
+        typer.Option("--center", envvar="CNET_CENTER_ID", help="this center's id in the network"),
+    ],
     server_url: Annotated[
         str,
         typer.Option(
-            "--server", envvar="CNET_SERVER", help="control plane URL, or replicas' URL1,URL2"
+            "--server",
+            envvar=["CNET_SERVER_URL", "CNET_SERVER"],
+            help="control plane URL, or replicas' URL1,URL2",
         ),
     ],
     token_file: Annotated[
@@ -138,7 +143,8 @@ def agent(
         str | None, typer.Option("--network", help="network name or file to read the pools from")
     ] = None,
     slots: Annotated[
-        str | None, typer.Option("--slots", help="N slots per pool, or CHIP=N[,CHIP=N]")
+        str | None,
+        typer.Option("--slots", envvar="CNET_POOLS", help="N slots per pool, or CHIP=N[,CHIP=N]"),
     ] = None,
     data_root: Annotated[Path | None, typer.Option("--data-root", help="dataset replicas")] = None,
     state_dir: Annotated[
