@@ -35,6 +35,9 @@ class PoolCapacity(BaseModel):
     free: int = Field(ge=0, le=1_000_000)
     largest_free: int | None = Field(
         default=None,
+        # Left out when absent: an ordinary center's capacity stays exactly what it was
+        # before the field existed, on the wire and where the control plane stores it.
+        exclude_if=lambda v: v is None,
         ge=0,
         le=1_000_000,
         description="the most chips of this type one job can get now: a center that is a"
