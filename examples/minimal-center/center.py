@@ -226,8 +226,6 @@ class Center:
                 interval = min(float(self.conf.get("heartbeat_interval_s", 2.0)), self.fence_s / 3)
                 next_beat = now + interval
                 self.heartbeat(now)
-            if self.last_ack is not None and self.fence_left() <= 0:
-                self.fence()
             time.sleep(0.05)
 
     def heartbeat(self, sent: float) -> None:
@@ -677,8 +675,9 @@ class Center:
             return 2 if self.fatal else 0
         threading.Thread(target=self.heartbeat_loop, daemon=True).start()
         threading.Thread(target=self.lease_loop, daemon=True).start()
-        while not self.quit.wait(0.2):
-            pass
+        while not self.quit.wait(0.05):  # the fence is watched here, never held up by a call
+            if self.last_ack is not None and self.fence_left() <= 0:
+                self.fence()
         log("stopping: every job is stopped (the control plane re-leases them)")
         with self.lock:
             jobs = list(self.jobs.values())
