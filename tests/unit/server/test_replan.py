@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from computenet.store import jobs as job_store
-from tests.unit.server.conftest import Net, job_spec
+from tests.unit.server.conftest import Net, job_spec, make_net
 
 # Half of chongqing's 8 CPU-nodes each, planned at 3 h, pinned there.
 LONG = job_spec(
@@ -15,6 +18,12 @@ LONG = job_spec(
     work={"reference_chip": "CPU-node", "reference_hours": 3},
     center="chongqing",
 )
+
+
+@pytest.fixture
+def net(db_url: str) -> Iterator[Net]:
+    """The control plane with patience 0: jobs without a deadline start as soon as chips free."""
+    yield from make_net(db_url, patience_h=0)
 
 
 def _start(job: dict[str, Any]) -> datetime:
