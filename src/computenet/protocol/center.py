@@ -258,6 +258,7 @@ class UsageReport(BaseModel):
     transfers: list[SourceBytes] = Field(default_factory=list, max_length=limits.MAX_INPUTS)
     metered: MeteredCharge | None = Field(
         default=None,
+        exclude_if=lambda v: v is None,  # an ordinary center's report stays as it was
         description="what the center's own control plane billed for this run (a region,"
         " docs/federation.md); the parent bills exactly this, plus its own transfer lots",
     )
