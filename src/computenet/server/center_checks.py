@@ -12,8 +12,14 @@ agents fetch from that URL, so nothing of it is taken on trust:
 - ``data_url`` must be an ``http`` or ``https`` URL with a host, and nothing
   else: no credentials, query or fragment (``data_url``).
 
-Each check raises `ValidationError` (HTTP 422) naming the field, before anything
-is stored. The functions are pure: they read the declared center and the request.
+A job's reports are checked too (`check_status`): a final state must agree with
+its exit code (SUCCEEDED with 0 or none; FAILED with a non-zero code, or a
+message that says why there is none), and only a job whose user asked for it
+may end CANCELLED. Log appends may not leave a gap (`check_log_offset`).
+
+Each check raises `ValidationError` (HTTP 422) naming the field, or, for a
+state the job may not take now, `ConflictError` (409, field ``state``), before
+anything is stored. The functions are pure: they read what they are given.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from computenet.errors import ValidationError
+from computenet.errors import ConflictError, ValidationError
 from computenet.model.center import Center
-from computenet.protocol import PoolCapacity
+from computenet.protocol import PoolCapacity, StatusReport
 
 _MAX_URL = 2048
 
@@ -93,6 +99,49 @@ def check_data_url(url: str | None) -> None:
     if parts.query or parts.fragment:
         raise ValidationError(
             "data_url may not carry a query or fragment", field="data_url", hint=hint
+        )
+
+
+def check_status(rep: StatusReport, *, cancel_requested: bool) -> None:
+    """Refuse a status report that contradicts itself or the job (see module doc).
+
+    A report of FAILED for a job whose cancel was asked is taken as CANCELLED by
+    the caller, so it passes here.
+    """
+    if rep.state == "SUCCEEDED" and rep.exit_code not in (None, 0):
+        raise ValidationError(
+            f"SUCCEEDED with exit code {rep.exit_code}",
+            field="exit_code",
+            hint="a job that exits non-zero is FAILED; SUCCEEDED carries exit code 0 (or none)",
+        )
+    if (
+        rep.state == "FAILED"
+        and not cancel_requested
+        and not rep.exit_code
+        and not rep.message.strip()
+    ):
+        raise ValidationError(
+            "FAILED without a non-zero exit code or a message",
+            field="exit_code",
+            hint="give the command's exit code (128+N for signal N), or a message saying why"
+            " it has none (staging failed, could not start it)",
+        )
+    if rep.state == "CANCELLED" and not cancel_requested:
+        raise ConflictError(
+            "CANCELLED, but nobody cancelled this job",
+            field="state",
+            hint="a job the center stopped on its own is FAILED with a message; to give a job"
+            " back, stop it and leave it out of the heartbeat's `running`",
+        )
+
+
+def check_log_offset(offset: int, have: int) -> None:
+    """Refuse a log append that would leave a gap: it starts past the `have` bytes stored."""
+    if offset > have:
+        raise ValidationError(
+            f"log append at byte {offset}, but this attempt's log has {have} bytes",
+            field="offset",
+            hint=f"send the output from byte {have} on (offsets are UTF-8 bytes of this attempt)",
         )
 
 

@@ -4,7 +4,10 @@ Each function is one endpoint of ``/center/v1`` (see docs/center-protocol.md):
 register, heartbeat, status, logs, usage, replicas. A report from anyone but
 the holder of a job's current lease and attempt is refused (409) and changes
 nothing; a heartbeat that lists a job its center no longer holds gets that
-job back in `cancel`. Lease expiry lives in `server.reconciler`.
+job back in `cancel`. What a center says is checked (`server.center_checks`):
+capacity against the network, a final state against its exit code and the
+user's cancel, a log append against the end of the log. Lease expiry lives in
+`server.reconciler`.
 """
 
 from __future__ import annotations
@@ -166,6 +169,7 @@ def report_status(plane: ControlPlane, center_id: str, job_id: str, rep: StatusR
     """Apply a status report from the job's lease holder (idempotent for repeats)."""
     with plane.db.write() as s:
         job = _held(s, center_id, job_id, rep.attempt)
+        center_checks.check_status(rep, cancel_requested=job.cancel_requested)
         new = JobState(rep.state)
         if new == JobState.FAILED and job.cancel_requested:
             new = JobState.CANCELLED
@@ -196,6 +200,11 @@ def _default_message(state: JobState, exit_code: int | None) -> str:
 def append_log(plane: ControlPlane, center_id: str, job_id: str, rep: LogAppend) -> int:
     """Append output from the lease holder; returns the bytes added (0 for a retry).
 
+    `offset` counts UTF-8 bytes of this attempt's log: bytes already stored are
+    never rewritten (a resend or an overlap adds only what lies past the end), and
+    an append that starts past the end is refused (422 ``offset``), never stored
+    at the end with a gap that would swallow the chunks sent into it later.
+
     A job's log is kept up to `MAX_JOB_LOG_BYTES`, ending with a line that says
     so; output past it is accepted and dropped (the agent moves on).
     """
@@ -204,6 +213,9 @@ def append_log(plane: ControlPlane, center_id: str, job_id: str, rep: LogAppend)
         room = limits.MAX_JOB_LOG_BYTES - job.log_bytes
         if room <= 0:
             return 0
+        center_checks.check_log_offset(
+            rep.offset, job_store.attempt_log_bytes(s, job_id, rep.attempt)
+        )
         text = rep.text
         data = text.encode("utf-8")
         if len(data) > room:

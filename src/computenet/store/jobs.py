@@ -612,17 +612,22 @@ def counts_by_center(s: Session) -> dict[str, dict[str, int]]:
     return dict(out)
 
 
+def attempt_log_bytes(s: Session, job_id: str, attempt: int) -> int:
+    """Bytes of attempt `attempt`'s log the control plane has: where its next append goes."""
+    have = s.scalar(
+        select(func.max(JobLogRow.attempt_offset)).where(
+            JobLogRow.job_id == job_id, JobLogRow.attempt == attempt
+        )
+    )
+    return int(have or 0)
+
+
 def append_log(s: Session, job: JobRow, attempt: int, offset: int, text: str) -> int:
     """Append agent output at byte `offset` of attempt `attempt`; retries never duplicate text.
 
     Returns the number of bytes added to the job's log.
     """
-    have = s.scalar(
-        select(func.max(JobLogRow.attempt_offset)).where(
-            JobLogRow.job_id == job.id, JobLogRow.attempt == attempt
-        )
-    )
-    end = int(have or 0)
+    end = attempt_log_bytes(s, job.id, attempt)
     data = text.encode("utf-8")
     if offset + len(data) <= end:
         return 0
