@@ -129,6 +129,7 @@ class NetworkBackend:
         self.state_dir = Path(state_dir) if state_dir else None
         self._lock = threading.RLock()
         self._records: dict[str, str] = self._load_records()
+        self._scanned = False  # the child's job list read into the record (find)
         if client is not None:
             self.client = client
             return
@@ -307,16 +308,30 @@ class NetworkBackend:
         return chunk.text, chunk.next_offset
 
     def find(self, idempotency_key: str) -> str | None:
-        """The child job made under this key: from the record, else by name in the child."""
+        """The child job made under this key: from the record, else by name in the child.
+
+        The agent asks before every submit, so the child's job list (every page)
+        is read at most once per process — after that the record knows every job
+        this process made. A miss costs nothing: the child's idempotency key
+        makes a submit after it return the job that exists.
+        """
         with self._lock:
             handle = self._records.get(idempotency_key)
-        if handle is not None:
-            return handle
-        return self._listed().get(idempotency_key)
+            if handle is not None or self._scanned:
+                return handle
+        self.list_jobs()
+        with self._lock:
+            return self._records.get(idempotency_key)
 
     def list_jobs(self) -> dict[str, str]:
         """Key → child job id of every child job named with this backend's origin."""
-        return self._listed()
+        listed = self._listed()
+        with self._lock:
+            for key, handle in listed.items():
+                self._records.setdefault(key, handle)
+            self._scanned = True
+            self._save_records()
+        return listed
 
     def metered(self, handle: str) -> MeteredCharge | None:
         """What the child billed for the job (its bill line), once it is final; else None."""

@@ -247,6 +247,10 @@ def test_find_uses_its_record_then_the_childs_job_list(tmp_path: Path, region: R
     calls = len(region.requests)
     assert fresh.find("j-abc:1") == handle
     assert any(r.url.path == "/api/v1/jobs" for r in region.requests[calls:])
+    # Read once per process: the next miss does not list the child's jobs again.
+    calls = len(region.requests)
+    assert fresh.find("j-abc:9") is None
+    assert len(region.requests) == calls
     # The record survives a restart of the agent (same state dir).
     assert backend_for(region, tmp_path).find("j-abc:1") == handle
 
