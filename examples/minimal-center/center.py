@@ -581,7 +581,6 @@ class Center:
         msg = json.dumps(
             ["cnet-ticket-v1", dataset, path, center, expires, version],
             separators=(",", ":"),
-            ensure_ascii=False,
         )
         mac = hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
         return 200 if hmac.compare_digest(mac, parts[3]) else 403

@@ -255,7 +255,7 @@ def test_staging_works_both_ways_with_the_reference_agent(
         for center, kind in (("east", source), ("west", other)):
             (net.start_agent if kind == "agent" else net.start_minimal)(center)
         net.wait_online()
-        rel, size, sha = put_replica(net.data_root("east"), "tenants/acme/in/x.bin", 1_500_000)
+        rel, size, sha = put_replica(net.data_root("east"), "tenants/acme/输入/x.bin", 1_500_000)
         net.user.add_dataset("x-set", "east", rel, size, sha)
         view = net.user.submit(
             job('sha256sum "$CNET_INPUT_X_SET" | cut -c1-64', ["H100"], inputs=["x-set"])
