@@ -55,7 +55,7 @@ from computenet.errors import (
 )
 from computenet.model import JobState, limits
 from computenet.model.center import CST
-from computenet.protocol import JobDetail, PoolCapacity
+from computenet.protocol import CenterView, JobDetail, PoolCapacity
 from computenet.protocol.center import MeteredCharge
 from computenet.sdk.client import Client, spec_json
 
@@ -95,7 +95,8 @@ class NetworkBackend:
     `state_dir` (where the key → child job record is kept); `center` (this
     center's id at the parent); `timeout_s` (per call to the child);
     `submit_retry_s` (how long a submit is retried while the child does not
-    answer). `client` and `transport` are for tests.
+    answer); `capacity_ttl_s` (how long one read of the child's centers serves:
+    the agent asks for capacity every tick). `client` and `transport` are for tests.
     """
 
     kind = "network"
@@ -112,6 +113,7 @@ class NetworkBackend:
         center: str = "",
         timeout_s: float | str = 30.0,
         submit_retry_s: float | str = 10.0,
+        capacity_ttl_s: float | str = 1.0,
         client: Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -126,6 +128,9 @@ class NetworkBackend:
         self.pools = parse_pools(pools)
         self.timeout_s = float(timeout_s)
         self.submit_retry_s = float(submit_retry_s)
+        self.capacity_ttl_s = float(capacity_ttl_s)
+        self._centers_at = -float("inf")
+        self._centers_seen: list[CenterView] = []
         self.state_dir = Path(state_dir) if state_dir else None
         self._lock = threading.RLock()
         self._records: dict[str, str] = self._load_records()
@@ -172,7 +177,7 @@ class NetworkBackend:
         keeps the declared totals and offers nothing free.
         """
         try:
-            centers = self.client.centers()
+            centers = self._centers()
         except ComputeNetError as exc:
             if not _unreachable(exc):
                 raise BackendError(
@@ -368,7 +373,7 @@ class NetworkBackend:
     def _check_shape(self, job: BackendJob) -> None:
         """A job larger than any one child center's pool can never run there: say so now."""
         try:
-            centers = self.client.centers()
+            centers = self._centers()
         except ComputeNetError:
             return  # the child decides; its answer comes through poll
         biggest = max(
@@ -385,6 +390,16 @@ class NetworkBackend:
                 f"no center of the child network has {job.count} × {job.chip}"
                 f" (the most in one is {biggest})"
             )
+
+    def _centers(self) -> list[CenterView]:
+        """The child's centers, read at most once per `capacity_ttl_s`."""
+        with self._lock:
+            if time.monotonic() - self._centers_at < self.capacity_ttl_s:
+                return self._centers_seen
+        centers = self.client.centers()
+        with self._lock:
+            self._centers_seen, self._centers_at = centers, time.monotonic()
+        return centers
 
     def _listed(self) -> dict[str, str]:
         """Key → child job id, from the child's job list (every page)."""

@@ -83,6 +83,7 @@ def region(tmp_path: Path) -> Region:
 
 def backend_for(region: Region, tmp_path: Path, **kw: Any) -> NetworkBackend:
     client = Client("http://region", region.token, transport=region.transport())
+    kw.setdefault("capacity_ttl_s", 0)
     return NetworkBackend(
         tmp_path / "state", {"H100": 8}, origin="cn", center="gba", client=client, **kw
     )
@@ -161,6 +162,16 @@ def test_offline_centers_count_in_the_total_not_in_the_free(tmp_path: Path, regi
     region.offline = {"hk"}
     (pool,) = backend_for(region, tmp_path).capacity()
     assert (pool.total, pool.free, pool.largest_free) == (8, 4, 2)  # capped at the declared 8
+
+
+def test_one_read_of_the_childs_centers_serves_the_agents_ticks(
+    tmp_path: Path, region: Region
+) -> None:
+    backend = backend_for(region, tmp_path, capacity_ttl_s=60)
+    first = backend.capacity()
+    region.free = {"sz": 0}
+    assert backend.capacity() == first  # within the TTL: no second call
+    assert sum(r.url.path == "/api/v1/centers" for r in region.requests) == 1
 
 
 def test_an_unreachable_child_offers_nothing(tmp_path: Path) -> None:
