@@ -23,6 +23,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 
 from computenet.model import Center, CostBreakdown
+from computenet.model.center import CST
 
 GB = Decimal(10**9)
 FEN = Decimal("0.01")
@@ -33,23 +34,37 @@ def fen(x: Decimal) -> Decimal:
     return x.quantize(FEN, rounding=ROUND_HALF_EVEN)
 
 
+_HOUR_US = 3_600_000_000
+_DAY_US = 24 * _HOUR_US
+
+
 def energy_cost_cny(
     center: Center, chips: int, tdp_w: float, start: datetime, end: datetime
 ) -> Decimal:
-    """¥ for the energy of `chips` chips from `start` to `end`, hour by hour on the tariff."""
+    """¥ for the energy of `chips` chips from `start` to `end`, hour by hour on the tariff.
+
+    Exact: the microseconds spent in each local hour of the day are counted in
+    integers (whole days at once), then priced at that hour's ¥/kWh in Decimal.
+    """
     if end <= start:
         return Decimal(0)
     # kW at the meter, exact in Decimal from the catalog's figures.
     kw = Decimal(chips) * Decimal(str(tdp_w)) * Decimal(str(center.pue)) / Decimal(1000)
-    total = Decimal(0)
-    t = start
-    while t < end:
-        next_hour = (t + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-        seg_end = min(next_hour, end)
-        seconds = Decimal((seg_end - t) // timedelta(microseconds=1)) / Decimal(1_000_000)
-        total += kw * seconds / Decimal(3600) * center.tariff.price_at(t)
-        t = seg_end
-    return fen(total)
+    local = start.astimezone(CST)
+    pos = (
+        (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
+    )
+    days, left = divmod((end - start) // timedelta(microseconds=1), _DAY_US)
+    us = [days * _HOUR_US] * 24
+    while left > 0:
+        hour, into = divmod(pos, _HOUR_US)
+        seg = min(_HOUR_US - into, left)
+        us[hour % 24] += seg
+        pos += seg
+        left -= seg
+    hourly = center.tariff.hourly
+    total = sum((Decimal(u) * hourly[h] for h, u in enumerate(us) if u), Decimal(0))
+    return fen(kw * total / Decimal(_HOUR_US))
 
 
 @dataclass(frozen=True)

@@ -209,13 +209,26 @@ def _chain(snap: Snapshot, job: JobRequest, names: tuple[str, ...]) -> tuple[np.
     return mask, why
 
 
-def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile) -> Options:
-    """All options for `job` against the capacity calendar `free` (not modified).
+@dataclass
+class JobPools:
+    """What evaluating one job needs that depends on neither capacity nor start time.
 
-    Options are, per eligible pool, the earliest start with enough free chips
-    and — when the job has a deadline and the profile allows shifting — every
-    later start at an hour where some tariff changes.
+    Arrays share one index: the job's eligible pools (after the filters, the
+    centers it should avoid and, on large networks, the pruning to the most
+    promising `MAX_POOLS_CHECKED`).
     """
+
+    pools: np.ndarray
+    transfer_s: np.ndarray
+    transfer_cny: np.ndarray
+    run_s: np.ndarray
+    dur_h: np.ndarray
+    why: list[str]
+    sources: InputSources | None
+
+
+def job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> JobPools:
+    """The eligible pools of `job` with its transfer and run time on each."""
     if not 0 < job.cu_hours <= limits.MAX_CU_HOURS:
         # Validation bounds the work; a request that bypassed it must not reach the arrays.
         raise ValueError(f"work of {job.cu_hours} CU·h is not in (0, {limits.MAX_CU_HOURS:g}]")
@@ -228,22 +241,16 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
             mask = mask & ~avoid
     pools = np.flatnonzero(mask)
     if pools.size == 0:
-        return _empty(why)
-
+        z = np.zeros(0)
+        return JobPools(pools, z, z, z, z, why, None)
     t_center, price_center, sources = _inputs(snap, job)
     pc = idx.pool_center[pools]
     transfer_s = t_center[pc]
     transfer_cny = price_center[pc]
     run_s = job.cu_hours / (idx.pflops[job.workload_class][pools] * job.count) * 3600.0
     dur_h = (transfer_s + run_s) / 3600.0
-
     if pools.size > MAX_POOLS_CHECKED:
-        kw0 = job.count * idx.tdp_kw[pools] * idx.pue[pools]
-        lb_cost = kw0 * idx.tariff[pools].min(axis=1) * run_s / 3600.0 + transfer_cny
-        lb_cost = lb_cost + job.cu_hours * idx.service[pools]
-        lb = profile.score(lb_cost, dur_h, lb_cost)
-        keep = np.argpartition(lb, MAX_POOLS_CHECKED)[:MAX_POOLS_CHECKED]
-        keep.sort()
+        keep = prune_pools(snap, job, profile, pools, transfer_cny, run_s, dur_h)
         pools, transfer_s, transfer_cny, run_s, dur_h = (
             pools[keep],
             transfer_s[keep],
@@ -251,12 +258,90 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
             run_s[keep],
             dur_h[keep],
         )
+    return JobPools(pools, transfer_s, transfer_cny, run_s, dur_h, why, sources)
 
-    frac = (snap.now - snap.hour0).total_seconds() / 3600.0
+
+def prune_pools(
+    snap: Snapshot,
+    job: JobRequest,
+    profile: Profile,
+    pools: np.ndarray,
+    transfer_cny: np.ndarray,
+    run_s: np.ndarray,
+    dur_h: np.ndarray,
+) -> np.ndarray:
+    """Indices (sorted) of the `MAX_POOLS_CHECKED` pools with the best lower-bound score."""
+    idx = snap.index
+    kw0 = job.count * idx.tdp_kw[pools] * idx.pue[pools]
+    lb_cost = kw0 * idx.tariff_min[pools] * run_s / 3600.0 + transfer_cny
+    lb_cost = lb_cost + job.cu_hours * idx.service[pools]
+    lb = profile.score(lb_cost, dur_h, lb_cost)
+    keep = np.argpartition(lb, MAX_POOLS_CHECKED)[:MAX_POOLS_CHECKED]
+    keep.sort()
+    return keep
+
+
+def option_values(
+    snap: Snapshot,
+    count: Any,
+    cu_hours: Any,
+    p: np.ndarray,
+    start_h: np.ndarray,
+    t_s: np.ndarray,
+    r_s: np.ndarray,
+    transfer_cny: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """(finish_h, energy, service, transfer, kwh, co2) of options starting at `start_h`.
+
+    Elementwise over arrays that broadcast (one job's options, or a batch of
+    jobs × pools × starts): the one formula, so that both give the same bits.
+    """
+    idx = snap.index
+    frac = snap.frac
+    run_start = start_h + t_s / 3600.0
+    run_h = r_s / 3600.0
+    finish_h = run_start + run_h
+    kw = meter_kw(count, idx.tdp_kw[p], idx.pue[p])
+    # The one cost model's vector form (metering.cost); placements are priced exactly.
+    energy, service, transfer = option_costs(
+        kw,
+        idx.cum_tariff,
+        p,
+        snap.hour0.hour + frac + run_start,
+        run_h,
+        cu_hours,
+        idx.service[p],
+        transfer_cny,
+    )
+    kwh = kw * r_s / 3600.0
+    return finish_h, energy, service, transfer, kwh, kwh * idx.carbon[p]
+
+
+def evaluate(
+    snap: Snapshot,
+    free: np.ndarray,
+    job: JobRequest,
+    profile: Profile,
+    jp: JobPools | None = None,
+) -> Options:
+    """All options for `job` against the capacity calendar `free` (not modified).
+
+    Options are, per eligible pool, the earliest start with enough free chips
+    and — when the job may wait for cheaper power (`shift_limit_h`) — every
+    later start at an hour where some tariff changes. `jp`, when given, is
+    `job_pools(snap, job, profile)`.
+    """
+    if jp is None:
+        jp = job_pools(snap, job, profile)
+    why = list(jp.why)
+    pools = jp.pools
+    if pools.size == 0:
+        return _empty(why)
+    transfer_s, transfer_cny, run_s, dur_h = jp.transfer_s, jp.transfer_cny, jp.run_s, jp.dur_h
+    frac = snap.frac
     # Chips are held from the planned start through staging and the run.
     n_first = np.ceil(frac + dur_h).astype(np.int64)
     n_later = np.ceil(dur_h).astype(np.int64)
-    h0 = snap.hour0.hour
     cols = _shift_slots(snap, job, profile, frac)
     earliest, has_slot, cand_ok = _windows(free[pools] < job.count, n_first, n_later, cols)
 
@@ -273,21 +358,9 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
     p = pools[opt_rows]
     t_s = transfer_s[opt_rows]
     r_s = run_s[opt_rows]
-    run_start = start_h + t_s / 3600.0
-    finish_h = run_start + r_s / 3600.0
-    kw = meter_kw(job.count, idx.tdp_kw[p], idx.pue[p])
-    # The one cost model's vector form (metering.cost); placements are priced exactly.
-    energy, service, transfer = option_costs(
-        kw,
-        idx.cum_tariff,
-        p,
-        h0 + frac + run_start,
-        r_s / 3600.0,
-        job.cu_hours,
-        idx.service[p],
-        transfer_cny[opt_rows],
+    finish_h, energy, service, transfer, kwh, co2 = option_values(
+        snap, job.count, job.cu_hours, p, start_h, t_s, r_s, transfer_cny[opt_rows]
     )
-    kwh = kw * r_s / 3600.0
     too_long = ~(finish_h <= MAX_FINISH_H)
     if too_long.any():
         if opt_ok.any() and not (opt_ok & ~too_long).any():
@@ -297,10 +370,7 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
             )
         opt_ok = opt_ok & ~too_long
     if not has_slot.any():
-        why.append(
-            f"no eligible center has {job.count} free {_chip_names(snap, pools)} chips"
-            f" within the next {HORIZON_SLOTS} h"
-        )
+        why.append(_no_chips(snap, job, pools))
     opts = Options(
         pool=p,
         slot=opt_slots,
@@ -312,11 +382,11 @@ def evaluate(snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile
         service=service,
         transfer=transfer,
         kwh=kwh,
-        co2=kwh * idx.carbon[p],
+        co2=co2,
         n_slots=np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows]),
         feasible=opt_ok,
         why_not=why,
-        source=sources,
+        source=jp.sources,
     )
     _deadline_and_budget(snap, job, opts)
     return opts
@@ -380,6 +450,13 @@ def _windows(
     return earliest, has_slot, cand_ok
 
 
+def _no_chips(snap: Snapshot, job: JobRequest, pools: np.ndarray) -> str:
+    return (
+        f"no eligible center has {job.count} free {_chip_names(snap, pools)} chips"
+        f" within the next {HORIZON_SLOTS} h"
+    )
+
+
 def _chip_names(snap: Snapshot, pools: np.ndarray) -> str:
     return "/".join(sorted({snap.index.pool_chip[p] for p in pools}))
 
@@ -434,26 +511,55 @@ def to_placement(
     snap: Snapshot, job: JobRequest, opts: Options, i: int, reasons: tuple[str, ...] = ()
 ) -> Placement:
     """The placement for option `i` (estimates rounded to the fen)."""
+    return placement_of(
+        snap,
+        job,
+        int(opts.pool[i]),
+        float(opts.start_h[i]),
+        float(opts.transfer_s[i]),
+        float(opts.run_s[i]),
+        float(opts.finish_h[i]),
+        float(opts.kwh[i]),
+        float(opts.co2[i]),
+        opts.source,
+        reasons,
+    )
+
+
+def placement_of(
+    snap: Snapshot,
+    job: JobRequest,
+    p: int,
+    start_h: float,
+    transfer_s: float,
+    run_s: float,
+    finish_h: float,
+    kwh: float,
+    co2: float,
+    source: InputSources | None,
+    reasons: tuple[str, ...] = (),
+) -> Placement:
+    """The placement of `job` on pool `p` from `start_h` hours after now, priced exactly."""
     idx = snap.index
-    p = int(opts.pool[i])
     ci = int(idx.pool_center[p])
     center = snap.network.centers[ci]
-    start = snap.now + timedelta(hours=float(opts.start_h[i]))
-    finish = snap.now + timedelta(hours=float(opts.finish_h[i]))
-    cost = _planned_cost(snap, job, opts, i, start + timedelta(seconds=float(opts.transfer_s[i])))
+    start = snap.now + timedelta(hours=start_h)
+    finish = snap.now + timedelta(hours=finish_h)
+    sources = source.get(ci) if source is not None else {}
+    run_start = start + timedelta(seconds=transfer_s)
     return Placement(
         center=center.id,
         chip=idx.pool_chip[p],
         count=job.count,
         planned_start=start.astimezone(CST),
-        transfer_s=float(opts.transfer_s[i]),
-        run_s=float(opts.run_s[i]),
+        transfer_s=transfer_s,
+        run_s=run_s,
         finish=finish.astimezone(CST),
-        cost=cost,
-        kwh=float(opts.kwh[i]),
-        co2_kg=float(opts.co2[i]),
+        cost=_planned_cost(snap, job, p, sources, run_start, run_s),
+        kwh=kwh,
+        co2_kg=co2,
         cu_hours=job.cu_hours,
-        source_replicas={d: src for d, src in _sources(opts, ci).items() if src != center.id},
+        source_replicas={d: src for d, src in sources.items() if src != center.id},
         reasons=reasons,
     )
 
@@ -463,21 +569,24 @@ def _sources(opts: Options, center: int) -> dict[str, str]:
 
 
 def _planned_cost(
-    snap: Snapshot, job: JobRequest, opts: Options, i: int, run_start: datetime
+    snap: Snapshot,
+    job: JobRequest,
+    p: int,
+    sources: dict[str, str],
+    run_start: datetime,
+    run_s: float,
 ) -> CostBreakdown:
-    """Option `i` priced exactly by the one cost model, as the server bills it if run to plan."""
+    """The option priced exactly by the one cost model, as the server bills it if run to plan."""
     idx = snap.index
-    p = int(opts.pool[i])
     ci = int(idx.pool_center[p])
     center = snap.network.centers[ci]
-    sources = _sources(opts, ci)
     lots = tuple(
         TransferLot.of_gb(d.size_gb * snap.network.data_scale, src, idx.paths.price(src, center.id))
         for d in job.inputs
         if (src := sources.get(d.id, center.id)) != center.id and d.size_gb > 0
     )
     tdp_w = snap.network.chips[idx.pool_chip[p]].tdp_w
-    run_end = run_start + timedelta(seconds=float(opts.run_s[i]))
+    run_end = run_start + timedelta(seconds=run_s)
     return price(center, Usage(job.count, tdp_w, run_start, run_end, job.cu_hours, lots))
 
 
@@ -541,7 +650,12 @@ def place(
     snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain_it: bool = True
 ) -> Decision:
     """Place one job on its best option, taking its chips from `free` (only once it succeeded)."""
-    opts = evaluate(snapshot, free, job, prof)
+    jp = job_pools(snapshot, job, prof)
+    if jp.pools.size and not (free[jp.pools] >= job.count).any():
+        # No pool has the chips in any slot (a full network): the reasons `evaluate`
+        # would give, without pricing options that cannot run.
+        return Decision(job.id, None, (*jp.why, _no_chips(snapshot, job, jp.pools)))
+    opts = evaluate(snapshot, free, job, prof, jp)
     if not opts.feasible.any():
         return Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
     score = prof.score(opts.cost, opts.finish_h, opts.co2)

@@ -32,6 +32,7 @@ class NetworkIndex:
     service: np.ndarray  # [P] ¥/CU·h
     tariff: np.ndarray  # [P, 24] ¥/kWh
     cum_tariff: np.ndarray  # [P, 25]
+    tariff_min: np.ndarray  # [P] the cheapest hour's ¥/kWh
     stack: tuple[str, ...]
     pflops: dict[str, np.ndarray]  # class → [P] delivered PFLOPS per chip (0 = cannot run)
     center_tags: tuple[frozenset[str], ...]
@@ -93,6 +94,7 @@ def _build(net: Network) -> NetworkIndex:
         service=np.array([float(centers[r[0]].service_price_per_cuh) for r in rows]),
         tariff=tariff,
         cum_tariff=cum,
+        tariff_min=tariff.min(axis=1),
         stack=tuple(chips[r[1]].stack.value for r in rows),
         pflops={
             cls: np.array([net.throughput.delivered_pflops(cls, chips[r[1]]) for r in rows])

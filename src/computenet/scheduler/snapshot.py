@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -80,10 +81,15 @@ class Snapshot:
     # made with `dataclasses.replace` starts with an empty one.
     memo: dict[object, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    @property
+    @cached_property
     def hour0(self) -> datetime:
         """Start of the hour that contains `now` (network time, CST)."""
         return self.now.astimezone(CST).replace(minute=0, second=0, microsecond=0)
+
+    @cached_property
+    def frac(self) -> float:
+        """Hours from `hour0` to `now` (how much of slot 0's hour has passed)."""
+        return (self.now - self.hour0).total_seconds() / 3600.0
 
     def slot_start(self, s: int) -> datetime:
         """Instant at which slot `s` begins."""

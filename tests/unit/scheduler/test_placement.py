@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -245,3 +245,23 @@ def test_pinned_job_runs_at_its_center_even_when_another_is_cheaper() -> None:
     assert d.placement is not None and d.placement.center == "east"
     free = place(two_centers(), spec())
     assert free.placement is not None and free.placement.center == "west"
+
+
+def test_a_full_network_gives_the_reasons_evaluate_gives() -> None:
+    from computenet.scheduler.framework import evaluate
+    from computenet.scheduler.framework import place as place_one
+    from computenet.scheduler.plugins import PROFILES
+    from computenet.scheduler.snapshot import Reservation
+
+    net = two_centers()
+    full = [
+        Reservation(c.id, p.chip, p.count, NOON - timedelta(hours=1), NOON + timedelta(days=5))
+        for c in net.centers
+        for p in c.pools
+    ]
+    snap = build_snapshot(net, NOON, reservations=full)
+    job = job_request("j", spec(deadline="12h"), net, NOON, {})
+    d = place_one(snap, snap.free.copy(), job, PROFILES["min-cost"])
+    assert d.placement is None
+    assert d.reasons == tuple(evaluate(snap, snap.free, job, PROFILES["min-cost"]).why_not)
+    assert any("free" in r for r in d.reasons)
