@@ -156,6 +156,9 @@ def make_net(db_url: str, **settings: Any) -> Iterator[Net]:
         epoch=settings.pop("epoch", EPOCH),
         lease_timeout_s=settings.pop("lease_timeout_s", LEASE_TIMEOUT_S),
         heartbeat_interval_s=settings.pop("heartbeat_interval_s", 2.0),
+        # Jobs without a deadline start as soon as chips are free (the tests check dispatch,
+        # not the wait for cheaper power; tests/unit/server/test_patience.py checks that).
+        patience_h=settings.pop("patience_h", 0.0),
         run_loop=False,
         real_time=fake,
         **settings,
