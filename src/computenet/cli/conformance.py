@@ -38,12 +38,18 @@ def conformance(
     CNET_POOLS in its environment (docs/center-protocol.md, "Conformance").
     Exit 0 only when every scenario passes.
     """
-    from computenet.conformance import run_kit
+    from computenet.conformance import SCENARIOS, run_kit
 
     if not command:
         sys.stderr.write(
             "error: command: give the center to test after --, e.g."
             " cnet conformance -- python -m computenet.agent --backend local\n"
+        )
+        raise typer.Exit(2)
+    unknown = [name for name in scenario or () if name not in SCENARIOS]
+    if unknown:
+        sys.stderr.write(
+            f"error: --scenario: no scenario {unknown[0]!r}; one of {', '.join(SCENARIOS)}\n"
         )
         raise typer.Exit(2)
     if not timeout > 0:
