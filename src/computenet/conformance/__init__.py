@@ -7,6 +7,8 @@ center), starts a center implementation with COMMAND and drives it through
 
 from __future__ import annotations
 
-from computenet.conformance.kit import SCENARIOS, Result, run_kit
+from computenet.conformance.driver import run_kit
+from computenet.conformance.kit import Result
+from computenet.conformance.scenarios import SCENARIOS
 
 __all__ = ["SCENARIOS", "Result", "run_kit"]

@@ -10,6 +10,7 @@ records each fetch so the kit can tell that the center fetched with a ticket.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -130,10 +131,14 @@ class PeerCenter:
         if not problem and (self.data_root.resolve() not in file.parents or not file.is_file()):
             status, problem = 404, "no such file"
         self.fetches.append(Fetch(dataset, path, center, status, problem))
-        body = file.read_bytes() if status == 200 else f'{{"error": "{problem}"}}'.encode()
+        if status == 200:
+            body, ctype = file.read_bytes(), "application/octet-stream"
+        else:
+            error = {"error": problem, "field": "ticket" if status == 403 else "path", "hint": None}
+            body, ctype = json.dumps(error).encode(), "application/json"
         with contextlib.suppress(OSError):
             h.send_response(status)
-            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Type", ctype)
             h.send_header("Content-Length", str(len(body)))
             h.end_headers()
             h.wfile.write(body)
