@@ -25,7 +25,13 @@ import pytest
 from computenet.model import JobState
 from computenet.protocol import JobView
 from computenet.sdk import Client
-from tests.helpers.processes import log_tail, pid_alive, start_server, stop_process
+from tests.helpers.processes import (
+    log_tail,
+    pid_alive,
+    start_server,
+    stop_process,
+    wait_http,
+)
 from tests.helpers.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -331,3 +337,36 @@ def test_a_region_cut_off_from_the_nation_stops_the_delegated_job(tmp_path: Path
             assert [c.state for c in children].count(JobState.SUCCEEDED) == 1, fed.logs()
             assert fed.link.job(first.id).state is JobState.CANCELLED
             assert len({c.name for c in children}) == len(children)  # one per attempt
+
+
+def test_a_regional_plane_sigkilled_mid_run_and_restarted_completes_the_job_once(
+    fed: Federation,
+) -> None:
+    go, pidfile = fed.tmp / "go", fed.tmp / "job.pid"
+    command = f"echo $$ > {pidfile}; while [ ! -e {go} ]; do sleep 0.05; done; echo end"
+    view = fed.user.submit(job(command))
+    until("the job to start in the region", lambda: pidfile.exists() and pidfile.read_text(), fed)
+    until("RUNNING at the top", lambda: fed.user.job(view.id).state is JobState.RUNNING, fed)
+
+    region = fed.procs["region"]
+    region.send_signal(signal.SIGKILL)  # the region's control plane vanishes mid-run
+    region.wait()
+    port = fed.region_url.rsplit(":", 1)[1]
+    region_dir = fed.tmp / "region"
+    cmd = [
+        sys.executable, "-m", "computenet.server",
+        "--db", f"sqlite:///{region_dir / 'cnet.db'}",
+        "--host", "127.0.0.1", "--port", port,
+        "--network", str(region_dir / "region.yaml"),
+        "--cycle-interval", "0.2", "--heartbeat-interval", "0.3", "--lease-timeout", "20",
+    ]  # fmt: skip
+    with (region_dir / "server.log").open("ab") as out:
+        fed.procs["region"] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    wait_http(f"{fed.region_url}/healthz", fed.procs["region"], timeout=60)
+    go.touch()
+
+    done = fed.user.wait(view.id, poll_s=0.2, timeout_s=60)
+    assert (done.state, done.attempts) == (JobState.SUCCEEDED, 1), fed.logs()
+    (child,) = fed.child_jobs(view.id)  # one regional job, run once
+    assert (child.state, child.attempts) == (JobState.SUCCEEDED, 1)
+    assert all_logs(fed.user, view.id) == "end\n"
