@@ -35,8 +35,10 @@ def conformance(
     """Play a control plane, start the center with COMMAND, print PASS/FAIL per scenario.
 
     The center gets CNET_SERVER_URL, CNET_CENTER_ID, CNET_CENTER_TOKEN_FILE and
-    CNET_POOLS in its environment (docs/center-protocol.md, "Conformance").
-    Exit 0 only when every scenario passes.
+    CNET_POOLS in its environment and runs in a fresh directory (relative paths
+    in COMMAND that exist are made absolute). Scenarios: see
+    docs/center-protocol.md, "Conformance". Exit 0 only when every scenario
+    passes, 1 when one fails, 2 for bad usage.
     """
     from computenet.conformance import SCENARIOS, run_kit
 
