@@ -435,14 +435,15 @@ def _windows(
     busy = np.flatnonzero(blocked.any(axis=1))
     if busy.size == 0:
         return earliest, has_slot, cand_ok
-    b = blocked[busy].astype(np.int64)
-    cum = np.zeros((busy.size, HORIZON_SLOTS + 1), dtype=np.int64)
-    np.cumsum(b, axis=1, out=cum[:, 1:])
-    starts = np.arange(HORIZON_SLOTS)
-    span = np.where(starts[None, :] == 0, n_first[busy][:, None], n_later[busy][:, None])
-    ends = np.minimum(starts[None, :] + span, HORIZON_SLOTS)
-    rows = np.arange(busy.size)[:, None]
-    ok = (cum[rows, ends] - cum[:, :HORIZON_SLOTS]) == 0
+    n_s = blocked.shape[1]
+    starts = np.arange(n_s)
+    # The first blocked slot at or after each start (n_s: none): a window fits when
+    # that slot is not before the window's end.
+    first = np.where(blocked[busy], starts, n_s)
+    nxt = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
+    ends = np.minimum(starts[None, :] + n_later[busy][:, None], n_s)
+    ends[:, 0] = np.minimum(n_first[busy], n_s)
+    ok = nxt >= ends
     has_slot[busy] = ok.any(axis=1)
     earliest[busy] = np.argmax(ok, axis=1)
     if cols.size:
