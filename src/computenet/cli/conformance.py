@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -62,7 +64,12 @@ def conformance(
         if not as_json:
             print(res.line(), flush=True)  # type: ignore[attr-defined]
 
-    results, work = run_kit(command, timeout_s=timeout, only=scenario or (), on_result=show)
+    # SIGTERM unwinds like Ctrl-C, so that the server and the center started are stopped.
+    old = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        results, work = run_kit(command, timeout_s=timeout, only=scenario or (), on_result=show)
+    finally:
+        signal.signal(signal.SIGTERM, old)
     passed = all(r.passed for r in results)
     if as_json:
         print(
@@ -88,3 +95,7 @@ def conformance(
     sys.stderr.write(f"conformance: {n_ok} of {len(results)} scenarios passed{where}\n")
     if not passed:
         raise typer.Exit(1)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
