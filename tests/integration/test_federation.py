@@ -78,35 +78,32 @@ class Federation:
 
     def start_network_agent(self, server_url: str | None = None) -> subprocess.Popen[bytes]:
         """`cnet agent --backend network` for gba, against the national plane (or a proxy)."""
-        log = self.tmp / "agent-gba.log"
-        cmd = [
-            sys.executable, "-m", "computenet.agent",
-            "--center", "gba", "--server", server_url or self.national_url,
-            "--token", self.gba_token,
-            "--network", str(self.tmp / "national.yaml"),
-            "--state-dir", str(self.tmp / "gba" / "state"),
-            "--data-root", str(self.tmp / "gba" / "data"),
-            "--backend", "network",
-            "--backend-opt", f"url={self.region_url}",
-            "--backend-opt", f"token_file={self.link_token_file}",
-            "--backend-opt", "origin=cn",
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        self.procs["gba"] = proc
-        return proc
+        self.procs["gba"] = _network_agent(
+            self.tmp,
+            "gba",
+            server_url or self.national_url,
+            self.gba_token,
+            self.region_url,
+            self.link_token_file,
+        )
+        return self.procs["gba"]
 
     def child_jobs(self, parent_id: str) -> list[JobView]:
         """The region's jobs delegated for national job `parent_id` (any attempt)."""
         return [j for j in self.link.jobs() if j.name.startswith(f"cn/{parent_id}:")]
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.relative_to(self.tmp)}\n{log_tail(p)}" for p in sorted(self.tmp.rglob("*.log"))
-        )
+        return logs_under(self.tmp)
 
 
-def until(what: str, check: Callable[[], Any], fed: Federation, timeout: float = 45.0) -> Any:
+def logs_under(tmp: Path) -> str:
+    """The tail of every process log under `tmp`, for failure messages."""
+    return "\n".join(f"--- {p.relative_to(tmp)}\n{log_tail(p)}" for p in sorted(tmp.rglob("*.log")))
+
+
+def until(
+    what: str, check: Callable[[], Any], where: Federation | Path, timeout: float = 45.0
+) -> Any:
     """Poll `check` until it returns something truthy; fail with every process's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -114,7 +111,8 @@ def until(what: str, check: Callable[[], Any], fed: Federation, timeout: float =
         if got:
             return got
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n{fed.logs()}")
+    logs = where.logs() if isinstance(where, Federation) else logs_under(where)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
 def _agent(tmp: Path, center: str, url: str, token: str, network: Path) -> subprocess.Popen[bytes]:
@@ -130,70 +128,110 @@ def _agent(tmp: Path, center: str, url: str, token: str, network: Path) -> subpr
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
 
+def _network_agent(
+    tmp: Path, center: str, server_url: str, token: str, child_url: str, child_token_file: Path
+) -> subprocess.Popen[bytes]:
+    """`cnet agent --backend network` for `center` of the national network in tmp/national.yaml."""
+    log = tmp / f"agent-{center}.log"
+    cmd = [
+        sys.executable, "-m", "computenet.agent",
+        "--center", center, "--server", server_url, "--token", token,
+        "--network", str(tmp / "national.yaml"),
+        "--state-dir", str(tmp / center / "state"),
+        "--data-root", str(tmp / center / "data"),
+        "--backend", "network",
+        "--backend-opt", f"url={child_url}",
+        "--backend-opt", f"token_file={child_token_file}",
+        "--backend-opt", "origin=cn",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+
+
+@dataclass
+class Region:
+    """A regional plane and its local agents, with the account the nation's jobs run as."""
+
+    url: str
+    admin: Client
+    link: Client
+    link_token_file: Path
+
+
+def _region(
+    tmp: Path, name: str, network: str, procs: dict[str, subprocess.Popen[bytes]]
+) -> Region:
+    """Start region `name` (its plane and one local agent per center) into `procs`."""
+    home = tmp / name
+    home.mkdir()
+    (home / "region.yaml").write_text(network)
+    url, token, procs[name] = start_server(
+        home, str(home / "region.yaml"), cycle_interval=0.2, heartbeat_interval=0.3,
+        lease_timeout=20.0,
+    )  # fmt: skip
+    admin = Client(url, token)
+    for center in admin.centers():
+        procs[center.id] = _agent(
+            home, center.id, url, admin.center_token(center.id).token, home / "region.yaml"
+        )
+    # The nation's jobs run in the region as one account of the region's.
+    admin.create_tenant("national")
+    link_token = admin.create_user("cn-link", "national").token
+    token_file = tmp / f"{name}-link.token"
+    token_file.write_text(link_token)
+    os.chmod(token_file, 0o600)
+    return Region(url, admin, Client(url, link_token), token_file)
+
+
 @contextlib.contextmanager
 def federation(tmp_path: Path, national_lease_timeout: float = 20.0) -> Iterator[Federation]:
     """Start both planes and every agent; stop all of them (by PID) at the end."""
-    region_dir, national_dir = tmp_path / "region", tmp_path / "national"
-    region_dir.mkdir()
-    national_dir.mkdir()
-    (region_dir / "region.yaml").write_text(REGION)
+    (tmp_path / "national").mkdir()
     (tmp_path / "national.yaml").write_text(NATIONAL)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     clients: list[Client] = []
     try:
-        region_url, region_token, procs["region"] = start_server(
-            region_dir,
-            str(region_dir / "region.yaml"),
-            cycle_interval=0.2,
-            heartbeat_interval=0.3,
-            lease_timeout=20.0,
-        )
+        region = _region(tmp_path, "region", REGION, procs)
+        clients += [region.admin, region.link]
         national_url, national_token, procs["national"] = start_server(
-            national_dir,
+            tmp_path / "national",
             str(tmp_path / "national.yaml"),
             cycle_interval=0.2,
             heartbeat_interval=0.3,
             lease_timeout=national_lease_timeout,
         )
-        region_admin = Client(region_url, region_token)
         national_admin = Client(national_url, national_token)
-        clients += [region_admin, national_admin]
-        for center in ("sz", "gz"):
-            token = region_admin.center_token(center).token
-            procs[center] = _agent(
-                region_dir, center, region_url, token, region_dir / "region.yaml"
-            )
-        # The nation's jobs run in the region as one account of the region's.
-        region_admin.create_tenant("national")
-        link_token = region_admin.create_user("cn-link", "national").token
-        token_file = tmp_path / "gba-link.token"
-        token_file.write_text(link_token)
-        os.chmod(token_file, 0o600)
         national_admin.create_tenant("acme")
         user = Client(national_url, national_admin.create_user("ann", "acme").token)
-        link = Client(region_url, link_token)
-        clients += [user, link]
+        clients += [national_admin, user]
         fed = Federation(
             tmp_path,
             national_url,
-            region_url,
+            region.url,
             user,
-            link,
-            region_admin,
+            region.link,
+            region.admin,
             national_admin.center_token("gba").token,
-            token_file,
+            region.link_token_file,
             procs,
         )
-        until("the region's centers online", lambda: all(c.online for c in link.centers()), fed)
+        until(
+            "the region's centers online", lambda: all(c.online for c in region.link.centers()), fed
+        )
         fed.start_network_agent()
         until("gba online at the national plane", lambda: user.centers()[0].online, fed)
         yield fed
     finally:
-        for name in ("gba", "sz", "gz", "national", "region"):
-            if name in procs:
-                stop_process(procs[name])
-        for client in clients:
-            client.close()
+        stop_all(procs, clients)
+
+
+def stop_all(procs: dict[str, subprocess.Popen[bytes]], clients: list[Client]) -> None:
+    """Stop every process by PID, last started first (network agents before the planes they
+    cancel in), and close the clients."""
+    for proc in reversed(list(procs.values())):
+        stop_process(proc)
+    for client in clients:
+        client.close()
 
 
 @pytest.fixture
@@ -370,3 +408,94 @@ def test_a_regional_plane_sigkilled_mid_run_and_restarted_completes_the_job_once
     (child,) = fed.child_jobs(view.id)  # one regional job, run once
     assert (child.state, child.attempts) == (JobState.SUCCEEDED, 1)
     assert all_logs(fed.user, view.id) == "end\n"
+
+
+# Two regions of one center each; the nation prefers gba (cheaper power).
+GBA_ONE = """
+name: gba
+time_scale: 600
+centers:
+  - {id: sz, region: gba, lat: 22.5, lon: 114.1, pools: [{chip: H100, count: 2}], pue: 1.2,
+     tariff: {flat: 0.5, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1}
+links: []
+"""
+YRD_ONE = GBA_ONE.replace("name: gba", "name: yrd").replace(
+    "id: sz, region: gba", "id: sh, region: yrd"
+)
+NATIONAL_TWO = """
+name: cn
+time_scale: 600
+data_scale: 1
+centers:
+  - {id: gba, region: gba, lat: 22.8, lon: 113.7, pools: [{chip: H100, count: 2}], pue: 1.2,
+     tariff: {flat: 0.4, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1}
+  - {id: yrd, region: yrd, lat: 31.2, lon: 121.5, pools: [{chip: H100, count: 2}], pue: 1.2,
+     tariff: {flat: 0.8, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1}
+links:
+  - {a: gba, b: yrd, bandwidth_gbps: 10, latency_ms: 30, price_per_gb: 0.05}
+"""
+
+
+def test_a_region_partitioned_mid_run_the_job_completes_once_in_the_other(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "national").mkdir()
+    (tmp_path / "national.yaml").write_text(NATIONAL_TWO)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    clients: list[Client] = []
+    try:
+        gba = _region(tmp_path, "gba-region", GBA_ONE, procs)
+        yrd = _region(tmp_path, "yrd-region", YRD_ONE, procs)
+        clients += [gba.admin, gba.link, yrd.admin, yrd.link]
+        url, token, procs["national"] = start_server(
+            tmp_path / "national",
+            str(tmp_path / "national.yaml"),
+            cycle_interval=0.2,
+            heartbeat_interval=0.3,
+            lease_timeout=3.0,
+        )
+        admin = Client(url, token)
+        admin.create_tenant("acme")
+        user = Client(url, admin.create_user("ann", "acme").token)
+        clients += [admin, user]
+        with TcpProxy(int(url.rsplit(":", 1)[1])) as proxy:
+            # gba reaches the nation through a link the test can cut; yrd directly.
+            for name, region, via in (("gba", gba, proxy.url), ("yrd", yrd, url)):
+                center_token = admin.center_token(name).token
+                procs[name] = _network_agent(
+                    tmp_path, name, via, center_token, region.url, region.link_token_file
+                )
+            until("both regions online", lambda: all(c.online for c in user.centers()), tmp_path)
+
+            marker, pidfile = tmp_path / "first-run", tmp_path / "first.pid"
+            command = (
+                f"if [ ! -e {marker} ]; then touch {marker}; echo $$ > {pidfile}; sleep 300; fi;"
+                ' echo "finished at $CNET_CENTER"'
+            )
+            view = user.submit(job(command))
+            until("the run in gba", lambda: pidfile.exists() and pidfile.read_text(), tmp_path)
+            assert user.job(view.id).center == "gba"
+            (first,) = [j for j in gba.link.jobs() if j.name.startswith(f"cn/{view.id}:")]
+
+            proxy.set_mode("blackhole")  # gba is cut off from the nation mid-run, for good
+            until(
+                "gba's run stopped there",
+                lambda: gba.link.job(first.id).state is JobState.CANCELLED,
+                tmp_path,
+            )
+            until("its process gone", lambda: not pid_alive(int(pidfile.read_text())), tmp_path)
+
+            done = user.wait(view.id, poll_s=0.2, timeout_s=60)
+            assert (done.state, done.center) == (JobState.SUCCEEDED, "yrd"), logs_under(tmp_path)
+            assert all_logs(user, view.id).endswith("finished at sh\n")
+            # Exactly once: one run finished, in yrd; gba's was stopped; one national charge.
+            ours = f"cn/{view.id}:"
+            assert [j.state for j in gba.link.jobs() if j.name.startswith(ours)] == [
+                JobState.CANCELLED
+            ]
+            assert [j.state for j in yrd.link.jobs() if j.name.startswith(ours)] == [
+                JobState.SUCCEEDED
+            ]
+            assert [(x.job_id, x.center) for x in user.bill().lines] == [(view.id, "yrd")]
+    finally:
+        stop_all(procs, clients)
