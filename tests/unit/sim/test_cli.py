@@ -95,6 +95,8 @@ def test_sim_compare_writes_plots_and_a_self_contained_report(
         assert (out_dir / name).stat().st_size > 1000
     html = (out_dir / "report.html").read_text()
     assert "data:image/png;base64," in html and "<img" in html and 'src="http' not in html
+    (t,) = data["tradeoffs"]
+    assert f"ours saves ¥{t['saved_cny']:,.0f}" in html and "patience for jobs without" in html
 
 
 def test_bad_input_is_one_line_and_exit_2(tiny_file: Path) -> None:
