@@ -41,6 +41,7 @@ SCENARIOS = (
     "cancel",
     "stale-attempt-refused",
     "lease-lost-when-cut-off",
+    "center-killed",
     "unknown-protocol-version",
 )
 """Every scenario, in the order they run."""
@@ -355,6 +356,47 @@ def lease_lost_when_cut_off(kit: Kit) -> str:
     )
 
 
+def center_killed(kit: Kit) -> str:
+    """SIGKILL the center's process mid-run: its job still stops in time; restarted, it
+    joins again and does not bring the job back."""
+    assert kit.proxy is not None and kit.center is not None
+    jid = kit.submit("killed", kit.looping("killed"))
+    kit.wait_state(jid, {"RUNNING"}, "the job to run")
+    kit.running_trace("killed")
+    killed_at = time.time()
+    kit.center.kill()  # the main process only: what it started must notice by itself
+    kit.center.wait()
+    acked = [
+        c for c in kit.proxy.calls_to(r"/center/v1/heartbeat$")
+        if c.delivered and c.received <= killed_at
+    ]  # fmt: skip
+    last = acked[-1].received if acked else killed_at
+    rule = kit.rule
+    stopped = kit.stopped_at("killed", rule.requeue_after_s + 3.0)
+    if stopped is None or stopped - last >= rule.requeue_after_s:
+        ran = "still runs" if stopped is None else f"ran {stopped - last:.1f}s"
+        raise Failed(
+            f"the job {ran} after its center was SIGKILLed (last acknowledged heartbeat):"
+            f" the control plane may lease it again after {rule.requeue_after_s:g}s"
+        )
+    # Cancelled while its center is down: never leased again, so nothing may run it now.
+    kit.user.cancel(jid)
+    back = time.time()
+    kit.start_center()
+    kit.until(
+        "an acknowledged heartbeat from the restarted center",
+        lambda: kit.answered(r"/center/v1/heartbeat$", back),
+    )
+    kit.wait_state(jid, {"CANCELLED"}, "the job to end CANCELLED")
+    time.sleep(1.0)
+    if time.time() - trace_mtime(kit.trace("killed")) < 1.0:
+        raise Failed("the restarted center runs the job again")
+    return (
+        f"the job stopped {stopped - last:.1f}s after the last acknowledged heartbeat"
+        f" (requeue at {rule.requeue_after_s:g}s); restarted, it joined again without it"
+    )
+
+
 def unknown_protocol_version(kit: Kit) -> str:
     """Restarted against a control plane that speaks only protocol 2: it stops, non-zero."""
     assert kit.proxy is not None
@@ -397,6 +439,7 @@ RUNNERS: dict[str, Callable[[Kit], str]] = {
     "cancel": cancel,
     "stale-attempt-refused": stale_attempt_refused,
     "lease-lost-when-cut-off": lease_lost_when_cut_off,
+    "center-killed": center_killed,
     "unknown-protocol-version": unknown_protocol_version,
 }
 BATCH = {"lease-stage-run", "exit-code", "corrupt-source-refused", "retries-idempotent"}
