@@ -117,6 +117,8 @@ class Job:
         self.proc: subprocess.Popen[bytes] | None = None
         self.stop: str | None = None  # "cancel" | "fence" | "lost" | "shutdown"
         self.signalled = False
+        self.refused: str | None = None  # `field` of the last 4xx refusal of a report
+        self.unwanted: list[Path] = []  # copies the control plane refused: deleted at the end
         self.ended = False  # the command has exited (its reports may still be queued)
         self.file_pos = 0  # bytes of output.log already read
         self.log_off = 0  # UTF-8 bytes already acknowledged by the control plane
@@ -144,6 +146,7 @@ class Center:
         self.key_version = 0
         self.data_url: str | None = None
         self.fatal: str | None = None
+        self.reregister = False
 
     # ---- timing (every number from the register / heartbeat replies) ----
     @property
@@ -198,7 +201,7 @@ class Center:
                 return self.die(f"registration failed: {e.field}: {e}")
         else:
             return False
-        if str(reply.get("protocol_version", PROTOCOL)) != PROTOCOL:
+        if str(reply.get("protocol_version", PROTOCOL)).split(".")[0] != PROTOCOL:
             return self.die(
                 f"registration failed: protocol_version: the control plane speaks "
                 f"{reply.get('protocol_version')!r}, this center speaks {PROTOCOL!r}"
@@ -229,6 +232,10 @@ class Center:
             time.sleep(0.05)
 
     def heartbeat(self, sent: float) -> None:
+        if self.reregister:
+            if not self.register(once=True):
+                return
+            self.reregister = False
         with self.lock:
             running = [j.id for j in self.jobs.values() if j.stop not in ("fence", "lost")]
         body = {"center_id": self.cid, "capacity": self.capacity(), "running": running}
@@ -261,6 +268,7 @@ class Center:
 
     def fence(self) -> None:
         """No heartbeat acknowledged for fence_after_s: stop every job that still runs."""
+        self.reregister = True  # "send it again whenever in doubt": after a fence
         with self.lock:
             for job in self.jobs.values():
                 if not job.ended and job.stop not in ("fence", "lost"):
@@ -284,8 +292,13 @@ class Center:
             if self.last_ack is None or window <= 0.05:
                 time.sleep(0.05)  # lease only while the last acked heartbeat is young
                 continue
+            room = sum(c["free"] for c in self.capacity())
+            if room == 0:  # no free chips: do not call (the doc)
+                time.sleep(0.1)
+                continue
             wait = max(0.0, min(self.args.lease_wait, 0.8 * window))
-            body = {"center_id": self.cid, "max_jobs": self.args.max_jobs, "wait_s": wait}
+            body = {"center_id": self.cid, "max_jobs": min(self.args.max_jobs, room),
+                    "wait_s": wait}  # fmt: skip
             t0 = time.monotonic()
             try:
                 reply = self.cp.call("/center/v1/lease", body, timeout=wait + self.call_timeout())
@@ -327,6 +340,7 @@ class Center:
                 return False
             try:
                 self.cp.call(path, {"attempt": job.attempt, **body}, timeout=self.call_timeout())
+                job.refused = None
                 return True
             except Unavailable as e:
                 time.sleep(min(delay, self.fence_s / 8))
@@ -334,9 +348,13 @@ class Center:
                 if delay >= 2.0:
                     log(f"{job.id}: {kind}: {e}; retrying")
             except Refused as e:
+                job.refused = str(e.field)
                 if e.status == 409 and e.field == "center_id":
                     self.register(once=True)
                     continue
+                if e.status == 409 and e.field == "state":  # a race or a bug: drop this report
+                    log(f"{job.id}: {kind} refused ({e}); dropped")
+                    return True
                 if e.status in (404, 409):
                     log(f"{job.id}: {kind} refused ({e}): not ours any more, stopping it")
                     self.stop_job(job, "lost")
@@ -375,6 +393,8 @@ class Center:
                 self.used.get(job.chip, set()).difference_update(job.chip_ids)
             if job.proc is not None and job.proc.poll() is None:
                 job.proc.wait()
+            for path in job.unwanted:
+                path.unlink(missing_ok=True)
 
     def _run_job(self, job: Job) -> None:
         spec, lease = job.lease["spec"], job.lease
@@ -414,15 +434,13 @@ class Center:
             return
         if not self.report_usage(job, run_s, staging_s, staged):
             return
-        if job.stop == "cancel" and (job.signalled or job.proc is None):
-            final: dict[str, Any] = {"state": "CANCELLED"}
-        else:
-            code = self.exit_code(job)
-            final = {"state": "SUCCEEDED" if code == 0 else "FAILED", "exit_code": code}
-            if code is None:
-                final["message"] = "the job's supervisor died: its exit code is unknown"
-        if self.report(job, "status", final):
-            log(f"{job.id}: {final}")
+        cancelled = job.stop == "cancel" and (job.signalled or job.proc is None)
+        final = {"state": "CANCELLED"} if cancelled else self.outcome(job)
+        if self.report(job, "status", final) and job.refused == "state" and cancelled:
+            # 409 state on CANCELLED: nobody cancelled it after all; say what happened
+            final = {"state": "FAILED", "message": "stopped on a cancel that was not confirmed"}
+            self.report(job, "status", final)
+        log(f"{job.id}: {final}")
 
     def report_usage(self, job: Job, run_s: float, stage_s: float, staged: dict[str, int]) -> bool:
         body: dict[str, Any] = {
@@ -435,16 +453,21 @@ class Center:
             body["transfers"] = [{"source": c, "bytes": n} for c, n in staged.items()]
         return self.report(job, "usage", body)
 
-    def exit_code(self, job: Job) -> int | None:
-        """The command's exit code; None when its supervisor died without telling."""
+    def outcome(self, job: Job) -> dict[str, Any]:
+        """The final status from the supervisor's exit file: code 128+N and a message
+        for a signal N; FAILED with a message when the supervisor died without telling."""
         try:
-            return int((job.dir / "exit").read_text())
-        except (OSError, ValueError):
+            code, *sig = (job.dir / "exit").read_text().split()
+        except OSError:
             with contextlib.suppress(OSError, ValueError):
                 pid, started = (job.dir / "job.pgid").read_text().split()
                 if start_time(int(pid)) == started:
                     kill_group(int(pid), self.grace_s)  # never leave the command running
-            return None
+            return {"state": "FAILED", "message": "the job's supervisor died: exit code unknown"}
+        if int(code) == 0:
+            return {"state": "SUCCEEDED", "exit_code": 0}
+        why = f"killed by {sig[0]}" if sig else f"exited with code {code}"
+        return {"state": "FAILED", "exit_code": int(code), "message": why}
 
     def start(self, job: Job, spec: dict[str, Any], inputs: dict[str, Path]) -> None:
         """Start the command under a supervisor that stops it if this center dies."""
@@ -496,6 +519,12 @@ class Center:
         dest = inp.get("dest_path") or f"tenants/{job.lease['tenant']}/{inp['dataset']}"
         if self.tenant_path(dest, job.lease["tenant"]) is None:
             log(f"{job.id}: dest_path {dest!r} is outside the tenant's area: not fetched")
+            return None
+        expired = [s for s in inp.get("sources", []) if ticket_expiry(s["ticket"]) < time.time()]
+        if expired and len(expired) == len(inp["sources"]):
+            log(f"{job.id}: every ticket for {inp['dataset']} expired before a fetch could "
+                "start: giving the job back (it is leased again with fresh tickets)")  # fmt: skip
+            self.stop_job(job, "lost")  # no more reports, left out of `running`
             return None
         for src in inp.get("sources", []):
             for _ in range(5):  # a 503 (key not picked up yet, not registered) is retried
@@ -563,6 +592,8 @@ class Center:
                 delay = min(delay * 2, 2.0)
             except Refused as e:
                 log(f"{job.id}: replica report for {dataset} refused: {e}")
+                if e.field == "center_id":  # outside the dataset's residency: delete it
+                    job.unwanted.append(self.data_root / path)
                 return
 
     # ---- the data endpoint: serve replicas to the centers the control plane names ----
@@ -699,6 +730,14 @@ def sha256_of(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def ticket_expiry(ticket: str) -> float:
+    """The expiry (unix seconds) written in a ticket "v1.VERSION.EXPIRES.HEX"."""
+    try:
+        return float(ticket.split(".")[2])
+    except (IndexError, ValueError):
+        return float("inf")  # not ours to judge: let the source answer
+
+
 def start_time(pid: int) -> str:
     """A process's start time (/proc), so a reused pid is never taken for ours."""
     try:
@@ -747,8 +786,9 @@ def supervise(jobdir: Path, grace: float) -> int:
             proc.wait()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # what the command left behind in its group
-    code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-    (jobdir / "exit.tmp").write_text(str(code))
+    rc = proc.returncode
+    died = f" {signal.Signals(-rc).name}" if rc < 0 else ""  # killed by a signal
+    (jobdir / "exit.tmp").write_text(f"{rc if rc >= 0 else 128 - rc}{died}")
     os.replace(jobdir / "exit.tmp", jobdir / "exit")
     return 0
 
