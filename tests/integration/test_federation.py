@@ -410,6 +410,35 @@ def test_a_regional_plane_sigkilled_mid_run_and_restarted_completes_the_job_once
     assert all_logs(fed.user, view.id) == "end\n"
 
 
+def test_a_network_agent_killed_for_good_has_its_regional_job_stopped_at_its_fence(
+    tmp_path: Path,
+) -> None:
+    with federation(tmp_path, national_lease_timeout=3.0) as fed:
+        marker, pidfile = fed.tmp / "first-run", fed.tmp / "first.pid"
+        command = (
+            f"if [ ! -e {marker} ]; then touch {marker}; echo $$ > {pidfile}; sleep 300; fi;"
+            " echo finished"
+        )
+        view = fed.user.submit(job(command))
+        until("the first run to start", lambda: pidfile.exists() and pidfile.read_text(), fed)
+        (first,) = fed.child_jobs(view.id)
+
+        fed.procs["gba"].send_signal(signal.SIGKILL)  # nobody left to fence: its watchdog does
+        fed.procs["gba"].wait()
+        until(
+            "the regional job cancelled",
+            lambda: fed.link.job(first.id).state is JobState.CANCELLED,
+            fed,
+        )
+        until("its process gone", lambda: not pid_alive(int(pidfile.read_text())), fed)
+        until("requeued at the top", lambda: fed.user.job(view.id).state is JobState.PENDING, fed)
+        fed.start_network_agent()  # back: the next attempt runs, once
+        done = fed.user.wait(view.id, poll_s=0.2, timeout_s=60)
+        assert (done.state, done.attempts) == (JobState.SUCCEEDED, 2), fed.logs()
+        states = sorted(c.state.value for c in fed.child_jobs(view.id))
+        assert states == ["CANCELLED", "SUCCEEDED"]
+
+
 # Two regions of one center each; the nation prefers gba (cheaper power).
 GBA_ONE = """
 name: gba

@@ -33,9 +33,13 @@ account of the child (docs/federation.md):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -66,6 +70,7 @@ TOKEN_FILE_ENV = "CNET_CHILD_TOKEN_FILE"
 ORIGIN_JOB_ENV = "CNET_ORIGIN_JOB"
 ORIGIN_ATTEMPT_ENV = "CNET_ORIGIN_ATTEMPT"
 _RECORDS = "network-jobs.json"
+_LOCK = "network-agent.lock"
 
 _STATES = {
     JobState.PENDING: BackendState.PENDING,
@@ -114,6 +119,7 @@ class NetworkBackend:
         timeout_s: float | str = 30.0,
         submit_retry_s: float | str = 10.0,
         capacity_ttl_s: float | str = 1.0,
+        watchdog: bool | str = True,
         client: Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -135,6 +141,8 @@ class NetworkBackend:
         self._lock = threading.RLock()
         self._records: dict[str, str] = self._load_records()
         self._scanned = False  # the child's job list read into the record (find)
+        self._lock_fd: int | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         if client is not None:
             self.client = client
             return
@@ -155,6 +163,8 @@ class NetworkBackend:
         self.client = Client(
             url, _read_token(token_file), timeout=self.timeout_s, transport=transport
         )
+        if _truthy(watchdog) and self.state_dir is not None:
+            self._start_watchdog(url, Path(token_file))
 
     # ------------------------------------------------------------------ identity
 
@@ -362,13 +372,54 @@ class NetworkBackend:
         )
 
     def close(self, keep_jobs: bool = False) -> None:
-        """Nothing to release: the jobs are the child's.
+        """Stop the watchdog unless the jobs are kept (it then stops them at the fence).
 
         The connection stays open: an agent stopping without ``--keep-jobs``
         cancels what it held after closing its backend.
         """
+        watchdog = self._watchdog
+        if watchdog is not None and not keep_jobs and watchdog.poll() is None:
+            watchdog.terminate()
+            watchdog.wait(timeout=10)
 
     # ------------------------------------------------------------------ helpers
+
+    def _start_watchdog(self, url: str, token_file: Path) -> None:
+        """Hold this state dir's lock and start the process that fences for a dead agent.
+
+        An agent SIGKILLed cannot stop its delegated jobs, and the region would run
+        them on while the parent leases them again. The watchdog (`watch`) outlives
+        it and, at the dead agent's own fence, cancels in the child what it held —
+        unless a new agent took the state dir over (this lock) and its jobs with it.
+        """
+        assert self.state_dir is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.state_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValidationError(
+                f"another agent is using {self.state_dir}",
+                field="state_dir",
+                hint="give every network agent a state dir of its own",
+            ) from None
+        self._lock_fd = fd  # not inherited: the watchdog must not hold it
+        cmd = [
+            sys.executable, "-m", "computenet.backends.network",
+            "--agent-pid", str(os.getpid()), "--state-dir", str(self.state_dir),
+            "--url", url, "--token-file", str(token_file), "--origin", self.origin,
+        ]  # fmt: skip
+        log = os.open(
+            self.state_dir / "watchdog.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        )
+        try:
+            # A session of its own: a signal to the agent's process group spares it.
+            self._watchdog = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
+        finally:
+            os.close(log)
 
     def _check_shape(self, job: BackendJob) -> None:
         """A job larger than any one child center's pool can never run there: say so now."""
@@ -452,3 +503,83 @@ def _period(detail: JobDetail) -> str:
     finished: datetime | None = detail.finished_at
     assert finished is not None
     return finished.astimezone(CST).strftime("%Y-%m")
+
+
+def _truthy(value: bool | str) -> bool:
+    return value if isinstance(value, bool) else value.strip().lower() not in ("0", "false", "no")
+
+
+def _taken_over(state_dir: Path) -> bool:
+    """Whether a live agent holds the state dir's lock (it then owns the jobs)."""
+    try:
+        fd = os.open(state_dir / _LOCK, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock this call took
+    return False
+
+
+def watch(agent_pid: int, state_dir: Path, url: str, token_file: Path, origin: str) -> int:
+    """The watchdog: once the agent is gone, cancel what it held at its fence, unless taken over.
+
+    The deadline is the dead agent's own: its last acknowledged heartbeat plus its
+    fence (``acked_unix`` and ``fence_after_s`` in its state file), which is before
+    the parent may lease the job again (protocol/fencing.py).
+    """
+    from computenet.agent.jobs import load_state  # the agent's state file, read as it writes it
+
+    while os.getppid() == agent_pid:  # reparented: the agent is gone
+        time.sleep(0.2)
+    held, meta = load_state(state_dir.parent)
+    acked, fence = meta.get("acked_unix"), meta.get("fence_after_s")
+    deadline = time.time()
+    if isinstance(acked, int | float) and isinstance(fence, int | float):
+        deadline = float(acked) + float(fence)
+    logger.warning(
+        "agent %d gone: its delegated jobs stop at %.1f unless taken over", agent_pid, deadline
+    )
+    while time.time() < deadline:
+        if _taken_over(state_dir):
+            return 0
+        time.sleep(0.1)
+    if _taken_over(state_dir):
+        return 0
+    backend = NetworkBackend(
+        state_dir, url=url, token_file=token_file, origin=origin, watchdog=False
+    )
+    for job in held.values():
+        handle = job.handle or backend._records.get(job.key)
+        if handle and job.phase != "finished":
+            logger.warning("fenced for the dead agent: cancelling %s (%s)", job.job_id, handle)
+            try:
+                backend.cancel(handle)
+            except BackendError as exc:
+                logger.error("could not cancel %s: %s", handle, exc.one_line())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m computenet.backends.network --agent-pid PID ...``: the watchdog (see `watch`)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m computenet.backends.network")
+    p.add_argument("--agent-pid", type=int, required=True)
+    p.add_argument("--state-dir", type=Path, required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--token-file", type=Path, required=True)
+    p.add_argument("--origin", required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level="INFO", format="%(asctime)s network-watchdog %(levelname)s %(message)s"
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    return watch(args.agent_pid, args.state_dir, args.url, args.token_file, args.origin)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

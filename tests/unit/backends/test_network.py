@@ -100,7 +100,12 @@ def test_it_is_a_backend_built_by_name(tmp_path: Path, region: Region) -> None:
     token.write_text(region.token)
     os.chmod(token, 0o600)
     backend = make_backend(
-        "network", state_dir=tmp_path, pools={"H100": 4}, url="http://region", token_file=str(token)
+        "network",
+        state_dir=tmp_path,
+        pools={"H100": 4},
+        url="http://region",
+        token_file=str(token),
+        watchdog="false",
     )
     assert isinstance(backend, Backend) and backend.kind == "network"
 
