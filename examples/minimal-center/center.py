@@ -614,7 +614,7 @@ class Center:
             separators=(",", ":"),
         )
         mac = hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()
-        return 200 if hmac.compare_digest(mac, parts[3]) else 403
+        return 200 if hmac.compare_digest(mac.encode(), parts[3].encode()) else 403
 
     def tenant_path(self, path: str, tenant: str | None = None) -> Path | None:
         """P under the data root when it lies in tenants/<t>/ (t: `tenant`, else P's own),

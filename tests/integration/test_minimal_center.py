@@ -400,6 +400,11 @@ def test_the_data_endpoint_refuses_missing_forged_and_future_tickets(net: Net) -
     assert httpx.get(f"{base}/data/d", params=ok_path, headers=headers).status_code == 403
     forged = {**headers, "X-CNet-Ticket": f"v1.1.{int(time.time()) + 300}.{'0' * 64}"}
     assert httpx.get(f"{base}/data/d", params=ok_path, headers=forged).status_code == 403
+    odd = f"v1.1.{int(time.time()) + 300}.\u00e9{'0' * 63}".encode("latin-1")  # not ASCII
+    r = httpx.get(
+        f"{base}/data/d", params=ok_path, headers={b"X-CNet-Center": b"west", b"X-CNet-Ticket": odd}
+    )
+    assert r.status_code == 403
     newer = {**headers, "X-CNet-Ticket": f"v1.9.{int(time.time()) + 300}.{'0' * 64}"}
     r = httpx.get(f"{base}/data/d", params=ok_path, headers=newer)
     assert (r.status_code, r.headers.get("retry-after")) == (503, "1")
