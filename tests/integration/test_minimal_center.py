@@ -200,14 +200,14 @@ def put_replica(root: Path, rel: str, size: int) -> tuple[str, int, str]:
 
 
 def test_a_job_succeeds_with_its_logs_in_multibyte_text(net: Net) -> None:
-    # Over 200 kB of 3-byte characters: several appends, cut between characters.
+    # 4.2 MB of 3-byte characters: many appends, each cut between characters.
     view = net.user.submit(
         job('echo "你好 from $CNET_CENTER chip $CNET_CHIP_IDS"; '
-            "python3 -c \"print('算力' * 60000)\"", ["H100"])
+            "python3 -c \"print('算力' * 700000)\"", ["H100"])
     )  # fmt: skip
     done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
     assert (done.state, done.exit_code, done.center) == (JobState.SUCCEEDED, 0, "west"), net.logs()
-    assert all_logs(net.user, view.id) == "你好 from west chip 0\n" + "算力" * 60000 + "\n"
+    assert all_logs(net.user, view.id) == "你好 from west chip 0\n" + "算力" * 700000 + "\n"
     assert "run_real_s" in done.usage
 
 
