@@ -145,13 +145,13 @@ def until(what: str, check: Callable[[], Any], net: Net, timeout: float = 60.0) 
 
 
 @contextlib.contextmanager
-def running_net(tmp_path: Path, db_url: str) -> Iterator[Net]:
-    """A server (lease timeout 2 s, so fences come fast) with no center yet."""
+def running_net(tmp_path: Path, db_url: str, lease_timeout: float = 2.0) -> Iterator[Net]:
+    """A server (lease timeout 2 s by default, so fences come fast) with no center yet."""
     network_file = tmp_path / "network.yaml"
     network_file.write_text(NETWORK)
     url, admin_token, server = start_server(
         tmp_path, str(network_file), db=db_url, cycle_interval=0.2,
-        heartbeat_interval=0.3, lease_timeout=2.0,
+        heartbeat_interval=0.3, lease_timeout=lease_timeout,
     )  # fmt: skip
     admin = Client(url, admin_token)
     admin.create_tenant("acme")
@@ -325,6 +325,27 @@ def test_a_center_cut_off_stops_its_job_before_it_runs_again_elsewhere(
         done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
         assert (done.state, done.center) == (JobState.SUCCEEDED, "east"), net.logs()
         assert "again at east" in all_logs(net.user, view.id)
+
+
+def test_an_outage_shorter_than_the_fence_stops_nothing(tmp_path: Path, db_url: str) -> None:
+    # Lease timeout 8 s: the center fences after 4 s without an acknowledged heartbeat.
+    with (
+        running_net(tmp_path, db_url, lease_timeout=8.0) as net,
+        TcpProxy(int(net.url.rsplit(":", 1)[1])) as proxy,
+    ):
+        net.start_minimal("west", server_url=proxy.url)
+        net.wait_online("west")
+        go = net.tmp / "go"
+        command = f"echo before; while [ ! -e {go} ]; do sleep 0.05; done; echo after"
+        view = net.user.submit(job(command, ["H100"]))
+        until("RUNNING", lambda: net.user.job(view.id).state is JobState.RUNNING, net)
+        proxy.set_mode("drop")  # every call fails at once, for about a second
+        go.touch()  # the job ends while the center is cut off: its reports wait
+        time.sleep(1.0)
+        proxy.set_mode("pass")
+        done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
+        assert (done.state, done.attempts) == (JobState.SUCCEEDED, 1), net.logs()
+        assert all_logs(net.user, view.id) == "before\nafter\n"
 
 
 def test_a_sigkilled_center_leaves_nothing_running_and_a_restart_stops_leftovers(
