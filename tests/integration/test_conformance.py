@@ -101,6 +101,9 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path) -> None:
     done = run_kit(tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "command" in done.stderr
+    missing = run_kit(tmp_path, "--", str(tmp_path / "no-such-center"))
+    assert missing.returncode == 2, missing.stdout + missing.stderr
+    assert "no-such-center" in missing.stderr and missing.stderr.count("\n") == 1
     unknown = run_kit(tmp_path, "--scenario", "nope", "--", "true")
     assert unknown.returncode == 2, unknown.stdout + unknown.stderr
     assert "--scenario" in unknown.stderr and unknown.stderr.count("\n") == 1

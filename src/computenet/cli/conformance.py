@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 from types import FrameType
@@ -48,6 +49,12 @@ def conformance(
         sys.stderr.write(
             "error: command: give the center to test after --, e.g."
             " cnet conformance -- python -m computenet.agent --backend local\n"
+        )
+        raise typer.Exit(2)
+    if shutil.which(command[0]) is None:
+        sys.stderr.write(
+            f"error: command: {command[0]!r} is not a program that can be run; give its path"
+            " or a name on PATH\n"
         )
         raise typer.Exit(2)
     unknown = [name for name in scenario or () if name not in SCENARIOS]
