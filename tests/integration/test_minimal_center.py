@@ -91,14 +91,16 @@ class Net:
             self.token_files[center] = path
         return self.token_files[center]
 
-    def start_minimal(self, center: str, server_url: str | None = None) -> subprocess.Popen[bytes]:
-        """The minimal center, configured the way the doc says: three variables."""
+    def start_minimal(
+        self, center: str, server_url: str | None = None, pools: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """The minimal center, configured the way the doc says: four variables."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "CNET_SERVER_URL": server_url or self.url,
             "CNET_CENTER_ID": center,
             "CNET_CENTER_TOKEN_FILE": str(self.token_file(center)),
-            "CNET_POOLS": POOLS[center],
+            "CNET_POOLS": pools or POOLS[center],
         }
         cmd = [sys.executable, str(CENTER), "--state-dir", str(self.tmp / center / "state"),
                "--data-root", str(self.data_root(center))]  # fmt: skip
@@ -197,6 +199,13 @@ def put_replica(root: Path, rel: str, size: int) -> tuple[str, int, str]:
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     (root / rel).write_bytes(data)
     return rel, size, hashlib.sha256(data).hexdigest()
+
+
+def test_a_refused_registration_exits_2_with_the_field(tmp_path: Path, db_url: str) -> None:
+    with running_net(tmp_path, db_url) as net:
+        proc = net.start_minimal("west", pools="Z9000=1")  # a chip west does not have
+        assert proc.wait(timeout=30) == 2
+        assert "registration failed: capacity[0].chip" in (net.tmp / "center-west.log").read_text()
 
 
 def test_a_job_succeeds_with_its_logs_in_multibyte_text(net: Net) -> None:
