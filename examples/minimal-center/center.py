@@ -313,8 +313,7 @@ class Center:
 
     def take(self, lease: dict[str, Any]) -> None:
         job_id = lease["job_id"]
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", job_id)
-        job = Job(lease, self.state / "jobs" / f"{safe}.{lease['attempt']}")
+        job = Job(lease, self.state / "jobs" / safe_name(f"{job_id}.{lease['attempt']}"))
         with self.lock:
             old = self.jobs.get(job_id)
             if old is not None:  # an older attempt we still hold is stale now
@@ -531,7 +530,7 @@ class Center:
                 got, retry = self.fetch(job, inp, src, dest, staged)
                 if got is not None or retry is None or job.stop is not None:
                     break
-                time.sleep(retry)
+                time.sleep(min(retry, 10.0))
             if got is not None:
                 return got
             if job.stop is not None:
@@ -547,7 +546,7 @@ class Center:
         )
         tmp_dir = self.data_root / ".staging"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"{job.id}.{job.attempt}.{inp['dataset']}.part"
+        tmp = tmp_dir / safe_name(f"{job.id}.{job.attempt}.{inp['dataset']}.part")
         digest, size, want = hashlib.sha256(), 0, int(inp["size_bytes"])
         try:
             with OPENER.open(req, timeout=30) as r, open(tmp, "wb") as out:
@@ -728,6 +727,11 @@ def sha256_of(path: Path) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def safe_name(text: str) -> str:
+    """A file name made of `text` (ids come from the network: never trust them as paths)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text).lstrip(".") or "_"
 
 
 def ticket_expiry(ticket: str) -> float:
