@@ -147,9 +147,10 @@ def lease_stage_run(kit: Kit) -> str:
     sources = {u.get("staged_from")} | {t.get("source") for t in u.get("transfers", [])}
     if PEER not in sources:
         raise Failed(f"usage does not name the source center {PEER!r}: {u}")
+    run_s = float(u.get("run_real_s") or 0)
     return (
         f"staged {INPUT_BYTES} bytes from {PEER} (ticket checked, sha256 verified, replica"
-        f" reported), {len(appends)} log append(s), usage run {u.get('run_real_s')}s"
+        f" reported), {len(appends)} log append(s), usage run {run_s:.2f}s"
     )
 
 
@@ -176,7 +177,8 @@ def corrupt_source_refused(kit: Kit) -> str:
     (ds,) = [d for d in kit.user.datasets() if d.id == "corrupt"]
     if TESTED in {r.get("center") for r in ds.replicas}:
         raise Failed("reported the corrupt copy as a replica")
-    return f"FAILED before running ({'; '.join(done.reasons)[:80]})"
+    why = "; ".join(done.reasons)
+    return f"FAILED before running ({why if len(why) <= 120 else why[:119] + '…'})"
 
 
 def retries_idempotent(kit: Kit) -> str:
