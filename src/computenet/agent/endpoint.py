@@ -101,7 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if problem is not None:
             logger.info("refused %s for %s (path %r): %s", dataset_id, fetcher, rel, problem)
-            self._error(403, problem, field="ticket", hint="ask the control plane for a new lease")
+            # A ticket cannot be renewed: the fetcher tries its next source, or gives the job
+            # back, whose next lease brings fresh tickets (docs/center-protocol.md, Staging).
+            self._error(403, problem, field="ticket", hint="try the next source")
             return
         path = endpoint.data_root.inside(rel)
         if path is None or not path.is_file():
