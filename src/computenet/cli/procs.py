@@ -137,7 +137,7 @@ def agent(
         ),
     ] = "auto",
     backend: Annotated[
-        str, typer.Option("--backend", help="local, slurm, ray or kubernetes")
+        str, typer.Option("--backend", help="local, slurm, ray, kubernetes or network (a region)")
     ] = "local",
     network: Annotated[
         str | None, typer.Option("--network", help="network name or file to read the pools from")
