@@ -26,6 +26,7 @@ from computenet.errors import (
     ValidationError,
 )
 from computenet.protocol import (
+    PROTOCOL_VERSION,
     HeartbeatReply,
     HeartbeatRequest,
     LeaseReply,
@@ -138,7 +139,16 @@ class CenterClient:
             data_url=data_url,
             capacity=capacity,
         )
-        return RegisterReply.model_validate(self._post("/center/v1/register", req))
+        reply = RegisterReply.model_validate(self._post("/center/v1/register", req))
+        if reply.protocol_version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:
+            # Another major version means other rules: going on would break them unseen.
+            raise ValidationError(
+                f"the control plane speaks center protocol {reply.protocol_version},"
+                f" this agent {PROTOCOL_VERSION}",
+                field="protocol_version",
+                hint="run an agent that speaks the control plane's protocol version",
+            )
+        return reply
 
     def heartbeat(self, capacity: list[PoolCapacity], running: list[str]) -> HeartbeatReply:
         """POST /center/v1/heartbeat."""

@@ -400,36 +400,46 @@ def center_killed(kit: Kit) -> str:
 
 
 def unknown_protocol_version(kit: Kit) -> str:
-    """Restarted against a control plane that speaks only protocol 2: it stops, non-zero."""
+    """Restarted against a control plane of protocol 2 — one that refuses register with 422
+    ``protocol_version``, then one whose register reply says ``"2"`` — it stops, non-zero."""
+    assert kit.proxy is not None
+    answers = kit.answered(r"/center/v1/register$")
+    reply = answers[-1].answer if answers and isinstance(answers[-1].answer, dict) else {}
+    refused = {
+        "error": "protocol version 1 is not supported",
+        "field": "protocol_version",
+        "hint": "this control plane speaks center protocol 2",
+    }
+    codes = []
+    for status, body, what in (
+        (422, refused, "register was refused with 422 protocol_version"),
+        (200, {**reply, "protocol_version": "2"}, "the register reply said protocol 2"),
+    ):
+        codes.append(_stops_on_register_answer(kit, status, body, what))
+    return f"exited with status {codes[0]} after a 422, {codes[1]} after a reply of protocol 2"
+
+
+def _stops_on_register_answer(kit: Kit, status: int, body: dict[str, Any], what: str) -> int:
+    """Restart the center with register answered `status` `body`; its exit status."""
     assert kit.proxy is not None
     kit.stop_center()
-    kit.proxy.answer(
-        r"/center/v1/register$",
-        422,
-        {
-            "error": "protocol version 1 is not supported",
-            "field": "protocol_version",
-            "hint": "this control plane speaks center protocol 2",
-        },
-    )
+    kit.proxy.answer(r"/center/v1/register$", status, body)
     since = time.time()
     kit.start_center()
     assert kit.center is not None
+    wait_s = min(kit.timeout_s, 30.0)
     try:
-        code = kit.center.wait(timeout=min(kit.timeout_s, 30.0))
+        code = kit.center.wait(timeout=wait_s)
     except subprocess.TimeoutExpired:
-        raise Failed(
-            "still running 30s after register was refused with 422 protocol_version"
-        ) from None
+        raise Failed(f"still running {wait_s:g}s after {what}") from None
     finally:
         kit.proxy.clear_faults()
     if code == 0:
-        raise Failed("exited 0 after its registration was refused")
-    regs = kit.proxy.calls_to(r"/center/v1/register$", since)
+        raise Failed(f"exited 0 after {what}")
     later = kit.proxy.calls_to(r"/center/v1/(lease|heartbeat|jobs/)", since)
     if later:
-        raise Failed(f"called {later[0].path} without being registered")
-    return f"exited with status {code} after {len(regs)} refused register call(s)"
+        raise Failed(f"called {later[0].path} after {what}")
+    return code
 
 
 RUNNERS: dict[str, Callable[[Kit], str]] = {
