@@ -36,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from computenet.conformance.peer import PeerCenter
-from computenet.conformance.proxy import RecordingProxy
-from computenet.protocol.fencing import lease_rule
+from computenet.conformance.proxy import Call, RecordingProxy
+from computenet.protocol.api import JobDetail
+from computenet.protocol.fencing import LeaseRule, lease_rule
+from computenet.sdk import Client
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +108,19 @@ class Kit:
     center: subprocess.Popen[bytes] | None = None
     proxy: RecordingProxy | None = None
     peer: PeerCenter | None = None
-    user: Any = None
+    client: Client | None = None  # the kit tenant's user
     db_url: str = ""
     url: str = ""
     token_file: Path | None = None
     traces: Path | None = None
     jobs: dict[str, str] = field(default_factory=dict)  # scenario's job name → job id
-    rule: Any = field(default_factory=lambda: lease_rule(LEASE_TIMEOUT_S))
+    rule: LeaseRule = field(default_factory=lambda: lease_rule(LEASE_TIMEOUT_S))
+
+    @property
+    def user(self) -> Client:
+        """The user API client of the kit's tenant (once the server runs)."""
+        assert self.client is not None, "the control plane has not started"
+        return self.client
 
     # -------------------------------------------------------------- processes
 
@@ -148,9 +156,7 @@ class Kit:
         )
         log_file.close()
         wait_http(f"{self.url}/healthz", timeout_s=60)
-        from computenet.sdk import Client
-
-        self.user = Client(self.url, user.token)
+        self.client = Client(self.url, user.token)
         self.proxy = RecordingProxy(self.url)
         from computenet.cli.supervise import write_secret
 
@@ -229,8 +235,8 @@ class Kit:
             self.peer.close()
         if self.proxy is not None:
             self.proxy.close()
-        if self.user is not None:
-            self.user.close()
+        if self.client is not None:
+            self.client.close()
         if self.server is not None and self.server.poll() is None:
             self.server.terminate()
             try:
@@ -265,12 +271,12 @@ class Kit:
         """A command that touches its trace file every 0.2 s until stopped."""
         return f"while :; do touch {self.trace(name)}; sleep 0.2; done"
 
-    def answered(self, path_regex: str, since: float = 0.0) -> list[Any]:
+    def answered(self, path_regex: str, since: float = 0.0) -> list[Call]:
         """Calls to `path_regex` since `since` that the control plane answered 200."""
         assert self.proxy is not None
         return [c for c in self.proxy.calls_to(path_regex, since) if c.status == 200]
 
-    def job(self, job_id: str) -> Any:
+    def job(self, job_id: str) -> JobDetail:
         """The job as its user sees it."""
         return self.user.job(job_id)
 
@@ -284,9 +290,10 @@ class Kit:
                 return text
             offset = chunk.next_offset
 
-    def wait_state(self, job_id: str, states: set[str], what: str) -> Any:
+    def wait_state(self, job_id: str, states: set[str], what: str) -> JobDetail:
         """Wait (within the timeout) until the job is in one of `states`."""
-        return self.until(what, lambda: _in(self.job(job_id), states))
+        view: JobDetail = self.until(what, lambda: _in(self.job(job_id), states))
+        return view
 
     def until(self, what: str, check: Callable[[], Any], timeout_s: float | None = None) -> Any:
         """Poll `check` until truthy; Failed naming `what` at the timeout."""
@@ -338,8 +345,8 @@ def trace_mtime(path: Path) -> float:
         return 0.0
 
 
-def _in(view: Any, states: set[str]) -> Any:
-    return view if str(view.state) in states or view.state.value in states else None
+def _in(view: JobDetail, states: set[str]) -> JobDetail | None:
+    return view if view.state.value in states else None
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -350,7 +357,7 @@ def _signal_group(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def event_states(view: Any) -> list[str]:
+def event_states(view: JobDetail) -> list[str]:
     """The states in a job's timeline, in order."""
     return [e.state.value for e in view.events if e.state is not None]
 
