@@ -93,12 +93,14 @@ def network_from_dict(raw: Any) -> Network:
         "sites",
         "links",
         "auto_links",
+        "identifier",
     }
     if unknown:
         raise ValidationError(
             f"unknown key '{sorted(unknown)[0]}'",
             field=sorted(unknown)[0],
-            hint="allowed: name, time_scale, data_scale, chips, centers, sites, links, auto_links",
+            hint="allowed: name, identifier, time_scale, data_scale, chips, centers, sites, links,"
+            " auto_links",
         )
     chips = dict(load_chips())
     for i, c in enumerate(data.get("chips") or []):

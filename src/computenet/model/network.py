@@ -6,8 +6,10 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from computenet.errors import ComputeNetError
 from computenet.model.center import Center, UserSite
 from computenet.model.chips import Chip
+from computenet.model.identifiers import check_network
 from computenet.model.link import Link
 from computenet.model.workload import ThroughputMatrix
 
@@ -31,6 +33,9 @@ class Network(BaseModel):
     links: tuple[Link, ...] = ()
     time_scale: float = Field(default=1.0, gt=0, le=1_000_000)
     data_scale: float = Field(default=1.0, gt=0, le=1e9)
+    # The prefix of this plane's identifiers (model/identifiers.py), e.g. "cn.gba";
+    # None: the name in lower case.
+    identifier: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Network:
@@ -58,6 +63,10 @@ class Network(BaseModel):
             for chip in row:
                 if chip not in self.chips:
                     raise ValueError(f"throughput.efficiency.{cls}: unknown chip '{chip}'")
+        try:
+            check_network(self)
+        except ComputeNetError as exc:
+            raise ValueError(f"{exc.field}: {exc.message}; {exc.hint}") from exc
         return self
 
     def center(self, center_id: str) -> Center:
