@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from computenet.model import JobSpec, JobState, Placement, limits
+from computenet.model.identifiers import Kind
 from computenet.model.limits import Name, Text
 
 
@@ -50,6 +51,9 @@ class JobView(BaseModel):
     cost_cny: Decimal | None = None
     exit_code: int | None = None
     reasons: list[str] = []
+    identifier: str | None = Field(
+        default=None, description="the job's compute identifier, e.g. cn.gba.job.j-0123456789ab"
+    )
 
 
 class JobEvent(BaseModel):
@@ -136,6 +140,11 @@ class CenterView(BaseModel):
     service_price_per_cuh: Decimal
     queued: int = 0
     running: int = 0
+    identifier: str | None = Field(
+        default=None,
+        description="the center's compute identifier, e.g. cn.gba.shenzhen-1;"
+        " each pool has its own under `identifier`",
+    )
 
 
 class DatasetCreate(BaseModel):
@@ -166,6 +175,11 @@ class DatasetView(BaseModel):
     sha256: str
     residency: str | None = None
     replicas: list[dict[str, str]] = []
+    identifiers: list[str] = Field(
+        default=[],
+        description="each replica's compute identifier, in the order of `replicas`"
+        " (e.g. cn.gba.shenzhen-1.dataset.corpus-v1)",
+    )
 
 
 class BillLine(BaseModel):
@@ -252,3 +266,43 @@ class WhoAmI(BaseModel):
     role: str
     tenant: str | None = None
     center: str | None = None
+
+
+class ResolveReach(BaseModel):
+    """Where an identified object is reached: this control plane, and the center there."""
+
+    url: str = Field(description="this control plane's user API base URL")
+    network: str = Field(description="this plane's identifier prefix, e.g. cn.gba")
+    center: str | None = Field(
+        default=None, description="the center that holds it (a job's: where it is placed now)"
+    )
+    region_url: str | None = Field(
+        default=None,
+        description="when that center is a region (backend network): its control plane's URL,"
+        " if the network file gives it (a center tag url:https://...)",
+    )
+
+
+class ResolveDelegate(BaseModel):
+    """The identifier belongs to a plane below this one: ask that region's plane."""
+
+    center: str = Field(description="this plane's center (a region) whose plane to ask")
+    identifier: str = Field(description="what to ask it: GET /api/v1/resolve/{identifier}")
+    url: str | None = Field(default=None, description="the region's control plane, if known")
+
+
+class ResolveView(BaseModel):
+    """GET /api/v1/resolve/{identifier}: what a compute identifier (算力标识) names."""
+
+    identifier: str
+    kind: Kind = Field(description="center, pool, dataset (a replica) or job")
+    reach: ResolveReach
+    center: CenterView | None = Field(default=None, description="kind center; pool: its center")
+    pool: dict[str, int | str] | None = Field(default=None, description="kind pool")
+    dataset: DatasetView | None = Field(
+        default=None, description="kind dataset: the dataset (its replica at reach.center)"
+    )
+    job: JobView | None = Field(default=None, description="kind job")
+    delegate: ResolveDelegate | None = Field(
+        default=None, description="set when a region below this plane names the object"
+    )

@@ -26,7 +26,7 @@ from computenet.protocol import ErrorBody
 from computenet.server.bodylimit import BodyLimit, BodyTooLarge
 from computenet.server.limits import retry_after
 from computenet.server.plane import ControlPlane
-from computenet.server.routers import api, center, sim
+from computenet.server.routers import api, center, resolve, sim
 from computenet.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(center.router)
     app.include_router(sim.router)
+    app.include_router(resolve.router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

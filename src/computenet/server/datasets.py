@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from computenet.errors import ConflictError, ValidationError
+from computenet.model.identifiers import network_prefix
 from computenet.protocol import CenterView, DatasetCreate, DatasetView
 from computenet.protocol.datapaths import (
     default_replica_path,
@@ -88,7 +89,9 @@ def register_dataset(plane: ControlPlane, who: Principal, req: DatasetCreate) ->
             path=path,
             at=datetime.now(UTC),
         )
-        return dataset_view(row, replicas(s, [row.id]).get(row.id, []))
+        return dataset_view(
+            row, replicas(s, [row.id]).get(row.id, []), network_prefix(plane.network)
+        )
 
 
 def datasets(plane: ControlPlane, who: Principal) -> list[DatasetView]:
@@ -97,19 +100,26 @@ def datasets(plane: ControlPlane, who: Principal) -> list[DatasetView]:
     with plane.db.read() as s:
         rows = list_datasets(s, tenant)
         reps = replicas(s, [r.id for r in rows])
-        return [dataset_view(r, reps.get(r.id, [])) for r in rows]
+        prefix = network_prefix(plane.network)
+        return [dataset_view(r, reps.get(r.id, []), prefix) for r in rows]
 
 
 def centers(plane: ControlPlane) -> list[CenterView]:
     """Every center in the network with its live state."""
     now = plane.clock.now()
     real = plane.clock.real()
+    prefix = network_prefix(plane.network)
     with plane.db.read() as s:
         rows = {r.id: r for r in list_centers(s)}
         counts = job_store.counts_by_center(s)
     return [
         center_view(
-            c, rows.get(c.id), plane.is_online(rows.get(c.id), real), now, counts.get(c.id, {})
+            c,
+            rows.get(c.id),
+            plane.is_online(rows.get(c.id), real),
+            now,
+            counts.get(c.id, {}),
+            prefix,
         )
         for c in plane.network.centers
     ]

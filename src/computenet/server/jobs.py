@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from computenet.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
 from computenet.model import Dataset, JobSpec, JobState
+from computenet.model.identifiers import network_prefix
 from computenet.protocol import JobDetail, JobView, LogChunk, QuoteView, SubmitRequest
 from computenet.scheduler import job_request, quote
 from computenet.server.auth import Principal
@@ -169,10 +170,14 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
     except ValidationError:
         seen = _seen(plane, tenant, req.idempotency_key)
         if seen is not None:
-            return job_view(seen), False
+            return job_view(seen, network_prefix(plane.network)), False
         raise
     seen = plane.submitter.store(values, f"submitted by {who.subject}")
-    return (job_view(seen), False) if seen is not None else (new_job_view(values), True)
+    return (
+        (job_view(seen, network_prefix(plane.network)), False)
+        if seen is not None
+        else (new_job_view(values, network_prefix(plane.network)), True)
+    )
 
 
 async def submit_async(
@@ -201,10 +206,14 @@ async def submit_async(
         if req.idempotency_key:
             seen = await run_in_threadpool(_seen, plane, tenant, req.idempotency_key)
             if seen is not None:
-                return job_view(seen), False
+                return job_view(seen, network_prefix(plane.network)), False
         raise
     seen = await plane.submitter.store_async(values, f"submitted by {who.subject}")
-    return (job_view(seen), False) if seen is not None else (new_job_view(values), True)
+    return (
+        (job_view(seen, network_prefix(plane.network)), False)
+        if seen is not None
+        else (new_job_view(values, network_prefix(plane.network)), True)
+    )
 
 
 def list_jobs(
@@ -248,7 +257,8 @@ def list_jobs(
         )
     with plane.db.read() as s:
         rows = list(s.scalars(q))
-        views = [job_view(r) for r in rows[:limit]]
+        prefix = network_prefix(plane.network)
+        views = [job_view(r, prefix) for r in rows[:limit]]
     more = len(rows) > limit
     nxt = (
         encode_cursor(rows[limit - 1].submitted_at.isoformat(), rows[limit - 1].id)
@@ -264,7 +274,12 @@ def detail(plane: ControlPlane, who: Principal, job_id: str) -> JobDetail:
         row = job_store.get_job(s, job_id, tenant=scope_of(who))
         if row is None:
             raise NotFoundError(f"no job '{job_id}'", field="job_id", hint="cnet jobs lists yours")
-        view = job_detail(row, job_store.events(s, job_id), plane.clock.time_scale)
+        view = job_detail(
+            row,
+            job_store.events(s, job_id),
+            plane.clock.time_scale,
+            network_prefix(plane.network),
+        )
         charge = get_charge(s, job_id)
     if charge is not None:
         # The metered split next to the placement's estimate (exact ¥ as strings).
@@ -291,7 +306,7 @@ def cancel(plane: ControlPlane, who: Principal, job_id: str) -> JobView:
             raise NotFoundError(f"no job '{job_id}'", field="job_id", hint="cnet jobs lists yours")
         state = JobState(job.state)
         if state == JobState.CANCELLED:
-            return job_view(job)
+            return job_view(job, network_prefix(plane.network))
         if state in (JobState.SUCCEEDED, JobState.FAILED):
             raise ConflictError(
                 f"job '{job_id}' already {state.value}", field="state", hint="nothing to cancel"
@@ -312,7 +327,7 @@ def cancel(plane: ControlPlane, who: Principal, job_id: str) -> JobView:
             holder = job.lease_center or "its center"
             job.reasons = [f"cancel requested by {who.subject}; waiting for {holder} to stop it"]
             job_store.add_event(s, job.id, now, job.reasons[0], center=job.lease_center)
-        return job_view(job)
+        return job_view(job, network_prefix(plane.network))
 
 
 def logs(plane: ControlPlane, who: Principal, job_id: str, offset: int) -> LogChunk:

@@ -8,6 +8,12 @@ from typing import Any
 
 from computenet.model import JobState, Placement
 from computenet.model.center import CST
+from computenet.model.identifiers import (
+    center_identifier,
+    dataset_identifier,
+    job_identifier,
+    pool_identifier,
+)
 from computenet.model.job import stored_spec
 from computenet.protocol import CenterView, DatasetView, JobDetail, JobEvent, JobView
 from computenet.store.schema import CenterRow, DatasetRow, JobEventRow, JobRow, ReplicaRow
@@ -18,12 +24,12 @@ def cst(t: datetime | None) -> datetime | None:
     return t.astimezone(CST) if t is not None else None
 
 
-def job_view(j: JobRow) -> JobView:
-    """A job as listed."""
-    return JobView(**_view_fields(j))
+def job_view(j: JobRow, prefix: str | None = None) -> JobView:
+    """A job as listed; with its identifier when the plane's `prefix` is given."""
+    return JobView(**_view_fields(j, prefix))
 
 
-def new_job_view(values: Mapping[str, Any]) -> JobView:
+def new_job_view(values: Mapping[str, Any], prefix: str | None = None) -> JobView:
     """The view of a job just inserted from the column `values` (no database read)."""
     deadline = values["deadline"]
     return JobView(
@@ -42,10 +48,11 @@ def new_job_view(values: Mapping[str, Any]) -> JobView:
         cost_cny=values["cost_cny"],
         exit_code=values["exit_code"],
         reasons=list(values["reasons"]),
+        identifier=job_identifier(prefix, values["id"]) if prefix else None,
     )
 
 
-def _view_fields(j: JobRow) -> dict[str, Any]:
+def _view_fields(j: JobRow, prefix: str | None = None) -> dict[str, Any]:
     return {
         "id": j.id,
         "name": j.name,
@@ -62,10 +69,13 @@ def _view_fields(j: JobRow) -> dict[str, Any]:
         "cost_cny": j.cost_cny,
         "exit_code": j.exit_code,
         "reasons": list(j.reasons or []),
+        "identifier": job_identifier(prefix, j.id) if prefix else None,
     }
 
 
-def job_detail(j: JobRow, events: list[JobEventRow], time_scale: float) -> JobDetail:
+def job_detail(
+    j: JobRow, events: list[JobEventRow], time_scale: float, prefix: str | None = None
+) -> JobDetail:
     """A job with spec, placement, times and timeline."""
     wait_s = run_s = transfer_s = None
     if j.started_at is not None:
@@ -81,7 +91,7 @@ def job_detail(j: JobRow, events: list[JobEventRow], time_scale: float) -> JobDe
     if "staging_real_s" in usage and transfer_s is None:
         transfer_s = float(usage["staging_real_s"]) * time_scale
     return JobDetail(
-        **_view_fields(j),
+        **_view_fields(j, prefix),
         spec=stored_spec(j.spec),
         placement=Placement.model_validate(j.placement) if j.placement else None,
         started_at=cst(j.started_at),
@@ -102,8 +112,8 @@ def job_detail(j: JobRow, events: list[JobEventRow], time_scale: float) -> JobDe
     )
 
 
-def dataset_view(d: DatasetRow, reps: list[ReplicaRow]) -> DatasetView:
-    """A dataset with its replicas."""
+def dataset_view(d: DatasetRow, reps: list[ReplicaRow], prefix: str | None = None) -> DatasetView:
+    """A dataset with its replicas (and their identifiers when `prefix` is given)."""
     return DatasetView(
         id=d.id,
         tenant=d.tenant_id,
@@ -111,6 +121,7 @@ def dataset_view(d: DatasetRow, reps: list[ReplicaRow]) -> DatasetView:
         sha256=d.sha256,
         residency=d.residency,
         replicas=[{"center": r.center, "path": r.path} for r in reps],
+        identifiers=[dataset_identifier(prefix, r.center, d.id) for r in reps] if prefix else [],
     )
 
 
@@ -139,11 +150,18 @@ def center_view(
     online: bool,
     now: datetime,
     counts: dict[str, int],
+    prefix: str | None = None,
 ) -> CenterView:
-    """A center as the network sees it now (`center` is the model's `Center`)."""
+    """A center as the network sees it now (`center` is the model's `Center`); with the
+    center's and each pool's identifier when the plane's `prefix` is given."""
     fallback: list[dict[str, int | str]] = [
         {"chip": p.chip, "total": p.count, "free": p.count if online else 0} for p in center.pools
     ]
+    pools = pools_of(row, fallback)
+    if prefix:
+        pools = [
+            {**p, "identifier": pool_identifier(prefix, center.id, str(p["chip"]))} for p in pools
+        ]
     last = None
     if row is not None and row.last_heartbeat is not None:
         last = datetime.fromtimestamp(row.last_heartbeat, CST)
@@ -157,7 +175,7 @@ def center_view(
         backend=row.backend if row is not None else center.backend,
         online=online,
         last_heartbeat=last,
-        pools=pools_of(row, fallback),
+        pools=pools,
         pue=center.pue,
         tariff_now=center.tariff.price_at(now),
         tariff_hourly=list(center.tariff.hourly),
@@ -165,4 +183,5 @@ def center_view(
         service_price_per_cuh=center.service_price_per_cuh,
         queued=counts.get("SCHEDULED", 0),
         running=counts.get("STAGING", 0) + counts.get("RUNNING", 0),
+        identifier=center_identifier(prefix, center.id) if prefix else None,
     )
