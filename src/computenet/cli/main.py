@@ -13,7 +13,16 @@ import typer
 from typer.exceptions import TyperException
 
 # Importing the command modules registers their commands on `app`.
-from computenet.cli import admin, conformance, datasets, demo, jobs, netcmd, procs  # noqa: F401
+from computenet.cli import (  # noqa: F401
+    admin,
+    conformance,
+    datasets,
+    demo,
+    jobs,
+    netcmd,
+    procs,
+    resolve,
+)
 from computenet.cli.app import app
 from computenet.cli.common import fail
 from computenet.errors import ComputeNetError

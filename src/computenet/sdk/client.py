@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import pydantic
@@ -44,6 +45,7 @@ from computenet.protocol import (
     TokenView,
     WhoAmI,
 )
+from computenet.protocol.api import ResolveView
 from computenet.protocol.failover import (
     DEFAULT_CONNECT_TIMEOUT_S,
     RETRY_SAFE,
@@ -342,6 +344,11 @@ class Client:
     def datasets(self) -> list[DatasetView]:
         """The caller's datasets and their replicas."""
         return self._get_list("/api/v1/datasets", DatasetView)
+
+    def resolve(self, identifier: str) -> ResolveView:
+        """What a compute identifier (e.g. ``cn.gba.shenzhen-1.pool.H100``) names, where to
+        reach it, or (`delegate`) which region's plane to ask."""
+        return self._get(f"/api/v1/resolve/{quote(identifier, safe='')}", ResolveView)
 
     def add_dataset(
         self,
