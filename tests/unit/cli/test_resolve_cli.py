@@ -15,6 +15,15 @@ from tests.unit.cli.conftest import Result
 from tests.unit.server.conftest import Net, make_net
 
 
+def _talk_to(monkeypatch: pytest.MonkeyPatch, net: Net) -> None:
+    transport = net.client._transport  # the app in-process, as TestClient reaches it
+
+    def make(url: str, tok: str | None = None, **kw: Any) -> Client:
+        return Client(url, tok, transport=transport)
+
+    monkeypatch.setattr(common, "Client", make)
+
+
 @pytest.fixture
 def served(
     db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -22,11 +31,7 @@ def served(
     """The CLI's client talks to a real app; returns the plane and a user token."""
     for net in make_net(db_url):
         token = net.user()["Authorization"].removeprefix("Bearer ")
-
-        def make(url: str, tok: str | None = None, **kw: Any) -> Client:
-            return Client(url, tok, transport=net.client._transport)
-
-        monkeypatch.setattr(common, "Client", make)
+        _talk_to(monkeypatch, net)
         monkeypatch.setenv("CNET_CONFIG", str(tmp_path / "config.json"))
         monkeypatch.setenv("CNET_URL", "http://testserver")
         monkeypatch.setenv("CNET_TOKEN", token)
