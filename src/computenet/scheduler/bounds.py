@@ -1148,10 +1148,14 @@ def _time_indexed(
             " schedule meets them all, and the bound holds only for one that would"
         )
     if not converged:
-        gap = (upper - best) / upper if math.isfinite(upper) and upper > 0 else math.inf
+        gap = (
+            f"gap {(upper - best) / upper:.2%}"
+            if math.isfinite(upper) and upper > 0
+            else "no master solution met every row yet, so the gap is unknown"
+        )
         notes.append(
             f"the time-indexed LP stopped before convergence ({steps} subgradient steps,"
-            f" {iters} master LPs; gap {gap:.2%}): its bound holds"
+            f" {iters} master LPs; {gap}): its bound holds"
         )
     return _ti_bound(
         inst, best, upper, steps + iters, n + master.cols, n, converged, split, notes, t_start
