@@ -116,7 +116,10 @@ class Bound:
 
     `method` names the LP whose bound `cny` is; `time_indexed_cny` and
     `preemptive_cny` are each LP's own bound (None where it was not
-    computed) and `parts` their full results, when both were.
+    computed) and `parts` their full results, when both were. `iterations`
+    counts pricing rounds (for the time-indexed LP: ascent steps plus master
+    LPs); `lp_upper_cny` is the master LP's value once its solution met every
+    row (inf before), so `gap` is inf when unknown.
     """
 
     cny: float
@@ -1003,6 +1006,8 @@ def _ascend(
             stall += 1
             if stall >= 5:
                 eps, stall = eps / 2, 0
+        if steps % 25 == 0:
+            log.debug("ascent step %d: L(π) = %.2f, best %.2f", steps, value, best)
         picked = [*picked[-9:], (pick, at[pick])]
         g = lag.usage(pick, at[pick]) - cap
         g[(pi <= 0) & (g < 0)] = 0.0  # projected: a row at price 0 with room cannot go lower
