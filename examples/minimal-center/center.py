@@ -556,7 +556,6 @@ class Center:
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
-                    staged[src["center"]] = staged.get(src["center"], 0) + len(chunk)
             if size != want or digest.hexdigest() != inp["sha256"]:
                 log(f"{job.id}: source {src['center']} sent {size} bytes that are not the "
                     "dataset (size or sha256); trying the next source")  # fmt: skip
@@ -564,6 +563,7 @@ class Center:
             final = self.data_root / dest
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
+            staged[src["center"]] = staged.get(src["center"], 0) + size  # only verified bytes
         except urllib.error.HTTPError as e:
             log(f"{job.id}: source {src['center']} answered {e.code}: {e.read()[:300]!r}")
             return None, float(e.headers.get("Retry-After") or 1) if e.code == 503 else None

@@ -302,6 +302,7 @@ def test_a_corrupted_source_is_refused_and_the_job_fails_without_running(net: Ne
     assert done.state is JobState.FAILED, net.logs()
     assert not marker.exists()
     assert not (net.data_root("west") / "tenants" / "acme" / "bad").exists()
+    assert done.usage.get("bytes_staged", 0) == 0  # a rejected copy is not billed
 
 
 def test_a_center_cut_off_stops_its_job_before_it_runs_again_elsewhere(
@@ -453,3 +454,22 @@ def test_the_conformance_kit_passes_the_minimal_center() -> None:
     verdicts = [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert verdicts.count("PASS") >= 9 and "FAIL" not in verdicts, proc.stdout
+
+
+def test_the_docs_ticket_test_vector_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/center-protocol.md's vector (a non-ASCII path), checked by the center's own code."""
+    import importlib.util
+    import threading
+
+    spec = importlib.util.spec_from_file_location("minimal_center", CENTER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    center = module.Center.__new__(module.Center)  # only the ticket check: no process
+    center.lock, center.data_key, center.key_version = threading.RLock(), "3f" * 32, 1
+    monkeypatch.setattr(time, "time", lambda: 1_790_000_000.0)
+    ticket = "v1.1.1790000300.c24ead0f94c5fd26a4d0572dd0383e5c0ad877b7d49e781b9d93fb545fe21712"
+    path = "tenants/acme/输入/x.bin"
+    assert center.ticket_verdict("corpus", path, ticket, "west") == 200
+    assert center.ticket_verdict("corpus", path, ticket, "east") == 403  # another center
+    assert center.ticket_verdict("corpus", path + "x", ticket, "west") == 403
