@@ -679,27 +679,29 @@ def _start_counts(
 def _starts(seg: _Segments, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every breakpoint start of segments `rows`: (position in `rows` of each, start hour).
 
-    The window's first and last start, each whole hour between them, and each
-    start between them at which the run ends on a whole hour.
+    Per segment, in this order: the window's first and last start, each whole
+    hour between them, and each start between them at which the run ends on a
+    whole hour.
     """
     count, i_lo, n_int, e_lo = _start_counts(seg, rows)
-    a, last, run = seg.first[rows], seg.last[rows], seg.run_h[rows]
     k = np.repeat(np.arange(rows.size), count)
-    off = (np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)).astype(
-        np.float64
-    )
-    ni = n_int[k]
-    t = np.where(
-        off < 2.0,
-        np.where(off == 0.0, a[k], last[k]),
-        np.where(off - 2.0 < ni, i_lo[k] + (off - 2.0), e_lo[k] + (off - 2.0 - ni) - run[k]),
-    )
-    return k, np.clip(t, a[k], last[k])
+    first = np.cumsum(count) - count
+    off = np.arange(k.size) - first[k]
+    # Offsets 2.. run through the whole hours, then through the whole-hour ends.
+    on_hour = off < (n_int + 2.0)[k]
+    t = np.where(on_hour, (i_lo - 2.0)[k], (e_lo - 2.0 - n_int - seg.run_h[rows])[k]) + off
+    t[first] = seg.first[rows]
+    t[first + 1] = seg.last[rows]
+    return k, t
 
 
-def _integral(flat: np.ndarray, base: np.ndarray, x: np.ndarray, top: int) -> np.ndarray:
-    """∫₀ˣ of a per-hour rate whose cumulative sums are `flat[base + h]` (h = 0..top+1)."""
-    h = np.minimum(x.astype(np.int64), top)
+def _integral(flat: np.ndarray, base: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """∫₀ˣ of a per-hour rate whose cumulative sums are `flat[base + h]` (h = 0..top+1).
+
+    0 ≤ x ≤ top, the horizon: no run ends past it (a rounding error above it
+    still reads the last hour's entries).
+    """
+    h = x.astype(np.int64)
     at = base + h
     lo = flat.take(at)
     out: np.ndarray = lo + (x - h) * (flat.take(at + 1) - lo)
@@ -752,19 +754,16 @@ class _Pricer:
             i1 = max(int(np.searchsorted(ends, ends[i0] - count[i0] + _CHUNK, "right")), i0 + 1)
             r = rows[i0:i1]
             k, t = _starts(seg, r)
-            s = r[k]
-            b = self.base.take(s)
-            e = seg.chips.take(s) * (
-                _integral(flat, b, t + seg.run_h.take(s), self.top)
-                - _integral(flat, b, t, self.top)
-            )
+            b = self.base.take(r).take(k)
+            # Per chip: a segment's chips are one number, applied to its least and most.
+            e = _integral(flat, b, t + seg.run_h.take(r).take(k)) - _integral(flat, b, t)
             cnt = count[i0:i1]
             first = np.cumsum(cnt) - cnt
             mn = np.minimum.reduceat(e, first)
-            low[i0:i1] = mn
+            low[i0:i1] = mn * seg.chips.take(r)
             at[i0:i1] = t[_first_per_group(np.flatnonzero(e <= mn[k]), k)]
             if with_max:
-                high[i0:i1] = np.maximum.reduceat(e, first)
+                high[i0:i1] = np.maximum.reduceat(e, first) * seg.chips.take(r)
             self.priced += e.size
             i0 = i1
         return low, at, high
@@ -961,8 +960,8 @@ class _Lagrangian:
             np.cumsum(dual, axis=1, out=cum[:, 1:])
             flat = cum.ravel()
             low = self.low0 + seg.chips * (
-                _integral(flat, self.base, self.at0 + seg.run_h, self.top)
-                - _integral(flat, self.base, self.at0, self.top)
+                _integral(flat, self.base, self.at0 + seg.run_h)
+                - _integral(flat, self.base, self.at0)
             )
             best = np.minimum.reduceat(low + self.fixed, self.job_first)[seg.job]
             # Ties are priced too: which of two equal runs is picked steers the ascent.
