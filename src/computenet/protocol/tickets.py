@@ -37,6 +37,7 @@ DEFAULT_TTL_S = 300.0
 """How long a ticket is valid by default (real seconds): enough to start a transfer."""
 
 _VERSION = "v1"
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 def _mac(
@@ -93,6 +94,7 @@ def ticket_problem(
         or not parts[1].isdigit()
         or not parts[2].isdigit()
         or not parts[3]
+        or not all(c in _HEX for c in parts[3])  # compare_digest refuses non-ASCII text
     ):
         return "malformed ticket (expected v1.KEY_VERSION.EXPIRES.HEXDIGEST)"
     version, expires = int(parts[1]), int(parts[2])

@@ -92,7 +92,18 @@ def test_a_ticket_is_bound_to_dataset_path_center_and_key(
     assert why in (_problem(_ticket(expires=5_000), **over) or "")
 
 
-@pytest.mark.parametrize("ticket", ["never", "", "5000.00ff", "v1.1.soon." + "0" * 64, "v1.x.1.ab"])
+@pytest.mark.parametrize(
+    "ticket",
+    [
+        "never",
+        "",
+        "5000.00ff",
+        "v1.1.soon." + "0" * 64,
+        "v1.x.1.ab",
+        "v1.1.9999999999.é0",
+        "v1.1.1.zz",
+    ],
+)
 def test_a_malformed_ticket_is_refused(ticket: str) -> None:
     assert "malformed" in (_problem(ticket) or "")
 
@@ -106,6 +117,19 @@ def test_the_ticket_is_the_documented_hmac() -> None:
         "k", dataset="d", path="tenants/t/d", center="west", expires_unix=42, key_version=3
     )
     assert got == f"v1.3.42.{digest}"
+
+
+def test_the_test_vector_of_the_protocol_doc_holds() -> None:
+    """docs/center-protocol.md: the message is ASCII-escaped JSON, the key its hex text."""
+    got = mint_ticket(
+        "3f" * 32,
+        dataset="corpus",
+        path="tenants/acme/输入/x.bin",
+        center="west",
+        expires_unix=1790000300,
+        key_version=1,
+    )
+    assert got == "v1.1.1790000300.c24ead0f94c5fd26a4d0572dd0383e5c0ad877b7d49e781b9d93fb545fe21712"
 
 
 def test_input_env_names_are_upper_case_with_underscores() -> None:
