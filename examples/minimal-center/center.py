@@ -376,8 +376,10 @@ class Center:
             offset, text = job.pending
             if not self.report(job, "logs", {"offset": offset, "text": text}):
                 return False
-            job.log_off = offset + len(text.encode("utf-8"))
-            job.pending = None
+            job.log_off, job.pending = offset + len(text.encode("utf-8")), None
+            if job.refused == "offset":  # the control plane has less than we sent: start
+                job.file_pos = job.log_off = 0  # over; it skips the bytes it already has
+                job.decoder.reset()
 
     def run_job(self, job: Job) -> None:
         try:
