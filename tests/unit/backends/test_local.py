@@ -388,7 +388,8 @@ def test_the_jobs_env_reaches_only_the_job_not_its_supervisor(backend: LocalBack
         environ = Path(f"/proc/{supervisor}/environ").read_bytes()
         assert b"LD_PRELOAD" not in environ and b"MINE" not in environ
     assert final(backend, handle).state is BackendState.SUCCEEDED
-    assert backend.logs(handle)[0].strip().splitlines()[-1] == "1"
+    # (ld.so warns, in the job, about the tenant's missing LD_PRELOAD: the job has it.)
+    assert "1" in backend.logs(handle)[0].strip().splitlines()
     env_file = backend.state_dir / "jobs" / handle / "env.json"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
