@@ -12,6 +12,7 @@ Prints figures only; never asserts on timings.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from computenet.catalog import load_network
@@ -54,6 +55,7 @@ def bench(net_name: str, jobs: int, days: float, policy: str, centers: int) -> N
         f" util east {m.util_east:.1%} west {m.util_west:.1%}"
     )
     print(f"  end to end incl. generation: {t3 - t1:.1f} s")
+    print(f"  {time.strftime('%Y-%m-%d %H:%M %Z')}, load average now {os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:
