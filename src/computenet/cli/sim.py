@@ -187,7 +187,9 @@ def run_cmd(
         print(json.dumps({"policies": [m.as_dict()], "notes": result.notes}, indent=2))
         return
     out = _console()
-    out.print(_table([m], f"{wl.name} on {net.name}: {len(wl)} jobs, patience {cfg.patience_h:g} h"))
+    out.print(
+        _table([m], f"{wl.name} on {net.name}: {len(wl)} jobs, patience {cfg.patience_h:g} h")
+    )
     out.print(
         f"{m.succeeded} succeeded, {m.failed} failed, {m.cancelled} cancelled;"
         f" simulated {result.end_s / 86400:.1f} days in {m.wall_s:.1f} s"
@@ -235,7 +237,11 @@ def compare_cmd(
         print(json.dumps(cmp.as_json(), indent=2))
         return
     out = _console()
-    out.print(_table(cmp.metrics, f"{wl.name} on {net.name}: {len(wl)} jobs, patience {cfg.patience_h:g} h"))
+    out.print(
+        _table(
+            cmp.metrics, f"{wl.name} on {net.name}: {len(wl)} jobs, patience {cfg.patience_h:g} h"
+        )
+    )
     for trade in tradeoffs(cmp.metrics):
         out.print(trade.text())
     if cmp.bound is not None:
