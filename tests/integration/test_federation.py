@@ -57,7 +57,8 @@ time_scale: 600
 data_scale: 1
 centers:
   - {id: gba, region: gba, lat: 22.8, lon: 113.7, pools: [{chip: H100, count: 4}], pue: 1.25,
-     tariff: {flat: 0.6, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.55, service_price_per_cuh: 1.5}
+     tariff: {flat: 0.6, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.55, service_price_per_cuh: 1.5,
+     tags: [region]}
 links: []
 """
 
@@ -284,11 +285,6 @@ def test_a_failing_job_fails_at_the_top_with_the_regions_exit_code(fed: Federati
     assert "broken" in all_logs(fed.user, view.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/center_protocol.report_usage keeps only the usage fields it names, not"
-    " UsageReport.metered (its owner adds it; docs/federation.md)",
-)
 def test_the_national_bill_is_what_the_region_metered(fed: Federation) -> None:
     view = fed.user.submit(job("sleep 1; echo done"))
     done = fed.user.wait(view.id, poll_s=0.2, timeout_s=60)
@@ -457,9 +453,11 @@ time_scale: 600
 data_scale: 1
 centers:
   - {id: gba, region: gba, lat: 22.8, lon: 113.7, pools: [{chip: H100, count: 2}], pue: 1.2,
-     tariff: {flat: 0.4, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1}
+     tariff: {flat: 0.4, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1,
+     tags: [region]}
   - {id: yrd, region: yrd, lat: 31.2, lon: 121.5, pools: [{chip: H100, count: 2}], pue: 1.2,
-     tariff: {flat: 0.8, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1}
+     tariff: {flat: 0.8, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1,
+     tags: [region]}
 links:
   - {a: gba, b: yrd, bandwidth_gbps: 10, latency_ms: 30, price_per_gb: 0.05}
 """

@@ -135,6 +135,22 @@ def check_status(rep: StatusReport, *, cancel_requested: bool) -> None:
         )
 
 
+# A center whose runs are billed as it metered them (a region: docs/federation.md)
+# carries this tag in the network file; any other center is billed by this
+# network's own meter, so a center cannot set its own prices.
+REGION_TAG = "region"
+
+
+def check_metered(center: Center, metered: object | None) -> None:
+    """Refuse a usage report's own bill line (`metered`) from a center that is not a region."""
+    if metered is not None and REGION_TAG not in center.tags:
+        raise ValidationError(
+            f"center '{center.id}' is not a region: its runs are billed by this network's meter",
+            field="metered",
+            hint=f"leave metered out, or tag the center '{REGION_TAG}' in the network file",
+        )
+
+
 def check_log_offset(offset: int, have: int) -> None:
     """Refuse a log append that would leave a gap: it starts past the `have` bytes stored."""
     if offset > have:

@@ -229,12 +229,14 @@ def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageRep
     """Record measured usage; a finished job is re-metered with it."""
     with plane.db.write() as s:
         job = _held(s, center_id, job_id, rep.attempt)
+        center_checks.check_metered(plane.network.center(center_id), rep.metered)
         job.usage = {
             "run_real_s": rep.run_real_s,
             "staging_real_s": rep.staging_real_s,
             "bytes_staged": rep.bytes_staged,
             "staged_from": rep.staged_from,
             "transfers": [t.model_dump() for t in rep.transfers],
+            "metered": rep.metered.model_dump(mode="json") if rep.metered else None,
         }
         if job.state in _FINAL:
             meter(plane, s, job)

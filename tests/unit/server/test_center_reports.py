@@ -147,3 +147,14 @@ def test_a_resent_or_overlapping_append_keeps_the_first_bytes(net: Net) -> None:
     assert _log(net, job_id, attempt, 0, "abc\n").json() == {"appended": 0}  # a resend
     assert _log(net, job_id, attempt, 2, "XYmore\n").json() == {"appended": 5}  # "XY" overlaps
     assert _user_log(net, job_id) == "abc\nmore\n"
+
+
+def test_a_center_that_is_not_a_region_cannot_bill_its_own_prices(net: Net) -> None:
+    job_id, attempt = _running(net)
+    usage = {"attempt": attempt, "run_real_s": 1.0, "staging_real_s": 0.0, "bytes_staged": 0}
+    own_bill = {**usage, "metered": {"energy_cny": "999999.00", "service_cny": "0.00"}}
+    r = net.client.post(f"/center/v1/jobs/{job_id}/usage", json=own_bill, headers=net.center(CID))
+    assert _error(r) == (422, "metered"), r.text
+    # Without it, the same report is taken and the run is billed by the network's meter.
+    r = net.client.post(f"/center/v1/jobs/{job_id}/usage", json=usage, headers=net.center(CID))
+    assert r.status_code == 200, r.text
