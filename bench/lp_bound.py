@@ -78,10 +78,8 @@ def case(spec: str, seed: int, old_limit: float, new_limit: float, ours_run: boo
     print(_row("preemptive", old, ours), flush=True)
     new = lower_bound(net, reqs, end=end, method="time-indexed", time_limit_s=new_limit)
     print(_row("time-indexed", new, ours), flush=True)
-    print(
-        f"  time-indexed / preemptive: ×{new.cny / old.cny:.4f};"
-        f" {new.columns:,} columns in the master; {_load()}"
-    )
+    ratio = f"×{new.cny / old.cny:.4f}" if old.cny > 0 else "–"
+    print(f"  time-indexed / preemptive: {ratio}; {new.columns:,} columns in the master; {_load()}")
     for note in new.notes:
         print(f"  note: {note}")
 

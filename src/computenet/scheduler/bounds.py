@@ -878,9 +878,12 @@ class _Master:
         """Solve within `time_left_s`: whether it was solved, the value, the jobs' duals,
         the capacity rows' prices π ≥ 0 (0 off the LP), and the runs' values."""
         h = self.h
-        h.setOptionValue("time_limit", max(time_left_s, 0.1))
+        # HiGHS's time limit counts its run time over every solve of this instance.
+        h.setOptionValue("time_limit", h.getRunTime() + max(time_left_s, 0.1))
         h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            log.debug("master LP not solved: %s", h.modelStatusToString(status))
             return False, math.inf, np.zeros(0), np.zeros(0), np.zeros(0)
         value = float(h.getInfo().objective_function_value)
         sol = h.getSolution()
