@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -135,8 +136,8 @@ def _html(cmp: Comparison, out: Path) -> str:
         f"<p>LP lower bound: <b>¥{b.cny:,.2f}</b>"
         f" ({'deadlines enforced' if b.deadlines_enforced else 'no deadlines'};"
         f" {b.columns} columns, {b.iterations} iterations, {b.seconds:.1f} s,"
-        f" {'converged' if b.converged else f'gap {b.gap:.2%}'})."
-        f" Its fractional, preemptive plan spends ¥{b.energy_cny:,.0f} on energy,"
+        f" {'converged' if b.converged else _gap(b.gap)}; {b.method} LP)."
+        f" Its fractional plan spends ¥{b.energy_cny:,.0f} on energy,"
         f" ¥{b.service_cny:,.0f} on service and ¥{b.transfer_cny:,.0f} on transfers.</p>"
         if b
         else "<p>No lower bound computed.</p>"
@@ -164,3 +165,8 @@ scheduling cycle every {cmp.config.cycle_s:g} s, patience for jobs without a dea
 {imgs}
 </body></html>
 """
+
+
+def _gap(gap: float) -> str:
+    """A bound's gap to its LP's value, or that it is unknown (stopped before one was found)."""
+    return f"gap {gap:.2%}" if math.isfinite(gap) else "stopped early, gap unknown"

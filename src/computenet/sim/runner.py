@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -171,8 +172,10 @@ class Comparison:
             if b is None
             else {
                 "cny": b.cny,
-                "lp_upper_cny": b.lp_upper_cny,
-                "gap": b.gap,
+                "method": b.method,
+                # Unknown (inf) until the LP's value is found: null, as JSON has no inf.
+                "lp_upper_cny": b.lp_upper_cny if math.isfinite(b.lp_upper_cny) else None,
+                "gap": b.gap if math.isfinite(b.gap) else None,
                 "deadlines_enforced": b.deadlines_enforced,
                 "converged": b.converged,
                 "seconds": b.seconds,
