@@ -325,11 +325,7 @@ def lease_lost_when_cut_off(kit: Kit) -> str:
     kit.proxy.set_mode("cut")
     cut_at = time.time()
     try:
-        acked = [
-            c for c in kit.proxy.calls_to(r"/center/v1/heartbeat$")
-            if c.delivered and c.received <= cut_at
-        ]  # fmt: skip
-        last = acked[-1].received if acked else cut_at
+        last = _last_acked_heartbeat(kit, cut_at)
         rule = kit.rule
         stopped = kit.stopped_at("cut", rule.requeue_after_s + 3.0)
         if stopped is None or stopped - last >= rule.requeue_after_s:
@@ -358,6 +354,20 @@ def lease_lost_when_cut_off(kit: Kit) -> str:
     )
 
 
+def _last_acked_heartbeat(kit: Kit, before: float) -> float:
+    """When the center's last answered heartbeat before `before` arrived (else `before`).
+
+    The fencing rule counts from there: the center knows the control plane heard it.
+    """
+    assert kit.proxy is not None
+    acked = [
+        c.received
+        for c in kit.proxy.calls_to(r"/center/v1/heartbeat$")
+        if c.delivered and c.received <= before
+    ]
+    return acked[-1] if acked else before
+
+
 def center_killed(kit: Kit) -> str:
     """SIGKILL the center's process mid-run: its job still stops in time; restarted, it
     joins again and does not bring the job back."""
@@ -368,11 +378,7 @@ def center_killed(kit: Kit) -> str:
     killed_at = time.time()
     kit.center.kill()  # the main process only: what it started must notice by itself
     kit.center.wait()
-    acked = [
-        c for c in kit.proxy.calls_to(r"/center/v1/heartbeat$")
-        if c.delivered and c.received <= killed_at
-    ]  # fmt: skip
-    last = acked[-1].received if acked else killed_at
+    last = _last_acked_heartbeat(kit, killed_at)
     rule = kit.rule
     stopped = kit.stopped_at("killed", rule.requeue_after_s + 3.0)
     if stopped is None or stopped - last >= rule.requeue_after_s:
