@@ -134,7 +134,9 @@ class Supervisor:
         self.children.clear()
 
     def __enter__(self) -> Supervisor:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        # SIGINT too: a shell script that starts `cnet up &` leaves SIGINT ignored in
+        # it (and so in Python), and `kill -INT` must still stop everything it started.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._old_handlers[sig] = signal.signal(sig, _raise_interrupt)
         return self
 
