@@ -103,7 +103,8 @@ centers:
     lon: 121.0
     pools: [{{chip: {chip}, count: {chips}}}]
     pue: 1.2
-    tariff: {{flat: 0.5}}
+    # One price all day (no peak or valley), so no job waits for a cheaper hour.
+    tariff: {{flat: 0.5, peak: 1, valley: 1}}
     carbon_kg_per_kwh: 0.5
     service_price_per_cuh: 1
 links: []
