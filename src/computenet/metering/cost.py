@@ -51,9 +51,7 @@ def energy_cost_cny(
     # kW at the meter, exact in Decimal from the catalog's figures.
     kw = Decimal(chips) * Decimal(str(tdp_w)) * Decimal(str(center.pue)) / Decimal(1000)
     local = start.astimezone(CST)
-    pos = (
-        (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
-    )
+    pos = (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
     days, left = divmod((end - start) // timedelta(microseconds=1), _DAY_US)
     us = [days * _HOUR_US] * 24
     while left > 0:
