@@ -293,8 +293,8 @@ def option_values(
 ) -> tuple[np.ndarray, ...]:
     """(finish_h, energy, service, transfer, kwh, co2) of options starting at `start_h`.
 
-    Elementwise over arrays that broadcast (one job's options, or a batch of
-    jobs × pools × starts): the one formula, so that both give the same bits.
+    Elementwise over arrays that broadcast: the one formula for an option's
+    finish, money and carbon, used for every option the cycle prices.
     """
     idx = snap.index
     frac = snap.frac

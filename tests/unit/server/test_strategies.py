@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
 from computenet.errors import ValidationError
-from computenet.scheduler import STRATEGIES, Decision, JobRequest, Snapshot
-from computenet.scheduler.greedy import greedy_cycle
 from computenet.server import Settings
+from tests.helpers.strategies import counting_greedy
 from tests.unit.server.conftest import job_spec, make_net
 
 CALLS: list[int] = []
 
 
-def _counting_greedy(
-    snapshot: Snapshot,
-    jobs: Sequence[JobRequest],
-    profile: str = "min-cost",
-    *,
-    explain: bool = True,
-    signatures: Sequence[Hashable] | None = None,
-) -> list[Decision]:
-    CALLS.append(len(jobs))
-    return greedy_cycle(snapshot, jobs, profile, explain=explain, signatures=signatures)
-
-
 @pytest.fixture
 def counting() -> Iterator[str]:
     """A strategy registered for the test: greedy, counting its cycles."""
-    CALLS.clear()
-    STRATEGIES.register("counting", _counting_greedy)
-    try:
+    global CALLS
+    with counting_greedy("counting") as calls:
+        CALLS = calls
         yield "counting"
-    finally:
-        STRATEGIES.unregister("counting")
 
 
 def test_the_cycle_runs_the_strategy_the_settings_name(db_url: str, counting: str) -> None:

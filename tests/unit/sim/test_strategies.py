@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from computenet.catalog import load_network
 from computenet.model import JobState
-from computenet.scheduler import STRATEGIES, Decision, JobRequest, Snapshot
-from computenet.scheduler.greedy import greedy_cycle
 from computenet.sim import make_policy
 from computenet.sim.results import CODE, SimConfig
 from computenet.sim.simulator import Simulation
 from computenet.sim.workload import Workload
+from tests.helpers.strategies import counting_greedy
 
 NET = load_network("demo")
 SEEN: list[int] = []
 
 
-def _counting(
-    snapshot: Snapshot,
-    jobs: Sequence[JobRequest],
-    profile: str = "min-cost",
-    *,
-    explain: bool = True,
-    signatures: Sequence[Hashable] | None = None,
-) -> list[Decision]:
-    SEEN.append(len(jobs))
-    return greedy_cycle(snapshot, jobs, profile, explain=explain, signatures=signatures)
-
-
 @pytest.fixture
 def counting() -> Iterator[str]:
     """Greedy, registered under another name for the test, counting its cycles."""
-    SEEN.clear()
-    STRATEGIES.register("counting", _counting)
-    try:
+    global SEEN
+    with counting_greedy("counting") as calls:
+        SEEN = calls
         yield "counting"
-    finally:
-        STRATEGIES.unregister("counting")
 
 
 def test_a_registered_strategy_runs_the_simulation(counting: str) -> None:
