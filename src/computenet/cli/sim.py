@@ -324,3 +324,126 @@ def sweep_cmd(
             f"{r['wall_s']:.1f}",
         )
     _console().print(t)
+
+
+@sim_app.command("federation")
+def federation_cmd(
+    network: NetworkOpt = "china",
+    workload: WorkloadOpt = "synthetic:jobs=5000,days=3,seed=11",
+    regions: Annotated[
+        Path | None,
+        typer.Option(
+            "--regions",
+            help="YAML file: region name → list of center ids (default: the network's hubs)",
+        ),
+    ] = None,
+    counts: Annotated[
+        str | None,
+        typer.Option(
+            "--counts",
+            help="numbers of regions to group the hubs into, e.g. 1,2,4,all (default;"
+            " not with --regions)",
+        ),
+    ] = None,
+    pricing: Annotated[
+        str,
+        typer.Option(
+            "--pricing",
+            help="how a region's price reaches the national plane: quoted (each region"
+            " quotes each job), declared (one declaration per region), or both",
+        ),
+    ] = "quoted,declared",
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="the scheduler at both levels: ours, ours:…")
+    ] = "ours",
+    cycle: CycleOpt = 300.0,
+    seed: SeedOpt = 0,
+    patience: PatienceOpt = DEFAULT_PATIENCE_H,
+    json_out: JsonFlag = False,
+) -> None:
+    """Two-level (national → region → center) against flat scheduling: cost, misses, JCT."""
+    from computenet.sim.federation import (
+        PRICING,
+        compare_federation,
+        federated_policy,
+        hub_regions,
+        load_regions,
+        parse_counts,
+    )
+
+    with _errors():
+        net = load_network(network)
+        wl = parse_workload(workload, net)
+        cfg = _config(cycle, seed, None, None, patience)
+        prices = [p.strip() for p in pricing.split(",") if p.strip()]
+        if pricing.strip() == "both":
+            prices = list(PRICING)
+        if not prices or any(p not in PRICING for p in prices):
+            raise ValidationError(
+                f"unknown pricing '{pricing}'", field="--pricing", hint="quoted, declared or both"
+            )
+        if regions is not None and counts is not None:
+            raise ValidationError(
+                "--counts groups the hubs; a --regions file gives the regions itself",
+                field="--counts",
+                hint="drop one of the two",
+            )
+        if regions is not None:
+            parts = [load_regions(net, regions)]
+        else:
+            parts = [hub_regions(net, n) for n in parse_counts(counts or "1,2,4,all", net)]
+        federated_policy(net, parts[0], policy, prices[0])  # checks the policy before running
+        rows = compare_federation(wl, parts, policy, prices, cfg)
+    if json_out:
+        print(
+            json.dumps(
+                {
+                    "network": net.name,
+                    "workload": wl.name,
+                    "jobs": len(wl),
+                    "policy": policy,
+                    "runs": [r.as_dict() for r in rows],
+                },
+                indent=2,
+            )
+        )
+        return
+    t = Table(title=f"{wl.name} on {net.name}: {len(wl)} jobs, {policy} at every level")
+    for head in (
+        "scheduling",
+        "regions",
+        "pricing",
+        "total ¥",
+        "vs flat",
+        "miss %",
+        "avg JCT h",
+        "p95 JCT h",
+        "succeeded",
+        "handed back",
+        "wall s",
+    ):
+        t.add_column(head, justify="left" if head in ("scheduling", "pricing") else "right")
+    for r in rows:
+        m = r.metrics
+        t.add_row(
+            "flat" if r.regions == 0 else "two-level",
+            str(r.regions) if r.regions else "–",
+            r.pricing,
+            f"{m.total_cny:,.0f}",
+            f"{r.cost_vs_flat_pct:+.2f} %",
+            f"{m.deadline_miss_pct:.2f}",
+            f"{m.avg_jct_s / 3600:.2f}",
+            f"{m.p95_jct_s / 3600:.2f}",
+            f"{m.succeeded}/{m.jobs}",
+            str(r.overflow),
+            f"{m.wall_s:.1f}",
+        )
+    out = _console()
+    out.print(t)
+    for part in parts:
+        out.print(
+            f"{len(part)} region(s): "
+            + "; ".join(
+                f"{n}: {', '.join(ms)}" for n, ms in zip(part.names, part.members, strict=True)
+            )
+        )

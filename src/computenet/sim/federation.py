@@ -1,0 +1,696 @@
+"""Two-level scheduling in the simulator: the price of hierarchy, measured (issue 9, item 9).
+
+A national plane schedules over regions, and each region over its own
+centers (docs/federation.md). The simulator runs that with the production
+scheduler at both levels and compares it with one flat plane over every
+center, on the same workload:
+
+- **Regions** come from a small YAML file (region name → its center ids) or,
+  by default, from the network's hubs (`Center.hub`), merged into fewer
+  groups by geography when fewer regions are asked for (`hub_regions`).
+- **The national level** sees each region as one center: per chip type its
+  chips summed over the region's centers, and free *now* no more than
+  `largest_free`, the most free chips in one online center — the rule of the
+  network backend (`aggregate_capacity`, the one place it is written for
+  both) and of the server's snapshot (`min(free, largest_free)`).
+- **How a region's price reaches the national level** is the design question,
+  and there are two (`PRICING`):
+
+  * ``declared``: the national plane prices a region from a declaration, as
+    it prices any center — one tariff, PUE, service price and carbon (the
+    chip-weighted mean of its centers), its links the best between the two
+    regions' centers — and runs `schedule_cycle` over that network of
+    regions. This is what the parent does today (docs/federation.md, "not
+    done yet": the region quotes, the parent picks).
+  * ``quoted`` (the default; the market the issue asks for): every region
+    quotes each job from its own calendar with the scheduler's own
+    evaluation (`framework.place`, as `POST /api/v1/quote` does), holding
+    what it quoted for the cycle; the national plane picks the best quote by
+    the job's scoring profile and keeps the winner's hold. A job no region
+    can promise goes to the region whose untouched calendar holds it best:
+    that region's own strategy may still fit it.
+
+- **The region** then schedules the jobs the national level gave it with
+  `schedule_cycle` (the same strategy and profile) over its own centers
+  only: the snapshot with every other center marked offline, which the
+  scheduler's `online` filter excludes. What a region cannot place this
+  cycle goes back up and is offered again next cycle (overflow up).
+
+Nothing of the scheduler is forked: both levels call `schedule_cycle`,
+`place` and the scoring profiles. With one region holding every center the
+two-level run equals the flat one exactly (tests/unit/sim/test_federation.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from computenet.errors import ValidationError
+from computenet.model import Center, Dataset, Link, Network, Pool, Tariff
+from computenet.model.network import great_circle_km
+from computenet.protocol import PoolCapacity
+from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Snapshot, schedule_cycle
+from computenet.scheduler.framework import place
+from computenet.scheduler.index import network_index
+from computenet.scheduler.plugins import PROFILES, Profile
+from computenet.sim.metrics import PolicyMetrics, summarize
+from computenet.sim.policies import SchedulerPolicy, make_policy
+from computenet.sim.results import SimConfig
+from computenet.sim.simulator import Simulation
+from computenet.sim.workload import Workload
+
+PRICING = ("quoted", "declared")
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def aggregate_capacity(
+    centers: Iterable[tuple[bool, Iterable[tuple[str, int, int, int | None]]]],
+    chips: Sequence[str] = (),
+) -> list[PoolCapacity]:
+    """A region's capacity as its parent sees it: per chip, total, free and `largest_free`.
+
+    `centers` is, per center of the region, whether it is online and its pools
+    as (chip, total, free, largest_free or None). The total counts every
+    center (an offline one comes back); free chips and the largest shape count
+    online centers only; a center that is itself a region says how much of
+    its free is in one place (`largest_free`), so shapes nest. This is the
+    rule of `backends/network.py` `NetworkBackend.capacity` (a test checks the
+    two agree); chips listed in `chips` come first and are reported even when
+    the region has none.
+    """
+    total: dict[str, int] = {}
+    free: dict[str, int] = {}
+    largest: dict[str, int] = {}
+    for online, pools in centers:
+        for chip, n_total, n_free, one in pools:
+            total[chip] = total.get(chip, 0) + n_total
+            if not online:
+                continue
+            free[chip] = free.get(chip, 0) + n_free
+            one = n_free if one is None else one
+            largest[chip] = max(largest.get(chip, 0), min(one, n_free))
+    names = list(chips) or sorted(total)
+    return [
+        PoolCapacity(
+            chip=c,
+            total=total.get(c, 0),
+            free=min(free.get(c, 0), total.get(c, 0)),
+            largest_free=min(largest.get(c, 0), free.get(c, 0), total.get(c, 0)),
+        )
+        for c in names
+    ]
+
+
+# --------------------------------------------------------------------------- regions
+
+
+@dataclass(frozen=True)
+class Regions:
+    """A partition of a network's centers into named regions (each center in exactly one)."""
+
+    names: tuple[str, ...]
+    members: tuple[tuple[str, ...], ...]  # center ids per region, in the network's order
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def of(self) -> dict[str, int]:
+        """Center id → its region's index."""
+        return {c: r for r, ms in enumerate(self.members) for c in ms}
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """Region name → its center ids (the file format)."""
+        return {n: list(m) for n, m in zip(self.names, self.members, strict=True)}
+
+
+def make_regions(network: Network, groups: Mapping[str, Sequence[str]], where: str) -> Regions:
+    """Check `groups` (region → center ids) against `network`: every center exactly once."""
+    known = [c.id for c in network.centers]
+    seen: dict[str, str] = {}
+    if not groups:
+        raise ValidationError("no region given", field=where, hint="e.g. gba: [shaoguan]")
+    for name, ids in groups.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValidationError(f"region name {name!r} is not a word", field=where)
+        if isinstance(ids, str) or not isinstance(ids, Sequence) or not ids:
+            raise ValidationError(
+                f"region '{name}' needs a list of center ids",
+                field=f"{where}.{name}",
+                hint=f"e.g. {name}: [{known[0]}]",
+            )
+        for c in ids:
+            if c not in known:
+                raise ValidationError(
+                    f"unknown center '{c}' in region '{name}'",
+                    field=f"{where}.{name}",
+                    hint="centers of " + network.name + ": " + ", ".join(known),
+                )
+            if c in seen:
+                raise ValidationError(
+                    f"center '{c}' is in regions '{seen[c]}' and '{name}'",
+                    field=f"{where}.{name}",
+                    hint="each center belongs to one region",
+                )
+            seen[c] = name
+    missing = [c for c in known if c not in seen]
+    if missing:
+        raise ValidationError(
+            f"centers in no region: {', '.join(missing)}",
+            field=where,
+            hint="list every center of the network in one region",
+        )
+    names = tuple(groups)
+    members = tuple(tuple(c for c in known if seen[c] == n) for n in names)
+    return Regions(names, members)
+
+
+def load_regions(network: Network, path: Path) -> Regions:
+    """Regions from a YAML file: a mapping region name → list of center ids."""
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}", field="--regions") from exc
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{path} is not YAML: {exc}", field="--regions") from exc
+    if not isinstance(raw, dict):
+        raise ValidationError(
+            f"{path} must map region names to lists of center ids",
+            field="--regions",
+            hint="e.g.\\n  gba: [shaoguan]\\n  west: [guian, zhongwei]",
+        )
+    return make_regions(network, {str(k): v for k, v in raw.items()}, "--regions")
+
+
+def hub_regions(network: Network, count: int | None = None) -> Regions:
+    """The network's hubs as regions, merged into `count` groups (None: one per hub).
+
+    Hubs are merged closest first (the distance between the mean positions of
+    their centers, ties by name): a deterministic, geographic grouping, so
+    that 2 regions on `china` are north and south rather than arbitrary.
+    A center without a hub is a region of its own.
+    """
+    hubs: dict[str, list[Center]] = {}
+    for c in network.centers:
+        hubs.setdefault(c.hub or c.id, []).append(c)
+    groups: list[tuple[str, list[Center]]] = [(h, cs) for h, cs in hubs.items()]
+    if count is None:
+        count = len(groups)
+    if not 1 <= count <= len(groups):
+        raise ValidationError(
+            f"{count} regions asked of {len(groups)} hubs",
+            field="--counts",
+            hint=f"between 1 and {len(groups)} (all) on {network.name}",
+        )
+
+    def pos(cs: list[Center]) -> tuple[float, float]:
+        return (sum(c.lat for c in cs) / len(cs), sum(c.lon for c in cs) / len(cs))
+
+    while len(groups) > count:
+        best: tuple[float, str, int, int] | None = None
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups)):
+                d = great_circle_km(pos(groups[i][1]), pos(groups[j][1]))
+                key = (round(d, 6), groups[i][0] + "|" + groups[j][0], i, j)
+                if best is None or key < best:
+                    best = key
+        assert best is not None
+        _, _, i, j = best
+        merged = (f"{groups[i][0]} + {groups[j][0]}", groups[i][1] + groups[j][1])
+        groups = [g for k, g in enumerate(groups) if k not in (i, j)] + [merged]
+    if count == 1:
+        groups = [("all", groups[0][1])]
+    return make_regions(network, {n: [c.id for c in cs] for n, cs in groups}, "regions")
+
+
+# --------------------------------------------------------------------------- national view
+
+
+def _mean_decimal(values: Sequence[Decimal], weights: Sequence[int]) -> Decimal:
+    w = sum(weights)
+    return (sum((v * n for v, n in zip(values, weights, strict=True)), Decimal(0)) / w).quantize(
+        Decimal("0.0001")
+    )
+
+
+def declared_network(network: Network, regions: Regions) -> Network:
+    """The network of regions the national plane declares: each region one center.
+
+    A region's pools are its chips summed per type; its tariff, PUE, carbon and
+    service price the chip-weighted means of its centers (what one declaration
+    can say); its tags the union of its centers' (a residency it can hold
+    somewhere); each link between two regions (or a region and a user site) the
+    best of the links between their members.
+    """
+    region_of = regions.of()
+    centers = []
+    by_id = {c.id: c for c in network.centers}
+    for name, ids in zip(regions.names, regions.members, strict=True):
+        cs = [by_id[c] for c in ids]
+        w = [c.total_chips for c in cs]
+        pools: dict[str, int] = {}
+        for c in cs:
+            for p in c.pools:
+                pools[p.chip] = pools.get(p.chip, 0) + p.count
+        hourly = tuple(_mean_decimal([c.tariff.hourly[h] for c in cs], w) for h in range(24))
+        tags = tuple(sorted({t for c in cs for t in c.tags}))
+        centers.append(
+            Center(
+                id=_region_id(name, regions),
+                name=name,
+                hub=name,
+                region=cs[0].region,
+                lat=sum(c.lat for c in cs) / len(cs),
+                lon=sum(c.lon for c in cs) / len(cs),
+                pools=tuple(Pool(chip=k, count=v) for k, v in pools.items()),
+                pue=sum(c.pue * n for c, n in zip(cs, w, strict=True)) / sum(w),
+                tariff=Tariff(hourly=hourly),
+                carbon_kg_per_kwh=sum(c.carbon_kg_per_kwh * n for c, n in zip(cs, w, strict=True))
+                / sum(w),
+                service_price_per_cuh=_mean_decimal([c.service_price_per_cuh for c in cs], w),
+                tags=tags,
+            )
+        )
+    node = {c: _region_id(regions.names[r], regions) for c, r in region_of.items()}
+    best: dict[tuple[str, str], Link] = {}
+    for link in network.links:
+        a, b = node.get(link.a, link.a), node.get(link.b, link.b)
+        if a == b:
+            continue
+        key = (min(a, b), max(a, b))
+        old = best.get(key)
+        new = Link(
+            a=key[0],
+            b=key[1],
+            bandwidth_gbps=link.bandwidth_gbps,
+            latency_ms=link.latency_ms,
+            price_per_gb=link.price_per_gb,
+        )
+        if old is not None:
+            new = Link(
+                a=key[0],
+                b=key[1],
+                bandwidth_gbps=max(old.bandwidth_gbps, link.bandwidth_gbps),
+                latency_ms=min(old.latency_ms, link.latency_ms),
+                price_per_gb=min(old.price_per_gb, link.price_per_gb),
+            )
+        best[key] = new
+    return network.model_copy(
+        update={
+            "name": f"{network.name} (regions)",
+            "centers": tuple(centers),
+            "links": tuple(best.values()),
+        }
+    )
+
+
+def _region_id(name: str, regions: Regions) -> str:
+    """A center id for region `name` (its index: names may be any text)."""
+    return f"region-{regions.names.index(name)}"
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+@dataclass
+class FederatedPolicy:
+    """Two-level scheduling as one simulator policy (see the module doc).
+
+    `inner` is the scheduler both levels run (strategy and profile), `pricing`
+    how a region's price reaches the national level. Counters: `national_s`
+    and `regional_s` (seconds spent at each level), `quotes` (regions asked),
+    `overflow` (jobs a region handed back), `by_region` (placements per region).
+    """
+
+    network: Network
+    regions: Regions
+    inner: SchedulerPolicy
+    pricing: str = "quoted"
+    name: str = ""
+    national_s: float = 0.0
+    regional_s: float = 0.0
+    quotes: int = 0
+    overflow: int = 0
+    by_region: list[int] = field(default_factory=list)
+    _mask: np.ndarray = field(init=False, repr=False)
+    _declared: Network | None = field(default=None, init=False, repr=False)
+    _region_pools: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _ds_memo: dict[tuple[str, tuple[str, ...]], Dataset] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.pricing not in PRICING:
+            raise ValidationError(
+                f"unknown pricing '{self.pricing}'", field="--price", hint="quoted or declared"
+            )
+        region_of = self.regions.of()
+        ids = [c.id for c in self.network.centers]
+        self._mask = np.zeros((len(self.regions), len(ids)), dtype=bool)
+        for ci, cid in enumerate(ids):
+            self._mask[region_of[cid], ci] = True
+        self.by_region = [0] * len(self.regions)
+        if not self.name:
+            self.name = f"{self.inner.name} federated {len(self.regions)} ({self.pricing})"
+        if self.pricing == "declared":
+            self._declared = declared_network(self.network, self.regions)
+            self._region_pools = _region_pools(self.network, self.regions, self._declared)
+
+    @property
+    def profile(self) -> str:
+        """The scoring profile (the simulator re-plans placed jobs with it, as for `ours`)."""
+        return self.inner.profile
+
+    def region_view(self, snap: Snapshot, r: int) -> Snapshot:
+        """Region `r`'s own snapshot: the same calendar, every other center offline."""
+        return replace(snap, online=snap.online & self._mask[r])
+
+    def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
+        """National level picks a region per job, then each region schedules its share."""
+        t0 = time.perf_counter()
+        views = [self.region_view(snapshot, r) for r in range(len(self.regions))]
+        if self.pricing == "quoted":
+            choice, why = self._quoted(snapshot, views, jobs)
+        else:
+            choice, why = self._declared_choice(snapshot, jobs)
+        t1 = time.perf_counter()
+        self.national_s += t1 - t0
+        out: list[Decision | None] = [None] * len(jobs)
+        for k, job in enumerate(jobs):
+            if choice[k] < 0:
+                out[k] = Decision(job.id, None, tuple(why.get(k, ("no region can run it",))))
+        for r in range(len(self.regions)):
+            mine = [k for k in range(len(jobs)) if choice[k] == r]
+            if not mine:
+                continue
+            decided = schedule_cycle(
+                views[r],
+                [jobs[k] for k in mine],
+                self.inner.profile,
+                strategy=self.inner.strategy,
+                explain=False,
+            )
+            for k, d in zip(mine, decided, strict=True):
+                out[k] = d
+                if d.placement is None:
+                    self.overflow += 1
+                else:
+                    self.by_region[r] += 1
+        self.regional_s += time.perf_counter() - t1
+        return [d for d in out if d is not None]
+
+    # ---------------------------------------------------------------- quoted
+
+    def _quoted(
+        self, snap: Snapshot, views: list[Snapshot], jobs: Sequence[JobRequest]
+    ) -> tuple[list[int], dict[int, tuple[str, ...]]]:
+        """Each region quotes each job against what it has promised this cycle; best quote wins."""
+        from computenet.scheduler import order_key
+
+        prof = PROFILES[self.inner.profile]
+        free = snap.free.copy()  # regions' pools are disjoint: one array holds every promise
+        choice = [-1] * len(jobs)
+        why: dict[int, tuple[str, ...]] = {}
+        order = sorted(range(len(jobs)), key=lambda k: order_key(jobs[k], snap.now))
+        live = [r for r in range(len(views)) if views[r].online.any()]
+        for k in order:
+            job = jobs[k]
+            job_prof = _job_profile(job, prof)
+            best = self._best_quote(snap, views, live, job, job_prof, free, hold=True)
+            if best is None:
+                # No region can promise it on top of this cycle's promises: the region
+                # whose own calendar could hold it best gets it; its strategy decides.
+                best = self._best_quote(snap, views, live, job, job_prof, snap.free, hold=False)
+            if best is None:
+                why[k] = ("no region quotes it",)
+                continue
+            r, held = best
+            choice[k] = r
+            if held is not None:
+                free = held
+        return choice, why
+
+    def _best_quote(
+        self,
+        snap: Snapshot,
+        views: list[Snapshot],
+        live: list[int],
+        job: JobRequest,
+        prof: Profile,
+        free: np.ndarray,
+        *,
+        hold: bool,
+    ) -> tuple[int, np.ndarray | None] | None:
+        regions, cost, finish, co2, held = [], [], [], [], []
+        for r in live:
+            f = free.copy()
+            self.quotes += 1
+            d = place(views[r], f, job, prof, explain_it=False)
+            pl = d.placement
+            if pl is None:
+                continue
+            regions.append(r)
+            cost.append(float(pl.total_cny))
+            finish.append((pl.finish - snap.now).total_seconds() / 3600.0)
+            co2.append(pl.co2_kg)
+            held.append(f)
+        if not regions:
+            return None
+        score = prof.score(np.array(cost), np.array(finish), np.array(co2))
+        i = int(np.argmin(score))
+        return regions[i], (held[i] if hold else None)
+
+    # ---------------------------------------------------------------- declared
+
+    def _declared_choice(
+        self, snap: Snapshot, jobs: Sequence[JobRequest]
+    ) -> tuple[list[int], dict[int, tuple[str, ...]]]:
+        """The national plane's own cycle over the network of regions, as declared."""
+        assert self._declared is not None
+        nat = self.national_snapshot(snap)
+        mapped = [self._national_job(j) for j in jobs]
+        decided = schedule_cycle(
+            nat, mapped, self.inner.profile, strategy=self.inner.strategy, explain=False
+        )
+        ids = {_region_id(n, self.regions): r for r, n in enumerate(self.regions.names)}
+        choice = [-1] * len(jobs)
+        why: dict[int, tuple[str, ...]] = {}
+        for k, d in enumerate(decided):
+            if d.placement is None:
+                why[k] = tuple(f"national: {w}" for w in d.reasons)
+            else:
+                choice[k] = ids[d.placement.center]
+        return choice, why
+
+    def national_snapshot(self, snap: Snapshot) -> Snapshot:
+        """The national plane's snapshot: per region and chip, the free chips summed per slot,
+        and now no more than the largest free in one online center (`aggregate_capacity`)."""
+        assert self._declared is not None
+        nat = self._declared
+        idx = network_index(nat)
+        free = np.zeros((idx.n_pools, HORIZON_SLOTS), dtype=np.int64)
+        online = np.zeros(len(nat.centers), dtype=bool)
+        flat_idx = snap.index
+        for q, rows in enumerate(self._region_pools):
+            free[q] = snap.free[rows].sum(axis=0)
+        for r in range(len(self.regions)):
+            members = np.flatnonzero(self._mask[r])
+            online[r] = bool(snap.online[members].any())
+            caps = aggregate_capacity(
+                (
+                    bool(snap.online[ci]),
+                    [
+                        (
+                            flat_idx.pool_chip[p],
+                            int(flat_idx.pool_total[p]),
+                            int(snap.free[p, 0]),
+                            None,
+                        )
+                        for p in np.flatnonzero(flat_idx.pool_center == ci)
+                    ],
+                )
+                for ci in members
+            )
+            rid = nat.centers[r].id
+            for cap in caps:
+                row = idx.pool_of.get((rid, cap.chip))
+                if row is not None:
+                    # The server's snapshot rule for a region (server/scheduling.py):
+                    # what one job can get now is at most the largest free in one center.
+                    largest = cap.free if cap.largest_free is None else cap.largest_free
+                    free[row, 0] = min(cap.free, largest)
+        return Snapshot(
+            network=nat,
+            now=snap.now,
+            index=idx,
+            free=free,
+            online=online,
+            datasets={},
+            patience_h=snap.patience_h,
+        )
+
+    def _national_job(self, job: JobRequest) -> JobRequest:
+        """The job as the national plane sees it: replicas and pins named by region."""
+        region_of = self.regions.of()
+
+        def rid(center: str) -> str:
+            r = region_of.get(center)
+            return center if r is None else _region_id(self.regions.names[r], self.regions)
+
+        inputs = []
+        for ds in job.inputs:
+            key = (ds.id, ds.replicas)
+            m = self._ds_memo.get(key)
+            if m is None:
+                reps = tuple(dict.fromkeys(rid(c) for c in ds.replicas))
+                m = self._ds_memo[key] = ds.model_copy(update={"replicas": reps})
+            inputs.append(m)
+        return replace(
+            job,
+            inputs=tuple(inputs),
+            avoid_centers=(),
+            pin_center=None if job.pin_center is None else rid(job.pin_center),
+        )
+
+
+def _region_pools(network: Network, regions: Regions, declared: Network) -> list[np.ndarray]:
+    """For each pool of the network of regions, the flat pools it sums."""
+    flat = network_index(network)
+    nat = network_index(declared)
+    region_of = regions.of()
+    out: list[np.ndarray] = []
+    for q in range(nat.n_pools):
+        r = int(nat.pool_center[q])
+        chip = nat.pool_chip[q]
+        rows = [
+            p
+            for p in range(flat.n_pools)
+            if flat.pool_chip[p] == chip
+            and region_of[network.centers[int(flat.pool_center[p])].id] == r
+        ]
+        out.append(np.array(rows, dtype=np.int64))
+    return out
+
+
+def _job_profile(job: JobRequest, prof: Profile) -> Profile:
+    # As the strategies do (scheduler/greedy.py): an interactive job is placed fastest.
+    return PROFILES["fastest"] if job.latency_class == "interactive" else prof
+
+
+def federated_policy(
+    network: Network, regions: Regions, policy: str = "ours", pricing: str = "quoted"
+) -> FederatedPolicy:
+    """Two-level scheduling with the scheduler policy `policy` (`ours`, `ours:STRATEGY`, …)."""
+    inner = make_policy(policy)
+    if not isinstance(inner, SchedulerPolicy):
+        raise ValidationError(
+            f"'{policy}' is a baseline, not the scheduler",
+            field="--policy",
+            hint="ours, ours:PROFILE, ours:STRATEGY or ours:STRATEGY:PROFILE",
+        )
+    return FederatedPolicy(network, regions, inner, pricing)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class FederationRow:
+    """One run of the comparison: flat, or federated over `regions` with `pricing`."""
+
+    label: str
+    regions: int
+    pricing: str
+    names: tuple[str, ...]
+    metrics: PolicyMetrics
+    cost_vs_flat_pct: float
+    national_s: float = 0.0
+    regional_s: float = 0.0
+    quotes: int = 0
+    overflow: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        m = self.metrics
+        return {
+            "label": self.label,
+            "regions": self.regions,
+            "pricing": self.pricing,
+            "region_names": list(self.names),
+            "total_cny": m.total_cny,
+            "cost_vs_flat_pct": self.cost_vs_flat_pct,
+            "deadline_miss_pct": m.deadline_miss_pct,
+            "avg_jct_s": m.avg_jct_s,
+            "p95_jct_s": m.p95_jct_s,
+            "succeeded": m.succeeded,
+            "jobs": m.jobs,
+            "wall_s": m.wall_s,
+            "policy_s": m.policy_s,
+            "national_s": self.national_s,
+            "regional_s": self.regional_s,
+            "quotes": self.quotes,
+            "overflow": self.overflow,
+        }
+
+
+def compare_federation(
+    workload: Workload,
+    partitions: Sequence[Regions],
+    policy: str = "ours",
+    pricings: Sequence[str] = ("quoted",),
+    config: SimConfig | None = None,
+) -> list[FederationRow]:
+    """Flat scheduling, then two-level over each partition and pricing, on the same workload."""
+    cfg = config or SimConfig()
+    flat = summarize(Simulation(workload, make_policy(policy, cfg.seed), cfg).run())
+    rows = [FederationRow("flat", 0, "-", (), flat, 0.0)]
+    for regions in partitions:
+        for pricing in pricings:
+            pol = federated_policy(workload.network, regions, policy, pricing)
+            m = summarize(Simulation(workload, pol, cfg).run())
+            rows.append(
+                FederationRow(
+                    pol.name,
+                    len(regions),
+                    pricing,
+                    regions.names,
+                    m,
+                    100.0 * (m.total_cny / flat.total_cny - 1.0) if flat.total_cny else 0.0,
+                    pol.national_s,
+                    pol.regional_s,
+                    pol.quotes,
+                    pol.overflow,
+                )
+            )
+    return rows
+
+
+def parse_counts(text: str, network: Network) -> list[int | None]:
+    """`1,2,4,all` → region counts over the hubs (None: one region per hub)."""
+    out: list[int | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part == "all":
+            out.append(None)
+            continue
+        try:
+            out.append(int(part))
+        except ValueError as exc:
+            raise ValidationError(
+                f"'{part}' is not a number of regions", field="--counts", hint="e.g. 1,2,4,all"
+            ) from exc
+    if not out:
+        raise ValidationError("no region count given", field="--counts", hint="e.g. 1,2,4,all")
+    for n in out:
+        hub_regions(network, n)  # checks the range
+    return out
