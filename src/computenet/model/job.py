@@ -63,6 +63,10 @@ def check_transition(old: JobState, new: JobState) -> None:
         )
 
 
+# The identity a job had where it was first submitted (ORIGIN/JOB), set in its environment
+# by the network that hands it to another (backends/network.py) and kept at every level.
+ORIGIN_JOB_ENV = "CNET_ORIGIN_JOB"
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -137,6 +141,14 @@ class JobSpec(BaseModel):
     center: Name | None = Field(
         default=None, description="pin the job to this center (e.g. an option chosen from a quote)"
     )
+    # Left out of the JSON while it is the default, so that an agent or a child network
+    # older than the field still reads every spec that does not use it.
+    spill: Literal["allow", "never"] = Field(
+        default="allow",
+        exclude_if=lambda v: v == "allow",
+        description="allow: when no center of this network can run the job (by its deadline,"
+        " or at all), it may be offered to the parent network; never: it stays here",
+    )
 
     @field_validator("env")
     @classmethod
@@ -182,6 +194,22 @@ class JobSpec(BaseModel):
         if isinstance(v, datetime) and v.tzinfo is None:
             raise ValueError("needs a timezone, e.g. 2026-12-01T18:00:00+08:00")
         return v
+
+    def no_spill_reason(self) -> str:
+        """Why this job may not overflow to a parent network; empty when it may.
+
+        A job that came from another network (`ORIGIN_JOB_ENV` in its environment:
+        delegated down by its parent, or already sent up by a region) is never sent
+        up again: that is what keeps jobs from going round in loops (docs/federation.md).
+        """
+        if self.spill == "never":
+            return "spill: never keeps it in this network"
+        origin = self.env.get(ORIGIN_JOB_ENV)
+        if origin is not None:
+            return (
+                f"it came from another network ({ORIGIN_JOB_ENV}={origin[:80]}): not sent up again"
+            )
+        return ""
 
     def deadline_at(self, submitted: datetime) -> datetime | None:
         """The absolute deadline for a job submitted at `submitted`."""

@@ -46,6 +46,8 @@ class JobRequest:
     latency_class: str = "batch"
     avoid_centers: tuple[str, ...] = ()
     pin_center: str | None = None
+    # Why the job may not overflow to a parent network ('' = it may): scheduler/overflow.py.
+    no_spill: str = ""
 
 
 @dataclass(frozen=True)
@@ -263,4 +265,5 @@ def job_request(
         latency_class=spec.latency_class,
         avoid_centers=avoid_centers,
         pin_center=spec.center,
+        no_spill=spec.no_spill_reason(),
     )

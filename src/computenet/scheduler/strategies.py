@@ -23,6 +23,7 @@ from computenet.errors import ValidationError
 from computenet.scheduler.framework import Decision
 from computenet.scheduler.greedy import greedy_cycle
 from computenet.scheduler.optimizer import batch_optimizer
+from computenet.scheduler.overflow import local_first
 from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
@@ -108,4 +109,5 @@ def schedule_cycle(
             hint="one of " + ", ".join(sorted(PROFILES)),
         )
     run = STRATEGIES.get_checked(strategy)
-    return run(snapshot, jobs, profile, explain=explain, signatures=signatures)
+    # A region's parent (a center tagged `parent`) only for what no other center can run.
+    return local_first(run, snapshot, jobs, profile, explain=explain, signatures=signatures)

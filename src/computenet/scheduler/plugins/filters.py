@@ -23,6 +23,7 @@ from itertools import count
 import numpy as np
 
 from computenet.errors import ValidationError
+from computenet.scheduler.overflow import LOCAL_PASS, parent_ids, parent_pools
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
 
@@ -150,6 +151,37 @@ def pinned(ctx: FilterContext) -> FilterResult:
     )
 
 
+def spill(ctx: FilterContext) -> FilterResult:
+    """A parent network's center (tagged `parent`) only for a job that may leave this one.
+
+    Which jobs may is `scheduler/overflow.py`'s rule: not one that says
+    ``spill: never`` or came from another network (`JobRequest.no_spill`), and
+    not one that reads input datasets — a residency tag keeps them here, and the
+    parent does not know this network's datasets. Whether the job *needs* the
+    parent (no center here can run it) is decided by `overflow.local_first`.
+    """
+    idx = ctx.snapshot.index
+    parent = parent_pools(ctx.snapshot)
+    job = ctx.job
+    why = job.no_spill
+    if not why and job.inputs:
+        tags = sorted({d.residency for d in job.inputs if d.residency})
+        why = (
+            f"its inputs must stay in {', '.join(tags)} (residency)"
+            if tags
+            else "its input datasets are not known to the parent network"
+        )
+    if not why or not parent.any():
+        return FilterResult(np.ones(idx.n_pools, dtype=bool))
+    if why == LOCAL_PASS:
+        return FilterResult(~parent, why)
+    ids = ", ".join(parent_ids(ctx.snapshot))
+    fix = (
+        " (set spill: allow to let it overflow there)" if job.no_spill.startswith("spill:") else ""
+    )
+    return FilterResult(~parent, f"{why}: only the parent network (center {ids}) could run it{fix}")
+
+
 @dataclass(frozen=True)
 class FilterPlugin:
     """A registered filter and what its memo depends on.
@@ -224,5 +256,6 @@ FILTERS = FilterRegistry(
         FilterPlugin("residency", residency, lambda j: tuple(d.residency for d in j.inputs)),
         FilterPlugin("data-reachable", data_reachable, _inputs_key),
         FilterPlugin("online", online, lambda j: None, per_cycle=True),
+        FilterPlugin("spill", spill, lambda j: (j.no_spill, tuple(d.residency for d in j.inputs))),
     )
 )
