@@ -39,7 +39,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
-from computenet.protocol.center import MAX_LEASE_WAIT_S
+from computenet.protocol.center import MAX_LEASE_WAIT_S, JobProgress
 from computenet.protocol.failover import (
     DEFAULT_CONNECT_TIMEOUT_S,
     FailoverTransport,
@@ -150,9 +150,19 @@ class CenterClient:
             )
         return reply
 
-    def heartbeat(self, capacity: list[PoolCapacity], running: list[str]) -> HeartbeatReply:
-        """POST /center/v1/heartbeat."""
-        req = HeartbeatRequest(center_id=self.center_id, capacity=capacity, running=running)
+    def heartbeat(
+        self,
+        capacity: list[PoolCapacity],
+        running: list[str],
+        progress: list[JobProgress] | None = None,
+    ) -> HeartbeatReply:
+        """POST /center/v1/heartbeat (`progress`: a region's held jobs below it, else None)."""
+        listed = set(running)
+        if progress is not None:  # only jobs this heartbeat holds
+            progress = [p for p in progress if p.job_id in listed]
+        req = HeartbeatRequest(
+            center_id=self.center_id, capacity=capacity, running=running, progress=progress
+        )
         return HeartbeatReply.model_validate(self._post("/center/v1/heartbeat", req))
 
     def lease(self, max_jobs: int, wait_s: float = 0.0) -> LeaseReply:

@@ -70,11 +70,13 @@ from computenet.errors import (
     ForbiddenError,
     NotFoundError,
 )
+from computenet.model.limits import MAX_PROGRESS
 from computenet.protocol import (
     LeasedJob,
     PoolCapacity,
     RegisterReply,
 )
+from computenet.protocol.center import JobProgress
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, lease_rule
 from computenet.protocol.tickets import CENTER_HEADER
 
@@ -139,6 +141,8 @@ class Agent:
         self._fatal: AgentFatal | None = None
         self._cancels: collections.deque[str] = collections.deque()
         self._capacity: list[PoolCapacity] = []
+        # A region's held jobs as the plane below sees them (backend `paths`), for the heartbeat.
+        self._progress: list[JobProgress] | None = None
         # The long-poll lease thread hands leased jobs to the main loop through the inbox
         # and wakes it; it asks again once `_capacity` counts them (batches handed/taken).
         self._lease_thread: threading.Thread | None = None
@@ -409,6 +413,18 @@ class Agent:
             self._capacity_taken = taken  # it counts the chips of every job taken so far
         except Exception as exc:
             logger.warning("backend capacity unavailable: %s", exc)
+        paths = getattr(self.backend, "paths", None)  # a region: where its jobs are below
+        if callable(paths):
+            held = {h.handle: h for h in self.jobs.values() if h.handle}
+            try:
+                got = paths(list(held))
+            except Exception as exc:
+                logger.warning("backend paths unavailable: %s", exc)
+                return
+            self._progress = [
+                JobProgress(job_id=held[k].job_id, attempt=held[k].attempt, path=v)
+                for k, v in got.items()
+            ][:MAX_PROGRESS]
 
     def _lease_is_fresh(self) -> bool:
         """Whether a heartbeat was acknowledged recently enough to take on new jobs."""
@@ -513,7 +529,7 @@ class Agent:
         try:
             # The capacity the main loop last saw: this thread never calls the backend.
             listed = sorted(h.job_id for h in self._held())
-            reply = self.client.heartbeat(self._capacity, listed)
+            reply = self.client.heartbeat(self._capacity, listed, progress=self._progress)
         except (AuthError, ForbiddenError) as exc:
             if isinstance(exc, AuthError) and self._token_replaced():
                 return  # try again with the new token at the next tick
@@ -635,7 +651,7 @@ class Agent:
             free = max(0, p.free - reserved.get(p.chip, 0))
             # A region's largest job shape (docs/federation.md) shrinks with what is promised.
             largest = None if p.largest_free is None else min(p.largest_free, free)
-            out.append(PoolCapacity(chip=p.chip, total=p.total, free=free, largest_free=largest))
+            out.append(p.model_copy(update={"free": free, "largest_free": largest}))
         return out
 
     def _advance_jobs(self) -> None:
@@ -743,6 +759,8 @@ class Agent:
                     planned_run_s=job.planned_run_s,
                     tenant=job.tenant,
                     spec=job.spec,
+                    deadline_real=job.deadline_real,
+                    budget_cny=job.budget_left_cny,
                 ),
                 held.key,
             )
@@ -840,6 +858,11 @@ class Agent:
                 charge = None
             if charge is not None:
                 usage["metered"] = charge.model_dump(mode="json")
+        paths = getattr(self.backend, "paths", None)  # a region: where the job ended below
+        if callable(paths) and held.handle:
+            path = paths([held.handle]).get(held.handle)
+            if path:
+                usage["path"] = [hop.model_dump(mode="json") for hop in path]
         held.outbox.append({"kind": "usage", "usage": usage})
         held.queue_status(state, exit_code=exit_code, message=message, at=_now())
         held.phase = "finished"

@@ -9,6 +9,7 @@ import logging
 import pwd
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import Flag, StrEnum, auto
 from typing import Protocol, runtime_checkable
 
@@ -57,6 +58,10 @@ class BackendJob:
     # The job as its user wrote it: a backend that hands the job to another ComputeNet
     # network (backends/network.py) submits it there; the others need only the fields above.
     spec: JobSpec | None = None
+    # The parent's absolute deadline (real unix seconds) and what is left of the budget
+    # (`LeasedJob.deadline_real`, `budget_left_cny`): a region's scheduler keeps to them.
+    deadline_real: float | None = None
+    budget_cny: Decimal | None = None
 
 
 @dataclass(frozen=True)

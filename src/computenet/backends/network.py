@@ -26,7 +26,15 @@ account of the child (docs/federation.md):
   know is UNKNOWN (the agent then leaves it to be requeued).
 - **Cancel, logs.** The child's cancel; the child's log by byte offset.
 - **Money.** `metered(handle)` is the child's bill line for the job, which the
-  agent sends as `UsageReport.metered`; the parent bills exactly that.
+  agent sends as `UsageReport.metered`; the parent bills exactly that (plus the
+  region's declared fee, at the parent).
+- **Roll-up.** Each poll keeps the child's detail of the job; `paths(handles)`
+  hands the agent the child's `JobDetail.path` (its placement, then the levels
+  below it) with no call of its own, and the agent reports it upward. The
+  capacity carries the child's queue and used chips per chip type.
+- **Deadline, budget.** A delegated job keeps the parent's absolute deadline
+  (real seconds, turned into the child's network time) and what is left of its
+  budget (`BackendJob.deadline_real`, `BackendJob.budget_cny`).
 - **Fencing.** Nothing here: the agent's lease rules stop (cancel in the
   child) what it holds when the parent is away too long, as for any center.
 """
@@ -43,7 +51,8 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -60,6 +69,7 @@ from computenet.errors import (
 from computenet.model import JobState, limits
 from computenet.model.center import CST
 from computenet.protocol import CenterView, JobDetail, PoolCapacity
+from computenet.protocol.api import PathHop
 from computenet.protocol.center import MeteredCharge
 from computenet.sdk.client import Client, spec_json
 
@@ -137,6 +147,9 @@ class NetworkBackend:
         self.capacity_ttl_s = float(capacity_ttl_s)
         self._centers_at = -float("inf")
         self._centers_seen: list[CenterView] = []
+        self._details: dict[str, JobDetail] = {}  # handle → the child's detail at the last poll
+        self._clock: tuple[float, datetime, float] | None = None  # (real, child now, scale)
+        self._clock_at = -float("inf")
         self.state_dir = Path(state_dir) if state_dir else None
         self._lock = threading.RLock()
         self._records: dict[str, str] = self._load_records()
@@ -200,14 +213,21 @@ class NetworkBackend:
         total: dict[str, int] = {}
         free: dict[str, int] = {}
         largest: dict[str, int] = {}
+        used: dict[str, int] = {}
+        queued: dict[str, int] = {}
         for c in centers:
             for pool in c.pools:
                 chip = str(pool.get("chip", ""))
-                total[chip] = total.get(chip, 0) + int(pool.get("total", 0))
+                n_total = int(pool.get("total", 0))
+                total[chip] = total.get(chip, 0) + n_total
+                # The child's queue: jobs placed at its centers and not started (any
+                # tenant's); a child that is a region reports its own queue per chip.
+                queued[chip] = queued.get(chip, 0) + int(pool.get("queued", c.queued))
                 if not c.online:
                     continue
                 n_free = int(pool.get("free", 0))
                 free[chip] = free.get(chip, 0) + n_free
+                used[chip] = used.get(chip, 0) + int(pool.get("used", n_total - n_free))
                 # A child center that is a region says how much of its free is one place.
                 one = int(pool.get("largest_free", n_free))
                 largest[chip] = max(largest.get(chip, 0), min(one, n_free))
@@ -218,7 +238,14 @@ class NetworkBackend:
             t = min(total.get(chip, 0), self.pools.get(chip, total.get(chip, 0)))
             f = min(free.get(chip, 0), t)
             out.append(
-                PoolCapacity(chip=chip, total=t, free=f, largest_free=min(largest.get(chip, 0), f))
+                PoolCapacity(
+                    chip=chip,
+                    total=t,
+                    free=f,
+                    largest_free=min(largest.get(chip, 0), f),
+                    used=max(0, min(used.get(chip, 0), t)),
+                    queued=min(queued.get(chip, 0), limits.MAX_RUNNING),
+                )
             )
         return out
 
@@ -251,10 +278,10 @@ class NetworkBackend:
                     update={"types": (job.chip,), "count": job.count, "stack": None}
                 ),
                 "env": env,
-                # Deadline and budget were the parent's to meet when it chose this region;
-                # the clocks of two networks differ, so neither is passed down (docs).
-                "deadline": None,
-                "budget_cny": None,
+                # The parent's absolute deadline in the child's clock, and what is left of
+                # the budget: the child's scheduler holds the job to both.
+                "deadline": self._child_deadline(job),
+                "budget_cny": _budget(job),
                 "center": None,
             }
         )
@@ -287,6 +314,8 @@ class NetworkBackend:
                 continue
             except ComputeNetError as exc:
                 raise BackendError(f"the child network did not answer for {handle}: {exc}") from exc
+            with self._lock:
+                self._details[handle] = detail
             state = _STATES[detail.state]
             message = ""
             if state in (BackendState.FAILED, BackendState.CANCELLED) and detail.reasons:
@@ -302,6 +331,22 @@ class NetworkBackend:
                 message=message,
             )
         return out
+
+    def paths(self, handles: list[str]) -> dict[str, list[PathHop]]:
+        """Each child job's path as the last poll saw it (no call to the child).
+
+        The child's own `JobDetail.path` (its placement first, then the levels
+        below it), cut to what the parent may add its own hop to; a child too old
+        to send a path gets one hop made from its detail. Handles not polled yet
+        are left out; handles not asked for are forgotten.
+        """
+        with self._lock:
+            for gone in set(self._details) - set(handles):
+                del self._details[gone]
+            details = {h: self._details[h] for h in handles if h in self._details}
+        return {
+            h: _child_path(d, self.center)[: limits.MAX_PATH_HOPS - 1] for h, d in details.items()
+        }
 
     def cancel(self, handle: str) -> None:
         """Cancel the child job; one already final or unknown is left alone."""
@@ -442,6 +487,37 @@ class NetworkBackend:
                 f" (the most in one is {biggest})"
             )
 
+    def _child_deadline(self, job: BackendJob) -> datetime | None:
+        """The parent's absolute deadline (`job.deadline_real`) as an instant of the child's clock.
+
+        Two networks' clocks differ (epoch, time scale), real time does not: the
+        real seconds left are scaled into the child's network time from its now.
+        """
+        real = getattr(job, "deadline_real", None)
+        if real is None:
+            return None
+        at, child_now, scale = self._child_clock()
+        left_real = float(real) - at
+        return child_now + timedelta(seconds=left_real * scale)
+
+    def _child_clock(self) -> tuple[float, datetime, float]:
+        """(real unix seconds, the child's network now then, its time scale); read each minute."""
+        with self._lock:
+            clock = self._clock
+            if clock is not None and time.monotonic() - self._clock_at < 60.0:
+                at, now, scale = clock
+                real = time.time()
+                return real, now + timedelta(seconds=(real - at) * scale), scale
+        try:
+            net = self.client.network()
+        except ComputeNetError as exc:
+            raise BackendError(f"the child network did not tell its clock: {exc}") from exc
+        real = time.time()
+        clock = (real, datetime.fromisoformat(str(net["now"])), float(net["time_scale"]))
+        with self._lock:
+            self._clock, self._clock_at = clock, time.monotonic()
+        return clock
+
     def _centers(self) -> list[CenterView]:
         """The child's centers, read at most once per `capacity_ttl_s`."""
         with self._lock:
@@ -503,6 +579,33 @@ def _period(detail: JobDetail) -> str:
     finished: datetime | None = detail.finished_at
     assert finished is not None
     return finished.astimezone(CST).strftime("%Y-%m")
+
+
+def _budget(job: BackendJob) -> Decimal | None:
+    """What is left of the job's budget (`BackendJob.budget_cny`, set by the parent), if any."""
+    left = getattr(job, "budget_cny", None)
+    if left is None:
+        return None
+    # The child refuses a budget of 0 (must be > 0): a spent budget is one fen.
+    return max(Decimal(left), Decimal("0.01"))
+
+
+def _child_path(detail: JobDetail, center: str) -> list[PathHop]:
+    """The child's path for its job; made from the detail when the child sends none."""
+    if detail.path:
+        return list(detail.path)
+    reason = detail.reasons[0][: limits.MAX_REASON_CHARS] if detail.reasons else None
+    return [
+        PathHop(
+            network=center or "child",
+            center=detail.center,
+            chip=detail.chip,
+            count=detail.chips or None,
+            job_id=detail.id,
+            state=detail.state.value,
+            reason=reason,
+        )
+    ]
 
 
 def _truthy(value: bool | str) -> bool:

@@ -179,6 +179,12 @@ def print_detail(d: JobDetail) -> None:
         out.print("  now:")
         for r in d.reasons:
             out.print(f"    - {r}", markup=False)
+    if d.queue_position is not None:
+        out.print(f"  queue: number {d.queue_position} of the jobs waiting here")
+    if d.path and (len(d.path) > 1 or d.path[0].center):
+        out.print("  path:")
+        for line in path_lines(d):
+            out.print(line, markup=False)
     if d.events:
         t = Table(title="timeline", title_justify="left", box=None, padding=(0, 2))
         t.add_column("at (network time)")
@@ -188,6 +194,26 @@ def print_detail(d: JobDetail) -> None:
         for e in d.events:
             t.add_row(when(e.at), state_text(e.state) if e.state else "", e.center or "", e.message)
         out.print(t)
+
+
+def path_lines(d: JobDetail) -> list[str]:
+    """The job's path down the levels (national → region → center → chips), one line a level.
+
+    Each level: its network, the center it chose, the job's id and state there,
+    its place in that level's queue, and why; the chips where the last level runs it.
+    """
+    lines = []
+    for depth, hop in enumerate(d.path or []):
+        where = hop.center or "(not placed)"
+        chips = f" on {hop.count}× {hop.chip}" if hop.chip and hop.count else ""
+        queue = f" · queue #{hop.position}" if hop.position is not None else ""
+        lines.append(
+            f"    {'  ' * depth}{'└ ' if depth else ''}{hop.network} → {where}{chips}"
+            f" · {hop.job_id or '?'} {hop.state or '?'}{queue}"
+        )
+        if hop.reason:
+            lines.append(f"    {'  ' * depth}{'  ' if depth else ''}  {hop.reason}")
+    return lines
 
 
 @app.command()

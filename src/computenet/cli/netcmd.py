@@ -52,6 +52,8 @@ def centers(url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = Fals
     for c in views:
         pools = ", ".join(
             f"{p.get('chip')} {p.get('free', '?')}/{p.get('total', p.get('count', '?'))}"
+            # A region (docs/federation.md): its own chips in use and queue, inside it.
+            + (f" ({p['used']} used, {p.get('queued', 0)} queued inside)" if "used" in p else "")
             for p in c.pools
         )
         t.add_row(

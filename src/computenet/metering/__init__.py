@@ -1,6 +1,6 @@
 """Metering and pricing: usage → chip·h, CU·h, kWh, ¥ by time-of-use tariff (pure)."""
 
-from computenet.metering.cost import TransferLot, Usage, price
+from computenet.metering.cost import TransferLot, Usage, fee_cny, price
 from computenet.metering.pricing import (
     Charges,
     charge,
@@ -18,6 +18,7 @@ __all__ = [
     "cu_hours",
     "energy_cost_cny",
     "energy_kwh",
+    "fee_cny",
     "fen",
     "price",
 ]

@@ -115,6 +115,15 @@ def service_cny(center: Center, cu_hours: float) -> Decimal:
     return fen(Decimal(repr(float(cu_hours))) * center.service_price_per_cuh)
 
 
+def fee_cny(amount: Decimal, rate: Decimal) -> Decimal:
+    """A service fee of `rate` (0.05 for 5 %) on `amount` ¥, rounded once to the fen.
+
+    A region's declared fee on its own bill line (docs/federation.md): the parent
+    bills the region's amount to the fen plus this.
+    """
+    return fen(amount * rate)
+
+
 def price(center: Center, usage: Usage) -> CostBreakdown:
     """The exact ¥ of `usage` at `center`: energy hour by hour on its tariff, service, transfer."""
     return CostBreakdown(

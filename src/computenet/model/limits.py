@@ -55,6 +55,11 @@ MAX_SECONDS = 1e9
 MAX_BYTES = 2**62
 MAX_POOLS = 256
 MAX_RUNNING = 100_000
+# Federation roll-up (docs/federation.md): a job's path down the levels (this
+# plane's hop included), one hop's reason, and the jobs one heartbeat reports on.
+MAX_PATH_HOPS = 8
+MAX_REASON_CHARS = 512
+MAX_PROGRESS = 1000
 # Request bodies, in bytes: the user API, and the center protocol (whose log
 # appends are up to MAX_LOG_APPEND_CHARS characters, each up to 6 bytes as JSON).
 MAX_BODY_BYTES = 1 << 20

@@ -65,6 +65,34 @@ class JobEvent(BaseModel):
     center: str | None = None
 
 
+class PathHop(BaseModel):
+    """One level of a job's path down a federation (docs/federation.md, "Roll-up").
+
+    The first hop is the plane's own placement; each later hop is the plane
+    below (a region) as its network agent reported it, nested any number of
+    levels deep (at most `limits.MAX_PATH_HOPS` in all).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    network: str = Field(min_length=1, max_length=128, description="the plane's name, e.g. cn")
+    center: str | None = Field(default=None, max_length=64, description="its center for the job")
+    chip: str | None = Field(default=None, max_length=64)
+    count: int | None = Field(default=None, ge=0, le=limits.MAX_CHIPS)
+    job_id: str | None = Field(
+        default=None, max_length=limits.MAX_ID_CHARS, description="the job's id at that level"
+    )
+    state: str | None = Field(default=None, max_length=16)
+    reason: str | None = Field(default=None, max_length=limits.MAX_REASON_CHARS)
+    position: int | None = Field(
+        default=None,
+        ge=1,
+        le=limits.MAX_RUNNING,
+        description="the job's place among the jobs waiting at that level (1: next); absent"
+        " when it does not wait there",
+    )
+
+
 class JobDetail(JobView):
     """GET /api/v1/jobs/{id}: the view plus spec, placement and timeline."""
 
@@ -77,6 +105,18 @@ class JobDetail(JobView):
     run_s: float | None = None
     usage: dict[str, float | str] = {}
     events: list[JobEvent] = []
+    queue_position: int | None = Field(
+        default=None,
+        ge=1,
+        description="the job's place among the jobs waiting at this plane (1: next); absent"
+        " when it does not wait here (a delegated job waits below: see `path`)",
+    )
+    path: list[PathHop] | None = Field(
+        default=None,
+        max_length=limits.MAX_PATH_HOPS,
+        description="where the job runs, level by level: this plane's placement first (its"
+        " center None while not placed), then each region below it (docs/federation.md)",
+    )
 
 
 class LogChunk(BaseModel):

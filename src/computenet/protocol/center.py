@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from computenet.model import JobSpec, Placement, limits
 from computenet.model.limits import BoundedInstant, Name
+from computenet.protocol.api import PathHop
 
 
 def _clip(v: object) -> object:
@@ -45,6 +46,24 @@ class PoolCapacity(BaseModel):
         " may be less than `free`, the sum; absent: `free` (one place)",
     )
 
+    used: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        ge=0,
+        le=1_000_000,
+        description="a region only: chips of this type held by running jobs inside it (any"
+        " tenant's); absent for an ordinary center",
+    )
+    queued: int | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        ge=0,
+        le=limits.MAX_RUNNING,
+        description="a region only: jobs waiting inside it at centers with chips of this type"
+        " (a center with several types counts its queue under each); absent for an ordinary"
+        " center",
+    )
+
     @model_validator(mode="after")
     def _largest_within_free(self) -> PoolCapacity:
         if self.largest_free is not None and self.largest_free > self.free:
@@ -52,7 +71,23 @@ class PoolCapacity(BaseModel):
                 f"largest_free {self.largest_free} is more than free {self.free}: one job"
                 " cannot get more chips than are free"
             )
+        if self.used is not None and self.used > self.total:
+            raise ValueError(f"used {self.used} is more than total {self.total}")
         return self
+
+
+class JobProgress(BaseModel):
+    """A held job as the plane below sees it (a region's network agent, docs/federation.md).
+
+    `path` is the region's own `JobDetail.path` for its job: the region's
+    placement first, then the levels below it.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: Name
+    attempt: int = Field(ge=0, le=limits.MAX_ATTEMPT)
+    path: list[PathHop] = Field(default=[], max_length=limits.MAX_PATH_HOPS - 1)
 
 
 class RegisterRequest(BaseModel):
@@ -105,6 +140,13 @@ class HeartbeatRequest(BaseModel):
         default=[],
         max_length=limits.MAX_RUNNING,
         description="job ids the agent is running or staging",
+    )
+    progress: list[JobProgress] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,  # an ordinary center's heartbeat stays as it was
+        max_length=limits.MAX_PROGRESS,
+        description="a region only (a center the network file tags `region`): for held jobs,"
+        " their path inside the region (docs/federation.md); other centers get 422",
     )
 
 
@@ -176,6 +218,20 @@ class LeasedJob(BaseModel):
     inputs: list[StagingInput] = []
     planned_run_s: float = Field(
         description="estimated run time in real seconds (network time / time_scale)"
+    )
+    deadline_real: float | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="the job's absolute deadline as real unix seconds (clock-free: a region"
+        " turns it into its own network time); absent when the job has none",
+    )
+    budget_left_cny: Decimal | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        ge=0,
+        decimal_places=2,
+        description="what is left of the job's budget (budget less what its earlier"
+        " attempts cost); absent when the job has no budget",
     )
 
 
@@ -261,6 +317,13 @@ class UsageReport(BaseModel):
         exclude_if=lambda v: v is None,  # an ordinary center's report stays as it was
         description="what the center's own control plane billed for this run (a region,"
         " docs/federation.md); the parent bills exactly this, plus its own transfer lots",
+    )
+    path: list[PathHop] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        max_length=limits.MAX_PATH_HOPS - 1,
+        description="a region only: where the run ended below it (as in a heartbeat's"
+        " `progress`), so the parent keeps the final path; other centers get 422",
     )
 
 

@@ -17,6 +17,12 @@ its exit code (SUCCEEDED with 0 or none; FAILED with a non-zero code, or a
 message that says why there is none), and only a job whose user asked for it
 may end CANCELLED. Log appends may not leave a gap (`check_log_offset`).
 
+What only a region may say (a center the network file tags ``region``,
+docs/federation.md) is refused from any other center: its own bill line
+(`check_metered`), the jobs' paths below it (`check_progress`) and its
+queue and used chips (``capacity[i].queued``, ``capacity[i].used``). A
+region's declared service fee (a ``fee:P%`` tag) is read by `fee_rate`.
+
 Each check raises `ValidationError` (HTTP 422) naming the field, or, for a
 state the job may not take now, `ConflictError` (409, field ``state``), before
 anything is stored. The functions are pure: they read what they are given.
@@ -24,12 +30,15 @@ anything is stored. The functions are pure: they read what they are given.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from computenet.errors import ConflictError, ValidationError
 from computenet.model.center import Center
 from computenet.protocol import PoolCapacity, StatusReport
+from computenet.protocol.center import JobProgress
 
 _MAX_URL = 2048
 
@@ -66,6 +75,13 @@ def check_capacity(center: Center, capacity: Sequence[PoolCapacity]) -> None:
                 field=f"{where}.free",
                 hint="free chips are at most the total",
             )
+        for name in ("used", "queued"):
+            if getattr(pool, name) is not None and REGION_TAG not in center.tags:
+                raise ValidationError(
+                    f"center '{center.id}' is not a region: it reports no {name} chips or jobs",
+                    field=f"{where}.{name}",
+                    hint=f"leave {name} out, or tag the center '{REGION_TAG}' in the network file",
+                )
 
 
 def check_data_url(url: str | None) -> None:
@@ -149,6 +165,58 @@ def check_metered(center: Center, metered: object | None) -> None:
             field="metered",
             hint=f"leave metered out, or tag the center '{REGION_TAG}' in the network file",
         )
+
+
+def check_progress(
+    center: Center, progress: Sequence[JobProgress] | None, field: str = "progress"
+) -> None:
+    """Refuse a heartbeat's job paths (`progress`) from a center that is not a region.
+
+    A path says where a job runs below this plane; only a region has a below.
+    Each path's depth is bounded by its schema (`limits.MAX_PATH_HOPS`).
+    """
+    if progress is not None and REGION_TAG not in center.tags:
+        raise ValidationError(
+            f"center '{center.id}' is not a region: it has no path below it to report",
+            field=field,
+            hint=f"leave {field} out, or tag the center '{REGION_TAG}' in the network file",
+        )
+
+
+# A region's declared service fee on what it bills (docs/federation.md): a center tag
+# such as ``fee:5%`` or ``fee:2.5%``, at most one, with at most two decimals, 0-100 %.
+FEE_PREFIX = "fee:"
+_FEE = re.compile(r"^(\d{1,3})(\.\d{1,2})?%$")
+
+
+def fee_rate(center: Center) -> Decimal:
+    """The region's declared fee as a fraction (``fee:5%`` → 0.05); 0 without one.
+
+    ValidationError (field ``tags``) for a malformed tag, two fee tags, or a fee
+    on a center that is not a region (only a region's own bill line is marked up).
+    """
+    tags = [t for t in center.tags if t.startswith(FEE_PREFIX)]
+    if not tags:
+        return Decimal(0)
+    hint = "declare the region's fee as one tag fee:P% with 0 <= P <= 100, e.g. fee:5%"
+    if len(tags) > 1:
+        raise ValidationError(
+            f"center '{center.id}' has {len(tags)} fee tags", field="tags", hint=hint
+        )
+    text = tags[0][len(FEE_PREFIX) :]
+    if not _FEE.match(text) or Decimal(text[:-1]) > 100:
+        raise ValidationError(
+            f"center '{center.id}': fee '{text}' is not a percentage from 0% to 100%",
+            field="tags",
+            hint=hint,
+        )
+    if REGION_TAG not in center.tags:
+        raise ValidationError(
+            f"center '{center.id}' declares a fee but is not a region",
+            field="tags",
+            hint=f"tag it '{REGION_TAG}' too, or drop {tags[0]}",
+        )
+    return Decimal(text[:-1]) / 100
 
 
 def check_log_offset(offset: int, have: int) -> None:

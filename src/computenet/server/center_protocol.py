@@ -34,6 +34,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
+from computenet.protocol.api import PathHop
 from computenet.protocol.datapaths import default_replica_path, replica_path_problem
 from computenet.server import center_checks
 from computenet.server.metering import meter
@@ -74,6 +75,7 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             hint=f"this server speaks center protocol {PROTOCOL_VERSION}",
         )
     center_checks.check_capacity(declared, req.capacity)  # a center is checked, not believed
+    center_checks.fee_rate(declared)  # a region's fee tag is read when its runs are billed
     center_checks.check_data_url(req.data_url)
     with plane.db.write() as s:
         row = register_center(
@@ -110,7 +112,10 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
     listed = list(dict.fromkeys(req.running))
     cancel: list[str] = []
     with contextlib.suppress(KeyError):  # not in the network: it cannot have registered (409)
-        center_checks.check_capacity(plane.network.center(center_id), req.capacity)
+        declared = plane.network.center(center_id)
+        center_checks.check_capacity(declared, req.capacity)
+        center_checks.check_progress(declared, req.progress)
+    progress = {p.job_id: p for p in req.progress or []}
     with plane.db.write() as s:
         row = get_center(s, center_id, for_update=True)
         if row is None:
@@ -126,6 +131,9 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
             j = jobs.get(jid)
             if j is None or j.lease_center != center_id or j.state in _FINAL or j.cancel_requested:
                 cancel.append(jid)
+            p = progress.get(jid)
+            if j is not None and p is not None and j.lease_center == center_id:
+                keep_below(j, center_id, p.attempt, p.path)
         for j in job_store.held_by(s, center_id):
             if j.cancel_requested and j.id not in cancel:
                 cancel.append(j.id)
@@ -229,7 +237,11 @@ def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageRep
     """Record measured usage; a finished job is re-metered with it."""
     with plane.db.write() as s:
         job = _held(s, center_id, job_id, rep.attempt)
-        center_checks.check_metered(plane.network.center(center_id), rep.metered)
+        declared = plane.network.center(center_id)
+        center_checks.check_metered(declared, rep.metered)
+        if rep.path is not None:
+            center_checks.check_progress(declared, [], field="path")
+        below = (job.usage or {}).get(BELOW)
         job.usage = {
             "run_real_s": rep.run_real_s,
             "staging_real_s": rep.staging_real_s,
@@ -238,9 +250,32 @@ def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageRep
             "transfers": [t.model_dump() for t in rep.transfers],
             "metered": rep.metered.model_dump(mode="json") if rep.metered else None,
         }
+        if below is not None:
+            job.usage[BELOW] = below
+        if rep.path is not None:
+            keep_below(job, center_id, rep.attempt, rep.path)
         if job.state in _FINAL:
             meter(plane, s, job)
         return job
+
+
+# Where a job's path below this plane is kept (`JobRow.usage`, a JSON object): the
+# region that reported it, for which attempt, and its hops (docs/federation.md).
+BELOW = "below"
+
+
+def keep_below(job: JobRow, center_id: str, attempt: int, path: list[PathHop]) -> None:
+    """Store a region's report of where `job` is below it, when it says something new."""
+    if attempt != job.attempt:
+        return  # an older run's path: the current one is what the user asks about
+    new = {
+        "center": center_id,
+        "attempt": attempt,
+        "path": [h.model_dump(mode="json", exclude_none=True) for h in path],
+    }
+    usage = job.usage or {}
+    if usage.get(BELOW) != new:
+        job.usage = {**usage, BELOW: new}  # a new object: the JSON column sees the change
 
 
 def report_replica(

@@ -29,6 +29,7 @@ from computenet.model import JobSpec, JobState, Placement
 from computenet.protocol import LeasedJob, LeaseReply, StagingInput, StagingSource
 from computenet.protocol.datapaths import default_replica_path
 from computenet.protocol.tickets import mint_ticket
+from computenet.server.metering import budget_left
 from computenet.store import jobs as job_store
 from computenet.store.centers import get_center, get_dataset, record_heartbeat, replicas
 from computenet.store.schema import JobRow
@@ -203,6 +204,9 @@ def _leased(plane: ControlPlane, s: Session, row: JobRow, center_id: str, real: 
         placement=placement,
         inputs=staging_inputs(plane, s, spec, placement, center_id, real),
         planned_run_s=placement.run_s / plane.clock.time_scale,
+        # For a region (docs/federation.md): the deadline in real time, the budget left.
+        deadline_real=plane.clock.to_real(row.deadline) if row.deadline is not None else None,
+        budget_left_cny=budget_left(plane, row, center_id, spec),
     )
 
 

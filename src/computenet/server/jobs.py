@@ -7,15 +7,18 @@ import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from computenet.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
-from computenet.model import Dataset, JobSpec, JobState
+from computenet.model import TERMINAL_STATES, Dataset, JobSpec, JobState, limits
 from computenet.model.identifiers import network_prefix
 from computenet.protocol import JobDetail, JobView, LogChunk, QuoteView, SubmitRequest
+from computenet.protocol.api import PathHop
 from computenet.scheduler import job_request, quote
 from computenet.server.auth import Principal
+from computenet.server.center_protocol import BELOW
 from computenet.server.paging import decode_cursor, encode_cursor
 from computenet.server.scheduling import snapshot
 from computenet.server.views import job_detail, job_view, new_job_view
@@ -281,6 +284,8 @@ def detail(plane: ControlPlane, who: Principal, job_id: str) -> JobDetail:
             network_prefix(plane.network),
         )
         charge = get_charge(s, job_id)
+        view.queue_position = queue_position(s, row)
+    roll_up(view, row, plane.network.name)
     if charge is not None:
         # The metered split next to the placement's estimate (exact ¥ as strings).
         view.usage.update(
@@ -295,6 +300,80 @@ def detail(plane: ControlPlane, who: Principal, job_id: str) -> JobDetail:
             }
         )
     return view
+
+
+_WAITING = (JobState.PENDING.value, JobState.SCHEDULED.value)
+_FINAL = {x.value for x in TERMINAL_STATES}
+
+
+def queue_position(s: Session, row: JobRow) -> int | None:
+    """The job's place among the jobs waiting at this plane (1: next), or None.
+
+    Waiting means PENDING or SCHEDULED and not yet handed to a center (a job a
+    region holds waits in the region: its place there is in the path). The
+    order is the plan's: placed jobs by planned start, then jobs not placed yet
+    by priority; ties by submit time, then id. Every tenant's jobs count (only
+    their number is shown).
+    """
+    if row.state not in _WAITING or row.lease_center is not None:
+        return None
+    earlier = or_(
+        JobRow.submitted_at < row.submitted_at,
+        and_(JobRow.submitted_at == row.submitted_at, JobRow.id < row.id),
+    )
+    if row.planned_start is not None:
+        ahead = or_(
+            JobRow.planned_start < row.planned_start,
+            and_(JobRow.planned_start == row.planned_start, earlier),
+        )
+    else:
+        ahead = or_(
+            JobRow.planned_start.is_not(None),
+            JobRow.priority > row.priority,
+            and_(JobRow.priority == row.priority, earlier),
+        )
+    n = s.scalar(
+        select(func.count())
+        .select_from(JobRow)
+        .where(JobRow.state.in_(_WAITING), JobRow.lease_center.is_(None), ahead)
+    )
+    return int(n or 0) + 1
+
+
+def roll_up(view: JobDetail, row: JobRow, network: str) -> None:
+    """Fill `view.path`: this plane's hop, then the levels below as the region reported them.
+
+    For a job not final whose region said why it waits (or where it runs), the
+    deepest level's reason comes first in `reasons`, named by its network.
+    """
+    own = view.reasons[0][: limits.MAX_REASON_CHARS] if view.reasons else None
+    hop = PathHop(
+        network=network,
+        center=view.center,
+        chip=view.chip,
+        count=view.chips if view.center else None,
+        job_id=view.id,
+        state=view.state.value,
+        reason=own,
+        position=view.queue_position,
+    )
+    below = _below(row)
+    view.path = [hop, *below][: limits.MAX_PATH_HOPS]
+    if row.state in _FINAL:
+        return
+    deepest = next((h for h in reversed(below) if h.reason), None)
+    if deepest is not None:
+        view.reasons = [f"{deepest.network}: {deepest.reason}", *view.reasons]
+
+
+def _below(row: JobRow) -> list[PathHop]:
+    """The region's last report of where the current attempt is, if it is about this run."""
+    got = (row.usage or {}).get(BELOW)
+    if not isinstance(got, dict) or row.state == JobState.PENDING.value:
+        return []
+    if got.get("attempt") != row.attempt or got.get("center") != (row.lease_center or row.center):
+        return []
+    return [PathHop.model_validate(h) for h in got.get("path") or []]
 
 
 def cancel(plane: ControlPlane, who: Principal, job_id: str) -> JobView:

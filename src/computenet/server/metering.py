@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from computenet.errors import ForbiddenError, ValidationError
-from computenet.metering import Charges, TransferLot, charge
+from computenet.errors import ComputeNetError, ForbiddenError, ValidationError
+from computenet.metering import Charges, TransferLot, charge, fee_cny, fen
+from computenet.model import JobSpec
 from computenet.model.center import CST
 from computenet.protocol import BillLine, BillView
 from computenet.protocol.center import MeteredCharge
 from computenet.server.auth import Principal
+from computenet.server.center_checks import fee_rate
 from computenet.store.billing import charges, put_charge
 from computenet.store.schema import ChargeRow, JobRow
 
@@ -63,7 +65,7 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     )
     metered = (job.usage or {}).get("metered")
     if metered:
-        ch = metered_charges(metered, ch.transfer_cny)
+        ch = metered_charges(metered, ch.transfer_cny, fee_rate(center))
     row = ChargeRow(
         job_id=job.id,
         tenant_id=job.tenant_id,
@@ -87,11 +89,15 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     return put_charge(s, row)
 
 
-def metered_charges(metered: dict[str, Any], own_transfer_cny: Decimal) -> Charges:
+def metered_charges(
+    metered: dict[str, Any], own_transfer_cny: Decimal, fee: Decimal = Decimal(0)
+) -> Charges:
     """The charges of a run a region metered itself (`UsageReport.metered`, docs/federation.md).
 
-    The bill line is the region's, to the fen, plus what moving the inputs into the
-    region cost on this network's own links (its transfer lots, priced here).
+    The bill line is the region's, to the fen, plus the region's declared service
+    fee (`fee`, a fraction: its ``fee:P%`` tag) on that line's total, rounded once
+    to the fen and billed as service, plus what moving the inputs into the region
+    cost on this network's own links (its transfer lots, priced here, no fee).
     """
     m = MeteredCharge.model_validate(metered)
     return Charges(
@@ -100,9 +106,26 @@ def metered_charges(metered: dict[str, Any], own_transfer_cny: Decimal) -> Charg
         kwh=m.kwh,
         co2_kg=m.co2_kg,
         energy_cny=m.energy_cny,
-        service_cny=m.service_cny,
+        service_cny=m.service_cny + fee_cny(m.total_cny, fee),
         transfer_cny=m.transfer_cny + own_transfer_cny,
     )
+
+
+def budget_left(plane: ControlPlane, row: JobRow, center_id: str, spec: JobSpec) -> Decimal | None:
+    """What a region may spend of a leased job's budget (`LeasedJob.budget_left_cny`).
+
+    The budget less what the job has cost so far, less the region's declared fee
+    (its ``fee:P%`` tag), which this network adds on top of the region's bill
+    line; None when the job has no budget (docs/federation.md).
+    """
+    if spec.budget_cny is None:
+        return None
+    left = max(Decimal(0), spec.budget_cny - (row.cost_cny or Decimal(0)))
+    try:
+        rate = fee_rate(plane.network.center(center_id))
+    except (KeyError, ComputeNetError):
+        rate = Decimal(0)
+    return fen(left / (1 + rate))
 
 
 def staged_lots(plane: ControlPlane, usage: dict[str, Any], center: str) -> list[TransferLot]:

@@ -139,6 +139,9 @@ def pools_of(
             }
             if p.get("largest_free") is not None:  # a region: its largest job shape now
                 pool["largest_free"] = int(p["largest_free"])
+            for key in ("used", "queued"):  # a region: its chips busy and jobs waiting inside
+                if p.get(key) is not None:
+                    pool[key] = int(p[key])
             pools.append(pool)
         return pools
     return fallback
