@@ -27,6 +27,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "kubernetes": ("computenet.backends.kubernetes", "KubernetesBackend"),
     # A whole ComputeNet network (a region) joining its parent as one center.
     "network": ("computenet.backends.network", "NetworkBackend"),
+    # A region's parent network as one center of the region: its overflow goes up there.
+    "uplink": ("computenet.backends.uplink", "UplinkBackend"),
 }
 
 

@@ -1,0 +1,197 @@
+"""The uplink backend: a region offers its parent network what it cannot run itself.
+
+Overflow up (docs/federation.md, "Overflow up"). Inside a region the parent
+network is **one more center**: a center of the region's network file tagged
+``parent`` (and ``region``: it bills what the parent metered), run by
+``cnet agent --backend uplink``. The region's scheduler places a job there
+only when none of its own centers can run it — by its deadline, or at all —
+and only when the job may leave (`scheduler/overflow.py`). This backend is
+the network backend (`backends/network.py`) pointed up instead of down, as
+one user account of the parent, with three differences:
+
+- **The region itself is left out.** `exclude` (default: `origin`, the
+  region's name, which is also its center id at the parent) names the
+  parent's centers that are this region. The capacity offered is the parent's
+  free chips *elsewhere* — so nothing is counted twice — and the shape check
+  looks only there.
+- **Never back to the region (no loop).** Every job sent up is pinned
+  (`JobSpec.center`) to a center of the parent that is not excluded: the
+  parent quotes it (`POST /api/v1/quote`, the parent's own scheduler and
+  prices) and the uplink takes the parent's best feasible option elsewhere —
+  the parent picks, the region only rules itself out. A job the parent could
+  only run in this region, or not by its deadline, fails here with the
+  parent's reasons instead of coming back.
+- **Sent up once.** The job sent up carries ``CNET_ORIGIN_JOB=REGION/JOB``
+  (as any job handed to another network), so the parent never offers it up
+  again; a job that came *down* from the parent carries the parent's, and the
+  region's scheduler never places it here (the backend refuses it too, should
+  it be asked).
+
+Identity, idempotency, fencing (the watchdog), logs, states and money are the
+network backend's: the parent's job is named ``REGION/JOB_ID:ATTEMPT``, its
+exit code and log flow back, and the region bills exactly what the parent
+metered.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from computenet.backends.base import BackendJob
+from computenet.backends.network import NetworkBackend, _read_token, _truthy
+from computenet.errors import BackendError, ConflictError, ValidationError
+from computenet.model import JobSpec
+from computenet.protocol import CenterView, JobDetail, JobView, QuoteOption
+from computenet.sdk.client import Client, SpecLike, spec_of
+
+URL_ENV = "CNET_PARENT_URL"
+TOKEN_FILE_ENV = "CNET_PARENT_TOKEN_FILE"
+
+
+class ParentClient(Client):
+    """The parent's user API; every job submitted through it is pinned away from `exclude`.
+
+    `exclude` is the set of the parent's center ids that are the region itself.
+    A spec without a `center` is quoted first and pinned to the parent's best
+    feasible option at another center (the quote's order: cheapest, then
+    soonest, among those that meet the deadline and the budget).
+    """
+
+    def __init__(self, *args: Any, exclude: frozenset[str] = frozenset(), **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.exclude = exclude
+
+    def submit(
+        self,
+        spec: SpecLike,
+        idempotency_key: str | None = None,
+        wait: bool = False,
+        *,
+        poll_s: float = 0.5,
+        timeout_s: float | None = None,
+        on_update: Callable[[JobDetail], None] | None = None,
+    ) -> JobView:
+        """Submit `spec`, pinned to a center of the parent that is not the region."""
+        s = spec_of(spec)
+        if s.center is None or s.center in self.exclude:
+            s = s.model_copy(update={"center": self.elsewhere(s).center})
+        return super().submit(
+            s, idempotency_key, wait, poll_s=poll_s, timeout_s=timeout_s, on_update=on_update
+        )
+
+    def elsewhere(self, spec: JobSpec) -> QuoteOption:
+        """The parent's best option for `spec` at a center not excluded; ConflictError if none."""
+        quote = self.quote(spec.model_copy(update={"center": None}))
+        options = [o for o in quote.options if o.center not in self.exclude]
+        ok = [o for o in options if o.feasible]
+        if ok:
+            return ok[0]
+        chips = f"{spec.chips.count} × {'/'.join(spec.chips.types) or 'any chip'}"
+        where = ", ".join(sorted(self.exclude))
+        if options:
+            why = "; ".join(options[0].reasons) or "misses the deadline or the budget"
+            raise ConflictError(
+                f"the parent network cannot run {chips} outside {where} in time: {why}",
+                field="deadline",
+                hint="relax the deadline or the budget, or set spill: never to wait here",
+            )
+        why = "; ".join(quote.infeasible_reasons) or "no center has such chips"
+        raise ConflictError(
+            f"the parent network has no center but {where} for {chips}: {why}",
+            field="chips",
+            hint="declare at the parent's center in the region's network file only chips"
+            " the parent has elsewhere",
+        )
+
+
+class UplinkBackend(NetworkBackend):
+    """Runs a region's overflow at its parent network (see the module doc).
+
+    Options as the network backend's, pointed at the parent: `url` (default
+    ``$CNET_PARENT_URL``), `token_file` (a user of the parent, mode 600;
+    default ``$CNET_PARENT_TOKEN_FILE``), `origin` (the region's name: the
+    first part of every job's identity at the parent), and `exclude` (the
+    parent's center ids that are this region, comma-separated; default `origin`).
+    """
+
+    kind = "uplink"
+
+    def __init__(
+        self,
+        state_dir: str | Path | None = None,
+        pools: Mapping[str, int] | str | None = None,
+        *,
+        url: str | None = None,
+        token_file: str | Path | None = None,
+        origin: str = "",
+        exclude: str = "",
+        center: str = "",
+        timeout_s: float | str = 30.0,
+        submit_retry_s: float | str = 10.0,
+        capacity_ttl_s: float | str = 1.0,
+        watchdog: bool | str = True,
+        client: ParentClient | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not origin:
+            raise ValidationError(
+                "the uplink backend needs the region's name",
+                field="origin",
+                hint="--backend-opt origin=gba (the region's center id at the parent)",
+            )
+        self.exclude = frozenset(x.strip() for x in (exclude or origin).split(",") if x.strip())
+        if client is None:
+            url = url or os.environ.get(URL_ENV)
+            if not url:
+                raise ValidationError(
+                    "the uplink backend needs the parent control plane's URL",
+                    field="url",
+                    hint=f"--backend-opt url=https://cn.example.org, or set {URL_ENV}",
+                )
+            token_file = token_file or os.environ.get(TOKEN_FILE_ENV)
+            if not token_file:
+                raise ValidationError(
+                    "the uplink backend needs a token of a user account at the parent",
+                    field="token_file",
+                    hint=f"--backend-opt token_file=FILE (mode 600), or set {TOKEN_FILE_ENV}",
+                )
+            client = ParentClient(
+                url,
+                _read_token(token_file),
+                timeout=float(timeout_s),
+                transport=transport,
+                exclude=self.exclude,
+            )
+        client.exclude = self.exclude
+        super().__init__(
+            state_dir,
+            pools,
+            origin=origin,
+            center=center,
+            timeout_s=timeout_s,
+            submit_retry_s=submit_retry_s,
+            capacity_ttl_s=capacity_ttl_s,
+            client=client,
+        )
+        if url and token_file and _truthy(watchdog) and self.state_dir is not None:
+            # The network backend's watchdog: it cancels at the parent what a dead agent held.
+            self._start_watchdog(url, Path(token_file))
+
+    def submit(self, job: BackendJob, idempotency_key: str) -> str:
+        """Send `job` up, pinned away from this region; never a job that may not leave."""
+        if job.spec is not None and (why := job.spec.no_spill_reason()):
+            raise BackendError(
+                f"{job.job_id} is not sent to the parent network: {why}",
+                hint="the region's scheduler should not have placed it here (a parent-tagged"
+                " center is for jobs that may spill)",
+            )
+        return super().submit(job, idempotency_key)
+
+    def _centers(self) -> list[CenterView]:
+        """The parent's centers but this region's: its capacity is offered nowhere twice."""
+        return [c for c in super()._centers() if c.id not in self.exclude]
