@@ -471,11 +471,29 @@ def demo(
     timeout: Annotated[
         float, typer.Option("--timeout", min=10, help="give up after this many real seconds")
     ] = 600,
+    federated: Annotated[
+        bool,
+        typer.Option(
+            "--federated",
+            help="a national plane over three regional ones, a region killed mid-run"
+            " (docs/federation.md)",
+        ),
+    ] = False,
 ) -> None:
     """Run the built-in demo network end to end: 4 centers, 14 jobs, live progress, the bill."""
     out = err_console() if json_out else console()
     base = Path(tempfile.mkdtemp(prefix="cnet-demo-"))
     base.chmod(0o711)  # jobs running as their own uids (agents as root) reach their dirs
+    if federated:
+        from computenet.cli.demo_federated import federated_demo
+
+        try:
+            code = federated_demo(json_out=json_out, timeout_s=timeout, base=base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        if code:
+            raise typer.Exit(code)
+        return
     try:
         code, result = run_demo(out, json_out=json_out, keep_s=keep, timeout_s=timeout, base=base)
     finally:

@@ -1,0 +1,780 @@
+"""`cnet demo --federated`: a national control plane over three regional ones, on this machine.
+
+Four control planes run as processes, each with its own SQLite file in one
+temporary directory: the national plane `cn` and three regions — 粤港澳 Greater
+Bay Area (`gba`), 长三角 Yangtze River Delta (`yrd`) and 成渝 Chengdu–Chongqing
+(`cy`) — from the network files in ``examples/federated/`` (hubs and prices of
+the built-in `china` network). Each region runs one local agent per center and
+joins the national plane as one center through ``cnet agent --backend network``
+(docs/federation.md).
+
+Jobs are submitted at the top (the national plane picks a region, the region
+picks a center) and at a region. While a delegated job runs in `yrd`, the whole
+region is SIGKILLed — its plane, its center agents and its network agent — and
+the national plane requeues the job, which then finishes once in another
+region. Every job's command leaves a marker file per run (start and end), so
+"exactly once" is counted, not assumed. It ends with each job's path through
+the levels and the national bill, checked line by line against what the
+regions metered. Exit 0 only if every job succeeded and ran to its end exactly
+once, and the bill has one line per job equal to its region's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from computenet.catalog import load_network
+from computenet.cli.common import console, err_console, print_json, to_jsonable
+from computenet.cli.demo import demo_epoch
+from computenet.cli.netcmd import print_bill
+from computenet.cli.procs import (
+    RunningNetwork,
+    make_credentials,
+    start_network,
+    wait_online,
+)
+from computenet.cli.supervise import (
+    Child,
+    Supervisor,
+    cnet_argv,
+    free_port,
+    wait_http,
+    write_secret,
+)
+from computenet.errors import ComputeNetError
+from computenet.model import TERMINAL_STATES, JobState
+from computenet.model.center import CST
+from computenet.protocol import BillLine, BillView, JobDetail, JobView
+from computenet.sdk import Client
+
+# The network files: national.yaml and one per region (in a checkout of the project).
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "federated"
+ORIGIN = "cn"
+REGIONS: dict[str, str] = {
+    "gba": "粤港澳 Greater Bay Area",
+    "yrd": "长三角 Yangtze River Delta",
+    "cy": "成渝 Chengdu–Chongqing",
+}
+KILLED = "yrd"  # the region SIGKILLed mid-run
+LOCAL = "cy"  # where the region-level jobs are submitted
+# The national plane's lease: a dead region's jobs are requeued 1.25 × this after its
+# last heartbeat. Short, so that the demo stays short; the regions keep the default.
+NATIONAL_LEASE_S = 6.0
+NATIONAL_HEARTBEAT_S = 0.5
+NATIONAL_CYCLE_S = 0.5
+POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """One job of the demo: where it is submitted, what it asks for, how long it runs (real s)."""
+
+    name: str
+    at: str  # ORIGIN (the national plane) or a region id
+    workload_class: str
+    chip: str
+    count: int
+    cu_hours: float
+    run_s: float
+    story: str  # what it shows, for the summary
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+JOBS: tuple[DemoJob, ...] = (
+    DemoJob(
+        "llm-pretrain",
+        ORIGIN,
+        "llm-train",
+        "H800",
+        4,
+        2.0,
+        4,
+        "only gba has H800; the region picks the one center with 4 free (largest shape)",
+    ),
+    DemoJob(
+        "ascend-finetune",
+        ORIGIN,
+        "llm-train",
+        "Ascend-910B",
+        2,
+        1.0,
+        8,
+        "yrd is the cheaper Ascend region; yrd is killed while it runs: it finishes in gba",
+    ),
+    DemoJob(
+        "cv-train",
+        ORIGIN,
+        "cv-train",
+        "A100",
+        2,
+        0.5,
+        3,
+        "cy has the cheapest power for A100",
+    ),
+    DemoJob(
+        "batch-infer",
+        ORIGIN,
+        "inference",
+        "A100",
+        1,
+        0.2,
+        3,
+        "cy again; its region picks the center",
+    ),
+    DemoJob(
+        "cy-local-report",
+        LOCAL,
+        "inference",
+        "A100",
+        1,
+        0.1,
+        3,
+        "submitted to the cy region itself: never leaves it",
+    ),
+)
+
+
+def spec_of(job: DemoJob, marks: Path) -> dict[str, Any]:
+    """The job file of `job`: its command leaves one start and one end marker per run."""
+    tag = f"{marks}/{job.name}"
+    command = (
+        f'echo $$ > "{tag}.start.$CNET_CENTER.$$";'
+        f' echo "{job.name}: $CNET_CHIP_COUNT x $CNET_CHIP at $CNET_CENTER'
+        ' (origin ${CNET_ORIGIN_JOB:-none})";'
+        f" sleep {job.run_s:g};"
+        f' touch "{tag}.end.$CNET_CENTER.$$"; echo done'
+    )
+    return {
+        "name": job.name,
+        "class": job.workload_class,
+        "command": command,
+        "chips": {"count": job.count, "types": [job.chip]},
+        "work": {"cu_hours": job.cu_hours},
+        **job.extra,
+    }
+
+
+def runs_of(marks: Path, name: str, kind: str) -> list[str]:
+    """The centers where runs of job `name` left a `kind` ("start"/"end") marker."""
+    prefix = f"{name}.{kind}."
+    return sorted(
+        p.name[len(prefix) :].rsplit(".", 1)[0]
+        for p in marks.iterdir()
+        if p.name.startswith(prefix)
+    )
+
+
+class Progress:
+    """Progress lines on stderr, each with the seconds since the demo started.
+
+    Also the `status` object `start_network` reports to (its `update`).
+    """
+
+    def __init__(self, out: Console, started: float, prefix: str = "") -> None:
+        self.out = out
+        self.started = started
+        self.prefix = prefix
+
+    def __call__(self, text: str) -> None:
+        """Print one progress line."""
+        self.out.print(f"[{time.monotonic() - self.started:5.1f}s] {self.prefix}{escape(text)}")
+
+    def update(self, text: str) -> None:
+        """`start_network`'s status callback."""
+        self(text)
+
+    def sub(self, prefix: str) -> Progress:
+        """The same progress with a prefix (e.g. the region's name)."""
+        return Progress(self.out, self.started, prefix)
+
+
+@dataclass
+class Region:
+    """A running regional network, the account the national jobs run as, and its uplink."""
+
+    id: str
+    net: RunningNetwork
+    sup: Supervisor
+    link_token_file: Path
+    network_agent: Child | None = None
+    killed: bool = False
+
+    @property
+    def url(self) -> str:
+        """The region's control plane."""
+        return self.net.url
+
+    def admin(self) -> Client:
+        """An admin client of the region."""
+        return Client(self.url, self.net.creds.admin)
+
+
+@dataclass
+class Federation:
+    """The national plane, its regions, and the clients the demo uses."""
+
+    base: Path
+    national: RunningNetwork
+    national_sup: Supervisor
+    national_file: Path
+    regions: dict[str, Region]
+    top: Client  # the national plane's user
+    locals: dict[str, Client]  # a user of each region that submits there
+    watchdogs: list[tuple[int, int]] = field(default_factory=list)  # (pid, start time)
+
+    def client_at(self, at: str) -> Client:
+        """Who submits a job submitted at `at`."""
+        return self.top if at == ORIGIN else self.locals[at]
+
+    def supervisors(self) -> list[Supervisor]:
+        """Every supervisor, national first."""
+        return [self.national_sup, *(r.sup for r in self.regions.values())]
+
+
+def network_files(where: Path = EXAMPLES) -> dict[str, Path]:
+    """The national and regional network files; a clear error when they are missing."""
+    files = {name: where / f"{name}.yaml" for name in ("national", *REGIONS)}
+    missing = [str(p) for p in files.values() if not p.is_file()]
+    if missing:
+        raise ComputeNetError(
+            f"the federated demo's network files are missing: {', '.join(missing)}",
+            field="examples/federated",
+            hint="run `cnet demo --federated` from a checkout of ComputeNet (an editable install)",
+        )
+    return files
+
+
+def start_region(
+    stack: contextlib.ExitStack, rid: str, file: Path, base: Path, epoch: str, say: Progress
+) -> Region:
+    """Start region `rid`: its plane and one local agent per center, under its own supervisor.
+
+    The national plane's jobs run in the region as the user `cn-link` of tenant
+    `national`, whose token the network agent reads from a 0600 file.
+    """
+    home = base / rid
+    sup = stack.enter_context(Supervisor(home / "logs"))
+    net = load_network(file)
+    say(f"starting {REGIONS[rid]}: a plane and {len(net.centers)} centers")
+    running = start_network(
+        sup,
+        str(file),
+        net,
+        home,
+        db=f"sqlite:///{home / 'region.db'}",
+        tenant="national",
+        user=f"{ORIGIN}-link",
+        epoch=epoch,
+        env={"CNET_DEMO_DIR": str(base)},
+        status=say,
+    )
+    link = write_secret(home / "secrets" / f"{ORIGIN}-link.token", running.creds.user)
+    say(
+        f"up at {running.url}: centers {', '.join(c.id for c in net.centers)}"
+        f" ({', '.join(_pools(c.pools) for c in net.centers)})"
+    )
+    return Region(rid, running, sup, link)
+
+
+def _pools(pools: Any) -> str:
+    return " + ".join(f"{p.count} {p.chip}" for p in pools)
+
+
+def national_file(template: Path, regions: dict[str, Region], dest: Path) -> Path:
+    """The national network file with each region's plane as a `url:` tag (for resolve)."""
+    data = yaml.safe_load(template.read_text("utf-8"))
+    for c in data["centers"]:
+        if c["id"] in regions:
+            c["tags"] = [*c.get("tags", []), f"url:{regions[c['id']].url}"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    return dest
+
+
+def start_national(
+    stack: contextlib.ExitStack,
+    file: Path,
+    base: Path,
+    epoch: str,
+    regions: dict[str, Region],
+    say: Progress,
+) -> tuple[RunningNetwork, Supervisor]:
+    """Start the national plane and one network agent per region; wait until all are online."""
+    home = base / "national"
+    sup = stack.enter_context(Supervisor(home / "logs"))
+    net = load_network(file)
+    db = f"sqlite:///{home / 'national.db'}"
+    creds = make_credentials(db, net, "acme", "ann")
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"CNET_DEMO_DIR": str(base)}
+    say(f"starting the national plane {ORIGIN} on {url}")
+    argv = [
+        "server", "--db", db, "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
+        "--network", str(file), "--log-level", "warning", "--epoch", epoch,
+        "--heartbeat-interval", str(NATIONAL_HEARTBEAT_S),
+        "--lease-timeout", str(NATIONAL_LEASE_S), "--cycle-interval", str(NATIONAL_CYCLE_S),
+    ]  # fmt: skip
+    server = sup.start("server", cnet_argv(*argv), env)
+    wait_http(f"{url}/healthz", server, timeout_s=60)
+    for rid, region in regions.items():
+        say(f"joining {rid} to {ORIGIN}: cnet agent --center {rid} --backend network")
+        token_file = write_secret(home / "secrets" / f"{rid}.token", creds.centers[rid])
+        argv = [
+            "agent", "--center", rid, "--server", url, "--backend", "network",
+            "--network", str(file),
+            "--data-root", str(home / "centers" / rid / "data"),
+            "--state-dir", str(home / "centers" / rid / "state"),
+            "--log-level", "WARNING", "--token-file", str(token_file),
+            "--backend-opt", f"url={region.url}",
+            "--backend-opt", f"token_file={region.link_token_file}",
+            "--backend-opt", f"origin={ORIGIN}",
+        ]  # fmt: skip
+        region.network_agent = sup.start(f"agent-{rid}", cnet_argv(*argv), env, drop_secrets=True)
+    running = RunningNetwork(url, net, creds, {}, db, home)
+    wait_online(sup, running, status=say)
+    say(f"national plane up: regions {', '.join(regions)} online as centers")
+    return running, sup
+
+
+def start_federation(
+    stack: contextlib.ExitStack, base: Path, say: Progress, files: dict[str, Path]
+) -> Federation:
+    """Start the regions, then the national plane over them; make the demo's users."""
+    epoch = demo_epoch(datetime.now(CST).date()).isoformat()
+    marks = base / "runs"
+    marks.mkdir()
+    # Jobs run as uids of their own (agents as root): they may create, not list.
+    marks.chmod(0o1733)
+    regions = {
+        rid: start_region(stack, rid, files[rid], base, epoch, say.sub(f"{rid}: "))
+        for rid in REGIONS
+    }
+    nfile = national_file(files["national"], regions, base / "national" / "national.yaml")
+    national, sup = start_national(stack, nfile, base, epoch, regions, say)
+    top = stack.enter_context(Client(national.url, national.creds.user))
+    locals_: dict[str, Client] = {}
+    with regions[LOCAL].admin() as admin:
+        admin.create_tenant(f"{LOCAL}-lab")
+        token = admin.create_user("li", f"{LOCAL}-lab").token
+    locals_[LOCAL] = stack.enter_context(Client(regions[LOCAL].url, token))
+    return Federation(base, national, sup, nfile, regions, top, locals_)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Tracked:
+    """A submitted demo job and what the demo saw of it."""
+
+    job: DemoJob
+    view: JobView
+    detail: JobDetail | None = None
+    seen: str = ""  # the last state line printed
+
+
+def submit_all(fed: Federation, say: Progress) -> list[Tracked]:
+    """Submit every job where it belongs (one idempotency key per job)."""
+    marks = fed.base / "runs"
+    out = []
+    for j in JOBS:
+        view = fed.client_at(j.at).submit(spec_of(j, marks), idempotency_key=f"fed-demo-{j.name}")
+        where = "the national plane" if j.at == ORIGIN else f"region {j.at}"
+        say(f"submitted {j.name} ({j.count}× {j.chip}) to {where}: {view.id}")
+        out.append(Tracked(j, view))
+    return out
+
+
+def _refresh(fed: Federation, jobs: list[Tracked]) -> None:
+    for t in jobs:
+        if t.view.state in TERMINAL_STATES and t.detail is not None:
+            continue
+        with contextlib.suppress(ComputeNetError):
+            t.detail = fed.client_at(t.job.at).job(t.view.id)
+            t.view = t.detail
+
+
+def _state_line(fed: Federation, t: Tracked) -> str:
+    v = t.view
+    where = f" at {' → '.join(_hop_names(fed, t))}" if v.center else ""
+    attempt = f" (attempt {v.attempts})" if v.attempts > 1 else ""
+    return f"{v.state.value}{where}{attempt}"
+
+
+def _hop_names(fed: Federation, t: Tracked) -> list[str]:
+    return [f"{h['network']}:{h['center']}" for h in path_of(fed, t) if h.get("center")]
+
+
+def watch(fed: Federation, jobs: list[Tracked], say: Progress, timeout_s: float) -> None:
+    """Follow the jobs until all are final; kill region KILLED while a delegated job runs there."""
+    marks = fed.base / "runs"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _refresh(fed, jobs)
+        for t in jobs:
+            line = _state_line(fed, t)
+            if line != t.seen:
+                say(f"{t.job.name}: {line}")
+                t.seen = line
+        _check_alive(fed)
+        victim = fed.regions[KILLED]
+        if not victim.killed:
+            running = [
+                t
+                for t in jobs
+                if t.job.at == ORIGIN
+                and t.view.state is JobState.RUNNING
+                and t.view.center == KILLED
+                and runs_of(marks, t.job.name, "start")
+            ]
+            if running:
+                kill_region(fed, victim, [t.job.name for t in running], say)
+        if all(t.view.state in TERMINAL_STATES for t in jobs):
+            return
+        if time.monotonic() > deadline:
+            say(f"gave up after {timeout_s:g}s: some jobs are not final")
+            return
+        time.sleep(POLL_S)
+
+
+def _check_alive(fed: Federation) -> None:
+    """A process that died on its own (not one the demo killed) ends the demo with its log."""
+    killed = {id(c) for r in fed.regions.values() if r.killed for c in _region_children(r)}
+    for sup in fed.supervisors():
+        for c in sup.dead():
+            if id(c) not in killed:
+                raise ComputeNetError(
+                    f"{c.name} exited with status {c.proc.returncode} during the demo",
+                    field=c.name,
+                    hint=f"see {c.log_path}: {c.log_tail(2)!r}",
+                )
+
+
+def _region_children(region: Region) -> list[Child]:
+    kids = list(region.sup.children)
+    if region.network_agent is not None:
+        kids.append(region.network_agent)
+    return kids
+
+
+def kill_region(fed: Federation, region: Region, running: list[str], say: Progress) -> None:
+    """SIGKILL a whole region: its plane, its center agents and its network agent.
+
+    Each was started in a process group of its own by this demo; their jobs'
+    supervisors stop the jobs once their agent is gone. The network agent's
+    watchdog (its own session) outlives it by design: it is remembered here and
+    stopped at the end if it has not exited by then.
+    """
+    victims = _region_children(region)
+    if region.network_agent is not None:
+        fed.watchdogs += children_of(region.network_agent.pid)
+    say(
+        f"killing region {region.id} while {', '.join(running)} runs there: SIGKILL to"
+        f" {', '.join(f'{c.name} (pid {c.pid})' for c in victims)}"
+    )
+    for c in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(c.pid, signal.SIGKILL)
+    for c in victims:
+        with contextlib.suppress(Exception):
+            c.proc.wait(timeout=5)
+    region.killed = True
+    say(
+        f"region {region.id} is gone; {ORIGIN} requeues its jobs once their lease lapses"
+        f" ({1.25 * NATIONAL_LEASE_S:g}s after the last heartbeat)"
+    )
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return None if not fields or fields[0] in ("Z", "X") else int(fields[19])
+
+
+def children_of(pid: int) -> list[tuple[int, int]]:
+    """(pid, start time) of the live children of `pid`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 19 and int(fields[1]) == pid:
+            found.append((int(proc.name), int(fields[19])))
+    return found
+
+
+def stop_watchdogs(watchdogs: list[tuple[int, int]], grace_s: float = 5.0) -> None:
+    """Stop the remembered processes that are still the same processes (pid and start time)."""
+    live = [(pid, st) for pid, st in watchdogs if _start_time(pid) == st]
+    for pid, _ in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while live and time.monotonic() < deadline:
+        live = [(pid, st) for pid, st in live if _start_time(pid) == st]
+        time.sleep(0.1)
+    for pid, _ in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------- paths, bill
+
+
+def path_of(fed: Federation, t: Tracked) -> list[dict[str, Any]]:
+    """The job's hops through the levels, top first: {network, center, chip, count, job_id,
+    state, reason}.
+
+    The server's `JobDetail.path` when it has one; else derived: the plane's own
+    placement, then, for a job placed on a region, the region's job named
+    ``ORIGIN/JOB:ATTEMPT`` (read as the account the national jobs run as).
+    """
+    d = t.detail
+    server_path = getattr(d, "path", None)
+    if server_path:
+        return [to_jsonable(h) for h in server_path]
+    v = t.view
+    plane = ORIGIN if t.job.at == ORIGIN else t.job.at
+    if not v.center:
+        return []
+    reason = _reason(d)
+    hops = [_hop(plane, v, reason)]
+    if t.job.at == ORIGIN and v.center in fed.regions:
+        region = fed.regions[v.center]
+        child = _child_job(region, f"{ORIGIN}/{v.id}:{v.attempts}")
+        if child is not None:
+            hops.append(_hop(f"{ORIGIN}.{region.id}", child, _reason(child)))
+    return hops
+
+
+def _hop(network: str, v: JobView, reason: str | None) -> dict[str, Any]:
+    return {
+        "network": network,
+        "center": v.center,
+        "chip": v.chip,
+        "count": v.chips,
+        "job_id": v.id,
+        "state": v.state.value,
+        "reason": reason,
+    }
+
+
+def _reason(d: JobView | None) -> str | None:
+    if isinstance(d, JobDetail) and d.placement is not None and d.placement.reasons:
+        return d.placement.reasons[0]
+    return d.reasons[0] if d is not None and d.reasons else None
+
+
+def _child_job(region: Region, name: str) -> JobDetail | None:
+    """The region's job `name` (national job and attempt), None if the region cannot say."""
+    if region.killed:
+        return None
+    try:
+        with Client(region.url, region.link_token_file.read_text().strip()) as link:
+            found = next((j for j in link.jobs() if j.name == name), None)
+            return link.job(found.id) if found is not None else None
+    except ComputeNetError:
+        return None
+
+
+def national_bill(fed: Federation, period: str) -> tuple[BillView, list[dict[str, Any]]]:
+    """The national bill of the top user's tenant, each line checked against its region's.
+
+    A delegated job's national line must equal, to the fen, the bill line of the
+    regional job that ran it (its last attempt's; the region's own tariffs, metered
+    there). A killed region cannot be asked: its lines are not checked (`matches`
+    null).
+    """
+    bill = fed.top.bill(period=period)
+    by_name: dict[str, dict[str, BillLine]] = {}  # region → regional job name → its line
+    for rid, region in fed.regions.items():
+        if region.killed:
+            continue
+        with Client(region.url, region.link_token_file.read_text().strip()) as link:
+            names = {j.id: j.name for j in link.jobs()}
+            by_name[rid] = {names.get(x.job_id, ""): x for x in link.bill(period=period).lines}
+    checks = []
+    for line in bill.lines:
+        attempts = fed.top.job(line.job_id).attempts
+        theirs = by_name.get(line.center, {}).get(f"{ORIGIN}/{line.job_id}:{attempts}")
+        checks.append(
+            {
+                "job_id": line.job_id,
+                "region": line.center,
+                "total_cny": line.total_cny,
+                "region_job_id": theirs.job_id if theirs else None,
+                "region_total_cny": theirs.total_cny if theirs else None,
+                "matches": None
+                if line.center not in by_name
+                else theirs is not None
+                and (theirs.energy_cny, theirs.service_cny, theirs.total_cny)
+                == (line.energy_cny, line.service_cny, line.total_cny),
+            }
+        )
+    return bill, checks
+
+
+# ------------------------------------------------------------------------------ result
+
+
+def job_result(fed: Federation, t: Tracked) -> dict[str, Any]:
+    """One job as `--json` prints it, with the runs its markers counted and whether it is ok."""
+    marks = fed.base / "runs"
+    v = t.view
+    hops = path_of(fed, t)
+    national_hop = next((h for h in hops if h["network"] == ORIGIN), None)
+    region = national_hop["center"] if national_hop else t.job.at
+    leaf = hops[-1] if hops else None
+    finished = runs_of(marks, t.job.name, "end")
+    started = runs_of(marks, t.job.name, "start")
+    problems = []
+    if v.state is not JobState.SUCCEEDED:
+        problems.append(f"ended {v.state.value}")
+    if len(finished) != 1:
+        problems.append(f"ran to its end {len(finished)} times ({', '.join(finished) or 'never'})")
+    elif leaf is not None and leaf["center"] != finished[0]:
+        problems.append(f"its path ends at {leaf['center']} but it ran at {finished[0]}")
+    return {
+        "id": v.id,
+        "name": t.job.name,
+        "submitted_to": t.job.at,
+        "state": v.state.value,
+        "region": region,
+        "center": leaf["center"] if leaf else None,
+        "chip": v.chip,
+        "chips": v.chips,
+        "cost_cny": to_jsonable(v.cost_cny),
+        "path": to_jsonable(hops),
+        "attempts": v.attempts,
+        "runs_started": started,
+        "runs_finished": finished,
+        "story": t.job.story,
+        "ok": not problems,
+        "problems": problems,
+    }
+
+
+def result_of(
+    fed: Federation, jobs: list[Tracked], period: str, started: float
+) -> tuple[dict[str, Any], BillView]:
+    """The demo's JSON result: jobs, the national bill checked against the regions, ok."""
+    rows = [job_result(fed, t) for t in jobs]
+    bill, checks = national_bill(fed, period)
+    top_ids = sorted(r["id"] for r in rows if r["submitted_to"] == ORIGIN)
+    billed = sorted(x.job_id for x in bill.lines)
+    problems = [f"{r['name']}: {p}" for r in rows for p in r["problems"]]
+    if billed != top_ids:
+        problems.append(f"the national bill has lines for {billed}, expected one per job {top_ids}")
+    problems += [
+        f"national bill line of {c['job_id']} is ¥{c['total_cny']}, region {c['region']}"
+        f" metered ¥{c['region_total_cny']}"
+        for c in checks
+        if c["matches"] is False
+    ]
+    pids = [c.pid for sup in fed.supervisors() for c in sup.children]
+    pids += [pid for pid, _ in fed.watchdogs]
+    result = {
+        "ok": not problems,
+        "problems": problems,
+        "jobs": rows,
+        "bill": {**to_jsonable(bill), "checks": to_jsonable(checks)},
+        "killed_region": KILLED,
+        "national": fed.national.url,
+        "regions": {rid: r.url for rid, r in fed.regions.items()},
+        "pids": pids,
+        "dir": str(fed.base),
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    return result, bill
+
+
+def _paths_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="jobs and their paths through the levels", title_justify="left")
+    for col in ("job", "submitted to", "state", "path", "runs", "¥"):
+        t.add_column(col, justify="right" if col == "¥" else "left")
+    for r in rows:
+        path = " → ".join(
+            f"{h['network']}:{h['center']}" + (f" ({h['count']}× {h['chip']})" if i == 0 else "")
+            for i, h in enumerate(r["path"])
+        )
+        runs = f"{len(r['runs_finished'])} finished"
+        lost = len(r["runs_started"]) - len(r["runs_finished"])
+        if lost:
+            runs += f", {lost} killed"
+        t.add_row(
+            r["name"],
+            r["submitted_to"],
+            r["state"] + (f" (attempt {r['attempts']})" if r["attempts"] > 1 else ""),
+            path or "-",
+            runs,
+            r["cost_cny"] or "-",
+        )
+    return t
+
+
+def _verdict(out: Console, result: dict[str, Any]) -> None:
+    jobs = result["jobs"]
+    good = sum(j["ok"] for j in jobs)
+    checked = [c for c in result["bill"]["checks"] if c["matches"] is not None]
+    line = (
+        f"{good}/{len(jobs)} jobs succeeded exactly once; region {result['killed_region']} was"
+        f" killed mid-run; national bill ¥{result['bill']['total_cny']}"
+        f" ({sum(bool(c['matches']) for c in checked)}/{len(checked)} lines equal to what"
+        f" their region metered); {result['elapsed_s']}s"
+    )
+    out.print(("[bold green]ok[/]: " if result["ok"] else "[bold red]FAILED[/]: ") + escape(line))
+    for p in result["problems"]:
+        out.print(f"  - {escape(p)}")
+
+
+def run_federated(
+    out: Console, say: Progress, *, json_out: bool, timeout_s: float, base: Path
+) -> tuple[int, dict[str, Any]]:
+    """Start the federation, run the jobs, kill a region, print the paths and the bill."""
+    files = network_files()
+    period = demo_epoch(datetime.now(CST).date()).strftime("%Y-%m")
+    watchdogs: list[tuple[int, int]] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(stop_watchdogs, watchdogs)  # last: after every supervisor stopped
+        fed = start_federation(stack, base, say, files)
+        fed.watchdogs = watchdogs
+        jobs = submit_all(fed, say)
+        watch(fed, jobs, say, timeout_s)
+        result, bill = result_of(fed, jobs, period, say.started)
+        say("stopping every process the demo started")
+    if not json_out:
+        out.print(_paths_table(result["jobs"]))
+        print_bill(bill)
+        _verdict(out, result)
+    return (0 if result["ok"] else 1), result
+
+
+def federated_demo(*, json_out: bool, timeout_s: float, base: Path) -> int:
+    """`cnet demo --federated`: run it; print the result (JSON on stdout with `json_out`)."""
+    started = time.monotonic()
+    say = Progress(err_console(), started)
+    code, result = run_federated(console(), say, json_out=json_out, timeout_s=timeout_s, base=base)
+    if json_out:
+        print_json(result)
+    sys.stdout.flush()
+    return code
