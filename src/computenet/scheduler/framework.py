@@ -21,13 +21,13 @@ import numpy as np
 from computenet.metering.cost import (
     TransferLot,
     Usage,
-    meter_kw,
-    option_costs,
     price,
     transfer_cny_vec,
 )
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
+from computenet.scheduler import kernel
+from computenet.scheduler.kernel import evaluate_options
 from computenet.scheduler.plugins import FILTERS, Profile
 from computenet.scheduler.plugins.filters import FilterContext
 from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
@@ -281,42 +281,6 @@ def prune_pools(
     return keep
 
 
-def option_values(
-    snap: Snapshot,
-    count: Any,
-    cu_hours: Any,
-    p: np.ndarray,
-    start_h: np.ndarray,
-    t_s: np.ndarray,
-    r_s: np.ndarray,
-    transfer_cny: np.ndarray,
-) -> tuple[np.ndarray, ...]:
-    """(finish_h, energy, service, transfer, kwh, co2) of options starting at `start_h`.
-
-    Elementwise over arrays that broadcast: the one formula for an option's
-    finish, money and carbon, used for every option the cycle prices.
-    """
-    idx = snap.index
-    frac = snap.frac
-    run_start = start_h + t_s / 3600.0
-    run_h = r_s / 3600.0
-    finish_h = run_start + run_h
-    kw = meter_kw(count, idx.tdp_kw[p], idx.pue[p])
-    # The one cost model's vector form (metering.cost); placements are priced exactly.
-    energy, service, transfer = option_costs(
-        kw,
-        idx.cum_tariff,
-        p,
-        snap.hour0.hour + frac + run_start,
-        run_h,
-        cu_hours,
-        idx.service[p],
-        transfer_cny,
-    )
-    kwh = kw * r_s / 3600.0
-    return finish_h, energy, service, transfer, kwh, kwh * idx.carbon[p]
-
-
 def evaluate(
     snap: Snapshot,
     free: np.ndarray,
@@ -331,65 +295,108 @@ def evaluate(
     later start at an hour where some tariff changes. `jp`, when given, is
     `job_pools(snap, job, profile)`.
     """
+    return _evaluate(snap, free, job, profile, jp, False)[0]
+
+
+def _evaluate(
+    snap: Snapshot,
+    free: np.ndarray,
+    job: JobRequest,
+    profile: Profile,
+    jp: JobPools | None,
+    want_best: bool,
+) -> tuple[Options, np.ndarray, int]:
+    """`evaluate`, and with `want_best` the profile's score of each option and the best one.
+
+    Each option's estimate is the architecture's:
+    ``finish = start + transfer + run``, energy ¥ integrated over the tariff
+    hour by hour (`metering.cost.option_costs`' formula), service per CU·h,
+    transfer per GB. The arithmetic runs in the compiled kernel
+    (`scheduler/kernel.py`); a profile that is not a plain `Profile` (its own
+    `score`) is scored here with its own method.
+    """
     if jp is None:
         jp = job_pools(snap, job, profile)
     why = list(jp.why)
     pools = jp.pools
     if pools.size == 0:
-        return _empty(why)
-    transfer_s, transfer_cny, run_s, dur_h = jp.transfer_s, jp.transfer_cny, jp.run_s, jp.dur_h
+        return _empty(why), np.zeros(0), -1
+    idx = snap.index
     frac = snap.frac
-    # Chips are held from the planned start through staging and the run.
-    n_first = np.ceil(frac + dur_h).astype(np.int64)
-    n_later = np.ceil(dur_h).astype(np.int64)
-    cols = _shift_slots(snap, job, profile, frac)
-    earliest, has_slot, cand_ok = _windows(free[pools] < job.count, n_first, n_later, cols)
-
-    if cols.size:
-        cand_ok &= cols[None, :] > earliest[:, None]
-        p_i, c_i = np.nonzero(cand_ok)
-        opt_rows = np.concatenate([np.arange(pools.size), p_i])
-        opt_slots = np.concatenate([earliest, cols[c_i]])
-        opt_ok = np.concatenate([has_slot, np.ones(p_i.size, dtype=bool)])
-    else:
-        opt_rows, opt_slots, opt_ok = np.arange(pools.size), earliest, has_slot
-
-    start_h = np.where(opt_slots == 0, 0.0, opt_slots - frac)
-    p = pools[opt_rows]
-    t_s = transfer_s[opt_rows]
-    r_s = run_s[opt_rows]
-    finish_h, energy, service, transfer, kwh, co2 = option_values(
-        snap, job.count, job.cu_hours, p, start_h, t_s, r_s, transfer_cny[opt_rows]
+    left_h = (job.deadline - snap.now).total_seconds() / 3600.0 if job.deadline else 0.0
+    own_score = want_best and type(profile).score is not Profile.score
+    ev = evaluate_options(
+        free,
+        pools,
+        jp.transfer_s,
+        jp.transfer_cny,
+        jp.run_s,
+        jp.dur_h,
+        job.count,
+        float(job.cu_hours),
+        frac,
+        snap.hour0.hour + frac,
+        _shift_slots(snap, job, profile, frac),
+        job.deadline is not None,
+        left_h,
+        job.budget_cny is not None,
+        float(job.budget_cny) if job.budget_cny is not None else 0.0,
+        MAX_FINISH_H,
+        idx.tdp_kw,
+        idx.pue,
+        idx.cum_flat,
+        idx.service,
+        idx.carbon,
+        want_best and not own_score,
+        float(profile.cost),
+        float(profile.time),
+        float(profile.carbon),
     )
-    too_long = ~(finish_h <= MAX_FINISH_H)
-    if too_long.any():
-        if opt_ok.any() and not (opt_ok & ~too_long).any():
-            why.append(
-                f"would run for more than {limits.MAX_AHEAD.days} days on any eligible chip"
-                " (ask for more or faster chips, or split the work)"
-            )
-        opt_ok = opt_ok & ~too_long
-    if not has_slot.any():
-        why.append(_no_chips(snap, job, pools))
+    fv, iv = ev.fv, ev.iv
     opts = Options(
-        pool=p,
-        slot=opt_slots,
-        start_h=start_h,
-        transfer_s=t_s,
-        run_s=r_s,
-        finish_h=finish_h,
-        energy=energy,
-        service=service,
-        transfer=transfer,
-        kwh=kwh,
-        co2=co2,
-        n_slots=np.where(opt_slots == 0, n_first[opt_rows], n_later[opt_rows]),
-        feasible=opt_ok,
+        pool=iv[kernel.I_POOL],
+        slot=iv[kernel.I_SLOT],
+        start_h=fv[kernel.F_START_H],
+        transfer_s=fv[kernel.F_TRANSFER_S],
+        run_s=fv[kernel.F_RUN_S],
+        finish_h=fv[kernel.F_FINISH_H],
+        energy=fv[kernel.F_ENERGY],
+        service=fv[kernel.F_SERVICE],
+        transfer=fv[kernel.F_TRANSFER],
+        kwh=fv[kernel.F_KWH],
+        co2=fv[kernel.F_CO2],
+        n_slots=iv[kernel.I_N_SLOTS],
+        feasible=ev.feasible,
         why_not=why,
         source=jp.sources,
     )
-    _deadline_and_budget(snap, job, opts)
-    return opts
+    too_long, no_slot, late, over = (int(x) for x in ev.flags)
+    if too_long:
+        why.append(
+            f"would run for more than {limits.MAX_AHEAD.days} days on any eligible chip"
+            " (ask for more or faster chips, or split the work)"
+        )
+    if no_slot:
+        why.append(_no_chips(snap, job, pools))
+    if late >= 0:
+        center = snap.network.centers[idx.pool_center[opts.pool[late]]].id
+        why.append(
+            f"deadline in {_fmt_h(left_h)} but the fastest finish is"
+            f" {_fmt_h(float(opts.finish_h[late]))} at {center}"
+            " (relax the deadline, ask for more or faster chips)"
+        )
+    if over >= 0:
+        center = snap.network.centers[idx.pool_center[opts.pool[over]]].id
+        why.append(
+            f"budget ¥{job.budget_cny} but the cheapest option costs"
+            f" ¥{opts.cost[over]:.2f} at {center} (raise the budget or relax the deadline)"
+        )
+    if not own_score:
+        return opts, ev.score, ev.best
+    if not opts.feasible.any():
+        return opts, np.full(opts.pool.size, np.inf), -1
+    score = np.where(opts.feasible, profile.score(opts.cost, opts.finish_h, opts.co2), np.inf)
+    return opts, score, int(np.argmin(score))
 
 
 def shift_limit_h(snap: Snapshot, job: JobRequest, profile: Profile) -> float:
@@ -426,29 +433,10 @@ def _windows(
 
     `blocked[p, s]` is True where slot s lacks chips. A start s fits when no
     slot of its window [s, s + n) is blocked (n = `n_first` for slot 0, else
-    `n_later`; windows are clipped at the horizon).
+    `n_later`; windows are clipped at the horizon). The kernel's rule
+    (`kernel.windows`), the one `evaluate` applies.
     """
-    n_p = blocked.shape[0]
-    earliest = np.zeros(n_p, dtype=np.int64)
-    has_slot = np.ones(n_p, dtype=bool)
-    cand_ok = np.ones((n_p, cols.size), dtype=bool)
-    busy = np.flatnonzero(blocked.any(axis=1))
-    if busy.size == 0:
-        return earliest, has_slot, cand_ok
-    n_s = blocked.shape[1]
-    starts = np.arange(n_s)
-    # The first blocked slot at or after each start (n_s: none): a window fits when
-    # that slot is not before the window's end.
-    first = np.where(blocked[busy], starts, n_s)
-    nxt = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
-    ends = np.minimum(starts[None, :] + n_later[busy][:, None], n_s)
-    ends[:, 0] = np.minimum(n_first[busy], n_s)
-    ok = nxt >= ends
-    has_slot[busy] = ok.any(axis=1)
-    earliest[busy] = np.argmax(ok, axis=1)
-    if cols.size:
-        cand_ok[busy] = ok[:, cols]
-    return earliest, has_slot, cand_ok
+    return kernel.windows(blocked, n_first, n_later, cols)
 
 
 def _no_chips(snap: Snapshot, job: JobRequest, pools: np.ndarray) -> str:
@@ -460,31 +448,6 @@ def _no_chips(snap: Snapshot, job: JobRequest, pools: np.ndarray) -> str:
 
 def _chip_names(snap: Snapshot, pools: np.ndarray) -> str:
     return "/".join(sorted({snap.index.pool_chip[p] for p in pools}))
-
-
-def _deadline_and_budget(snap: Snapshot, job: JobRequest, opts: Options) -> None:
-    if job.deadline is not None:
-        left_h = (job.deadline - snap.now).total_seconds() / 3600.0
-        late = opts.finish_h > left_h + 1e-9
-        if (opts.feasible & ~late).sum() == 0 and opts.feasible.any():
-            best = int(np.argmin(np.where(opts.feasible, opts.finish_h, np.inf)))
-            center = snap.network.centers[snap.index.pool_center[opts.pool[best]]].id
-            opts.why_not.append(
-                f"deadline in {_fmt_h(left_h)} but the fastest finish is"
-                f" {_fmt_h(float(opts.finish_h[best]))} at {center}"
-                " (relax the deadline, ask for more or faster chips)"
-            )
-        opts.feasible &= ~late
-    if job.budget_cny is not None:
-        over = opts.cost > float(job.budget_cny) + 1e-9
-        if (opts.feasible & ~over).sum() == 0 and opts.feasible.any():
-            best = int(np.argmin(np.where(opts.feasible, opts.cost, np.inf)))
-            center = snap.network.centers[snap.index.pool_center[opts.pool[best]]].id
-            opts.why_not.append(
-                f"budget ¥{job.budget_cny} but the cheapest option costs"
-                f" ¥{opts.cost[best]:.2f} at {center} (raise the budget or relax the deadline)"
-            )
-        opts.feasible &= ~over
 
 
 def _empty(why: list[str]) -> Options:
@@ -599,31 +562,27 @@ def explain(
     p = int(opts.pool[i])
     ci = int(idx.pool_center[p])
     cid = snap.network.centers[ci].id
+    n_c = len(snap.network.centers)
     cost = opts.cost
     out = [
         f"{cid}: {job.count}× {idx.pool_chip[p]}, ¥{cost[i]:.2f} (energy ¥{opts.energy[i]:.2f},"
         f" service ¥{opts.service[i]:.2f}, transfer ¥{opts.transfer[i]:.2f}),"
         f" finishes in {_fmt_h(float(opts.finish_h[i]))}"
     ]
-    others = opts.feasible & (idx.pool_center[opts.pool] != ci)
-    if others.any():
-        j = int(np.argmin(np.where(others, score, np.inf)))
+    j, k, late = kernel.explain_index(
+        idx.pool_center, opts.pool, opts.slot, opts.start_h, opts.feasible, score, i, n_c
+    )
+    if j >= 0:
         cj = snap.network.centers[idx.pool_center[opts.pool[j]]].id
         out.append(
             f"next best: {cj} at ¥{cost[j]:.2f}, finishing in {_fmt_h(float(opts.finish_h[j]))}"
         )
-    centers = idx.pool_center[opts.pool]
-    n_c = len(snap.network.centers)
-    some_ok = np.bincount(centers, weights=opts.feasible, minlength=n_c) > 0
-    present = np.bincount(centers, minlength=n_c) > 0
-    late = [snap.network.centers[c].id for c in np.flatnonzero(present & ~some_ok)]
-    if late:
-        out.append(f"not {', '.join(late)}: would miss the deadline or the budget")
+    if late.size:
+        names = ", ".join(snap.network.centers[c].id for c in late.tolist())
+        out.append(f"not {names}: would miss the deadline or the budget")
     if opts.slot[i] > 0 and opts.start_h[i] > 0:
-        same = (opts.pool == p) & (opts.slot < opts.slot[i]) & (opts.slot == opts.slot.min())
         start = (snap.now + timedelta(hours=float(opts.start_h[i]))).astimezone(CST)
-        if same.any():
-            k = int(np.flatnonzero(same)[0])
+        if k >= 0:
             kept = (
                 "deadline still met"
                 if job.deadline is not None
@@ -651,17 +610,9 @@ def place(
     snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain_it: bool = True
 ) -> Decision:
     """Place one job on its best option, taking its chips from `free` (only once it succeeded)."""
-    jp = job_pools(snapshot, job, prof)
-    if jp.pools.size and not (free[jp.pools] >= job.count).any():
-        # No pool has the chips in any slot (a full network): the reasons `evaluate`
-        # would give, without pricing options that cannot run.
-        return Decision(job.id, None, (*jp.why, _no_chips(snapshot, job, jp.pools)))
-    opts = evaluate(snapshot, free, job, prof, jp)
-    if not opts.feasible.any():
+    opts, score, i = _evaluate(snapshot, free, job, prof, None, True)
+    if i < 0:
         return Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
-    score = prof.score(opts.cost, opts.finish_h, opts.co2)
-    score = np.where(opts.feasible, score, np.inf)
-    i = int(np.argmin(score))
     p, s = int(opts.pool[i]), int(opts.slot[i])
     reasons = explain(snapshot, job, opts, i, score) if explain_it else ()
     placement = to_placement(snapshot, job, opts, i, reasons)

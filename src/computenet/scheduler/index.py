@@ -32,6 +32,7 @@ class NetworkIndex:
     service: np.ndarray  # [P] ¥/CU·h
     tariff: np.ndarray  # [P, 24] ¥/kWh
     cum_tariff: np.ndarray  # [P, 25]
+    cum_flat: np.ndarray  # [P × 25] `cum_tariff` flattened (the kernel's view of it)
     tariff_min: np.ndarray  # [P] the cheapest hour's ¥/kWh
     stack: tuple[str, ...]
     pflops: dict[str, np.ndarray]  # class → [P] delivered PFLOPS per chip (0 = cannot run)
@@ -94,6 +95,7 @@ def _build(net: Network) -> NetworkIndex:
         service=np.array([float(centers[r[0]].service_price_per_cuh) for r in rows]),
         tariff=tariff,
         cum_tariff=cum,
+        cum_flat=np.ascontiguousarray(cum).ravel(),
         tariff_min=tariff.min(axis=1),
         stack=tuple(chips[r[1]].stack.value for r in rows),
         pflops={

@@ -1,0 +1,481 @@
+"""The compiled inner loop of the scheduling cycle: one job's options, scored, in one call.
+
+`framework.evaluate` used to price a job's (pool × start) options with some
+60 small numpy operations, each paying Python's and numpy's per-call overhead
+on arrays of a few hundred elements; at 10k jobs a cycle that overhead was the
+cycle. Here the same arithmetic runs as scalar loops compiled by numba: the
+capacity windows, each option's finish, energy, service, transfer, kWh and
+CO₂, feasibility (horizon, deadline, budget) and, when asked, the profile's
+score and the best option. Every float operation is the one numpy did, in the
+same order (no fast-math, no fused multiply-add), so decisions and estimates
+are the same to the last bit; `tests/unit/scheduler/test_kernel_equal.py`
+holds them equal to the numpy implementation this replaced.
+
+numba is imported and the functions compiled on first use, not at import: a
+process that never schedules (the CLI, an agent) does not pay for it, and
+`cache=True` keeps the machine code in numba's cache (``__pycache__`` beside
+this file, or numba's per-user cache directory when that is not writable) so
+that only the first process after a change compiles.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+# Rows of the float output of `evaluate_options` (one column per option).
+F_START_H, F_TRANSFER_S, F_RUN_S, F_FINISH_H, F_ENERGY, F_SERVICE, F_TRANSFER, F_KWH, F_CO2 = range(
+    9
+)
+# Rows of its integer output.
+I_POOL, I_SLOT, I_N_SLOTS = range(3)
+
+
+def _pool_window(
+    free: np.ndarray,
+    p: int,
+    count: int,
+    n_first: int,
+    n_later: int,
+    cols: np.ndarray,
+    nxt: np.ndarray,
+    cand: np.ndarray,
+) -> int:
+    """Earliest start slot of pool `p` (-1: none) and, in `cand`, which `cols` starts fit.
+
+    A slot is blocked where `free[p, s] < count`; a start s fits when no slot of
+    [s, s + n) is blocked (n = `n_first` for slot 0, else `n_later`; clipped at
+    the horizon).
+    """
+    n_s = free.shape[1]
+    busy = False
+    for s in range(n_s):
+        if free[p, s] < count:
+            busy = True
+            break
+    if not busy:
+        for c in range(cols.size):
+            cand[c] = True
+        return 0
+    # nxt[s]: the first blocked slot at or after s (n_s: none).
+    m = n_s
+    for s in range(n_s - 1, -1, -1):
+        if free[p, s] < count:
+            m = s
+        nxt[s] = m
+    earliest = -1
+    for s in range(n_s):
+        end = min(n_first if s == 0 else s + n_later, n_s)
+        if nxt[s] >= end:
+            earliest = s
+            break
+    for c in range(cols.size):
+        col = cols[c]
+        cand[c] = nxt[col] >= min(col + n_later, n_s)
+    return earliest
+
+
+def _windows_py(
+    free: np.ndarray,
+    count: int,
+    n_first: np.ndarray,
+    n_later: np.ndarray,
+    cols: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_pool_window` for every row of `free`: (earliest, has_slot, cand_ok[rows, cols])."""
+    n_p, n_s = free.shape
+    earliest = np.zeros(n_p, np.int64)
+    has_slot = np.ones(n_p, np.bool_)
+    cand = np.zeros((n_p, cols.size), np.bool_)
+    nxt = np.empty(n_s, np.int64)
+    for p in range(n_p):
+        e = _pool_window_jit(free, p, count, n_first[p], n_later[p], cols, nxt, cand[p])
+        if e < 0:
+            has_slot[p] = False
+        else:
+            earliest[p] = e
+    return earliest, has_slot, cand
+
+
+def _tariff_integral(cum: np.ndarray, p: int, x: float) -> float:
+    """¥/kW from local midnight of day 0 to local hour `x` at pool `p` (`cost.tariff_integral`)."""
+    days = np.floor(x * (1.0 / 24.0))
+    hx = x - days * 24.0
+    h = min(int(hx), 23)
+    at = p * 25 + h
+    lo = cum[at]
+    out: float = days * cum[p * 25 + 24] + lo + (hx - h) * (cum[at + 1] - lo)
+    return out
+
+
+def _norm_min(x: np.ndarray, n: int) -> float:
+    """`x[:n].min()`, NaN when any is NaN (numpy's rule)."""
+    lo = math.inf
+    for k in range(n):
+        v: float = x[k]
+        if v != v:
+            return v
+        if v < lo:
+            lo = v
+    return lo
+
+
+def _norm(v: float, lo: float) -> float:
+    """`Profile.score`'s normalization of one value by the options' best."""
+    return v / lo if lo > 0 else v - lo + 1.0
+
+
+def _evaluate_py(
+    free: np.ndarray,
+    pools: np.ndarray,
+    transfer_s: np.ndarray,
+    transfer_cny: np.ndarray,
+    run_s: np.ndarray,
+    dur_h: np.ndarray,
+    count: int,
+    cu_hours: float,
+    frac: float,
+    h0f: float,
+    cols: np.ndarray,
+    has_deadline: bool,
+    left_h: float,
+    has_budget: bool,
+    budget: float,
+    max_finish_h: float,
+    tdp_kw: np.ndarray,
+    pue: np.ndarray,
+    cum: np.ndarray,
+    service: np.ndarray,
+    carbon: np.ndarray,
+    want_score: bool,
+    w_cost: float,
+    w_time: float,
+    w_carbon: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every option of one job: see `evaluate_options` for the arguments and results."""
+    n = pools.size
+    n_s = free.shape[1]
+    n_cols = cols.size
+    n_first = np.empty(n, np.int64)
+    n_later = np.empty(n, np.int64)
+    earliest = np.zeros(n, np.int64)
+    has_slot = np.ones(n, np.bool_)
+    cand = np.zeros((n, n_cols), np.bool_)
+    nxt = np.empty(n_s, np.int64)
+    n_opt = n
+    any_slot = False
+    for r in range(n):
+        n_first[r] = int(np.ceil(frac + dur_h[r]))
+        n_later[r] = int(np.ceil(dur_h[r]))
+        e = _pool_window_jit(free, pools[r], count, n_first[r], n_later[r], cols, nxt, cand[r])
+        if e < 0:
+            has_slot[r] = False
+        else:
+            earliest[r] = e
+            any_slot = True
+            # A later start is an option only after the earliest one.
+            for c in range(n_cols):
+                if cand[r, c] and cols[c] > e:
+                    n_opt += 1
+                else:
+                    cand[r, c] = False
+
+    fv = np.empty((9, n_opt), np.float64)
+    iv = np.empty((3, n_opt), np.int64)
+    ok = np.empty(n_opt, np.bool_)
+    row = np.empty(n_opt, np.int64)
+    k = 0
+    for r in range(n):
+        row[k] = r
+        iv[I_SLOT, k] = earliest[r]
+        ok[k] = has_slot[r]
+        k += 1
+    for r in range(n):
+        for c in range(n_cols):
+            if cand[r, c]:
+                row[k] = r
+                iv[I_SLOT, k] = cols[c]
+                ok[k] = True
+                k += 1
+
+    too_long_any = False
+    ok_any = False
+    ok_in_time = False
+    for k in range(n_opt):
+        r = row[k]
+        p = pools[r]
+        s = iv[I_SLOT, k]
+        start_h = 0.0 if s == 0 else s - frac
+        t_s = transfer_s[r]
+        r_s = run_s[r]
+        run_start = start_h + t_s / 3600.0
+        run_h = r_s / 3600.0
+        finish_h = run_start + run_h
+        kw = count * tdp_kw[p] * pue[p]
+        x0 = h0f + run_start
+        energy = kw * (_tariff_integral_jit(cum, p, x0 + run_h) - _tariff_integral_jit(cum, p, x0))
+        kwh = kw * r_s / 3600.0
+        fv[F_START_H, k] = start_h
+        fv[F_TRANSFER_S, k] = t_s
+        fv[F_RUN_S, k] = r_s
+        fv[F_FINISH_H, k] = finish_h
+        fv[F_ENERGY, k] = energy
+        fv[F_SERVICE, k] = cu_hours * service[p]
+        fv[F_TRANSFER, k] = transfer_cny[r]
+        fv[F_KWH, k] = kwh
+        fv[F_CO2, k] = kwh * carbon[p]
+        iv[I_POOL, k] = p
+        iv[I_N_SLOTS, k] = n_first[r] if s == 0 else n_later[r]
+        if ok[k]:
+            ok_any = True
+        if not finish_h <= max_finish_h:
+            too_long_any = True
+        elif ok[k]:
+            ok_in_time = True
+
+    # flags[0]: an option had a slot but every such one runs past the horizon;
+    # flags[1]: no pool has a slot; flags[2] / flags[3]: the option named by the
+    # deadline / budget message (its fastest finish / cheapest cost), -1 for none.
+    flags = np.full(4, -1, np.int64)
+    flags[0] = 1 if too_long_any and ok_any and not ok_in_time else 0
+    flags[1] = 0 if any_slot else 1
+    if too_long_any:
+        for k in range(n_opt):
+            if not fv[F_FINISH_H, k] <= max_finish_h:
+                ok[k] = False
+    if has_deadline:
+        limit = left_h + 1e-9
+        best = -1
+        kept = False
+        for k in range(n_opt):
+            if ok[k]:
+                if fv[F_FINISH_H, k] > limit:
+                    if best < 0 or fv[F_FINISH_H, k] < fv[F_FINISH_H, best]:
+                        best = k
+                    ok[k] = False
+                else:
+                    kept = True
+        if best >= 0 and not kept:
+            flags[2] = best
+    if has_budget:
+        limit = budget + 1e-9
+        best = -1
+        best_cost = 0.0
+        kept = False
+        for k in range(n_opt):
+            if ok[k]:
+                cost = fv[F_ENERGY, k] + fv[F_SERVICE, k] + fv[F_TRANSFER, k]
+                if cost > limit:
+                    if best < 0 or cost < best_cost:
+                        best = k
+                        best_cost = cost
+                    ok[k] = False
+                else:
+                    kept = True
+        if best >= 0 and not kept:
+            flags[3] = best
+
+    score = np.empty(0, np.float64)
+    chosen = -1
+    if want_score and n_opt > 0:
+        score = np.empty(n_opt, np.float64)
+        total = np.empty(n_opt, np.float64)
+        for k in range(n_opt):
+            total[k] = fv[F_ENERGY, k] + fv[F_SERVICE, k] + fv[F_TRANSFER, k]
+        lo_c = _norm_min_jit(total, n_opt)
+        lo_t = _norm_min_jit(fv[F_FINISH_H], n_opt)
+        lo_k = _norm_min_jit(fv[F_CO2], n_opt)
+        for k in range(n_opt):
+            if not ok[k]:
+                score[k] = math.inf
+                continue
+            f = fv[F_FINISH_H, k]
+            c = total[k]
+            v = (
+                w_cost * _norm_jit(c, lo_c)
+                + w_time * _norm_jit(f, lo_t)
+                + w_carbon * _norm_jit(fv[F_CO2, k], lo_k)
+            )
+            score[k] = v + 1e-9 * f + 1e-12 * c
+        # np.argmin: the first minimum, or the first NaN.
+        for k in range(n_opt):
+            v = score[k]
+            if v != v:
+                chosen = k
+                break
+            if chosen < 0 or v < score[chosen]:
+                chosen = k
+        if chosen >= 0 and not ok[chosen]:
+            chosen = -1
+    return fv, iv, ok, flags, score, chosen
+
+
+def _explain_index_py(
+    pool_center: np.ndarray,
+    pool: np.ndarray,
+    slot: np.ndarray,
+    start_h: np.ndarray,
+    feasible: np.ndarray,
+    score: np.ndarray,
+    i: int,
+    n_centers: int,
+) -> tuple[int, int, np.ndarray]:
+    """What the reasons for option `i` name: see `explain_index`."""
+    n = pool.size
+    ci = pool_center[pool[i]]
+    j = -1
+    for k in range(n):
+        if feasible[k] and pool_center[pool[k]] != ci:
+            v = score[k]
+            if j < 0 or v < score[j] or (v != v and score[j] == score[j]):
+                j = k
+                if v != v:
+                    break
+    present = np.zeros(n_centers, np.bool_)
+    some_ok = np.zeros(n_centers, np.bool_)
+    for k in range(n):
+        c = pool_center[pool[k]]
+        present[c] = True
+        if feasible[k]:
+            some_ok[c] = True
+    n_late = 0
+    for c in range(n_centers):
+        if present[c] and not some_ok[c]:
+            n_late += 1
+    late = np.empty(n_late, np.int64)
+    m = 0
+    for c in range(n_centers):
+        if present[c] and not some_ok[c]:
+            late[m] = c
+            m += 1
+    same = -1
+    if slot[i] > 0 and start_h[i] > 0:
+        lo = slot[0]
+        for k in range(n):
+            lo = min(lo, slot[k])
+        for k in range(n):
+            if pool[k] == pool[i] and slot[k] < slot[i] and slot[k] == lo:
+                same = k
+                break
+    return j, same, late
+
+
+# The compiled forms, made on first use (`_compile`); each compiled function
+# calls the others through these names, so they are module globals.
+_pool_window_jit: Any = _pool_window
+_tariff_integral_jit: Any = _tariff_integral
+_norm_min_jit: Any = _norm_min
+_norm_jit: Any = _norm
+_evaluate_jit: Any = None
+_windows_jit: Any = None
+_explain_index_jit: Any = None
+_lock = threading.Lock()
+
+
+def _compile() -> None:
+    """Compile (or load from numba's cache) every kernel; once per process."""
+    global _pool_window_jit, _tariff_integral_jit, _norm_min_jit, _norm_jit
+    global _evaluate_jit, _windows_jit, _explain_index_jit
+    with _lock:
+        if _evaluate_jit is not None:
+            return
+        import numba
+
+        def jit(fn: Callable[..., Any]) -> Any:
+            # No fastmath: float operations must stay exactly numpy's.
+            return numba.njit(cache=True, nogil=True)(fn)
+
+        _pool_window_jit = jit(_pool_window)
+        _tariff_integral_jit = jit(_tariff_integral)
+        _norm_min_jit = jit(_norm_min)
+        _norm_jit = jit(_norm)
+        _windows_jit = jit(_windows_py)
+        _explain_index_jit = jit(_explain_index_py)
+        _evaluate_jit = jit(_evaluate_py)
+
+
+class Evaluated(NamedTuple):
+    """The result of `evaluate_options`.
+
+    `fv[F_*, k]` and `iv[I_*, k]` are option k's values; `feasible[k]` whether
+    it may be chosen; `flags` = (every option with a slot runs past the
+    horizon, no pool has a slot, the option the deadline message names or -1,
+    the option the budget message names or -1); `score` the profile's score of
+    every option (inf where infeasible; empty unless asked) and `best` the
+    chosen option (-1: none feasible, or not asked).
+    """
+
+    fv: np.ndarray
+    iv: np.ndarray
+    feasible: np.ndarray
+    flags: np.ndarray
+    score: np.ndarray
+    best: int
+
+
+def evaluate_options(*args: Any) -> Evaluated:
+    """Every (pool, start) option of one job against the calendar `free`.
+
+    Arguments, in order: `free` [P, S] int64 (not modified); the job's pools
+    and, per pool, its transfer seconds, transfer ¥, run seconds and hours
+    held; `count`, `cu_hours`; the snapshot's `frac` and `hour0.hour + frac`;
+    the later start slots to try (`cols`); whether the job has a deadline and
+    the hours to it; whether it has a budget and the ¥; the horizon in hours;
+    the index's TDP kW, PUE, flattened cumulative tariff, service ¥/CU·h and
+    carbon per pool; whether to score, and the profile's cost, time and carbon
+    weights. Options are each pool's earliest start, then the later starts
+    pool by pool (numpy's `nonzero` order), as `framework.evaluate` lists them.
+    """
+    if _evaluate_jit is None:
+        _compile()
+    return Evaluated(*_evaluate_jit(*args))
+
+
+def windows(
+    blocked: np.ndarray, n_first: np.ndarray, n_later: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Earliest start slot per row of `blocked`, whether it has one, and which `cols` fit.
+
+    The kernel's own window rule (a start s fits when no slot of [s, s + n) is
+    blocked; n = `n_first` for slot 0, else `n_later`), on a boolean calendar.
+    """
+    if _windows_jit is None:
+        _compile()
+    free = np.where(blocked, 0, 1).astype(np.int64)
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] = _windows_jit(
+        free,
+        1,
+        np.asarray(n_first, np.int64),
+        np.asarray(n_later, np.int64),
+        np.asarray(cols, np.int64),
+    )
+    return out
+
+
+def explain_index(
+    pool_center: np.ndarray,
+    pool: np.ndarray,
+    slot: np.ndarray,
+    start_h: np.ndarray,
+    feasible: np.ndarray,
+    score: np.ndarray,
+    i: int,
+    n_centers: int,
+) -> tuple[int, int, np.ndarray]:
+    """What the reasons for option `i` name, by `score` (lower is better).
+
+    (j, same, late): j is the best feasible option at another center (-1:
+    none); `same` the first option on `i`'s pool at the earliest slot of all,
+    before `i`'s (-1: none, or `i` starts now); `late` the centers, ascending,
+    that have options but no feasible one.
+    """
+    if _explain_index_jit is None:
+        _compile()
+    out: tuple[int, int, np.ndarray] = _explain_index_jit(
+        pool_center, pool, slot, start_h, feasible, score, i, n_centers
+    )
+    return out
