@@ -24,11 +24,12 @@ center, on the same workload:
     done yet": the region quotes, the parent picks).
   * ``quoted`` (the default; the market the issue asks for): every region
     quotes each job from its own calendar with the scheduler's own
-    evaluation (`framework.place`, as `POST /api/v1/quote` does), holding
-    what it quoted for the cycle; the national plane picks the best quote by
-    the job's scoring profile and keeps the winner's hold. A job no region
-    can promise goes to the region whose untouched calendar holds it best:
-    that region's own strategy may still fit it.
+    evaluation (`framework.evaluate`, as `POST /api/v1/quote` does, its best
+    option scored among its own options as `framework.place` scores them),
+    holding what it quoted for the cycle; the national plane picks the best
+    quote by the job's scoring profile and keeps the winner's hold. A job no
+    region can promise goes to the region whose untouched calendar holds it
+    best: that region's own strategy may still fit it.
 
 - **The region** then schedules the jobs the national level gave it with
   `schedule_cycle` (the same strategy and profile) over its own centers
@@ -57,8 +58,15 @@ from computenet.errors import ValidationError
 from computenet.model import Center, Dataset, Link, Network, Pool, Tariff
 from computenet.model.network import great_circle_km
 from computenet.protocol import PoolCapacity
-from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Snapshot, schedule_cycle
-from computenet.scheduler.framework import place
+from computenet.scheduler import (
+    HORIZON_SLOTS,
+    Decision,
+    JobRequest,
+    Snapshot,
+    order_key,
+    schedule_cycle,
+)
+from computenet.scheduler.framework import MAX_POOLS_CHECKED, evaluate
 from computenet.scheduler.index import network_index
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.sim.metrics import PolicyMetrics, summarize
@@ -344,6 +352,7 @@ class FederatedPolicy:
     _mask: np.ndarray = field(init=False, repr=False)
     _declared: Network | None = field(default=None, init=False, repr=False)
     _region_pools: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
+    _pool_region: np.ndarray = field(init=False, repr=False)
     _ds_memo: dict[tuple[str, tuple[str, ...]], Dataset] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -359,6 +368,7 @@ class FederatedPolicy:
         for ci, cid in enumerate(ids):
             self._mask[region_of[cid], ci] = True
         self.by_region = [0] * len(self.regions)
+        self._pool_region = np.argmax(self._mask, axis=0)[network_index(self.network).pool_center]
         if not self.name:
             self.name = f"{self.inner.name} federated {len(self.regions)} ({self.pricing})"
         if self.pricing == "declared":
@@ -414,8 +424,6 @@ class FederatedPolicy:
         self, snap: Snapshot, views: list[Snapshot], jobs: Sequence[JobRequest]
     ) -> tuple[list[int], dict[int, tuple[str, ...]]]:
         """Each region quotes each job against what it has promised this cycle; best quote wins."""
-        from computenet.scheduler import order_key
-
         prof = PROFILES[self.inner.profile]
         free = snap.free.copy()  # regions' pools are disjoint: one array holds every promise
         choice = [-1] * len(jobs)
@@ -425,18 +433,21 @@ class FederatedPolicy:
         for k in order:
             job = jobs[k]
             job_prof = _job_profile(job, prof)
-            best = self._best_quote(snap, views, live, job, job_prof, free, hold=True)
+            best = self._best_quote(snap, views, live, job, job_prof, free)
             if best is None:
                 # No region can promise it on top of this cycle's promises: the region
                 # whose own calendar could hold it best gets it; its strategy decides.
-                best = self._best_quote(snap, views, live, job, job_prof, snap.free, hold=False)
+                best = self._best_quote(snap, views, live, job, job_prof, snap.free)
+                if best is not None:
+                    best = (best[0], None)
             if best is None:
                 why[k] = ("no region quotes it",)
                 continue
-            r, held = best
+            r, hold = best
             choice[k] = r
-            if held is not None:
-                free = held
+            if hold is not None:
+                p, s0, s1 = hold
+                free[p, s0:s1] -= job.count
         return choice, why
 
     def _best_quote(
@@ -447,27 +458,45 @@ class FederatedPolicy:
         job: JobRequest,
         prof: Profile,
         free: np.ndarray,
-        *,
-        hold: bool,
-    ) -> tuple[int, np.ndarray | None] | None:
-        regions, cost, finish, co2, held = [], [], [], [], []
-        for r in live:
-            f = free.copy()
-            self.quotes += 1
-            d = place(views[r], f, job, prof, explain_it=False)
-            pl = d.placement
-            if pl is None:
+    ) -> tuple[int, tuple[int, int, int] | None] | None:
+        """The winning region and the chips its quote holds (pool, slots), or None.
+
+        Each region's quote is its best option by the profile, scored among its own
+        options — what `framework.place` on the region's own view returns. Options
+        are per pool, so one `evaluate` over every pool gives every region's options
+        at once; a job that avoids centers (its own rule looks at all eligible pools)
+        or a network large enough to prune pools is evaluated region by region.
+        """
+        per_region = bool(job.avoid_centers) or snap.index.n_pools > MAX_POOLS_CHECKED
+        quotes: list[tuple[int, float, float, float, tuple[int, int, int]]] = []
+        for view, regions in [(views[r], [r]) for r in live] if per_region else [(snap, live)]:
+            self.quotes += len(regions)
+            opts = evaluate(view, free, job, prof)
+            if not opts.feasible.any():
                 continue
-            regions.append(r)
-            cost.append(float(pl.total_cny))
-            finish.append((pl.finish - snap.now).total_seconds() / 3600.0)
-            co2.append(pl.co2_kg)
-            held.append(f)
-        if not regions:
+            region = self._pool_region[opts.pool]
+            for r in regions:
+                mine = region == r
+                if not (mine & opts.feasible).any():
+                    continue
+                # Scored among the region's own options, as its own `place` scores them.
+                score = np.full(opts.pool.size, np.inf)
+                score[mine] = prof.score(opts.cost[mine], opts.finish_h[mine], opts.co2[mine])
+                i = int(np.argmin(np.where(opts.feasible, score, np.inf)))
+                p, s = int(opts.pool[i]), int(opts.slot[i])
+                hold = (p, s, min(s + int(opts.n_slots[i]), HORIZON_SLOTS))
+                quotes.append(
+                    (r, float(opts.cost[i]), float(opts.finish_h[i]), float(opts.co2[i]), hold)
+                )
+        if not quotes:
             return None
-        score = prof.score(np.array(cost), np.array(finish), np.array(co2))
-        i = int(np.argmin(score))
-        return regions[i], (held[i] if hold else None)
+        score = prof.score(
+            np.array([q[1] for q in quotes]),
+            np.array([q[2] for q in quotes]),
+            np.array([q[3] for q in quotes]),
+        )
+        best = quotes[int(np.argmin(score))]
+        return best[0], best[4]
 
     # ---------------------------------------------------------------- declared
 

@@ -15,7 +15,7 @@ import pytest
 
 from computenet.backends.network import NetworkBackend
 from computenet.catalog import load_network
-from computenet.errors import ValidationError
+from computenet.errors import ComputeNetError, ValidationError
 from computenet.model import JobState, Network
 from computenet.scheduler import HORIZON_SLOTS, build_snapshot
 from computenet.sim.federation import (
@@ -143,6 +143,13 @@ class _View:
     queued: int = 0
 
 
+class _NoQuotes:
+    """A child that answers no quote: the backend reports capacity without prices."""
+
+    def quote(self, *_: Any, **__: Any) -> Any:
+        raise ComputeNetError("the child is away", field="url")
+
+
 def test_capacity_aggregation_is_the_network_backends_rule() -> None:
     rng = random.Random(9)
     for _ in range(200):
@@ -165,7 +172,7 @@ def test_capacity_aggregation_is_the_network_backends_rule() -> None:
             for c in centers
         )
         declared = {p.chip: p.total for p in ours}
-        backend = NetworkBackend(pools=declared, client=object())  # type: ignore[arg-type]
+        backend = NetworkBackend(pools=declared, client=_NoQuotes())  # type: ignore[arg-type]
         backend._centers = lambda cs=centers: cs  # type: ignore[method-assign]
         # The shape of capacity (total, free, largest_free); the backend also reports use.
         theirs = {(p.chip, p.total, p.free, p.largest_free) for p in backend.capacity()}
@@ -330,3 +337,35 @@ def test_cli_bad_input_is_one_line_and_exit_2(args: list[str], fld: str) -> None
     )
     assert code == 2
     assert fld in err and len(err.strip().splitlines()) == 1
+
+
+def test_quotes_in_one_pass_are_each_regions_own_placement(china: Network) -> None:
+    from computenet.scheduler.framework import place
+    from computenet.scheduler.plugins import PROFILES
+
+    wl = parse_workload(WL, china)
+    snap = build_snapshot(china, DEFAULT_EPOCH + timedelta(hours=5))
+    snap.free[:, :4] = np.minimum(snap.free[:, :4], 16)
+    regions = hub_regions(china, 4)
+    pol = federated_policy(china, regions, "ours:greedy", "quoted")
+    views = [pol.region_view(snap, r) for r in range(len(regions))]
+    prof = PROFILES["min-cost"]
+    checked = 0
+    for i in range(0, 300, 7):
+        job = wl.request(i, DEFAULT_EPOCH)
+        if job.latency_class != "batch" or (job.deadline and job.deadline <= snap.now):
+            continue
+        best = pol._best_quote(snap, views, list(range(len(regions))), job, prof, snap.free)
+        own = [place(v, snap.free.copy(), job, prof, explain_it=False) for v in views]
+        placed = [(float(d.placement.total_cny), r) for r, d in enumerate(own) if d.placement]
+        if best is None:
+            assert not placed
+            continue
+        r, hold = best
+        pl = own[r].placement
+        assert pl is not None and hold is not None
+        # The winner's hold is the pool its own placement would take, at the cheapest price.
+        assert snap.index.pool_of[(pl.center, pl.chip)] == hold[0]
+        assert float(pl.total_cny) <= min(placed)[0] + 0.011
+        checked += 1
+    assert checked >= 10
