@@ -81,7 +81,8 @@ def local_first(
     if not jobs or not parent.any():
         return run(snapshot, jobs, profile, explain=explain, signatures=signatures)
     here = [j if j.no_spill else replace(j, no_spill=LOCAL_PASS) for j in jobs]
-    first = run(snapshot, here, profile, explain=explain, signatures=signatures)
+    decided = run(snapshot, here, profile, explain=explain, signatures=signatures)
+    first = [_why_not_up(d, j.no_spill) for d, j in zip(decided, jobs, strict=True)]
     left = [
         k
         for k, d in enumerate(first)
@@ -110,6 +111,15 @@ def local_first(
     for k, d in zip(left, second, strict=True):
         out[k] = _noted(snapshot, parent, d, first[k]) if d.placement is not None else d
     return out
+
+
+def _why_not_up(d: Decision, no_spill: str) -> Decision:
+    """`d`, and when it leaves a job that may not spill unplaced, that it was not offered up."""
+    if d.placement is not None or d.rejected or not no_spill:
+        return d
+    if any(no_spill in r for r in d.reasons):
+        return d  # the spill filter said so already
+    return replace(d, reasons=(*d.reasons, f"not offered to the parent network: {no_spill}"))
 
 
 def _noted(snap: Snapshot, parent: np.ndarray, d: Decision, local: Decision) -> Decision:

@@ -122,6 +122,9 @@ def test_a_deadline_the_region_would_miss_overflows_and_without_one_it_waits_her
     # With spill: never the deadline job waits here, unplaced, with the deadline's reason.
     kept = one(busy, req("j3", spec(deadline="4h", spill="never")))
     assert kept.placement is None and "deadline in 4h00m" in kept.reasons[0]
+    assert kept.reasons[-1] == (
+        "not offered to the parent network: spill: never keeps it in this network"
+    )
 
 
 def test_no_chips_here_within_the_horizon_overflows() -> None:
