@@ -80,6 +80,10 @@ TOKEN_FILE_ENV = "CNET_CHILD_TOKEN_FILE"
 ORIGIN_JOB_ENV = "CNET_ORIGIN_JOB"
 ORIGIN_ATTEMPT_ENV = "CNET_ORIGIN_ATTEMPT"
 _RECORDS = "network-jobs.json"
+# The rate card (docs/federation.md): the child's quote for a reference job of 1 CU·h of
+# this class on one chip of each type, asked at most this often.
+QUOTE_CLASS = "llm-train"
+QUOTE_TTL_S = 30.0
 _LOCK = "network-agent.lock"
 
 _STATES = {
@@ -150,6 +154,8 @@ class NetworkBackend:
         self._details: dict[str, JobDetail] = {}  # handle → the child's detail at the last poll
         self._clock: tuple[float, datetime, float] | None = None  # (real, child now, scale)
         self._clock_at = -float("inf")
+        self._rates: dict[str, tuple[Decimal, float]] = {}  # chip → (¥/CU·h, wait s)
+        self._rates_at = -float("inf")
         self.state_dir = Path(state_dir) if state_dir else None
         self._lock = threading.RLock()
         self._records: dict[str, str] = self._load_records()
@@ -232,6 +238,7 @@ class NetworkBackend:
                 one = int(pool.get("largest_free", n_free))
                 largest[chip] = max(largest.get(chip, 0), min(one, n_free))
         chips = list(self.pools) or sorted(total)
+        rates = self._rate_card(chips)
         out = []
         for chip in chips:
             # The parent checks totals against what it declares: never offer more.
@@ -245,6 +252,8 @@ class NetworkBackend:
                     largest_free=min(largest.get(chip, 0), f),
                     used=max(0, min(used.get(chip, 0), t)),
                     queued=min(queued.get(chip, 0), limits.MAX_RUNNING),
+                    quote_cny_per_cuh=rates[chip][0] if chip in rates else None,
+                    quote_wait_s=rates[chip][1] if chip in rates else None,
                 )
             )
         return out
@@ -486,6 +495,41 @@ class NetworkBackend:
                 f"no center of the child network has {job.count} × {job.chip}"
                 f" (the most in one is {biggest})"
             )
+
+    def _rate_card(self, chips: list[str]) -> dict[str, tuple[Decimal, float]]:
+        """Per chip: the child's own price for 1 CU·h on one chip, and its wait, now.
+
+        The child's cheapest feasible quote for a reference job (`QUOTE_CLASS`,
+        one chip, 1 CU·h: its total is the price of one CU·h, to the fen as the
+        child's money code rounds it), asked at most every `QUOTE_TTL_S`; a chip
+        the child cannot quote is left out, the last card is kept while it is away.
+        """
+        with self._lock:
+            if time.monotonic() - self._rates_at < QUOTE_TTL_S:
+                return dict(self._rates)
+            self._rates_at = time.monotonic()
+        rates: dict[str, tuple[Decimal, float]] = {}
+        for chip in chips:
+            ref = {
+                "name": "rate-card",
+                "class": QUOTE_CLASS,
+                "command": "true",
+                "chips": {"count": 1, "types": [chip]},
+                "work": {"cu_hours": 1},
+            }
+            try:
+                view = self.client.quote(ref)
+            except ComputeNetError as exc:
+                logger.info("the child network did not quote %s: %s", chip, exc.one_line())
+                continue
+            ok = [o for o in view.options if o.feasible]
+            if ok:
+                best = min(ok, key=lambda o: (o.total_cny, o.finish))
+                wait = max(0.0, (best.planned_start - view.now).total_seconds())
+                rates[chip] = (best.total_cny, min(wait, limits.MAX_DURATION_S))
+        with self._lock:
+            self._rates.update(rates)
+            return dict(self._rates)
 
     def _child_deadline(self, job: BackendJob) -> datetime | None:
         """The parent's absolute deadline (`job.deadline_real`) as an instant of the child's clock.

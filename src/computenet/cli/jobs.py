@@ -299,6 +299,10 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
         "kg CO2",
         "",
     )
+    # Options at a region (docs/federation.md): the region's own price and finish too.
+    regions = any(o.region_cny is not None for o in q.options)
+    if regions:
+        cols = (*cols[:-1], "region ¥", "region finish", "")
     for c in cols:
         t.add_column(c, justify="right" if ("¥" in c or c in ("kWh", "kg CO2")) else "left")
     for o in q.options:
@@ -317,6 +321,14 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
             cny(o.total_cny),
             f"{o.kwh:.1f}",
             f"{o.co2_kg:.1f}",
+            *(
+                (
+                    cny(o.region_cny) if o.region_cny is not None else "-",
+                    when(o.region_finish) if o.region_finish is not None else "-",
+                )
+                if regions
+                else ()
+            ),
             Text(", ".join(marks), style="bold green"),
             style=style,
         )

@@ -148,6 +148,17 @@ class QuoteOption(BaseModel):
     fastest: bool = False
     feasible: bool = True
     reasons: list[str] = []
+    region_cny: Decimal | None = Field(
+        default=None,
+        description="an option at a region (docs/federation.md): the region's own price for"
+        " this job (its rate card × the job's CU·h) plus the region's declared fee; the"
+        " option's other figures are this plane's estimate from its declaration",
+    )
+    region_finish: datetime | None = Field(
+        default=None,
+        description="an option at a region: when the job would finish by the region's own"
+        " queue (its wait now, then this option's transfer and run)",
+    )
 
 
 class QuoteView(BaseModel):

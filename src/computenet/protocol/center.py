@@ -64,6 +64,24 @@ class PoolCapacity(BaseModel):
         " center",
     )
 
+    quote_cny_per_cuh: Decimal | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        ge=0,
+        le=limits.MAX_BUDGET_CNY,
+        decimal_places=2,
+        description="a region only: its own scheduler's price now for one CU·h of work on one"
+        " chip of this type (its cheapest quote for a reference job of 1 CU·h), the rate card"
+        " the parent's quotes show beside its own estimate (docs/federation.md)",
+    )
+    quote_wait_s: float | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        ge=0,
+        le=limits.MAX_DURATION_S,
+        description="a region only: network seconds from now until that cheapest option starts",
+    )
+
     @model_validator(mode="after")
     def _largest_within_free(self) -> PoolCapacity:
         if self.largest_free is not None and self.largest_free > self.free:

@@ -19,8 +19,9 @@ may end CANCELLED. Log appends may not leave a gap (`check_log_offset`).
 
 What only a region may say (a center the network file tags ``region``,
 docs/federation.md) is refused from any other center: its own bill line
-(`check_metered`), the jobs' paths below it (`check_progress`) and its
-queue and used chips (``capacity[i].queued``, ``capacity[i].used``). A
+(`check_metered`), the jobs' paths below it (`check_progress`), its
+queue and used chips (``capacity[i].queued``, ``capacity[i].used``) and its
+rate card (``capacity[i].quote_cny_per_cuh``, ``capacity[i].quote_wait_s``). A
 region's declared service fee (a ``fee:P%`` tag) is read by `fee_rate`.
 
 Each check raises `ValidationError` (HTTP 422) naming the field, or, for a
@@ -75,10 +76,10 @@ def check_capacity(center: Center, capacity: Sequence[PoolCapacity]) -> None:
                 field=f"{where}.free",
                 hint="free chips are at most the total",
             )
-        for name in ("used", "queued"):
+        for name in ("used", "queued", "quote_cny_per_cuh", "quote_wait_s"):
             if getattr(pool, name) is not None and REGION_TAG not in center.tags:
                 raise ValidationError(
-                    f"center '{center.id}' is not a region: it reports no {name} chips or jobs",
+                    f"center '{center.id}' is not a region: it may not report {name}",
                     field=f"{where}.{name}",
                     hint=f"leave {name} out, or tag the center '{REGION_TAG}' in the network file",
                 )

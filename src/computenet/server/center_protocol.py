@@ -88,7 +88,7 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             backend=req.backend,
             agent_version=req.agent_version,
             protocol_version=req.protocol_version,
-            capacity=[c.model_dump() for c in req.capacity],
+            capacity=[c.model_dump(mode="json") for c in req.capacity],
         )
         key, key_version = row.data_key, row.data_key_version
     log.info("center %s registered (backend %s, data %s)", center_id, req.backend, req.data_url)
@@ -124,7 +124,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
                 field="center_id",
                 hint="POST /center/v1/register first",
             )
-        record_heartbeat(s, row, real, [c.model_dump() for c in req.capacity], listed)
+        record_heartbeat(s, row, real, [c.model_dump(mode="json") for c in req.capacity], listed)
         key_version = row.data_key_version
         jobs = job_store.get_jobs(s, listed)
         for jid in listed:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select
@@ -12,19 +13,21 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from computenet.errors import ConflictError, ForbiddenError, NotFoundError, ValidationError
+from computenet.metering import fee_cny, fen
 from computenet.model import TERMINAL_STATES, Dataset, JobSpec, JobState, limits
 from computenet.model.identifiers import network_prefix
 from computenet.protocol import JobDetail, JobView, LogChunk, QuoteView, SubmitRequest
-from computenet.protocol.api import PathHop
+from computenet.protocol.api import PathHop, QuoteOption
 from computenet.scheduler import job_request, quote
 from computenet.server.auth import Principal
+from computenet.server.center_checks import fee_rate
 from computenet.server.center_protocol import BELOW
 from computenet.server.paging import decode_cursor, encode_cursor
 from computenet.server.scheduling import snapshot
 from computenet.server.views import job_detail, job_view, new_job_view
 from computenet.store import jobs as job_store
 from computenet.store.billing import get_charge
-from computenet.store.centers import datasets_as_model
+from computenet.store.centers import datasets_as_model, list_centers
 from computenet.store.schema import JobRow
 
 if TYPE_CHECKING:
@@ -376,6 +379,21 @@ def _below(row: JobRow) -> list[PathHop]:
     return [PathHop.model_validate(h) for h in got.get("path") or []]
 
 
+def region_quote(
+    option: QuoteOption, card: dict[str, Any], cu_hours: float, fee: Decimal, now: datetime
+) -> None:
+    """Set an option's region price and finish from the region's rate card (docs/federation.md).
+
+    The region's own price for the job is its ¥ per CU·h × the job's CU·h, to the
+    fen, plus the region's declared fee on it; it finishes after the region's
+    wait now, then this option's transfer and run.
+    """
+    own = fen(Decimal(str(card["quote_cny_per_cuh"])) * Decimal(repr(float(cu_hours))))
+    option.region_cny = own + fee_cny(own, fee)
+    wait = float(card.get("quote_wait_s") or 0.0)
+    option.region_finish = now + timedelta(seconds=wait + option.transfer_s + option.run_s)
+
+
 def cancel(plane: ControlPlane, who: Principal, job_id: str) -> JobView:
     """PENDING/SCHEDULED → CANCELLED now; STAGING/RUNNING → marked, the holder is told to stop."""
     now = plane.clock.now()
@@ -433,6 +451,12 @@ def quote_job(plane: ControlPlane, who: Principal, spec: JobSpec) -> QuoteView:
     with plane.db.read() as s:
         datasets = datasets_as_model(s, tenant=tenant, ids=spec.inputs) if tenant else {}
         snap = snapshot(plane, s, now)
+        cards = {
+            (row.id, str(p["chip"])): p
+            for row in list_centers(s)
+            for p in row.capacity or []
+            if p.get("quote_cny_per_cuh") is not None
+        }
     jr = job_request("quote", spec, plane.network, now, datasets)
     try:
         result = quote(snap, jr, plane.settings.profile)
@@ -443,6 +467,11 @@ def quote_job(plane: ControlPlane, who: Principal, spec: JobSpec) -> QuoteView:
             field="work",
             hint="ask for less work, or more or faster chips",
         ) from exc
+    for option in result.options:
+        card = cards.get((option.center, option.chip))
+        if card is not None:
+            fee = fee_rate(plane.network.center(option.center))
+            region_quote(option, card, jr.cu_hours, fee, now)
     return QuoteView(
         options=result.options,
         infeasible_reasons=result.infeasible_reasons,

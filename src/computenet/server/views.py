@@ -142,6 +142,8 @@ def pools_of(
             for key in ("used", "queued"):  # a region: its chips busy and jobs waiting inside
                 if p.get(key) is not None:
                     pool[key] = int(p[key])
+            if p.get("quote_cny_per_cuh") is not None:  # a region: its own rate card
+                pool["quote_cny_per_cuh"] = str(p["quote_cny_per_cuh"])
             pools.append(pool)
         return pools
     return fallback
