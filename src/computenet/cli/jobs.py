@@ -286,7 +286,7 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
     """The quote table, cheapest and fastest marked."""
     out = console()
     t = Table(title=f"quote for {name} (network time now {when(q.now, date=True)} CST)")
-    cols = (
+    cols: tuple[str, ...] = (
         "center",
         "chips",
         "start",
