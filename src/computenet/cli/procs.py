@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -250,8 +251,12 @@ def start_network(
     epoch: str | None = None,
     env: dict[str, str] | None = None,
     status: object = None,
+    backends: Mapping[str, Sequence[str]] | None = None,
 ) -> RunningNetwork:
     """Start `cnet server` and one `cnet agent` per center; return when all agents are online.
+
+    Agents run `--backend local` unless `backends` gives a center other backend
+    arguments (e.g. a region's uplink to its parent: ``--backend uplink --backend-opt …``).
 
     What only the operator may read stays theirs even when jobs run as other users
     (agents as root): `base_dir` is 0711 (jobs reach their centers' dirs through
@@ -298,8 +303,7 @@ def start_network(
                 c.id,
                 "--server",
                 url,
-                "--backend",
-                "local",
+                *(backends or {}).get(c.id, ("--backend", "local")),
                 "--network",
                 net_arg,
                 "--data-root",
