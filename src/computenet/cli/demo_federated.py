@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ from computenet.cli.common import console, err_console, print_json, to_jsonable
 from computenet.cli.demo import demo_epoch
 from computenet.cli.netcmd import print_bill
 from computenet.cli.procs import (
+    Credentials,
     RunningNetwork,
+    _private_sqlite,
     make_credentials,
     start_network,
     wait_online,
@@ -59,6 +62,7 @@ from computenet.model import TERMINAL_STATES, JobState
 from computenet.model.center import CST
 from computenet.protocol import BillLine, BillView, JobDetail, JobView
 from computenet.sdk import Client
+from computenet.server import admin
 
 # The network files: national.yaml and one per region (in a checkout of the project).
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "federated"
@@ -133,6 +137,18 @@ JOBS: tuple[DemoJob, ...] = (
         0.2,
         3,
         "cy again; its region picks the center",
+    ),
+    DemoJob(
+        "cy-burst-h800",
+        LOCAL,
+        "llm-train",
+        "H800",
+        2,
+        0.5,
+        4,
+        "submitted to cy, which has no H800: it overflows up, and the national plane runs it"
+        " in another region",
+        {"spill": "allow"},
     ),
     DemoJob(
         "cy-local-report",
@@ -257,34 +273,74 @@ def network_files(where: Path = EXAMPLES) -> dict[str, Path]:
     return files
 
 
+PARENT = "cn"  # the national plane's center id in the network file of region LOCAL
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is decided before any process starts: where each plane listens, the epoch.
+
+    The ports are picked first so that every process can be given the others'
+    URLs at once: region LOCAL's uplink agent (a center of the region) is given
+    the national plane's URL before that plane is up (its backend offers nothing
+    until it answers), and the national file names each region's plane.
+    """
+
+    base: Path
+    epoch: str
+    urls: dict[str, str]  # "national" and each region id → its control plane's URL
+
+    @classmethod
+    def make(cls, base: Path) -> Plan:
+        """Fresh ports on 127.0.0.1; the existing demo's epoch (21:30 CST today)."""
+        epoch = demo_epoch(datetime.now(CST).date()).isoformat()
+        names = ("national", *REGIONS)
+        return cls(base, epoch, {n: f"http://127.0.0.1:{free_port()}" for n in names})
+
+    def env(self) -> dict[str, str]:
+        """What every process of the demo carries (marks them as the demo's)."""
+        return {"CNET_DEMO_DIR": str(self.base)}
+
+
 def start_region(
-    stack: contextlib.ExitStack, rid: str, file: Path, base: Path, epoch: str, say: Progress
+    plan: Plan, sup: Supervisor, rid: str, file: Path, say: Progress, uplink_token: Path
 ) -> Region:
-    """Start region `rid`: its plane and one local agent per center, under its own supervisor.
+    """Start region `rid`: its plane and one agent per center.
 
     The national plane's jobs run in the region as the user `cn-link` of tenant
-    `national`, whose token the network agent reads from a 0600 file.
+    `national`, whose token the network agent reads from a 0600 file. In region
+    LOCAL the center PARENT is the national plane, run by an uplink agent.
     """
-    home = base / rid
-    sup = stack.enter_context(Supervisor(home / "logs"))
+    home = plan.base / rid
     net = load_network(file)
+    local = [c for c in net.centers if c.backend == "local"]
     say(f"starting {REGIONS[rid]}: a plane and {len(net.centers)} centers")
+    backends: dict[str, list[str]] = {}
+    if any(c.id == PARENT for c in net.centers):
+        backends[PARENT] = [
+            "--backend", "uplink",
+            "--backend-opt", f"url={plan.urls['national']}",
+            "--backend-opt", f"token_file={uplink_token}",
+            "--backend-opt", f"origin={rid}",
+        ]  # fmt: skip
     running = start_network(
         sup,
         str(file),
         net,
         home,
         db=f"sqlite:///{home / 'region.db'}",
+        port=int(plan.urls[rid].rsplit(":", 1)[1]),
         tenant="national",
         user=f"{ORIGIN}-link",
-        epoch=epoch,
-        env={"CNET_DEMO_DIR": str(base)},
+        epoch=plan.epoch,
+        env=plan.env(),
         status=say,
+        backends=backends,
     )
     link = write_secret(home / "secrets" / f"{ORIGIN}-link.token", running.creds.user)
     say(
-        f"up at {running.url}: centers {', '.join(c.id for c in net.centers)}"
-        f" ({', '.join(_pools(c.pools) for c in net.centers)})"
+        f"up at {running.url}: {', '.join(f'{c.id} ({_pools(c.pools)})' for c in local)}"
+        + (f"; {PARENT} = the national plane, for overflow up" if backends else "")
     )
     return Region(rid, running, sup, link)
 
@@ -293,41 +349,36 @@ def _pools(pools: Any) -> str:
     return " + ".join(f"{p.count} {p.chip}" for p in pools)
 
 
-def national_file(template: Path, regions: dict[str, Region], dest: Path) -> Path:
+def national_file(template: Path, urls: dict[str, str], dest: Path) -> Path:
     """The national network file with each region's plane as a `url:` tag (for resolve)."""
     data = yaml.safe_load(template.read_text("utf-8"))
     for c in data["centers"]:
-        if c["id"] in regions:
-            c["tags"] = [*c.get("tags", []), f"url:{regions[c['id']].url}"]
+        if c["id"] in urls:
+            c["tags"] = [*c.get("tags", []), f"url:{urls[c['id']]}"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
     return dest
 
 
 def start_national(
-    stack: contextlib.ExitStack,
+    plan: Plan,
+    sup: Supervisor,
     file: Path,
-    base: Path,
-    epoch: str,
+    creds: Credentials,
     regions: dict[str, Region],
     say: Progress,
-) -> tuple[RunningNetwork, Supervisor]:
+) -> RunningNetwork:
     """Start the national plane and one network agent per region; wait until all are online."""
-    home = base / "national"
-    sup = stack.enter_context(Supervisor(home / "logs"))
-    net = load_network(file)
-    db = f"sqlite:///{home / 'national.db'}"
-    creds = make_credentials(db, net, "acme", "ann")
-    url = f"http://127.0.0.1:{free_port()}"
-    env = {"CNET_DEMO_DIR": str(base)}
+    home = plan.base / "national"
+    url = plan.urls["national"]
     say(f"starting the national plane {ORIGIN} on {url}")
     argv = [
-        "server", "--db", db, "--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1],
-        "--network", str(file), "--log-level", "warning", "--epoch", epoch,
-        "--heartbeat-interval", str(NATIONAL_HEARTBEAT_S),
+        "server", "--db", _national_db(plan), "--host", "127.0.0.1",
+        "--port", url.rsplit(":", 1)[1], "--network", str(file), "--log-level", "warning",
+        "--epoch", plan.epoch, "--heartbeat-interval", str(NATIONAL_HEARTBEAT_S),
         "--lease-timeout", str(NATIONAL_LEASE_S), "--cycle-interval", str(NATIONAL_CYCLE_S),
     ]  # fmt: skip
-    server = sup.start("server", cnet_argv(*argv), env)
+    server = sup.start("server", cnet_argv(*argv), plan.env())
     wait_http(f"{url}/healthz", server, timeout_s=60)
     for rid, region in regions.items():
         say(f"joining {rid} to {ORIGIN}: cnet agent --center {rid} --backend network")
@@ -342,35 +393,60 @@ def start_national(
             "--backend-opt", f"token_file={region.link_token_file}",
             "--backend-opt", f"origin={ORIGIN}",
         ]  # fmt: skip
-        region.network_agent = sup.start(f"agent-{rid}", cnet_argv(*argv), env, drop_secrets=True)
-    running = RunningNetwork(url, net, creds, {}, db, home)
+        region.network_agent = sup.start(
+            f"agent-{rid}", cnet_argv(*argv), plan.env(), drop_secrets=True
+        )
+    running = RunningNetwork(url, load_network(file), creds, {}, _national_db(plan), home)
     wait_online(sup, running, status=say)
     say(f"national plane up: regions {', '.join(regions)} online as centers")
-    return running, sup
+    return running
+
+
+def _national_db(plan: Plan) -> str:
+    return f"sqlite:///{plan.base / 'national' / 'national.db'}"
 
 
 def start_federation(
     stack: contextlib.ExitStack, base: Path, say: Progress, files: dict[str, Path]
 ) -> Federation:
-    """Start the regions, then the national plane over them; make the demo's users."""
-    epoch = demo_epoch(datetime.now(CST).date()).isoformat()
+    """Start the three regions, then the national plane over them; make the demo's users.
+
+    Every process is started by one of four supervisors (one per plane), entered
+    on `stack`, so that leaving it — normally, on an error or on Ctrl-C — stops
+    every one of them by PID, the national plane's first.
+    """
+    plan = Plan.make(base)
     marks = base / "runs"
     marks.mkdir()
     # Jobs run as uids of their own (agents as root): they may create, not list.
     marks.chmod(0o1733)
-    regions = {
-        rid: start_region(stack, rid, files[rid], base, epoch, say.sub(f"{rid}: "))
-        for rid in REGIONS
-    }
-    nfile = national_file(files["national"], regions, base / "national" / "national.yaml")
-    national, sup = start_national(stack, nfile, base, epoch, regions, say)
+    # The national plane's accounts exist before any process starts: region LOCAL's
+    # uplink needs its token at once.
+    nfile = national_file(files["national"], plan.urls, base / "national" / "national.yaml")
+    _private_dir(base / "national")
+    _private_sqlite(_national_db(plan))
+    creds = make_credentials(_national_db(plan), load_network(nfile), "acme", "ann")
+    admin.create_tenant(_national_db(plan), LOCAL)
+    up = admin.create_user(_national_db(plan), f"{LOCAL}-uplink", LOCAL).token
+    uplink_token = write_secret(base / LOCAL / "secrets" / f"{PARENT}-uplink.token", up)
+
+    regions = {}
+    for rid in REGIONS:
+        sup = stack.enter_context(Supervisor(base / rid / "logs"))
+        regions[rid] = start_region(plan, sup, rid, files[rid], say.sub(f"{rid}: "), uplink_token)
+    nsup = stack.enter_context(Supervisor(base / "national" / "logs"))
+    national = start_national(plan, nsup, nfile, creds, regions, say)
     top = stack.enter_context(Client(national.url, national.creds.user))
-    locals_: dict[str, Client] = {}
-    with regions[LOCAL].admin() as admin:
-        admin.create_tenant(f"{LOCAL}-lab")
-        token = admin.create_user("li", f"{LOCAL}-lab").token
-    locals_[LOCAL] = stack.enter_context(Client(regions[LOCAL].url, token))
-    return Federation(base, national, sup, nfile, regions, top, locals_)
+    with regions[LOCAL].admin() as region_admin:
+        region_admin.create_tenant(f"{LOCAL}-lab")
+        token = region_admin.create_user("li", f"{LOCAL}-lab").token
+    locals_ = {LOCAL: stack.enter_context(Client(regions[LOCAL].url, token))}
+    return Federation(base, national, nsup, nfile, regions, top, locals_)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o711)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -597,41 +673,97 @@ def _child_job(region: Region, name: str) -> JobDetail | None:
         return None
 
 
-def national_bill(fed: Federation, period: str) -> tuple[BillView, list[dict[str, Any]]]:
-    """The national bill of the top user's tenant, each line checked against its region's.
+@dataclass
+class Bills:
+    """The national plane's bills of the month, and each line checked against who metered it."""
 
-    A delegated job's national line must equal, to the fen, the bill line of the
-    regional job that ran it (its last attempt's; the region's own tariffs, metered
-    there). A killed region cannot be asked: its lines are not checked (`matches`
-    null).
+    national: dict[str, BillView]  # tenant → its bill: the top user's, region LOCAL's uplink
+    checks: list[dict[str, Any]]
+    national_ids: dict[str, str]  # a regional job sent up → its national job id
+
+    @property
+    def total_cny(self) -> Decimal:
+        """The national plane's total over its tenants."""
+        return sum((b.total_cny for b in self.national.values()), Decimal(0))
+
+    def to_json(self) -> dict[str, Any]:
+        """The `bill` of `--json`."""
+        lines = [{"tenant": t, **to_jsonable(x)} for t, b in self.national.items() for x in b.lines]
+        return {
+            "total_cny": str(self.total_cny),
+            "by_tenant": {t: str(b.total_cny) for t, b in self.national.items()},
+            "lines": lines,
+            "checks": to_jsonable(self.checks),
+        }
+
+
+def _same(a: BillLine | None, b: BillLine | None) -> bool:
+    return (
+        a is not None
+        and b is not None
+        and (a.energy_cny, a.service_cny, a.transfer_cny, a.total_cny)
+        == (b.energy_cny, b.service_cny, b.transfer_cny, b.total_cny)
+    )
+
+
+def bills_of(fed: Federation, period: str) -> Bills:
+    """The national bills, each line checked to the fen against the level that metered it.
+
+    A job delegated to a region is billed at the top exactly what the region
+    metered for the regional job that ran it (named ``cn/JOB:ATTEMPT``, its last
+    attempt); a job region LOCAL sent up is billed in the region exactly what the
+    national plane metered for it (named ``LOCAL/JOB:ATTEMPT``). A killed region
+    cannot be asked: such a line is not checked (`matches` null).
     """
-    bill = fed.top.bill(period=period)
-    by_name: dict[str, dict[str, BillLine]] = {}  # region → regional job name → its line
+    with Client(fed.national.url, fed.national.creds.admin) as adm:
+        national = {t: adm.bill(tenant=t, period=period) for t in ("acme", LOCAL)}
+        jobs = adm.jobs()
+    by_id = {j.id: j for j in jobs}
+    by_name = {j.name: j.id for j in jobs}
+    region_lines: dict[str, dict[str, BillLine]] = {}  # region → regional job name → line
     for rid, region in fed.regions.items():
         if region.killed:
             continue
         with Client(region.url, region.link_token_file.read_text().strip()) as link:
             names = {j.id: j.name for j in link.jobs()}
-            by_name[rid] = {names.get(x.job_id, ""): x for x in link.bill(period=period).lines}
-    checks = []
-    for line in bill.lines:
-        attempts = fed.top.job(line.job_id).attempts
-        theirs = by_name.get(line.center, {}).get(f"{ORIGIN}/{line.job_id}:{attempts}")
+            lines = link.bill(period=period).lines
+        region_lines[rid] = {names.get(x.job_id, ""): x for x in lines}
+    checks: list[dict[str, Any]] = []
+    for tenant, bill in national.items():
+        for line in bill.lines:
+            attempts = by_id[line.job_id].attempts if line.job_id in by_id else 0
+            theirs = region_lines.get(line.center, {}).get(f"{ORIGIN}/{line.job_id}:{attempts}")
+            checks.append(
+                {
+                    "billed_by": f"{ORIGIN} (tenant {tenant})",
+                    "job_id": line.job_id,
+                    "total_cny": line.total_cny,
+                    "metered_by": line.center,
+                    "metered_job_id": theirs.job_id if theirs else None,
+                    "metered_total_cny": theirs.total_cny if theirs else None,
+                    "matches": _same(line, theirs) if line.center in region_lines else None,
+                }
+            )
+    national_ids: dict[str, str] = {}
+    local = fed.locals[LOCAL]
+    for line in local.bill(period=period).lines:
+        if line.center != PARENT:
+            continue
+        nid = by_name.get(f"{LOCAL}/{line.job_id}:{local.job(line.job_id).attempts}")
+        national_ids[line.job_id] = nid or "?"
+        theirs = next((x for x in national[LOCAL].lines if x.job_id == nid), None)
         checks.append(
             {
+                "billed_by": f"{LOCAL} (tenant {LOCAL}-lab)",
                 "job_id": line.job_id,
-                "region": line.center,
                 "total_cny": line.total_cny,
-                "region_job_id": theirs.job_id if theirs else None,
-                "region_total_cny": theirs.total_cny if theirs else None,
-                "matches": None
-                if line.center not in by_name
-                else theirs is not None
-                and (theirs.energy_cny, theirs.service_cny, theirs.total_cny)
-                == (line.energy_cny, line.service_cny, line.total_cny),
+                "metered_by": ORIGIN,
+                "metered_job_id": nid,
+                "metered_total_cny": theirs.total_cny if theirs else None,
+                "matches": _same(line, theirs),
             }
         )
-    return bill, checks
+    return Bills(national, checks, national_ids)
 
 
 # ------------------------------------------------------------------------------ result
@@ -676,19 +808,24 @@ def job_result(fed: Federation, t: Tracked) -> dict[str, Any]:
 
 def result_of(
     fed: Federation, jobs: list[Tracked], period: str, started: float
-) -> tuple[dict[str, Any], BillView]:
+) -> tuple[dict[str, Any], Bills]:
     """The demo's JSON result: jobs, the national bill checked against the regions, ok."""
     rows = [job_result(fed, t) for t in jobs]
-    bill, checks = national_bill(fed, period)
-    top_ids = sorted(r["id"] for r in rows if r["submitted_to"] == ORIGIN)
-    billed = sorted(x.job_id for x in bill.lines)
+    bills = bills_of(fed, period)
     problems = [f"{r['name']}: {p}" for r in rows for p in r["problems"]]
-    if billed != top_ids:
-        problems.append(f"the national bill has lines for {billed}, expected one per job {top_ids}")
+    # No double billing: the national plane bills each job it ran exactly once.
+    expected = sorted(
+        [r["id"] for r in rows if r["submitted_to"] == ORIGIN] + list(bills.national_ids.values())
+    )
+    billed = sorted(x.job_id for b in bills.national.values() for x in b.lines)
+    if billed != expected:
+        problems.append(
+            f"the national bill has lines for {billed}, expected one each for {expected}"
+        )
     problems += [
-        f"national bill line of {c['job_id']} is ¥{c['total_cny']}, region {c['region']}"
-        f" metered ¥{c['region_total_cny']}"
-        for c in checks
+        f"{c['billed_by']} bills {c['job_id']} ¥{c['total_cny']}, {c['metered_by']} metered"
+        f" ¥{c['metered_total_cny']}"
+        for c in bills.checks
         if c["matches"] is False
     ]
     pids = [c.pid for sup in fed.supervisors() for c in sup.children]
@@ -697,7 +834,7 @@ def result_of(
         "ok": not problems,
         "problems": problems,
         "jobs": rows,
-        "bill": {**to_jsonable(bill), "checks": to_jsonable(checks)},
+        "bill": bills.to_json(),
         "killed_region": KILLED,
         "national": fed.national.url,
         "regions": {rid: r.url for rid, r in fed.regions.items()},
@@ -705,7 +842,7 @@ def result_of(
         "dir": str(fed.base),
         "elapsed_s": round(time.monotonic() - started, 1),
     }
-    return result, bill
+    return result, bills
 
 
 def _paths_table(rows: list[dict[str, Any]]) -> Table:
@@ -739,8 +876,8 @@ def _verdict(out: Console, result: dict[str, Any]) -> None:
     line = (
         f"{good}/{len(jobs)} jobs succeeded exactly once; region {result['killed_region']} was"
         f" killed mid-run; national bill ¥{result['bill']['total_cny']}"
-        f" ({sum(bool(c['matches']) for c in checked)}/{len(checked)} lines equal to what"
-        f" their region metered); {result['elapsed_s']}s"
+        f" ({sum(bool(c['matches']) for c in checked)}/{len(checked)} bill lines equal, to the"
+        f" fen, to what the level that ran the job metered); {result['elapsed_s']}s"
     )
     out.print(("[bold green]ok[/]: " if result["ok"] else "[bold red]FAILED[/]: ") + escape(line))
     for p in result["problems"]:
@@ -760,11 +897,13 @@ def run_federated(
         fed.watchdogs = watchdogs
         jobs = submit_all(fed, say)
         watch(fed, jobs, say, timeout_s)
-        result, bill = result_of(fed, jobs, period, say.started)
+        result, bills = result_of(fed, jobs, period, say.started)
         say("stopping every process the demo started")
     if not json_out:
         out.print(_paths_table(result["jobs"]))
-        print_bill(bill)
+        for bill in bills.national.values():
+            if bill.lines:
+                print_bill(bill)
         _verdict(out, result)
     return (0 if result["ok"] else 1), result
 
