@@ -14,6 +14,7 @@ the slow part); each test pins its jobs to a region with ``center``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -82,6 +83,7 @@ links:
 """
 
 FEES = {"gba": Decimal("0.05"), "yrd": Decimal("0.025")}
+CORPUS = "the region's own copy\n"
 
 
 @dataclass
@@ -124,6 +126,17 @@ def nation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nation]:
         user_token = admin.create_user("ann", "acme").token
         user = Client(url, user_token)
         clients += [admin, user]
+        # A dataset inside gba: a file at sz, registered in gba under the nation's account,
+        # and the same bytes registered at the top (at yrd, its owner's first copy).
+        data = CORPUS.encode()
+        digest = hashlib.sha256(data).hexdigest()
+        at_sz = tmp / "gba-region" / "sz" / "data" / "tenants" / "national" / "corpus"
+        at_sz.parent.mkdir(parents=True, exist_ok=True)
+        at_sz.write_bytes(data)
+        regions["gba"].link.add_dataset(
+            "corpus", "sz", "tenants/national/corpus", len(data), digest
+        )
+        user.add_dataset("corpus", "yrd", "tenants/acme/corpus", len(data), digest)
         for name, region in regions.items():
             until(
                 f"{name}'s centers online",
@@ -349,3 +362,27 @@ def test_each_regions_capacity_queue_and_a_jobs_queue_position_are_visible_at_th
             user.cancel(b.id)
         if local is not None:
             gba.link.cancel(local.id)
+
+
+def test_a_dataset_inside_a_region_is_a_replica_of_it_at_the_top_and_feeds_its_jobs(
+    nation: Nation,
+) -> None:
+    user, gba = nation.user, nation.regions["gba"]
+    # gba's agent reports gba's copy as a replica of the region center (same id, same bytes).
+    got = until(
+        "gba's copy reported at the top",
+        lambda: next(
+            (r for d in user.datasets() if d.id == "corpus" for r in d.replicas
+             if r["center"] == "gba"),
+            None,
+        ),
+        nation.tmp,
+    )  # fmt: skip
+    assert got["path"] == "region:corpus"
+    # A job reading it runs in gba on gba's copy: nothing is fetched to the agent.
+    view = user.submit({**spec('cat "$CNET_INPUT_CORPUS"', "gba"), "inputs": ["corpus"]})
+    done = user.wait(view.id, poll_s=0.2, timeout_s=90)
+    assert done.state is JobState.SUCCEEDED, nation.logs()
+    assert all_logs(user, view.id) == CORPUS
+    (child,) = [j for j in gba.link.jobs() if j.name == f"cn/{view.id}:1"]
+    assert list(gba.link.job(child.id).spec.inputs) == ["corpus"]

@@ -86,6 +86,7 @@ _LOG_BUFFER_MAX = 4 * 1024 * 1024
 _MAX_JOB_ERRORS = 3
 # The local backend's message for a job stopped because the agent that started it died.
 _AGENT_GONE = "agent process went away"
+_REPLICAS_EVERY_S = 10.0  # a region's datasets (backend `replicas`) are reported this often
 _LOG_FLUSH_S = 0.5  # running jobs' output is shipped at most this often (final output at once)
 # A lease that could wait less than this asks not to wait (and is paced by lease_interval_s).
 _MIN_LEASE_WAIT_S = 0.1
@@ -143,6 +144,7 @@ class Agent:
         self._capacity: list[PoolCapacity] = []
         # A region's held jobs as the plane below sees them (backend `paths`), for the heartbeat.
         self._progress: list[JobProgress] | None = None
+        self._next_replicas = 0.0  # when to report a region's datasets again
         # The long-poll lease thread hands leased jobs to the main loop through the inbox
         # and wakes it; it asks again once `_capacity` counts them (batches handed/taken).
         self._lease_thread: threading.Thread | None = None
@@ -392,6 +394,7 @@ class Agent:
         if self.reply is None:
             self._register()
         self._flush_all()
+        self._report_backend_replicas(now)
         if (
             self._lease_thread is None  # without it (tests driving tick()), poll from here
             and now >= self._next_lease
@@ -403,6 +406,25 @@ class Agent:
                 if jobs:
                     self._adopt(jobs)
                     self._advance_jobs()
+
+    def _report_backend_replicas(self, now: float) -> None:
+        """A region's datasets, as replicas of this center (backend `replicas`), every 30 s."""
+        replicas = getattr(self.backend, "replicas", None)
+        if not callable(replicas) or self.reply is None or now < self._next_replicas:
+            return
+        self._next_replicas = now + _REPLICAS_EVERY_S
+        try:
+            found = replicas()
+        except Exception as exc:
+            logger.warning("backend replicas unavailable: %s", exc)
+            return
+        for dataset_id, report in found:
+            try:
+                self.client.replica(dataset_id, report)
+            except ServerUnavailable:
+                raise
+            except ComputeNetError as exc:  # no such dataset here, or other bytes: not ours
+                logger.debug("replica of %s not taken: %s", dataset_id, exc.one_line())
 
     def _refresh_capacity(self) -> None:
         """Note the capacity for the heartbeat and lease threads (the last known one if the
@@ -672,6 +694,9 @@ class Agent:
 
     def _start_staging(self, held: HeldJob) -> None:
         job = held.lease()
+        if getattr(self.backend, "stages_inputs", False):  # a region stages inside itself
+            held.phase = "ready"
+            return
         if not any(needs_fetch(i, self.data_root) for i in job.inputs):
             # Everything is here: resolve the local paths now rather than waiting
             # a tick for a pool thread (this saved ~0.2 s per job in

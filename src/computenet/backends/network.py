@@ -32,6 +32,9 @@ account of the child (docs/federation.md):
   hands the agent the child's `JobDetail.path` (its placement, then the levels
   below it) with no call of its own, and the agent reports it upward. The
   capacity carries the child's queue and used chips per chip type.
+- **Data.** `replicas()` lists the datasets the child holds for the parent's
+  account (same id, same checksum: the same bytes), which the agent reports
+  as replicas of this center; a job's inputs are staged inside the child.
 - **Deadline, budget.** A delegated job keeps the parent's absolute deadline
   (real seconds, turned into the child's network time) and what is left of its
   budget (`BackendJob.deadline_real`, `BackendJob.budget_cny`).
@@ -70,7 +73,7 @@ from computenet.model import JobState, limits
 from computenet.model.center import CST
 from computenet.protocol import CenterView, JobDetail, PoolCapacity
 from computenet.protocol.api import PathHop
-from computenet.protocol.center import MeteredCharge
+from computenet.protocol.center import REGION_PATH_PREFIX, MeteredCharge, ReplicaReport
 from computenet.sdk.client import Client, spec_json
 
 logger = logging.getLogger(__name__)
@@ -120,6 +123,9 @@ class NetworkBackend:
 
     kind = "network"
     capabilities = Capability.CANCEL | Capability.LOGS | Capability.REATTACH | Capability.ACCOUNTING
+    # The child stages a job's inputs inside itself, from its own replicas (`replicas`):
+    # the agent fetches nothing to its own machine.
+    stages_inputs = True
 
     def __init__(
         self,
@@ -266,11 +272,7 @@ class NetworkBackend:
                 hint="run an agent that passes BackendJob.spec (this version's)",
             )
         if job.spec.inputs:
-            # The inputs would be staged to this agent's machine, not into the region.
-            raise BackendError(
-                "a job with input datasets cannot be delegated to a region yet",
-                hint="run it at a center that holds its data (docs/federation.md)",
-            )
+            self._check_inputs(job)
         name = self.child_name(idempotency_key)
         if len(name) > limits.MAX_NAME_CHARS:
             raise BackendError(f"the child job name '{name[:60]}…' is too long")
@@ -356,6 +358,23 @@ class NetworkBackend:
         return {
             h: _child_path(d, self.center)[: limits.MAX_PATH_HOPS - 1] for h, d in details.items()
         }
+
+    def replicas(self) -> list[tuple[str, ReplicaReport]]:
+        """The datasets with a copy inside the child, as replicas of this center at the parent.
+
+        Every dataset of the child account the parent's jobs run as, reported under
+        its own id with its checksum and the path ``region:ID``: the parent takes it
+        as a copy of its dataset of that id only when the checksums agree, so the
+        child's copy holds the same bytes (docs/federation.md).
+        """
+        try:
+            views = self.client.datasets()
+        except ComputeNetError as exc:
+            raise BackendError(f"the child network did not list its datasets: {exc}") from exc
+        return [
+            (v.id, ReplicaReport(path=f"{REGION_PATH_PREFIX}{v.id}", sha256=v.sha256))
+            for v in views
+        ]
 
     def cancel(self, handle: str) -> None:
         """Cancel the child job; one already final or unknown is left alone."""
@@ -474,6 +493,24 @@ class NetworkBackend:
             )
         finally:
             os.close(log)
+
+    def _check_inputs(self, job: BackendJob) -> None:
+        """Every input must have a copy in the child under the parent's account: the child
+        stages inside itself and cannot fetch from the parent's centers."""
+        assert job.spec is not None
+        try:
+            have = {v.id for v in self.client.datasets()}
+        except ComputeNetError as exc:
+            if _unreachable(exc):
+                return  # the submit retries, and the child names what it lacks
+            raise BackendError(f"the child network did not list its datasets: {exc}") from exc
+        missing = [d for d in job.spec.inputs if d not in have]
+        if missing:
+            raise BackendError(
+                f"input {', '.join(missing)} has no copy in the child network",
+                hint="register the dataset there under the parent's account, with the same id"
+                " and checksum (docs/federation.md)",
+            )
 
     def _check_shape(self, job: BackendJob) -> None:
         """A job larger than any one child center's pool can never run there: say so now."""

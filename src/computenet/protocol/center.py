@@ -345,6 +345,11 @@ class UsageReport(BaseModel):
     )
 
 
+# A region's replica (docs/federation.md) is not a file under an agent's data root:
+# its path is this prefix and the dataset's id in the region.
+REGION_PATH_PREFIX = "region:"
+
+
 class ReplicaReport(BaseModel):
     """POST /center/v1/datasets/{id}/replicas: the agent now holds a verified copy."""
 

@@ -22,7 +22,8 @@ docs/federation.md) is refused from any other center: its own bill line
 (`check_metered`), the jobs' paths below it (`check_progress`), its
 queue and used chips (``capacity[i].queued``, ``capacity[i].used``) and its
 rate card (``capacity[i].quote_cny_per_cuh``, ``capacity[i].quote_wait_s``). A
-region's declared service fee (a ``fee:P%`` tag) is read by `fee_rate`.
+region's declared service fee (a ``fee:P%`` tag) is read by `fee_rate`, and a
+region's replica of a dataset is named ``region:ID`` (`check_region_replica`).
 
 Each check raises `ValidationError` (HTTP 422) naming the field, or, for a
 state the job may not take now, `ConflictError` (409, field ``state``), before
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 from computenet.errors import ConflictError, ValidationError
 from computenet.model.center import Center
 from computenet.protocol import PoolCapacity, StatusReport
-from computenet.protocol.center import JobProgress
+from computenet.protocol.center import REGION_PATH_PREFIX, JobProgress
 
 _MAX_URL = 2048
 
@@ -181,6 +182,21 @@ def check_progress(
             f"center '{center.id}' is not a region: it has no path below it to report",
             field=field,
             hint=f"leave {field} out, or tag the center '{REGION_TAG}' in the network file",
+        )
+
+
+def check_region_replica(path: str) -> None:
+    """Refuse a region's replica path other than ``region:ID`` (422 ``path``).
+
+    A region holds its copy inside itself, under the dataset's id there; nothing
+    of it is a file under an agent's data root that a job or a fetch could open.
+    """
+    rest = path[len(REGION_PATH_PREFIX) :] if path.startswith(REGION_PATH_PREFIX) else ""
+    if not rest or "/" in rest or len(rest) > 128 or any(c.isspace() for c in rest):
+        raise ValidationError(
+            f"a region's replica path is {REGION_PATH_PREFIX}ID, not '{path[:80]}'",
+            field="path",
+            hint=f"report {REGION_PATH_PREFIX} and the dataset's id in the region",
         )
 
 

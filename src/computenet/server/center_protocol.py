@@ -286,20 +286,25 @@ def report_replica(
         ds = get_dataset(s, dataset_id)
         if ds is None:
             raise NotFoundError(f"no dataset '{dataset_id}'", field="dataset_id")
-        problem = replica_path_problem(rep.path, ds.tenant_id)
-        if problem is not None:  # a copy lives in its tenant's area, like the first
-            raise ValidationError(
-                f"path '{rep.path}' {problem}",
-                field="path",
-                hint=f"put the copy at {default_replica_path(ds.tenant_id, dataset_id)}",
-            )
+        declared = plane.network.center(center_id)
+        if center_checks.REGION_TAG in declared.tags:
+            # A region's copy is inside it, not under an agent's data root (docs/federation.md).
+            center_checks.check_region_replica(rep.path)
+        else:
+            problem = replica_path_problem(rep.path, ds.tenant_id)
+            if problem is not None:  # a copy lives in its tenant's area, like the first
+                raise ValidationError(
+                    f"path '{rep.path}' {problem}",
+                    field="path",
+                    hint=f"put the copy at {default_replica_path(ds.tenant_id, dataset_id)}",
+                )
         if rep.sha256 != ds.sha256:
             raise ValidationError(
                 f"checksum {rep.sha256[:12]}… does not match the dataset's {ds.sha256[:12]}…",
                 field="sha256",
                 hint="fetch the dataset again; the copy is corrupt",
             )
-        if ds.residency and ds.residency not in plane.network.center(center_id).tags:
+        if ds.residency and ds.residency not in declared.tags:
             raise ValidationError(
                 f"dataset '{dataset_id}' must stay within '{ds.residency}'",
                 field="center_id",

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from computenet.errors import ConflictError
 from computenet.model import JobSpec, JobState, Placement
 from computenet.protocol import LeasedJob, LeaseReply, StagingInput, StagingSource
+from computenet.protocol.center import REGION_PATH_PREFIX
 from computenet.protocol.datapaths import default_replica_path
 from computenet.protocol.tickets import mint_ticket
 from computenet.server.metering import budget_left
@@ -239,8 +240,8 @@ def staging_inputs(
         # if the local file fails its sha256 check.
         preferred = placement.source_replicas.get(name)
         for r in reps.get(name, []):
-            if r.center == center_id:
-                continue
+            if r.center == center_id or r.path.startswith(REGION_PATH_PREFIX):
+                continue  # a region's copy is inside the region: nothing to fetch from
             src = get_center(s, r.center)
             if src is None or not src.data_url or not plane.is_online(src, real):
                 continue
