@@ -889,6 +889,9 @@ def run_federated(
 ) -> tuple[int, dict[str, Any]]:
     """Start the federation, run the jobs, kill a region, print the paths and the bill."""
     files = network_files()
+    say(
+        f"working in {base}: a directory per plane, with its database and logs (removed at the end)"
+    )
     period = demo_epoch(datetime.now(CST).date()).strftime("%Y-%m")
     watchdogs: list[tuple[int, int]] = []
     with contextlib.ExitStack() as stack:
