@@ -228,7 +228,8 @@ def test_a_job_larger_than_any_child_center_fails_at_submit(tmp_path: Path, regi
 
 def test_a_job_with_inputs_is_refused_not_run_without_them(tmp_path: Path, region: Region) -> None:
     spec = SPEC.model_copy(update={"inputs": ("corpus",)})
-    with pytest.raises(BackendError, match="input datasets"):
+    # The child stages inputs itself: one it has no copy of is refused, naming it.
+    with pytest.raises(BackendError, match="input corpus has no copy in the child"):
         backend_for(region, tmp_path).submit(bjob(spec=spec), "j-abc:1")
     assert region.jobs == {}
 

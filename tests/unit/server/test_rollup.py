@@ -180,3 +180,33 @@ def test_the_fee_is_on_the_regions_amount_rounded_once_to_the_fen() -> None:
     assert ch.service_cny == Decimal("2.62")
     assert ch.transfer_cny == Decimal("0.15")
     assert ch.total_cny == region.total_cny + Decimal("0.17") + Decimal("0.05")
+
+
+def test_a_region_reports_its_copy_of_a_dataset_as_region_id_only(fed: Net) -> None:
+    fed.register(REGION)
+    other = _ordinary(fed)
+    fed.register(other)
+    sha = "b" * 64
+    r = fed.client.post(
+        "/api/v1/datasets",
+        json={"id": "corpus", "center": other, "size_bytes": 3, "sha256": sha},
+        headers=fed.user(),
+    )
+    assert r.status_code == 201, r.text
+
+    def report(cid: str, path: str, digest: str = sha) -> Any:
+        return fed.client.post(
+            "/center/v1/datasets/corpus/replicas",
+            json={"path": path, "sha256": digest},
+            headers=fed.center(cid),
+        )
+
+    # A region's copy is inside it: region:ID, nothing else; other bytes are refused.
+    assert report(REGION, "tenants/acme/corpus").json()["field"] == "path"
+    assert report(REGION, "region:").json()["field"] == "path"
+    assert report(REGION, "region:corpus", "c" * 64).json()["field"] == "sha256"
+    ok = report(REGION, "region:corpus")
+    assert ok.status_code == 200, ok.text
+    assert {"center": REGION, "path": "region:corpus"} in ok.json()["replicas"]
+    # An ordinary center's copy is a file in the tenant's area, never region:ID.
+    assert report(other, "region:corpus").json()["field"] == "path"
