@@ -66,7 +66,7 @@ from computenet.scheduler import (
     order_key,
     schedule_cycle,
 )
-from computenet.scheduler.framework import MAX_POOLS_CHECKED, evaluate
+from computenet.scheduler.framework import MAX_POOLS_CHECKED, Options, evaluate
 from computenet.scheduler.index import network_index
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.sim.metrics import PolicyMetrics, summarize
@@ -475,18 +475,17 @@ class FederatedPolicy:
             if not opts.feasible.any():
                 continue
             region = self._pool_region[opts.pool]
-            for r in regions:
-                mine = region == r
-                if not (mine & opts.feasible).any():
-                    continue
-                # Scored among the region's own options, as its own `place` scores them.
-                score = np.full(opts.pool.size, np.inf)
-                score[mine] = prof.score(opts.cost[mine], opts.finish_h[mine], opts.co2[mine])
-                i = int(np.argmin(np.where(opts.feasible, score, np.inf)))
+            for i in self._region_bests(opts, region, regions, prof):
                 p, s = int(opts.pool[i]), int(opts.slot[i])
                 hold = (p, s, min(s + int(opts.n_slots[i]), HORIZON_SLOTS))
                 quotes.append(
-                    (r, float(opts.cost[i]), float(opts.finish_h[i]), float(opts.co2[i]), hold)
+                    (
+                        int(region[i]),
+                        float(opts.cost[i]),
+                        float(opts.finish_h[i]),
+                        float(opts.co2[i]),
+                        hold,
+                    )
                 )
         if not quotes:
             return None
@@ -497,6 +496,36 @@ class FederatedPolicy:
         )
         best = quotes[int(np.argmin(score))]
         return best[0], best[4]
+
+    @staticmethod
+    def _region_bests(
+        opts: Options, region: np.ndarray, regions: list[int], prof: Profile
+    ) -> list[int]:
+        """Per region among `regions`, its best feasible option (index), as its `place` picks.
+
+        A profile of one objective orders a region's options the same whatever the
+        others are (its normalization is one positive factor), so one score serves
+        every region; otherwise each region's options are scored among themselves.
+        """
+        ok = opts.feasible & np.isin(region, regions)
+        if not ok.any():
+            return []
+        if sum(w > 0 for w in (prof.cost, prof.time, prof.carbon)) == 1:
+            score = prof.score(opts.cost, opts.finish_h, opts.co2)
+            cand = np.flatnonzero(ok)
+            # Stable: among equal scores the first option wins, as np.argmin picks it.
+            order = cand[np.lexsort((score[cand], region[cand]))]
+            _, first = np.unique(region[order], return_index=True)
+            return [int(i) for i in order[first]]
+        out = []
+        for r in regions:
+            mine = region == r
+            if not (mine & ok).any():
+                continue
+            score = np.full(opts.pool.size, np.inf)
+            score[mine] = prof.score(opts.cost[mine], opts.finish_h[mine], opts.co2[mine])
+            out.append(int(np.argmin(np.where(ok, score, np.inf))))
+        return out
 
     # ---------------------------------------------------------------- declared
 
