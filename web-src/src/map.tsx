@@ -7,6 +7,7 @@ import outline from "virtual:china-outline";
 
 import { Legend } from "./charts";
 import { fmtNum, load } from "./format";
+import { isRegion } from "./region";
 import type { CenterView, LinkView, SiteView } from "./types";
 
 const RAD = Math.PI / 180;
@@ -160,13 +161,26 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
             if (!p) return null;
             const l = load(c.pools);
             const r = radius(l.total);
-            const label = `${c.name || c.id}: ${l.busy} of ${l.total} chips busy (${Math.round(l.frac * 100)}%), ${c.online ? "online" : "offline"}, ${c.queued} queued`;
+            const region = isRegion(c);
+            const members = region ? (c.members ?? []) : [];
+            const memberPts = members.map((m) => {
+              const [x, y] = project(m.lon, m.lat);
+              return { m, x, y };
+            });
+            // A region is a group: a dashed ring around its own dot and its member centers.
+            const ring = Math.max(r + 10, ...memberPts.map((q) => Math.hypot(q.x - p.x, q.y - p.y) + 14));
+            const what = region
+              ? `region ${c.name || c.id}${members.length ? ` of ${members.length} centers` : ""}: ${l.busy} of ${l.total} chips busy`
+              : `${c.name || c.id}: ${l.busy} of ${l.total} chips busy`;
+            const label = `${what} (${Math.round(l.frac * 100)}%), ${c.online ? "online" : "offline"}, ${c.queued} queued`;
             const left = p.x > (OUTLINE.minX + OUTLINE.maxX) / 2 + 250;
+            const gap = region ? ring : r;
             return (
               <g
                 key={c.id}
-                class={`center${selected === c.id ? " selected" : ""}${c.online ? "" : " offline"}`}
+                class={`center${region ? " region" : ""}${selected === c.id ? " selected" : ""}${c.online ? "" : " offline"}`}
                 data-center={c.id}
+                data-region={region ? c.id : undefined}
                 // Lower case: SVG attributes are case-sensitive and only "tabindex" makes it focusable.
                 tabindex={0}
                 role="button"
@@ -176,9 +190,24 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
                 onKeyDown={onKey(c.id)}
               >
                 <title>{label}</title>
-                <circle class="focus-ring" cx={p.x} cy={p.y} r={r + 7} />
+                {region && <circle class="region-ring" cx={p.x} cy={p.y} r={ring} />}
+                <circle class="focus-ring" cx={p.x} cy={p.y} r={(region ? ring : r) + 7} />
                 <circle class="dot" cx={p.x} cy={p.y} r={r} fill={c.online ? loadColor(l.frac) : "#9aa3ad"} />
-                <text x={left ? p.x - r - 6 : p.x + r + 6} y={p.y + 5} text-anchor={left ? "end" : "start"} class="center-label">
+                {memberPts.map(({ m, x, y }) => {
+                  const ml = load(m.pools);
+                  return (
+                    <circle
+                      key={m.id}
+                      class="member"
+                      data-member={m.id}
+                      cx={x}
+                      cy={y}
+                      r={6}
+                      fill={m.online === false ? "#9aa3ad" : loadColor(ml.frac)}
+                    />
+                  );
+                })}
+                <text x={left ? p.x - gap - 6 : p.x + gap + 6} y={p.y + 5} text-anchor={left ? "end" : "start"} class="center-label">
                   {shortName(c)}
                   {c.online ? "" : " (offline)"}
                 </text>
@@ -195,6 +224,7 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
             { label: "full", color: loadColor(1) },
             { label: "offline", color: "#9aa3ad" },
             { label: "link carrying data", color: "#1f6fd1" },
+            ...(centers.some(isRegion) ? [{ label: "dashed ring: a region (a network of its own)", color: "#0b2545" }] : []),
           ]}
         />
         <span class="muted">Circle area ∝ chips. Outline: Natural Earth (public domain), simplified.</span>

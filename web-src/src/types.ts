@@ -98,6 +98,18 @@ export interface JobEvent {
   center?: string | null;
 }
 
+/** One level of a job's path down a federation (JobDetail.path; docs/federation.md). */
+export interface PathHop {
+  network: string;
+  center?: string | null;
+  chip?: string | null;
+  count?: number | null;
+  job_id?: string | null;
+  state?: string | null;
+  reason?: string | null;
+  position?: number | null;
+}
+
 export interface JobDetail extends JobView {
   spec: JobSpec;
   placement?: Placement | null;
@@ -108,6 +120,9 @@ export interface JobDetail extends JobView {
   run_s?: number | null;
   usage: Record<string, number | string>;
   events: JobEvent[];
+  queue_position?: number | null;
+  /** This plane's placement first, then each region below it (absent from older servers). */
+  path?: PathHop[] | null;
 }
 
 export interface LogChunk {
@@ -170,6 +185,27 @@ export interface CenterView {
   service_price_per_cuh: Decimal;
   queued: number;
   running: number;
+  identifier?: string | null;
+  tags?: string[];
+  /** A region's own centers, when this plane lists them (not yet sent by the server). */
+  members?: MemberView[];
+}
+
+/** A center inside a region, as far as the parent plane can show it. */
+export interface MemberView {
+  id: string;
+  name?: string;
+  lat: number;
+  lon: number;
+  online?: boolean;
+  pools?: PoolView[];
+}
+
+/** GET /api/v1/resolve/{identifier}: only what the dashboard reads. */
+export interface ResolveView {
+  identifier: string;
+  kind: string;
+  reach: { url: string; network: string; center?: string | null; region_url?: string | null };
 }
 
 export interface SiteView {

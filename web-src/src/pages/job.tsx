@@ -8,7 +8,7 @@ import { KIND_COLORS, PhaseBar, StackedBars } from "../charts";
 import { Empty, ErrorBox, LiveNote, Loading, Section, Stat, StateBadge } from "../components";
 import { between, cny, dateTime, dec, duration, fmtNum } from "../format";
 import { href, POLL_MS, usePoll } from "../hooks";
-import { type JobDetail, type LogChunk, TERMINAL } from "../types";
+import { type JobDetail, type LogChunk, type PathHop, TERMINAL } from "../types";
 
 /** Keep at most this much log text in the page (the start is dropped). */
 const MAX_LOG_CHARS = 400_000;
@@ -100,6 +100,7 @@ export function JobPage({ id }: { id: string }) {
         <Stat label="Estimate" value={cny(j.estimated_cny)} />
         <Stat label="Cost" value={cny(j.cost_cny)} sub={TERMINAL.has(j.state) ? "metered" : "so far / when done"} />
       </div>
+      {j.path && j.path.length > 1 && <JobPath hops={j.path} />}
       <div class="grid2">
         <Section title="Timeline" id="timeline">
           <PhaseBar phases={phases} title="Time spent" />
@@ -204,6 +205,47 @@ export function JobPage({ id }: { id: string }) {
         </details>
       </Section>
     </div>
+  );
+}
+
+/**
+ * Where a delegated job runs, level by level: this plane's placement first, then each
+ * region below it as the region reported it (JobDetail.path), each with its state,
+ * its reason and its place in that level's queue.
+ */
+function JobPath({ hops }: { hops: PathHop[] }) {
+  const leaf = hops[hops.length - 1];
+  const summary = hops.map((h) => `${h.network}: ${h.center ?? "not placed yet"}`).join(", then ");
+  return (
+    <Section title="Path through the levels" id="path">
+      <p class="muted small">
+        {hops.length} levels: {summary}.{leaf.center ? ` It runs at ${leaf.center}.` : ""}
+      </p>
+      <ol class="path" data-testid="job-path" aria-label="Path through the levels">
+        {hops.map((h, i) => (
+          <li key={i} class="hop" data-network={h.network} data-center={h.center ?? ""}>
+            <div class="hop-level">
+              {i === 0 ? "this plane" : `level ${i + 1}`} · <strong>{h.network}</strong>
+            </div>
+            <div class="hop-where">
+              <strong>{h.center ?? "not placed yet"}</strong>
+              {h.chip ? (
+                <span class="muted">
+                  {" "}
+                  {h.chip} × {h.count ?? "?"}
+                </span>
+              ) : null}
+            </div>
+            <div>
+              <StateBadge state={h.state} />
+              {h.position ? <span class="muted small"> #{h.position} in its queue</span> : null}
+            </div>
+            {h.reason && <p class="hop-reason small">{h.reason}</p>}
+            {h.job_id && <div class="mono small muted">{h.job_id}</div>}
+          </li>
+        ))}
+      </ol>
+    </Section>
   );
 }
 

@@ -8,6 +8,8 @@ import { Empty, ErrorBox, LiveNote, Loading, Meter, Section, Stat } from "../com
 import { cstHour, dateTime, dec, duration, fmtNum, load, perKwh } from "../format";
 import { navigate, usePoll } from "../hooks";
 import { loadColor, NetworkMap } from "../map";
+import { isRegion } from "../region";
+import { RegionCapacity, RegionGroup } from "../regions";
 import { useSession } from "../session";
 import type { CenterView, JobDetail, JobView, LinkView } from "../types";
 
@@ -77,6 +79,7 @@ export function NetworkPage({ selected }: { selected: string | null }) {
   const derived = useDerivedTransfers(links, Boolean(network.data) && !hasTraffic);
   const list = centers.data ?? [];
   const current = list.find((c) => c.id === selected) ?? null;
+  const regions = list.filter(isRegion);
   const select = (id: string) => navigate("network", { center: id === selected ? undefined : id }, true);
 
   const totals = list.reduce(
@@ -127,6 +130,19 @@ export function NetworkPage({ selected }: { selected: string | null }) {
           )}
         </div>
       </div>
+      {regions.length > 0 && (
+        <Section title={`Regions (${regions.length})`} id="regions">
+          <p class="muted small">
+            Each region is a network of its own that joins this one as a single center: this plane picks the region, the region
+            picks its center.
+          </p>
+          <div class="regions" data-testid="regions">
+            {regions.map((r) => (
+              <RegionGroup key={r.id} region={r} selected={r.id === current?.id} onSelect={select} />
+            ))}
+          </div>
+        </Section>
+      )}
       <Section title="Centers" id="centers">
         {list.length === 0 && !centers.loading ? (
           <Empty title="No centers">The network has no centers yet.</Empty>
@@ -192,7 +208,7 @@ function CenterPanel({ center: c, now, onClose }: { center: CenterView; now: str
       }
     >
       <p class="muted" data-testid="center-panel">
-        {c.id} · {c.hub} · {c.region} · {c.backend} backend ·{" "}
+        {c.id} · {c.hub} · {c.region} · {isRegion(c) ? "a region (network backend)" : `${c.backend} backend`} ·{" "}
         {c.online ? <span class="ok">online</span> : <span class="bad">offline</span>}
         {c.last_heartbeat ? ` · last heartbeat ${ago(c.last_heartbeat)}` : ""}
       </p>
@@ -204,6 +220,13 @@ function CenterPanel({ center: c, now, onClose }: { center: CenterView; now: str
         <Stat label="Service" value={`¥${fmtNum(dec(c.service_price_per_cuh), 2)}/CU·h`} />
         <Stat label="Free chips" value={`${l.total - l.busy} / ${l.total}`} />
       </div>
+      {isRegion(c) ? (
+        <>
+          <h3>Region capacity</h3>
+          <RegionCapacity region={c} />
+        </>
+      ) : (
+        <>
       <h3>Pools</h3>
       <table class="data compact">
         <thead>
@@ -230,6 +253,8 @@ function CenterPanel({ center: c, now, onClose }: { center: CenterView; now: str
           })}
         </tbody>
       </table>
+        </>
+      )}
       <h3>Tariff over the day</h3>
       <TariffChart hourly={hourly} hour={cstHour(now)} label={`Tariff of ${c.name || c.id}`} />
     </Section>
