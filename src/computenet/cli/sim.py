@@ -350,9 +350,10 @@ def federation_cmd(
         typer.Option(
             "--pricing",
             help="how a region's price reaches the national plane: quoted (each region"
-            " quotes each job), declared (one declaration per region), or both",
+            " quotes each job), declared (one declaration per region), declared-per-chip"
+            " (one per region and chip type), a comma-separated list, or all",
         ),
-    ] = "quoted,declared",
+    ] = "quoted,declared,declared-per-chip",
     policy: Annotated[
         str, typer.Option("--policy", "-p", help="the scheduler at both levels: ours, ours:…")
     ] = "ours",
@@ -376,11 +377,13 @@ def federation_cmd(
         wl = parse_workload(workload, net)
         cfg = _config(cycle, seed, None, None, patience)
         prices = [p.strip() for p in pricing.split(",") if p.strip()]
-        if pricing.strip() == "both":
+        if pricing.strip() == "all":
             prices = list(PRICING)
         if not prices or any(p not in PRICING for p in prices):
             raise ValidationError(
-                f"unknown pricing '{pricing}'", field="--pricing", hint="quoted, declared or both"
+                f"unknown pricing '{pricing}'",
+                field="--pricing",
+                hint="quoted, declared, declared-per-chip (a comma-separated list) or all",
             )
         if regions is not None and counts is not None:
             raise ValidationError(

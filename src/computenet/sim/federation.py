@@ -14,14 +14,16 @@ center, on the same workload:
   network backend (`aggregate_capacity`, the one place it is written for
   both) and of the server's snapshot (`min(free, largest_free)`).
 - **How a region's price reaches the national level** is the design question,
-  and there are two (`PRICING`):
+  and there are three (`PRICING`):
 
   * ``declared``: the national plane prices a region from a declaration, as
     it prices any center — one tariff, PUE, service price and carbon (the
     chip-weighted mean of its centers), its links the best between the two
     regions' centers — and runs `schedule_cycle` over that network of
-    regions. This is what the parent does today (docs/federation.md, "not
-    done yet": the region quotes, the parent picks).
+    regions. This is what the parent's scheduler does today (docs/federation.md).
+  * ``declared-per-chip``: the same, but a region declares one price per chip
+    type (the mean over the centers that have the chip): what a rate card
+    per chip type (`PoolCapacity.quote_cny_per_cuh`) could tell a scheduler.
   * ``quoted`` (the default; the market the issue asks for): every region
     quotes each job from its own calendar with the scheduler's own
     evaluation (`framework.evaluate`, as `POST /api/v1/quote` does, its best
@@ -75,7 +77,7 @@ from computenet.sim.results import SimConfig
 from computenet.sim.simulator import Simulation
 from computenet.sim.workload import Workload
 
-PRICING = ("quoted", "declared")
+PRICING = ("quoted", "declared", "declared-per-chip")
 
 
 # --------------------------------------------------------------------------- capacity
@@ -250,68 +252,84 @@ def _mean_decimal(values: Sequence[Decimal], weights: Sequence[int]) -> Decimal:
     )
 
 
-def declared_network(network: Network, regions: Regions) -> Network:
+def declared_network(network: Network, regions: Regions, per_chip: bool = False) -> Network:
     """The network of regions the national plane declares: each region one center.
 
     A region's pools are its chips summed per type; its tariff, PUE, carbon and
     service price the chip-weighted means of its centers (what one declaration
     can say); its tags the union of its centers' (a residency it can hold
     somewhere); each link between two regions (or a region and a user site) the
-    best of the links between their members.
+    best of the links between their members. With `per_chip` a region declares
+    one center per chip type instead (`region-R-K`), each priced as the mean of
+    the centers that have that chip, weighted by how many they have: a price per
+    chip type, as a rate card gives it.
     """
-    region_of = regions.of()
-    centers = []
     by_id = {c.id: c for c in network.centers}
-    for name, ids in zip(regions.names, regions.members, strict=True):
+    centers = []
+    ids_of: list[list[str]] = []  # per region, its declared center ids
+    for r, (name, ids) in enumerate(zip(regions.names, regions.members, strict=True)):
         cs = [by_id[c] for c in ids]
-        w = [c.total_chips for c in cs]
-        pools: dict[str, int] = {}
-        for c in cs:
-            for p in c.pools:
-                pools[p.chip] = pools.get(p.chip, 0) + p.count
-        hourly = tuple(_mean_decimal([c.tariff.hourly[h] for c in cs], w) for h in range(24))
+        groups: list[tuple[str, list[Center], list[int], dict[str, int]]] = []
+        if per_chip:
+            chips = list(dict.fromkeys(p.chip for c in cs for p in c.pools))
+            for k, chip in enumerate(chips):
+                have = [c for c in cs if c.pool(chip) is not None]
+                w = [c.pool(chip).count for c in have]  # type: ignore[union-attr]
+                groups.append((f"region-{r}-{k}", have, w, {chip: sum(w)}))
+        else:
+            pools: dict[str, int] = {}
+            for c in cs:
+                for p in c.pools:
+                    pools[p.chip] = pools.get(p.chip, 0) + p.count
+            groups.append((f"region-{r}", cs, [c.total_chips for c in cs], pools))
+        ids_of.append([g[0] for g in groups])
         tags = tuple(sorted({t for c in cs for t in c.tags}))
-        centers.append(
-            Center(
-                id=_region_id(name, regions),
-                name=name,
-                hub=name,
-                region=cs[0].region,
-                lat=sum(c.lat for c in cs) / len(cs),
-                lon=sum(c.lon for c in cs) / len(cs),
-                pools=tuple(Pool(chip=k, count=v) for k, v in pools.items()),
-                pue=sum(c.pue * n for c, n in zip(cs, w, strict=True)) / sum(w),
-                tariff=Tariff(hourly=hourly),
-                carbon_kg_per_kwh=sum(c.carbon_kg_per_kwh * n for c, n in zip(cs, w, strict=True))
-                / sum(w),
-                service_price_per_cuh=_mean_decimal([c.service_price_per_cuh for c in cs], w),
-                tags=tags,
+        for cid, have, w, pools in groups:
+            hourly = tuple(_mean_decimal([c.tariff.hourly[h] for c in have], w) for h in range(24))
+            centers.append(
+                Center(
+                    id=cid,
+                    name=name,
+                    hub=name,
+                    region=cs[0].region,
+                    lat=sum(c.lat for c in cs) / len(cs),
+                    lon=sum(c.lon for c in cs) / len(cs),
+                    pools=tuple(Pool(chip=k, count=v) for k, v in pools.items()),
+                    pue=sum(c.pue * n for c, n in zip(have, w, strict=True)) / sum(w),
+                    tariff=Tariff(hourly=hourly),
+                    carbon_kg_per_kwh=sum(
+                        c.carbon_kg_per_kwh * n for c, n in zip(have, w, strict=True)
+                    )
+                    / sum(w),
+                    service_price_per_cuh=_mean_decimal([c.service_price_per_cuh for c in have], w),
+                    tags=tags,
+                )
             )
-        )
-    node = {c: _region_id(regions.names[r], regions) for c, r in region_of.items()}
+    region_of = regions.of()
     best: dict[tuple[str, str], Link] = {}
     for link in network.links:
-        a, b = node.get(link.a, link.a), node.get(link.b, link.b)
-        if a == b:
+        ra, rb = region_of.get(link.a), region_of.get(link.b)
+        if ra is not None and ra == rb:
             continue
-        key = (min(a, b), max(a, b))
-        old = best.get(key)
-        new = Link(
-            a=key[0],
-            b=key[1],
-            bandwidth_gbps=link.bandwidth_gbps,
-            latency_ms=link.latency_ms,
-            price_per_gb=link.price_per_gb,
-        )
-        if old is not None:
-            new = Link(
-                a=key[0],
-                b=key[1],
-                bandwidth_gbps=max(old.bandwidth_gbps, link.bandwidth_gbps),
-                latency_ms=min(old.latency_ms, link.latency_ms),
-                price_per_gb=min(old.price_per_gb, link.price_per_gb),
-            )
-        best[key] = new
+        ends_a = [link.a] if ra is None else ids_of[ra]
+        ends_b = [link.b] if rb is None else ids_of[rb]
+        for a in ends_a:
+            for b in ends_b:
+                key = (min(a, b), max(a, b))
+                old = best.get(key)
+                best[key] = Link(
+                    a=key[0],
+                    b=key[1],
+                    bandwidth_gbps=link.bandwidth_gbps
+                    if old is None
+                    else max(old.bandwidth_gbps, link.bandwidth_gbps),
+                    latency_ms=link.latency_ms
+                    if old is None
+                    else min(old.latency_ms, link.latency_ms),
+                    price_per_gb=link.price_per_gb
+                    if old is None
+                    else min(old.price_per_gb, link.price_per_gb),
+                )
     return network.model_copy(
         update={
             "name": f"{network.name} (regions)",
@@ -321,9 +339,9 @@ def declared_network(network: Network, regions: Regions) -> Network:
     )
 
 
-def _region_id(name: str, regions: Regions) -> str:
-    """A center id for region `name` (its index: names may be any text)."""
-    return f"region-{regions.names.index(name)}"
+def declared_region(center_id: str) -> int:
+    """The region index of a declared center (`region-R` or `region-R-K`)."""
+    return int(center_id.split("-")[1])
 
 
 # --------------------------------------------------------------------------- the policy
@@ -353,6 +371,7 @@ class FederatedPolicy:
     _declared: Network | None = field(default=None, init=False, repr=False)
     _region_pools: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _pool_region: np.ndarray = field(init=False, repr=False)
+    _ids_of: list[list[str]] = field(default_factory=list, init=False, repr=False)
     _ds_memo: dict[tuple[str, tuple[str, ...]], Dataset] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -360,7 +379,9 @@ class FederatedPolicy:
     def __post_init__(self) -> None:
         if self.pricing not in PRICING:
             raise ValidationError(
-                f"unknown pricing '{self.pricing}'", field="--price", hint="quoted or declared"
+                f"unknown pricing '{self.pricing}'",
+                field="--pricing",
+                hint="quoted, declared or declared-per-chip",
             )
         region_of = self.regions.of()
         ids = [c.id for c in self.network.centers]
@@ -371,9 +392,14 @@ class FederatedPolicy:
         self._pool_region = np.argmax(self._mask, axis=0)[network_index(self.network).pool_center]
         if not self.name:
             self.name = f"{self.inner.name} federated {len(self.regions)} ({self.pricing})"
-        if self.pricing == "declared":
-            self._declared = declared_network(self.network, self.regions)
+        if self.pricing.startswith("declared"):
+            self._declared = declared_network(
+                self.network, self.regions, per_chip=self.pricing == "declared-per-chip"
+            )
             self._region_pools = _region_pools(self.network, self.regions, self._declared)
+            self._ids_of = [[] for _ in self.regions.names]
+            for c in self._declared.centers:
+                self._ids_of[declared_region(c.id)].append(c.id)
 
     @property
     def profile(self) -> str:
@@ -539,14 +565,13 @@ class FederatedPolicy:
         decided = schedule_cycle(
             nat, mapped, self.inner.profile, strategy=self.inner.strategy, explain=False
         )
-        ids = {_region_id(n, self.regions): r for r, n in enumerate(self.regions.names)}
         choice = [-1] * len(jobs)
         why: dict[int, tuple[str, ...]] = {}
         for k, d in enumerate(decided):
             if d.placement is None:
                 why[k] = tuple(f"national: {w}" for w in d.reasons)
             else:
-                choice[k] = ids[d.placement.center]
+                choice[k] = declared_region(d.placement.center)
         return choice, why
 
     def national_snapshot(self, snap: Snapshot) -> Snapshot:
@@ -562,7 +587,7 @@ class FederatedPolicy:
             free[q] = snap.free[rows].sum(axis=0)
         for r in range(len(self.regions)):
             members = np.flatnonzero(self._mask[r])
-            online[r] = bool(snap.online[members].any())
+            up = bool(snap.online[members].any())
             caps = aggregate_capacity(
                 (
                     bool(snap.online[ci]),
@@ -578,14 +603,15 @@ class FederatedPolicy:
                 )
                 for ci in members
             )
-            rid = nat.centers[r].id
-            for cap in caps:
-                row = idx.pool_of.get((rid, cap.chip))
-                if row is not None:
-                    # The server's snapshot rule for a region (server/scheduling.py):
-                    # what one job can get now is at most the largest free in one center.
-                    largest = cap.free if cap.largest_free is None else cap.largest_free
-                    free[row, 0] = min(cap.free, largest)
+            for cid in self._ids_of[r]:
+                online[[c.id for c in nat.centers].index(cid)] = up
+                for cap in caps:
+                    row = idx.pool_of.get((cid, cap.chip))
+                    if row is not None:
+                        # The server's snapshot rule for a region (server/scheduling.py):
+                        # what one job can get now is at most the largest free in one center.
+                        largest = cap.free if cap.largest_free is None else cap.largest_free
+                        free[row, 0] = min(cap.free, largest)
         return Snapshot(
             network=nat,
             now=snap.now,
@@ -600,23 +626,24 @@ class FederatedPolicy:
         """The job as the national plane sees it: replicas and pins named by region."""
         region_of = self.regions.of()
 
-        def rid(center: str) -> str:
+        def rids(center: str) -> list[str]:
             r = region_of.get(center)
-            return center if r is None else _region_id(self.regions.names[r], self.regions)
+            return [center] if r is None else self._ids_of[r]
 
         inputs = []
         for ds in job.inputs:
             key = (ds.id, ds.replicas)
             m = self._ds_memo.get(key)
             if m is None:
-                reps = tuple(dict.fromkeys(rid(c) for c in ds.replicas))
+                # Data in a region is at every center the region declares.
+                reps = tuple(dict.fromkeys(x for c in ds.replicas for x in rids(c)))
                 m = self._ds_memo[key] = ds.model_copy(update={"replicas": reps})
             inputs.append(m)
         return replace(
             job,
             inputs=tuple(inputs),
             avoid_centers=(),
-            pin_center=None if job.pin_center is None else rid(job.pin_center),
+            pin_center=None if job.pin_center is None else rids(job.pin_center)[0],
         )
 
 
@@ -627,7 +654,7 @@ def _region_pools(network: Network, regions: Regions, declared: Network) -> list
     region_of = regions.of()
     out: list[np.ndarray] = []
     for q in range(nat.n_pools):
-        r = int(nat.pool_center[q])
+        r = declared_region(declared.centers[int(nat.pool_center[q])].id)
         chip = nat.pool_chip[q]
         rows = [
             p

@@ -95,7 +95,7 @@ def _pool_center(res: SimResult) -> np.ndarray:
 # ----------------------------------------------------------------- one cycle
 
 
-@pytest.mark.parametrize("pricing", ["quoted", "declared"])
+@pytest.mark.parametrize("pricing", ["quoted", "declared", "declared-per-chip"])
 def test_a_cycle_places_each_job_once_inside_its_region_without_overbooking(
     china: Network, pricing: str
 ) -> None:
@@ -205,6 +205,31 @@ def test_the_national_snapshot_sums_the_calendar_and_caps_now_at_one_center(
     # Later slots: the calendar summed (the offline center comes back).
     assert nat.free[row, 1] == 300 + 200 + 1024
     assert nat.index.pool_total[row] == 512 + 1024 + 1024
+
+
+def test_per_chip_a_region_declares_each_chip_at_the_price_of_the_centers_that_have_it(
+    china: Network,
+) -> None:
+    regions = make_regions(
+        china,
+        {
+            "north": ["zhangjiakou", "horinger", "zhongwei", "qingyang"],
+            "rest": ["yrd-demo-zone", "wuhu", "shaoguan", "tianfu", "chongqing", "guian"],
+        },
+        "regions",
+    )
+    nat = declared_network(china, regions, per_chip=True)
+    by_id = {c.id: c for c in china.centers}
+    # The northern H200s are all at Zhongwei: its declaration is Zhongwei's own price.
+    (h200,) = [c for c in nat.centers if c.pools[0].chip == "H200"]
+    assert h200.id.startswith("region-0-")
+    assert h200.tariff == by_id["zhongwei"].tariff and h200.pue == by_id["zhongwei"].pue
+    # Every (region, chip) once, chips summed.
+    assert sum(c.total_chips for c in nat.centers) == sum(c.total_chips for c in china.centers)
+    pol = federated_policy(china, regions, "ours:greedy", "declared-per-chip")
+    nat_snap = pol.national_snapshot(build_snapshot(china, DEFAULT_EPOCH))
+    row = nat_snap.index.pool_of[(h200.id, "H200")]
+    assert nat_snap.free[row, 1] == 512
 
 
 def test_the_declared_region_is_its_centers_summed_and_averaged(china: Network) -> None:
@@ -317,8 +342,12 @@ def test_cli_prints_flat_and_two_level_rows(tmp_path: Path) -> None:
     )
     assert code == 0, out
     data = json.loads(out)
-    assert [r["regions"] for r in data["runs"]] == [0, 2, 2]
-    assert {r["pricing"] for r in data["runs"][1:]} == {"quoted", "declared"}
+    assert [r["regions"] for r in data["runs"]] == [0, 2, 2, 2]
+    assert {r["pricing"] for r in data["runs"][1:]} == {
+        "quoted",
+        "declared",
+        "declared-per-chip",
+    }
     assert all(r["succeeded"] == 60 for r in data["runs"])
 
 
