@@ -469,8 +469,13 @@ def demo(
         float, typer.Option("--keep", min=0, help="keep the network up this many seconds after")
     ] = 0,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=10, help="give up after this many real seconds")
-    ] = 600,
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=10,
+            help="give up on the jobs after this many real seconds (default 600; --federated 180)",
+        ),
+    ] = None,
     federated: Annotated[
         bool,
         typer.Option(
@@ -488,14 +493,16 @@ def demo(
         from computenet.cli.demo_federated import federated_demo
 
         try:
-            code = federated_demo(json_out=json_out, timeout_s=timeout, base=base)
+            code = federated_demo(json_out=json_out, timeout_s=timeout or 180, base=base)
         finally:
             shutil.rmtree(base, ignore_errors=True)
         if code:
             raise typer.Exit(code)
         return
     try:
-        code, result = run_demo(out, json_out=json_out, keep_s=keep, timeout_s=timeout, base=base)
+        code, result = run_demo(
+            out, json_out=json_out, keep_s=keep, timeout_s=timeout or 600, base=base
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     if json_out and result:

@@ -203,14 +203,17 @@ class Progress:
         self.out = out
         self.started = started
         self.prefix = prefix
+        self._last = ""
 
     def __call__(self, text: str) -> None:
         """Print one progress line."""
         self.out.print(f"[{time.monotonic() - self.started:5.1f}s] {self.prefix}{escape(text)}")
 
     def update(self, text: str) -> None:
-        """`start_network`'s status callback."""
-        self(text)
+        """`start_network`'s status callback (it repeats "waiting for …" while it waits)."""
+        if text != self._last:
+            self._last = text
+            self(text)
 
     def sub(self, prefix: str) -> Progress:
         """The same progress with a prefix (e.g. the region's name)."""
@@ -435,6 +438,9 @@ def start_federation(
         sup = stack.enter_context(Supervisor(base / rid / "logs"))
         regions[rid] = start_region(plan, sup, rid, files[rid], say.sub(f"{rid}: "), uplink_token)
     nsup = stack.enter_context(Supervisor(base / "national" / "logs"))
+    # On the way out, every plane and agent is asked to stop at once (national first);
+    # the supervisors then wait for their own, in turn (each alone would wait in turn).
+    stack.callback(terminate_all, [nsup, *(r.sup for r in regions.values())])
     national = start_national(plan, nsup, nfile, creds, regions, say)
     top = stack.enter_context(Client(national.url, national.creds.user))
     with regions[LOCAL].admin() as region_admin:
@@ -442,6 +448,15 @@ def start_federation(
         token = region_admin.create_user("li", f"{LOCAL}-lab").token
     locals_ = {LOCAL: stack.enter_context(Client(regions[LOCAL].url, token))}
     return Federation(base, national, nsup, nfile, regions, top, locals_)
+
+
+def terminate_all(sups: list[Supervisor]) -> None:
+    """SIGTERM the process group of every child of `sups` still running, in order."""
+    for sup in sups:
+        for c in reversed(sup.children):
+            if c.alive():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(c.pid, signal.SIGTERM)
 
 
 def _private_dir(path: Path) -> None:
@@ -813,6 +828,8 @@ def result_of(
     rows = [job_result(fed, t) for t in jobs]
     bills = bills_of(fed, period)
     problems = [f"{r['name']}: {p}" for r in rows for p in r["problems"]]
+    if not fed.regions[KILLED].killed:
+        problems.append(f"no delegated job ran in {KILLED}: the region was never killed")
     # No double billing: the national plane bills each job it ran exactly once.
     expected = sorted(
         [r["id"] for r in rows if r["submitted_to"] == ORIGIN] + list(bills.national_ids.values())
