@@ -69,9 +69,11 @@ from computenet.errors import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    ValidationError,
 )
 from computenet.model.limits import MAX_PROGRESS
 from computenet.protocol import (
+    HeartbeatReply,
     LeasedJob,
     PoolCapacity,
     RegisterReply,
@@ -145,6 +147,7 @@ class Agent:
         # A region's held jobs as the plane below sees them (backend `paths`), for the heartbeat.
         self._progress: list[JobProgress] | None = None
         self._next_replicas = 0.0  # when to report a region's datasets again
+        self._progress_refused = False  # the control plane does not take paths from us
         # The long-poll lease thread hands leased jobs to the main loop through the inbox
         # and wakes it; it asks again once `_capacity` counts them (batches handed/taken).
         self._lease_thread: threading.Thread | None = None
@@ -551,7 +554,7 @@ class Agent:
         try:
             # The capacity the main loop last saw: this thread never calls the backend.
             listed = sorted(h.job_id for h in self._held())
-            reply = self.client.heartbeat(self._capacity, listed, progress=self._progress)
+            reply = self._send_heartbeat(listed)
         except (AuthError, ForbiddenError) as exc:
             if isinstance(exc, AuthError) and self._token_replaced():
                 return  # try again with the new token at the next tick
@@ -569,6 +572,22 @@ class Agent:
             # `cnet admin rotate-data-key`: registering again (idempotent) brings the new key.
             logger.info("data key rotated to version %d: registering again", reply.data_key_version)
             self.reply = None  # the main loop registers again
+
+    def _send_heartbeat(self, listed: list[str]) -> HeartbeatReply:
+        """One heartbeat; with the held jobs' paths below this center while they are taken.
+
+        A control plane that does not tag this center `region` refuses the paths (422
+        `progress`): they are left out from then on, and the center runs as any other.
+        """
+        progress = None if self._progress_refused else self._progress
+        try:
+            return self.client.heartbeat(self._capacity, listed, progress=progress)
+        except ValidationError as exc:
+            if progress is None or exc.field != "progress":
+                raise
+            logger.warning("the control plane takes no job paths from us: %s", exc.one_line())
+            self._progress_refused = True
+            return self.client.heartbeat(self._capacity, listed)
 
     def _lease(self, free: int, wait_s: float) -> list[LeasedJob]:
         """Ask for up to `free` (at most 8) jobs, waiting up to `wait_s` at the control plane.
@@ -884,7 +903,7 @@ class Agent:
             if charge is not None:
                 usage["metered"] = charge.model_dump(mode="json")
         paths = getattr(self.backend, "paths", None)  # a region: where the job ended below
-        if callable(paths) and held.handle:
+        if callable(paths) and held.handle and not self._progress_refused:
             path = paths([held.handle]).get(held.handle)
             if path:
                 usage["path"] = [hop.model_dump(mode="json") for hop in path]

@@ -19,9 +19,9 @@ may end CANCELLED. Log appends may not leave a gap (`check_log_offset`).
 
 What only a region may say (a center the network file tags ``region``,
 docs/federation.md) is refused from any other center: its own bill line
-(`check_metered`), the jobs' paths below it (`check_progress`), its
-queue and used chips (``capacity[i].queued``, ``capacity[i].used``) and its
-rate card (``capacity[i].quote_cny_per_cuh``, ``capacity[i].quote_wait_s``). A
+(`check_metered`) and the jobs' paths below it (`check_progress`); its
+queue, used chips and rate card in a pool (`REGION_POOL_FIELDS`) are not
+stored from any other center (`own_capacity`). A
 region's declared service fee (a ``fee:P%`` tag) is read by `fee_rate`, and a
 region's replica of a dataset is named ``region:ID`` (`check_region_replica`).
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlsplit
 
 from computenet.errors import ConflictError, ValidationError
@@ -77,13 +78,19 @@ def check_capacity(center: Center, capacity: Sequence[PoolCapacity]) -> None:
                 field=f"{where}.free",
                 hint="free chips are at most the total",
             )
-        for name in ("used", "queued", "quote_cny_per_cuh", "quote_wait_s"):
-            if getattr(pool, name) is not None and REGION_TAG not in center.tags:
-                raise ValidationError(
-                    f"center '{center.id}' is not a region: it may not report {name}",
-                    field=f"{where}.{name}",
-                    hint=f"leave {name} out, or tag the center '{REGION_TAG}' in the network file",
-                )
+
+
+# What only a region says about a pool (docs/federation.md): its chips busy and jobs
+# waiting inside it, and its rate card.
+REGION_POOL_FIELDS = ("used", "queued", "quote_cny_per_cuh", "quote_wait_s")
+
+
+def own_capacity(center: Center, capacity: Sequence[PoolCapacity]) -> list[dict[str, Any]]:
+    """The capacity to store: as reported, less what only a region may say, from any other
+    center (`REGION_POOL_FIELDS`: not believed, and not refused either, so that a region
+    the network file does not tag still runs as an ordinary center)."""
+    drop = set() if REGION_TAG in center.tags else set(REGION_POOL_FIELDS)
+    return [p.model_dump(mode="json", exclude=drop) for p in capacity]
 
 
 def check_data_url(url: str | None) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -88,7 +88,7 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             backend=req.backend,
             agent_version=req.agent_version,
             protocol_version=req.protocol_version,
-            capacity=[c.model_dump(mode="json") for c in req.capacity],
+            capacity=center_checks.own_capacity(declared, req.capacity),
         )
         key, key_version = row.data_key, row.data_key_version
     log.info("center %s registered (backend %s, data %s)", center_id, req.backend, req.data_url)
@@ -111,10 +111,12 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
     real = plane.clock.real()
     listed = list(dict.fromkeys(req.running))
     cancel: list[str] = []
+    capacity: list[dict[str, Any]] = []
     with contextlib.suppress(KeyError):  # not in the network: it cannot have registered (409)
         declared = plane.network.center(center_id)
         center_checks.check_capacity(declared, req.capacity)
         center_checks.check_progress(declared, req.progress)
+        capacity = center_checks.own_capacity(declared, req.capacity)
     progress = {p.job_id: p for p in req.progress or []}
     with plane.db.write() as s:
         row = get_center(s, center_id, for_update=True)
@@ -124,7 +126,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
                 field="center_id",
                 hint="POST /center/v1/register first",
             )
-        record_heartbeat(s, row, real, [c.model_dump(mode="json") for c in req.capacity], listed)
+        record_heartbeat(s, row, real, capacity, listed)
         key_version = row.data_key_version
         jobs = job_store.get_jobs(s, listed)
         for jid in listed:
