@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -78,10 +79,14 @@ class Options:
     feasible: np.ndarray
     why_not: list[str] = field(default_factory=list)
     source: InputSources | None = None  # per center: dataset → replica it is fetched from
+    # energy + service + transfer, when the kernel has summed them already.
+    total: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def cost(self) -> np.ndarray:
         """Total ¥ of each option."""
+        if self.total is not None:
+            return self.total
         total: np.ndarray = self.energy + self.service + self.transfer
         return total
 
@@ -169,29 +174,35 @@ SHIFT_SLOTS = 24
 MAX_FINISH_H = limits.MAX_AHEAD.total_seconds() / 3600.0
 
 
-def _static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]]:
-    """Run every registered filter; each mask memoized under what it declares it depends on.
+def _filter_mask(
+    snap: Snapshot, job: JobRequest, keys: list[Hashable], per_cycle: bool
+) -> np.ndarray:
+    """The combined mask of the registered filters that are (or are not) `per_cycle`.
 
-    Filters ignore capacity and time, so a mask is reused for every job with
-    the same key: across cycles (in the network index's memo) or, for filters
-    that read the cycle's state, within the snapshot. The chain runs again in
-    order only to name the reason when the combined mask is empty.
+    Each filter's mask is memoized under the key it declares (`keys[i]` is
+    `depends_on(job)` of the i-th filter) — across cycles in the network
+    index's memo, or within the snapshot for filters that read the cycle's
+    state — and so is their combination.
     """
     gen = FILTERS.generation
-    mask: np.ndarray | None = None
-    for plugin in FILTERS.values():
-        memo = snap.memo if plugin.per_cycle else snap.index.memo
-        key = ("filter", gen, plugin.name, plugin.depends_on(job))
-        m = memo.get(key)
+    memo = snap.memo if per_cycle else snap.index.memo
+    plugins = [
+        (p, k) for p, k in zip(FILTERS.values(), keys, strict=True) if p.per_cycle == per_cycle
+    ]
+    key = ("filters", gen, per_cycle, tuple(k for _, k in plugins))
+    hit = memo.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
+    mask = np.ones(snap.index.n_pools, dtype=bool)
+    for plugin, k in plugins:
+        one_key = ("filter", gen, plugin.name, k)
+        m = memo.get(one_key)
         if m is None:
             m = plugin(FilterContext(snap, job, np.ones(snap.index.n_pools, dtype=bool))).mask
-            _remember(memo, key, m)
-        mask = m if mask is None else mask & m
-    if mask is None:
-        mask = np.ones(snap.index.n_pools, dtype=bool)
-    if mask.any():
-        return mask, []
-    return _chain(snap, job, tuple(FILTERS))
+            _remember(memo, one_key, m)
+        mask = mask & m
+    _remember(memo, key, mask)
+    return mask
 
 
 def _chain(snap: Snapshot, job: JobRequest, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -209,31 +220,96 @@ def _chain(snap: Snapshot, job: JobRequest, names: tuple[str, ...]) -> tuple[np.
     return mask, why
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobPools:
     """What evaluating one job needs that depends on neither capacity nor start time.
 
     Arrays share one index: the job's eligible pools (after the filters, the
     centers it should avoid and, on large networks, the pruning to the most
-    promising `MAX_POOLS_CHECKED`).
+    promising `MAX_POOLS_CHECKED`), the seconds and ¥ to bring its inputs to
+    each, and the PFLOPS one chip of each delivers for the job's class (its run
+    time is `kernel.run_times`).
     """
 
     pools: np.ndarray
     transfer_s: np.ndarray
     transfer_cny: np.ndarray
-    run_s: np.ndarray
-    dur_h: np.ndarray
-    why: list[str]
+    pflops: np.ndarray
+    why: tuple[str, ...]
     sources: InputSources | None
 
 
 def job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> JobPools:
-    """The eligible pools of `job` with its transfer and run time on each."""
+    """The eligible pools of `job` with its transfer time and ¥ and chip speed on each."""
     if not 0 < job.cu_hours <= limits.MAX_CU_HOURS:
         # Validation bounds the work; a request that bypassed it must not reach the arrays.
         raise ValueError(f"work of {job.cu_hours} CU·h is not in (0, {limits.MAX_CU_HOURS:g}]")
+    jp = _eligible(snap, job)
+    if jp.pools.size <= MAX_POOLS_CHECKED:
+        return jp
+    run_s, dur_h = kernel.run_times(float(job.cu_hours), job.count, jp.pflops, jp.transfer_s)
+    keep = prune_pools(snap, job, profile, jp.pools, jp.transfer_cny, run_s, dur_h)
+    return JobPools(
+        jp.pools[keep],
+        jp.transfer_s[keep],
+        jp.transfer_cny[keep],
+        jp.pflops[keep],
+        jp.why,
+        jp.sources,
+    )
+
+
+_DEPENDS_ON: tuple[int, tuple[Callable[[JobRequest], Hashable], ...]] = (-1, ())
+
+
+def _depends_on() -> tuple[Callable[[JobRequest], Hashable], ...]:
+    """Every registered filter's `depends_on`, in order (rebuilt when the registry changes)."""
+    global _DEPENDS_ON
+    gen, fns = _DEPENDS_ON
+    if gen != FILTERS.generation:
+        fns = tuple(plugin.depends_on for plugin in FILTERS.values())
+        _DEPENDS_ON = (FILTERS.generation, fns)
+    return fns
+
+
+def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
+    """`job_pools` before the pruning, memoized by what it depends on.
+
+    That is what every filter declares (`depends_on`), the centers to avoid,
+    the class and the inputs: jobs alike in these (a sweep, a queue of
+    retries) share one entry, whatever their work, deadline or budget. Filters
+    ignore capacity and time, so an entry lives as long as the network does
+    (in its index's memo), keyed also by the mask of the filters that read the
+    cycle's state; a job no pool can run is memoized in the snapshot only, as
+    its reasons may name the cycle's state. When every pool is filtered out the
+    filters run again in order (`_chain`) to name the reason.
+    """
+    keys = [depends_on(job) for depends_on in _depends_on()]
+    cycle_mask = _filter_mask(snap, job, keys, per_cycle=True)
+    cycle_id = snap.memo.get(("mask-id", id(cycle_mask)))
+    if cycle_id is None:
+        # The cycle's mask by value (an id could be reused by a later snapshot's mask).
+        cycle_id = cycle_mask.tobytes()
+        snap.memo[("mask-id", id(cycle_mask))] = cycle_id
+    key = (
+        "eligible",
+        FILTERS.generation,
+        tuple(keys),
+        cycle_id,
+        job.avoid_centers,
+        job.workload_class,
+        job.inputs,
+    )
+    hit = snap.index.memo.get(key)
+    if hit is None:
+        hit = snap.memo.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
     idx = snap.index
-    mask, why = _static_mask(snap, job)
+    mask = _filter_mask(snap, job, keys, per_cycle=False) & cycle_mask
+    why: list[str] = []
+    if not mask.any():
+        mask, why = _chain(snap, job, tuple(FILTERS))
     # A center that lost this job before is avoided, unless it is the only way.
     if job.avoid_centers and mask.any():
         avoid = np.array([snap.network.centers[c].id in job.avoid_centers for c in idx.pool_center])
@@ -242,23 +318,20 @@ def job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> JobPools:
     pools = np.flatnonzero(mask)
     if pools.size == 0:
         z = np.zeros(0)
-        return JobPools(pools, z, z, z, z, why, None)
+        _remember(snap.memo, key, out := JobPools(pools, z, z, z, tuple(why), None))
+        return out
     t_center, price_center, sources = _inputs(snap, job)
     pc = idx.pool_center[pools]
-    transfer_s = t_center[pc]
-    transfer_cny = price_center[pc]
-    run_s = job.cu_hours / (idx.pflops[job.workload_class][pools] * job.count) * 3600.0
-    dur_h = (transfer_s + run_s) / 3600.0
-    if pools.size > MAX_POOLS_CHECKED:
-        keep = prune_pools(snap, job, profile, pools, transfer_cny, run_s, dur_h)
-        pools, transfer_s, transfer_cny, run_s, dur_h = (
-            pools[keep],
-            transfer_s[keep],
-            transfer_cny[keep],
-            run_s[keep],
-            dur_h[keep],
-        )
-    return JobPools(pools, transfer_s, transfer_cny, run_s, dur_h, why, sources)
+    out = JobPools(
+        pools,
+        t_center[pc],
+        price_center[pc],
+        idx.pflops[job.workload_class][pools],
+        tuple(why),
+        sources,
+    )
+    _remember(idx.memo, key, out)
+    return out
 
 
 def prune_pools(
@@ -330,8 +403,7 @@ def _evaluate(
         pools,
         jp.transfer_s,
         jp.transfer_cny,
-        jp.run_s,
-        jp.dur_h,
+        jp.pflops,
         job.count,
         float(job.cu_hours),
         frac,
@@ -369,6 +441,7 @@ def _evaluate(
         feasible=ev.feasible,
         why_not=why,
         source=jp.sources,
+        total=fv[kernel.F_COST],
     )
     too_long, no_slot, late, over = (int(x) for x in ev.flags)
     if too_long:
@@ -416,14 +489,25 @@ def shift_limit_h(snap: Snapshot, job: JobRequest, profile: Profile) -> float:
 def _shift_slots(snap: Snapshot, job: JobRequest, profile: Profile, frac: float) -> np.ndarray:
     """The later start slots worth trying: tariff changes within reach and the job's limit."""
     limit = shift_limit_h(snap, job, profile)
+    key = ("shift", limit, frac)
+    hit = snap.memo.get(key)
+    if hit is not None:
+        return hit  # type: ignore[no-any-return]
     if limit <= 0:
-        return np.zeros(0, dtype=np.int64)
-    h0 = snap.hour0.hour
-    changes = snap.index.tariff_change_hours
-    last = (
-        min(SHIFT_SLOTS - 1, math.floor(limit + frac)) if math.isfinite(limit) else SHIFT_SLOTS - 1
-    )
-    return np.array([s for s in range(1, last + 1) if (h0 + s) % 24 in changes], dtype=np.int64)
+        out = np.zeros(0, dtype=np.int64)
+    else:
+        h0 = snap.hour0.hour
+        changes = snap.index.tariff_change_hours
+        last = (
+            min(SHIFT_SLOTS - 1, math.floor(limit + frac))
+            if math.isfinite(limit)
+            else SHIFT_SLOTS - 1
+        )
+        out = np.array([s for s in range(1, last + 1) if (h0 + s) % 24 in changes], dtype=np.int64)
+    # Shared by every job with the same limit: never written to.
+    out.flags.writeable = False
+    snap.memo[key] = out
+    return out
 
 
 def _windows(
@@ -564,10 +648,11 @@ def explain(
     cid = snap.network.centers[ci].id
     n_c = len(snap.network.centers)
     cost = opts.cost
+    cost_i = float(cost[i])
     out = [
-        f"{cid}: {job.count}× {idx.pool_chip[p]}, ¥{cost[i]:.2f} (energy ¥{opts.energy[i]:.2f},"
-        f" service ¥{opts.service[i]:.2f}, transfer ¥{opts.transfer[i]:.2f}),"
-        f" finishes in {_fmt_h(float(opts.finish_h[i]))}"
+        f"{cid}: {job.count}× {idx.pool_chip[p]}, ¥{cost_i:.2f}"
+        f" (energy ¥{float(opts.energy[i]):.2f}, service ¥{float(opts.service[i]):.2f},"
+        f" transfer ¥{float(opts.transfer[i]):.2f}), finishes in {_fmt_h(float(opts.finish_h[i]))}"
     ]
     j, k, late = kernel.explain_index(
         idx.pool_center, opts.pool, opts.slot, opts.start_h, opts.feasible, score, i, n_c
@@ -575,7 +660,8 @@ def explain(
     if j >= 0:
         cj = snap.network.centers[idx.pool_center[opts.pool[j]]].id
         out.append(
-            f"next best: {cj} at ¥{cost[j]:.2f}, finishing in {_fmt_h(float(opts.finish_h[j]))}"
+            f"next best: {cj} at ¥{float(cost[j]):.2f},"
+            f" finishing in {_fmt_h(float(opts.finish_h[j]))}"
         )
     if late.size:
         names = ", ".join(snap.network.centers[c].id for c in late.tolist())
@@ -589,7 +675,8 @@ def explain(
                 else f"no deadline: held at most {_fmt_h(snap.patience_h)} (operator's patience)"
             )
             out.append(
-                f"starts at {start:%H:%M} in a cheaper tariff hour: saves ¥{cost[k] - cost[i]:.2f}"
+                f"starts at {start:%H:%M} in a cheaper tariff hour:"
+                f" saves ¥{float(cost[k] - cost[i]):.2f}"
                 f" against starting now, {kept}"
             )
         else:

@@ -23,14 +23,23 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 # Rows of the float output of `evaluate_options` (one column per option).
-F_START_H, F_TRANSFER_S, F_RUN_S, F_FINISH_H, F_ENERGY, F_SERVICE, F_TRANSFER, F_KWH, F_CO2 = range(
-    9
-)
+(
+    F_START_H,
+    F_TRANSFER_S,
+    F_RUN_S,
+    F_FINISH_H,
+    F_ENERGY,
+    F_SERVICE,
+    F_TRANSFER,
+    F_KWH,
+    F_CO2,
+    F_COST,
+) = range(10)
 # Rows of its integer output.
 I_POOL, I_SLOT, I_N_SLOTS = range(3)
 
@@ -44,22 +53,22 @@ def _pool_window(
     cols: np.ndarray,
     nxt: np.ndarray,
     cand: np.ndarray,
+    r: int,
 ) -> int:
-    """Earliest start slot of pool `p` (-1: none) and, in `cand`, which `cols` starts fit.
+    """Earliest start slot of pool `p` (-1: none) and, in `cand[r]`, which `cols` starts fit.
 
     A slot is blocked where `free[p, s] < count`; a start s fits when no slot of
     [s, s + n) is blocked (n = `n_first` for slot 0, else `n_later`; clipped at
     the horizon).
     """
     n_s = free.shape[1]
-    busy = False
-    for s in range(n_s):
-        if free[p, s] < count:
-            busy = True
-            break
-    if not busy:
+    # The row's minimum without an early exit: a loop the compiler vectorizes.
+    low = free[p, 0]
+    for s in range(1, n_s):
+        low = min(low, free[p, s])
+    if low >= count:
         for c in range(cols.size):
-            cand[c] = True
+            cand[r, c] = True
         return 0
     # nxt[s]: the first blocked slot at or after s (n_s: none).
     m = n_s
@@ -75,7 +84,7 @@ def _pool_window(
             break
     for c in range(cols.size):
         col = cols[c]
-        cand[c] = nxt[col] >= min(col + n_later, n_s)
+        cand[r, c] = nxt[col] >= min(col + n_later, n_s)
     return earliest
 
 
@@ -93,7 +102,7 @@ def _windows_py(
     cand = np.zeros((n_p, cols.size), np.bool_)
     nxt = np.empty(n_s, np.int64)
     for p in range(n_p):
-        e = _pool_window_jit(free, p, count, n_first[p], n_later[p], cols, nxt, cand[p])
+        e = _pool_window_jit(free, p, count, n_first[p], n_later[p], cols, nxt, cand, p)
         if e < 0:
             has_slot[p] = False
         else:
@@ -129,13 +138,29 @@ def _norm(v: float, lo: float) -> float:
     return v / lo if lo > 0 else v - lo + 1.0
 
 
+def _run_times_py(
+    cu_hours: float, count: int, pflops: np.ndarray, transfer_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pool: seconds the work runs on `count` chips, and hours the chips are held.
+
+    ``run = CU·h / (PFLOPS per chip × chips)``; the chips are held from the
+    planned start through staging and the run.
+    """
+    n = pflops.size
+    run_s = np.empty(n, np.float64)
+    dur_h = np.empty(n, np.float64)
+    for r in range(n):
+        run_s[r] = cu_hours / (pflops[r] * count) * 3600.0
+        dur_h[r] = (transfer_s[r] + run_s[r]) / 3600.0
+    return run_s, dur_h
+
+
 def _evaluate_py(
     free: np.ndarray,
     pools: np.ndarray,
     transfer_s: np.ndarray,
     transfer_cny: np.ndarray,
-    run_s: np.ndarray,
-    dur_h: np.ndarray,
+    pflops: np.ndarray,
     count: int,
     cu_hours: float,
     frac: float,
@@ -160,6 +185,7 @@ def _evaluate_py(
     n = pools.size
     n_s = free.shape[1]
     n_cols = cols.size
+    run_s, dur_h = _run_times_jit(cu_hours, count, pflops, transfer_s)
     n_first = np.empty(n, np.int64)
     n_later = np.empty(n, np.int64)
     earliest = np.zeros(n, np.int64)
@@ -171,7 +197,18 @@ def _evaluate_py(
     for r in range(n):
         n_first[r] = int(np.ceil(frac + dur_h[r]))
         n_later[r] = int(np.ceil(dur_h[r]))
-        e = _pool_window_jit(free, pools[r], count, n_first[r], n_later[r], cols, nxt, cand[r])
+        # Most pools have the chips in every slot: say so without a call (a call per
+        # pool costs more than this scan, which the compiler vectorizes).
+        p = pools[r]
+        low = free[p, 0]
+        for s in range(1, n_s):
+            low = min(low, free[p, s])
+        if low >= count:
+            e = 0
+            for c in range(n_cols):
+                cand[r, c] = True
+        else:
+            e = _pool_window_jit(free, p, count, n_first[r], n_later[r], cols, nxt, cand, r)
         if e < 0:
             has_slot[r] = False
         else:
@@ -184,7 +221,7 @@ def _evaluate_py(
                 else:
                     cand[r, c] = False
 
-    fv = np.empty((9, n_opt), np.float64)
+    fv = np.empty((10, n_opt), np.float64)
     iv = np.empty((3, n_opt), np.int64)
     ok = np.empty(n_opt, np.bool_)
     row = np.empty(n_opt, np.int64)
@@ -202,6 +239,20 @@ def _evaluate_py(
                 ok[k] = True
                 k += 1
 
+    # What depends on the pool only (the same numpy expressions, computed once per pool).
+    t_h = np.empty(n, np.float64)
+    run_h = np.empty(n, np.float64)
+    kw = np.empty(n, np.float64)
+    kwh = np.empty(n, np.float64)
+    svc = np.empty(n, np.float64)
+    for r in range(n):
+        p = pools[r]
+        t_h[r] = transfer_s[r] / 3600.0
+        run_h[r] = run_s[r] / 3600.0
+        kw[r] = count * tdp_kw[p] * pue[p]
+        kwh[r] = kw[r] * run_s[r] / 3600.0
+        svc[r] = cu_hours * service[p]
+
     too_long_any = False
     ok_any = False
     ok_in_time = False
@@ -210,24 +261,22 @@ def _evaluate_py(
         p = pools[r]
         s = iv[I_SLOT, k]
         start_h = 0.0 if s == 0 else s - frac
-        t_s = transfer_s[r]
-        r_s = run_s[r]
-        run_start = start_h + t_s / 3600.0
-        run_h = r_s / 3600.0
-        finish_h = run_start + run_h
-        kw = count * tdp_kw[p] * pue[p]
+        run_start = start_h + t_h[r]
+        finish_h = run_start + run_h[r]
         x0 = h0f + run_start
-        energy = kw * (_tariff_integral_jit(cum, p, x0 + run_h) - _tariff_integral_jit(cum, p, x0))
-        kwh = kw * r_s / 3600.0
+        energy = kw[r] * (
+            _tariff_integral_jit(cum, p, x0 + run_h[r]) - _tariff_integral_jit(cum, p, x0)
+        )
         fv[F_START_H, k] = start_h
-        fv[F_TRANSFER_S, k] = t_s
-        fv[F_RUN_S, k] = r_s
+        fv[F_TRANSFER_S, k] = transfer_s[r]
+        fv[F_RUN_S, k] = run_s[r]
         fv[F_FINISH_H, k] = finish_h
         fv[F_ENERGY, k] = energy
-        fv[F_SERVICE, k] = cu_hours * service[p]
+        fv[F_SERVICE, k] = svc[r]
         fv[F_TRANSFER, k] = transfer_cny[r]
-        fv[F_KWH, k] = kwh
-        fv[F_CO2, k] = kwh * carbon[p]
+        fv[F_KWH, k] = kwh[r]
+        fv[F_CO2, k] = kwh[r] * carbon[p]
+        fv[F_COST, k] = energy + svc[r] + transfer_cny[r]
         iv[I_POOL, k] = p
         iv[I_N_SLOTS, k] = n_first[r] if s == 0 else n_later[r]
         if ok[k]:
@@ -268,7 +317,7 @@ def _evaluate_py(
         kept = False
         for k in range(n_opt):
             if ok[k]:
-                cost = fv[F_ENERGY, k] + fv[F_SERVICE, k] + fv[F_TRANSFER, k]
+                cost = fv[F_COST, k]
                 if cost > limit:
                     if best < 0 or cost < best_cost:
                         best = k
@@ -283,31 +332,30 @@ def _evaluate_py(
     chosen = -1
     if want_score and n_opt > 0:
         score = np.empty(n_opt, np.float64)
-        total = np.empty(n_opt, np.float64)
-        for k in range(n_opt):
-            total[k] = fv[F_ENERGY, k] + fv[F_SERVICE, k] + fv[F_TRANSFER, k]
-        lo_c = _norm_min_jit(total, n_opt)
+        lo_c = _norm_min_jit(fv[F_COST], n_opt)
         lo_t = _norm_min_jit(fv[F_FINISH_H], n_opt)
         lo_k = _norm_min_jit(fv[F_CO2], n_opt)
+        nan = False
         for k in range(n_opt):
             if not ok[k]:
-                score[k] = math.inf
+                v = math.inf
+            else:
+                f = fv[F_FINISH_H, k]
+                c = fv[F_COST, k]
+                v = (
+                    w_cost * _norm_jit(c, lo_c)
+                    + w_time * _norm_jit(f, lo_t)
+                    + w_carbon * _norm_jit(fv[F_CO2, k], lo_k)
+                )
+                v = v + 1e-9 * f + 1e-12 * c
+            score[k] = v
+            # np.argmin: the first minimum, or the first NaN.
+            if nan:
                 continue
-            f = fv[F_FINISH_H, k]
-            c = total[k]
-            v = (
-                w_cost * _norm_jit(c, lo_c)
-                + w_time * _norm_jit(f, lo_t)
-                + w_carbon * _norm_jit(fv[F_CO2, k], lo_k)
-            )
-            score[k] = v + 1e-9 * f + 1e-12 * c
-        # np.argmin: the first minimum, or the first NaN.
-        for k in range(n_opt):
-            v = score[k]
             if v != v:
                 chosen = k
-                break
-            if chosen < 0 or v < score[chosen]:
+                nan = True
+            elif chosen < 0 or v < score[chosen]:
                 chosen = k
         if chosen >= 0 and not ok[chosen]:
             chosen = -1
@@ -370,6 +418,7 @@ _pool_window_jit: Any = _pool_window
 _tariff_integral_jit: Any = _tariff_integral
 _norm_min_jit: Any = _norm_min
 _norm_jit: Any = _norm
+_run_times_jit: Any = _run_times_py
 _evaluate_jit: Any = None
 _windows_jit: Any = None
 _explain_index_jit: Any = None
@@ -378,21 +427,23 @@ _lock = threading.Lock()
 
 def _compile() -> None:
     """Compile (or load from numba's cache) every kernel; once per process."""
-    global _pool_window_jit, _tariff_integral_jit, _norm_min_jit, _norm_jit
+    global _pool_window_jit, _tariff_integral_jit, _norm_min_jit, _norm_jit, _run_times_jit
     global _evaluate_jit, _windows_jit, _explain_index_jit
     with _lock:
         if _evaluate_jit is not None:
             return
         import numba
 
-        def jit(fn: Callable[..., Any]) -> Any:
-            # No fastmath: float operations must stay exactly numpy's.
-            return numba.njit(cache=True, nogil=True)(fn)
+        def jit(fn: Callable[..., Any], inline: Literal["never", "always"] = "never") -> Any:
+            # No fastmath: float operations must stay exactly numpy's. Helpers are
+            # inlined into their callers (no call, no reference counting per pool).
+            return numba.njit(cache=True, nogil=True, error_model="numpy", inline=inline)(fn)
 
-        _pool_window_jit = jit(_pool_window)
-        _tariff_integral_jit = jit(_tariff_integral)
-        _norm_min_jit = jit(_norm_min)
-        _norm_jit = jit(_norm)
+        _pool_window_jit = jit(_pool_window, "always")
+        _tariff_integral_jit = jit(_tariff_integral, "always")
+        _norm_min_jit = jit(_norm_min, "always")
+        _norm_jit = jit(_norm, "always")
+        _run_times_jit = jit(_run_times_py)
         _windows_jit = jit(_windows_py)
         _explain_index_jit = jit(_explain_index_py)
         _evaluate_jit = jit(_evaluate_py)
@@ -421,8 +472,8 @@ def evaluate_options(*args: Any) -> Evaluated:
     """Every (pool, start) option of one job against the calendar `free`.
 
     Arguments, in order: `free` [P, S] int64 (not modified); the job's pools
-    and, per pool, its transfer seconds, transfer ¥, run seconds and hours
-    held; `count`, `cu_hours`; the snapshot's `frac` and `hour0.hour + frac`;
+    and, per pool, its transfer seconds, transfer ¥ and PFLOPS per chip;
+    `count`, `cu_hours`; the snapshot's `frac` and `hour0.hour + frac`;
     the later start slots to try (`cols`); whether the job has a deadline and
     the hours to it; whether it has a budget and the ¥; the horizon in hours;
     the index's TDP kW, PUE, flattened cumulative tariff, service ¥/CU·h and
@@ -433,6 +484,16 @@ def evaluate_options(*args: Any) -> Evaluated:
     if _evaluate_jit is None:
         _compile()
     return Evaluated(*_evaluate_jit(*args))
+
+
+def run_times(
+    cu_hours: float, count: int, pflops: np.ndarray, transfer_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pool: seconds the work runs and hours the chips are held (the kernel's rule)."""
+    if _run_times_jit is _run_times_py:
+        _compile()
+    out: tuple[np.ndarray, np.ndarray] = _run_times_jit(cu_hours, count, pflops, transfer_s)
+    return out
 
 
 def windows(

@@ -14,7 +14,7 @@ so the kernel's money is tied to that model through this test.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,27 +30,121 @@ from computenet.model.center import CST
 from computenet.scheduler import build_snapshot
 from computenet.scheduler.framework import (
     MAX_FINISH_H,
+    MAX_POOLS_CHECKED,
     Decision,
-    JobPools,
+    InputSources,
     Options,
+    _chain,
     _empty,
     _fmt_h,
+    _inputs,
     _no_chips,
+    _remember,
     _shift_slots,
     _sources,
     _windows,
     evaluate,
-    job_pools,
     place,
     to_placement,
 )
 from computenet.scheduler.greedy import greedy_cycle
-from computenet.scheduler.plugins import PROFILES, Profile
+from computenet.scheduler.plugins import FILTERS, PROFILES, Profile
+from computenet.scheduler.plugins.filters import FilterContext
 from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
 
 # ----------------------------------------------------------------- the oracle
-# framework.py at 9ad9156: option_values, evaluate, _windows, _deadline_and_budget,
-# explain and place, renamed with a `ref` prefix.
+# framework.py at 9ad9156: _static_mask, JobPools, job_pools, prune_pools, option_values, evaluate,
+# _windows, _deadline_and_budget, explain and place, renamed with a `ref` prefix.
+
+
+def _ref_static_mask(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, list[str]]:
+    """Run every registered filter; each mask memoized under what it declares it depends on.
+
+    Filters ignore capacity and time, so a mask is reused for every job with
+    the same key: across cycles (in the network index's memo) or, for filters
+    that read the cycle's state, within the snapshot. The chain runs again in
+    order only to name the reason when the combined mask is empty.
+    """
+    gen = FILTERS.generation
+    mask: np.ndarray | None = None
+    for plugin in FILTERS.values():
+        memo = snap.memo if plugin.per_cycle else snap.index.memo
+        key = ("filter", gen, plugin.name, plugin.depends_on(job))
+        m = memo.get(key)
+        if m is None:
+            m = plugin(FilterContext(snap, job, np.ones(snap.index.n_pools, dtype=bool))).mask
+            _remember(memo, key, m)
+        mask = m if mask is None else mask & m
+    if mask is None:
+        mask = np.ones(snap.index.n_pools, dtype=bool)
+    if mask.any():
+        return mask, []
+    return _chain(snap, job, tuple(FILTERS))
+
+
+@dataclass
+class _RefJobPools:
+    pools: np.ndarray
+    transfer_s: np.ndarray
+    transfer_cny: np.ndarray
+    run_s: np.ndarray
+    dur_h: np.ndarray
+    why: list[str]
+    sources: InputSources | None
+
+
+def _ref_job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> _RefJobPools:
+    """The eligible pools of `job` with its transfer and run time on each."""
+    if not 0 < job.cu_hours <= limits.MAX_CU_HOURS:
+        # Validation bounds the work; a request that bypassed it must not reach the arrays.
+        raise ValueError(f"work of {job.cu_hours} CU·h is not in (0, {limits.MAX_CU_HOURS:g}]")
+    idx = snap.index
+    mask, why = _ref_static_mask(snap, job)
+    # A center that lost this job before is avoided, unless it is the only way.
+    if job.avoid_centers and mask.any():
+        avoid = np.array([snap.network.centers[c].id in job.avoid_centers for c in idx.pool_center])
+        if (mask & ~avoid).any():
+            mask = mask & ~avoid
+    pools = np.flatnonzero(mask)
+    if pools.size == 0:
+        z = np.zeros(0)
+        return _RefJobPools(pools, z, z, z, z, why, None)
+    t_center, price_center, sources = _inputs(snap, job)
+    pc = idx.pool_center[pools]
+    transfer_s = t_center[pc]
+    transfer_cny = price_center[pc]
+    run_s = job.cu_hours / (idx.pflops[job.workload_class][pools] * job.count) * 3600.0
+    dur_h = (transfer_s + run_s) / 3600.0
+    if pools.size > MAX_POOLS_CHECKED:
+        keep = _ref_prune_pools(snap, job, profile, pools, transfer_cny, run_s, dur_h)
+        pools, transfer_s, transfer_cny, run_s, dur_h = (
+            pools[keep],
+            transfer_s[keep],
+            transfer_cny[keep],
+            run_s[keep],
+            dur_h[keep],
+        )
+    return _RefJobPools(pools, transfer_s, transfer_cny, run_s, dur_h, why, sources)
+
+
+def _ref_prune_pools(
+    snap: Snapshot,
+    job: JobRequest,
+    profile: Profile,
+    pools: np.ndarray,
+    transfer_cny: np.ndarray,
+    run_s: np.ndarray,
+    dur_h: np.ndarray,
+) -> np.ndarray:
+    """Indices (sorted) of the `MAX_POOLS_CHECKED` pools with the best lower-bound score."""
+    idx = snap.index
+    kw0 = job.count * idx.tdp_kw[pools] * idx.pue[pools]
+    lb_cost = kw0 * idx.tariff_min[pools] * run_s / 3600.0 + transfer_cny
+    lb_cost = lb_cost + job.cu_hours * idx.service[pools]
+    lb = profile.score(lb_cost, dur_h, lb_cost)
+    keep = np.argpartition(lb, MAX_POOLS_CHECKED)[:MAX_POOLS_CHECKED]
+    keep.sort()
+    return keep
 
 
 def _ref_option_values(
@@ -94,7 +188,7 @@ def ref_evaluate(
     free: np.ndarray,
     job: JobRequest,
     profile: Profile,
-    jp: JobPools | None = None,
+    jp: _RefJobPools | None = None,
 ) -> Options:
     """All options for `job` against the capacity calendar `free` (not modified).
 
@@ -104,7 +198,7 @@ def ref_evaluate(
     `job_pools(snap, job, profile)`.
     """
     if jp is None:
-        jp = job_pools(snap, job, profile)
+        jp = _ref_job_pools(snap, job, profile)
     why = list(jp.why)
     pools = jp.pools
     if pools.size == 0:
@@ -281,7 +375,7 @@ def ref_place(
     snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain_it: bool = True
 ) -> Decision:
     """Place one job on its best option, taking its chips from `free` (only once it succeeded)."""
-    jp = job_pools(snapshot, job, prof)
+    jp = _ref_job_pools(snapshot, job, prof)
     if jp.pools.size and not (free[jp.pools] >= job.count).any():
         # No pool has the chips in any slot (a full network): the reasons `evaluate`
         # would give, without pricing options that cannot run.
@@ -324,7 +418,11 @@ def _instance(
             id=f"d{i}",
             size_bytes=int(rng.choice([0, 10**6, int(rng.uniform(1, 2000) * 1e9)])),
             sha256="0" * 64,
-            replicas=tuple(rng.choice(ids, size=int(rng.integers(1, min(3, len(ids) + 1))), replace=False).tolist()),
+            replicas=tuple(
+                rng.choice(
+                    ids, size=int(rng.integers(1, min(3, len(ids) + 1))), replace=False
+                ).tolist()
+            ),
             residency="region:west" if rng.random() < 0.1 else None,
         )
         for i in range(6)
@@ -418,9 +516,8 @@ def test_evaluate_equals_the_numpy_path(seed: int, centers: int) -> None:
     snap, jobs, profiles = _instance(seed, centers, 12)
     for k, job in enumerate(jobs):
         prof = profiles[k % len(profiles)]
-        jp = job_pools(snap, job, prof)
         _assert_same_options(
-            evaluate(snap, snap.free, job, prof, jp), ref_evaluate(snap, snap.free, job, prof, jp)
+            evaluate(snap, snap.free, job, prof), ref_evaluate(snap, snap.free, job, prof)
         )
 
 
