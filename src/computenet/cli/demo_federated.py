@@ -872,9 +872,12 @@ def _paths_table(rows: list[dict[str, Any]]) -> Table:
             for i, h in enumerate(r["path"])
         )
         runs = f"{len(r['runs_finished'])} finished"
-        lost = len(r["runs_started"]) - len(r["runs_finished"])
+        lost = list(r["runs_started"])
+        for center in r["runs_finished"]:
+            if center in lost:
+                lost.remove(center)
         if lost:
-            runs += f", {lost} killed"
+            runs += f", {len(lost)} killed at {', '.join(lost)}"
         t.add_row(
             r["name"],
             r["submitted_to"],
