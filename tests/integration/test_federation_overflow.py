@@ -16,6 +16,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +33,16 @@ from tests.integration.test_federation import _agent, _network_agent, logs_under
 
 pytestmark = pytest.mark.integration
 
-# The region: one center, and its parent as a center tagged `parent` (and `region`: it
-# bills what the parent metered). It declares 4 H100 there; the parent has 2 outside gba.
+# The region: one center (dear: ¥10 per CU·h), and its parent as a center tagged `parent`
+# (and `region`: it bills what the parent metered). It declares 4 H100 there; the parent
+# has 2 outside gba.
 REGION = """
 name: gba
 time_scale: 600
 data_scale: 1
 centers:
   - {id: sz, region: gba, lat: 22.5, lon: 114.1, pools: [{chip: H100, count: 2}], pue: 1.2,
-     tariff: {flat: 0.5, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1,
+     tariff: {flat: 0.5, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 10,
      tags: [gba]}
   - {id: cn, region: cn, lat: 39.9, lon: 116.4,
      pools: [{chip: H100, count: 4}, {chip: A100, count: 2}], pue: 1.2,
@@ -100,7 +102,7 @@ class Overflow:
 
     def occupy(self, cu_hours: float) -> str:
         """A region job on both of sz's H100 for a long while (its plan holds the chips)."""
-        pidfile = self.tmp / f"occupy-{cu_hours}.pid"
+        pidfile = self.tmp / f"occupy-{uuid.uuid4().hex}.pid"
         view = self.region.submit(job(f"echo $$ > {pidfile}; sleep 300", 2, cu_hours=cu_hours))
         until("the occupier at sz", lambda: pidfile.exists() and pidfile.read_text(), self.tmp)
         assert self.region.job(view.id).center == "sz", self.logs()
@@ -289,27 +291,46 @@ def test_a_residency_bound_input_keeps_the_job_in_the_region(ovf: Overflow) -> N
 
 
 def test_no_loop_a_job_delegated_down_is_never_sent_back_up(ovf: Overflow) -> None:
-    # sz held past the scheduler's horizon: a job that may spill goes up now ...
-    occupier = ovf.occupy(cu_hours=2000)
+    # sz's own prices (¥10 per CU·h) are over a ¥1.50 budget; the parent's are not: a region
+    # job with that budget goes up ...
+    control = ovf.region.submit(job("echo control", budget_cny="1.50"))
+    done = ovf.wait(control.id)
+    assert (done.state, done.center) == (JobState.SUCCEEDED, "cn"), ovf.logs()
+    assert [j.center for j in ovf.sent_up(control.id)] == ["bj"]
+    # ... the same job from the nation, pinned to the region (the nation prices gba within
+    # the budget), reaches the region and stays there: it is never sent back up.
+    top = ovf.national.submit(job("echo never", center="gba", budget_cny="1.50"))
+    (child,) = until(
+        "the job delegated to the region",
+        lambda: [j for j in ovf.link.jobs() if j.name.startswith(f"cn/{top.id}:")],
+        ovf.tmp,
+    )
+    why = ovf.reasons(child.id, ovf.link)
+    assert why[0].startswith("budget ¥1.50 but the cheapest option costs ¥5.59 at sz"), why
+    assert why[1:] == [
+        "not offered to the parent network: it came from another network"
+        f" (CNET_ORIGIN_JOB=cn/{top.id}): not sent up again"
+    ], why
+    assert ovf.link.job(child.id).state is JobState.PENDING
+    assert ovf.sent_up(child.id) == []
+    assert [j.name for j in ovf.up.jobs() if top.id in j.name] == []
+    ovf.national.cancel(top.id)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the network agent (backends/network.py) counts the region's uplink center in the"
+    " capacity it reports to the parent (docs/federation.md, Overflow up: not done yet)",
+)
+def test_the_parent_does_not_see_its_own_chips_in_the_regions_capacity(ovf: Overflow) -> None:
+    occupier = ovf.occupy(cu_hours=5)
     try:
-        probe = ovf.region.submit(job("echo probe"))
-        assert ovf.wait(probe.id).center == "cn", ovf.logs()
-        # ... but a national job pinned to the region, which cannot run there now, stays.
-        top = ovf.national.submit(job("echo never", center="gba"))
-        (child,) = until(
-            "the job delegated to the region",
-            lambda: [j for j in ovf.link.jobs() if j.name.startswith(f"cn/{top.id}:")],
-            ovf.tmp,
-        )
-        why = ovf.reasons(child.id, ovf.link)
-        assert why == [
-            "no eligible center has 1 free H100 chips within the next 48 h",
-            "not offered to the parent network: it came from another network"
-            f" (CNET_ORIGIN_JOB=cn/{top.id}): not sent up again",
-        ], ovf.logs()
-        assert ovf.link.job(child.id).state is JobState.PENDING
-        assert ovf.sent_up(child.id) == []
-        assert [j.name for j in ovf.up.jobs() if top.id in j.name] == []
-        ovf.national.cancel(top.id)
+
+        def gba_free() -> int:
+            (gba,) = [c for c in ovf.national.centers() if c.id == "gba"]
+            return sum(int(p["free"]) for p in gba.pools)
+
+        # sz is full: the region has nothing free of its own; bj's chips are the nation's.
+        until("the nation to see gba full", lambda: gba_free() == 0, ovf.tmp, timeout=8.0)
     finally:
         ovf.release(occupier)
