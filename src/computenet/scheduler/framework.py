@@ -174,28 +174,54 @@ SHIFT_SLOTS = 24
 MAX_FINISH_H = limits.MAX_AHEAD.total_seconds() / 3600.0
 
 
+@dataclass(frozen=True)
+class _Filters:
+    """The registered filters as the hot path reads them, rebuilt when the registry changes."""
+
+    generation: int
+    depends_on: tuple[Callable[[JobRequest], Hashable], ...]
+    static: tuple[int, ...]  # positions of the filters that ignore the cycle's state
+    per_cycle: tuple[int, ...]  # positions of those that read it
+
+
+_FILTERS_NOW = _Filters(-1, (), (), ())
+
+
+def _filters() -> _Filters:
+    """The registry's current `_Filters`."""
+    global _FILTERS_NOW
+    if _FILTERS_NOW.generation != FILTERS.generation:
+        plugins = tuple(FILTERS.values())
+        _FILTERS_NOW = _Filters(
+            FILTERS.generation,
+            tuple(p.depends_on for p in plugins),
+            tuple(i for i, p in enumerate(plugins) if not p.per_cycle),
+            tuple(i for i, p in enumerate(plugins) if p.per_cycle),
+        )
+    return _FILTERS_NOW
+
+
 def _filter_mask(
-    snap: Snapshot, job: JobRequest, keys: list[Hashable], per_cycle: bool
+    snap: Snapshot, job: JobRequest, keys: list[Hashable], which: tuple[int, ...], per_cycle: bool
 ) -> np.ndarray:
-    """The combined mask of the registered filters that are (or are not) `per_cycle`.
+    """The combined mask of the registered filters at positions `which`.
 
     Each filter's mask is memoized under the key it declares (`keys[i]` is
     `depends_on(job)` of the i-th filter) — across cycles in the network
     index's memo, or within the snapshot for filters that read the cycle's
-    state — and so is their combination.
+    state (`per_cycle`) — and so is their combination.
     """
     gen = FILTERS.generation
     memo = snap.memo if per_cycle else snap.index.memo
-    plugins = [
-        (p, k) for p, k in zip(FILTERS.values(), keys, strict=True) if p.per_cycle == per_cycle
-    ]
-    key = ("filters", gen, per_cycle, tuple(k for _, k in plugins))
+    key = ("filters", gen, per_cycle, tuple([keys[i] for i in which]))
     hit = memo.get(key)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
+    plugins = tuple(FILTERS.values())
     mask = np.ones(snap.index.n_pools, dtype=bool)
-    for plugin, k in plugins:
-        one_key = ("filter", gen, plugin.name, k)
+    for i in which:
+        plugin = plugins[i]
+        one_key = ("filter", gen, plugin.name, keys[i])
         m = memo.get(one_key)
         if m is None:
             m = plugin(FilterContext(snap, job, np.ones(snap.index.n_pools, dtype=bool))).mask
@@ -259,19 +285,6 @@ def job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> JobPools:
     )
 
 
-_DEPENDS_ON: tuple[int, tuple[Callable[[JobRequest], Hashable], ...]] = (-1, ())
-
-
-def _depends_on() -> tuple[Callable[[JobRequest], Hashable], ...]:
-    """Every registered filter's `depends_on`, in order (rebuilt when the registry changes)."""
-    global _DEPENDS_ON
-    gen, fns = _DEPENDS_ON
-    if gen != FILTERS.generation:
-        fns = tuple(plugin.depends_on for plugin in FILTERS.values())
-        _DEPENDS_ON = (FILTERS.generation, fns)
-    return fns
-
-
 def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
     """`job_pools` before the pruning, memoized by what it depends on.
 
@@ -284,8 +297,9 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
     its reasons may name the cycle's state. When every pool is filtered out the
     filters run again in order (`_chain`) to name the reason.
     """
-    keys = [depends_on(job) for depends_on in _depends_on()]
-    cycle_mask = _filter_mask(snap, job, keys, per_cycle=True)
+    reg = _filters()
+    keys = [depends_on(job) for depends_on in reg.depends_on]
+    cycle_mask = _filter_mask(snap, job, keys, reg.per_cycle, per_cycle=True)
     cycle_id = snap.memo.get(("mask-id", id(cycle_mask)))
     if cycle_id is None:
         # The cycle's mask by value (an id could be reused by a later snapshot's mask).
@@ -293,7 +307,7 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
         snap.memo[("mask-id", id(cycle_mask))] = cycle_id
     key = (
         "eligible",
-        FILTERS.generation,
+        reg.generation,
         tuple(keys),
         cycle_id,
         job.avoid_centers,
@@ -306,7 +320,7 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
     if hit is not None:
         return hit  # type: ignore[no-any-return]
     idx = snap.index
-    mask = _filter_mask(snap, job, keys, per_cycle=False) & cycle_mask
+    mask = _filter_mask(snap, job, keys, reg.static, per_cycle=False) & cycle_mask
     why: list[str] = []
     if not mask.any():
         mask, why = _chain(snap, job, tuple(FILTERS))
@@ -371,6 +385,11 @@ def evaluate(
     return _evaluate(snap, free, job, profile, jp, False)[0]
 
 
+# What the reasons of a chosen option name (`kernel.explain_index`): the best
+# option at another center, the same pool's start-now option, the late centers.
+ExplainIndex = tuple[int, int, list[int]]
+
+
 def _evaluate(
     snap: Snapshot,
     free: np.ndarray,
@@ -378,8 +397,11 @@ def _evaluate(
     profile: Profile,
     jp: JobPools | None,
     want_best: bool,
-) -> tuple[Options, np.ndarray, int]:
+    want_index: bool = False,
+) -> tuple[Options, np.ndarray, int, ExplainIndex | None]:
     """`evaluate`, and with `want_best` the profile's score of each option and the best one.
+
+    With `want_index` too, also what `explain` names for the best option.
 
     Each option's estimate is the architecture's:
     ``finish = start + transfer + run``, energy ¥ integrated over the tariff
@@ -393,7 +415,7 @@ def _evaluate(
     why = list(jp.why)
     pools = jp.pools
     if pools.size == 0:
-        return _empty(why), np.zeros(0), -1
+        return _empty(why), np.zeros(0), -1, None
     idx = snap.index
     frac = snap.frac
     left_h = (job.deadline - snap.now).total_seconds() / 3600.0 if job.deadline else 0.0
@@ -423,6 +445,8 @@ def _evaluate(
         float(profile.cost),
         float(profile.time),
         float(profile.carbon),
+        idx.pool_center,
+        len(snap.network.centers) if want_index and not own_score else 0,
     )
     fv, iv = ev.fv, ev.iv
     opts = Options(
@@ -443,7 +467,7 @@ def _evaluate(
         source=jp.sources,
         total=fv[kernel.F_COST],
     )
-    too_long, no_slot, late, over = (int(x) for x in ev.flags)
+    too_long, no_slot, late, over, *named = ev.flags.tolist()
     if too_long:
         why.append(
             f"would run for more than {limits.MAX_AHEAD.days} days on any eligible chip"
@@ -465,11 +489,11 @@ def _evaluate(
             f" ¥{opts.cost[over]:.2f} at {center} (raise the budget or relax the deadline)"
         )
     if not own_score:
-        return opts, ev.score, ev.best
+        return opts, ev.score, ev.best, (named[0], named[1], named[2:]) if named else None
     if not opts.feasible.any():
-        return opts, np.full(opts.pool.size, np.inf), -1
+        return opts, np.full(opts.pool.size, np.inf), -1, None
     score = np.where(opts.feasible, profile.score(opts.cost, opts.finish_h, opts.co2), np.inf)
-    return opts, score, int(np.argmin(score))
+    return opts, score, int(np.argmin(score)), None
 
 
 def shift_limit_h(snap: Snapshot, job: JobRequest, profile: Profile) -> float:
@@ -639,9 +663,18 @@ def _planned_cost(
 
 
 def explain(
-    snap: Snapshot, job: JobRequest, opts: Options, i: int, score: np.ndarray
+    snap: Snapshot,
+    job: JobRequest,
+    opts: Options,
+    i: int,
+    score: np.ndarray,
+    index: ExplainIndex | None = None,
 ) -> tuple[str, ...]:
-    """Why option `i` (by `score`, lower is better): its cost, the next best, why not elsewhere."""
+    """Why option `i` (by `score`, lower is better): its cost, the next best, why not elsewhere.
+
+    `index`, when given, is `kernel.explain_index` of `i` (the kernel works it
+    out with the best option).
+    """
     idx = snap.index
     p = int(opts.pool[i])
     ci = int(idx.pool_center[p])
@@ -654,17 +687,21 @@ def explain(
         f" (energy ¥{float(opts.energy[i]):.2f}, service ¥{float(opts.service[i]):.2f},"
         f" transfer ¥{float(opts.transfer[i]):.2f}), finishes in {_fmt_h(float(opts.finish_h[i]))}"
     ]
-    j, k, late = kernel.explain_index(
-        idx.pool_center, opts.pool, opts.slot, opts.start_h, opts.feasible, score, i, n_c
-    )
+    if index is None:
+        j, k, late_c = kernel.explain_index(
+            idx.pool_center, opts.pool, opts.slot, opts.start_h, opts.feasible, score, i, n_c
+        )
+        late = late_c.tolist()
+    else:
+        j, k, late = index
     if j >= 0:
         cj = snap.network.centers[idx.pool_center[opts.pool[j]]].id
         out.append(
             f"next best: {cj} at ¥{float(cost[j]):.2f},"
             f" finishing in {_fmt_h(float(opts.finish_h[j]))}"
         )
-    if late.size:
-        names = ", ".join(snap.network.centers[c].id for c in late.tolist())
+    if late:
+        names = ", ".join(snap.network.centers[c].id for c in late)
         out.append(f"not {names}: would miss the deadline or the budget")
     if opts.slot[i] > 0 and opts.start_h[i] > 0:
         start = (snap.now + timedelta(hours=float(opts.start_h[i]))).astimezone(CST)
@@ -697,11 +734,11 @@ def place(
     snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile, explain_it: bool = True
 ) -> Decision:
     """Place one job on its best option, taking its chips from `free` (only once it succeeded)."""
-    opts, score, i = _evaluate(snapshot, free, job, prof, None, True)
+    opts, score, i, index = _evaluate(snapshot, free, job, prof, None, True, explain_it)
     if i < 0:
         return Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
     p, s = int(opts.pool[i]), int(opts.slot[i])
-    reasons = explain(snapshot, job, opts, i, score) if explain_it else ()
+    reasons = explain(snapshot, job, opts, i, score, index) if explain_it else ()
     placement = to_placement(snapshot, job, opts, i, reasons)
     free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
     return Decision(job.id, placement, reasons)

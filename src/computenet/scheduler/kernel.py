@@ -180,6 +180,8 @@ def _evaluate_py(
     w_cost: float,
     w_time: float,
     w_carbon: float,
+    pool_center: np.ndarray,
+    n_centers: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Every option of one job: see `evaluate_options` for the arguments and results."""
     n = pools.size
@@ -359,6 +361,17 @@ def _evaluate_py(
                 chosen = k
         if chosen >= 0 and not ok[chosen]:
             chosen = -1
+    if chosen >= 0 and n_centers > 0:
+        # What the reasons for the chosen option name, appended to the flags.
+        j, same, late = _explain_index_jit(
+            pool_center, iv[I_POOL], iv[I_SLOT], fv[F_START_H], ok, score, chosen, n_centers
+        )
+        more = np.empty(6 + late.size, np.int64)
+        more[:4] = flags
+        more[4] = j
+        more[5] = same
+        more[6:] = late
+        flags = more
     return fv, iv, ok, flags, score, chosen
 
 
@@ -446,7 +459,7 @@ def _compile() -> None:
         _run_times_jit = jit(_run_times_py)
         _windows_jit = jit(_windows_py)
         _explain_index_jit = jit(_explain_index_py)
-        _evaluate_jit = jit(_evaluate_py)
+        _evaluate_jit = jit(_evaluate_py)  # calls the ones above: compiled last
 
 
 class Evaluated(NamedTuple):
@@ -455,9 +468,11 @@ class Evaluated(NamedTuple):
     `fv[F_*, k]` and `iv[I_*, k]` are option k's values; `feasible[k]` whether
     it may be chosen; `flags` = (every option with a slot runs past the
     horizon, no pool has a slot, the option the deadline message names or -1,
-    the option the budget message names or -1); `score` the profile's score of
-    every option (inf where infeasible; empty unless asked) and `best` the
-    chosen option (-1: none feasible, or not asked).
+    the option the budget message names or -1), followed, when a best option
+    was chosen and the centers were given, by `explain_index` of it (j, same,
+    then the late centers); `score` the profile's score of every option (inf
+    where infeasible; empty unless asked) and `best` the chosen option (-1:
+    none feasible, or not asked).
     """
 
     fv: np.ndarray
@@ -478,8 +493,10 @@ def evaluate_options(*args: Any) -> Evaluated:
     the hours to it; whether it has a budget and the ¥; the horizon in hours;
     the index's TDP kW, PUE, flattened cumulative tariff, service ¥/CU·h and
     carbon per pool; whether to score, and the profile's cost, time and carbon
-    weights. Options are each pool's earliest start, then the later starts
-    pool by pool (numpy's `nonzero` order), as `framework.evaluate` lists them.
+    weights; the index's center of each pool and the number of centers (0: do
+    not work out what the reasons name). Options are each pool's earliest
+    start, then the later starts pool by pool (numpy's `nonzero` order), as
+    `framework.evaluate` lists them.
     """
     if _evaluate_jit is None:
         _compile()
