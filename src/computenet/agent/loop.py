@@ -147,7 +147,9 @@ class Agent:
         # A region's held jobs as the plane below sees them (backend `paths`), for the heartbeat.
         self._progress: list[JobProgress] | None = None
         self._next_replicas = 0.0  # when to report a region's datasets again
-        self._progress_refused = False  # the control plane does not take paths from us
+        # The control plane refused our jobs' paths (422 progress): its network file does not
+        # tag this center `region`, so nothing only a region may send is sent any more.
+        self._not_region = False
         # The long-poll lease thread hands leased jobs to the main loop through the inbox
         # and wakes it; it asks again once `_capacity` counts them (batches handed/taken).
         self._lease_thread: threading.Thread | None = None
@@ -577,16 +579,17 @@ class Agent:
         """One heartbeat; with the held jobs' paths below this center while they are taken.
 
         A control plane that does not tag this center `region` refuses the paths (422
-        `progress`): they are left out from then on, and the center runs as any other.
+        `progress`): they, and the region's own bill line, are left out from then on,
+        and the center runs as any other.
         """
-        progress = None if self._progress_refused else self._progress
+        progress = None if self._not_region else self._progress
         try:
             return self.client.heartbeat(self._capacity, listed, progress=progress)
         except ValidationError as exc:
             if progress is None or exc.field != "progress":
                 raise
             logger.warning("the control plane takes no job paths from us: %s", exc.one_line())
-            self._progress_refused = True
+            self._not_region = True
             return self.client.heartbeat(self._capacity, listed)
 
     def _lease(self, free: int, wait_s: float) -> list[LeasedJob]:
@@ -894,7 +897,7 @@ class Agent:
             "transfers": [{"source": c, "bytes": n} for c, n in sorted(held.bytes_from.items())],
         }
         metered = getattr(self.backend, "metered", None)  # a region bills its own runs
-        if callable(metered) and held.handle:
+        if callable(metered) and held.handle and not self._not_region:
             try:
                 charge = metered(held.handle)
             except Exception as exc:
@@ -903,7 +906,7 @@ class Agent:
             if charge is not None:
                 usage["metered"] = charge.model_dump(mode="json")
         paths = getattr(self.backend, "paths", None)  # a region: where the job ended below
-        if callable(paths) and held.handle and not self._progress_refused:
+        if callable(paths) and held.handle and not self._not_region:
             path = paths([held.handle]).get(held.handle)
             if path:
                 usage["path"] = [hop.model_dump(mode="json") for hop in path]

@@ -8,7 +8,9 @@ once delivered, so a control plane that is down loses nothing.
 `ServerUnavailable` propagates (try again later). A status report refused
 with one of `LOST` means the job is no longer this center's (cancelled, or
 leased elsewhere after a lost lease): that propagates too, and the caller
-stops the job. Any other refusal drops that one report, with a warning.
+stops the job. A usage report refused for what only a region may send
+(`REGION_ONLY`: its own bill line, its path) goes again without it. Any
+other refusal drops that one report, with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 LOST = (ConflictError, NotFoundError, ForbiddenError)
 LOG_CHUNK_CHARS = MAX_LOG_APPEND_CHARS  # what the server accepts per append
+# What a usage report carries only from a region (docs/federation.md): refused, it is left out.
+REGION_ONLY = ("metered", "path")
 
 
 def deliver(client: CenterClient, held: HeldJob, *, logs_due: bool) -> None:
@@ -55,6 +59,12 @@ def deliver(client: CenterClient, held: HeldJob, *, logs_due: bool) -> None:
         except ComputeNetError as exc:
             if isinstance(exc, ServerUnavailable) or (kind == "status" and isinstance(exc, LOST)):
                 raise
+            if kind == "usage" and exc.field in REGION_ONLY and exc.field in item["usage"]:
+                # A control plane that does not take a region's own bill line or path from
+                # this center (docs/federation.md) meters the run itself: send it without.
+                logger.warning("%s: usage sent without %s: %s", held.job_id, exc.field, exc.message)
+                del item["usage"][exc.field]
+                continue
             logger.warning("%s: %s report refused, dropped: %s", held.job_id, kind, exc.one_line())
         held.outbox.pop(0)
     if logs_due or held.phase == "finished":
