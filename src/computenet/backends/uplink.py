@@ -46,7 +46,7 @@ from computenet.backends.base import BackendJob
 from computenet.backends.network import NetworkBackend, _read_token, _truthy
 from computenet.errors import BackendError, ConflictError, ValidationError
 from computenet.model import JobSpec
-from computenet.protocol import CenterView, JobDetail, JobView, QuoteOption
+from computenet.protocol import CenterView, JobDetail, JobView, QuoteOption, QuoteView
 from computenet.sdk.client import Client, SpecLike, spec_of
 
 URL_ENV = "CNET_PARENT_URL"
@@ -84,10 +84,22 @@ class ParentClient(Client):
             s, idempotency_key, wait, poll_s=poll_s, timeout_s=timeout_s, on_update=on_update
         )
 
+    def quote(self, spec: SpecLike) -> QuoteView:
+        """The parent's quote without the options in the region: what the parent offers it.
+
+        The rate card the uplink reports (the network backend's) and the pin of
+        every job sent up both read this, so neither counts the region itself.
+        The cheapest and fastest marks are left as the parent set them.
+        """
+        view = super().quote(spec)
+        return view.model_copy(
+            update={"options": [o for o in view.options if o.center not in self.exclude]}
+        )
+
     def elsewhere(self, spec: JobSpec) -> QuoteOption:
         """The parent's best option for `spec` at a center not excluded; ConflictError if none."""
         quote = self.quote(spec.model_copy(update={"center": None}))
-        options = [o for o in quote.options if o.center not in self.exclude]
+        options = quote.options
         ok = [o for o in options if o.feasible]
         if ok:
             return ok[0]

@@ -18,6 +18,7 @@ from computenet.catalog import network_from_dict
 from computenet.errors import BackendError, ValidationError
 from computenet.model import JobSpec
 from computenet.model.job import ORIGIN_JOB_ENV
+from computenet.sdk import Client
 from computenet.sdk.testing import FakeAPI
 
 
@@ -103,6 +104,12 @@ def test_the_capacity_is_the_parents_elsewhere(tmp_path: Path, parent: FakeAPI) 
     assert (caps["A100"].total, caps["A100"].free) == (2, 2)
     both = {c.chip: c for c in uplink(parent, tmp_path, exclude="gba,wh").capacity()}
     assert (both["H100"].total, both["H100"].free) == (2, 2)
+    # The rate card is the parent's price elsewhere too: bj's, not gba's (the cheapest).
+    plain = Client("http://parent", parent.token, transport=parent.transport())
+    ref = {"class": "llm-train", "command": "true", "chips": {"count": 1, "types": ["H100"]}}
+    prices = {o.center: o.total_cny for o in plain.quote({**ref, "work": {"cu_hours": 1}}).options}
+    assert prices["gba"] < prices["bj"] < prices["wh"]
+    assert caps["H100"].quote_cny_per_cuh == prices["bj"]
 
 
 def test_a_job_sent_up_is_pinned_away_from_the_region_with_its_identity(
