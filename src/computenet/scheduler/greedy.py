@@ -9,8 +9,9 @@ exactly those of evaluating every job (`look_alikes=False`, held equal by a test
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
+from computenet.model import Placement
 from computenet.scheduler.framework import Decision, place, rejected
 from computenet.scheduler.ordering import order_key, signature
 from computenet.scheduler.plugins import PROFILES
@@ -25,10 +26,14 @@ def greedy_cycle(
     explain: bool = True,
     signatures: Sequence[Hashable] | None = None,
     look_alikes: bool = True,
+    defer: Callable[[Snapshot, JobRequest, Placement], str | None] | None = None,
 ) -> list[Decision]:
     """Place `jobs` one by one in `order_key` order, reserving chips as it goes.
 
     `signatures[k]`, when given, is `signature(jobs[k])` (the server keeps them).
+    `defer(snapshot, job, placement)`, when given, may return a reason to leave a
+    placed job unplaced this cycle (its chips stay taken for the jobs after it):
+    the `lookahead` strategy's rule (`scheduler/lookahead.py`).
     """
     prof = PROFILES[profile]
     free = snapshot.free.copy()
@@ -50,6 +55,11 @@ def greedy_cycle(
             # One job's error (a value no check foresaw, a bug) must not stop the
             # cycle for every other job: that job alone is left out, with the reason.
             d = rejected(job, exc)
+        if defer is not None and d.placement is not None:
+            why = defer(snapshot, job, d.placement)
+            if why is not None:
+                d = Decision(job.id, None, (why, *d.reasons))
+            unplaced.clear()  # the calendar changed either way
         out[k] = d
         if d.placement is not None:
             unplaced.clear()

@@ -8,8 +8,10 @@ whose evaluation raises is rejected alone (`framework.rejected`), never the
 whole cycle. It may use `signatures` (precomputed `ordering.signature` of
 each job) to evaluate look-alikes once.
 
-Built in: `greedy` (one by one, each on its best option; the default) and
-`batch-optimizer` (a joint MILP, `scheduler/optimizer.py`). A new strategy is
+Built in: `greedy` (one by one, each on its best option; the default),
+`batch-optimizer` (a joint MILP, `scheduler/optimizer.py`) and `lookahead`
+(greedy, but a job with slack before its deadline does not reserve a far
+cheap start yet: `scheduler/lookahead.py`; the simulator's `ours`). A new strategy is
 one module plus one `STRATEGIES.register(name, function)` call; the server
 selects one with `Settings.strategy`, the simulator with `ours:STRATEGY`.
 """
@@ -22,6 +24,7 @@ from typing import Protocol
 from computenet.errors import ValidationError
 from computenet.scheduler.framework import Decision
 from computenet.scheduler.greedy import greedy_cycle
+from computenet.scheduler.lookahead import lookahead
 from computenet.scheduler.optimizer import batch_optimizer
 from computenet.scheduler.overflow import local_first
 from computenet.scheduler.plugins import PROFILES
@@ -85,6 +88,7 @@ class StrategyRegistry(Mapping[str, Strategy]):
 STRATEGIES = StrategyRegistry()
 STRATEGIES.register("greedy", greedy_cycle)
 STRATEGIES.register("batch-optimizer", batch_optimizer)
+STRATEGIES.register("lookahead", lookahead)
 
 
 def schedule_cycle(
