@@ -240,6 +240,11 @@ def test_a_chip_the_region_lacks_runs_at_the_parent_once(ovf: Overflow) -> None:
     assert done.placement.reasons[0].startswith("overflow to the parent network (center cn)")
     (up,) = ovf.sent_up(ok.id)  # exactly one job at the nation
     assert (up.name, up.state, up.center) == (f"gba/{ok.id}:1", JobState.SUCCEEDED, "bj")
+    # The region's user sees the whole way: the region's center cn, then the nation's bj.
+    assert [(h.network, h.center, h.job_id) for h in done.path or []] == [
+        ("gba", "cn", ok.id),
+        ("cn", "bj", up.id),
+    ], done.path
     logs = "".join(ovf.region.follow_logs(ok.id, poll_s=0.2))
     assert logs == f"hello from bj for gba/{ok.id}\n"
     assert "broken" in "".join(ovf.region.follow_logs(bad.id, poll_s=0.2))
