@@ -245,6 +245,15 @@ def test_a_chip_the_region_lacks_runs_at_the_parent_once(ovf: Overflow) -> None:
         ("gba", "cn", ok.id),
         ("cn", "bj", up.id),
     ], done.path
+    # Billed once, at the parent's price: the region bills its user what the nation metered.
+    national_line = next(x for x in ovf.up.bill().lines if x.job_id == up.id)
+    region_line = next(x for x in ovf.region.bill().lines if x.job_id == ok.id)
+    assert national_line.total_cny > 0
+    assert (region_line.energy_cny, region_line.service_cny, region_line.total_cny) == (
+        national_line.energy_cny,
+        national_line.service_cny,
+        national_line.total_cny,
+    )
     logs = "".join(ovf.region.follow_logs(ok.id, poll_s=0.2))
     assert logs == f"hello from bj for gba/{ok.id}\n"
     assert "broken" in "".join(ovf.region.follow_logs(bad.id, poll_s=0.2))
