@@ -19,8 +19,8 @@ center, on the same workload:
   * ``declared``: the national plane prices a region from a declaration, as
     it prices any center — one tariff, PUE, service price and carbon (the
     chip-weighted mean of its centers), its links the best between the two
-    regions' centers — and runs `schedule_cycle` over that network of
-    regions. This is what the parent's scheduler does today (docs/federation.md).
+    regions' centers — and runs its own scheduler policy over that network
+    of regions. This is what the parent's scheduler does today (docs/federation.md).
   * ``declared-per-chip``: the same, but a region declares one price per chip
     type (the mean over the centers that have the chip): what a rate card
     per chip type (`PoolCapacity.quote_cny_per_cuh`) could tell a scheduler.
@@ -33,15 +33,18 @@ center, on the same workload:
     region can promise goes to the region whose untouched calendar holds it
     best: that region's own strategy may still fit it.
 
-- **The region** then schedules the jobs the national level gave it with
-  `schedule_cycle` (the same strategy and profile) over its own centers
+- **The region** then schedules the jobs the national level gave it with its
+  own instance of the flat run's scheduler policy (`SchedulerPolicy`: the
+  same strategy and profile, through `schedule_cycle`) over its own centers
   only: the snapshot with every other center marked offline, which the
-  scheduler's `online` filter excludes. What a region cannot place this
-  cycle goes back up and is offered again next cycle (overflow up).
+  scheduler's `online` filter excludes. What a region leaves unplaced this
+  cycle (no room, or its strategy decides it later) goes back up and is
+  offered again next cycle (overflow up).
 
-Nothing of the scheduler is forked: both levels call `schedule_cycle`,
-`place` and the scoring profiles. With one region holding every center the
-two-level run equals the flat one exactly (tests/unit/sim/test_federation.py).
+Nothing of the scheduler is forked: both levels run `schedule_cycle` (through
+the simulator's `SchedulerPolicy`), `evaluate` and the scoring profiles.
+With one region holding every center the two-level run equals the flat one
+exactly (tests/unit/sim/test_federation.py).
 """
 
 from __future__ import annotations
@@ -66,7 +69,6 @@ from computenet.scheduler import (
     JobRequest,
     Snapshot,
     order_key,
-    schedule_cycle,
 )
 from computenet.scheduler.framework import MAX_POOLS_CHECKED, Options, evaluate
 from computenet.scheduler.index import network_index
@@ -372,6 +374,8 @@ class FederatedPolicy:
     _region_pools: list[np.ndarray] = field(default_factory=list, init=False, repr=False)
     _pool_region: np.ndarray = field(init=False, repr=False)
     _ids_of: list[list[str]] = field(default_factory=list, init=False, repr=False)
+    _regional: list[SchedulerPolicy] = field(default_factory=list, init=False, repr=False)
+    _national: SchedulerPolicy = field(init=False, repr=False)
     _ds_memo: dict[tuple[str, tuple[str, ...]], Dataset] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -389,6 +393,10 @@ class FederatedPolicy:
         for ci, cid in enumerate(ids):
             self._mask[region_of[cid], ci] = True
         self.by_region = [0] * len(self.regions)
+        # Each plane runs its own copy of the scheduler policy (a fresh one: the
+        # simulator's policy may keep decisions between cycles, per plane).
+        self._regional = [replace(self.inner) for _ in self.regions.names]
+        self._national = replace(self.inner)
         self._pool_region = np.argmax(self._mask, axis=0)[network_index(self.network).pool_center]
         if not self.name:
             self.name = f"{self.inner.name} federated {len(self.regions)} ({self.pricing})"
@@ -428,13 +436,9 @@ class FederatedPolicy:
             mine = [k for k in range(len(jobs)) if choice[k] == r]
             if not mine:
                 continue
-            decided = schedule_cycle(
-                views[r],
-                [jobs[k] for k in mine],
-                self.inner.profile,
-                strategy=self.inner.strategy,
-                explain=False,
-            )
+            # The region's own plane: its own instance of the scheduler policy (with
+            # whatever it keeps between cycles, as the flat run's policy does).
+            decided = self._regional[r](views[r], [jobs[k] for k in mine])
             for k, d in zip(mine, decided, strict=True):
                 out[k] = d
                 if d.placement is None:
@@ -562,9 +566,7 @@ class FederatedPolicy:
         assert self._declared is not None
         nat = self.national_snapshot(snap)
         mapped = [self._national_job(j) for j in jobs]
-        decided = schedule_cycle(
-            nat, mapped, self.inner.profile, strategy=self.inner.strategy, explain=False
-        )
+        decided = self._national(nat, mapped)
         choice = [-1] * len(jobs)
         why: dict[int, tuple[str, ...]] = {}
         for k, d in enumerate(decided):
