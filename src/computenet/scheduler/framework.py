@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -81,6 +81,9 @@ class Options:
     source: InputSources | None = None  # per center: dataset → replica it is fetched from
     # energy + service + transfer, when the kernel has summed them already.
     total: np.ndarray | None = field(default=None, repr=False)
+    # The kernel's arrays the fields above are rows of (`kernel.F_*`, `kernel.I_*`).
+    fv: np.ndarray | None = field(default=None, repr=False)
+    iv: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def cost(self) -> np.ndarray:
@@ -89,6 +92,60 @@ class Options:
             return self.total
         total: np.ndarray = self.energy + self.service + self.transfer
         return total
+
+    def at(self, i: int) -> Option:
+        """Option `i` as Python numbers."""
+        if self.fv is not None and self.iv is not None:
+            f = self.fv[:, i].tolist()
+            pool, slot, n_slots = self.iv[:, i].tolist()
+            return Option(
+                pool,
+                slot,
+                n_slots,
+                f[kernel.F_START_H],
+                f[kernel.F_TRANSFER_S],
+                f[kernel.F_RUN_S],
+                f[kernel.F_FINISH_H],
+                f[kernel.F_ENERGY],
+                f[kernel.F_SERVICE],
+                f[kernel.F_TRANSFER],
+                f[kernel.F_KWH],
+                f[kernel.F_CO2],
+                f[kernel.F_COST],
+            )
+        return Option(
+            int(self.pool[i]),
+            int(self.slot[i]),
+            int(self.n_slots[i]),
+            float(self.start_h[i]),
+            float(self.transfer_s[i]),
+            float(self.run_s[i]),
+            float(self.finish_h[i]),
+            float(self.energy[i]),
+            float(self.service[i]),
+            float(self.transfer[i]),
+            float(self.kwh[i]),
+            float(self.co2[i]),
+            float(self.cost[i]),
+        )
+
+
+class Option(NamedTuple):
+    """One option of `Options`, as Python numbers."""
+
+    pool: int
+    slot: int
+    n_slots: int
+    start_h: float
+    transfer_s: float
+    run_s: float
+    finish_h: float
+    energy: float
+    service: float
+    transfer: float
+    kwh: float
+    co2: float
+    cost: float
 
 
 def _fmt_h(hours: float) -> str:
@@ -102,15 +159,15 @@ class InputSources:
     """Which replica each input is fetched from, per center (computed on demand)."""
 
     def __init__(self) -> None:
-        self._best: list[tuple[str, tuple[str, ...], np.ndarray]] = []
+        self._best: list[tuple[str, tuple[str, ...], list[int]]] = []
 
     def add(self, dataset: str, replicas: tuple[str, ...], best: np.ndarray) -> None:
         """Record the best replica index of `dataset` for every center."""
-        self._best.append((dataset, replicas, best))
+        self._best.append((dataset, replicas, best.tolist()))
 
     def get(self, center: int, default: dict[str, str] | None = None) -> dict[str, str]:
         """dataset id → the replica (center id) that center `center` fetches it from."""
-        out = {d: reps[int(best[center])] for d, reps, best in self._best}
+        out = {d: reps[best[center]] for d, reps, best in self._best}
         return out if out or default is None else default
 
 
@@ -254,7 +311,7 @@ class JobPools:
     centers it should avoid and, on large networks, the pruning to the most
     promising `MAX_POOLS_CHECKED`), the seconds and ¥ to bring its inputs to
     each, and the PFLOPS one chip of each delivers for the job's class (its run
-    time is `kernel.run_times`).
+    time is the kernel's `_run_times_py`).
     """
 
     pools: np.ndarray
@@ -273,8 +330,7 @@ def job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> JobPools:
     jp = _eligible(snap, job)
     if jp.pools.size <= MAX_POOLS_CHECKED:
         return jp
-    run_s, dur_h = kernel.run_times(float(job.cu_hours), job.count, jp.pflops, jp.transfer_s)
-    keep = prune_pools(snap, job, profile, jp.pools, jp.transfer_cny, run_s, dur_h)
+    keep = prune_pools(snap, job, profile, jp)
     return JobPools(
         jp.pools[keep],
         jp.transfer_s[keep],
@@ -348,21 +404,37 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
     return out
 
 
-def prune_pools(
-    snap: Snapshot,
-    job: JobRequest,
-    profile: Profile,
-    pools: np.ndarray,
-    transfer_cny: np.ndarray,
-    run_s: np.ndarray,
-    dur_h: np.ndarray,
-) -> np.ndarray:
-    """Indices (sorted) of the `MAX_POOLS_CHECKED` pools with the best lower-bound score."""
+def prune_pools(snap: Snapshot, job: JobRequest, profile: Profile, jp: JobPools) -> np.ndarray:
+    """Positions (ascending) in `jp` of the `MAX_POOLS_CHECKED` pools with the best lower bound.
+
+    The bound is the profile's score of the run priced at each pool's cheapest
+    hour (`kernel.prune`); the kept pools are the `MAX_POOLS_CHECKED` lowest,
+    as `np.argpartition` chooses them where the kernel cannot tell (a tie at
+    the cut) and for a profile with a score of its own.
+    """
     idx = snap.index
-    kw0 = job.count * idx.tdp_kw[pools] * idx.pue[pools]
-    lb_cost = kw0 * idx.tariff_min[pools] * run_s / 3600.0 + transfer_cny
-    lb_cost = lb_cost + job.cu_hours * idx.service[pools]
-    lb = profile.score(lb_cost, dur_h, lb_cost)
+    plain = type(profile).score is Profile.score
+    lb_cost, dur_h, lb, keep = kernel.prune(
+        jp.pools,
+        jp.pflops,
+        jp.transfer_s,
+        jp.transfer_cny,
+        idx.tdp_kw,
+        idx.pue,
+        idx.tariff_min,
+        idx.service,
+        job.count,
+        float(job.cu_hours),
+        plain,
+        float(profile.cost),
+        float(profile.time),
+        float(profile.carbon),
+        MAX_POOLS_CHECKED,
+    )
+    if keep.size:
+        return keep
+    if not plain:
+        lb = profile.score(lb_cost, dur_h, lb_cost)
     keep = np.argpartition(lb, MAX_POOLS_CHECKED)[:MAX_POOLS_CHECKED]
     keep.sort()
     return keep
@@ -466,6 +538,8 @@ def _evaluate(
         why_not=why,
         source=jp.sources,
         total=fv[kernel.F_COST],
+        fv=fv,
+        iv=iv,
     )
     too_long, no_slot, late, over, *named = ev.flags.tolist()
     if too_long:
@@ -583,16 +657,17 @@ def to_placement(
     snap: Snapshot, job: JobRequest, opts: Options, i: int, reasons: tuple[str, ...] = ()
 ) -> Placement:
     """The placement for option `i` (estimates rounded to the fen)."""
+    o = opts.at(i)
     return placement_of(
         snap,
         job,
-        int(opts.pool[i]),
-        float(opts.start_h[i]),
-        float(opts.transfer_s[i]),
-        float(opts.run_s[i]),
-        float(opts.finish_h[i]),
-        float(opts.kwh[i]),
-        float(opts.co2[i]),
+        o.pool,
+        o.start_h,
+        o.transfer_s,
+        o.run_s,
+        o.finish_h,
+        o.kwh,
+        o.co2,
         opts.source,
         reasons,
     )
@@ -676,35 +751,41 @@ def explain(
     out with the best option).
     """
     idx = snap.index
-    p = int(opts.pool[i])
+    centers = snap.network.centers
+    o = opts.at(i)
+    p = o.pool
     ci = int(idx.pool_center[p])
-    cid = snap.network.centers[ci].id
-    n_c = len(snap.network.centers)
-    cost = opts.cost
-    cost_i = float(cost[i])
+    cid = centers[ci].id
     out = [
-        f"{cid}: {job.count}× {idx.pool_chip[p]}, ¥{cost_i:.2f}"
-        f" (energy ¥{float(opts.energy[i]):.2f}, service ¥{float(opts.service[i]):.2f},"
-        f" transfer ¥{float(opts.transfer[i]):.2f}), finishes in {_fmt_h(float(opts.finish_h[i]))}"
+        f"{cid}: {job.count}× {idx.pool_chip[p]}, ¥{o.cost:.2f}"
+        f" (energy ¥{o.energy:.2f}, service ¥{o.service:.2f},"
+        f" transfer ¥{o.transfer:.2f}), finishes in {_fmt_h(o.finish_h)}"
     ]
     if index is None:
         j, k, late_c = kernel.explain_index(
-            idx.pool_center, opts.pool, opts.slot, opts.start_h, opts.feasible, score, i, n_c
+            idx.pool_center,
+            opts.pool,
+            opts.slot,
+            opts.start_h,
+            opts.feasible,
+            score,
+            i,
+            len(centers),
         )
         late = late_c.tolist()
     else:
         j, k, late = index
     if j >= 0:
-        cj = snap.network.centers[idx.pool_center[opts.pool[j]]].id
+        oj = opts.at(j)
         out.append(
-            f"next best: {cj} at ¥{float(cost[j]):.2f},"
-            f" finishing in {_fmt_h(float(opts.finish_h[j]))}"
+            f"next best: {centers[idx.pool_center[oj.pool]].id} at ¥{oj.cost:.2f},"
+            f" finishing in {_fmt_h(oj.finish_h)}"
         )
     if late:
-        names = ", ".join(snap.network.centers[c].id for c in late)
+        names = ", ".join(centers[c].id for c in late)
         out.append(f"not {names}: would miss the deadline or the budget")
-    if opts.slot[i] > 0 and opts.start_h[i] > 0:
-        start = (snap.now + timedelta(hours=float(opts.start_h[i]))).astimezone(CST)
+    if o.slot > 0 and o.start_h > 0:
+        start = (snap.now + timedelta(hours=o.start_h)).astimezone(CST)
         if k >= 0:
             kept = (
                 "deadline still met"
@@ -713,17 +794,15 @@ def explain(
             )
             out.append(
                 f"starts at {start:%H:%M} in a cheaper tariff hour:"
-                f" saves ¥{float(cost[k] - cost[i]):.2f}"
-                f" against starting now, {kept}"
+                f" saves ¥{opts.at(k).cost - o.cost:.2f} against starting now, {kept}"
             )
         else:
             out.append(f"waits for free chips until {start:%H:%M}")
-    if opts.transfer_s[i] > 0:
+    if o.transfer_s > 0:
         gb = sum(d.size_gb for d in job.inputs) * snap.network.data_scale
         srcs = sorted({s for s in _sources(opts, ci).values() if s != cid})
         out.append(
-            f"stages {gb:.1f} GB of inputs from {', '.join(srcs)}"
-            f" in {_fmt_h(float(opts.transfer_s[i]) / 3600)}"
+            f"stages {gb:.1f} GB of inputs from {', '.join(srcs)} in {_fmt_h(o.transfer_s / 3600)}"
         )
     elif job.inputs:
         out.append(f"inputs already at {cid}")
@@ -737,8 +816,8 @@ def place(
     opts, score, i, index = _evaluate(snapshot, free, job, prof, None, True, explain_it)
     if i < 0:
         return Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
-    p, s = int(opts.pool[i]), int(opts.slot[i])
     reasons = explain(snapshot, job, opts, i, score, index) if explain_it else ()
     placement = to_placement(snapshot, job, opts, i, reasons)
-    free[p, s : min(s + int(opts.n_slots[i]), HORIZON_SLOTS)] -= job.count
+    o = opts.at(i)
+    free[o.pool, o.slot : min(o.slot + o.n_slots, HORIZON_SLOTS)] -= job.count
     return Decision(job.id, placement, reasons)

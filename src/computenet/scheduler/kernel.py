@@ -155,6 +155,76 @@ def _run_times_py(
     return run_s, dur_h
 
 
+def _prune_py(
+    pools: np.ndarray,
+    pflops: np.ndarray,
+    transfer_s: np.ndarray,
+    transfer_cny: np.ndarray,
+    tdp_kw: np.ndarray,
+    pue: np.ndarray,
+    tariff_min: np.ndarray,
+    service: np.ndarray,
+    count: int,
+    cu_hours: float,
+    plain: bool,
+    w_cost: float,
+    w_time: float,
+    w_carbon: float,
+    keep_n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A lower bound of each pool's score, and the `keep_n` pools with the lowest.
+
+    The bound prices the whole run at the pool's cheapest hour. Returns
+    (lb_cost, dur_h, lb, keep): `lb` is the profile's score of the bound (empty
+    unless `plain`, a `Profile` scored by its weights), `keep` the positions of
+    the `keep_n` lowest, ascending — empty when they are not one set (a tie at
+    the cut, a NaN) or not `plain`, for the caller to choose as numpy's
+    `argpartition` does.
+    """
+    n = pools.size
+    run_s, dur_h = _run_times_jit(cu_hours, count, pflops, transfer_s)
+    lb_cost = np.empty(n, np.float64)
+    for r in range(n):
+        p = pools[r]
+        kw0 = count * tdp_kw[p] * pue[p]
+        c = kw0 * tariff_min[p] * run_s[r] / 3600.0 + transfer_cny[r]
+        lb_cost[r] = c + cu_hours * service[p]
+    lb = np.empty(0, np.float64)
+    keep = np.empty(0, np.int64)
+    if not plain:
+        return lb_cost, dur_h, lb, keep
+    lb = np.empty(n, np.float64)
+    lo_c = _norm_min_jit(lb_cost, n)
+    lo_t = _norm_min_jit(dur_h, n)
+    nan = False
+    for r in range(n):
+        c = lb_cost[r]
+        f = dur_h[r]
+        nc = _norm_jit(c, lo_c)
+        v = w_cost * nc + w_time * _norm_jit(f, lo_t) + w_carbon * nc
+        v = v + 1e-9 * f + 1e-12 * c
+        lb[r] = v
+        if v != v:
+            nan = True
+    if nan or keep_n >= n:
+        return lb_cost, dur_h, lb, keep
+    # part[keep_n] is in its sorted place, everything before it no greater: the
+    # cut is the largest of those, and a tie at the cut leaves the choice open.
+    part = np.partition(lb, keep_n)
+    cut = part[0]
+    for r in range(1, keep_n):
+        cut = max(cut, part[r])
+    if part[keep_n] == cut:
+        return lb_cost, dur_h, lb, keep
+    keep = np.empty(keep_n, np.int64)
+    m = 0
+    for r in range(n):
+        if lb[r] <= cut:
+            keep[m] = r
+            m += 1
+    return lb_cost, dur_h, lb, keep
+
+
 def _evaluate_py(
     free: np.ndarray,
     pools: np.ndarray,
@@ -435,13 +505,14 @@ _run_times_jit: Any = _run_times_py
 _evaluate_jit: Any = None
 _windows_jit: Any = None
 _explain_index_jit: Any = None
+_prune_jit: Any = None
 _lock = threading.Lock()
 
 
 def _compile() -> None:
     """Compile (or load from numba's cache) every kernel; once per process."""
     global _pool_window_jit, _tariff_integral_jit, _norm_min_jit, _norm_jit, _run_times_jit
-    global _evaluate_jit, _windows_jit, _explain_index_jit
+    global _evaluate_jit, _windows_jit, _explain_index_jit, _prune_jit
     with _lock:
         if _evaluate_jit is not None:
             return
@@ -459,6 +530,7 @@ def _compile() -> None:
         _run_times_jit = jit(_run_times_py)
         _windows_jit = jit(_windows_py)
         _explain_index_jit = jit(_explain_index_py)
+        _prune_jit = jit(_prune_py)
         _evaluate_jit = jit(_evaluate_py)  # calls the ones above: compiled last
 
 
@@ -503,13 +575,17 @@ def evaluate_options(*args: Any) -> Evaluated:
     return Evaluated(*_evaluate_jit(*args))
 
 
-def run_times(
-    cu_hours: float, count: int, pflops: np.ndarray, transfer_s: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per pool: seconds the work runs and hours the chips are held (the kernel's rule)."""
-    if _run_times_jit is _run_times_py:
+def prune(*args: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_prune_py`: the pools' lower-bound scores and the best `keep_n` of them.
+
+    Arguments, in order: the job's pools and, per pool, PFLOPS per chip,
+    transfer seconds and ¥; the index's TDP kW, PUE, cheapest tariff and
+    service ¥/CU·h per pool; `count`, `cu_hours`; whether the profile is scored
+    by its weights, the weights; how many pools to keep.
+    """
+    if _evaluate_jit is None:
         _compile()
-    out: tuple[np.ndarray, np.ndarray] = _run_times_jit(cu_hours, count, pflops, transfer_s)
+    out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = _prune_jit(*args)
     return out
 
 

@@ -27,7 +27,7 @@ from computenet.catalog.generate import generated_network
 from computenet.metering.cost import meter_kw, option_costs
 from computenet.model import Dataset, Network, limits
 from computenet.model.center import CST
-from computenet.scheduler import build_snapshot
+from computenet.scheduler import build_snapshot, kernel
 from computenet.scheduler.framework import (
     MAX_FINISH_H,
     MAX_POOLS_CHECKED,
@@ -35,6 +35,7 @@ from computenet.scheduler.framework import (
     InputSources,
     Options,
     _chain,
+    _eligible,
     _empty,
     _fmt_h,
     _inputs,
@@ -574,6 +575,68 @@ def test_a_large_network_with_pruned_pools_gives_the_same_cycle() -> None:
         assert new == ref_place(snap, free_old, job, prof)
         placed += new.placement is not None
     assert placed > 50
+
+
+def test_pools_tied_at_the_cut_are_chosen_as_numpy_chooses() -> None:
+    # 300 centers alike in everything but their id and place: jobs without inputs
+    # have the same lower bound on every pool of a chip, so the kernel leaves the
+    # choice at the cut to numpy's argpartition, as before.
+    net = generated_network(300, seed=4)
+    first = net.centers[0]
+    alike = [
+        c.model_copy(
+            update={
+                "pools": first.pools,
+                "pue": first.pue,
+                "tariff": first.tariff,
+                "carbon_kg_per_kwh": first.carbon_kg_per_kwh,
+                "service_price_per_cuh": first.service_price_per_cuh,
+            }
+        )
+        for c in net.centers
+    ]
+    net = net.model_copy(update={"centers": alike})
+    now = datetime(2026, 12, 3, 9, 17, tzinfo=CST)
+    snap = build_snapshot(net, now)
+    prof = PROFILES["min-cost"]
+    jobs = [
+        JobRequest(
+            id=f"t{k}",
+            workload_class="llm-train",
+            count=[1, 8, 64][k % 3],
+            cu_hours=[0.5, 20.0, 300.0][k % 3],
+            deadline=now + timedelta(hours=30) if k % 2 else None,
+            submitted_at=now,
+        )
+        for k in range(30)
+    ]
+    jp = _eligible(snap, jobs[0])
+    assert jp.pools.size > MAX_POOLS_CHECKED
+    tied = kernel.prune(
+        jp.pools,
+        jp.pflops,
+        jp.transfer_s,
+        jp.transfer_cny,
+        snap.index.tdp_kw,
+        snap.index.pue,
+        snap.index.tariff_min,
+        snap.index.service,
+        jobs[0].count,
+        jobs[0].cu_hours,
+        True,
+        1.0,
+        0.0,
+        0.0,
+        MAX_POOLS_CHECKED,
+    )[3]
+    assert tied.size == 0  # the kernel saw the tie
+    free_new, free_old = snap.free.copy(), snap.free.copy()
+    placed = 0
+    for job in jobs:
+        new = place(snap, free_new, job, prof)
+        assert new == ref_place(snap, free_old, job, prof)
+        placed += new.placement is not None
+    assert placed > len(jobs) // 2
 
 
 def test_the_greedy_cycle_places_as_before() -> None:
