@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
+from datetime import datetime, timedelta
 
 from computenet.model import Placement
 from computenet.model.center import CST
@@ -78,6 +79,42 @@ def defers(snapshot: Snapshot, job: JobRequest, placement: Placement) -> str | N
     )
 
 
+def lookahead_cycle(
+    snapshot: Snapshot,
+    jobs: Sequence[JobRequest],
+    profile: str = "min-cost",
+    *,
+    explain: bool = True,
+    signatures: Sequence[Hashable] | None = None,
+) -> tuple[list[Decision], dict[str, datetime]]:
+    """`lookahead`'s decisions, and for each deferred job the instant worth deciding it again.
+
+    Until then (its best start less `COMMIT_H`) the same option, were it
+    still the best, would be deferred again: a caller that keeps the decision
+    of a deferred job until that instant (the simulator, to keep long
+    backlogs fast) skips only evaluations whose outcome it knows, unless
+    chips freed or taken meanwhile change the job's best option.
+    """
+    wake: dict[str, datetime] = {}
+
+    def rule(snap: Snapshot, job: JobRequest, placement: Placement) -> str | None:
+        why = defers(snap, job, placement)
+        if why is not None:
+            wake[job.id] = placement.planned_start - timedelta(hours=COMMIT_H)
+        return why
+
+    shifts = PROFILES[profile].shift
+    out = greedy_cycle(
+        snapshot,
+        jobs,
+        profile,
+        explain=explain,
+        signatures=signatures,
+        defer=rule if shifts else None,
+    )
+    return out, wake
+
+
 def lookahead(
     snapshot: Snapshot,
     jobs: Sequence[JobRequest],
@@ -87,12 +124,4 @@ def lookahead(
     signatures: Sequence[Hashable] | None = None,
 ) -> list[Decision]:
     """The `lookahead` strategy: the greedy cycle, far starts deferred (`defers`)."""
-    shifts = PROFILES[profile].shift
-    return greedy_cycle(
-        snapshot,
-        jobs,
-        profile,
-        explain=explain,
-        signatures=signatures,
-        defer=defers if shifts else None,
-    )
+    return lookahead_cycle(snapshot, jobs, profile, explain=explain, signatures=signatures)[0]

@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 
 from computenet.errors import ValidationError
 from computenet.scheduler import STRATEGIES, Decision, JobRequest, Snapshot, schedule_cycle
 from computenet.scheduler.framework import Options, evaluate, to_placement
+from computenet.scheduler.lookahead import lookahead_cycle
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.scheduler.snapshot import HORIZON_SLOTS
 
@@ -35,15 +37,47 @@ _NO_SHIFT = Profile("baseline", shift=False)
 
 @dataclass
 class SchedulerPolicy:
-    """Ours: `computenet.scheduler.schedule_cycle` with a named profile and strategy, unchanged."""
+    """Ours: `computenet.scheduler.schedule_cycle` with a named profile and strategy, unchanged.
+
+    With the `lookahead` strategy a deferred job keeps its decision until the
+    instant `lookahead_cycle` names (its best start less `COMMIT_H`), instead
+    of being evaluated again every cycle: what it would decide meanwhile is
+    known unless chips freed or taken change its best option (then it finds
+    out at that instant). A backlog of jobs waiting a day for a valley would
+    otherwise be priced again every five minutes.
+    """
 
     name: str = "ours"
     profile: str = "min-cost"
     strategy: str = "greedy"
+    # job id → (decide again from, the request as deferred, the decision kept until then)
+    _waiting: dict[str, tuple[datetime, JobRequest, Decision]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """One production scheduling cycle."""
-        return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy)
+        if self.strategy != "lookahead":
+            return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy)
+        now = snapshot.now
+        # A job resubmitted meanwhile (a requeue, a deadline dropped) is a new request.
+        kept = {
+            j.id: w[2]
+            for j in jobs
+            if (w := self._waiting.get(j.id)) is not None and now < w[0] and w[1] == j
+        }
+        due = [j for j in jobs if j.id not in kept]
+        if len(self._waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
+            pending = {j.id for j in jobs}
+            self._waiting = {k: w for k, w in self._waiting.items() if k in pending}
+        decided, wake = lookahead_cycle(snapshot, due, self.profile)
+        for j, d in zip(due, decided, strict=True):
+            if j.id in wake:
+                self._waiting[j.id] = (wake[j.id], j, d)
+            else:
+                self._waiting.pop(j.id, None)
+        by_id = {d.job_id: d for d in decided} | kept
+        return [by_id[j.id] for j in jobs]
 
 
 @dataclass

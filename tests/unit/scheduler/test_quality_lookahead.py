@@ -152,3 +152,26 @@ def test_in_the_simulator_lookahead_meets_deadlines_and_finishes_every_job() -> 
 def test_ours_in_the_simulator_is_lookahead() -> None:
     p = make_policy("ours")
     assert replace(p, name="x").strategy == "lookahead"
+
+
+def test_the_simulator_keeps_a_deferred_decision_until_its_wake_and_no_longer() -> None:
+    policy = make_policy("ours")
+    job = _job(NOON, 60.0)
+    first = policy(build_snapshot(CHINA, NOON), [job])[0]
+    assert first.placement is None
+    (_wake, asked, kept) = policy._waiting[job.id]
+    assert asked == job and kept == first
+    later = NOON + timedelta(minutes=5)
+    assert policy(build_snapshot(CHINA, later), [job])[0] is first  # not evaluated again
+    # The same id with a changed request (here: its deadline dropped) is decided afresh.
+    free = replace(job, deadline=None)
+    d = policy(build_snapshot(CHINA, later, patience_h=24.0), [free])[0]
+    assert d.placement is not None and job.id not in policy._waiting
+    # Past the wake instant the job is evaluated again: nearer its start it is placed.
+    greedy = _one(NOON, job, "greedy")
+    assert greedy.placement is not None
+    near = greedy.placement.planned_start - timedelta(hours=COMMIT_H / 2)
+    tight = replace(job, deadline=greedy.placement.finish + timedelta(hours=6))
+    policy(build_snapshot(CHINA, NOON), [tight])
+    d = policy(build_snapshot(CHINA, near), [tight])[0]
+    assert d.placement is not None, d.reasons
