@@ -16,11 +16,15 @@ pools filtered out; the jobs left unplaced that may spill get a second pass,
 with every pool, on the calendar less what the first pass placed. With the
 greedy strategy a job left out of the first pass has no feasible option here
 on the larger calendar, so none on the smaller one: the second pass can only
-place it at the parent. A job may not spill when it says ``spill: never`` or
-came from another network (`JobRequest.no_spill`, from
-`JobSpec.no_spill_reason`), or when it reads input datasets (their residency
-keeps them here, and the parent does not know them): the `spill` filter
-(`plugins/filters.py`) removes the parent's pools for it, with the reason.
+place it at the parent. A strategy may leave out a job that could run here
+(`lookahead` defers a far start): the second pass takes only the jobs with
+no feasible option here on what the first pass left (`_runs_here`).
+
+A job may not spill when it says ``spill: never`` or came from another
+network (`JobRequest.no_spill`, from `JobSpec.no_spill_reason`), or when it
+reads input datasets (their residency keeps them here, and the parent does
+not know them): the `spill` filter (`plugins/filters.py`) removes the
+parent's pools for it, with the reason.
 """
 
 from __future__ import annotations
@@ -100,8 +104,14 @@ def local_first(
                 snapshot.now,
                 Reservation(pl.center, pl.chip, pl.count, pl.planned_start, pl.finish),
             )
+    rest = replace(snapshot, free=np.maximum(free, 0))
+    # A strategy may leave out a job that could run here (lookahead defers a far start):
+    # only a job with no feasible option here, on what is left, goes further.
+    left = [k for k in left if not _runs_here(rest, here[k], profile)]
+    if not left:
+        return first
     second = run(
-        replace(snapshot, free=np.maximum(free, 0)),
+        rest,
         [jobs[k] for k in left],
         profile,
         explain=explain,
@@ -111,6 +121,18 @@ def local_first(
     for k, d in zip(left, second, strict=True):
         out[k] = _noted(snapshot, parent, d, first[k]) if d.placement is not None else d
     return out
+
+
+def _runs_here(snap: Snapshot, job: JobRequest, profile: str) -> bool:
+    """Whether `job` (its parent pools filtered out) has a feasible option on `snap`'s calendar."""
+    from computenet.scheduler.framework import evaluate  # framework → filters → here
+    from computenet.scheduler.plugins import PROFILES
+
+    prof = PROFILES["fastest"] if job.latency_class == "interactive" else PROFILES[profile]
+    try:
+        return bool(evaluate(snap, snap.free, job, prof).feasible.any())
+    except Exception:  # the strategy rejected it already, or will: not ours to decide
+        return False
 
 
 def _why_not_up(d: Decision, no_spill: str) -> Decision:

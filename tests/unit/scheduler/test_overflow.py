@@ -187,3 +187,14 @@ def test_spill_is_left_out_of_the_json_while_it_is_the_default() -> None:
     assert spec(spill="never").model_dump(mode="json")["spill"] == "never"
     with pytest.raises(ValueError, match="spill"):
         spec(spill="sometimes")
+
+
+def test_a_job_lookahead_defers_waits_here_and_is_not_sent_up() -> None:
+    # sz is free in 5 h, the deadline 12 h off: the region can run it, later, and lookahead
+    # leaves it for a later cycle; the parent, free now, would have taken it.
+    d = one(snap(busy_h=5), req("j1", spec(deadline="12h")), "lookahead")
+    assert d.placement is None and d.reasons[0].startswith("waits: its best start"), d.reasons
+    assert "at sz" in d.reasons[0]
+    # What it cannot run at all still goes up under lookahead.
+    a100 = one(snap(), req("j2", spec(chips={"count": 1, "types": ["A100"]})), "lookahead")
+    assert a100.placement is not None and a100.placement.center == "cn"
