@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from computenet.scheduler.ordering import signature
 from computenet.scheduler.snapshot import JobRequest, Reservation, Snapshot, hold
 
 if TYPE_CHECKING:
@@ -107,7 +108,12 @@ def local_first(
     rest = replace(snapshot, free=np.maximum(free, 0))
     # A strategy may leave out a job that could run here (lookahead defers a far start):
     # only a job with no feasible option here, on what is left, goes further.
-    left = [k for k in left if not _runs_here(rest, here[k], profile)]
+    sigs = {k: signatures[k] if signatures is not None else signature(jobs[k]) for k in left}
+    here_ok: dict[Hashable, bool] = {}  # look-alikes get one answer
+    for k in left:
+        if sigs[k] not in here_ok:
+            here_ok[sigs[k]] = _runs_here(rest, here[k], profile)
+    left = [k for k in left if not here_ok[sigs[k]]]
     if not left:
         return first
     second = run(
