@@ -422,7 +422,7 @@ def federation_cmd(
         "avg JCT h",
         "p95 JCT h",
         "succeeded",
-        "handed back",
+        "left unplaced",
         "wall s",
     ):
         t.add_column(head, justify="left" if head in ("scheduling", "pricing") else "right")

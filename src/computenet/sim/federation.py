@@ -52,6 +52,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -462,6 +463,13 @@ class FederatedPolicy:
         live = [r for r in range(len(views)) if views[r].online.any()]
         for k in order:
             job = jobs[k]
+            kept = self._kept_by(job, snap.now)
+            if kept is not None:
+                # The region keeps its decision on this job until a later instant (a
+                # deferred job): it stays with that region, as a delegated job does,
+                # and nobody prices it again meanwhile (the flat run's policy does not).
+                choice[k] = kept
+                continue
             job_prof = _job_profile(job, prof)
             best = self._best_quote(snap, views, live, job, job_prof, free)
             if best is None:
@@ -479,6 +487,18 @@ class FederatedPolicy:
                 p, s0, s1 = hold
                 free[p, s0:s1] -= job.count
         return choice, why
+
+    def _kept_by(self, job: JobRequest, now: datetime) -> int | None:
+        """The region whose policy keeps a decision on `job` until after `now`, if any.
+
+        Reads the simulator's `SchedulerPolicy._waiting` (the lookahead strategy's
+        deferred jobs); a policy without it keeps nothing.
+        """
+        for r, pol in enumerate(self._regional):
+            w = getattr(pol, "_waiting", {}).get(job.id)
+            if w is not None and now < w[0] and w[1] == job:
+                return r
+        return None
 
     def _best_quote(
         self,
