@@ -107,6 +107,8 @@ def placements(args: argparse.Namespace) -> None:
             pol = federated_policy(net, regions, args.policy, pricing)
 
             def two(pol: Any = pol) -> int:
+                # A fresh run each time: nothing kept from the last call on this snapshot.
+                pol.reset()
                 return sum(d.placement is not None for d in pol(snap, jobs))
 
             variants.append((f"two levels, {len(regions)} regions, {pricing}", two))

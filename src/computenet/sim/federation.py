@@ -396,8 +396,7 @@ class FederatedPolicy:
         self.by_region = [0] * len(self.regions)
         # Each plane runs its own copy of the scheduler policy (a fresh one: the
         # simulator's policy may keep decisions between cycles, per plane).
-        self._regional = [replace(self.inner) for _ in self.regions.names]
-        self._national = replace(self.inner)
+        self.reset()
         self._pool_region = np.argmax(self._mask, axis=0)[network_index(self.network).pool_center]
         if not self.name:
             self.name = f"{self.inner.name} federated {len(self.regions)} ({self.pricing})"
@@ -409,6 +408,11 @@ class FederatedPolicy:
             self._ids_of = [[] for _ in self.regions.names]
             for c in self._declared.centers:
                 self._ids_of[declared_region(c.id)].append(c.id)
+
+    def reset(self) -> None:
+        """Forget what the planes keep between cycles: the next call starts as a fresh run."""
+        self._regional = [replace(self.inner) for _ in self.regions.names]
+        self._national = replace(self.inner)
 
     @property
     def profile(self) -> str:
