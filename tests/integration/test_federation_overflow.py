@@ -331,11 +331,6 @@ def test_no_loop_a_job_delegated_down_is_never_sent_back_up(ovf: Overflow) -> No
     ovf.national.cancel(top.id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the network agent (backends/network.py) counts the region's uplink center in the"
-    " capacity it reports to the parent (docs/federation.md, Overflow up: not done yet)",
-)
 def test_the_parent_does_not_see_its_own_chips_in_the_regions_capacity(ovf: Overflow) -> None:
     occupier = ovf.occupy(cu_hours=5)
     try:

@@ -12,7 +12,8 @@ account of the child (docs/federation.md):
   spread over centers do not make one big job fit). A child center that is
   itself a region reports its own `largest_free`, so levels nest. A child
   that cannot be reached offers nothing (free 0), so the parent places
-  nothing new here while it is away.
+  nothing new here while it is away. The child's uplink centers (its own
+  parent, Overflow up) are left out: their chips are not the child's.
 - **Identity.** The child job's name and idempotency key are the
   origin-qualified key ``ORIGIN/JOB_ID:ATTEMPT`` (the parent's job id and
   attempt); its environment carries ``CNET_ORIGIN_JOB`` and
@@ -86,6 +87,8 @@ _RECORDS = "network-jobs.json"
 # The rate card (docs/federation.md): the child's quote for a reference job of 1 CU·h of
 # this class on one chip of each type, asked at most this often.
 QUOTE_CLASS = "llm-train"
+# The backend kind of a child center that is the child's own parent (backends/uplink.py).
+UPLINK_KIND = "uplink"
 QUOTE_TTL_S = 30.0
 _LOCK = "network-agent.lock"
 
@@ -546,6 +549,10 @@ class NetworkBackend:
                 return dict(self._rates)
             self._rates_at = time.monotonic()
         rates: dict[str, tuple[Decimal, float]] = {}
+        try:  # the child's price, not its parent's through its uplink
+            uplinks = {c.id for c in self._all_centers() if c.backend == UPLINK_KIND}
+        except ComputeNetError:
+            return dict(self._rates)
         for chip in chips:
             ref = {
                 "name": "rate-card",
@@ -559,7 +566,7 @@ class NetworkBackend:
             except ComputeNetError as exc:
                 logger.info("the child network did not quote %s: %s", chip, exc.one_line())
                 continue
-            ok = [o for o in view.options if o.feasible]
+            ok = [o for o in view.options if o.feasible and o.center not in uplinks]
             if ok:
                 best = min(ok, key=lambda o: (o.total_cny, o.finish))
                 wait = max(0.0, (best.planned_start - view.now).total_seconds())
@@ -600,6 +607,16 @@ class NetworkBackend:
         return clock
 
     def _centers(self) -> list[CenterView]:
+        """The child's own centers: all but its uplinks (`_all_centers`).
+
+        A child center run by ``--backend uplink`` is the child's own parent
+        (Overflow up, docs/federation.md), often this very network: its chips are
+        the parent's, so counting them would show the parent its own chips through
+        the child, and nothing delegated down may go back up through it anyway.
+        """
+        return [c for c in self._all_centers() if c.backend != UPLINK_KIND]
+
+    def _all_centers(self) -> list[CenterView]:
         """The child's centers, read at most once per `capacity_ttl_s`."""
         with self._lock:
             if time.monotonic() - self._centers_at < self.capacity_ttl_s:
