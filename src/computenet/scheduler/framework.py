@@ -84,6 +84,7 @@ class Options:
     # The kernel's arrays the fields above are rows of (`kernel.F_*`, `kernel.I_*`).
     fv: np.ndarray | None = field(default=None, repr=False)
     iv: np.ndarray | None = field(default=None, repr=False)
+    _last: tuple[int, Option] | None = field(default=None, repr=False, compare=False)
 
     @property
     def cost(self) -> np.ndarray:
@@ -94,7 +95,15 @@ class Options:
         return total
 
     def at(self, i: int) -> Option:
-        """Option `i` as Python numbers."""
+        """Option `i` as Python numbers (the last one asked is kept: placing asks thrice)."""
+        last = self._last
+        if last is not None and last[0] == i:
+            return last[1]
+        o = self._at(i)
+        self._last = (i, o)
+        return o
+
+    def _at(self, i: int) -> Option:
         if self.fv is not None and self.iv is not None:
             f = self.fv[:, i].tolist()
             pool, slot, n_slots = self.iv[:, i].tolist()
