@@ -633,3 +633,32 @@ def explain_index(
         pool_center, pool, slot, start_h, feasible, score, i, n_centers
     )
     return out
+
+
+def warm_up() -> float:
+    """Compile the kernels (or load them from numba's cache) now; seconds it took.
+
+    A process's first scheduling cycle does this anyway; calling it ahead (at
+    server start, in a background thread, or once after installing with
+    ``python -c "from computenet.scheduler.kernel import warm_up; warm_up()"``)
+    keeps that time out of a cycle.
+    """
+    import time
+    from datetime import datetime
+
+    from computenet.catalog.generate import generated_network
+    from computenet.model.center import CST
+    from computenet.scheduler.greedy import greedy_cycle
+    from computenet.scheduler.snapshot import JobRequest, build_snapshot
+
+    t0 = time.perf_counter()
+    # A real (tiny) cycle, so that every specialization the cycle uses is made.
+    net = generated_network(3, seed=0)
+    now = datetime(2026, 1, 1, 10, 30, tzinfo=CST)
+    jobs = [
+        JobRequest(id=f"warm-{k}", workload_class="llm-train", count=1, cu_hours=1.0)
+        for k in range(2)
+    ]
+    greedy_cycle(build_snapshot(net, now), jobs)
+    windows(np.zeros((1, 2), np.bool_), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1))
+    return time.perf_counter() - t0
