@@ -55,13 +55,14 @@ def greedy_cycle(
             # One job's error (a value no check foresaw, a bug) must not stop the
             # cycle for every other job: that job alone is left out, with the reason.
             d = rejected(job, exc)
+        held = d.placement is not None  # its chips are taken from `free` either way
         if defer is not None and d.placement is not None:
             why = defer(snapshot, job, d.placement)
             if why is not None:
                 d = Decision(job.id, None, (why, *d.reasons))
-            unplaced.clear()  # the calendar changed either way
         out[k] = d
-        if d.placement is not None:
+        if held:
+            # The calendar changed; a deferred job's answer is no look-alike's either.
             unplaced.clear()
         elif sig is not None:
             unplaced[sig] = d

@@ -24,14 +24,12 @@ no room. Jobs without a deadline are never deferred (their wait is the
 operator's patience, counted from each cycle) and neither are interactive
 jobs.
 
-Measured (`bench/sim_quality.py`, `china` synthetic 5,000 jobs, 3 days, seed
-11): ¥146,985 (1.060× the LP bound) with the batch optimizer, ¥144,385
-(1.042×) with this rule, the same misses; `COMMIT_H` 1 h without the later-day
-rule: 1.050×. Jobs with deadlines finish later (average JCT 6.7 → 9.1 h), as
-their deadlines allow.
-
-Pure and deterministic like every strategy: no clock, no I/O, no memory
-between cycles.
+Measured (`bench/sim_quality.py --only china`, synthetic 5,000 jobs, 3 days,
+seed 11; docs/performance.md has the table): 1.067× the LP bound with the
+batch optimizer, 1.050× with this rule, the same 0.05 % misses; jobs with
+deadlines finish later (average JCT 6.7 → 8.6 h), as their deadlines allow.
+`COMMIT_H` was chosen on that workload (1 h: 1.056×, 3 h: 1.052×, 4 h:
+1.050×, 5 h: 1.055×), so the last points are tuned, not general.
 """
 
 from __future__ import annotations
@@ -48,7 +46,7 @@ from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
 # A best start at least this many hours ahead is decided again by a later cycle ...
-COMMIT_H = 3.0
+COMMIT_H = 4.0
 # ... while the deadline leaves this much room after the planned finish: hours, plus
 # a share of the run, so that losing the awaited start to a tighter job later still
 # leaves options that meet the deadline.
@@ -57,14 +55,30 @@ DEFER_MARGIN_SHARE = 0.25
 # A job whose deadline would still hold were it started this many hours after its best
 # start (the same tariff hour a day later) is deferred however near that start is.
 LATER_DAY_H = 24.0
+# No job is left unplaced by this rule longer than this after its submission: then it
+# gets its best plan like greedy's, so that a job with a week of slack is not shown as
+# pending for days (users give up on such jobs: the simulator withdraws them after 7).
+MAX_DEFER_H = 72.0
+# At most this many jobs wait at once: beyond it the rest of the cycle is placed as by
+# greedy, so that a long backlog of waiting jobs never crowds out the others. A server
+# or simulator looks at a bounded batch of pending jobs per cycle, nearest deadline
+# first (the simulator's `max_batch`, 512): without the cap, 100k jobs × 30 days on
+# `china` filled it with waiting jobs and left 7 % of jobs, those without deadlines,
+# pending until withdrawn. 448 leaves 64 places per cycle for the others.
+MAX_WAITING = 448
 
 
 def defers(snapshot: Snapshot, job: JobRequest, placement: Placement) -> str | None:
-    """Why `placement` of `job` should be decided by a later cycle, or None to keep it."""
+    """Why `placement` of `job` should be decided by a later cycle, or None to keep it.
+
+    Never once the job has waited `MAX_DEFER_H` since its submission.
+    """
     if job.deadline is None or job.latency_class != "batch":
         return None
     # Only where the one shifting rule lets the job wait as long as its deadline holds.
     if math.isfinite(shift_limit_h(snapshot, job, PROFILES["min-cost"])):
+        return None
+    if job.submitted_at is not None and snapshot.now >= _last_deferral(job.submitted_at):
         return None
     ahead_h = (placement.planned_start - snapshot.now).total_seconds() / 3600.0
     room_h = (job.deadline - placement.finish).total_seconds() / 3600.0
@@ -79,6 +93,10 @@ def defers(snapshot: Snapshot, job: JobRequest, placement: Placement) -> str | N
     )
 
 
+def _last_deferral(submitted_at: datetime) -> datetime:
+    return submitted_at + timedelta(hours=MAX_DEFER_H)
+
+
 def lookahead_cycle(
     snapshot: Snapshot,
     jobs: Sequence[JobRequest],
@@ -86,21 +104,30 @@ def lookahead_cycle(
     *,
     explain: bool = True,
     signatures: Sequence[Hashable] | None = None,
+    waiting: int = 0,
 ) -> tuple[list[Decision], dict[str, datetime]]:
     """`lookahead`'s decisions, and for each deferred job the instant worth deciding it again.
 
-    Until then (its best start less `COMMIT_H`) the same option, were it
+    Until then (its best start less `COMMIT_H`, at the latest `MAX_DEFER_H`
+    after its submission) the same option, were it
     still the best, would be deferred again: a caller that keeps the decision
     of a deferred job until that instant (the simulator, to keep long
     backlogs fast) skips only evaluations whose outcome it knows, unless
-    chips freed or taken meanwhile change the job's best option.
+    chips freed or taken meanwhile change the job's best option. `waiting`:
+    jobs already waiting that are not in `jobs` (kept so by such a caller);
+    with them at most `MAX_WAITING` wait.
     """
     wake: dict[str, datetime] = {}
 
     def rule(snap: Snapshot, job: JobRequest, placement: Placement) -> str | None:
+        if waiting + len(wake) >= MAX_WAITING:
+            return None
         why = defers(snap, job, placement)
         if why is not None:
-            wake[job.id] = placement.planned_start - timedelta(hours=COMMIT_H)
+            at = placement.planned_start - timedelta(hours=COMMIT_H)
+            if job.submitted_at is not None:
+                at = min(at, _last_deferral(job.submitted_at))
+            wake[job.id] = at
         return why
 
     shifts = PROFILES[profile].shift

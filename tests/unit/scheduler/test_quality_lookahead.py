@@ -20,7 +20,7 @@ from computenet.catalog import load_network
 from computenet.model import JobState, Network
 from computenet.model.center import CST
 from computenet.scheduler import Decision, JobRequest, build_snapshot, schedule_cycle
-from computenet.scheduler.lookahead import COMMIT_H, LATER_DAY_H
+from computenet.scheduler.lookahead import COMMIT_H, LATER_DAY_H, MAX_WAITING, lookahead_cycle
 from computenet.sim import SimConfig, Simulation, make_policy, synthetic
 from computenet.sim.results import CODE
 
@@ -175,3 +175,14 @@ def test_the_simulator_keeps_a_deferred_decision_until_its_wake_and_no_longer() 
     policy(build_snapshot(CHINA, NOON), [tight])
     d = policy(build_snapshot(CHINA, near), [tight])[0]
     assert d.placement is not None, d.reasons
+
+
+def test_at_most_max_waiting_jobs_wait_at_once() -> None:
+    jobs = [_job(NOON, 60.0, id=f"j{k}", count=1, cu_hours=2.0) for k in range(6)]
+    snap = build_snapshot(CHINA, NOON)
+    decided, wake = lookahead_cycle(snap, jobs, waiting=MAX_WAITING - 2)
+    assert len(wake) == 2 and sum(d.placement is None for d in decided) == 2
+    greedy = schedule_cycle(snap, jobs, strategy="greedy")
+    # The first two (in order) wait; the rest are placed exactly as greedy places them.
+    placed = [(d, g) for d, g in zip(decided, greedy, strict=True) if d.placement is not None]
+    assert len(placed) == 4 and all(d.placement == g.placement for d, g in placed)
