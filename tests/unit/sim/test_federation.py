@@ -141,10 +141,18 @@ class _View:
     pools: list[dict[str, Any]]
     online: bool
     queued: int = 0
+    backend: str = "local"
+    id: str = "c"
 
 
-class _NoQuotes:
-    """A child that answers no quote: the backend reports capacity without prices."""
+@dataclass
+class _Child:
+    """The child's user API as the backend's capacity reads it: centers, and no quote."""
+
+    views: list[_View]
+
+    def centers(self) -> list[_View]:
+        return self.views
 
     def quote(self, *_: Any, **__: Any) -> Any:
         raise ComputeNetError("the child is away", field="url")
@@ -172,8 +180,11 @@ def test_capacity_aggregation_is_the_network_backends_rule() -> None:
             for c in centers
         )
         declared = {p.chip: p.total for p in ours}
-        backend = NetworkBackend(pools=declared, client=_NoQuotes())  # type: ignore[arg-type]
-        backend._centers = lambda cs=centers: cs  # type: ignore[method-assign]
+        backend = NetworkBackend(
+            pools=declared,
+            client=_Child(centers),  # type: ignore[arg-type]
+            capacity_ttl_s=0,
+        )
         # The shape of capacity (total, free, largest_free); the backend also reports use.
         theirs = {(p.chip, p.total, p.free, p.largest_free) for p in backend.capacity()}
         assert {(p.chip, p.total, p.free, p.largest_free) for p in ours} == theirs
@@ -398,3 +409,18 @@ def test_quotes_in_one_pass_are_each_regions_own_placement(china: Network) -> No
         assert float(pl.total_cny) <= min(placed)[0] + 0.011
         checked += 1
     assert checked >= 10
+
+
+@pytest.mark.parametrize("policy", ["ours", "ours:greedy"])
+def test_quoting_splits_a_one_by_one_strategy_exactly_by_region(
+    china: Network, policy: str
+) -> None:
+    # One by one in the scheduler's order, the best of the regions' best quotes is the
+    # best option overall: every hub a region, the decisions are still the flat ones.
+    flat = _run(china, make_policy(policy))
+    pol = federated_policy(china, hub_regions(china), policy, "quoted")
+    fed = _run(china, pol)
+    for name in RECORDS + BILLS:
+        a, b = getattr(flat.records, name), getattr(fed.records, name)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+    assert sum(1 for n in pol.by_region if n) >= 3  # the work did spread over regions
