@@ -28,6 +28,7 @@ from computenet.metering.cost import (
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
 from computenet.scheduler import kernel
+from computenet.scheduler.index import NetworkIndex
 from computenet.scheduler.kernel import evaluate_options
 from computenet.scheduler.plugins import FILTERS, Profile
 from computenet.scheduler.plugins.filters import FilterContext
@@ -202,22 +203,48 @@ def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, In
     scale = snap.network.data_scale
     cols = np.arange(n_centers)
     for d in job.inputs:
-        rows = [idx.paths.index(r) for r in d.replicas if r in idx.paths.nodes]
-        if not rows:
+        paths = _replica_paths(idx, d.replicas)
+        if paths is None:
             continue
+        reps, lat, bw, unlimited, local, per_gb = paths
         gb = d.size_gb * scale
-        lat = idx.paths.latency_s[rows][:, idx.center_node]
-        bw = idx.paths.bandwidth_gbps[rows][:, idx.center_node]
         with np.errstate(divide="ignore", invalid="ignore"):
-            secs = np.where(np.isinf(bw), 0.0, lat + gb * 8.0 / bw)
-        secs = np.where(lat == 0, 0.0, secs) if gb > 0 else np.zeros_like(secs)
+            secs = np.where(unlimited, 0.0, lat + gb * 8.0 / bw)
+        secs = np.where(local, 0.0, secs) if gb > 0 else np.zeros_like(secs)
         best = np.argmin(secs, axis=0)
         # Inputs are fetched one after another by the agent, so times add up.
         t += secs[best, cols]
-        price += transfer_cny_vec(gb, idx.paths.price_per_gb[rows][:, idx.center_node][best, cols])
-        reps = tuple(r for r in d.replicas if r in idx.paths.nodes)
+        price += transfer_cny_vec(gb, per_gb[best, cols])
         sources.add(d.id, reps, best)
     out = (t, price, sources)
+    _remember(idx.memo, key, out)
+    return out
+
+
+def _replica_paths(idx: NetworkIndex, replicas: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """From the known replicas to every center: (replicas, latency s, bandwidth Gb/s,
+    unlimited bandwidth, no latency, ¥/GB), rows per replica; None when none is known.
+
+    Memoized with the network: datasets at the same places share it.
+    """
+    key = ("replica-paths", replicas)
+    hit = idx.memo.get(key)
+    if hit is not None:
+        return hit if hit else None
+    rows = [idx.paths.index(r) for r in replicas if r in idx.paths.nodes]
+    if not rows:
+        _remember(idx.memo, key, ())
+        return None
+    lat = idx.paths.latency_s[rows][:, idx.center_node]
+    bw = idx.paths.bandwidth_gbps[rows][:, idx.center_node]
+    out = (
+        tuple(r for r in replicas if r in idx.paths.nodes),
+        lat,
+        bw,
+        np.isinf(bw),
+        lat == 0,
+        idx.paths.price_per_gb[rows][:, idx.center_node],
+    )
     _remember(idx.memo, key, out)
     return out
 
