@@ -55,7 +55,7 @@ def server(
     ] = 5.0,
     profile: Annotated[str, typer.Option(help="scheduling profile")] = "min-cost",
     strategy: Annotated[
-        str, typer.Option(help="cycle strategy: greedy, batch-optimizer")
+        str, typer.Option(help="cycle strategy: greedy, lookahead, batch-optimizer")
     ] = "greedy",
     patience: Annotated[
         float,
