@@ -39,4 +39,4 @@ $BIN/pytest -q -p no:cacheprovider --ignore=tests/integration/test_services.py "
 
 log "store, server and integration suites on PostgreSQL ($CNET_PG_URL)"
 CNET_TEST_DB_URL="$CNET_PG_URL" $BIN/pytest -q -p no:cacheprovider \
-    tests/unit/store tests/unit/server tests/integration -m "not services and not e2e"
+    tests/unit/store tests/unit/server tests/integration -m "not services and not e2e and not own_db"

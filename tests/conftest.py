@@ -32,3 +32,17 @@ if os.geteuid() == 0:
 def db_url(tmp_path: Path) -> str:
     """A fresh, empty database: SQLite under tmp_path, or CNET_TEST_DB_URL emptied first."""
     return fresh_db_url(tmp_path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse an `own_db` test that asks for the test database.
+
+    The PostgreSQL pass of scripts/test.sh skips `own_db` tests because they
+    never touch CNET_TEST_DB_URL; one that did would lose its PostgreSQL run
+    without anyone noticing.
+    """
+    for item in items:
+        if item.get_closest_marker("own_db") and "db_url" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(
+                f"{item.nodeid} is marked own_db but uses the db_url fixture: drop the mark"
+            )

@@ -20,7 +20,7 @@ import pytest
 
 from tests.integration.test_cli_demo import alive, processes_marked
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 DEMO = [sys.executable, "-m", "computenet.cli", "demo", "--federated"]
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.test_cli_demo import processes_marked
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 
 @dataclass

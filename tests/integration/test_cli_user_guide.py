@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.test_cli_up import Up, up  # noqa: F401  (the running network)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "user-guide.md"
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)

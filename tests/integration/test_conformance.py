@@ -17,7 +17,7 @@ import pytest
 
 from computenet.conformance import SCENARIOS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 KIT_TIMEOUT_S = 300
 

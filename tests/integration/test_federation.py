@@ -34,7 +34,7 @@ from tests.helpers.processes import (
 )
 from tests.helpers.proxy import TcpProxy
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 # Flat tariffs: no reason for either plane to wait for a cheaper hour.
 REGION = """

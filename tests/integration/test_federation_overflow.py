@@ -31,7 +31,7 @@ from computenet.sdk import Client
 from tests.helpers.processes import start_server
 from tests.integration.test_federation import _agent, _network_agent, logs_under, stop_all, until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 # The region: one center (dear: ¥10 per CU·h), and its parent as a center tagged `parent`
 # (and `region`: it bills what the parent metered). It declares 4 H100 there; the parent

@@ -41,7 +41,7 @@ from tests.integration.test_federation import (
     until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 GBA = """
 name: gba

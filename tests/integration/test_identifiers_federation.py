@@ -13,7 +13,7 @@ from computenet.model import JobState
 from tests.integration import test_federation as federation_test
 from tests.integration.test_federation import Federation, federation, job
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from computenet.model import limits
 from computenet.server.admin import create_user
 from tests.helpers.processes import start_server, stop_process
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
 SPEC = {"class": "inference", "command": "true", "work": {"cu_hours": 0.01}}
 
