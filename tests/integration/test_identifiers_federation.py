@@ -48,6 +48,9 @@ def test_an_identifier_is_resolved_through_the_levels(nested: Federation) -> Non
     assert at_top.job is not None and at_top.reach.center == "gba"
     (child,) = fed.child_jobs(view.id)
     assert child.identifier == f"cn.gba.job.{child.id}"
+    # The top's job names the region's own job for the run (from the path its agent reported).
+    assert at_top.delegate is not None, at_top
+    assert (at_top.delegate.center, at_top.delegate.identifier) == ("gba", child.identifier)
     hop = fed.user.resolve(child.identifier)
     assert hop.delegate is not None and hop.delegate.center == "gba"
     in_region = fed.link.resolve(hop.delegate.identifier)

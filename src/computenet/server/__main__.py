@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--epoch", default=None, help="network start instant (ISO-8601)")
     ap.add_argument("--profile", default="min-cost", help="scheduling profile")
-    ap.add_argument("--strategy", default="greedy", help="cycle strategy (greedy, lookahead, batch-optimizer)")
+    ap.add_argument(
+        "--strategy", default="greedy", help="cycle strategy (greedy, lookahead, batch-optimizer)"
+    )
     ap.add_argument(
         "--sim-reports", default="sim-reports", help="folder of `cnet sim compare --out` reports"
     )

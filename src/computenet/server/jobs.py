@@ -360,16 +360,16 @@ def roll_up(view: JobDetail, row: JobRow, network: str) -> None:
         reason=own,
         position=view.queue_position,
     )
-    below = _below(row)
-    view.path = [hop, *below][: limits.MAX_PATH_HOPS]
+    lower = below(row)
+    view.path = [hop, *lower][: limits.MAX_PATH_HOPS]
     if row.state in _FINAL:
         return
-    deepest = next((h for h in reversed(below) if h.reason), None)
+    deepest = next((h for h in reversed(lower) if h.reason), None)
     if deepest is not None:
         view.reasons = [f"{deepest.network}: {deepest.reason}", *view.reasons]
 
 
-def _below(row: JobRow) -> list[PathHop]:
+def below(row: JobRow) -> list[PathHop]:
     """The region's last report of where the current attempt is, if it is about this run."""
     got = (row.usage or {}).get(BELOW)
     if not isinstance(got, dict) or row.state == JobState.PENDING.value:

@@ -19,7 +19,7 @@ from computenet.model.center import Center
 from computenet.model.identifiers import Identifier, Kind, network_prefix, parse
 from computenet.protocol import CenterView, DatasetView
 from computenet.protocol.api import ResolveDelegate, ResolveReach, ResolveView
-from computenet.server import datasets
+from computenet.server import datasets, jobs
 from computenet.server.auth import Principal
 from computenet.server.deps import Plane, User
 from computenet.server.jobs import scope_of
@@ -28,6 +28,7 @@ from computenet.server.routers.api import ERRORS
 from computenet.server.views import dataset_view, job_view
 from computenet.store import jobs as job_store
 from computenet.store.centers import get_center, get_dataset, replicas
+from computenet.store.schema import JobRow
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -164,4 +165,26 @@ def _job(
             center = None
         if center is not None and _is_region(plane, center):
             reach.region_url = _region_url(center)
+            return ResolveView(
+                identifier=text,
+                kind=Kind.JOB,
+                reach=reach,
+                job=view,
+                delegate=_job_below(row, prefix, center.id, reach.region_url),
+            )
     return ResolveView(identifier=text, kind=Kind.JOB, reach=reach, job=view)
+
+
+def _job_below(row: JobRow, prefix: str, center: str, url: str | None) -> ResolveDelegate | None:
+    """The region's own job for this run, by the path its network agent reported.
+
+    Its identifier is the region's prefix, which nests under this plane's by
+    the center's id (docs/federation.md, Identifiers), and the region's job id;
+    a region whose prefix does not nest answers 404 to it, as to any identifier
+    it did not hand out.
+    """
+    below = jobs.below(row)
+    job_id = below[0].job_id if below and below[0].network else None
+    if job_id is None:
+        return None  # not yet submitted in the region, or nothing reported
+    return ResolveDelegate(center=center, identifier=f"{prefix}.{center}.job.{job_id}", url=url)
