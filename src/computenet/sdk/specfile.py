@@ -1,4 +1,8 @@
-"""Read job files (YAML or JSON) into a validated `JobSpec`, with errors that name the field."""
+"""Read job files into a validated `JobSpec`, with errors that name the field.
+
+A job file is ComputeNet's own YAML or JSON, a SkyPilot task YAML or a Slurm batch
+script, detected by content (`computenet.sdk.jobfiles`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 
 from computenet.catalog.loader import pydantic_field_error
 from computenet.errors import ValidationError
 from computenet.model import JobSpec
+from computenet.sdk.jobfiles import Conversion, convert_job_text
 
 
 def parse_job_spec(raw: Any) -> JobSpec:
@@ -34,24 +38,30 @@ def parse_job_spec(raw: Any) -> JobSpec:
         raise err from exc
 
 
-def load_job_file(path: str | Path) -> JobSpec:
-    """Read a job file from disk and validate it."""
+def job_from_text(
+    text: str, *, where: str = "(file)", partition_map: Mapping[str, str] | None = None
+) -> tuple[JobSpec, Conversion]:
+    """A job file's text (any format `jobfiles` knows) as a validated spec, and how it mapped."""
+    conversion = convert_job_text(text, where=where, partition_map=partition_map)
+    return parse_job_spec(conversion.spec), conversion
+
+
+def read_job_file(
+    path: str | Path, *, partition_map: Mapping[str, str] | None = None
+) -> tuple[JobSpec, Conversion]:
+    """Read a job file from disk: the validated spec, and what its format could not carry."""
     p = Path(path)
     if not p.is_file():
         raise ValidationError(
             f"no such job file '{p}'", field="JOB", hint="give the path of a job YAML file"
         )
     try:
-        raw = yaml.safe_load(p.read_text("utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p.name} line {mark.line + 1}" if mark else p.name
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValidationError(
-            f"malformed YAML: {problem}",
-            field=where,
-            hint="check indentation and 'key: value' syntax on that line",
-        ) from exc
+        text = p.read_text("utf-8")
     except UnicodeDecodeError as exc:
         raise ValidationError("not a UTF-8 text file", field=p.name) from exc
-    return parse_job_spec(raw)
+    return job_from_text(text, where=p.name, partition_map=partition_map)
+
+
+def load_job_file(path: str | Path, *, partition_map: Mapping[str, str] | None = None) -> JobSpec:
+    """Read a job file from disk and validate it."""
+    return read_job_file(path, partition_map=partition_map)[0]
