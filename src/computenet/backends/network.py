@@ -74,6 +74,7 @@ from computenet.model import JobState, limits
 from computenet.model.center import CST
 from computenet.protocol import CenterView, JobDetail, PoolCapacity
 from computenet.protocol.api import PathHop
+from computenet.protocol.capacity import aggregate_capacity
 from computenet.protocol.center import REGION_PATH_PREFIX, MeteredCharge, ReplicaReport
 from computenet.sdk.client import Client, spec_json
 
@@ -225,40 +226,38 @@ class NetworkBackend:
             return [
                 PoolCapacity(chip=c, total=n, free=0, largest_free=0) for c, n in self.pools.items()
             ]
-        total: dict[str, int] = {}
-        free: dict[str, int] = {}
-        largest: dict[str, int] = {}
         used: dict[str, int] = {}
         queued: dict[str, int] = {}
         for c in centers:
             for pool in c.pools:
                 chip = str(pool.get("chip", ""))
                 n_total = int(pool.get("total", 0))
-                total[chip] = total.get(chip, 0) + n_total
                 # The child's queue: jobs placed at its centers and not started (any
                 # tenant's); a child that is a region reports its own queue per chip.
                 queued[chip] = queued.get(chip, 0) + int(pool.get("queued", c.queued))
-                if not c.online:
-                    continue
-                n_free = int(pool.get("free", 0))
-                free[chip] = free.get(chip, 0) + n_free
-                used[chip] = used.get(chip, 0) + int(pool.get("used", n_total - n_free))
-                # A child center that is a region says how much of its free is one place.
-                one = int(pool.get("largest_free", n_free))
-                largest[chip] = max(largest.get(chip, 0), min(one, n_free))
-        chips = list(self.pools) or sorted(total)
+                if c.online:
+                    n_free = int(pool.get("free", 0))
+                    used[chip] = used.get(chip, 0) + int(pool.get("used", n_total - n_free))
+        rolled = {
+            p.chip: p
+            for p in aggregate_capacity(
+                (c.online, [_pool_tuple(pool) for pool in c.pools]) for c in centers
+            )
+        }
+        chips = list(self.pools) or sorted(rolled)
         rates = self._rate_card(chips)
         out = []
         for chip in chips:
+            got = rolled.get(chip, PoolCapacity(chip=chip, total=0, free=0, largest_free=0))
             # The parent checks totals against what it declares: never offer more.
-            t = min(total.get(chip, 0), self.pools.get(chip, total.get(chip, 0)))
-            f = min(free.get(chip, 0), t)
+            t = min(got.total, self.pools.get(chip, got.total))
+            f = min(got.free, t)
             out.append(
                 PoolCapacity(
                     chip=chip,
                     total=t,
                     free=f,
-                    largest_free=min(largest.get(chip, 0), f),
+                    largest_free=min(got.largest_free or 0, f),
                     used=max(0, min(used.get(chip, 0), t)),
                     queued=min(queued.get(chip, 0), limits.MAX_RUNNING),
                     quote_cny_per_cuh=rates[chip][0] if chip in rates else None,
@@ -658,6 +657,17 @@ class NetworkBackend:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(self._records, f)
         os.replace(tmp, self.state_dir / _RECORDS)
+
+
+def _pool_tuple(pool: Mapping[str, object]) -> tuple[str, int, int, int | None]:
+    """A child center's pool as `aggregate_capacity` takes it (a region's has largest_free)."""
+    one = pool.get("largest_free")
+    return (
+        str(pool.get("chip", "")),
+        int(str(pool.get("total", 0))),
+        int(str(pool.get("free", 0))),
+        None if one is None else int(str(one)),
+    )
 
 
 def _read_token(path: str | Path) -> str:

@@ -11,8 +11,8 @@ center, on the same workload:
 - **The national level** sees each region as one center: per chip type its
   chips summed over the region's centers, and free *now* no more than
   `largest_free`, the most free chips in one online center — the rule of the
-  network backend (`aggregate_capacity`, the one place it is written for
-  both) and of the server's snapshot (`min(free, largest_free)`).
+  network backend (`protocol/capacity.py` `aggregate_capacity`, the one
+  place it is written for both) and of the server's snapshot (`min(free, largest_free)`).
 - **How a region's price reaches the national level** is the design question,
   and there are three (`PRICING`):
 
@@ -50,7 +50,7 @@ exactly (tests/unit/sim/test_federation.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -63,7 +63,7 @@ import yaml
 from computenet.errors import ValidationError
 from computenet.model import Center, Dataset, Link, Network, Pool, Tariff
 from computenet.model.network import great_circle_km
-from computenet.protocol import PoolCapacity
+from computenet.protocol.capacity import aggregate_capacity
 from computenet.scheduler import (
     HORIZON_SLOTS,
     Decision,
@@ -81,47 +81,6 @@ from computenet.sim.simulator import Simulation
 from computenet.sim.workload import Workload
 
 PRICING = ("quoted", "declared", "declared-per-chip")
-
-
-# --------------------------------------------------------------------------- capacity
-
-
-def aggregate_capacity(
-    centers: Iterable[tuple[bool, Iterable[tuple[str, int, int, int | None]]]],
-    chips: Sequence[str] = (),
-) -> list[PoolCapacity]:
-    """A region's capacity as its parent sees it: per chip, total, free and `largest_free`.
-
-    `centers` is, per center of the region, whether it is online and its pools
-    as (chip, total, free, largest_free or None). The total counts every
-    center (an offline one comes back); free chips and the largest shape count
-    online centers only; a center that is itself a region says how much of
-    its free is in one place (`largest_free`), so shapes nest. This is the
-    rule of `backends/network.py` `NetworkBackend.capacity` (a test checks the
-    two agree); chips listed in `chips` come first and are reported even when
-    the region has none.
-    """
-    total: dict[str, int] = {}
-    free: dict[str, int] = {}
-    largest: dict[str, int] = {}
-    for online, pools in centers:
-        for chip, n_total, n_free, one in pools:
-            total[chip] = total.get(chip, 0) + n_total
-            if not online:
-                continue
-            free[chip] = free.get(chip, 0) + n_free
-            one = n_free if one is None else one
-            largest[chip] = max(largest.get(chip, 0), min(one, n_free))
-    names = list(chips) or sorted(total)
-    return [
-        PoolCapacity(
-            chip=c,
-            total=total.get(c, 0),
-            free=min(free.get(c, 0), total.get(c, 0)),
-            largest_free=min(largest.get(c, 0), free.get(c, 0), total.get(c, 0)),
-        )
-        for c in names
-    ]
 
 
 # --------------------------------------------------------------------------- regions

@@ -17,9 +17,9 @@ from computenet.backends.network import NetworkBackend
 from computenet.catalog import load_network
 from computenet.errors import ComputeNetError, ValidationError
 from computenet.model import JobState, Network
+from computenet.protocol.capacity import aggregate_capacity
 from computenet.scheduler import HORIZON_SLOTS, build_snapshot
 from computenet.sim.federation import (
-    aggregate_capacity,
     compare_federation,
     declared_network,
     federated_policy,
