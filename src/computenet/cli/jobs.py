@@ -1,12 +1,14 @@
-"""Job commands: submit, jobs, status, logs, cancel, quote."""
+"""Job commands: submit, jobs, status, logs, cancel, quote, spec show."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.table import Table
 from rich.text import Text
 
@@ -23,11 +25,27 @@ from computenet.cli.common import (
     print_json,
     when,
 )
-from computenet.model import TERMINAL_STATES, JobState
+from computenet.errors import ValidationError
+from computenet.model import TERMINAL_STATES, JobSpec, JobState
 from computenet.protocol import JobDetail, JobView, QuoteView
-from computenet.sdk.specfile import load_job_file
+from computenet.sdk.jobfiles import Conversion
+from computenet.sdk.specfile import read_job_file
 
-JobFile = Annotated[Path, typer.Argument(metavar="JOB.yaml", help="the job file")]
+JobFile = Annotated[
+    Path,
+    typer.Argument(
+        metavar="JOB.yaml",
+        help="the job file: ComputeNet YAML/JSON, a SkyPilot task YAML or a Slurm #SBATCH script",
+    ),
+]
+PartitionMapOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--partition-map",
+        envvar="CNET_PARTITION_MAP",
+        help="YAML mapping of Slurm partition → workload class (else the built-in map)",
+    ),
+]
 JobId = Annotated[str, typer.Argument(metavar="ID", help="the job id")]
 
 _STATE_STYLE = {
@@ -61,12 +79,13 @@ def submit(
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="with --wait: give up after this many seconds")
     ] = None,
+    partition_map: PartitionMapOpt = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Submit a job file. With --wait, show progress and exit 0 only if it SUCCEEDED."""
-    spec = load_job_file(job_file)
+    spec = load_any(job_file, partition_map)
     with client(url, token) as cn:
         view = cn.submit(spec, idempotency_key=key)
         if not wait:
@@ -270,10 +289,14 @@ def cancel(
 
 @app.command()
 def quote(
-    job_file: JobFile, url: UrlOpt = None, token: TokenOpt = None, json_out: JsonOpt = False
+    job_file: JobFile,
+    partition_map: PartitionMapOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Where and when a job could run and what it would cost; nothing is submitted."""
-    spec = load_job_file(job_file)
+    spec = load_any(job_file, partition_map)
     with client(url, token) as cn:
         q = cn.quote(spec)
     if json_out:
@@ -341,3 +364,97 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
     for r in q.infeasible_reasons:
         out.print(f"  - {r}", markup=False)
     out.print("nothing was submitted; `cnet submit` places the job for real")
+
+
+def read_partition_map(path: Path | None) -> dict[str, str] | None:
+    """A `--partition-map` file (YAML: partition: class), or None for the built-in map."""
+    if path is None:
+        return None
+    where = "--partition-map"
+    try:
+        raw = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValidationError(
+            f"cannot read {path}: {str(exc).splitlines()[0]}",
+            field=where,
+            hint="give a YAML file of partition: class lines",
+        ) from exc
+    if not isinstance(raw, Mapping) or not all(isinstance(v, str) and v for v in raw.values()):
+        raise ValidationError(
+            f"{path} is not a mapping of partition names to classes",
+            field=where,
+            hint="write lines like gpu: llm-train",
+        )
+    return {str(k): v for k, v in raw.items()}
+
+
+def read_any(job_file: Path, partition_map: Path | None) -> tuple[JobSpec, Conversion]:
+    """A job file of any known format, validated, and what its format could not carry."""
+    return read_job_file(job_file, partition_map=read_partition_map(partition_map))
+
+
+def load_any(job_file: Path, partition_map: Path | None) -> JobSpec:
+    """A job file of any known format as a spec; what could not be mapped goes to stderr.
+
+    A ComputeNet job file says nothing there, as before.
+    """
+    spec, conv = read_any(job_file, partition_map)
+    if conv.format != "computenet" and (conv.unmapped or conv.notes):
+        out = err_console()
+        out.print(
+            f"{job_file.name}: read as a {conv.format} job file; "
+            f"{len(conv.unmapped)} field(s) not mapped (`cnet spec show {job_file}` lists them)",
+            markup=False,
+        )
+    return spec
+
+
+spec_app = typer.Typer(
+    help="What a job file (ComputeNet, SkyPilot or Slurm) becomes.", no_args_is_help=True
+)
+app.add_typer(spec_app, name="spec")
+
+
+def spec_json(spec: JobSpec) -> dict[str, Any]:
+    """A spec in the job file's schema, as JSON data (fields left unset are left out)."""
+    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line text (a script) as a YAML block, readable as it was written."""
+
+
+def _str_block(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BlockDumper.add_representer(str, _str_block)
+
+
+@spec_app.command("show")
+def spec_show(
+    job_file: JobFile, partition_map: PartitionMapOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Print the ComputeNet job spec a file becomes, and every field it could not map and why."""
+    spec, conv = read_any(job_file, partition_map)
+    if json_out:
+        print_json({**conv.as_json(), "spec": spec_json(spec)})
+        return
+    out = console()
+    out.print(
+        f"# {job_file.name}: a {conv.format} job file, as a ComputeNet job file", markup=False
+    )
+    sys.stdout.write(
+        yaml.dump(spec_json(spec), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True)
+    )
+    sys.stdout.flush()
+    if conv.unmapped:
+        out.print(f"# not mapped ({len(conv.unmapped)}):", markup=False)
+        for u in conv.unmapped:
+            out.print(f"#   {u.field}: {u.why}", markup=False)
+    else:
+        out.print("# not mapped: nothing", markup=False)
+    for note in conv.notes:
+        out.print(f"# note: {note}", markup=False)

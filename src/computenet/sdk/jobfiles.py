@@ -215,7 +215,7 @@ def convert_job_text(
     fmt = detect_format(text, parsed)
     if fmt == "skypilot":
         return _SkyPilot(text, parsed, names).convert()
-    if isinstance(parsed, Mapping) and set(parsed) == {"spec", "unmapped"}:
+    if isinstance(parsed, Mapping) and "spec" in parsed and "unmapped" in parsed:
         # The output of `cnet spec show --json` read back: its spec is the job.
         parsed = parsed["spec"]
     return Conversion("computenet", parsed)
