@@ -454,12 +454,11 @@ class FederatedPolicy:
     def _kept_by(self, job: JobRequest, now: datetime) -> int | None:
         """The region whose policy keeps a decision on `job` until after `now`, if any.
 
-        Reads the simulator's `SchedulerPolicy._waiting` (the lookahead strategy's
-        deferred jobs); a policy without it keeps nothing.
+        Asks each region's `SchedulerPolicy.keeps` (the lookahead strategy's
+        deferred jobs; with any other strategy it keeps nothing).
         """
         for r, pol in enumerate(self._regional):
-            w = getattr(pol, "_waiting", {}).get(job.id)
-            if w is not None and now < w[0] and w[1] == job:
+            if pol.keeps(job, now):
                 return r
         return None
 

@@ -55,17 +55,18 @@ class SchedulerPolicy:
         default_factory=dict, init=False, repr=False
     )
 
+    def keeps(self, job: JobRequest, now: datetime) -> bool:
+        """Whether this policy keeps a decision on `job` (deferred, unchanged) past `now`."""
+        w = self._waiting.get(job.id)
+        return w is not None and now < w[0] and w[1] == job
+
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """One production scheduling cycle."""
         if self.strategy != "lookahead":
             return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy)
         now = snapshot.now
         # A job resubmitted meanwhile (a requeue, a deadline dropped) is a new request.
-        kept = {
-            j.id: w[2]
-            for j in jobs
-            if (w := self._waiting.get(j.id)) is not None and now < w[0] and w[1] == j
-        }
+        kept = {j.id: self._waiting[j.id][2] for j in jobs if self.keeps(j, now)}
         due = [j for j in jobs if j.id not in kept]
         if len(self._waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
             pending = {j.id for j in jobs}
