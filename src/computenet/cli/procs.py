@@ -75,9 +75,24 @@ def server(
         float, typer.Option(help="real seconds a data fetch ticket stays valid after the lease")
     ] = 300.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    log_format: Annotated[
+        str, typer.Option(help="text, or json: one JSON object per line")
+    ] = "text",
+    metrics_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="file holding the token Prometheus sends to GET /metrics (admins may always)"
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane (REST API, scheduler, dispatcher) in the foreground."""
     from computenet.server import Settings, serve
+    from computenet.server.metrics import LOG_FORMATS, read_token_file
+
+    if log_format not in LOG_FORMATS:
+        raise ValidationError(
+            f"unknown log format '{log_format}'", field="log_format", hint="text or json"
+        )
 
     settings = Settings.from_options(
         db=db,
@@ -96,8 +111,9 @@ def server(
         submits_per_s=submits_per_s,
         max_body_bytes=max_body_bytes,
         ticket_ttl_s=ticket_ttl,
+        metrics_token=read_token_file(metrics_token_file) if metrics_token_file else None,
     )
-    serve(settings, log_level=log_level)
+    serve(settings, log_level=log_level, log_format=log_format)
 
 
 @app.command()

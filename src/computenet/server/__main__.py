@@ -10,6 +10,7 @@ from computenet.errors import ComputeNetError
 from computenet.model.limits import MAX_BODY_BYTES
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S
 from computenet.server.app import serve
+from computenet.server.metrics import LOG_FORMATS, read_token_file
 from computenet.server.settings import DEFAULT_DB_URL, Settings
 
 
@@ -58,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         help="real seconds a data fetch ticket stays valid after the lease",
     )
     ap.add_argument("--log-level", default="info")
+    ap.add_argument(
+        "--log-format", default="text", choices=LOG_FORMATS, help="json: one object per line"
+    )
+    ap.add_argument(
+        "--metrics-token-file",
+        default=None,
+        help="file holding the token Prometheus sends to GET /metrics (admins may always)",
+    )
     args = ap.parse_args(argv)
     try:
         settings = Settings.from_options(
@@ -77,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             submits_per_s=args.submits_per_s,
             max_body_bytes=args.max_body_bytes,
             ticket_ttl_s=args.ticket_ttl,
+            metrics_token=(
+                read_token_file(Path(args.metrics_token_file)) if args.metrics_token_file else None
+            ),
         )
     except ComputeNetError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return 2
-    serve(settings, log_level=args.log_level)
+    serve(settings, log_level=args.log_level, log_format=args.log_format)
     return 0
 
 

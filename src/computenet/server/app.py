@@ -25,6 +25,8 @@ from computenet.errors import ComputeNetError, RateLimitedError, ValidationError
 from computenet.protocol import ErrorBody
 from computenet.server.bodylimit import BodyLimit, BodyTooLarge
 from computenet.server.limits import retry_after
+from computenet.server.metrics import configure_logging
+from computenet.server.metrics import router as metrics_router
 from computenet.server.plane import ControlPlane
 from computenet.server.routers import api, center, resolve, sim
 from computenet.server.settings import Settings
@@ -218,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(center.router)
     app.include_router(sim.router)
     app.include_router(resolve.router)
+    app.include_router(metrics_router)  # GET /metrics (server/metrics.py)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:
@@ -254,16 +257,15 @@ def _tune_interpreter() -> None:
     gc.freeze()
 
 
-def serve(settings: Settings, *, log_level: str = "info") -> None:
-    """Run the control plane in the foreground until interrupted (the `cnet server` command)."""
-    import uvicorn
+def serve(settings: Settings, *, log_level: str = "info", log_format: str = "text") -> None:
+    """Run the control plane in the foreground until interrupted (the `cnet server` command).
 
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=getattr(logging, log_level.upper(), logging.INFO),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+    `log_format` ``json`` writes one JSON object per line (server/metrics.py).
+    """
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    as_json = configure_logging(log_level, log_format)
     # Alembic narrates every plugin it loads at INFO; the migration result is enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     app = create_app(settings)
@@ -276,7 +278,13 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         settings.db_url,
     )
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=log_level, access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        # JSON: uvicorn's loggers reach the root's JSON handler instead of its own text ones.
+        log_config=None if as_json else LOGGING_CONFIG,
     )
 
     class _Server(uvicorn.Server):

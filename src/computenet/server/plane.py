@@ -15,6 +15,7 @@ from computenet.scheduler.index import network_index
 from computenet.server.auth import Authenticator
 from computenet.server.leader import Leadership, LeadershipLost, Term
 from computenet.server.limits import Admission
+from computenet.server.metrics import Metrics
 from computenet.server.reconciler import reconcile
 from computenet.server.scheduling import CycleMemory, run_cycle
 from computenet.server.settings import NetworkClock, Settings
@@ -62,6 +63,7 @@ class ControlPlane:
             real=self.clock.real,
         )
         self.submitter = Submitter(self.db, admission=self.admission)
+        self.metrics = Metrics(self)  # GET /metrics: this server's own registry
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
@@ -164,7 +166,8 @@ class ControlPlane:
                 return TickReport(requeued=0, scheduled=0, pending=0)
             try:
                 requeued = reconcile(self)
-                scheduled, pending = run_cycle(self)
+                with self.metrics.cycle_timer():
+                    scheduled, pending = run_cycle(self)
             except LeadershipLost as exc:
                 self.leadership.step_down(exc.message)
                 return TickReport(requeued=0, scheduled=0, pending=0)

@@ -98,6 +98,8 @@ class Settings:
     # Per-tenant defaults (0 = no limit); a tenant's row may override them.
     max_pending_jobs: int = 10_000
     submits_per_s: float = 1000.0
+    # GET /metrics (server/metrics.py): scrapers send this token or an admin's; None: admins only.
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.ticket_ttl_s <= 86_400.0:
