@@ -758,20 +758,20 @@ class _SkyPilot:
         self.unmapped: list[Unmapped] = []
         self.notes: list[str] = []
 
-    def _accelerators(self, value: Any, where: str) -> list[tuple[str, int]]:
-        """'A100:8', {A100: 8, H100: 8}, [A100:8, H100:8] → [(raw name, count), ...]."""
-        items: list[tuple[str, int]] = []
+    def _accelerators(self, value: Any, where: str) -> list[tuple[str, int, str]]:
+        """'A100:8', {A100: 8, H100: 8}, [A100:8, H100:8] → [(raw name, count, where), ...]."""
+        items: list[tuple[str, int, str]] = []
         if isinstance(value, str):
             for part in value.strip().strip("{}").split(","):
                 name, _, n = part.strip().partition(":")
-                items.append((name.strip(), self._count(n.strip() or "1", where)))
+                items.append((name.strip(), self._count(n.strip() or "1", where), where))
         elif isinstance(value, Mapping):
             # YAML reads {A100:8, H100:8} as keys 'A100:8' with no value.
             for name, n in value.items():
                 if n is None:
                     items.extend(self._accelerators(str(name), where))
                 else:
-                    items.append((str(name), self._count(str(n), where)))
+                    items.append((str(name), self._count(str(n), where), where))
         elif isinstance(value, list | tuple | set):
             for v in value:
                 items.extend(self._accelerators(v, where))
@@ -796,7 +796,7 @@ class _SkyPilot:
             )
         return int(x)
 
-    def _resources(self) -> tuple[list[tuple[str, int]], str]:
+    def _resources(self) -> tuple[list[tuple[str, int, str]], str]:
         res = self.raw.get("resources")
         if res is None:
             return [], "resources"
@@ -806,7 +806,7 @@ class _SkyPilot:
                 field="resources",
                 hint="write resources: {accelerators: A100:8}",
             )
-        wanted: list[tuple[str, int]] = []
+        wanted: list[tuple[str, int, str]] = []
         where = "resources.accelerators"
         for key, value in res.items():
             if key == "accelerators":
@@ -855,29 +855,29 @@ class _SkyPilot:
         chip: str | None = None
         count = 0
         if wanted:
-            known = [(match_chip(n, self.chips), n, c) for n, c in wanted]
-            usable = [(m, n, c) for m, n, c in known if m is not None]
+            known = [(match_chip(n, self.chips), n, c, w) for n, c, w in wanted]
+            usable = [k for k in known if k[0] is not None]
             if not usable:
                 raise ValidationError(
-                    "'" + "', '".join(n for n, _ in wanted) + "': no chip in the catalog",
+                    "'" + "', '".join(n for n, _, _ in wanted) + "': no chip in the catalog",
                     field=where,
                     hint="name one of " + ", ".join(self.chips),
                 )
             per_node = usable[0][2]
             types: list[str] = []
-            for m, n, c in known:
+            for m, n, c, at in known:
                 if m is None:
-                    self.unmapped.append(Unmapped(f"{where}={n}:{c}", "not a chip in the catalog"))
+                    self.unmapped.append(Unmapped(f"{at}={n}:{c}", "not a chip in the catalog"))
                 elif c != per_node:
                     self.unmapped.append(
                         Unmapped(
-                            f"{where}={n}:{c}",
+                            f"{at}={n}:{c}",
                             f"ComputeNet asks for one chip count; {per_node} taken from the first",
                         )
                     )
                 else:
                     if n != m:
-                        self.notes.append(f"{where}: '{n}' read as the catalog chip {m}")
+                        self.notes.append(f"{at}: '{n}' read as the catalog chip {m}")
                     if m not in types:
                         types.append(m)
             chip = types[0]
