@@ -276,8 +276,26 @@ def keep_below(job: JobRow, center_id: str, attempt: int, path: list[PathHop]) -
         "path": [h.model_dump(mode="json", exclude_none=True) for h in path],
     }
     usage = job.usage or {}
-    if usage.get(BELOW) != new:
+    old = usage.get(BELOW)
+    if _settled(old, center_id, attempt) and not _settled(new, center_id, attempt):
+        # A heartbeat taken before the run ended can arrive after the usage report
+        # that carried the final path: the region's job does not come back to life.
+        return
+    if old != new:
         job.usage = {**usage, BELOW: new}  # a new object: the JSON column sees the change
+
+
+def _settled(below: object, center_id: str, attempt: int) -> bool:
+    """Whether a kept path below is this run's and ended at the region (its first hop final)."""
+    if not isinstance(below, dict) or below.get("center") != center_id:
+        return False
+    hops = below.get("path") or []
+    return (
+        below.get("attempt") == attempt
+        and bool(hops)
+        and isinstance(hops[0], dict)
+        and hops[0].get("state") in _FINAL
+    )
 
 
 def report_replica(

@@ -120,6 +120,24 @@ def test_the_path_below_is_shown_at_the_top_with_the_deepest_reason_first(fed: N
     assert "path" in r.json()["field"]
 
 
+def test_a_late_heartbeat_does_not_bring_a_finished_region_job_back_to_running(
+    fed: Net,
+) -> None:
+    fed.register(REGION)
+    view = fed.submit(job_spec(center=REGION)).json()
+    attempt = fed.run_to_running(REGION, view["id"])
+
+    def beat(state: str) -> None:
+        hop = _hop("gba", center="gz", job_id="j-1", state=state)
+        progress = [{"job_id": view["id"], "attempt": attempt, "path": [hop]}]
+        r = _beat(fed, REGION, running=[view["id"]], progress=progress)
+        assert r.status_code == 200, r.text
+
+    beat("SUCCEEDED")  # as the usage report carries it at the end
+    beat("RUNNING")  # a heartbeat built before the region's job ended, arriving after
+    assert fed.job(view["id"])["path"][1]["state"] == "SUCCEEDED"
+
+
 def test_a_regions_queue_and_used_chips_show_in_its_center_view(fed: Net) -> None:
     fed.register(REGION)
     cap = [{"chip": "H100", "total": 8, "free": 2, "used": 6, "queued": 4}]
