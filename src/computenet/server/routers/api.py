@@ -25,6 +25,8 @@ from computenet.protocol import (
     WhoAmI,
 )
 from computenet.protocol.admin import AuditPage, DataKeyView, TokenInfo
+from computenet.protocol.jobfiles import JobFileText, JobFileView, UnmappedField
+from computenet.sdk.specfile import job_from_text
 from computenet.server import admin, datasets, jobs, metering, paging
 from computenet.server.deps import Admin, Plane, User
 from computenet.server.plane import ControlPlane
@@ -93,6 +95,22 @@ def job_logs(
 def quote(body: JobSpec, plane: Plane, who: User) -> QuoteView:
     """Options with price and finish time for a job spec; nothing is submitted."""
     return jobs.quote_job(plane, who, body)
+
+
+@router.post("/jobfiles/convert", response_model=JobFileView, tags=["jobs"])
+def convert_job_file(body: JobFileText, who: User) -> JobFileView:
+    """A job file's text — ComputeNet, SkyPilot task or Slurm script — as a spec; 422 if bad.
+
+    The same converter as `cnet spec show` (computenet.sdk.jobfiles): every field it
+    could not map is listed with why. Nothing is stored; quote or submit the spec.
+    """
+    spec, conv = job_from_text(body.text, where="text", partition_map=body.partition_map)
+    return JobFileView(
+        format=conv.format,
+        spec=spec,
+        unmapped=[UnmappedField(field=u.field, why=u.why) for u in conv.unmapped],
+        notes=conv.notes,
+    )
 
 
 @router.get("/centers", response_model=list[CenterView], tags=["network"])
