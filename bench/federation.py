@@ -156,7 +156,7 @@ class Sample:
 
 def processes(args: argparse.Namespace) -> None:
     """Real national + region planes; jobs alternate through the hierarchy and direct."""
-    from tests.integration.test_federation import federation, job
+    from tests.helpers.federation import federation, job
 
     rng = random.Random(7)
     with contextlib.ExitStack() as stack:

@@ -28,8 +28,8 @@ from computenet.errors import ComputeNetError
 from computenet.model import JobState
 from computenet.protocol import JobDetail, JobView
 from computenet.sdk import Client
+from tests.helpers.federation import center_agent, logs_under, network_agent, stop_all, until
 from tests.helpers.processes import start_server
-from tests.integration.test_federation import _agent, _network_agent, logs_under, stop_all, until
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
@@ -197,13 +197,13 @@ def ovf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overflow]:
         clients += [region, national, up, link]
 
         region_net, national_net = home / "region.yaml", tmp / "national.yaml"
-        procs["sz"] = _agent(
+        procs["sz"] = center_agent(
             home, "sz", region_url, region_admin.center_token("sz").token, region_net
         )
-        procs["bj"] = _agent(
+        procs["bj"] = center_agent(
             top, "bj", national_url, national_admin.center_token("bj").token, national_net
         )
-        procs["gba"] = _network_agent(
+        procs["gba"] = network_agent(
             tmp,
             "gba",
             national_url,

@@ -30,16 +30,16 @@ import pytest
 from computenet.model import JobState
 from computenet.protocol import JobDetail
 from computenet.sdk import Client
-from tests.helpers.processes import start_server
-from tests.integration.test_federation import (
+from tests.helpers.federation import (
     Region,
-    _network_agent,
-    _region,
     all_logs,
     logs_under,
+    network_agent,
+    start_region,
     stop_all,
     until,
 )
+from tests.helpers.processes import start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
@@ -109,8 +109,8 @@ def nation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nation]:
     clients: list[Client] = []
     try:
         regions = {
-            "gba": _region(tmp, "gba-region", GBA, procs),
-            "yrd": _region(tmp, "yrd-region", YRD, procs),
+            "gba": start_region(tmp, "gba-region", GBA, procs),
+            "yrd": start_region(tmp, "yrd-region", YRD, procs),
         }
         for r in regions.values():
             clients += [r.admin, r.link]
@@ -143,7 +143,7 @@ def nation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nation]:
                 lambda r=region: all(c.online for c in r.link.centers()),  # type: ignore[misc]
                 tmp,
             )
-            procs[name] = _network_agent(
+            procs[name] = network_agent(
                 tmp, name, url, admin.center_token(name).token, region.url, region.link_token_file
             )
         until("both regions online", lambda: all(c.online for c in user.centers()), tmp)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from computenet.model import JobState
-from tests.integration import test_federation as federation_test
-from tests.integration.test_federation import Federation, federation, job
+from tests.helpers import federation as federation_helpers
+from tests.helpers.federation import Federation, federation, job
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 @pytest.fixture
 def nested(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Federation]:
     # The region's prefix is the nation's prefix plus the region's center id there.
-    monkeypatch.setattr(federation_test, "REGION", federation_test.REGION + "identifier: cn.gba\n")
+    monkeypatch.setattr(
+        federation_helpers, "REGION", federation_helpers.REGION + "identifier: cn.gba\n"
+    )
     with federation(tmp_path) as fed:
         yield fed
 
