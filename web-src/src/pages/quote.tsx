@@ -1,4 +1,7 @@
 // Quote page: paste or upload a job spec (YAML or JSON), see the options, submit the chosen one.
+// A SkyPilot task or a Slurm batch script is read too: the server converts it
+// (POST /api/v1/jobfiles/convert, the converter `cnet spec show` uses) and the page
+// lists what it could not map.
 
 import { load as loadYaml, YAMLException } from "js-yaml";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -48,6 +51,37 @@ export function parseSpec(text: string): JobSpec {
   return JSON.parse(JSON.stringify(spec)) as JobSpec;
 }
 
+/** What the server made of a SkyPilot task or a Slurm script (POST /api/v1/jobfiles/convert). */
+export interface JobFileView {
+  format: "computenet" | "skypilot" | "slurm";
+  spec: JobSpec;
+  unmapped: { field: string; why: string }[];
+  notes: string[];
+}
+
+/** True unless `text` is plainly ComputeNet's own job file; the server tells the format. */
+export function needsConversion(text: string): boolean {
+  if (/^#SBATCH/m.test(text)) return true;
+  let doc: unknown;
+  try {
+    doc = text.trim().startsWith("{") ? JSON.parse(text) : loadYaml(text);
+  } catch {
+    return false; // parseSpec reports the syntax error with its line
+  }
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) return false;
+  const keys = Object.keys(doc);
+  return !["class", "command", "work", "spec"].some((k) => keys.includes(k));
+}
+
+/** The spec of any job file: ours parsed here, a SkyPilot task or Slurm script by the server. */
+async function readJobFile(text: string): Promise<{ spec: JobSpec; converted: JobFileView | null }> {
+  if (!text.trim() || !needsConversion(text)) return { spec: parseSpec(text), converted: null };
+  const view = await api<JobFileView>("/api/v1/jobfiles/convert", { body: { text } });
+  // Leave out the fields the server filled with null: the spec as a user would write it.
+  const spec = JSON.parse(JSON.stringify(view.spec, (_k, v) => (v === null ? undefined : v))) as JobSpec;
+  return { spec, converted: view };
+}
+
 function optionKey(o: QuoteOption): string {
   return `${o.center}|${o.chip}|${o.count}|${o.planned_start}`;
 }
@@ -60,6 +94,7 @@ export function QuotePage() {
   const [submitError, setSubmitError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState<"quote" | "submit" | null>(null);
   const [canPin, setCanPin] = useState<boolean | null>(null);
+  const [converted, setConverted] = useState<JobFileView | null>(null);
   useEffect(() => {
     void submitRequestFields().then((f) => setCanPin(f.has("pin_center")));
   }, []);
@@ -70,14 +105,18 @@ export function QuotePage() {
     setError(null);
     setSubmitError(null);
     let spec: JobSpec;
+    setBusy("quote");
     try {
-      spec = parseSpec(text);
+      const read = await readJobFile(text);
+      spec = read.spec;
+      setConverted(read.converted);
     } catch (exc) {
       setQuote(null);
+      setConverted(null);
       setError(exc as ApiError);
+      setBusy(null);
       return;
     }
-    setBusy("quote");
     try {
       const view = await api<QuoteView>("/api/v1/quote", { body: spec });
       setQuote({ view, spec, key: newKey("quote") });
@@ -102,6 +141,7 @@ export function QuotePage() {
     }
     setText(await file.text());
     setQuote(null);
+    setConverted(null);
     setError(null);
     input.value = "";
   };
@@ -141,7 +181,7 @@ export function QuotePage() {
       <div class="quote-layout">
         <Section title="Job spec" id="spec">
           <form onSubmit={getQuote}>
-            <label for="spec-text">Paste a job file (YAML or JSON)</label>
+            <label for="spec-text">Paste a job file (YAML or JSON) — or a SkyPilot task, or a Slurm #SBATCH script</label>
             <textarea
               id="spec-text"
               class="code"
@@ -164,14 +204,42 @@ export function QuotePage() {
               </button>
               <label class="button secondary file">
                 Upload file…
-                <input type="file" accept=".yaml,.yml,.json,application/json,text/yaml" onChange={upload} />
+                <input type="file" accept=".yaml,.yml,.json,.sh,.sbatch,.slurm,application/json,text/yaml,text/x-shellscript" onChange={upload} />
               </label>
-              <button type="button" class="secondary" onClick={() => (setText(EXAMPLE_SPEC), setQuote(null), setError(null))}>
+              <button type="button" class="secondary" onClick={() => (setText(EXAMPLE_SPEC), setQuote(null), setError(null), setConverted(null))}>
                 Load example
               </button>
             </div>
           </form>
           <ErrorBox error={error} title="Cannot quote this job" />
+          {converted && (
+            <div class="converted" data-testid="converted">
+              <p>
+                Read as a <strong>{converted.format === "slurm" ? "Slurm batch script" : "SkyPilot task"}</strong>:{" "}
+                {converted.spec.chips?.count ?? 1} × {(converted.spec.chips?.types ?? []).join(" or ") || converted.spec.chips?.stack || "any chip"},
+                class {converted.spec.class}.
+              </p>
+              {converted.unmapped.length > 0 && (
+                <details open>
+                  <summary>Not mapped ({converted.unmapped.length})</summary>
+                  <ul class="reasons">
+                    {converted.unmapped.map((u, i) => (
+                      <li key={i}>
+                        <code>{u.field}</code>: {u.why}
+                      </li>
+                    ))}
+                  </ul>
+                </details>
+              )}
+              {converted.notes.length > 0 && (
+                <ul class="reasons muted small">
+                  {converted.notes.map((n, i) => (
+                    <li key={i}>{n}</li>
+                  ))}
+                </ul>
+              )}
+            </div>
+          )}
         </Section>
         <div ref={resultRef} tabIndex={-1} class="quote-result" aria-live="polite">
           {quote && (
