@@ -6,6 +6,7 @@ bad input is a `ValidationError` naming the field and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,14 @@ CHIPS = builtin_chip_names()
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "jobfiles"
 
 
-def convert(text: str, **kw: object) -> tuple[JobSpec, Conversion]:
+def convert(
+    text: str, partition_map: Mapping[str, str] | None = None
+) -> tuple[JobSpec, Conversion]:
     """Convert and validate, as every caller does."""
-    return job_from_text(text, **kw)  # type: ignore[arg-type]
+    spec: JobSpec
+    conv: Conversion
+    spec, conv = job_from_text(text, partition_map=partition_map)
+    return spec, conv
 
 
 def fields(c: Conversion) -> list[str]:
