@@ -12,6 +12,7 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from computenet.cli.main import main as cnet_main
 from computenet.errors import ValidationError
 from computenet.server.__main__ import main as server_main
 from computenet.server.metrics import (
@@ -234,6 +235,21 @@ def test_the_server_command_refuses_a_missing_token_file_in_one_line(
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "metrics_token_file" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--metrics-token-file", "/nonexistent/token"], "metrics_token_file"),
+        (["--log-format", "xml"], "log_format"),
+    ],
+)
+def test_cnet_server_refuses_bad_metrics_and_log_options_in_one_line(
+    args: list[str], field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cnet_main(["server", "--db", "sqlite://", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and field in err
 
 
 def test_json_log_lines_carry_time_level_logger_and_message() -> None:
