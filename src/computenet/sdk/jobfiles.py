@@ -624,6 +624,8 @@ class _Slurm:
                 partition = value
             elif name == "constraint" and value and match_chip(value, self.chips):
                 constraint_chip = self._chip(value, where)
+            elif name == "export" and not value:
+                self.unmapped.append(Unmapped(where, "gives no variables: write NAME=value"))
             elif name == "export":
                 for item in (value or "").split(","):
                     key, eq, val = item.partition("=")
@@ -650,6 +652,13 @@ class _Slurm:
         chip: str | None
         if total is not None:
             chip, count = total
+            if per_node is not None:
+                self.unmapped.append(
+                    Unmapped(
+                        "#SBATCH --gres/--gpus-per-node/--gpus-per-task",
+                        "--gpus gives the job's GPUs in all and wins, as one count is asked",
+                    )
+                )
         elif per_node is not None:
             chip = per_node[0]
             if per_task is not None:
@@ -663,6 +672,13 @@ class _Slurm:
         directives = cnet_directives(self.text)
         if count == 0:
             # No GPUs: whole CPU nodes.
+            if constraint_chip is not None:
+                self.unmapped.append(
+                    Unmapped(
+                        f"#SBATCH --constraint={constraint_chip}",
+                        "names a chip, but the script asks for no GPUs: add --gres=gpu:N",
+                    )
+                )
             chip, count = (CPU_CHIP if CPU_CHIP in self.chips else chip), nodes
             spec["chips"] = {"count": count, "stack": "cpu"}
             default_class = DEFAULT_CPU_CLASS

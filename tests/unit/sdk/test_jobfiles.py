@@ -131,6 +131,19 @@ def test_gres_without_a_type_is_any_cuda_chip_counted_on_the_default() -> None:
     assert any("no GPU type" in n for n in c.notes)
 
 
+@pytest.mark.parametrize(
+    ("directives", "listed"),
+    [
+        ("--export", "#SBATCH --export"),
+        ("--constraint=a100", "#SBATCH --constraint=A100"),
+        ("--gpus=4 --gres=gpu:a100:2", "#SBATCH --gres/--gpus-per-node/--gpus-per-task"),
+    ],
+)
+def test_directives_that_cannot_all_apply_are_listed(directives: str, listed: str) -> None:
+    _, c = convert(f"#!/bin/bash\n#SBATCH -t 5 {directives}\necho\n")
+    assert listed in fields(c)
+
+
 def test_a_cpu_only_script_asks_for_cpu_nodes() -> None:
     spec, _ = convert("#!/bin/bash\n#SBATCH -N 3 -t 30 -p compute\nmake -j\n")
     assert spec.chips.count == 3
