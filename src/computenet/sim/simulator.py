@@ -11,12 +11,14 @@ metered with `computenet.metering.charge`, the function the server bills with.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
@@ -26,7 +28,7 @@ from computenet.model import JobState, check_transition
 from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Reservation, Snapshot
 from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
-from computenet.scheduler.ordering import order_key
+from computenet.scheduler.ordering import standing_key
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.sim.calendar import CapacityCalendar
@@ -118,6 +120,10 @@ class Simulation:
         self.queue: list[deque[int]] = [deque() for _ in range(n_pools)]
         self.req: dict[int, JobRequest] = {}
         self.pending: dict[int, None] = {}
+        # The pending jobs in the cycle's order: a heap of (standing_key, job), and each
+        # pending job's current key (an entry with another key is stale).
+        self._backlog: list[tuple[tuple[int, bool, datetime, datetime, str], int]] = []
+        self._order: dict[int, tuple[int, bool, datetime, datetime, str]] = {}
         self.active: dict[int, _Active] = {}
         self.done = 0
         self._cycle_at: float | None = None
@@ -243,6 +249,7 @@ class Simulation:
             self._set(i, JobState.CANCELLED)
             return
         self.pending[i] = None
+        self._queue_up(i)
         if req.deadline is not None and self.cfg.resubmit_late:
             self.env.at(float(self.wl.deadline[i]), PRIO_ARRIVAL, self._expire, i)  # type: ignore[index]
         if self.cfg.max_pending_days is not None:
@@ -295,6 +302,7 @@ class Simulation:
         """A pending job's deadline passed: it is resubmitted to run as soon as possible."""
         if i in self.pending and i in self.req and self.req[i].deadline is not None:
             self.req[i] = replace(self.req[i], deadline=None)
+            self._queue_up(i)
             self._want_cycle()
 
     # ---------------------------------------------------------------- the cycle
@@ -374,12 +382,31 @@ class Simulation:
                 self.env.at(a.start_s, PRIO_START, self._start, (i, a.attempt))
             self.cal.reserve(i, a.pool, a.count, a.start_s, a.finish_s)
 
+    def _queue_up(self, i: int) -> None:
+        """Put pending job `i` in the backlog's order (again, when its request changed)."""
+        key = standing_key(self.req[i])
+        self._order[i] = key
+        heapq.heappush(self._backlog, (key, i))
+
     def _batch(self) -> list[int]:
-        """The pending jobs this cycle looks at: the scheduler's order, at most `max_batch`."""
+        """The pending jobs this cycle looks at: the scheduler's order, at most `max_batch`.
+
+        The backlog is a heap in `standing_key` order (the cycle's order, which
+        does not move with the clock), so a cycle takes its first `max_batch`
+        jobs in O(max_batch log n) instead of sorting every pending job: with a
+        backlog of 10⁵ jobs the sort was nearly all of a 1M-job run. Entries of
+        jobs placed, withdrawn or re-ordered since are dropped as they surface.
+        """
         if len(self.pending) <= self.cfg.max_batch:
             return list(self.pending)
-        now = self.env.datetime()
-        return sorted(self.pending, key=lambda i: order_key(self.req[i], now))[: self.cfg.max_batch]
+        out: list[int] = []
+        while self._backlog and len(out) < self.cfg.max_batch:
+            key, i = heapq.heappop(self._backlog)
+            if i in self.pending and self._order.get(i) == key and (not out or out[-1] != i):
+                out.append(i)
+        for i in out:  # still pending until the cycle places them; placed ones drop out later
+            heapq.heappush(self._backlog, (self._order[i], i))
+        return out
 
     def _commit(self, i: int, d: Decision) -> None:
         pl = d.placement
@@ -657,6 +684,7 @@ class Simulation:
             deadline = None
         self.req[i] = replace(req, avoid_centers=(*req.avoid_centers, center_id), deadline=deadline)
         self.pending[i] = None
+        self._queue_up(i)
         self._want_cycle()
 
     # ---------------------------------------------------------------- the end
