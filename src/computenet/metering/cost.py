@@ -6,11 +6,14 @@ and hourly tariff), the CU·h delivered, and the data brought in as lots of
 exact money (Decimal, each component rounded half-even to the fen once):
 placements, quotes, the server's bills and the simulator's totals all call it.
 
-The scheduler compares thousands of (pool, start) options at once; it calls
-the vector form `option_costs` (float ¥, same formula: energy integrated
-over the tariff hour by hour, service per CU·h, transfer per GB), and the LP
-bound prices a chip-hour with `energy_cny_per_chip_hour`. A test holds the
-vector form equal to `price` to the fen on random inputs.
+The scheduler compares thousands of (pool, start) options at once. The
+vector form `option_costs` (float ¥, same formula: energy integrated over
+the tariff hour by hour, service per CU·h, transfer per GB) prices them for
+the LP bound, which also prices a chip-hour with `energy_cny_per_chip_hour`;
+the cycle runs the same formula compiled (`scheduler/kernel.py`). Two tests
+chain them: the vector form equals `price` to the fen on random inputs
+(tests/unit/metering/test_cost_model.py), and the kernel's options equal the
+vector form's to the last bit (tests/unit/scheduler/test_kernel_equal.py).
 """
 
 from __future__ import annotations
