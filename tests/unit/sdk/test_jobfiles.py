@@ -500,3 +500,47 @@ def test_the_converter_imports_nothing_of_the_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+_FRAGMENTS = st.sampled_from(
+    [
+        "#!/bin/bash\n",
+        "#SBATCH ",
+        "--gres=gpu:",
+        "--time=",
+        "-N ",
+        "--gpus-per-task=",
+        "--ntasks=",
+        "--deadline=now+",
+        "--export=",
+        "# cnet: hours=",
+        "resources:\n  accelerators: ",
+        "any_of:\n  - ",
+        "{A100:8, h100: 2}",
+        "[a100, 910b:1]",
+        "run: ",
+        "setup: ",
+        "num_nodes: ",
+        "envs: {A: 1, B: null}\n",
+        "file_mounts: {/d: cnet://x, 3: {source: 4}}\n",
+        "workdir: 7\n",
+        "name: ",
+        "\n",
+        "1",
+        "0",
+        ":",
+        "-",
+        "'",
+        "a100",
+        "2027-01-01",
+        " ",
+    ]
+)
+
+
+@given(st.lists(_FRAGMENTS, max_size=25).map("".join))
+def test_any_text_converts_or_is_a_validation_error(text: str) -> None:
+    try:
+        convert(text)
+    except ValidationError as exc:
+        assert exc.field and exc.message
