@@ -57,6 +57,11 @@ CYCLE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 # Network seconds (the clock of deadlines and bills): a minute to two days.
 WAIT_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 86_400, 172_800)
 
+# The admission wait: timeline events read per query, and how far back each scrape looks
+# again for events that committed after newer ones (`Metrics.catch_up`).
+PAGE = 10_000
+RECHECK_EVENTS = 1_000
+
 # Why a job waits, as a short category: the label must stay of bounded cardinality,
 # so the scheduler's free text (it names chips, counts and times) is never a label.
 # Checked in order against the job's first reason (lower case); first match wins.
@@ -253,6 +258,7 @@ class Metrics:
         )
         self.registry.register(_StateCollector(plane))
         self._seen_event = 0  # the newest timeline event already observed
+        self._recent: set[int] = set()  # ids observed within RECHECK_EVENTS of it
         self._lock = threading.Lock()
 
     def cycle_timer(self) -> AbstractContextManager[object]:
@@ -261,18 +267,31 @@ class Metrics:
         return timer
 
     def catch_up(self) -> int:
-        """Observe the admission wait of every job first started since the last call."""
+        """Observe the admission wait of every job first started since the last call.
+
+        Event ids are handed out before their transactions commit, so on
+        PostgreSQL an event may become visible after a newer one was already
+        read: each call looks again at the last `RECHECK_EVENTS` ids and skips
+        those it observed (`_recent`), so a late commit is counted once.
+        """
         observed = 0
         with self._lock, self._plane.db.read() as s:
+            after = max(0, self._seen_event - RECHECK_EVENTS)
             while True:
-                page = store_metrics.first_starts(s, self._seen_event)
+                page = store_metrics.first_starts(s, after, PAGE)
                 for start in page:
+                    after = start.event_id
+                    if start.event_id in self._recent:
+                        continue
                     wait = (start.started_at - start.submitted_at).total_seconds()
                     self.admission_wait.observe(max(0.0, wait))
-                    self._seen_event = start.event_id
-                observed += len(page)
-                if len(page) < 10_000:
+                    self._recent.add(start.event_id)
+                    self._seen_event = max(self._seen_event, start.event_id)
+                    observed += 1
+                if len(page) < PAGE:
                     break
+            floor = self._seen_event - RECHECK_EVENTS
+            self._recent = {i for i in self._recent if i > floor}
         return observed
 
     def render(self) -> bytes:
