@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -216,13 +216,3 @@ def wait_http(url: str, child: Child | None = None, timeout_s: float = 60.0) -> 
         field=child.name if child else "url",
         hint=f"see {child.log_path}" if child else "is the server running?",
     )
-
-
-@contextlib.contextmanager
-def ignoring_sigint() -> Iterator[None]:
-    """Run a block that must not be interrupted half-way by Ctrl-C."""
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from computenet.model.chips import Chip
@@ -39,8 +37,3 @@ class ThroughputMatrix(BaseModel):
         if eff is None:
             return 0.0
         return chip.bf16_tflops * eff / 1000.0
-
-    def relative_speed(self, cls: str, chips: Mapping[str, Chip], chip: str, ref: str) -> float:
-        """Speed of `chip` relative to `ref` on class `cls` (1.0 = as fast as the reference)."""
-        ref_rate = self.delivered_pflops(cls, chips[ref])
-        return self.delivered_pflops(cls, chips[chip]) / ref_rate if ref_rate else 0.0

@@ -84,7 +84,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import highspy
 import numpy as np
@@ -1245,8 +1245,3 @@ def _run_rows(
     uniq, inv = np.unique(key, return_inverse=True)
     vals = np.bincount(inv, weights=seg.chips[s][col[keep]] * occ[keep])
     return uniq // n_cap, uniq % n_cap, vals
-
-
-def bound_window_end(last: datetime, extra: timedelta = timedelta(days=30)) -> datetime:
-    """A default `end`: the last instant of interest plus the simulator's drain allowance."""
-    return last + extra

@@ -93,10 +93,6 @@ class Snapshot:
         """Hours from `hour0` to `now` (how much of slot 0's hour has passed)."""
         return (self.now - self.hour0).total_seconds() / 3600.0
 
-    def slot_start(self, s: int) -> datetime:
-        """Instant at which slot `s` begins."""
-        return self.now if s == 0 else self.hour0 + timedelta(hours=s)
-
 
 def build_snapshot(
     network: Network,

@@ -7,7 +7,7 @@ scheduler's `JobRequest` only when the job arrives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -137,28 +137,6 @@ class Workload:
     def requests(self, epoch: datetime) -> list[JobRequest]:
         """Every job's request (for the bound and tests; the engine builds them lazily)."""
         return [self.request(i, epoch) for i in range(len(self))]
-
-    def subset(self, rows: np.ndarray, name: str | None = None) -> Workload:
-        """A workload of only these rows (renumbered)."""
-        cols = {
-            k: getattr(self, k)[rows]
-            for k in (
-                "arrival",
-                "cls",
-                "count",
-                "cu_hours",
-                "shape",
-                "deadline",
-                "budget",
-                "priority",
-                "interactive",
-                "data_gb",
-                "data_loc",
-                "residency",
-                "runtime_factor",
-            )
-        }
-        return replace(self, name=name or self.name, notes=list(self.notes), **cols)
 
 
 def _east_tag(net: Network) -> str | None:

@@ -230,18 +230,6 @@ def list_jobs(
     return list(s.scalars(q))
 
 
-def pending_jobs(s: Session, limit: int | None = None) -> list[JobRow]:
-    """PENDING jobs nobody asked to cancel, oldest first."""
-    q = (
-        select(JobRow)
-        .where(JobRow.state == JobState.PENDING.value, JobRow.cancel_requested.is_(False))
-        .order_by(JobRow.submitted_at, JobRow.id)
-    )
-    if limit is not None:
-        q = q.limit(limit)
-    return list(s.scalars(q))
-
-
 class PendingHead(NamedTuple):
     """The few columns of a PENDING job a scheduling cycle reads (a tuple: cheap to make)."""
 
@@ -309,20 +297,6 @@ def pending_heads(s: Session, ids: Sequence[str] | None = None) -> list[PendingH
     ]
     heads.sort(key=lambda h: (h.submitted_at, h.id))
     return heads
-
-
-def specs_of(s: Session, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """{job id: stored spec} for `ids`."""
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        out.update(
-            {
-                i: spec
-                for i, spec in s.execute(select(JobRow.id, JobRow.spec).where(JobRow.id.in_(chunk)))
-            }
-        )
-    return out
 
 
 def spec_texts(s: Session, ids: Sequence[str]) -> dict[str, str | dict[str, Any]]:
