@@ -252,7 +252,9 @@ def staging_inputs(
             lat = float(paths.latency_s[i, j])
             if bw <= 0 or not math.isfinite(lat):
                 continue
-            est = lat + ds.size_bytes * plane.network.data_scale * 8 / 1e9 / bw
+            est = paths.transfer_s(
+                r.center, center_id, ds.size_bytes * plane.network.data_scale / 1e9
+            )
             rank = -1.0 if r.center == preferred else est
             sources.append(
                 (
@@ -274,7 +276,8 @@ def staging_inputs(
                     ),
                 )
             )
-        sources.sort(key=lambda x: (x[0], x[1].center))
+        # Latency breaks ties: an empty dataset costs every source 0 s to move.
+        sources.sort(key=lambda x: (x[0], x[1].latency_ms, x[1].center))
         out.append(
             StagingInput(
                 dataset=name,
