@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import inspect
 import logging
 import random
 import threading
@@ -367,15 +366,10 @@ class Agent:
                 # Jobs left running stop by themselves at our fence unless taken back.
                 left = 0.0 if fence == float("-inf") else fence - time.monotonic()
                 self.backend.detach_until = time.time() + max(0.0, left)
-            close = getattr(self.backend, "close", None)
-            if callable(close):
-                try:
-                    if "keep_jobs" in inspect.signature(close).parameters:
-                        close(keep_jobs=keep)
-                    elif not keep:
-                        close()
-                except Exception:
-                    logger.exception("closing the backend failed")
+            try:
+                self.backend.close(keep_jobs=keep)
+            except Exception:
+                logger.exception("closing the backend failed")
             if not keep:
                 for held in self.jobs.values():
                     if held.handle and held.phase == "submitted":
@@ -905,6 +899,16 @@ class Agent:
                 charge = None
             if charge is not None:
                 usage["metered"] = charge.model_dump(mode="json")
+        # The center scheduler's own record (Slurm's sacct): informational, not billed.
+        accounting = getattr(self.backend, "accounting", None)
+        if callable(accounting) and held.handle:
+            try:
+                record = accounting(held.handle)
+            except Exception as exc:
+                logger.warning("%s: scheduler accounting unavailable: %s", held.job_id, exc)
+                record = None
+            if record is not None:
+                usage["scheduler"] = record.model_dump(mode="json")
         paths = getattr(self.backend, "paths", None)  # a region: where the job ended below
         if callable(paths) and held.handle and not self._not_region:
             path = paths([held.handle]).get(held.handle)

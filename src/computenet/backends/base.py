@@ -28,7 +28,10 @@ class Capability(Flag):
     LOGS = auto()
     REATTACH = auto()  # finds its jobs again after an agent restart
     ACCELERATORS = auto()  # maps chips to real devices (GRES, resource limits)
-    ACCOUNTING = auto()  # reports usage from the local scheduler's own records
+    # Reports usage from the local scheduler's own records: a backend with it may have
+    # `accounting(handle) -> protocol.center.SchedulerUsage | None`, which the agent
+    # puts into the usage report (`UsageReport.scheduler`) when the job ends.
+    ACCOUNTING = auto()
 
 
 class BackendState(StrEnum):

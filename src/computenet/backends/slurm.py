@@ -28,7 +28,15 @@ PATH (or in `bin_dir`), and ``SLURM_CONF`` set when the cluster needs it.
 - **Labels.** ``--comment=computenet center=<center> key=<key>`` marks every job,
   so `list_jobs` finds this center's jobs in ``squeue`` even with the state dir gone.
 - **Capacity.** ``sinfo --json`` where the version has it, else ``sinfo -O``.
-- **Accounting.** `usage(handle)` reads ``sacct`` (elapsed and CPU time).
+- **Time limit.** A job with a plan gets ``--time`` = its planned run (real
+  seconds: `BackendJob.planned_run_s`, already network time / ``time_scale``)
+  × (1 + `time_margin`) + `time_margin_s`, rounded up to whole minutes (Slurm's
+  unit), at least `MIN_TIME_LIMIT_S`: Slurm itself kills an overrun, which then
+  ends FAILED with a message naming the limit (``TIMEOUT``). A job without a plan
+  gets no ``--time`` (the partition's default); ``--time`` in `sbatch_args` wins.
+- **Accounting.** `usage(handle)` reads ``sacct -P -n -X`` (state, exit code,
+  ``ElapsedRaw``, ``CPUTimeRAW``, ``AllocTRES``, ``Timelimit``); `accounting(handle)`
+  is that as the usage report's `SchedulerUsage`, which the agent sends.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import grp
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -43,6 +52,7 @@ import shlex
 import shutil
 import subprocess
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +71,7 @@ from computenet.backends.base import (
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
 from computenet.protocol import PoolCapacity
+from computenet.protocol.center import SchedulerUsage
 
 logger = logging.getLogger(__name__)
 
@@ -110,18 +121,143 @@ _BAD_NODE_FLAGS = {
     "POWERING_DOWN",
     "REBOOT_REQUESTED",
 }
+# ``--time`` = plan × (1 + TIME_MARGIN) + TIME_MARGIN_S, at least MIN_TIME_LIMIT_S:
+# a plan is an estimate, and a job killed for a small overrun loses all its work.
+TIME_MARGIN = 0.25
+TIME_MARGIN_S = 300.0
+MIN_TIME_LIMIT_S = 60.0
+# How long `accounting` waits for slurmdbd to record a job slurmctld says has ended.
+ACCOUNTING_WAIT_S = 3.0
+# sacct's columns for `usage`, in this order (`parse_sacct_usage` reads them).
+SACCT_USAGE_FIELDS = "JobID,State,ExitCode,ElapsedRaw,CPUTimeRAW,AllocTRES,Timelimit"
+_MEM_UNITS = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2, "P": 1024.0**3}
 _GRES_ITEM = re.compile(r"^(?P<name>[^:(]+)(?::(?P<type>[^:(]+))?:(?P<count>\d+)")
 
 
 @dataclass(frozen=True)
 class SlurmUsage:
-    """What Slurm's accounting recorded for one job."""
+    """What Slurm's accounting recorded for one job (one ``sacct -X`` line)."""
 
     handle: str
     state: BackendState
-    run_real_s: float
-    cpu_s: float
-    alloc_tres: str
+    run_real_s: float  # ElapsedRaw
+    cpu_s: float  # CPUTimeRAW
+    alloc_tres: str  # AllocTRES as sacct prints it
+    slurm_state: str = ""  # e.g. COMPLETED, TIMEOUT, CANCELLED
+    exit_code: int | None = None
+    cpus: int = 0
+    gpus: int = 0
+    mem_mb: float = 0.0
+    time_limit_s: float | None = None  # None: unlimited or unknown
+
+    def report(self) -> SchedulerUsage:
+        """This record as the usage report's `SchedulerUsage`."""
+        return SchedulerUsage(
+            scheduler="slurm",
+            job_id=self.handle,
+            state=self.slurm_state,
+            exit_code=self.exit_code,
+            elapsed_s=self.run_real_s,
+            cpu_s=self.cpu_s,
+            cpus=self.cpus,
+            gpus=self.gpus,
+            mem_mb=self.mem_mb,
+            time_limit_s=self.time_limit_s,
+        )
+
+
+def time_limit(
+    planned_run_s: float, margin: float = TIME_MARGIN, margin_s: float = TIME_MARGIN_S
+) -> str | None:
+    """``sbatch --time`` for a job planned to run `planned_run_s` real seconds.
+
+    Plan × (1 + `margin`) + `margin_s`, rounded up to whole minutes (Slurm keeps
+    limits in minutes), at least `MIN_TIME_LIMIT_S`, as ``[D-]HH:MM:00``. None when
+    the plan is unknown (0, negative or not finite): the job keeps the partition's limit.
+    """
+    if not math.isfinite(planned_run_s) or planned_run_s <= 0:
+        return None
+    seconds = max(MIN_TIME_LIMIT_S, planned_run_s * (1 + margin) + margin_s)
+    minutes = math.ceil(seconds / 60 - 1e-9)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    hms = f"{hours:02d}:{mins:02d}:00"
+    return f"{days}-{hms}" if days else hms
+
+
+def _duration_s(text: str) -> float | None:
+    """A Slurm duration (``[D-]HH:MM:SS``, ``MM:SS``, ``MM``) in seconds; None if unlimited."""
+    text = text.strip()
+    days, _, clock = text.rpartition("-") if "-" in text else ("", "", text)
+    parts = clock.split(":")
+    try:
+        nums = [int(p) for p in parts]
+        d = int(days) if days else 0
+    except ValueError:
+        return None  # UNLIMITED, Partition_Limit, INVALID
+    if len(nums) == 1:
+        h, m, sec = (nums[0], 0, 0) if days else (0, nums[0], 0)  # D-HH, or minutes alone
+    elif len(nums) == 2:
+        h, m, sec = (0, *nums) if not days else (*nums, 0)
+    elif len(nums) == 3:
+        h, m, sec = nums
+    else:
+        return None
+    return float(((d * 24 + h) * 60 + m) * 60 + sec)
+
+
+def _tres(text: str) -> tuple[int, int, float]:
+    """(cpus, gpus, memory MB) from an AllocTRES string (``cpu=2,mem=1G,gres/gpu=1``)."""
+    cpus = gpus = 0
+    mem = 0.0
+    for item in text.split(","):
+        key, _, value = item.strip().partition("=")
+        try:
+            if key == "cpu":
+                cpus = int(value)
+            elif key == "gres/gpu":  # not gres/gpu:a100, which repeats the same chips
+                gpus = int(value)
+            elif key == "mem" and value:
+                unit = value[-1].upper()
+                mem = float(value[:-1]) * _MEM_UNITS[unit] if unit in _MEM_UNITS else float(value)
+        except (ValueError, KeyError):
+            continue
+    return cpus, gpus, mem
+
+
+def parse_sacct_usage(line: str, handle: str) -> SlurmUsage | None:
+    """One ``sacct -P -n -X -o SACCT_USAGE_FIELDS`` line for job `handle`; None otherwise."""
+    parts = line.strip().split("|")
+    if len(parts) < 7 or parts[0] != handle:
+        return None
+    raw = parts[1].split()[0] if parts[1] else ""  # "CANCELLED by 0" → CANCELLED
+    state = _STATES.get(raw, BackendState.UNKNOWN)
+    try:
+        elapsed, cpu_s = float(parts[3] or 0), float(parts[4] or 0)
+    except ValueError:
+        return None
+    cpus, gpus, mem = _tres(parts[5])
+    return SlurmUsage(
+        handle,
+        state,
+        elapsed,
+        cpu_s,
+        parts[5],
+        slurm_state=raw,
+        exit_code=_exit_code(parts[2]) if state in _FINAL else None,
+        cpus=cpus,
+        gpus=gpus,
+        mem_mb=mem,
+        time_limit_s=_duration_s(parts[6]),
+    )
+
+
+def _ended_message(raw_state: str, time_limit_text: str = "") -> str:
+    """The message a final Slurm state gives the job (TIMEOUT names the time limit)."""
+    if raw_state == "TIMEOUT":
+        limit = f" (--time={time_limit_text})" if time_limit_text else ""
+        return f"TIMEOUT: Slurm stopped the job at its time limit{limit}"
+    return raw_state
 
 
 @dataclass(frozen=True)
@@ -186,7 +322,9 @@ class SlurmBackend:
     `center` (the center id its jobs are labelled with, see `list_jobs`); `run_as`
     (``USER[:GROUP]`` jobs run as when the agent is root; ``auto`` is
     ``nobody:nogroup`` for a root agent and the agent's own user otherwise; ``agent``
-    keeps the agent's user, which lets jobs read the agent's files: not for root).
+    keeps the agent's user, which lets jobs read the agent's files: not for root);
+    `time_margin` and `time_margin_s` (the ``--time`` margin over the plan, see
+    `time_limit`; defaults `TIME_MARGIN` and `TIME_MARGIN_S`).
     """
 
     kind = "slurm"
@@ -221,6 +359,8 @@ class SlurmBackend:
         find_days: int | str = 30,
         center: str = "",
         run_as: str = "auto",
+        time_margin: float | str = TIME_MARGIN,
+        time_margin_s: float | str = TIME_MARGIN_S,
     ) -> None:
         if chips_as not in ("gres", "cpus"):
             raise ValidationError(
@@ -252,6 +392,14 @@ class SlurmBackend:
         self.find_days = int(find_days)
         self.center = center
         self.run_as = _resolve_run_as(run_as)
+        self.time_margin = float(time_margin)
+        self.time_margin_s = float(time_margin_s)
+        if not (self.time_margin >= 0 and self.time_margin_s >= 0):
+            raise ValidationError(
+                "time_margin and time_margin_s must be 0 or more",
+                field="time_margin",
+                hint="e.g. time_margin=0.25,time_margin_s=300 (plan × 1.25 + 5 min)",
+            )
         self._env = dict(os.environ)
         if slurm_conf:
             self._env["SLURM_CONF"] = str(slurm_conf)
@@ -498,22 +646,31 @@ class SlurmBackend:
     # ------------------------------------------------------------ beyond contract
 
     def usage(self, handle: str) -> SlurmUsage | None:
-        """Elapsed and CPU seconds as Slurm's accounting recorded them (None without a record)."""
+        """What Slurm's accounting recorded for the job (None without a record)."""
         if not handle.isdigit():
             return None
-        out = self._sacct_out("-j", handle, "-o", "JobID,State,ElapsedRaw,CPUTimeRAW,AllocTRES")
+        out = self._sacct_out("-j", handle, "-o", SACCT_USAGE_FIELDS)
         for line in out.splitlines():
-            parts = line.split("|")
-            if len(parts) < 5 or parts[0] != handle:
-                continue
-            state = _STATES.get(parts[1].split()[0] if parts[1] else "", BackendState.UNKNOWN)
-            try:
-                return SlurmUsage(
-                    handle, state, float(parts[2] or 0), float(parts[3] or 0), parts[4]
-                )
-            except ValueError:
-                return None
+            rec = parse_sacct_usage(line, handle)
+            if rec is not None:
+                return rec
         return None
+
+    def accounting(self, handle: str) -> SchedulerUsage | None:
+        """The ended job's sacct record for the usage report.
+
+        slurmdbd can lag a moment behind slurmctld (poll then took the exit from
+        scontrol): wait up to `ACCOUNTING_WAIT_S` for the record, then give None,
+        so a report never waits long on accounting.
+        """
+        deadline = time.monotonic() + ACCOUNTING_WAIT_S
+        while True:
+            rec = self.usage(handle)
+            if rec is not None and rec.state in _FINAL:
+                return rec.report()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
 
     def close(self, keep_jobs: bool = False) -> None:
         """Nothing to release: the jobs belong to Slurm (the agent cancels them if it must)."""
@@ -593,6 +750,9 @@ class SlurmBackend:
             args.append(f"--account={self.account}")
         if self.qos:
             args.append(f"--qos={self.qos}")
+        limit = time_limit(job.planned_run_s, self.time_margin, self.time_margin_s)
+        if limit is not None:
+            args.append(f"--time={limit}")  # Slurm enforces it; sbatch_args come later and win
         if self.chips_as == "cpus":
             args.append(f"--cpus-per-task={job.count}")
         else:
@@ -636,11 +796,13 @@ class SlurmBackend:
         return out
 
     def _sacct(self, ids: list[str]) -> dict[str, BackendStatus]:
-        text = self._sacct_out("-j", ",".join(ids), "-o", "JobID,State,ExitCode,Start,End")
+        text = self._sacct_out(
+            "-j", ",".join(ids), "-o", "JobID,State,ExitCode,Start,End,Timelimit"
+        )
         out: dict[str, BackendStatus] = {}
         for line in text.splitlines():
             parts = line.strip().split("|")
-            if len(parts) < 5 or parts[0] not in ids:
+            if len(parts) < 6 or parts[0] not in ids:
                 continue
             raw = parts[1].split()[0] if parts[1] else ""
             state = _STATES.get(raw, BackendState.UNKNOWN)
@@ -653,7 +815,7 @@ class SlurmBackend:
                 code,
                 _slurm_time(parts[3]),
                 _slurm_time(parts[4]),
-                parts[1] if state is not BackendState.SUCCEEDED else "",
+                _ended_message(raw, parts[5]) if state is not BackendState.SUCCEEDED else "",
             )
         return out
 
@@ -674,7 +836,11 @@ class SlurmBackend:
             None if state is BackendState.CANCELLED else code,
             _slurm_time(fields.get("StartTime", "")),
             _slurm_time(fields.get("EndTime", "")),
-            fields.get("Reason", "") if state is not BackendState.SUCCEEDED else "",
+            ""
+            if state is BackendState.SUCCEEDED
+            else _ended_message("TIMEOUT", fields.get("TimeLimit", ""))
+            if fields.get("JobState") == "TIMEOUT"
+            else fields.get("Reason", ""),
         )
 
     def _nodes(self) -> list[_Node]:

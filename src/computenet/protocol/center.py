@@ -317,6 +317,29 @@ class MeteredCharge(BaseModel):
         return self.energy_cny + self.service_cny + self.transfer_cny
 
 
+class SchedulerUsage(BaseModel):
+    """What the center's own scheduler recorded for a run (Slurm's ``sacct``).
+
+    Informational: shown to operators and kept with the job's usage; billing still
+    uses `UsageReport.run_real_s` (or `metered`), so adding it changed no charge.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    scheduler: str = Field(max_length=limits.MAX_NAME_CHARS, description="e.g. slurm")
+    job_id: str = Field(max_length=limits.MAX_ID_CHARS, description="the scheduler's job id")
+    state: str = Field(default="", max_length=limits.MAX_NAME_CHARS, description="e.g. TIMEOUT")
+    exit_code: int | None = Field(default=None, ge=limits.MIN_EXIT_CODE, le=limits.MAX_EXIT_CODE)
+    elapsed_s: float = Field(default=0, ge=0, le=limits.MAX_SECONDS)
+    cpu_s: float = Field(default=0, ge=0, le=limits.MAX_SECONDS * limits.MAX_CHIPS)
+    cpus: int = Field(default=0, ge=0, le=limits.MAX_RUNNING * limits.MAX_CHIPS)
+    gpus: int = Field(default=0, ge=0, le=limits.MAX_RUNNING * limits.MAX_CHIPS)
+    mem_mb: float = Field(default=0, ge=0, le=limits.MAX_MEMORY_GB * 1024 * limits.MAX_CHIPS)
+    time_limit_s: float | None = Field(
+        default=None, ge=0, le=limits.MAX_SECONDS, description="the limit it ran under"
+    )
+
+
 class UsageReport(BaseModel):
     """POST /center/v1/jobs/{id}/usage: measured run and staging, in real seconds and bytes."""
 
@@ -342,6 +365,12 @@ class UsageReport(BaseModel):
         max_length=limits.MAX_PATH_HOPS - 1,
         description="a region only: where the run ended below it (as in a heartbeat's"
         " `progress`), so the parent keeps the final path; other centers get 422",
+    )
+    scheduler: SchedulerUsage | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,  # a center without accounting sends what it did
+        description="the center scheduler's own accounting of the run (Slurm's sacct);"
+        " informational, not billed",
     )
 
 

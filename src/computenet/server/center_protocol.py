@@ -254,6 +254,11 @@ def report_usage(plane: ControlPlane, center_id: str, job_id: str, rep: UsageRep
         }
         if below is not None:
             job.usage[BELOW] = below
+        if rep.scheduler is not None:
+            # Flat scalars, so the job's detail (`JobDetail.usage`) shows them; not billed.
+            for k, v in rep.scheduler.model_dump(mode="json").items():
+                if v is not None:
+                    job.usage["scheduler" if k == "scheduler" else f"scheduler_{k}"] = v
         if rep.path is not None:
             keep_below(job, center_id, rep.attempt, rep.path)
         if job.state in _FINAL:
