@@ -564,10 +564,8 @@ def run_backend(
         if server is not None:
             stop_process(server)
         if direct is not None:
-            close = getattr(direct, "close", None)
-            if callable(close):
-                with contextlib.suppress(Exception):
-                    close()
+            with contextlib.suppress(Exception):
+                direct.close()  # part of the backend contract: stops what it supervises
         if args.keep_tmp:
             print(f"[{kind}] kept {tmp}", flush=True)
         else:

@@ -117,6 +117,20 @@ def test_restarted_backend_reattaches_to_its_running_job(harness: Harness) -> No
     assert harness.wait_final(again, handle).state is BackendState.CANCELLED
 
 
+def test_close_keeping_jobs_leaves_a_running_job_to_the_next_backend(harness: Harness) -> None:
+    # The agent's `--keep-jobs` stop: close(keep_jobs=True), then a restarted agent takes over.
+    first = harness.backend()
+    handle = first.submit(harness.job("sleep 600"), "k-close-keep")
+    harness.wait_running(first, handle)
+    first.close(keep_jobs=True)
+
+    again = harness.backend()
+    assert again.find("k-close-keep") == handle
+    assert again.poll([handle])[handle].state is BackendState.RUNNING
+    again.cancel(handle)
+    assert harness.wait_final(again, handle).state is BackendState.CANCELLED
+
+
 def test_restarted_backend_still_knows_a_finished_job(harness: Harness) -> None:
     first = harness.backend()
     handle = first.submit(harness.job("echo finished-before; exit 4"), "k-finished")
