@@ -7,7 +7,7 @@ module registers three more params of that fixture:
   without them the tests fail under ``CI=true`` and are skipped elsewhere
   (tests/helpers/services.py);
 - ``kubernetes-fake`` runs the Kubernetes backend against the in-process fake
-  API server (computenet.backends.kubernetes_fake): no real cluster is involved.
+  API server (tests/helpers/kubernetes_fake.py): no real cluster is involved.
 
 Every harness uses its own job-name prefix, so the contract's fixed keys
 ("k-success", ...) never meet jobs of an earlier test or run that Slurm's
@@ -126,7 +126,7 @@ def _ray(tmp_path: Path) -> Iterator[Harness]:
 @backend_harness("kubernetes-fake")
 def _kubernetes_fake(tmp_path: Path) -> Iterator[Harness]:
     from computenet.backends.kubernetes import KubernetesBackend
-    from computenet.backends.kubernetes_fake import FakeKubernetes, FakeNode
+    from tests.helpers.kubernetes_fake import FakeKubernetes, FakeNode
 
     cluster = FakeKubernetes(
         nodes=[FakeNode("cpu-1", {"cpu": "8", "memory": "32Gi"})], workdir=tmp_path / "k8s"

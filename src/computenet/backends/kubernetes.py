@@ -2,7 +2,7 @@
 
 **Not verified on a real cluster.** No Kubernetes API server runs where this
 project is built and tested; the backend is tested against
-`computenet.backends.kubernetes_fake`, an in-process fake of exactly the API
+`tests/helpers/kubernetes_fake.py` (in the tests, not shipped), an in-process fake of the API
 calls it makes (the contract suite runs on it). docs/backends.md says what that
 does and does not prove.
 

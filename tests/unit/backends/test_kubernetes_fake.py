@@ -27,8 +27,8 @@ from computenet.backends.kubernetes import (
     KubernetesBackend,
     quantity,
 )
-from computenet.backends.kubernetes_fake import FakeKubernetes, FakeNode
 from computenet.errors import BackendError, ValidationError
+from tests.helpers.kubernetes_fake import FakeKubernetes, FakeNode
 
 FINAL = {BackendState.SUCCEEDED, BackendState.FAILED, BackendState.CANCELLED}
 
