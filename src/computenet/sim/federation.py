@@ -382,6 +382,10 @@ class FederatedPolicy:
         """Region `r`'s own snapshot: the same calendar, every other center offline."""
         return replace(snap, online=snap.online & self._mask[r])
 
+    def keeps(self, job: JobRequest, now: datetime) -> bool:
+        """Whether the region the job was sent to keeps a decision on it past `now`."""
+        return self._kept_by(job, now) is not None
+
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """National level picks a region per job, then each region schedules its share."""
         t0 = time.perf_counter()

@@ -94,6 +94,10 @@ class Baseline:
     def __post_init__(self) -> None:
         self._rng = np.random.default_rng(self.seed)
 
+    def keeps(self, job: JobRequest, now: datetime) -> bool:
+        """A start-now heuristic keeps nothing between cycles."""
+        return False
+
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """Place each job (in the given order) on the pool the rule picks, starting now."""
         free = snapshot.free.copy()

@@ -36,6 +36,14 @@ class Policy(Protocol):
         """Decide for each job: a placement, or none with reasons."""
         ...
 
+    def keeps(self, job: JobRequest, now: datetime) -> bool:
+        """Whether a decision on `job` is kept past `now` (a deferred job: nothing to decide).
+
+        The simulator hands such jobs to the cycle beyond its `max_batch`, so that
+        jobs waiting for their hour never crowd out the ones that need deciding.
+        """
+        ...
+
 
 @dataclass(frozen=True)
 class Outage:

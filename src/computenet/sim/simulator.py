@@ -396,14 +396,21 @@ class Simulation:
         jobs in O(max_batch log n) instead of sorting every pending job: with a
         backlog of 10⁵ jobs the sort was nearly all of a 1M-job run. Entries of
         jobs placed, withdrawn or re-ordered since are dropped as they surface.
+        Jobs the policy keeps a decision on (`Policy.keeps`) come along in order
+        without counting against `max_batch`.
         """
         if len(self.pending) <= self.cfg.max_batch:
             return list(self.pending)
+        now = self.env.datetime()
         out: list[int] = []
-        while self._backlog and len(out) < self.cfg.max_batch:
+        counted = 0
+        while self._backlog and counted < self.cfg.max_batch:
             key, i = heapq.heappop(self._backlog)
             if i in self.pending and self._order.get(i) == key and (not out or out[-1] != i):
                 out.append(i)
+                # A job whose decision the policy keeps (deferred to its hour) goes along
+                # without taking a place: hundreds waiting must not starve the arrivals.
+                counted += not self.policy.keeps(self.req[i], now)
         for i in out:  # still pending until the cycle places them; placed ones drop out later
             heapq.heappush(self._backlog, (self._order[i], i))
         return out

@@ -109,6 +109,9 @@ class _Recorder:
         self.sim: Simulation | None = None
         self.cycles: list[tuple] = []  # type: ignore[type-arg]
 
+    def keeps(self, job, now):  # type: ignore[no-untyped-def]
+        return self.inner.keeps(job, now)
+
     def __call__(self, snap, jobs):  # type: ignore[no-untyped-def]
         assert self.sim is not None
         sim = self.sim
