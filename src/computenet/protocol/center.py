@@ -7,7 +7,7 @@ docs/center-protocol.md documents the endpoints, payloads and error codes.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -27,6 +27,21 @@ MAX_LEASE_WAIT_S = 30.0
 """The longest a lease call may ask to be held (`LeaseRequest.wait_s`)."""
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
+def added(**kw: Any) -> Any:
+    """A field added to protocol v1 after its release: optional, and off the wire when unset.
+
+    The protocol's version rule (docs/center-protocol.md) in one place: a new field
+    comes only with a default, and a message that does not use it is exactly what it
+    was before the field existed — an older peer reads it, and what the control plane
+    stores of an ordinary center does not change.
+    """
+    return Field(default=None, exclude_if=_unset, **kw)
+
+
 class PoolCapacity(BaseModel):
     """Chips of one type at the center: how many exist, how many are free now."""
 
@@ -34,11 +49,7 @@ class PoolCapacity(BaseModel):
     # Bounds only against absurd numbers; the server checks totals against the network.
     total: int = Field(ge=0, le=1_000_000)
     free: int = Field(ge=0, le=1_000_000)
-    largest_free: int | None = Field(
-        default=None,
-        # Left out when absent: an ordinary center's capacity stays exactly what it was
-        # before the field existed, on the wire and where the control plane stores it.
-        exclude_if=lambda v: v is None,
+    largest_free: int | None = added(
         ge=0,
         le=1_000_000,
         description="the most chips of this type one job can get now: a center that is a"
@@ -46,17 +57,13 @@ class PoolCapacity(BaseModel):
         " may be less than `free`, the sum; absent: `free` (one place)",
     )
 
-    used: int | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    used: int | None = added(
         ge=0,
         le=1_000_000,
         description="a region only: chips of this type held by running jobs inside it (any"
         " tenant's); absent for an ordinary center",
     )
-    queued: int | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    queued: int | None = added(
         ge=0,
         le=limits.MAX_RUNNING,
         description="a region only: jobs waiting inside it at centers with chips of this type"
@@ -64,9 +71,7 @@ class PoolCapacity(BaseModel):
         " center",
     )
 
-    quote_cny_per_cuh: Decimal | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    quote_cny_per_cuh: Decimal | None = added(
         ge=0,
         le=limits.MAX_BUDGET_CNY,
         decimal_places=2,
@@ -74,9 +79,7 @@ class PoolCapacity(BaseModel):
         " chip of this type (its cheapest quote for a reference job of 1 CU·h), the rate card"
         " the parent's quotes show beside its own estimate (docs/federation.md)",
     )
-    quote_wait_s: float | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    quote_wait_s: float | None = added(
         ge=0,
         le=limits.MAX_DURATION_S,
         description="a region only: network seconds from now until that cheapest option starts",
@@ -159,9 +162,7 @@ class HeartbeatRequest(BaseModel):
         max_length=limits.MAX_RUNNING,
         description="job ids the agent is running or staging",
     )
-    progress: list[JobProgress] | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,  # an ordinary center's heartbeat stays as it was
+    progress: list[JobProgress] | None = added(
         max_length=limits.MAX_PROGRESS,
         description="a region only (a center the network file tags `region`): for held jobs,"
         " their path inside the region (docs/federation.md); other centers get 422",
@@ -237,15 +238,11 @@ class LeasedJob(BaseModel):
     planned_run_s: float = Field(
         description="estimated run time in real seconds (network time / time_scale)"
     )
-    deadline_real: float | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    deadline_real: float | None = added(
         description="the job's absolute deadline as real unix seconds (clock-free: a region"
         " turns it into its own network time); absent when the job has none",
     )
-    budget_left_cny: Decimal | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    budget_left_cny: Decimal | None = added(
         ge=0,
         decimal_places=2,
         description="what is left of the job's budget (budget less what its earlier"
@@ -353,22 +350,17 @@ class UsageReport(BaseModel):
     # Bytes per source (each billed at its own path's price); older agents send only
     # `bytes_staged` and `staged_from`, billed as one lot from that source.
     transfers: list[SourceBytes] = Field(default_factory=list, max_length=limits.MAX_INPUTS)
-    metered: MeteredCharge | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,  # an ordinary center's report stays as it was
+    metered: MeteredCharge | None = added(
         description="what the center's own control plane billed for this run (a region,"
         " docs/federation.md); the parent bills exactly this, plus its own transfer lots",
     )
-    path: list[PathHop] | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,
+    path: list[PathHop] | None = added(
         max_length=limits.MAX_PATH_HOPS - 1,
         description="a region only: where the run ended below it (as in a heartbeat's"
         " `progress`), so the parent keeps the final path; other centers get 422",
     )
-    scheduler: SchedulerUsage | None = Field(
-        default=None,
-        exclude_if=lambda v: v is None,  # a center without accounting sends what it did
+    scheduler: SchedulerUsage | None = added(
+        # a center without accounting sends what it did
         description="the center scheduler's own accounting of the run (Slurm's sacct);"
         " informational, not billed",
     )
