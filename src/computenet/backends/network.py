@@ -126,6 +126,11 @@ class NetworkBackend:
     """
 
     kind = "network"
+    # Which network the backend drives, and where its URL and token file come from.
+    peer = "child"
+    url_env = URL_ENV
+    token_env = TOKEN_FILE_ENV
+    example_url = "https://region.example.org"
     capabilities = Capability.CANCEL | Capability.LOGS | Capability.REATTACH | Capability.ACCOUNTING
     # The child stages a job's inputs inside itself, from its own replicas (`replicas`):
     # the agent fetches nothing to its own machine.
@@ -175,25 +180,27 @@ class NetworkBackend:
         if client is not None:
             self.client = client
             return
-        url = url or os.environ.get(URL_ENV)
+        url = url or os.environ.get(self.url_env)
         if not url:
             raise ValidationError(
-                "the network backend needs the child control plane's URL",
+                f"the {self.kind} backend needs the {self.peer} control plane's URL",
                 field="url",
-                hint=f"--backend-opt url=https://region.example.org, or set {URL_ENV}",
+                hint=f"--backend-opt url={self.example_url}, or set {self.url_env}",
             )
-        token_file = token_file or os.environ.get(TOKEN_FILE_ENV)
+        token_file = token_file or os.environ.get(self.token_env)
         if not token_file:
             raise ValidationError(
-                "the network backend needs a token of the child's user account",
+                f"the {self.kind} backend needs a token of a user account of the {self.peer}",
                 field="token_file",
-                hint=f"--backend-opt token_file=FILE (mode 600), or set {TOKEN_FILE_ENV}",
+                hint=f"--backend-opt token_file=FILE (mode 600), or set {self.token_env}",
             )
-        self.client = Client(
-            url, _read_token(token_file), timeout=self.timeout_s, transport=transport
-        )
+        self.client = self._connect(url, _read_token(token_file), transport)
         if _truthy(watchdog) and self.state_dir is not None:
             self._start_watchdog(url, Path(token_file))
+
+    def _connect(self, url: str, token: str, transport: httpx.BaseTransport | None) -> Client:
+        """The other network's user API, as the account the jobs run as."""
+        return Client(url, token, timeout=self.timeout_s, transport=transport)
 
     # ------------------------------------------------------------------ identity
 

@@ -35,7 +35,6 @@ metered.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from typing import Any
 import httpx
 
 from computenet.backends.base import BackendJob
-from computenet.backends.network import NetworkBackend, _read_token, _truthy
+from computenet.backends.network import NetworkBackend
 from computenet.errors import BackendError, ConflictError, ValidationError
 from computenet.model import JobSpec
 from computenet.protocol import CenterView, JobDetail, JobView, QuoteOption, QuoteView
@@ -132,6 +131,10 @@ class UplinkBackend(NetworkBackend):
     """
 
     kind = "uplink"
+    peer = "parent"
+    url_env = URL_ENV
+    token_env = TOKEN_FILE_ENV
+    example_url = "https://cn.example.org"
 
     def __init__(
         self,
@@ -157,42 +160,29 @@ class UplinkBackend(NetworkBackend):
                 hint="--backend-opt origin=gba (the region's center id at the parent)",
             )
         self.exclude = frozenset(x.strip() for x in (exclude or origin).split(",") if x.strip())
-        if client is None:
-            url = url or os.environ.get(URL_ENV)
-            if not url:
-                raise ValidationError(
-                    "the uplink backend needs the parent control plane's URL",
-                    field="url",
-                    hint=f"--backend-opt url=https://cn.example.org, or set {URL_ENV}",
-                )
-            token_file = token_file or os.environ.get(TOKEN_FILE_ENV)
-            if not token_file:
-                raise ValidationError(
-                    "the uplink backend needs a token of a user account at the parent",
-                    field="token_file",
-                    hint=f"--backend-opt token_file=FILE (mode 600), or set {TOKEN_FILE_ENV}",
-                )
-            client = ParentClient(
-                url,
-                _read_token(token_file),
-                timeout=float(timeout_s),
-                transport=transport,
-                exclude=self.exclude,
-            )
-        client.exclude = self.exclude
+        if client is not None:
+            client.exclude = self.exclude
         super().__init__(
             state_dir,
             pools,
+            url=url,
+            token_file=token_file,
             origin=origin,
             center=center,
             timeout_s=timeout_s,
             submit_retry_s=submit_retry_s,
             capacity_ttl_s=capacity_ttl_s,
-            client=client,
-        )
-        if url and token_file and _truthy(watchdog) and self.state_dir is not None:
             # The network backend's watchdog: it cancels at the parent what a dead agent held.
-            self._start_watchdog(url, Path(token_file))
+            watchdog=watchdog,
+            client=client,
+            transport=transport,
+        )
+
+    def _connect(self, url: str, token: str, transport: httpx.BaseTransport | None) -> Client:
+        """The parent's user API, every job sent through it pinned away from the region."""
+        return ParentClient(
+            url, token, timeout=self.timeout_s, transport=transport, exclude=self.exclude
+        )
 
     def submit(self, job: BackendJob, idempotency_key: str) -> str:
         """Send `job` up, pinned away from this region; never a job that may not leave."""
