@@ -324,7 +324,14 @@ class NetworkBackend:
         return view.id
 
     def poll(self, handles: list[str]) -> dict[str, BackendStatus]:
-        """Each child job's state mapped to a backend state; unknown jobs are UNKNOWN."""
+        """Each child job's state mapped to a backend state; unknown jobs are UNKNOWN.
+
+        The agent polls every job it runs in one call, so a detail kept for a
+        handle not asked for belongs to a job it has finished: dropped here.
+        """
+        with self._lock:
+            for gone in set(self._details) - set(handles):
+                del self._details[gone]
         out: dict[str, BackendStatus] = {}
         for handle in handles:
             try:
@@ -358,11 +365,10 @@ class NetworkBackend:
         The child's own `JobDetail.path` (its placement first, then the levels
         below it), cut to what the parent may add its own hop to; a child too old
         to send a path gets one hop made from its detail. Handles not polled yet
-        are left out; handles not asked for are forgotten.
+        are left out. A read only: the heartbeat asks for the held jobs while a
+        job that just ended still has its final path to send (`poll` forgets).
         """
         with self._lock:
-            for gone in set(self._details) - set(handles):
-                del self._details[gone]
             details = {h: self._details[h] for h in handles if h in self._details}
         return {
             h: _child_path(d, self.center)[: limits.MAX_PATH_HOPS - 1] for h, d in details.items()

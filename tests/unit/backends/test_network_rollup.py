@@ -52,7 +52,9 @@ def test_paths_are_the_childs_from_the_last_poll_and_nest(tmp_path: Path, region
         "RUNNING",
         "running at sz",
     )
-    assert backend.paths([]) == {} and backend.paths([handle]) == {}  # forgotten once not asked
+    assert backend.paths([]) == {} and backend.paths([handle])  # a read: nothing forgotten
+    backend.poll([])  # the agent polls every job it runs: this one has ended
+    assert backend.paths([handle]) == {}  # forgotten once no longer polled
 
 
 def test_capacity_carries_the_childs_used_chips_queue_and_rate_card(
