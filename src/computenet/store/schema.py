@@ -100,6 +100,29 @@ class TenantRow(Base):
     # Per-tenant admission limits; None means the server's configured default.
     max_pending_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
     submits_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Tenancy (store/quotas.py): the highest `priority` a job of this tenant may carry
+    # (None: uncapped) and its weight in the fair-share order (scheduler/ordering.py).
+    priority_ceiling: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    share_weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
+
+
+class QuotaRow(Base):
+    """One quota of a tenant, enforced when the scheduler places (store/quotas.py).
+
+    `kind` is ``chips`` (chips of type `chip` in use at once; `chip` None = all types),
+    ``cu_hours`` or ``cny`` (spent per `period`, ``day`` or ``month``); `limit_value` is
+    exact decimal text (a count of chips, CU·h or ¥).
+    """
+
+    __tablename__ = "tenant_quotas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    chip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    period: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    limit_value: Mapped[Decimal] = mapped_column(Money())
+    created_at: Mapped[datetime] = mapped_column(Instant())
 
 
 class TokenRow(Base):

@@ -22,8 +22,9 @@ TABLES = {
     "job_charges",
     "audit_log",
     "leader_lease",
+    "tenant_quotas",
 }
-HEAD = "0002"
+HEAD = "0003"
 
 
 def test_upgrade_from_empty_creates_every_table_at_head(db_url: str) -> None:
