@@ -1,8 +1,9 @@
 """Start and stop real ComputeNet processes for tests (127.0.0.1, free ports, stop by PID).
 
 `start_server(tmp_path)` bootstraps an admin token straight into a fresh SQLite
-database, starts ``python -m computenet.server`` on a free port and waits for
-``GET /healthz``. Always stop what you start: `stop_process(proc)`.
+database, starts ``cnet server`` (what users run; ``python -m computenet.server``
+is the same command) on a free port and waits for ``GET /healthz``. Always stop
+what you start: `stop_process(proc)`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from computenet.cli.supervise import cnet_argv
 
 SERVER_START_TIMEOUT_S = 60.0
 
@@ -104,7 +106,7 @@ def start_server(
     env: dict[str, str] | None = None,
     timeout: float = SERVER_START_TIMEOUT_S,
 ) -> tuple[str, str, subprocess.Popen[bytes]]:
-    """Start ``python -m computenet.server`` and wait for health.
+    """Start ``cnet server`` and wait for health.
 
     Returns (base URL, admin token, process). The process log is
     ``tmp_path / "server.log"``; the database defaults to ``tmp_path / "cnet.db"``.
@@ -114,10 +116,8 @@ def start_server(
     db_url = db or f"sqlite:///{tmp_path / 'cnet.db'}"
     admin = bootstrap_admin(db_url)
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "computenet.server",
+    cmd = cnet_argv(
+        "server",
         "--db",
         db_url,
         "--host",
@@ -128,7 +128,7 @@ def start_server(
         network,
         "--log-level",
         "info",
-    ]
+    )
     for flag, value in (
         ("--heartbeat-interval", heartbeat_interval),
         ("--lease-timeout", lease_timeout),

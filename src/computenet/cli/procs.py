@@ -20,8 +20,14 @@ from computenet.cli.common import console
 from computenet.cli.supervise import Supervisor, cnet_argv, free_port, wait_http, write_secret
 from computenet.errors import ComputeNetError, ConflictError, ValidationError
 from computenet.model import Network
+from computenet.model.limits import MAX_BODY_BYTES
+from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S
 from computenet.scheduler.snapshot import DEFAULT_PATIENCE_H
 from computenet.sdk.config import config_path, save_config
+
+# `cnet up` and the demos run on one machine, where a center lost is seen (and its
+# jobs requeued) sooner than a deployment's `cnet server` default would allow.
+DEMO_LEASE_TIMEOUT_S = 10.0
 
 NetworkArg = Annotated[
     str, typer.Argument(metavar="NETWORK", help="demo, china, or a network YAML file")
@@ -48,7 +54,10 @@ def server(
         typer.Option("--epoch", help="network time at start, ISO-8601 (default: continue, or now)"),
     ] = None,
     heartbeat_interval: Annotated[float, typer.Option(help="real seconds")] = 2.0,
-    lease_timeout: Annotated[float, typer.Option(help="real seconds")] = 10.0,
+    lease_timeout: Annotated[
+        float,
+        typer.Option(help="real seconds; agents fence at half of it, jobs are requeued at 1.25x"),
+    ] = DEFAULT_LEASE_TIMEOUT_S,
     cycle_interval: Annotated[float, typer.Option(help="real seconds between cycles")] = 1.0,
     leader_lease: Annotated[
         float, typer.Option(help="real seconds; replicas on one database elect a leader with it")
@@ -69,11 +78,15 @@ def server(
     submits_per_s: Annotated[
         float, typer.Option(min=0, help="submits per second per tenant (0: no limit)")
     ] = 1000.0,
-    max_body_bytes: Annotated[int, typer.Option(min=1024, help="largest user API request body")] = 1
-    << 20,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1024, help="largest user API request body")
+    ] = MAX_BODY_BYTES,
     ticket_ttl: Annotated[
         float, typer.Option(help="real seconds a data fetch ticket stays valid after the lease")
     ] = 300.0,
+    sim_reports: Annotated[
+        Path, typer.Option(help="folder of `cnet sim compare --out` reports the dashboard shows")
+    ] = Path("sim-reports"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
     log_format: Annotated[
         str, typer.Option(help="text, or json: one JSON object per line")
@@ -107,6 +120,7 @@ def server(
         profile=profile,
         strategy=strategy,
         patience_h=patience,
+        sim_reports_dir=sim_reports,
         max_pending_jobs=max_pending,
         submits_per_s=submits_per_s,
         max_body_bytes=max_body_bytes,
@@ -176,6 +190,14 @@ def agent(
     keep_jobs: Annotated[
         bool, typer.Option("--keep-jobs", help="on SIGTERM leave jobs running")
     ] = False,
+    lease_wait: Annotated[
+        float,
+        typer.Option(
+            "--lease-wait",
+            metavar="S",
+            help="long poll: wait up to S s at the control plane for a job (0: poll instead)",
+        ),
+    ] = 2.0,
     log_level: Annotated[str, typer.Option(envvar="CNET_LOG_LEVEL")] = "INFO",
 ) -> None:
     """Join a center to the network: register, heartbeat, lease and run jobs (calls out only)."""
@@ -213,6 +235,7 @@ def agent(
         keep_jobs=keep_jobs,
         backend_options=options,
         token_file=token_file,  # re-read on a 401: a replaced token needs no restart
+        lease_wait_s=max(0.0, lease_wait),
     )
     code = run_agent(config)
     if code:
@@ -297,6 +320,8 @@ def start_network(
         net_arg,
         "--log-level",
         "warning",
+        "--lease-timeout",
+        str(DEMO_LEASE_TIMEOUT_S),
     ]
     if epoch:
         argv += ["--epoch", epoch]
