@@ -320,3 +320,41 @@ class LeaderRow(Base):
     epoch: Mapped[int] = mapped_column(BigInteger)
     acquired_real: Mapped[float] = mapped_column(Float)
     expires_real: Mapped[float] = mapped_column(Float)
+
+
+class VoucherRow(Base):
+    """A compute voucher (算力券) issued to a tenant: `pct` % of its charges, up to `cap_cny`.
+
+    `used_cny` is what it has paid so far: the sum of its `voucher_uses`, kept
+    here too so that a charge reads (and on PostgreSQL locks) one row per
+    voucher. Validity is network time, ``[valid_from, valid_until)``.
+    """
+
+    __tablename__ = "vouchers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"), index=True)
+    issuer: Mapped[str] = mapped_column(String(128))
+    pct: Mapped[Decimal] = mapped_column(Money())
+    cap_cny: Mapped[Decimal] = mapped_column(Money())
+    used_cny: Mapped[Decimal] = mapped_column(Money())
+    centers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    classes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    valid_from: Mapped[datetime] = mapped_column(Instant())
+    valid_until: Mapped[datetime] = mapped_column(Instant())
+    issued_at: Mapped[datetime] = mapped_column(Instant())
+    issued_by: Mapped[str] = mapped_column(String(128))
+
+
+class VoucherUseRow(Base):
+    """What one voucher paid of one job's charge (replaced with the charge when re-metered)."""
+
+    __tablename__ = "voucher_uses"
+
+    job_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    voucher_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("vouchers.id"), primary_key=True, index=True
+    )
+    amount_cny: Mapped[Decimal] = mapped_column(Money())

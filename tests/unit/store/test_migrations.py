@@ -23,8 +23,10 @@ TABLES = {
     "audit_log",
     "leader_lease",
     "tenant_quotas",
+    "vouchers",
+    "voucher_uses",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def test_upgrade_from_empty_creates_every_table_at_head(db_url: str) -> None:
