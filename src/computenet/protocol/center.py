@@ -150,6 +150,69 @@ class RegisterReply(BaseModel):
     )
 
 
+# The market between regions (docs/federation.md, "Quotes per job"): bounds of one heartbeat.
+MAX_QUOTE_REQUESTS = 32
+"""The most pending jobs one heartbeat reply asks a region to price."""
+MAX_QUOTES = 128
+"""The most quotes one heartbeat may carry (a job may be quoted per chip type)."""
+MAX_QUOTE_TTL_S = 120.0
+"""The longest a quote may be held good for (real seconds from its receipt)."""
+
+
+class QuoteRequest(BaseModel):
+    """A pending job the control plane asks a region to price (`HeartbeatReply.quote_requests`).
+
+    Attempt-free: the job as its user wrote it, less its environment and center;
+    `spec.chips.types` are the chip types the control plane would use at this
+    region. The deadline and budget travel as in a lease (`LeasedJob`): real
+    unix seconds, and what the region may spend (the budget less the region's fee).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: Name
+    spec: JobSpec
+    deadline_real: float | None = added(description="as `LeasedJob.deadline_real`")
+    budget_left_cny: Decimal | None = added(
+        ge=0, decimal_places=2, description="as `LeasedJob.budget_left_cny`"
+    )
+
+
+class JobQuote(BaseModel):
+    """A region's own price and finish for one requested job (`HeartbeatRequest.quotes`).
+
+    Either a price (`price_cny`, the region's own total to the fen, before the fee
+    the control plane declares for it; `energy_cny` of it is energy) with the
+    real unix second it would finish by (`finish_real`), or a `reason` it cannot
+    run the job. `chip` names the chip type the price is for (absent: any of the
+    requested ones). Good for `ttl_s` real seconds from its receipt.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: Name
+    chip: str | None = added(min_length=1, max_length=64)
+    price_cny: Decimal | None = added(ge=0, le=limits.MAX_BUDGET_CNY, decimal_places=2)
+    energy_cny: Decimal | None = added(ge=0, le=limits.MAX_BUDGET_CNY, decimal_places=2)
+    finish_real: float | None = added(ge=0, le=1e11)
+    ttl_s: float = Field(gt=0, le=MAX_QUOTE_TTL_S)
+    reason: Annotated[str, BeforeValidator(_clip)] | None = added(
+        min_length=1, description="why the region cannot run the job (then no price)"
+    )
+
+    @model_validator(mode="after")
+    def _price_or_reason(self) -> JobQuote:
+        if self.reason is None and (self.price_cny is None or self.finish_real is None):
+            raise ValueError("a quote needs price_cny and finish_real, or a reason")
+        if self.reason is not None and self.price_cny is not None:
+            raise ValueError("a quote has a price or a reason, not both")
+        if self.energy_cny is not None and (
+            self.price_cny is None or self.energy_cny > self.price_cny
+        ):
+            raise ValueError("energy_cny is a part of price_cny: it cannot be more")
+        return self
+
+
 class HeartbeatRequest(BaseModel):
     """POST /center/v1/heartbeat: alive, with capacity and the jobs the agent holds."""
 
@@ -167,6 +230,12 @@ class HeartbeatRequest(BaseModel):
         description="a region only (a center the network file tags `region`): for held jobs,"
         " their path inside the region (docs/federation.md); other centers get 422",
     )
+    quotes: list[JobQuote] | None = added(
+        max_length=MAX_QUOTES,
+        description="a region only: its own price and finish for jobs the control plane asked"
+        " it to price (`HeartbeatReply.quote_requests`); an empty list says the region answers"
+        " quote requests (docs/federation.md); other centers get 422",
+    )
 
 
 class HeartbeatReply(BaseModel):
@@ -180,6 +249,11 @@ class HeartbeatReply(BaseModel):
     )
     fence_after_s: float | None = Field(default=None, description="see RegisterReply")
     stop_grace_s: float | None = Field(default=None, description="see RegisterReply")
+    quote_requests: list[QuoteRequest] | None = added(
+        max_length=MAX_QUOTE_REQUESTS,
+        description="a region that answers quotes only: pending jobs to price, answered in a"
+        " later heartbeat's `quotes` (docs/federation.md)",
+    )
 
 
 class LeaseRequest(BaseModel):
