@@ -27,7 +27,7 @@ from computenet.metering.cost import (
 )
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
-from computenet.scheduler import kernel
+from computenet.scheduler import kernel, region_quotes
 from computenet.scheduler.index import NetworkIndex
 from computenet.scheduler.kernel import evaluate_options
 from computenet.scheduler.plugins import FILTERS, Profile
@@ -85,6 +85,8 @@ class Options:
     # The kernel's arrays the fields above are rows of (`kernel.F_*`, `kernel.I_*`).
     fv: np.ndarray | None = field(default=None, repr=False)
     iv: np.ndarray | None = field(default=None, repr=False)
+    # Options a region's own quote priced (`region_quotes.apply`): option index → quote.
+    quoted: dict[int, region_quotes.RegionQuote] | None = field(default=None, repr=False)
     _last: tuple[int, Option] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -598,6 +600,11 @@ def _evaluate(
             f"budget ¥{job.budget_cny} but the cheapest option costs"
             f" ¥{opts.cost[over]:.2f} at {center} (raise the budget or relax the deadline)"
         )
+    quotes = snap.quotes.get(job.id) if snap.quotes else None
+    if quotes and region_quotes.apply(
+        snap, free, job, opts, quotes, pools.size, left_h, MAX_FINISH_H
+    ):
+        own_score = want_best  # the kernel scored the rate-card figures: score again
     if not own_score:
         return opts, ev.score, ev.best, (named[0], named[1], named[2:]) if named else None
     if not opts.feasible.any():
@@ -694,7 +701,7 @@ def to_placement(
 ) -> Placement:
     """The placement for option `i` (estimates rounded to the fen)."""
     o = opts.at(i)
-    return placement_of(
+    placement = placement_of(
         snap,
         job,
         o.pool,
@@ -707,6 +714,8 @@ def to_placement(
         opts.source,
         reasons,
     )
+    q = opts.quoted.get(i) if opts.quoted else None
+    return placement if q is None else region_quotes.priced(placement, q)
 
 
 def placement_of(
@@ -797,6 +806,8 @@ def explain(
         f" (energy ¥{o.energy:.2f}, service ¥{o.service:.2f},"
         f" transfer ¥{o.transfer:.2f}), finishes in {_fmt_h(o.finish_h)}"
     ]
+    if opts.quoted:
+        out.extend(filter(None, [region_quotes.reason(opts, i)]))
     if index is None:
         j, k, late_c = kernel.explain_index(
             idx.pool_center,

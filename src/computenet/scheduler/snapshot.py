@@ -15,6 +15,7 @@ from computenet.errors import ValidationError
 from computenet.model import Dataset, JobSpec, Network, limits
 from computenet.model.center import CST
 from computenet.scheduler.index import NetworkIndex, network_index
+from computenet.scheduler.region_quotes import Quotes
 
 # Capacity calendar: one slot per network hour, this many slots ahead.
 HORIZON_SLOTS = 48
@@ -76,6 +77,8 @@ class Snapshot:
     free: np.ndarray
     online: np.ndarray
     datasets: Mapping[str, Dataset] = field(default_factory=dict)
+    # Regions' own quotes for pending jobs (scheduler/region_quotes.py): job id → quotes.
+    quotes: Quotes = field(default_factory=dict)
     # The operator's patience (hours) for batch jobs without a deadline: see
     # `computenet.scheduler.ordering.DEFAULT_PATIENCE_H`; 0 never holds them.
     patience_h: float = DEFAULT_PATIENCE_H
@@ -103,13 +106,15 @@ def build_snapshot(
     online: Mapping[str, bool] | None = None,
     reported_free: Mapping[tuple[str, str], int] | None = None,
     patience_h: float | None = None,
+    quotes: Quotes | None = None,
 ) -> Snapshot:
     """Build the snapshot: pool totals minus reservations, capped by what agents report free now.
 
     `online` maps center id → reachable (missing centers count as online);
     `reported_free` maps (center, chip) → chips the agent says are free now;
     `patience_h` is the operator's patience for jobs without a deadline
-    (default `ordering.DEFAULT_PATIENCE_H`).
+    (default `ordering.DEFAULT_PATIENCE_H`); `quotes` are regions' own quotes
+    for jobs (`region_quotes`), which price those options instead of the estimate.
     """
     idx = network_index(network)
     free = np.repeat(idx.pool_total[:, None].astype(np.int64), HORIZON_SLOTS, axis=1)
@@ -132,6 +137,7 @@ def build_snapshot(
         free=free,
         online=up,
         datasets=dict(datasets or {}),
+        quotes=dict(quotes or {}),
         patience_h=DEFAULT_PATIENCE_H if patience_h is None else patience_h,
     )
 
