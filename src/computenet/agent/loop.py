@@ -710,16 +710,17 @@ class Agent:
 
     def _start_staging(self, held: HeldJob) -> None:
         job = held.lease()
-        if getattr(self.backend, "stages_inputs", False):  # a region stages inside itself
-            held.phase = "ready"
-            return
-        if not any(needs_fetch(i, self.data_root) for i in job.inputs):
+        inputs = list(job.inputs)
+        choose = getattr(self.backend, "inputs_to_stage", None)  # a region: what it lacks
+        if callable(choose):
+            inputs = choose(inputs)
+        if not any(needs_fetch(i, self.data_root) for i in inputs):
             # Everything is here: resolve the local paths now rather than waiting
             # a tick for a pool thread (this saved ~0.2 s per job in
             # bench/dispatch_latency.py).
             done: Future[StagingResult] = Future()
             try:
-                done.set_result(stage_inputs(list(job.inputs), self.data_root, self._fetch_http))
+                done.set_result(stage_inputs(inputs, self.data_root, self._fetch_http))
             except Exception as exc:
                 done.set_exception(exc)
             self._staging[held.job_id] = (done, threading.Event())
@@ -732,7 +733,7 @@ class Agent:
         dscale = self.reply.data_scale if self.reply else 1.0
         fut = self._pool.submit(
             stage_inputs,
-            list(job.inputs),
+            inputs,
             self.data_root,
             self._fetch_http,
             time_scale=scale,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from computenet.agent.data import DataRoot, Replica
+from computenet.agent.data import DataRoot, Replica, dataset_sha256
 from computenet.errors import ComputeNetError
 from computenet.protocol import StagingInput, StagingSource
 from computenet.protocol.tickets import CENTER_HEADER, TICKET_HEADER
@@ -317,3 +318,37 @@ def stage_inputs(
         result.staged_from = max(moved, key=lambda c: moved[c])
         result.bytes_from = dict(moved)
     return result
+
+
+def place_copy(src: Path, root: DataRoot, rel: str, sha256: str) -> int:
+    """Put the bytes of the verified file `src` at `rel` under another data `root`; its size.
+
+    For a network agent handing a staged input to a region center it can write
+    to (backends/network.py, ``inbox``): a hard link when both are on one
+    filesystem (the same bytes, nothing to check), else a copy through a
+    scratch file in `root` that must hash to `sha256` before it takes its
+    place, so the region never registers bytes other than those staged here.
+    `rel` must be a usable place in `root` (StagingError naming ``inputs``).
+    """
+    target = root.inside(rel)
+    if target is None:
+        raise StagingError(f"'{rel}' is not a usable place in {root.root}", field="inputs")
+    tmp = root.staging_dir() / f"{target.name}.import.{os.getpid()}.{threading.get_ident()}.part"
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another filesystem (or links refused): copy, then check
+            shutil.copyfile(src, tmp)
+            if dataset_sha256(tmp) != sha256:
+                raise StagingError(
+                    f"the copy of {src.name} in {root.root} does not match its sha256",
+                    field="inputs",
+                ) from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    root.remember(target, sha256)
+    return target.stat().st_size

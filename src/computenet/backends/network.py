@@ -35,7 +35,10 @@ account of the child (docs/federation.md):
   capacity carries the child's queue and used chips per chip type.
 - **Data.** `replicas()` lists the datasets the child holds for the parent's
   account (same id, same checksum: the same bytes), which the agent reports
-  as replicas of this center; a job's inputs are staged inside the child.
+  as replicas of this center. A job's input the child holds is staged inside
+  the child; one it lacks the agent stages here first (`inputs_to_stage`,
+  checksum checked as at any center) and `submit` registers it in the child
+  at its ``inbox`` center, whose data root the agent writes (`_import_inputs`).
 - **Deadline, budget.** A delegated job keeps the parent's absolute deadline
   (real seconds, turned into the child's network time) and what is left of its
   budget (`BackendJob.deadline_real`, `BackendJob.budget_cny`).
@@ -61,6 +64,8 @@ from pathlib import Path
 
 import httpx
 
+from computenet.agent.data import DataRoot, dataset_sha256, env_name
+from computenet.agent.staging import place_copy
 from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
 from computenet.backends.registry import parse_pools
 from computenet.errors import (
@@ -75,7 +80,13 @@ from computenet.model.center import CST
 from computenet.protocol import CenterView, JobDetail, PoolCapacity
 from computenet.protocol.api import PathHop
 from computenet.protocol.capacity import aggregate_capacity
-from computenet.protocol.center import REGION_PATH_PREFIX, MeteredCharge, ReplicaReport
+from computenet.protocol.center import (
+    REGION_PATH_PREFIX,
+    MeteredCharge,
+    ReplicaReport,
+    StagingInput,
+)
+from computenet.protocol.datapaths import default_replica_path
 from computenet.sdk.client import Client, spec_json
 
 logger = logging.getLogger(__name__)
@@ -132,9 +143,6 @@ class NetworkBackend:
     token_env = TOKEN_FILE_ENV
     example_url = "https://region.example.org"
     capabilities = Capability.CANCEL | Capability.LOGS | Capability.REATTACH | Capability.ACCOUNTING
-    # The child stages a job's inputs inside itself, from its own replicas (`replicas`):
-    # the agent fetches nothing to its own machine.
-    stages_inputs = True
 
     def __init__(
         self,
@@ -149,6 +157,8 @@ class NetworkBackend:
         submit_retry_s: float | str = 10.0,
         capacity_ttl_s: float | str = 1.0,
         watchdog: bool | str = True,
+        inbox: str | None = None,
+        inbox_root: str | Path | None = None,
         client: Client | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -173,6 +183,9 @@ class NetworkBackend:
         self._rates_at = -float("inf")
         self.state_dir = Path(state_dir) if state_dir else None
         self._lock = threading.RLock()
+        self.inbox, self.inbox_root = _inbox(inbox, inbox_root)
+        self._staged_sha: dict[str, str] = {}  # dataset → sha256 the agent was asked to stage
+        self._child_tenant: str | None = None
         self._records: dict[str, str] = self._load_records()
         self._scanned = False  # the child's job list read into the record (find)
         self._lock_fd: int | None = None
@@ -281,7 +294,7 @@ class NetworkBackend:
                 hint="run an agent that passes BackendJob.spec (this version's)",
             )
         if job.spec.inputs:
-            self._check_inputs(job)
+            self._import_inputs(job)
         name = self.child_name(idempotency_key)
         if len(name) > limits.MAX_NAME_CHARS:
             raise BackendError(f"the child job name '{name[:60]}…' is too long")
@@ -509,23 +522,122 @@ class NetworkBackend:
         finally:
             os.close(log)
 
-    def _check_inputs(self, job: BackendJob) -> None:
-        """Every input must have a copy in the child under the parent's account: the child
-        stages inside itself and cannot fetch from the parent's centers."""
+    # ------------------------------------------------------------ inputs (staging)
+
+    def inputs_to_stage(self, inputs: list[StagingInput]) -> list[StagingInput]:
+        """The leased job's inputs the agent must stage here first: those the child lacks.
+
+        An input the child already holds under the account (same id, same sha256:
+        the same bytes) stays there and is staged inside the child by its own
+        agents. Every other one the agent fetches from the parent's sources as any
+        center does (`agent.staging.stage_inputs`: ticket, size, sha256 checked)
+        and `submit` hands it to the child through the ``inbox`` center
+        (`_import_inputs`). A child that does not answer now: every input with a
+        source is staged (the safe side; nothing is lost but a transfer).
+        """
+        try:
+            held = self._child_datasets()
+        except ComputeNetError as exc:
+            if not _unreachable(exc):
+                raise BackendError(
+                    f"the child network did not list its datasets: {exc.one_line()}"
+                ) from exc
+            held = {}
+            inputs = [i for i in inputs if i.sources]
+        clash = [i.dataset for i in inputs if i.dataset in held and held[i.dataset] != i.sha256]
+        if clash:
+            raise BackendError(
+                f"input {', '.join(clash)} is another file in the child network (its sha256"
+                " differs from the parent's)",
+                hint="give the dataset another id at the parent, or remove the child's copy",
+            )
+        wanted = [i for i in inputs if i.dataset not in held]
+        if wanted and self.inbox is None:
+            raise BackendError(
+                f"input {', '.join(i.dataset for i in wanted)} has no copy in the child network",
+                hint="run the network agent with --backend-opt inbox=CENTER --backend-opt"
+                " inbox_root=DIR (a child center whose data root it can write), or register"
+                " the dataset in the child under the parent's account with the same id and"
+                " checksum (docs/federation.md)",
+            )
+        with self._lock:
+            self._staged_sha.update((i.dataset, i.sha256) for i in wanted)
+        return wanted
+
+    def _import_inputs(self, job: BackendJob) -> None:
+        """Register in the child every input it lacks, from the copy the agent staged here.
+
+        The staged file (its path is the job's ``CNET_INPUT_<ID>``, `agent.data.env_name`)
+        is placed in the inbox center's data root, in the child account's area
+        (`agent.staging.place_copy`: a hard link, or a copy checked against its
+        sha256), and registered there as a dataset of the same id
+        (``POST /api/v1/datasets``); the child's scheduler then sees the copy at the
+        inbox and runs the job there or moves it to another of its centers. An
+        input the child lacks that was not staged here is refused, naming it.
+        """
         assert job.spec is not None
         try:
-            have = {v.id for v in self.client.datasets()}
+            held = self._child_datasets()
         except ComputeNetError as exc:
             if _unreachable(exc):
                 return  # the submit retries, and the child names what it lacks
             raise BackendError(f"the child network did not list its datasets: {exc}") from exc
-        missing = [d for d in job.spec.inputs if d not in have]
-        if missing:
+        missing = [d for d in job.spec.inputs if d not in held]
+        for dataset in missing:
+            staged = job.env.get(env_name(dataset))
+            if self.inbox is None or self.inbox_root is None or not staged:
+                raise BackendError(
+                    f"input {dataset} has no copy in the child network",
+                    hint="register the dataset there under the parent's account, with the same"
+                    " id and checksum, or run the agent with an inbox (docs/federation.md)",
+                )
+            self._import_one(dataset, Path(staged), self.inbox, self.inbox_root)
+
+    def _import_one(self, dataset: str, staged: Path, inbox: str, root: DataRoot) -> None:
+        """Place `staged` at the inbox center and register it in the child as `dataset`."""
+        with self._lock:
+            sha = self._staged_sha.get(dataset)
+        if sha is None:  # staged by an earlier agent process: read the bytes once more
+            sha = dataset_sha256(staged)
+        rel = default_replica_path(self._tenant(), dataset)
+        try:
+            size = place_copy(staged, root, rel, sha)
+        except (OSError, ComputeNetError) as exc:
             raise BackendError(
-                f"input {', '.join(missing)} has no copy in the child network",
-                hint="register the dataset there under the parent's account, with the same id"
-                " and checksum (docs/federation.md)",
-            )
+                f"could not hand input {dataset} to the child's center {inbox}: {exc}",
+                hint=f"inbox_root must be {inbox}'s data root, writable by this agent",
+            ) from exc
+        try:
+            self.client.add_dataset(dataset, inbox, rel, size, sha)
+        except ConflictError:
+            if self._child_datasets().get(dataset) != sha:  # a race with a twin job is fine
+                raise BackendError(
+                    f"input {dataset}: the id is taken in the child network",
+                    hint="give the dataset another id at the parent",
+                ) from None
+        except ComputeNetError as exc:
+            raise BackendError(
+                f"the child network did not take input {dataset}: {exc.one_line()}"
+            ) from exc
+        logger.info("input %s (%d bytes) handed to the child at %s (%s)", dataset, size, inbox, rel)
+
+    def _child_datasets(self) -> dict[str, str]:
+        """Dataset id → sha256 of every dataset of the child account (one call)."""
+        return {v.id: v.sha256 for v in self.client.datasets()}
+
+    def _tenant(self) -> str:
+        """The child account's tenant (its area in a child center's data root), asked once."""
+        if self._child_tenant is None:
+            try:
+                tenant = self.client.whoami().tenant
+            except ComputeNetError as exc:
+                raise BackendError(f"the child network did not say who we are: {exc}") from exc
+            if not tenant:
+                raise BackendError(
+                    "the child account has no tenant", hint="use a user's token, not an admin's"
+                )
+            self._child_tenant = tenant
+        return self._child_tenant
 
     def _check_shape(self, job: BackendJob) -> None:
         """A job larger than any one child center's pool can never run there: say so now."""
@@ -692,6 +804,27 @@ def _read_token(path: str | Path) -> str:
     except ValidationError as exc:
         exc.field = "token_file"
         raise
+
+
+def _inbox(center: str | None, root: str | Path | None) -> tuple[str | None, DataRoot | None]:
+    """The ``inbox`` options: a child center and its agent's data root, both or neither."""
+    if not center and not root:
+        return None, None
+    if not center or not root:
+        missing = "inbox" if not center else "inbox_root"
+        raise ValidationError(
+            f"the network backend's inbox needs both inbox and inbox_root; {missing} is missing",
+            field=missing,
+            hint="--backend-opt inbox=CENTER --backend-opt inbox_root=DIR (that center's"
+            " agent's data root)",
+        )
+    if not Path(root).is_dir():
+        raise ValidationError(
+            f"inbox_root '{root}' is not a directory",
+            field="inbox_root",
+            hint=f"the data root of the agent of child center {center}",
+        )
+    return center, DataRoot(root)
 
 
 def _period(detail: JobDetail) -> str:
