@@ -307,7 +307,7 @@ class Client:
         return self._get(f"/api/v1/jobs/{job_id}", JobDetail)
 
     def cancel(self, job_id: str) -> JobView:
-        """Cancel a job; a job already final raises `ConflictError`."""
+        """Cancel a job (again: the same cancelled job); a finished one raises `ConflictError`."""
         return self._post(f"/api/v1/jobs/{job_id}/cancel", JobView)
 
     def logs(self, job_id: str, offset: int = 0) -> LogChunk:

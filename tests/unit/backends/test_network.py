@@ -199,7 +199,7 @@ def test_submit_is_idempotent_and_carries_the_origin_qualified_identity(
     assert len(region.jobs) == 1
     child = region.jobs[handle]
     assert child.name == "cn/j-abc:1"
-    assert region.keys == {"cn/j-abc:1": handle}
+    assert region.keys == {(region.tenant, "cn/j-abc:1"): handle}
     # The parent chose chip and count; the child picks the center. Its clock is its own.
     assert (child.spec.chips.types, child.spec.chips.count) == (("H100",), 2)
     assert child.spec.deadline is None

@@ -72,9 +72,16 @@ def test_jobs_job_and_cancel_round_trip(cn: Client) -> None:
     assert isinstance(detail, JobDetail)
     assert detail.spec.command == "echo hi"
     assert cn.cancel(view.id).state is JobState.CANCELLED
+    assert cn.cancel(view.id).state is JobState.CANCELLED  # twice: as the server, no error
+
+
+def test_cancelling_a_finished_job_is_a_conflict(cn: Client, fake: FakeAPI) -> None:
+    view = cn.submit(SPEC)
+    fake.finish(view.id, JobState.SUCCEEDED, "hi\n")
     with pytest.raises(ConflictError) as info:
         cn.cancel(view.id)
     assert info.value.field == "state"
+    assert cn.logs(view.id).text == "hi\n"
 
 
 def test_server_validation_error_keeps_field_and_hint(cn: Client, fake: FakeAPI) -> None:
