@@ -25,14 +25,21 @@ demo: $(STAMP)
 test: $(TSTAMP)
 	bash scripts/test.sh
 
-## test-fast: unit and contract tests only, no services
-test-fast: $(TSTAMP)
-	$(BIN)/pytest -q tests/unit
+# What test-fast runs, said once: the recipe prints it before running it.
+FAST_TESTS := tests/unit tests/contract
+FAST_MARKS := not integration and not services and not e2e
 
-## check: lint and type-check
+## test-fast: unit and contract tests (fakes, local processes) on SQLite: no services, no
+##   server or agent processes, no browser, no lint (`make check`; `make test` runs it all)
+test-fast: $(TSTAMP)
+	@echo "test-fast: pytest $(FAST_TESTS) -m '$(FAST_MARKS)'"
+	@echo "  skipped here: integration (server/agent processes), services (Slurm, Ray,"
+	@echo "  PostgreSQL), e2e (browser) and lint; \`make test\` runs them all, as CI does"
+	$(BIN)/pytest -q $(FAST_TESTS) -m '$(FAST_MARKS)'
+
+## check: lint and type-check, as CI does first (ruff check, ruff format --check, mypy --strict)
 check: $(TSTAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/mypy
+	bash scripts/lint.sh
 
 format: $(TSTAMP)
 	$(BIN)/ruff format src tests bench

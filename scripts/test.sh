@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The whole suite, as CI runs it (`make test` calls this after installing the test extras):
+#   0. lint first, failing fast: ruff check, ruff format --check and mypy --strict
+#      (scripts/lint.sh, also `make check`), before anything is installed or started;
 #   1. system packages the browser tests need (Debian's chromium; never `playwright install`);
 #   2. real services on 127.0.0.1 — Slurm with accounting, a Ray head, PostgreSQL —
 #      started by scripts/services.sh and stopped by PID when this script exits;
@@ -12,6 +14,9 @@ BIN=.venv/bin
 export PYTHONUNBUFFERED=1
 
 log() { printf '[test] %s\n' "$*" >&2; }
+
+log "lint: ruff check, ruff format --check, mypy --strict (scripts/lint.sh)"
+bash scripts/lint.sh
 
 if [ ! -x /usr/bin/chromium ]; then
     log "installing Debian's chromium for the browser tests"
