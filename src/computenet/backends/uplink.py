@@ -27,6 +27,13 @@ one user account of the parent, with three differences:
   region's scheduler never places it here (the backend refuses it too, should
   it be asked).
 
+A job's inputs go up with it (unless a residency tag keeps them here, which
+the region's scheduler already holds to): the agent stages each one the
+parent's account lacks from the region's replicas, checksum checked, and the
+backend places it at the parent's ``inbox`` center and registers it there
+before the parent quotes the job — the network backend's `inputs_to_stage`
+and `_import_inputs`, with the options `inbox` and `inbox_root`.
+
 Identity, idempotency, fencing (the watchdog), logs, states and money are the
 network backend's: the parent's job is named ``REGION/JOB_ID:ATTEMPT``, its
 exit code and log flow back, and the region bills exactly what the parent
@@ -127,7 +134,9 @@ class UplinkBackend(NetworkBackend):
     ``$CNET_PARENT_URL``), `token_file` (a user of the parent, mode 600;
     default ``$CNET_PARENT_TOKEN_FILE``), `origin` (the region's name: the
     first part of every job's identity at the parent), and `exclude` (the
-    parent's center ids that are this region, comma-separated; default `origin`).
+    parent's center ids that are this region, comma-separated; default `origin`);
+    `inbox`, `inbox_root` (a parent center outside the region and its agent's data
+    root, for jobs with inputs: see the module doc).
     """
 
     kind = "uplink"
@@ -150,6 +159,8 @@ class UplinkBackend(NetworkBackend):
         submit_retry_s: float | str = 10.0,
         capacity_ttl_s: float | str = 1.0,
         watchdog: bool | str = True,
+        inbox: str | None = None,
+        inbox_root: str | Path | None = None,
         client: ParentClient | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -160,6 +171,13 @@ class UplinkBackend(NetworkBackend):
                 hint="--backend-opt origin=gba (the region's center id at the parent)",
             )
         self.exclude = frozenset(x.strip() for x in (exclude or origin).split(",") if x.strip())
+        if inbox and inbox in self.exclude:
+            raise ValidationError(
+                f"inbox '{inbox}' is this region at the parent",
+                field="inbox",
+                hint="name a center of the parent outside the region, whose data root this"
+                " agent can write",
+            )
         if client is not None:
             client.exclude = self.exclude
         super().__init__(
@@ -174,6 +192,8 @@ class UplinkBackend(NetworkBackend):
             capacity_ttl_s=capacity_ttl_s,
             # The network backend's watchdog: it cancels at the parent what a dead agent held.
             watchdog=watchdog,
+            inbox=inbox,
+            inbox_root=inbox_root,
             client=client,
             transport=transport,
         )

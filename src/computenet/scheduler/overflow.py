@@ -22,9 +22,12 @@ no feasible option here on what the first pass left (`_runs_here`).
 
 A job may not spill when it says ``spill: never`` or came from another
 network (`JobRequest.no_spill`, from `JobSpec.no_spill_reason`), or when it
-reads input datasets (their residency keeps them here, and the parent does
-not know them): the `spill` filter (`plugins/filters.py`) removes the
-parent's pools for it, with the reason.
+reads an input dataset with a residency tag (it stays here, even when the
+parent's center carries the tag): `spill_block` says why, and the `spill`
+filter (`plugins/filters.py`) removes the parent's pools for it with that
+reason. Inputs without residency go up with the job: the uplink agent stages
+them from this network's replicas, checksum checked, and hands them to the
+parent through its inbox center (`backends/network.py`, `inputs_to_stage`).
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ def parent_pools(snap: Snapshot) -> np.ndarray:
 def parent_ids(snap: Snapshot) -> list[str]:
     """The ids of the snapshot's parent-tagged centers, in network order."""
     return [c.id for c in snap.network.centers if PARENT_TAG in c.tags]
+
+
+def spill_block(job: JobRequest) -> str:
+    """Why `job` may not go to the parent network; empty when it may.
+
+    Its own ``spill: never`` or its origin in another network (`JobRequest.no_spill`),
+    else the residency of an input: a residency-bound dataset stays in this network.
+    """
+    if job.no_spill:
+        return job.no_spill
+    tags = sorted({d.residency for d in job.inputs if d.residency})
+    return f"its inputs must stay in {', '.join(tags)} (residency)" if tags else ""
 
 
 def local_first(

@@ -139,7 +139,7 @@ def test_the_second_job_of_a_cycle_overflows_when_the_first_took_the_regions_chi
     assert d2.placement is not None and d2.placement.center == "cn"
 
 
-def test_inputs_keep_a_job_here() -> None:
+def test_resident_inputs_keep_a_job_here_and_others_go_up_with_it() -> None:
     data = {
         "eu": Dataset(id="eu", size_bytes=10, sha256="0" * 64, replicas=("sz",), residency="gba"),
         "free": Dataset(id="free", size_bytes=10, sha256="0" * 64, replicas=("sz",)),
@@ -149,9 +149,10 @@ def test_inputs_keep_a_job_here() -> None:
     assert bound.placement is None
     # The residency filter already keeps it out of a center without the tag.
     assert bound.reasons == ("inputs must stay in gba: no eligible center there",)
+    # Without a residency tag the input goes up with the job (the uplink stages it).
     loose = one(snap(), req("j2", spec(chips=a100, inputs=["free"]), data))
-    assert loose.placement is None
-    assert loose.reasons[0].startswith("its input datasets are not known to the parent network")
+    assert loose.placement is not None and loose.placement.center == "cn"
+    assert loose.reasons[0].startswith("overflow to the parent network (center cn)")
 
 
 def test_a_parent_that_carries_the_residency_tag_still_gets_no_resident_inputs() -> None:

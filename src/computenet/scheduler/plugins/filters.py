@@ -23,7 +23,7 @@ from itertools import count
 import numpy as np
 
 from computenet.errors import ValidationError
-from computenet.scheduler.overflow import LOCAL_PASS, parent_ids, parent_pools
+from computenet.scheduler.overflow import LOCAL_PASS, parent_ids, parent_pools, spill_block
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
 
@@ -154,23 +154,15 @@ def pinned(ctx: FilterContext) -> FilterResult:
 def spill(ctx: FilterContext) -> FilterResult:
     """A parent network's center (tagged `parent`) only for a job that may leave this one.
 
-    Which jobs may is `scheduler/overflow.py`'s rule: not one that says
-    ``spill: never`` or came from another network (`JobRequest.no_spill`), and
-    not one that reads input datasets — a residency tag keeps them here, and the
-    parent does not know this network's datasets. Whether the job *needs* the
-    parent (no center here can run it) is decided by `overflow.local_first`.
+    Which jobs may is `scheduler/overflow.py`'s rule (`overflow.spill_block`): not
+    one that says ``spill: never``, came from another network, or reads an input
+    with a residency tag. Whether the job *needs* the parent (no center here can
+    run it) is decided by `overflow.local_first`.
     """
     idx = ctx.snapshot.index
     parent = parent_pools(ctx.snapshot)
     job = ctx.job
-    why = job.no_spill
-    if not why and job.inputs:
-        tags = sorted({d.residency for d in job.inputs if d.residency})
-        why = (
-            f"its inputs must stay in {', '.join(tags)} (residency)"
-            if tags
-            else "its input datasets are not known to the parent network"
-        )
+    why = spill_block(job)
     if not why or not parent.any():
         return FilterResult(np.ones(idx.n_pools, dtype=bool))
     if why == LOCAL_PASS:
