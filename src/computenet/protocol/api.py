@@ -6,11 +6,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from computenet.model import JobSpec, JobState, Placement, limits
 from computenet.model.identifiers import Kind
 from computenet.model.limits import Name, Text
+from computenet.protocol.vouchers import SubsidyLineView, VoucherView
 
 
 class ErrorBody(BaseModel):
@@ -159,6 +160,22 @@ class QuoteOption(BaseModel):
         description="an option at a region: when the job would finish by the region's own"
         " queue (its wait now, then this option's transfer and run)",
     )
+    subsidy_cny: Decimal = Field(
+        default=Decimal("0.00"),
+        description="what the tenant's compute vouchers would pay of `total_cny` (their"
+        " balances now, this option's center and finish); docs/user-guide.md",
+    )
+    paid_cny: Decimal | None = Field(
+        default=None,
+        description="the price after vouchers: what the tenant would pay (`total_cny` less"
+        " `subsidy_cny`); the budget is checked against it",
+    )
+
+    @model_validator(mode="after")
+    def _paid(self) -> QuoteOption:
+        if self.paid_cny is None:
+            self.paid_cny = self.total_cny - self.subsidy_cny
+        return self
 
 
 class QuoteView(BaseModel):
@@ -251,6 +268,19 @@ class BillLine(BaseModel):
     service_cny: Decimal
     transfer_cny: Decimal
     total_cny: Decimal
+    subsidies: list[SubsidyLineView] = Field(
+        default=[], description="what each compute voucher paid of `total_cny`, in issue order"
+    )
+    subsidy_cny: Decimal = Decimal("0.00")
+    paid_cny: Decimal | None = Field(
+        default=None, description="what the tenant pays: `total_cny` less `subsidy_cny`"
+    )
+
+    @model_validator(mode="after")
+    def _paid(self) -> BillLine:
+        if self.paid_cny is None:
+            self.paid_cny = self.total_cny - self.subsidy_cny
+        return self
 
 
 class BillView(BaseModel):
@@ -267,6 +297,21 @@ class BillView(BaseModel):
     kwh: float
     co2_kg: float
     cu_hours: float
+    subsidy_cny: Decimal = Field(
+        default=Decimal("0.00"), description="what compute vouchers paid of `total_cny`"
+    )
+    paid_cny: Decimal | None = Field(
+        default=None, description="what the tenant pays: `total_cny` less `subsidy_cny`"
+    )
+    vouchers: list[VoucherView] = Field(
+        default=[], description="the tenant's compute vouchers and their balances now"
+    )
+
+    @model_validator(mode="after")
+    def _paid(self) -> BillView:
+        if self.paid_cny is None:
+            self.paid_cny = self.total_cny - self.subsidy_cny
+        return self
 
 
 class TenantCreate(BaseModel):

@@ -29,6 +29,7 @@ from computenet.server.metrics import configure_logging
 from computenet.server.metrics import router as metrics_router
 from computenet.server.plane import ControlPlane
 from computenet.server.routers import api, center, resolve, sim
+from computenet.server.routers.vouchers import router as vouchers_router
 from computenet.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sim.router)
     app.include_router(resolve.router)
     app.include_router(metrics_router)  # GET /metrics (server/metrics.py)
+    app.include_router(vouchers_router)  # compute vouchers (server/routers/vouchers.py)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

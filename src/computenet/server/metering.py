@@ -16,10 +16,13 @@ from computenet.model import JobSpec
 from computenet.model.center import CST
 from computenet.protocol import BillLine, BillView
 from computenet.protocol.center import MeteredCharge
+from computenet.protocol.vouchers import SubsidyLineView
 from computenet.server.auth import Principal
 from computenet.server.center_checks import fee_rate
+from computenet.server.vouchers import view as voucher_view
 from computenet.store.billing import charges, put_charge
 from computenet.store.schema import ChargeRow, JobRow
+from computenet.store.vouchers import apply_to_charge, list_vouchers, uses_of
 
 if TYPE_CHECKING:
     from computenet.server.plane import ControlPlane
@@ -86,7 +89,11 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
         total_cny=ch.total_cny,
     )
     job.cost_cny = ch.total_cny
-    return put_charge(s, row)
+    stored = put_charge(s, row)
+    # The tenant's compute vouchers pay their share in this same transaction, replacing
+    # what they paid of an earlier metering of this job (store.vouchers.apply_to_charge).
+    apply_to_charge(s, job.id, job.tenant_id, ch.total_cny, job.center, job.workload_class, end)
+    return stored
 
 
 def metered_charges(
@@ -182,6 +189,9 @@ def bill(plane: ControlPlane, who: Principal, tenant: str | None, period: str | 
         )
     with plane.db.read() as s:
         rows = charges(s, tenant, period)
+        uses = uses_of(s, [r.job_id for r in rows])
+        wallet = list_vouchers(s, tenant)
+    issuers = {v.id: v.issuer for v in wallet}
     lines = [
         BillLine(
             job_id=r.job_id,
@@ -199,6 +209,15 @@ def bill(plane: ControlPlane, who: Principal, tenant: str | None, period: str | 
             service_cny=r.service_cny,
             transfer_cny=r.transfer_cny,
             total_cny=r.total_cny,
+            subsidies=[
+                SubsidyLineView(
+                    voucher_id=u.voucher_id,
+                    issuer=issuers.get(u.voucher_id, ""),
+                    amount_cny=u.amount_cny,
+                )
+                for u in uses.get(r.job_id, [])
+            ],
+            subsidy_cny=sum((u.amount_cny for u in uses.get(r.job_id, [])), Decimal("0.00")),
         )
         for r in rows
     ]
@@ -218,4 +237,6 @@ def bill(plane: ControlPlane, who: Principal, tenant: str | None, period: str | 
         kwh=math.fsum(x.kwh for x in lines),
         co2_kg=math.fsum(x.co2_kg for x in lines),
         cu_hours=math.fsum(x.cu_hours for x in lines),
+        subsidy_cny=sum((x.subsidy_cny for x in lines), zero),
+        vouchers=[voucher_view(v, plane.clock.now()) for v in wallet],
     )
