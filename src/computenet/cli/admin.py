@@ -261,3 +261,9 @@ def _network(name: str | None) -> Any:
 def _plain(text: str) -> None:
     # Tokens go out verbatim (no Rich markup or wrapping) so `TOKEN=$(cnet admin ...)` works.
     sys.stdout.write(text + "\n")
+
+
+# `cnet admin voucher issue|list` (cli/vouchers.py).
+from computenet.cli.vouchers import voucher_app  # noqa: E402
+
+admin_app.add_typer(voucher_app, name="voucher")
