@@ -326,6 +326,11 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
     regions = any(o.region_cny is not None for o in q.options)
     if regions:
         cols = (*cols[:-1], "region ¥", "region finish", "")
+    # The tenant's compute vouchers: the price after them, next to the price before.
+    subsidised = any(o.subsidy_cny > 0 for o in q.options)
+    if subsidised:
+        at = cols.index("total ¥") + 1
+        cols = (*cols[:at], "vouchers ¥", "you pay ¥", *cols[at:])
     for c in cols:
         t.add_column(c, justify="right" if ("¥" in c or c in ("kWh", "kg CO2")) else "left")
     for o in q.options:
@@ -342,6 +347,11 @@ def print_quote(q: QuoteView, name: str = "job") -> None:
             cny(o.service_cny),
             cny(o.transfer_cny),
             cny(o.total_cny),
+            *(
+                (cny(o.subsidy_cny), cny(o.total_cny if o.paid_cny is None else o.paid_cny))
+                if subsidised
+                else ()
+            ),
             f"{o.kwh:.1f}",
             f"{o.co2_kg:.1f}",
             *(

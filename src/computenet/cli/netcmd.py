@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -163,6 +164,7 @@ def bill(
 def print_bill(b: BillView) -> None:
     """The bill as a table and totals."""
     out = console()
+    subsidised = any(ln.subsidies for ln in b.lines)
     t = Table(title=f"bill of {b.tenant} for {b.period}")
     for col in (
         "job",
@@ -177,6 +179,8 @@ def print_bill(b: BillView) -> None:
         "service ¥",
         "transfer ¥",
         "total ¥",
+        # Compute vouchers (docs/user-guide.md): shown when any paid part of this bill.
+        *(("vouchers ¥", "you pay ¥") if subsidised else ()),
     ):
         t.add_column(col, justify="left" if col in ("job", "name", "center", "chips") else "right")
     for ln in b.lines:
@@ -193,6 +197,7 @@ def print_bill(b: BillView) -> None:
             cny(ln.service_cny),
             cny(ln.transfer_cny),
             cny(ln.total_cny),
+            *((cny(ln.subsidy_cny), cny(_paid(ln.paid_cny, ln.total_cny))) if subsidised else ()),
         )
     t.add_section()
     t.add_row(
@@ -208,13 +213,43 @@ def print_bill(b: BillView) -> None:
         cny(b.service_cny),
         cny(b.transfer_cny),
         Text(cny(b.total_cny), style="bold"),
+        *(
+            (cny(b.subsidy_cny), Text(cny(_paid(b.paid_cny, b.total_cny)), style="bold"))
+            if subsidised
+            else ()
+        ),
     )
     out.print(t)
+    print_vouchers(b)
     if b.by_center:
         out.print(
             "by center: " + ", ".join(f"{k} ¥{cny(v)}" for k, v in sorted(b.by_center.items()))
         )
     out.print(f"{b.co2_kg:.1f} kg CO2")
+
+
+def _paid(paid: Decimal | None, total: Decimal) -> Decimal:
+    return total if paid is None else paid
+
+
+def print_vouchers(b: BillView) -> None:
+    """What each compute voucher paid of this bill's jobs, and each voucher's balance."""
+    out = console()
+    for ln in b.lines:
+        for sub in ln.subsidies:
+            out.print(
+                f"  {ln.job_id} {ln.job_name}: voucher {sub.voucher_id} ({sub.issuer})"
+                f" pays ¥{cny(sub.amount_cny)}",
+                markup=False,
+            )
+    for v in b.vouchers:
+        out.print(
+            f"voucher {v.id} ({v.issuer},"
+            f" {v.pct}%): ¥{cny(v.remaining_cny)} of ¥{cny(v.cap_cny)} left,"
+            f" valid {when(v.valid_from, date=True)} to {when(v.valid_until, date=True)}"
+            + (f", {v.state}" if v.state else ""),
+            markup=False,
+        )
 
 
 @app.command()
