@@ -39,7 +39,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
-from computenet.protocol.center import MAX_LEASE_WAIT_S, JobProgress
+from computenet.protocol.center import MAX_LEASE_WAIT_S, JobProgress, JobQuote
 from computenet.protocol.failover import (
     DEFAULT_CONNECT_TIMEOUT_S,
     FailoverTransport,
@@ -155,13 +155,19 @@ class CenterClient:
         capacity: list[PoolCapacity],
         running: list[str],
         progress: list[JobProgress] | None = None,
+        quotes: list[JobQuote] | None = None,
     ) -> HeartbeatReply:
-        """POST /center/v1/heartbeat (`progress`: a region's held jobs below it, else None)."""
+        """POST /center/v1/heartbeat (`progress`: a region's held jobs below it, else None;
+        `quotes`: a region's answers to the control plane's quote requests, else None)."""
         listed = set(running)
         if progress is not None:  # only jobs this heartbeat holds
             progress = [p for p in progress if p.job_id in listed]
         req = HeartbeatRequest(
-            center_id=self.center_id, capacity=capacity, running=running, progress=progress
+            center_id=self.center_id,
+            capacity=capacity,
+            running=running,
+            progress=progress,
+            quotes=quotes,
         )
         return HeartbeatReply.model_validate(self._post("/center/v1/heartbeat", req))
 

@@ -77,7 +77,7 @@ from computenet.protocol import (
     PoolCapacity,
     RegisterReply,
 )
-from computenet.protocol.center import JobProgress
+from computenet.protocol.center import MAX_QUOTES, JobProgress, JobQuote, QuoteRequest
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, lease_rule
 from computenet.protocol.tickets import CENTER_HEADER
 
@@ -149,6 +149,11 @@ class Agent:
         # The control plane refused our jobs' paths (422 progress): its network file does not
         # tag this center `region`, so nothing only a region may send is sent any more.
         self._not_region = False
+        # The market (docs/federation.md): jobs the control plane asked this region to price
+        # (from heartbeat replies) and the answers for the next heartbeat (backend `quote_jobs`).
+        self._quote_asks: collections.deque[QuoteRequest] = collections.deque(maxlen=MAX_QUOTES)
+        self._quotes_out: list[JobQuote] = []
+        self._quotes_lock = threading.Lock()
         # The long-poll lease thread hands leased jobs to the main loop through the inbox
         # and wakes it; it asks again once `_capacity` counts them (batches handed/taken).
         self._lease_thread: threading.Thread | None = None
@@ -330,6 +335,7 @@ class Agent:
         self._take_leased()
         self._advance_jobs()
         self._refresh_capacity()
+        self._answer_quotes()
         now = time.monotonic()
         if now >= self._retry_at:
             try:
@@ -564,6 +570,9 @@ class Agent:
         self._learn_rule(reply.lease_timeout_s, reply.fence_after_s, reply.stop_grace_s)
         self._next_heartbeat = sent + self._heartbeat_interval()
         self._cancels.extend(reply.cancel)  # the main loop stops them
+        if reply.quote_requests:
+            self._quote_asks.extend(reply.quote_requests)  # the main loop asks the backend
+            self._wake.set()
         if reply.data_key_version not in (None, registered.data_key_version):
             # `cnet admin rotate-data-key`: registering again (idempotent) brings the new key.
             logger.info("data key rotated to version %d: registering again", reply.data_key_version)
@@ -577,14 +586,56 @@ class Agent:
         and the center runs as any other.
         """
         progress = None if self._not_region else self._progress
+        quotes = self._quotes_to_send()
         try:
-            return self.client.heartbeat(self._capacity, listed, progress=progress)
+            reply = self.client.heartbeat(self._capacity, listed, progress=progress, quotes=quotes)
+            self._quotes_sent(quotes)
+            return reply
         except ValidationError as exc:
-            if progress is None or exc.field != "progress":
+            field = exc.field or ""
+            if quotes and field.startswith("quotes["):
+                # One answer the control plane will not take must not cost the lease: they
+                # are dropped (it asks again) and the heartbeat goes without them.
+                logger.warning("the control plane refused our quotes: %s", exc.one_line())
+                self._quotes_sent(quotes)
+                return self.client.heartbeat(self._capacity, listed, progress=progress, quotes=[])
+            if (progress is None and quotes is None) or field not in ("progress", "quotes"):
                 raise
             logger.warning("the control plane takes no job paths from us: %s", exc.one_line())
             self._not_region = True
             return self.client.heartbeat(self._capacity, listed)
+
+    def _quotes_to_send(self) -> list[JobQuote] | None:
+        """A region's answers to quote requests (an empty list: it answers them); None for
+        a center whose backend does not quote or that the control plane holds no region."""
+        if self._not_region or not callable(getattr(self.backend, "quote_jobs", None)):
+            return None
+        with self._quotes_lock:
+            return list(self._quotes_out)
+
+    def _quotes_sent(self, sent: list[JobQuote] | None) -> None:
+        """The control plane took `sent`: they leave the queue."""
+        if sent:
+            with self._quotes_lock:
+                self._quotes_out = self._quotes_out[len(sent) :]
+
+    def _answer_quotes(self) -> None:
+        """Price the jobs the control plane asked about with the backend's own scheduler (a
+        region's `quote_jobs`) and send the answers with the next heartbeat, at once."""
+        quote_jobs = getattr(self.backend, "quote_jobs", None)
+        if not self._quote_asks or not callable(quote_jobs):
+            return
+        asks: list[QuoteRequest] = []
+        while self._quote_asks:
+            asks.append(self._quote_asks.popleft())
+        try:
+            got: list[JobQuote] = quote_jobs(asks)
+        except Exception as exc:
+            logger.warning("backend quotes unavailable: %s", exc)
+            return
+        with self._quotes_lock:
+            self._quotes_out = (self._quotes_out + got)[-MAX_QUOTES:]
+        self._next_heartbeat = 0.0  # the heartbeat thread sends them now
 
     def _lease(self, free: int, wait_s: float) -> list[LeasedJob]:
         """Ask for up to `free` (at most 8) jobs, waiting up to `wait_s` at the control plane.

@@ -44,6 +44,11 @@ account of the child (docs/federation.md):
   budget (`BackendJob.deadline_real`, `BackendJob.budget_cny`).
 - **Fencing.** Nothing here: the agent's lease rules stop (cancel in the
   child) what it holds when the parent is away too long, as for any center.
+- **Quotes.** `quote_jobs(asks)` prices the jobs the parent asks about with the
+  child's own scheduler (its `POST /api/v1/quote`): per chip type asked, the
+  child's cheapest feasible option (not through its own uplink) as the price
+  and the real second it would finish, or the child's reason it cannot run
+  the job; the agent sends them in its next heartbeat (docs/federation.md).
 """
 
 from __future__ import annotations
@@ -82,7 +87,9 @@ from computenet.protocol.api import PathHop
 from computenet.protocol.capacity import aggregate_capacity
 from computenet.protocol.center import (
     REGION_PATH_PREFIX,
+    JobQuote,
     MeteredCharge,
+    QuoteRequest,
     ReplicaReport,
     StagingInput,
 )
@@ -102,6 +109,9 @@ QUOTE_CLASS = "llm-train"
 # The backend kind of a child center that is the child's own parent (backends/uplink.py).
 UPLINK_KIND = "uplink"
 QUOTE_TTL_S = 30.0
+# How long the parent may hold the child's quote for one job good (real seconds): the
+# child's queue moves; the parent asks again for a job still pending after it.
+JOB_QUOTE_TTL_S = 30.0
 _LOCK = "network-agent.lock"
 
 _STATES = {
@@ -482,6 +492,89 @@ class NetworkBackend:
         if watchdog is not None and not keep_jobs and watchdog.poll() is None:
             watchdog.terminate()
             watchdog.wait(timeout=10)
+
+    # ------------------------------------------------------------------ quotes
+
+    def quote_jobs(self, asks: list[QuoteRequest]) -> list[JobQuote]:
+        """The child's own price and finish for each job the parent asks about (module doc).
+
+        A job the child does not answer for (away) gets no quote: the parent then
+        prices it by its rate card.
+        """
+        out: list[JobQuote] = []
+        try:  # the child's price, not its parent's through its uplink
+            uplinks = {c.id for c in self._all_centers() if c.backend == UPLINK_KIND}
+            self._child_clock()  # read once a minute: each quote's finish is turned by it
+        except (ComputeNetError, BackendError) as exc:
+            logger.info("the child network is away, no quotes: %s", exc.one_line())
+            return out
+        for ask in asks:
+            try:
+                out.extend(self._quote_one(ask, uplinks))
+            except BackendError as exc:
+                logger.info("the child network did not quote %s: %s", ask.job_id, exc.one_line())
+        return out
+
+    def _quote_one(self, ask: QuoteRequest, uplinks: set[str]) -> list[JobQuote]:
+        """The child's quotes for one asked job: one per chip type, a price or a reason."""
+        job = BackendJob(
+            job_id=ask.job_id,
+            attempt=0,
+            command=ask.spec.command,
+            chip=ask.spec.chips.types[0] if ask.spec.chips.types else "",
+            count=ask.spec.chips.count,
+            spec=ask.spec,
+            deadline_real=ask.deadline_real,
+            budget_cny=ask.budget_left_cny,
+        )
+        spec = ask.spec.model_copy(
+            update={
+                "name": self.child_name(f"quote/{ask.job_id}")[: limits.MAX_NAME_CHARS],
+                "env": {},
+                "center": None,
+                "deadline": self._child_deadline(job),
+                "budget_cny": _budget(job),
+            }
+        )
+        try:
+            view = self.client.quote(spec_json(spec))
+        except ComputeNetError as exc:
+            if _unreachable(exc):
+                raise BackendError(f"the child network did not answer: {exc.one_line()}") from exc
+            # The child refuses the job itself (an input it lacks, a chip it has not).
+            why = exc.one_line()[: limits.MAX_TEXT_CHARS]
+            return [JobQuote(job_id=ask.job_id, reason=why, ttl_s=JOB_QUOTE_TTL_S)]
+        at, _, scale = self._child_clock()
+        out = []
+        for chip in spec.chips.types or sorted({o.chip for o in view.options}):
+            mine = [o for o in view.options if o.chip == chip and o.center not in uplinks]
+            ok = [o for o in mine if o.feasible]
+            if not ok:
+                reasons = [r for o in mine for r in o.reasons] or list(view.infeasible_reasons)
+                why = reasons[0] if reasons else f"no center of the child network has {chip}"
+                out.append(
+                    JobQuote(
+                        job_id=ask.job_id,
+                        chip=chip,
+                        reason=why[: limits.MAX_TEXT_CHARS],
+                        ttl_s=JOB_QUOTE_TTL_S,
+                    )
+                )
+                continue
+            best = min(ok, key=lambda o: (o.total_cny, o.finish))
+            # The child's finish in its own clock, as a real second (clocks differ, real time not).
+            finish_real = at + (best.finish - view.now).total_seconds() / scale
+            out.append(
+                JobQuote(
+                    job_id=ask.job_id,
+                    chip=chip,
+                    price_cny=best.total_cny,
+                    energy_cny=min(best.energy_cny, best.total_cny),
+                    finish_real=max(finish_real, at),
+                    ttl_s=JOB_QUOTE_TTL_S,
+                )
+            )
+        return out
 
     # ------------------------------------------------------------------ helpers
 

@@ -35,8 +35,9 @@ from computenet.protocol import (
     UsageReport,
 )
 from computenet.protocol.api import PathHop
+from computenet.protocol.center import QuoteRequest
 from computenet.protocol.datapaths import default_replica_path, replica_path_problem
-from computenet.server import center_checks
+from computenet.server import center_checks, quotes
 from computenet.server.metering import meter
 from computenet.server.views import dataset_view
 from computenet.store import jobs as job_store
@@ -116,8 +117,10 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         declared = plane.network.center(center_id)
         center_checks.check_capacity(declared, req.capacity)
         center_checks.check_progress(declared, req.progress)
+        quotes.check_quotes(declared, req.quotes)
         capacity = center_checks.own_capacity(declared, req.capacity)
     progress = {p.job_id: p for p in req.progress or []}
+    asks: list[QuoteRequest] = []
     with plane.db.write() as s:
         row = get_center(s, center_id, for_update=True)
         if row is None:
@@ -142,6 +145,8 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         # Listing a job renews its lease; a job the center holds but stopped listing
         # (or never got: a lost lease reply) expires in the reconciler.
         job_store.renew_leases(s, center_id, listed, real)
+        if req.quotes is not None:
+            asks = _quote_requests(plane, s, center_id, req, real)
     rule = plane.settings.lease_rule
     return HeartbeatReply(
         cancel=cancel,
@@ -149,7 +154,29 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         fence_after_s=rule.fence_after_s,
         stop_grace_s=rule.stop_grace_s,
         data_key_version=key_version,
+        quote_requests=asks or None,
     )
+
+
+def _quote_requests(
+    plane: ControlPlane, s: Session, center_id: str, req: HeartbeatRequest, real: float
+) -> list[QuoteRequest]:
+    """A region's heartbeat (server/quotes.py): keep its quotes, hand it the next jobs to price."""
+    plane.quotes.received(center_id, req.quotes, real)
+    ids = plane.quotes.take(center_id, real)
+    if not ids:
+        return []
+    declared = plane.network.center(center_id)
+    rows = job_store.get_jobs(s, ids)
+    out = []
+    for jid in ids:
+        row = rows.get(jid)
+        if row is None or row.state != JobState.PENDING.value or row.cancel_requested:
+            continue
+        ask = quotes.quote_request(plane, row, declared)
+        if ask is not None:
+            out.append(ask)
+    return out
 
 
 def _held(s: Session, center_id: str, job_id: str, attempt: int) -> JobRow:

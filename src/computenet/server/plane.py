@@ -16,6 +16,7 @@ from computenet.server.auth import Authenticator
 from computenet.server.leader import Leadership, LeadershipLost, Term
 from computenet.server.limits import Admission
 from computenet.server.metrics import Metrics
+from computenet.server.quotes import QuoteBook
 from computenet.server.reconciler import reconcile
 from computenet.server.scheduling import CycleMemory, run_cycle
 from computenet.server.settings import NetworkClock, Settings
@@ -73,6 +74,8 @@ class ControlPlane:
         self.leading_since: float = self.clock.real()
         # What the scheduling cycles remember between passes (server.scheduling owns it).
         self.cycle = CycleMemory()
+        # Regions' own quotes for pending jobs and what was asked of them (server.quotes).
+        self.quotes = QuoteBook()
         # The leader lease (see server.leader): only the leader reconciles and schedules.
         self.leadership = Leadership(
             self.db, lease_s=settings.leader_lease_s, real=settings.real_time

@@ -28,6 +28,7 @@ from computenet.scheduler import (
     signature,
 )
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
+from computenet.server import quotes
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
 from computenet.store.schema import JobRow
@@ -124,6 +125,8 @@ def snapshot(
         online=online,
         reported_free=reported,
         patience_h=plane.settings.patience_h,
+        # Regions' own prices for pending jobs (server/quotes.py), fresh ones only.
+        quotes=quotes.snapshot_quotes(plane, real),
     )
 
 
@@ -161,6 +164,8 @@ def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
         snap.online.tobytes(),
         tuple(sorted((d.id, d.replicas) for d in snap.datasets.values())),
         snap.hour0,
+        # A region's quote came in: the jobs it prices are looked at again (server/quotes.py).
+        tuple(sorted(snap.quotes.items())),
     )
 
 
@@ -224,6 +229,8 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     requests: list[JobRequest] = []
     signatures: list[Hashable] = []
     stuck: dict[str, list[str]] = {}
+    plane.quotes.forget(live)
+    awaiting = 0  # jobs held this cycle for regions' quotes (server/quotes.py)
     for head in todo:
         try:
             req, sig = _request(plane, head, validity[head.id], raw_specs, by_tenant)
@@ -233,8 +240,14 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             log.warning("job %s cannot be scheduled: %r", head.id, exc)
             stuck[head.id] = [f"{REJECTED}: {_one_line(exc)}"]
             continue
+        waiting = quotes.awaiting(plane, req, snap, real)
+        if waiting is not None:
+            stuck[head.id] = [waiting]
+            awaiting += 1
+            continue
         requests.append(req)
-        signatures.append(sig)
+        # A job a region quoted has prices of its own: no look-alike shares its answer.
+        signatures.append(sig if req.id not in snap.quotes else (sig, req.id))
     decisions = schedule_cycle(
         snap,
         requests,
@@ -274,6 +287,8 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             memory.unplaced = decided
         else:
             memory.unplaced = {k for k in memory.unplaced if live.get(k[0]) == k[1]} | decided
+    if awaiting:
+        memory.last_key = None  # the held jobs are looked at again next cycle
     if full:
         memory.last_full = real
     if placed:
