@@ -118,7 +118,7 @@ def test_the_snapshot_carries_the_regions_price_its_declared_fee_and_finish_here
         quotes=book,
         clock=SimpleNamespace(to_network=lambda real: epoch + timedelta(seconds=real - T0)),
     )
-    got = {q.chip: q for q in snapshot_quotes(plane, T0 + 1)["j1"]}  # type: ignore[arg-type]
+    got = {q.chip: q for q in snapshot_quotes(plane, T0 + 1)["j1"]}
     h100 = got["H100"]
     assert h100.own_cny == Decimal("10.01") and h100.fee_cny == Decimal("0.50")
     assert h100.total_cny == Decimal("10.51") and h100.energy_cny == Decimal("2.00")
