@@ -150,6 +150,9 @@ export interface QuoteOption {
   fastest: boolean;
   feasible: boolean;
   reasons: string[];
+  /** What the tenant's compute vouchers would pay, and the price after them. */
+  subsidy_cny?: Decimal;
+  paid_cny?: Decimal | null;
 }
 
 export interface QuoteView {
@@ -187,7 +190,7 @@ export interface CenterView {
   running: number;
   identifier?: string | null;
   tags?: string[];
-  /** A region's own centers, when this plane lists them (not yet sent by the server). */
+  /** A region's own centers, as its network agent last reported them (absent otherwise). */
   members?: MemberView[];
 }
 
@@ -253,6 +256,34 @@ export interface BillLine {
   service_cny: Decimal;
   transfer_cny: Decimal;
   total_cny: Decimal;
+  /** What each compute voucher paid of this line, and what the tenant pays. */
+  subsidies?: SubsidyLineView[];
+  subsidy_cny?: Decimal;
+  paid_cny?: Decimal | null;
+}
+
+/** A compute voucher (算力券) and its balance: GET /api/v1/vouchers, BillView.vouchers. */
+export interface VoucherView {
+  id: number;
+  tenant: string;
+  issuer: string;
+  pct: Decimal;
+  cap_cny: Decimal;
+  used_cny: Decimal;
+  remaining_cny: Decimal;
+  centers: string[];
+  classes: string[];
+  valid_from: ISODate;
+  valid_until: ISODate;
+  issued_at: ISODate;
+  issued_by: string;
+  state?: "active" | "not yet valid" | "expired" | "spent" | null;
+}
+
+export interface SubsidyLineView {
+  voucher_id: number;
+  issuer: string;
+  amount_cny: Decimal;
 }
 
 export interface BillView {
@@ -267,6 +298,9 @@ export interface BillView {
   kwh: number;
   co2_kg: number;
   cu_hours: number;
+  subsidy_cny?: Decimal;
+  paid_cny?: Decimal | null;
+  vouchers?: VoucherView[];
 }
 
 /** Proposed: GET /api/v1/sim/reports (one entry per `cnet sim compare --out DIR`). */

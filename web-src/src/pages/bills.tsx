@@ -1,4 +1,5 @@
-// Bills page: a tenant's bill for a month, charted by center and by energy / service / transfer.
+// Bills page: a tenant's bill for a month, charted by center and by energy / service / transfer;
+// with compute vouchers (算力券), what each paid per job, what the tenant pays, and their balances.
 
 import { api, qs } from "../api";
 import { type Kind, KINDS, StackedBars } from "../charts";
@@ -6,7 +7,7 @@ import { Empty, ErrorBox, LiveNote, Loading, Section, Stat } from "../components
 import { cny, dec, fmtNum, period, shortTime } from "../format";
 import { href, navigate, usePoll } from "../hooks";
 import { useSession } from "../session";
-import type { BillView } from "../types";
+import type { BillView, VoucherView } from "../types";
 
 export function BillsPage({ query }: { query: URLSearchParams }) {
   const { me, network } = useSession();
@@ -19,6 +20,7 @@ export function BillsPage({ query }: { query: URLSearchParams }) {
   );
   const set = (k: string, v: string) => navigate("bills", { period: per, tenant: tenant || undefined, [k]: v || undefined }, true);
   const b = bill.data;
+  const subsidised = (b?.lines ?? []).some((l) => (l.subsidies ?? []).length > 0);
 
   // Per center, split by kind, from the lines (by_center carries only totals).
   const byCenter = new Map<string, Record<Kind, number>>();
@@ -79,6 +81,13 @@ export function BillsPage({ query }: { query: URLSearchParams }) {
             <Stat label="Service" value={cny(b.service_cny)} sub={`${fmtNum(b.cu_hours, 2)} CU·h`} />
             <Stat label="Transfer" value={cny(b.transfer_cny)} />
             <Stat label="Carbon" value={`${fmtNum(b.co2_kg, 1)} kg CO₂`} />
+            {subsidised && (
+              <Stat
+                label="You pay"
+                value={<span data-testid="bill-paid">{cny(b.paid_cny ?? b.total_cny)}</span>}
+                sub={`vouchers paid ${cny(b.subsidy_cny)}`}
+              />
+            )}
           </div>
           {b.lines.length === 0 ? (
             <Empty title={`No charges in ${b.period}`}>Finished jobs appear here with their metered cost.</Empty>
@@ -115,6 +124,12 @@ export function BillsPage({ query }: { query: URLSearchParams }) {
                         <th scope="col" class="num">Service</th>
                         <th scope="col" class="num">Transfer</th>
                         <th scope="col" class="num">Total</th>
+                        {subsidised && <th scope="col">Vouchers</th>}
+                        {subsidised && (
+                          <th scope="col" class="num">
+                            You pay
+                          </th>
+                        )}
                       </tr>
                     </thead>
                     <tbody>
@@ -137,6 +152,16 @@ export function BillsPage({ query }: { query: URLSearchParams }) {
                           <td class="num">{cny(l.service_cny)}</td>
                           <td class="num">{cny(l.transfer_cny)}</td>
                           <td class="num strong">{cny(l.total_cny)}</td>
+                          {subsidised && (
+                            <td class="small nowrap" data-testid="bill-subsidies">
+                              {(l.subsidies ?? []).map((x) => (
+                                <div key={x.voucher_id}>
+                                  #{x.voucher_id} {x.issuer} −{cny(x.amount_cny)}
+                                </div>
+                              ))}
+                            </td>
+                          )}
+                          {subsidised && <td class="num strong">{cny(l.paid_cny ?? l.total_cny)}</td>}
                         </tr>
                       ))}
                     </tbody>
@@ -145,8 +170,56 @@ export function BillsPage({ query }: { query: URLSearchParams }) {
               </Section>
             </>
           )}
+          {(b.vouchers ?? []).length > 0 && <Vouchers vouchers={b.vouchers ?? []} />}
         </>
       )}
     </div>
+  );
+}
+
+/** The tenant's compute vouchers: terms, what each has paid and has left. */
+function Vouchers({ vouchers }: { vouchers: VoucherView[] }) {
+  return (
+    <Section title={`Compute vouchers (${vouchers.length})`} id="vouchers">
+      <div class="table-wrap">
+        <table class="data" aria-label="Compute vouchers" data-testid="vouchers">
+          <thead>
+            <tr>
+              <th scope="col">Voucher</th>
+              <th scope="col">Issuer</th>
+              <th scope="col" class="num">Share</th>
+              <th scope="col" class="num">Cap</th>
+              <th scope="col" class="num">Used</th>
+              <th scope="col" class="num">Left</th>
+              <th scope="col">Valid</th>
+              <th scope="col">Where</th>
+              <th scope="col">State</th>
+            </tr>
+          </thead>
+          <tbody>
+            {vouchers.map((v) => (
+              <tr key={v.id}>
+                <th scope="row">#{v.id}</th>
+                <td>{v.issuer}</td>
+                <td class="num">{dec(v.pct)} %</td>
+                <td class="num">{cny(v.cap_cny)}</td>
+                <td class="num">{cny(v.used_cny)}</td>
+                <td class="num strong" data-testid="voucher-left">
+                  {cny(v.remaining_cny)}
+                </td>
+                <td class="nowrap">
+                  {shortTime(v.valid_from)} → {shortTime(v.valid_until)}
+                </td>
+                <td>
+                  {v.centers.length ? v.centers.join(", ") : "all centers"}
+                  {v.classes.length ? ` · ${v.classes.join(", ")}` : ""}
+                </td>
+                <td>{v.state ?? ""}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </Section>
   );
 }
