@@ -5,7 +5,8 @@ A real federation on 127.0.0.1: a regional control plane `gba` with two centers
 by `cnet agent --backend network`; the national network file also declares a
 second region, `yrd`, whose agent never starts (so it stays offline). A person
 looks at the network page (each region drawn as a group, with its capacity:
-4 H100 free but no job larger than 2 fits now) and at a delegated job's page
+4 H100 free but no job larger than 2 fits now, and gba's member centers as its
+agent lists them) and at a delegated job's page
 (its path: cn picked gba, gba picked one of its centers).
 """
 
@@ -148,7 +149,11 @@ def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Network]:
 
             def gba_ready() -> bool:
                 (gba,) = [c for c in adm.get("/api/v1/centers").json() if c["id"] == "gba"]
-                return bool(gba["online"] and gba["pools"][0].get("largest_free") == 2)
+                return bool(
+                    gba["online"]
+                    and gba["pools"][0].get("largest_free") == 2
+                    and len(gba.get("members") or []) == 2  # its agent lists sz and gz
+                )
 
             _until("gba online at cn with its capacity", gba_ready, root, ONLINE_TIMEOUT_S)
         net.tokens["gba-link"] = link_token
@@ -179,12 +184,26 @@ def test_regions_are_drawn_as_groups_with_their_capacity(
     row = card.locator('tr[data-chip="H100"]')
     cells = row.locator("td").all_inner_texts()
     assert cells[:3] == ["4", "4", "2"], cells  # total, free, largest job now
-    # Its member centers are not listed by the national plane: the card says so and
-    # links to the region's own dashboard (its url: tag, through GET /api/v1/resolve).
-    note = card.get_by_test_id("region-members-note")
-    link = note.get_by_role("link", name="the region's own dashboard")
+    # Its member centers, as gba's network agent lists them with its heartbeat: each
+    # with its state and chips, drawn as dots inside the group on the map.
+    members = card.locator("li[data-member]")
+    members.nth(1).wait_for()
+    assert sorted(members.evaluate_all("els => els.map(e => e.dataset.member)")) == ["gz", "sz"]
+    assert "Shenzhen" in card.locator('li[data-member="sz"]').inner_text()
+    assert "Member centers (2)" in card.inner_text()
+    assert sorted(
+        page.locator('g.center[data-region="gba"] circle.member').evaluate_all(
+            "els => els.map(e => e.dataset.member)"
+        )
+    ) == ["gz", "sz"]
+    # And a link to the region's own dashboard (its url: tag, through GET /api/v1/resolve).
+    link = card.get_by_role("link", name="the region's own dashboard")
     link.wait_for()
     assert link.get_attribute("href") == network.tokens["gba-url"]
+    # yrd never came up: no agent, no member list; its card says what is shown instead.
+    yrd = page.locator('[data-testid=region-group][data-region="yrd"]')
+    yrd.get_by_test_id("region-members-note").wait_for()
+    assert yrd.locator("li[data-member]").count() == 0
     shots(page, "1-regions")
 
     # Selecting the group opens the region's panel with its largest job shape.
@@ -194,30 +213,12 @@ def test_regions_are_drawn_as_groups_with_their_capacity(
     assert "a region" in panel.inner_text()
     page.get_by_role("heading", name="Region capacity").wait_for()
 
-    # A plane that does list a region's member centers (`members`, which this server
-    # does not send yet) gets them drawn inside the group: the same page, its answer
-    # extended in the browser.
-    def with_members(route: Any) -> None:
-        centers = route.fetch().json()
-        for c in centers:
-            if c["id"] == "gba":
-                c["members"] = [
-                    {"id": "sz", "name": "Shenzhen", "lat": 22.6, "lon": 114.1, "online": True,
-                     "pools": [{"chip": "H100", "total": 2, "free": 2}]},
-                    {"id": "gz", "name": "Guangzhou", "lat": 23.1, "lon": 113.3, "online": True,
-                     "pools": [{"chip": "H100", "total": 2, "free": 1}]},
-                ]  # fmt: skip
-        route.fulfill(json=centers)
-
-    page.route("**/api/v1/centers", with_members)
-    page.locator('g.center[data-region="gba"] circle.member').nth(1).wait_for()
-    assert sorted(
-        page.locator('g.center[data-region="gba"] circle.member').evaluate_all(
-            "els => els.map(e => e.dataset.member)"
-        )
-    ) == ["gz", "sz"]
-    assert card.locator("li[data-member]").count() == 2
-    shots(page, "2-regions-with-members")
+    # The national API itself carries them: gba's members, none for the offline yrd.
+    with network.api("alice") as api:
+        views = {c["id"]: c for c in api.get("/api/v1/centers").json()}
+    assert [m["id"] for m in views["gba"]["members"]] == ["sz", "gz"]
+    assert views["gba"]["members"][0]["pools"] == [{"chip": "H100", "total": 2, "free": 2}]
+    assert views["yrd"].get("members") is None
 
 
 def test_a_delegated_jobs_page_shows_its_path_through_the_levels(

@@ -3,10 +3,11 @@
 // A region joins this plane as one center, through `cnet agent --backend network`
 // and a network file that tags it `region`. Its pools carry what the region's
 // agent reports: `largest_free` (the largest job that fits now in one of its
-// centers), `used` and `queued`. Its member centers are shown when this plane
-// lists them (`members`); otherwise the region is shown by its capacity, with a
-// link to its own plane when the network file gives one (a `url:` tag, read
-// through GET /api/v1/resolve).
+// centers), `used` and `queued`. Its member centers are shown when its agent
+// lists them (`members`, sent by `cnet agent --backend network` with its
+// heartbeat); otherwise the region is shown by its capacity. Either way a link
+// to its own plane when the network file gives one (a `url:` tag, read through
+// GET /api/v1/resolve).
 
 import { api } from "./api";
 import { Meter } from "./components";
@@ -120,6 +121,11 @@ export function RegionGroup({ region, onSelect, selected }: { region: CenterView
               );
             })}
           </ul>
+          {url ? (
+            <p class="muted small">
+              More on <a href={url} rel="noopener noreferrer">the region's own dashboard</a>.
+            </p>
+          ) : null}
         </>
       ) : (
         <p class="muted small" data-testid="region-members-note">

@@ -39,6 +39,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
+from computenet.protocol.api import MemberView
 from computenet.protocol.center import MAX_LEASE_WAIT_S, JobProgress, JobQuote
 from computenet.protocol.failover import (
     DEFAULT_CONNECT_TIMEOUT_S,
@@ -156,9 +157,11 @@ class CenterClient:
         running: list[str],
         progress: list[JobProgress] | None = None,
         quotes: list[JobQuote] | None = None,
+        members: list[MemberView] | None = None,
     ) -> HeartbeatReply:
         """POST /center/v1/heartbeat (`progress`: a region's held jobs below it, else None;
-        `quotes`: a region's answers to the control plane's quote requests, else None)."""
+        `quotes`: a region's answers to the control plane's quote requests, else None;
+        `members`: a region's own centers, else None)."""
         listed = set(running)
         if progress is not None:  # only jobs this heartbeat holds
             progress = [p for p in progress if p.job_id in listed]
@@ -168,6 +171,7 @@ class CenterClient:
             running=running,
             progress=progress,
             quotes=quotes,
+            members=members,
         )
         return HeartbeatReply.model_validate(self._post("/center/v1/heartbeat", req))
 

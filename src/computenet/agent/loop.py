@@ -77,6 +77,7 @@ from computenet.protocol import (
     PoolCapacity,
     RegisterReply,
 )
+from computenet.protocol.api import MemberView
 from computenet.protocol.center import MAX_QUOTES, JobProgress, JobQuote, QuoteRequest
 from computenet.protocol.fencing import DEFAULT_LEASE_TIMEOUT_S, lease_rule
 from computenet.protocol.tickets import CENTER_HEADER
@@ -149,6 +150,9 @@ class Agent:
         # The control plane refused our jobs' paths (422 progress): its network file does not
         # tag this center `region`, so nothing only a region may send is sent any more.
         self._not_region = False
+        # A region's own centers (backend `members`), sent with each heartbeat for display.
+        self._members: list[MemberView] | None = None
+        self._members_off = False  # the control plane refused one: not sent again
         # The market (docs/federation.md): jobs the control plane asked this region to price
         # (from heartbeat replies) and the answers for the next heartbeat (backend `quote_jobs`).
         self._quote_asks: collections.deque[QuoteRequest] = collections.deque(maxlen=MAX_QUOTES)
@@ -440,6 +444,7 @@ class Agent:
             self._capacity_taken = taken  # it counts the chips of every job taken so far
         except Exception as exc:
             logger.warning("backend capacity unavailable: %s", exc)
+        self._refresh_members()
         paths = getattr(self.backend, "paths", None)  # a region: where its jobs are below
         if callable(paths):
             held = {h.handle: h for h in self.jobs.values() if h.handle}
@@ -452,6 +457,17 @@ class Agent:
                 JobProgress(job_id=held[k].job_id, attempt=held[k].attempt, path=v)
                 for k, v in got.items()
             ][:MAX_PROGRESS]
+
+    def _refresh_members(self) -> None:
+        """A region's own centers for the next heartbeats (backend `members`; the last list
+        is kept while the backend cannot say)."""
+        members = getattr(self.backend, "members", None)
+        if not callable(members) or self._not_region or self._members_off:
+            return
+        try:
+            self._members = members()
+        except Exception as exc:
+            logger.warning("backend members unavailable: %s", exc)
 
     def _lease_is_fresh(self) -> bool:
         """Whether a heartbeat was acknowledged recently enough to take on new jobs."""
@@ -587,8 +603,11 @@ class Agent:
         """
         progress = None if self._not_region else self._progress
         quotes = self._quotes_to_send()
+        members = None if self._not_region else self._members
         try:
-            reply = self.client.heartbeat(self._capacity, listed, progress=progress, quotes=quotes)
+            reply = self.client.heartbeat(
+                self._capacity, listed, progress=progress, quotes=quotes, members=members
+            )
             self._quotes_sent(quotes)
             return reply
         except ValidationError as exc:
@@ -598,8 +617,19 @@ class Agent:
                 # are dropped (it asks again) and the heartbeat goes without them.
                 logger.warning("the control plane refused our quotes: %s", exc.one_line())
                 self._quotes_sent(quotes)
-                return self.client.heartbeat(self._capacity, listed, progress=progress, quotes=[])
-            if (progress is None and quotes is None) or field not in ("progress", "quotes"):
+                return self.client.heartbeat(
+                    self._capacity, listed, progress=progress, quotes=[], members=members
+                )
+            if members is not None and field.startswith("members["):
+                # A member the control plane will not take: the list is for display only,
+                # so it is not sent again rather than costing a heartbeat.
+                logger.warning("the control plane refused our members: %s", exc.one_line())
+                self._members, self._members_off = None, True
+                return self.client.heartbeat(
+                    self._capacity, listed, progress=progress, quotes=quotes
+                )
+            sent = (progress, quotes, members)  # what only a region may send
+            if all(x is None for x in sent) or field not in ("progress", "quotes", "members"):
                 raise
             logger.warning("the control plane takes no job paths from us: %s", exc.one_line())
             self._not_region = True

@@ -83,9 +83,10 @@ from computenet.errors import (
 from computenet.model import JobState, limits
 from computenet.model.center import CST
 from computenet.protocol import CenterView, JobDetail, PoolCapacity
-from computenet.protocol.api import PathHop
+from computenet.protocol.api import MemberPool, MemberView, PathHop
 from computenet.protocol.capacity import aggregate_capacity
 from computenet.protocol.center import (
+    MAX_MEMBERS,
     REGION_PATH_PREFIX,
     JobQuote,
     MeteredCharge,
@@ -413,6 +414,35 @@ class NetworkBackend:
             (v.id, ReplicaReport(path=f"{REGION_PATH_PREFIX}{v.id}", sha256=v.sha256))
             for v in views
         ]
+
+    def members(self) -> list[MemberView]:
+        """The child's own centers, for the parent's dashboard (`HeartbeatRequest.members`).
+
+        Where each is, whether it is online and its chips, from the read `capacity`
+        shares (`_centers`: the child's uplinks left out), at most `MAX_MEMBERS`.
+        """
+        try:
+            centers = self._centers()
+            return [
+                MemberView(
+                    id=c.id,
+                    name=c.name[:128],
+                    lat=c.lat,
+                    lon=c.lon,
+                    online=c.online,
+                    pools=[
+                        MemberPool(
+                            chip=str(p.get("chip", "")),
+                            total=int(p.get("total", 0)),
+                            free=min(int(p.get("free", 0)), int(p.get("total", 0))),
+                        )
+                        for p in c.pools[: limits.MAX_POOLS]
+                    ],
+                )
+                for c in centers[:MAX_MEMBERS]
+            ]
+        except (ComputeNetError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise BackendError(f"the child network's centers are not listable: {exc}") from exc
 
     def cancel(self, handle: str) -> None:
         """Cancel the child job; one already final or unknown is left alone."""

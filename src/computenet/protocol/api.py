@@ -188,6 +188,32 @@ class QuoteView(BaseModel):
     notes: list[str] = []
 
 
+class MemberPool(BaseModel):
+    """Chips of one type at a region's member center: how many, how many free."""
+
+    chip: str = Field(min_length=1, max_length=64)
+    total: int = Field(ge=0, le=1_000_000)
+    free: int = Field(ge=0, le=1_000_000)
+
+
+class MemberView(BaseModel):
+    """A center inside a region, as the region's network agent reports it (for display).
+
+    What the region's own plane says of its center: where it is, whether it is
+    online and its chips. The parent schedules nothing by it (the region's
+    capacity does that); a dashboard draws the region's centers with it.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="", max_length=128)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    online: bool = True
+    pools: list[MemberPool] = Field(default=[], max_length=limits.MAX_POOLS)
+
+
 class CenterView(BaseModel):
     """A center as the network sees it now."""
 
@@ -212,6 +238,11 @@ class CenterView(BaseModel):
         default=None,
         description="the center's compute identifier, e.g. cn.gba.shenzhen-1;"
         " each pool has its own under `identifier`",
+    )
+    members: list[MemberView] | None = Field(
+        default=None,
+        description="a region only: its own centers, as its network agent last reported them"
+        " (docs/federation.md); absent for an ordinary center or a region that sends none",
     )
 
 

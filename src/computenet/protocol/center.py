@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from computenet.model import JobSpec, Placement, limits
 from computenet.model.limits import BoundedInstant, Name
-from computenet.protocol.api import PathHop
+from computenet.protocol.api import MemberView, PathHop
 
 
 def _clip(v: object) -> object:
@@ -153,6 +153,8 @@ class RegisterReply(BaseModel):
 # The market between regions (docs/federation.md, "Quotes per job"): bounds of one heartbeat.
 MAX_QUOTE_REQUESTS = 32
 """The most pending jobs one heartbeat reply asks a region to price."""
+MAX_MEMBERS = 256
+"""The most member centers a region's heartbeat may list (`HeartbeatRequest.members`)."""
 MAX_QUOTES = 128
 """The most quotes one heartbeat may carry (a job may be quoted per chip type)."""
 MAX_QUOTE_TTL_S = 120.0
@@ -235,6 +237,11 @@ class HeartbeatRequest(BaseModel):
         description="a region only: its own price and finish for jobs the control plane asked"
         " it to price (`HeartbeatReply.quote_requests`); an empty list says the region answers"
         " quote requests (docs/federation.md); other centers get 422",
+    )
+    members: list[MemberView] | None = added(
+        max_length=MAX_MEMBERS,
+        description="a region only: its own centers (where, online, chips), for display at"
+        " the parent (`CenterView.members`); other centers get 422",
     )
 
 

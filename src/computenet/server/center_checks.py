@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from computenet.errors import ConflictError, ValidationError
 from computenet.model.center import Center
 from computenet.protocol import PoolCapacity, StatusReport
+from computenet.protocol.api import MemberView
 from computenet.protocol.center import REGION_PATH_PREFIX, JobProgress
 
 _MAX_URL = 2048
@@ -189,6 +190,18 @@ def check_progress(
             f"center '{center.id}' is not a region: it has no path below it to report",
             field=field,
             hint=f"leave {field} out, or tag the center '{REGION_TAG}' in the network file",
+        )
+
+
+def check_members(center: Center, members: Sequence[MemberView] | None) -> None:
+    """Refuse a heartbeat's member centers (`members`) from a center that is not a region
+    (422 ``members``): only a region has centers of its own. Their number is bounded by
+    the schema (`center.MAX_MEMBERS`), each one's pools by `limits.MAX_POOLS`."""
+    if members is not None and REGION_TAG not in center.tags:
+        raise ValidationError(
+            f"center '{center.id}' is not a region: it has no member centers to list",
+            field="members",
+            hint=f"leave members out, or tag the center '{REGION_TAG}' in the network file",
         )
 
 

@@ -117,6 +117,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         declared = plane.network.center(center_id)
         center_checks.check_capacity(declared, req.capacity)
         center_checks.check_progress(declared, req.progress)
+        center_checks.check_members(declared, req.members)
         quotes.check_quotes(declared, req.quotes)
         capacity = center_checks.own_capacity(declared, req.capacity)
     progress = {p.job_id: p for p in req.progress or []}
@@ -147,6 +148,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         job_store.renew_leases(s, center_id, listed, real)
         if req.quotes is not None:
             asks = _quote_requests(plane, s, center_id, req, real)
+    plane.members.keep(center_id, req.members)  # a region's own centers, for display
     rule = plane.settings.lease_rule
     return HeartbeatReply(
         cancel=cancel,

@@ -112,7 +112,7 @@ def centers(plane: ControlPlane) -> list[CenterView]:
     with plane.db.read() as s:
         rows = {r.id: r for r in list_centers(s)}
         counts = job_store.counts_by_center(s)
-    return [
+    views = [
         center_view(
             c,
             rows.get(c.id),
@@ -123,6 +123,13 @@ def centers(plane: ControlPlane) -> list[CenterView]:
         )
         for c in plane.network.centers
     ]
+    return [_with_members(plane, v) for v in views]
+
+
+def _with_members(plane: ControlPlane, view: CenterView) -> CenterView:
+    """A region's view with its member centers as its agent last listed them (server.members)."""
+    members = plane.members.of(view.id)
+    return view if members is None else view.model_copy(update={"members": members})
 
 
 def transfers(plane: ControlPlane, who: Principal | None = None) -> list[dict[str, Any]]:

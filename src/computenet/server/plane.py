@@ -15,6 +15,7 @@ from computenet.scheduler.index import network_index
 from computenet.server.auth import Authenticator
 from computenet.server.leader import Leadership, LeadershipLost, Term
 from computenet.server.limits import Admission
+from computenet.server.members import MemberBook
 from computenet.server.metrics import Metrics
 from computenet.server.quotes import QuoteBook
 from computenet.server.reconciler import reconcile
@@ -76,6 +77,8 @@ class ControlPlane:
         self.cycle = CycleMemory()
         # Regions' own quotes for pending jobs and what was asked of them (server.quotes).
         self.quotes = QuoteBook()
+        # Regions' member centers as their agents last listed them (server.members).
+        self.members = MemberBook()
         # The leader lease (see server.leader): only the leader reconciles and schedules.
         self.leadership = Leadership(
             self.db, lease_s=settings.leader_lease_s, real=settings.real_time
