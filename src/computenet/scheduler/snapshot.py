@@ -16,6 +16,7 @@ from computenet.model import Dataset, JobSpec, Network, limits
 from computenet.model.center import CST
 from computenet.scheduler.index import NetworkIndex, network_index
 from computenet.scheduler.region_quotes import Quotes
+from computenet.scheduler.tenancy import TenantUse
 
 # Capacity calendar: one slot per network hour, this many slots ahead.
 HORIZON_SLOTS = 48
@@ -49,6 +50,10 @@ class JobRequest:
     pin_center: str | None = None
     # Why the job may not overflow to a parent network ('' = it may): scheduler/overflow.py.
     no_spill: str = ""
+    # Tenancy (scheduler/tenancy.py): whose job it is, and its fair-share tag this cycle
+    # (set by `ordering.with_shares`; 0 when one tenant is pending).
+    tenant: str = ""
+    share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,9 @@ class Snapshot:
     # The operator's patience (hours) for batch jobs without a deadline: see
     # `computenet.scheduler.ordering.DEFAULT_PATIENCE_H`; 0 never holds them.
     patience_h: float = DEFAULT_PATIENCE_H
+    # Each tenant's quotas and use as the cycle begins (scheduler/tenancy.py); a tenant
+    # not in it has no quota. Read by the quota filter, never written during a cycle.
+    tenants: Mapping[str, TenantUse] = field(default_factory=dict)
     # Results that hold for this snapshot only (filters that read `online`); a copy
     # made with `dataclasses.replace` starts with an empty one.
     memo: dict[object, Any] = field(default_factory=dict, init=False, repr=False, compare=False)

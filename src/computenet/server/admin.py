@@ -12,6 +12,7 @@ import getpass
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -19,14 +20,17 @@ from computenet.errors import NotFoundError, ValidationError
 from computenet.model import Network
 from computenet.protocol import TokenView
 from computenet.protocol.admin import AuditEntry, AuditPage, DataKeyView, TokenInfo
+from computenet.protocol.tenancy import QuotaView, TenancyView, TenantShareView
+from computenet.scheduler.tenancy import HALF_LIFE_S, QUOTA_KINDS, Quota, TenantUse
 from computenet.server.auth import hash_token, new_token
 from computenet.store import Database, upgrade_db
+from computenet.store import quotas as quota_store
 from computenet.store.accounts import add_token, audit, get_tenant, list_audit, list_tenants
 from computenet.store.accounts import create_tenant as _create_tenant
 from computenet.store.accounts import list_tokens as _list_tokens
 from computenet.store.accounts import revoke_token as _revoke_token
 from computenet.store.centers import get_center
-from computenet.store.schema import TokenRow
+from computenet.store.schema import TenantRow, TokenRow
 
 DbLike = str | Database
 
@@ -404,6 +408,184 @@ def audit_log(db: DbLike, limit: int = 100, before: int | None = None) -> AuditP
             ]
         more = len(rows) > limit
         return AuditPage(entries=entries, next_before=entries[-1].id if more else None)
+    finally:
+        if own:
+            database.dispose()
+
+
+# -- tenancy: share weight, priority ceiling, quotas (docs/tenancy.md) ----------------------
+
+
+def _share_view(row: TenantRow) -> TenantShareView:
+    return TenantShareView(
+        tenant=row.id, weight=float(row.share_weight or 1.0), priority_ceiling=row.priority_ceiling
+    )
+
+
+def set_tenant_share(
+    db: DbLike,
+    tenant: str,
+    *,
+    weight: float | None = None,
+    priority_ceiling: int | None = None,
+    actor: str | None = None,
+) -> TenantShareView:
+    """Set a tenant's fair-share weight and priority ceiling (-1 removes it); audited.
+
+    Servers apply a new ceiling to submissions within a few seconds and a
+    weight at their next scheduling cycle.
+    """
+    if weight is None and priority_ceiling is None:
+        raise ValidationError(
+            "nothing to set", field="--weight", hint="give --weight W and/or --priority-ceiling P"
+        )
+    database, own = _db(db)
+    try:
+        with database.write() as s:
+            row = quota_store.set_share(s, tenant, weight=weight, ceiling=priority_ceiling)
+            view = _share_view(row)
+            audit(
+                s,
+                actor or cli_actor(),
+                "tenant.share",
+                f"tenant:{tenant}",
+                {"weight": view.weight, "priority_ceiling": view.priority_ceiling},
+            )
+            return view
+    finally:
+        if own:
+            database.dispose()
+
+
+def _quota_view(tenant: str, q: Quota, use: TenantUse | None) -> QuotaView:
+    used = Decimal(0)
+    if use is not None:
+        if q.kind == "chips":
+            n = use.chips.get(q.chip, 0) if q.chip else sum(use.chips.values())
+            used = Decimal(n)
+        elif q.kind == "cu_hours":
+            used = Decimal(f"{use.cu_hours.get(q.period or 'month', 0.0):.2f}")
+        else:
+            used = use.cny.get(q.period or "month", Decimal(0)).quantize(Decimal("0.01"))
+    return QuotaView(
+        tenant=tenant,
+        kind=q.kind,  # type: ignore[arg-type]
+        chip=q.chip,
+        period=q.period,  # type: ignore[arg-type]
+        limit=q.limit,
+        used=used,
+        label=q.label(),
+    )
+
+
+def set_quota(
+    db: DbLike,
+    tenant: str,
+    kind: str,
+    limit: Decimal | str | float,
+    *,
+    chip: str | None = None,
+    period: str | None = None,
+    network: Network | None = None,
+    actor: str | None = None,
+) -> QuotaView:
+    """Set (or replace) one quota of a tenant; audited. `network` checks the chip's name."""
+    q = quota_store.check_quota(kind, limit, chip, period)
+    if chip is not None and network is not None:
+        chips = {p.chip for c in network.centers for p in c.pools}
+        if chip not in chips:
+            raise ValidationError(
+                f"no center of this network has '{chip}' chips",
+                field="--chip",
+                hint="one of " + ", ".join(sorted(chips)),
+            )
+    database, own = _db(db)
+    try:
+        with database.write() as s:
+            quota_store.set_quota(s, tenant, q, datetime.now(UTC))
+            audit(
+                s,
+                actor or cli_actor(),
+                "quota.set",
+                f"tenant:{tenant}",
+                {"kind": q.kind, "chip": q.chip, "period": q.period, "limit": str(q.limit)},
+            )
+        return _quota_view(tenant, q, None)
+    finally:
+        if own:
+            database.dispose()
+
+
+def clear_quotas(
+    db: DbLike,
+    tenant: str,
+    *,
+    kind: str | None = None,
+    chip: str | None = None,
+    actor: str | None = None,
+) -> int:
+    """Remove a tenant's quotas (only of `kind` / `chip` when given); how many; audited."""
+    if kind is not None and kind not in QUOTA_KINDS:
+        raise ValidationError(
+            f"unknown quota kind '{kind}'", field="--kind", hint="one of chips, cu_hours, cny"
+        )
+    database, own = _db(db)
+    try:
+        with database.write() as s:
+            n = quota_store.clear_quotas(s, tenant, kind, chip)
+            audit(
+                s,
+                actor or cli_actor(),
+                "quota.clear",
+                f"tenant:{tenant}",
+                {"kind": kind, "chip": chip, "removed": n},
+            )
+        return n
+    finally:
+        if own:
+            database.dispose()
+
+
+def list_quotas(
+    db: DbLike, tenant: str | None = None, now: datetime | None = None
+) -> list[QuotaView]:
+    """Every quota (of `tenant` when given) with what is used of it at `now` (default: now)."""
+    database, own = _db(db)
+    try:
+        with database.read() as s:
+            if tenant is not None:
+                quota_store.tenant_row(s, tenant)
+            quotas = quota_store.quotas_of(s, None if tenant is None else [tenant])
+            uses = quota_store.tenant_uses(
+                s, now or datetime.now(UTC), fair_share=False, tenants=list(quotas)
+            )
+        return [_quota_view(t, q, uses.get(t)) for t, qs in sorted(quotas.items()) for q in qs]
+    finally:
+        if own:
+            database.dispose()
+
+
+def tenancy(db: DbLike, tenant: str, now: datetime) -> TenancyView:
+    """A tenant's quotas with their use, weight, ceiling and fair-share standing at `now`."""
+    database, own = _db(db)
+    try:
+        with database.read() as s:
+            row = quota_store.tenant_row(s, tenant)
+            uses = quota_store.tenant_uses(s, now, fair_share=True)
+        mine = uses.get(tenant, TenantUse())
+        busy = {t: u for t, u in uses.items() if u.usage > 0 or t == tenant}
+        weights = sum(u.weight for u in busy.values())
+        total = sum(u.usage for u in busy.values())
+        return TenancyView(
+            tenant=tenant,
+            weight=float(row.share_weight or 1.0),
+            priority_ceiling=row.priority_ceiling,
+            quotas=[_quota_view(tenant, q, mine) for q in mine.quotas],
+            usage_cu_hours=round(mine.usage, 3),
+            share=round(mine.weight / weights, 4) if weights else 1.0,
+            used_share=round(mine.usage / total, 4) if total else 0.0,
+            half_life_days=HALF_LIFE_S / 86400.0,
+        )
     finally:
         if own:
             database.dispose()

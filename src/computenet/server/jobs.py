@@ -22,6 +22,7 @@ from computenet.scheduler import job_request, quote
 from computenet.server.auth import Principal
 from computenet.server.center_checks import fee_rate
 from computenet.server.center_protocol import BELOW
+from computenet.server.limits import TenantLimits
 from computenet.server.paging import decode_cursor, encode_cursor
 from computenet.server.scheduling import snapshot
 from computenet.server.views import job_detail, job_view, new_job_view
@@ -93,6 +94,15 @@ def _spec_of(req: SubmitRequest) -> JobSpec:
     if req.pin_center is not None:
         spec = spec.model_copy(update={"center": req.pin_center})
     return spec
+
+
+def _capped(spec: JobSpec, lim: TenantLimits) -> tuple[JobSpec, str]:
+    """`spec` with its priority capped by the tenant's ceiling, and what the event says of it."""
+    ceiling = lim.priority_ceiling
+    if ceiling is None or spec.priority <= ceiling:
+        return spec, ""
+    note = f"; priority {spec.priority} capped at {ceiling} (the tenant's priority ceiling)"
+    return spec.model_copy(update={"priority": ceiling}), note
 
 
 def _tenant_datasets(plane: ControlPlane, tenant: str, spec: JobSpec) -> dict[str, Dataset]:
@@ -168,9 +178,10 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
     first job back, even if this request's spec would not pass validation now.
     """
     tenant = tenant_of(who)
-    plane.admission.take(tenant, plane.admission.limits(tenant))
+    lim = plane.admission.limits(tenant)
+    plane.admission.take(tenant, lim)
     now = plane.clock.now()
-    spec = _spec_of(req)
+    spec, capped = _capped(_spec_of(req), lim)
     try:
         values = _new_job(plane, tenant, req, spec, _tenant_datasets(plane, tenant, spec), now)
     except ValidationError:
@@ -178,7 +189,7 @@ def submit(plane: ControlPlane, who: Principal, req: SubmitRequest) -> tuple[Job
         if seen is not None:
             return job_view(seen, network_prefix(plane.network)), False
         raise
-    seen = plane.submitter.store(values, f"submitted by {who.subject}")
+    seen = plane.submitter.store(values, f"submitted by {who.subject}{capped}")
     return (
         (job_view(seen, network_prefix(plane.network)), False)
         if seen is not None
@@ -202,7 +213,7 @@ async def submit_async(
         lim = await run_in_threadpool(plane.admission.refresh, tenant)
     plane.admission.take(tenant, lim)
     now = plane.clock.now()
-    spec = _spec_of(req)
+    spec, capped = _capped(_spec_of(req), lim)
     datasets: dict[str, Dataset] = {}
     if spec.inputs:
         datasets = await run_in_threadpool(_tenant_datasets, plane, tenant, spec)
@@ -214,7 +225,7 @@ async def submit_async(
             if seen is not None:
                 return job_view(seen, network_prefix(plane.network)), False
         raise
-    seen = await plane.submitter.store_async(values, f"submitted by {who.subject}")
+    seen = await plane.submitter.store_async(values, f"submitted by {who.subject}{capped}")
     return (
         (job_view(seen, network_prefix(plane.network)), False)
         if seen is not None

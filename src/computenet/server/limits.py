@@ -45,6 +45,9 @@ class TenantLimits:
 
     max_pending_jobs: int
     submits_per_s: float
+    # The highest `priority` the tenant's jobs may carry (None: uncapped); set by
+    # `cnet admin tenant set --priority-ceiling`, applied at submit (server/jobs.py).
+    priority_ceiling: int | None = None
 
 
 class Admission:
@@ -89,6 +92,7 @@ class Admission:
                 if row.max_pending_jobs is None
                 else row.max_pending_jobs,
                 self.default.submits_per_s if row.submits_per_s is None else row.submits_per_s,
+                row.priority_ceiling,
             )
         self._limits[tenant] = (self._real(), lim)
         return lim

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from computenet.model.center import CST
 from computenet.scheduler import (
     OVERRUN_HOLD,
     REJECTED,
+    Decision,
     JobRequest,
     Reservation,
     Snapshot,
@@ -27,10 +28,14 @@ from computenet.scheduler import (
     schedule_cycle,
     signature,
 )
+from computenet.scheduler.fairshare import fair_cycle
+from computenet.scheduler.ordering import order_key
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
+from computenet.scheduler.tenancy import TenantUse, admit
 from computenet.server import quotes
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
+from computenet.store.quotas import pending_tenants, tenant_uses
 from computenet.store.schema import JobRow
 
 if TYPE_CHECKING:
@@ -146,7 +151,7 @@ def request_of(
     datasets: Mapping[str, Dataset],
 ) -> JobRequest:
     """The scheduler's view of a stored job (its deadline may have passed since submit)."""
-    return job_request(
+    req = job_request(
         job.id,
         spec,
         plane.network,
@@ -155,6 +160,7 @@ def request_of(
         avoid_centers=tuple(job.avoid_centers or ()),
         check_deadline=False,
     )
+    return replace(req, tenant=job.tenant_id)
 
 
 def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
@@ -166,6 +172,18 @@ def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
         snap.hour0,
         # A region's quote came in: the jobs it prices are looked at again (server/quotes.py).
         tuple(sorted(snap.quotes.items())),
+    )
+
+
+def _quota_key(uses: Mapping[str, TenantUse]) -> object:
+    """What the quota filter reads (not the fair-share usage, which decays every cycle and
+    only orders jobs: it matters when something can be placed, which a changed snapshot says)."""
+    return repr(
+        sorted(
+            (t, u.quotas, sorted(u.chips.items()), sorted(u.cu_hours.items()), u.cny)
+            for t, u in uses.items()
+            if u.quotas
+        )
     )
 
 
@@ -207,7 +225,11 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             memory.unplaced.clear()
             return 0, 0
         snap = snapshot(plane, s, now)
-        key = _snapshot_key(snap)
+        # Tenancy: quotas and fair-share usage (fair share only matters with two tenants).
+        uses = tenant_uses(s, now, fair_share=len(pending_tenants(s)) > 1)
+        if uses:
+            snap = replace(snap, tenants=uses)
+        key = (_snapshot_key(snap), _quota_key(uses))
         full = key != memory.last_key or real - memory.last_full >= FULL_PASS_S
         if full:
             todo = job_store.pending_heads(s)
@@ -248,13 +270,21 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         requests.append(req)
         # A job a region quoted has prices of its own: no look-alike shares its answer.
         signatures.append(sig if req.id not in snap.quotes else (sig, req.id))
-    decisions = schedule_cycle(
-        snap,
-        requests,
-        plane.settings.profile,
-        strategy=plane.settings.strategy,
-        signatures=signatures,
-    )
+
+    def decide(sn: Snapshot, reqs: Sequence[JobRequest]) -> list[Decision]:
+        return schedule_cycle(
+            sn,
+            reqs,
+            plane.settings.profile,
+            strategy=plane.settings.strategy,
+            signatures=signatures,
+        )
+
+    # Fair share among the tenants with pending jobs (scheduler/fairshare.py); with
+    # one tenant this is the configured cycle unchanged.
+    requests, decisions = fair_cycle(snap, requests, decide, plane.settings.profile, signatures)
+    if any(u.quotas for u in uses.values()):
+        decisions = _within_quotas(snap, requests, decisions)
     placed_decisions = [d for d in decisions if d.placement is not None]
     old_reasons = {h.id: h.reasons for h in todo}
     for d in decisions:
@@ -300,6 +330,31 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             len(keys),
         )
     return placed, len(keys) - placed
+
+
+def _within_quotas(
+    snap: Snapshot, requests: list[JobRequest], decisions: list[Decision]
+) -> list[Decision]:
+    """The cycle's decisions with the placements that together pass a quota undone.
+
+    The quota filter judged each job against its tenant's use as the cycle
+    began; `tenancy.admit` counts the cycle's placements in order, and a job
+    it refuses waits with the quota's reason (its chips free next cycle).
+    """
+    order = sorted(range(len(requests)), key=lambda k: order_key(requests[k], snap.now))
+    placed: list[int] = []
+    lots: list[tuple[str, float, Placement]] = []
+    for k in order:
+        p = decisions[k].placement
+        if p is not None:
+            placed.append(k)
+            lots.append((requests[k].tenant, requests[k].cu_hours, p))
+    verdicts = admit(snap.tenants, lots)
+    out = list(decisions)
+    for k, why in zip(placed, verdicts, strict=True):
+        if why is not None:
+            out[k] = Decision(requests[k].id, None, (why,))
+    return out
 
 
 def replan_scheduled(plane: ControlPlane, now: datetime) -> int:

@@ -18,7 +18,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
@@ -26,11 +25,13 @@ import numpy as np
 from computenet.metering import TransferLot, charge
 from computenet.model import JobState, check_transition
 from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Reservation, Snapshot
+from computenet.scheduler.fairshare import fair_cycle
 from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
-from computenet.scheduler.ordering import standing_key
+from computenet.scheduler.ordering import StandingKey, order_key, standing_key, with_shares
 from computenet.scheduler.plugins import PROFILES, Profile
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
+from computenet.scheduler.tenancy import TenantUse, decay
 from computenet.sim.calendar import CapacityCalendar
 from computenet.sim.engine import (
     PRIO_ARRIVAL,
@@ -122,8 +123,8 @@ class Simulation:
         self.pending: dict[int, None] = {}
         # The pending jobs in the cycle's order: a heap of (standing_key, job), and each
         # pending job's current key (an entry with another key is stale).
-        self._backlog: list[tuple[tuple[int, bool, datetime, datetime, str], int]] = []
-        self._order: dict[int, tuple[int, bool, datetime, datetime, str]] = {}
+        self._backlog: list[tuple[StandingKey, int]] = []
+        self._order: dict[int, StandingKey] = {}
         self.active: dict[int, _Active] = {}
         self.done = 0
         self._cycle_at: float | None = None
@@ -145,6 +146,9 @@ class Simulation:
             paths.latency_s[np.ix_(np.array(rows), self.idx.center_node)]
         ).all(axis=1)
         self._outages = self._all_outages()
+        # Tenancy (docs/tenancy.md): with several tenants, fair share orders the cycle.
+        self._fair = len(set(workload.tenants)) > 1
+        self._usage: dict[str, tuple[float, float]] = {}  # tenant → (decayed CU·h, at s)
 
     # ---------------------------------------------------------------- setup
 
@@ -317,12 +321,17 @@ class Simulation:
             return
         now = self.env.now
         self.cycles += 1
-        batch = self._batch()
+        batch = self._fair_batch() if self._fair else self._batch()
         reported = self.total - self.held
         snap = self.cal.snapshot(now, online=self.online, datasets={}, reported_free=reported)
         reqs = [self.req[i] for i in batch]
         t0 = time.perf_counter()
-        decisions = self.policy(snap, reqs)
+        if self._fair:  # fair share among the workload's tenants (docs/tenancy.md)
+            snap = replace(snap, tenants=self._tenant_uses())
+            profile = str(getattr(self.policy, "profile", "min-cost"))
+            reqs, decisions = fair_cycle(snap, reqs, self.policy, profile)
+        else:
+            decisions = self.policy(snap, reqs)
         self.policy_s += time.perf_counter() - t0
         for i, d in zip(batch, decisions, strict=True):
             if d.placement is None:
@@ -415,6 +424,27 @@ class Simulation:
             heapq.heappush(self._backlog, (self._order[i], i))
         return out
 
+    def _tenant_uses(self) -> dict[str, TenantUse]:
+        """Each tenant's fair-share standing now: decayed CU·h placed, and its weight."""
+        now = self.env.now
+        out = {}
+        for t in self.wl.tenants:
+            used, at = self._usage.get(t, (0.0, now))
+            out[t] = TenantUse(usage=decay(used, now - at), weight=self.wl.weight_of(t))
+        return out
+
+    def _fair_batch(self) -> list[int]:
+        """The pending jobs this cycle looks at when fair share orders them: the first
+        `max_batch` in the order with this cycle's fair-share tags (every pending job's
+        tag moves with the usage, so the standing backlog heap cannot hold them)."""
+        ids = list(self.pending)
+        if len(ids) <= self.cfg.max_batch:
+            return ids
+        reqs = with_shares([self.req[i] for i in ids], self._tenant_uses())
+        now = self.env.datetime()
+        ranked = sorted(range(len(ids)), key=lambda k: order_key(reqs[k], now))
+        return [ids[k] for k in ranked[: self.cfg.max_batch]]
+
     def _commit(self, i: int, d: Decision) -> None:
         pl = d.placement
         assert pl is not None
@@ -448,6 +478,9 @@ class Simulation:
             attempt=int(self.rec.attempts[i]),
         )
         del self.pending[i]
+        if self._fair:  # fair share counts work when it is placed (as the server does)
+            used, at = self._usage.get(req.tenant, (0.0, now))
+            self._usage[req.tenant] = (decay(used, now - at) + req.cu_hours, now)
         self.active[i] = a
         self._set(i, JobState.SCHEDULED)
         self.rec.pool[i] = p

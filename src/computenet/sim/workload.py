@@ -55,6 +55,11 @@ class Workload:
     days: float = 0.0
     notes: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # Tenancy (docs/tenancy.md): `tenant[i]` indexes `tenants`, whose fair-share weights
+    # are `tenant_weights` (default 1 each). One tenant: no fair share, as before.
+    tenant: np.ndarray | None = None
+    tenants: tuple[str, ...] = ("",)
+    tenant_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.arrival)
@@ -83,6 +88,14 @@ class Workload:
         self.data_loc = col(self.data_loc, 0, np.int64)
         self.residency = col(self.residency, False, np.bool_)
         self.runtime_factor = col(self.runtime_factor, 1.0, np.float64)
+        self.tenant = col(self.tenant, 0, np.int64)
+        if n and (self.tenant.min() < 0 or self.tenant.max() >= len(self.tenants)):
+            raise ValidationError("a job's tenant is not in `tenants`", field="workload.tenant")
+        if self.tenant_weights and len(self.tenant_weights) != len(self.tenants):
+            raise ValidationError(
+                f"{len(self.tenant_weights)} weights for {len(self.tenants)} tenants",
+                field="workload.tenant_weights",
+            )
         if not self.days and n:
             self.days = float(np.ceil(max(self.arrival[-1], 1.0) / 86400.0))
         self._nodes = tuple(self.network.node_ids)
@@ -113,6 +126,7 @@ class Workload:
         """The scheduler's view of job `i`, as the server would resolve it at submit."""
         assert self.shape is not None and self.deadline is not None and self.budget is not None
         assert self.priority is not None and self.interactive is not None
+        assert self.tenant is not None
         types, stack, mem = self.shapes[int(self.shape[i])]
         submitted = epoch + timedelta(seconds=float(self.arrival[i]))
         d = float(self.deadline[i])
@@ -132,7 +146,14 @@ class Workload:
             priority=int(self.priority[i]),
             submitted_at=submitted,
             latency_class="interactive" if self.interactive[i] else "batch",
+            tenant=self.tenants[int(self.tenant[i])],
         )
+
+    def weight_of(self, tenant: str) -> float:
+        """The fair-share weight of `tenant` (1 when none is given)."""
+        if not self.tenant_weights or tenant not in self.tenants:
+            return 1.0
+        return float(self.tenant_weights[self.tenants.index(tenant)])
 
     def requests(self, epoch: datetime) -> list[JobRequest]:
         """Every job's request (for the bound and tests; the engine builds them lazily)."""

@@ -26,6 +26,13 @@ from computenet.protocol import (
 )
 from computenet.protocol.admin import AuditPage, DataKeyView, TokenInfo
 from computenet.protocol.jobfiles import JobFileText, JobFileView, UnmappedField
+from computenet.protocol.tenancy import (
+    QuotaSet,
+    QuotaView,
+    TenancyView,
+    TenantShareSet,
+    TenantShareView,
+)
 from computenet.sdk.specfile import job_from_text
 from computenet.server import admin, datasets, jobs, metering, paging
 from computenet.server.deps import Admin, Plane, User
@@ -236,3 +243,66 @@ def audit_log(
 ) -> AuditPage:
     """Admin actions, newest first, a page at a time."""
     return admin.audit_log(plane.db, limit, before)
+
+
+# -- tenancy (docs/tenancy.md) ----------------------------------------------------------
+
+
+@router.get("/tenancy", response_model=TenancyView, tags=["bills"])
+def tenancy(
+    plane: Plane, who: User, tenant: str | None = Query(None, description="admins only")
+) -> TenancyView:
+    """A tenant's quotas with their use, its priority ceiling and its fair-share standing."""
+    name = tenant if tenant and who.is_admin else jobs.tenant_of(who)
+    return admin.tenancy(plane.db, name, plane.clock.now())
+
+
+@router.post("/admin/tenants/{name}/share", response_model=TenantShareView, tags=["admin"])
+def set_tenant_share(
+    body: TenantShareSet, plane: Plane, who: Admin, name: str = Path(max_length=64)
+) -> TenantShareView:
+    """Set a tenant's fair-share weight and priority ceiling (-1: none)."""
+    return admin.set_tenant_share(
+        plane.db,
+        name,
+        weight=body.weight,
+        priority_ceiling=body.priority_ceiling,
+        actor=who.subject,
+    )
+
+
+@router.get("/admin/quotas", response_model=list[QuotaView], tags=["admin"])
+def list_quotas(
+    plane: Plane, who: Admin, tenant: str | None = Query(None, max_length=64)
+) -> list[QuotaView]:
+    """Every quota (of one tenant when given) with what is used of it now."""
+    return admin.list_quotas(plane.db, tenant, plane.clock.now())
+
+
+@router.post("/admin/quotas", response_model=QuotaView, tags=["admin"])
+def set_quota(body: QuotaSet, plane: Plane, who: Admin) -> QuotaView:
+    """Set (or replace) one quota of a tenant; the scheduler applies it at its next cycle."""
+    return admin.set_quota(
+        plane.db,
+        body.tenant,
+        body.kind,
+        body.limit,
+        chip=body.chip,
+        period=body.period,
+        network=plane.network,
+        actor=who.subject,
+    )
+
+
+@router.delete("/admin/quotas", tags=["admin"])
+def clear_quotas(
+    plane: Plane,
+    who: Admin,
+    tenant: str = Query(max_length=64),
+    kind: str | None = Query(None, max_length=16),
+    chip: str | None = Query(None, max_length=64),
+) -> dict[str, int]:
+    """Remove a tenant's quotas (of one kind / chip when given)."""
+    return {
+        "removed": admin.clear_quotas(plane.db, tenant, kind=kind, chip=chip, actor=who.subject)
+    }
