@@ -267,3 +267,146 @@ def _plain(text: str) -> None:
 from computenet.cli.vouchers import voucher_app  # noqa: E402
 
 admin_app.add_typer(voucher_app, name="voucher")
+
+
+# -- tenancy: `cnet admin tenant set`, `cnet admin quota set|list|clear` (docs/tenancy.md) --
+
+tenant_app = typer.Typer(help="A tenant's fair-share weight and priority ceiling.")
+quota_app = typer.Typer(help="Per-tenant quotas: chips in use, CU·h and ¥ per day or month.")
+admin_app.add_typer(tenant_app, name="tenant")
+admin_app.add_typer(quota_app, name="quota")
+
+
+@tenant_app.command("set")
+def tenant_set(
+    name: Annotated[str, typer.Argument(help="tenant name")],
+    weight: Annotated[
+        float | None, typer.Option("--weight", help="fair-share weight (> 0; default 1)")
+    ] = None,
+    priority_ceiling: Annotated[
+        int | None,
+        typer.Option(
+            "--priority-ceiling", help="highest priority its jobs may carry, 0-10 (-1: none)"
+        ),
+    ] = None,
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Set a tenant's fair-share weight and priority ceiling (audited)."""
+    view = _Admin(db).set_tenant_share(name, weight=weight, priority_ceiling=priority_ceiling)
+    if json_out:
+        print_json(view)
+        return
+    ceiling = "none" if view.priority_ceiling is None else str(view.priority_ceiling)
+    console().print(f"tenant {view.tenant}: weight {view.weight:g}, priority ceiling {ceiling}")
+
+
+@tenant_app.command("show")
+def tenant_show(
+    name: Annotated[str, typer.Argument(help="tenant name")],
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A tenant's weight, ceiling, quotas with their use, and fair-share standing."""
+    from datetime import UTC, datetime
+
+    view = _Admin(db).tenancy(name, datetime.now(UTC))
+    if json_out:
+        print_json(view)
+        return
+    print_tenancy(view)
+
+
+def print_tenancy(view: Any) -> None:
+    """A `TenancyView` for people: standing line, then the quotas table (`cnet bill` too)."""
+    ceiling = "none" if view.priority_ceiling is None else str(view.priority_ceiling)
+    out = console()
+    out.print(
+        f"tenant {view.tenant}: fair-share weight {view.weight:g} (share {view.share:.0%}"
+        f" of the tenants with work), used {view.used_share:.0%} of their recent CU·h"
+        f" ({view.usage_cu_hours:.1f} CU·h, half-life {view.half_life_days:g} days);"
+        f" priority ceiling {ceiling}"
+    )
+    if not view.quotas:
+        out.print("no quotas")
+        return
+    t = Table(title=f"quotas of {view.tenant}")
+    for col in ("quota", "used", "limit"):
+        t.add_column(col, justify="left" if col == "quota" else "right")
+    for q in view.quotas:
+        t.add_row(q.label, _amount(q.kind, q.used), _amount(q.kind, q.limit))
+    out.print(t)
+
+
+def _amount(kind: str, v: Any) -> str:
+    return f"¥{v}" if kind == "cny" else f"{v}"
+
+
+@quota_app.command("set")
+def quota_set(
+    tenant: Annotated[str, typer.Argument(help="tenant name")],
+    kind: Annotated[
+        str, typer.Option("--kind", help="chips (in use), cu_hours or cny (per --period)")
+    ],
+    limit: Annotated[str, typer.Option("--limit", help="chips, CU·h or ¥")],
+    chip: Annotated[
+        str | None, typer.Option("--chip", help="chips quota: one chip type (default: all)")
+    ] = None,
+    period: Annotated[
+        str | None, typer.Option("--period", help="cu_hours / cny quota: day or month")
+    ] = None,
+    network: Annotated[
+        str | None, typer.Option("--network", help="check --chip against this network")
+    ] = None,
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Set (or replace) one quota of a tenant; the scheduler applies it at its next cycle."""
+    if chip is not None and network is None:
+        from computenet.catalog.loader import load_chips
+
+        known = load_chips()
+        if chip not in known:
+            raise ValidationError(
+                f"unknown chip '{chip}'", field="--chip", hint="one of " + ", ".join(sorted(known))
+            )
+    view = _Admin(db).set_quota(
+        tenant, kind, limit, chip=chip, period=period, network=_network(network)
+    )
+    if json_out:
+        print_json(view)
+        return
+    console().print(f"tenant {view.tenant}: quota {view.label}")
+
+
+@quota_app.command("list")
+def quota_list(
+    tenant: Annotated[str | None, typer.Argument(help="tenant name (default: all)")] = None,
+    db: DbOpt = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every quota (of one tenant) with what is used of it now."""
+    views = _Admin(db).list_quotas(tenant)
+    if json_out:
+        print_json(views)
+        return
+    t = Table(title=f"quotas ({len(views)})")
+    for col in ("tenant", "quota", "used", "limit"):
+        t.add_column(col, justify="left" if col in ("tenant", "quota") else "right")
+    for q in views:
+        t.add_row(q.tenant, q.label, _amount(q.kind, q.used), _amount(q.kind, q.limit))
+    console().print(t)
+
+
+@quota_app.command("clear")
+def quota_clear(
+    tenant: Annotated[str, typer.Argument(help="tenant name")],
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="only quotas of this kind (chips, cu_hours, cny)")
+    ] = None,
+    chip: Annotated[str | None, typer.Option("--chip", help="only this chip type's")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Remove a tenant's quotas (all, or of one kind / chip type)."""
+    n = _Admin(db).clear_quotas(tenant, kind=kind, chip=chip)
+    console().print(f"tenant {tenant}: {n} quota{'s' if n != 1 else ''} removed")
