@@ -27,7 +27,7 @@ from computenet.metering.cost import (
 )
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
-from computenet.scheduler import kernel, region_quotes
+from computenet.scheduler import kernel, region_quotes, subsidy
 from computenet.scheduler.index import NetworkIndex
 from computenet.scheduler.kernel import evaluate_options
 from computenet.scheduler.plugins import FILTERS, Profile
@@ -530,6 +530,8 @@ def _evaluate(
     frac = snap.frac
     left_h = (job.deadline - snap.now).total_seconds() / 3600.0 if job.deadline else 0.0
     own_score = want_best and type(profile).score is not Profile.score
+    # A tenant with vouchers: the budget bounds what it pays after them (scheduler/subsidy.py).
+    vouchers = subsidy.wallet(snap, job)
     ev = evaluate_options(
         free,
         pools,
@@ -543,7 +545,7 @@ def _evaluate(
         _shift_slots(snap, job, profile, frac),
         job.deadline is not None,
         left_h,
-        job.budget_cny is not None,
+        job.budget_cny is not None and not vouchers,
         float(job.budget_cny) if job.budget_cny is not None else 0.0,
         MAX_FINISH_H,
         idx.tdp_kw,
@@ -600,6 +602,9 @@ def _evaluate(
             f"budget ¥{job.budget_cny} but the cheapest option costs"
             f" ¥{opts.cost[over]:.2f} at {center} (raise the budget or relax the deadline)"
         )
+    if vouchers:
+        subsidy.check(snap, job, vouchers, opts.cost, opts.pool, opts.finish_h, opts.feasible, why)
+        own_score = want_best  # the kernel scored without the budget: score here
     quotes = snap.quotes.get(job.id) if snap.quotes else None
     if quotes and region_quotes.apply(
         snap, free, job, opts, quotes, pools.size, left_h, MAX_FINISH_H

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from computenet.errors import ValidationError
+from computenet.metering.vouchers import Voucher
 from computenet.model import Dataset, JobSpec, Network, limits
 from computenet.model.center import CST
 from computenet.scheduler.index import NetworkIndex, network_index
@@ -92,6 +93,9 @@ class Snapshot:
     tenants: Mapping[str, TenantUse] = field(default_factory=dict)
     # Results that hold for this snapshot only (filters that read `online`); a copy
     # made with `dataclasses.replace` starts with an empty one.
+    # Each tenant's compute vouchers with a balance, not expired (metering/vouchers.py): the
+    # budget check compares a job's budget with what its tenant would pay after them.
+    vouchers: Mapping[str, tuple[Voucher, ...]] = field(default_factory=dict)
     memo: dict[object, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @cached_property
@@ -114,6 +118,7 @@ def build_snapshot(
     online: Mapping[str, bool] | None = None,
     reported_free: Mapping[tuple[str, str], int] | None = None,
     patience_h: float | None = None,
+    vouchers: Mapping[str, tuple[Voucher, ...]] | None = None,
     quotes: Quotes | None = None,
 ) -> Snapshot:
     """Build the snapshot: pool totals minus reservations, capped by what agents report free now.
@@ -147,6 +152,7 @@ def build_snapshot(
         datasets=dict(datasets or {}),
         quotes=dict(quotes or {}),
         patience_h=DEFAULT_PATIENCE_H if patience_h is None else patience_h,
+        vouchers=dict(vouchers or {}),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from computenet.server.limits import TenantLimits
 from computenet.server.paging import decode_cursor, encode_cursor
 from computenet.server.scheduling import snapshot
 from computenet.server.views import job_detail, job_view, new_job_view
+from computenet.server.vouchers import price_after_vouchers
 from computenet.store import jobs as job_store
 from computenet.store.billing import get_charge
 from computenet.store.centers import datasets_as_model, list_centers
@@ -469,6 +471,7 @@ def quote_job(plane: ControlPlane, who: Principal, spec: JobSpec) -> QuoteView:
             if p.get("quote_cny_per_cuh") is not None
         }
     jr = job_request("quote", spec, plane.network, now, datasets)
+    jr = dataclasses.replace(jr, tenant=tenant or "")  # its vouchers count in the budget
     try:
         result = quote(snap, jr, plane.settings.profile)
     except (ArithmeticError, ValueError) as exc:
@@ -483,6 +486,8 @@ def quote_job(plane: ControlPlane, who: Principal, spec: JobSpec) -> QuoteView:
         if card is not None:
             fee = fee_rate(plane.network.center(option.center))
             region_quote(option, card, jr.cu_hours, fee, now)
+    # Price before and after the tenant's compute vouchers (server/vouchers.py).
+    price_after_vouchers(result.options, snap.vouchers.get(tenant or "", ()), jr.workload_class)
     return QuoteView(
         options=result.options,
         infeasible_reasons=result.infeasible_reasons,

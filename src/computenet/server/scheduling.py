@@ -37,6 +37,7 @@ from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
 from computenet.store.quotas import pending_tenants, tenant_uses
 from computenet.store.schema import JobRow
+from computenet.store.vouchers import live_vouchers
 
 if TYPE_CHECKING:
     from computenet.server.plane import ControlPlane
@@ -132,6 +133,7 @@ def snapshot(
         patience_h=plane.settings.patience_h,
         # Regions' own prices for pending jobs (server/quotes.py), fresh ones only.
         quotes=quotes.snapshot_quotes(plane, real),
+        vouchers=live_vouchers(s, now),
     )
 
 
@@ -172,6 +174,8 @@ def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
         snap.hour0,
         # A region's quote came in: the jobs it prices are looked at again (server/quotes.py).
         tuple(sorted(snap.quotes.items())),
+        # A voucher issued or spent may let a job fit its budget (scheduler/subsidy.py).
+        tuple((t, tuple((v.id, v.used_cny) for v in vs)) for t, vs in snap.vouchers.items()),
     )
 
 

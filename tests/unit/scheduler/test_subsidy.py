@@ -1,0 +1,84 @@
+"""The budget check counts what a tenant pays after its compute vouchers (scheduler/subsidy)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from decimal import Decimal
+
+from tests.unit.scheduler.test_placement import NOON, two_centers
+
+from computenet.metering.vouchers import Voucher
+from computenet.model import JobSpec
+from computenet.scheduler import build_snapshot, job_request, quote, schedule_cycle
+
+SPEC = {"name": "j", "class": "llm-train", "command": "x", "chips": {"count": 2}}
+
+
+def voucher(
+    vid: int, pct: str, cap: str, centers: tuple[str, ...] = (), hours: float = 240
+) -> Voucher:
+    return Voucher(
+        id=vid,
+        tenant="acme",
+        issuer="Shanghai",
+        pct=Decimal(pct),
+        cap_cny=Decimal(cap),
+        valid_from=NOON - timedelta(days=1),
+        valid_until=NOON + timedelta(hours=hours),
+        centers=centers,
+    )
+
+
+def cheapest_price(net, spec) -> Decimal:  # type: ignore[no-untyped-def]
+    jr = job_request("q", spec, net, NOON)
+    opts = quote(build_snapshot(net, NOON), jr).options
+    return min(o.total_cny for o in opts if o.feasible)
+
+
+def test_the_budget_is_checked_against_the_price_after_vouchers() -> None:
+    net = two_centers()
+    free = JobSpec.model_validate({**SPEC, "work": {"cu_hours": 50}})
+    price = cheapest_price(net, free)
+    spec = free.model_copy(
+        update={"budget_cny": (price * Decimal("0.7")).quantize(Decimal("0.01"))}
+    )
+    job = dataclasses.replace(job_request("j", spec, net, NOON), tenant="acme")
+    plain = build_snapshot(net, NOON)
+    (d,) = schedule_cycle(plain, [job])
+    assert d.placement is None and any("budget" in r for r in d.reasons)
+    wallets = {"acme": (voucher(1, "50", "100000"),)}
+    (d,) = schedule_cycle(build_snapshot(net, NOON, vouchers=wallets), [job])
+    assert d.placement is not None
+    # Another tenant's vouchers do not help; nor do spent, expired or elsewhere vouchers.
+    for w in (
+        {"beta": wallets["acme"]},
+        {"acme": (voucher(1, "50", "0.01"),)},
+        {"acme": (voucher(1, "50", "100000", hours=-1),)},
+        # valid now, but expired before the job would finish (the charge's time)
+        {"acme": (voucher(1, "50", "100000", hours=1),)},
+        {"acme": (voucher(1, "50", "100000", centers=("nowhere",)),)},
+    ):
+        (d,) = schedule_cycle(build_snapshot(net, NOON, vouchers=w), [job])
+        assert d.placement is None, w
+        assert any("after your vouchers" in r for r in d.reasons) or "beta" in w
+
+
+def test_a_voucher_for_one_center_makes_only_that_center_fit_the_budget() -> None:
+    net = two_centers()
+    spec = JobSpec.model_validate({**SPEC, "work": {"cu_hours": 50}, "chips": {"count": 2}})
+    jr = job_request("q", spec, net, NOON)
+    opts = quote(build_snapshot(net, NOON), jr).options
+    by_center = {o.center: min(x.total_cny for x in opts if x.center == o.center) for o in opts}
+    assert set(by_center) == {"east", "west"}
+    dear, cheap = sorted(by_center, key=lambda c: by_center[c], reverse=True)
+    # A budget under both prices; a 90 % voucher only at the dearer center.
+    budget = (by_center[cheap] * Decimal("0.5")).quantize(Decimal("0.01"))
+    job = dataclasses.replace(
+        job_request("j", spec.model_copy(update={"budget_cny": budget}), net, NOON), tenant="acme"
+    )
+    snap = build_snapshot(net, NOON, vouchers={"acme": (voucher(1, "90", "100000", (dear,)),)})
+    (d,) = schedule_cycle(snap, [job])
+    assert d.placement is not None and d.placement.center == dear
+    # The placement's price is the network's; the tenant pays 10 % of it, within the budget.
+    assert d.placement.total_cny * Decimal("0.1") <= budget
