@@ -164,7 +164,7 @@ def test_the_nation_places_a_job_at_the_region_whose_own_quote_is_cheaper(nation
     until(
         "the blocker running at sz",
         lambda: gba.link.job(blocker.id).state == JobState.RUNNING,
-        nation,
+        nation.tmp,
     )
     # What the regions' own schedulers say for the job: gba only at dear gz, yrd at sh.
     probe = {**spec(), "deadline": "3h"}
@@ -182,7 +182,7 @@ def test_the_nation_places_a_job_at_the_region_whose_own_quote_is_cheaper(nation
         d = nation.user.job(job.id)
         return d if d.center is not None else None
 
-    d = until("the job placed at the top", placed, nation, timeout=60)
+    d = until("the job placed at the top", placed, nation.tmp, timeout=60)
     assert d.center == "yrd", (d.reasons, nation.logs())
     assert any(r.startswith("priced by region yrd's own quote") for r in d.reasons), d.reasons
     # The estimate is yrd's own price for it (no fee declared for yrd, no transfer).
@@ -192,7 +192,7 @@ def test_the_nation_places_a_job_at_the_region_whose_own_quote_is_cheaper(nation
     until(
         "the job succeeded",
         lambda: nation.user.job(job.id).state == JobState.SUCCEEDED,
-        nation,
+        nation.tmp,
         timeout=60,
     )
     gba.link.cancel(blocker.id)

@@ -124,3 +124,34 @@ def test_the_snapshot_carries_the_regions_price_its_declared_fee_and_finish_here
     assert h100.total_cny == Decimal("10.51") and h100.energy_cny == Decimal("2.00")
     assert h100.finish == epoch + timedelta(hours=1)
     assert got["A100"].reason == "no A100 free" and got["A100"].own_cny is None
+
+
+def test_the_quote_fields_are_off_the_wire_while_unset() -> None:
+    """The protocol's version rule: an ordinary center's messages are what they were."""
+    from computenet.protocol.center import HeartbeatReply, HeartbeatRequest
+
+    assert "quote_requests" not in HeartbeatReply(lease_timeout_s=30).model_dump(mode="json")
+    assert "quotes" not in HeartbeatRequest(center_id="east").model_dump(mode="json")
+    # An empty list is sent: it says the region answers quotes.
+    assert HeartbeatRequest(center_id="gba", quotes=[]).model_dump(mode="json")["quotes"] == []
+    no = JobQuote(job_id="j1", reason="no H100", ttl_s=30).model_dump(mode="json")
+    assert set(no) == {"job_id", "reason", "ttl_s"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"job_id": "j1", "ttl_s": 30},  # neither price nor reason
+        {"job_id": "j1", "price_cny": "1.00", "ttl_s": 30},  # a price without a finish
+        {"job_id": "j1", "price_cny": "1.00", "finish_real": 1e9, "reason": "x", "ttl_s": 30},
+        {"job_id": "j1", "price_cny": "1.00", "energy_cny": "2.00", "finish_real": 1e9, "ttl_s": 3},
+        {"job_id": "j1", "price_cny": "1.001", "finish_real": 1e9, "ttl_s": 30},  # not to the fen
+        {"job_id": "j1", "reason": "x", "ttl_s": 121},
+        {"job_id": "j1", "reason": "x", "ttl_s": 0},
+    ],
+)
+def test_a_malformed_quote_is_refused(body: dict[str, Any]) -> None:
+    from pydantic import ValidationError as Invalid
+
+    with pytest.raises(Invalid):
+        JobQuote.model_validate(body)
