@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import wait_http
 from tests.integration.test_cli_demo import processes_marked
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_db]
@@ -82,8 +83,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
             proc.kill()
             pytest.fail(f"cnet up did not start: {out_path.read_text()}")
         time.sleep(0.2)
-    time.sleep(0.3)
-    u = Up(proc, env, json.loads(cfg_path.read_text()), marker, tmp)
+    config = json.loads(cfg_path.read_text())  # written whole (os.replace) once all is up
+    wait_http(f"{config['url']}/healthz", proc, timeout=30, log=out_path)
+    u = Up(proc, env, config, marker, tmp)
     try:
         yield u
     finally:

@@ -351,7 +351,7 @@ def test_an_outage_shorter_than_the_fence_stops_nothing(tmp_path: Path, db_url: 
         until("RUNNING", lambda: net.user.job(view.id).state is JobState.RUNNING, net)
         proxy.set_mode("drop")  # every call fails at once, for about a second
         go.touch()  # the job ends while the center is cut off: its reports wait
-        time.sleep(1.0)
+        time.sleep(1.0)  # the outage's length (under the 4 s fence) is what is tested
         proxy.set_mode("pass")
         done = net.user.wait(view.id, poll_s=0.2, timeout_s=60)
         assert (done.state, done.attempts) == (JobState.SUCCEEDED, 1), net.logs()

@@ -113,6 +113,7 @@ class FakePlane:
         self.refuse: dict[tuple[str, str], int] = {}
         self.down = False
         self.calls = 0
+        self.failed: list[str] = []  # paths of the calls made while `down`
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -129,6 +130,7 @@ class FakePlane:
         with self.lock:
             self.calls += 1
             if self.down:
+                self.failed.append(request.url.path)
                 raise httpx.ConnectError("connection refused", request=request)
             body: Any = json.loads(request.content or b"null")
             path = request.url.path

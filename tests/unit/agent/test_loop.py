@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -157,11 +158,16 @@ def test_results_reached_during_an_outage_are_delivered_after_it(
 ) -> None:
     go = tmp_path / "go"
     plane.queue.append(lease("outage", f"while [ ! -e {go} ]; do sleep 0.05; done; echo done"))
-    agents.start()
+    agent = agents.start().agent
     plane.wait(lambda: plane.states("outage") == ["RUNNING"])
     plane.down = True
     go.touch()
-    time.sleep(0.5)  # the job ends while nobody can be told
+    # The job ends while nobody can be told: its final report waits in its outbox.
+    plane.wait(
+        lambda: any(h.job_id == "outage" and h.final_queued for h in list(agent.jobs.values())),
+        what="the end to be queued during the outage",
+    )
+    assert plane.failed  # the control plane was still unreachable then
     plane.down = False
     plane.wait(lambda: plane.final("outage") is not None)
     assert plane.states("outage") == ["RUNNING", "SUCCEEDED"]
@@ -415,7 +421,7 @@ def test_an_outage_shorter_than_the_fence_stops_no_running_job(
     agents.start()
     plane.wait(lambda: pidfile.exists() and pidfile.read_text().strip() != "")
     plane.down = True
-    time.sleep(0.8)
+    time.sleep(0.8)  # not a wait: the outage's length (under the 2 s fence) is what is tested
     plane.down = False
     count = len(plane.heartbeats)
     plane.wait(lambda: len(plane.heartbeats) > count + 2, what="heartbeats again")
@@ -426,14 +432,21 @@ def test_an_outage_shorter_than_the_fence_stops_no_running_job(
 
 
 class _SlowPoll(LocalBackend):
-    """A local backend whose next poll blocks (like squeue while slurmctld restarts)."""
+    """A local backend whose next poll blocks (like squeue while slurmctld restarts).
 
-    block = threading.Event()
+    `block`: the next poll blocks; `blocking` is set while it does, until `release`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.block, self.blocking, self.release = (threading.Event() for _ in range(3))
 
     def poll(self, handles: list[str]) -> dict[str, BackendStatus]:
         if self.block.is_set():
             self.block.clear()
-            time.sleep(1.5)
+            self.blocking.set()
+            self.release.wait(timeout=60)
+            self.blocking.clear()
         return super().poll(handles)
 
 
@@ -447,11 +460,15 @@ def test_heartbeats_go_on_while_the_backend_blocks(agents: Agents, tmp_path: Pat
     backend = _SlowPoll(tmp_path / "b", {"H100": 2})
     agents.start(backend=backend)
     plane.wait(lambda: plane.states("blocked") == ["RUNNING"])
-    count = len(plane.heartbeats)
     backend.block.set()
-    time.sleep(1.0)  # the main loop is stuck in poll
-    assert len(plane.heartbeats) >= count + 3  # the lease was renewed all along
-    assert pid_alive(int(pidfile.read_text()))  # and nothing was fenced
+    plane.wait(backend.blocking.is_set, what="the main loop to be stuck in poll")
+    count = len(plane.heartbeats)
+    # Five heartbeats (about 1 s at 0.2 s) while the poll is still blocked: past the
+    # 0.5 s fence, so the lease was renewed all along and nothing was fenced.
+    plane.wait(lambda: len(plane.heartbeats) >= count + 5, what="heartbeats during the block")
+    assert backend.blocking.is_set()
+    assert pid_alive(int(pidfile.read_text()))
+    backend.release.set()
     go.touch()
     plane.wait(lambda: plane.final("blocked") is not None)
     assert plane.states("blocked") == ["RUNNING", "SUCCEEDED"]

@@ -49,7 +49,7 @@ def test_a_token_revoked_elsewhere_is_refused_within_the_cache_ttl(net: Net) -> 
     assert tok.id is not None
     admin.revoke_token(net.plane.db, tok.id)
     assert auth.principal(tok.token).subject == "cy"  # still cached, for at most the TTL
-    time.sleep(0.35)
+    time.sleep(0.35)  # not a wait for a state: the cache TTL running out is what is tested
     with pytest.raises(AuthError):
         auth.principal(tok.token)
 
@@ -77,7 +77,7 @@ def test_a_cached_token_is_not_trusted_past_its_expiry(net: Net) -> None:
         net.plane.db, "eve", "acme", create_tenant_if_missing=True, expires=expiry
     )
     assert auth.principal(tok.token).subject == "eve"
-    time.sleep(0.5)
+    time.sleep(0.5)  # not a wait for a state: the token's expiry passing is what is tested
     with pytest.raises(AuthError):
         auth.principal(tok.token)
 
