@@ -51,7 +51,9 @@ class VoucherView(BaseModel):
     issued_at: datetime
     issued_by: str
     state: VoucherState | None = Field(
-        default=None, description="at the network's now (absent where that is not known)"
+        default=None,
+        description="at the network's now; null where that is not known (`cnet admin voucher list`"
+        " reads the database without the network's clock)",
     )
 
 
