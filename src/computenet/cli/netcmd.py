@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -155,10 +155,25 @@ def bill(
     check_period(period)
     with client(url, token) as cn:
         b = cn.bill(tenant=tenant, period=period)
+        standing = None if json_out else _tenancy(cn, tenant)
     if json_out:
         print_json(b)
     else:
         print_bill(b)
+        if standing is not None:
+            from computenet.cli.admin import print_tenancy
+
+            print_tenancy(standing)
+
+
+def _tenancy(cn: Any, tenant: str | None) -> Any:
+    """The tenant's quotas and fair-share standing, or None from a server without them."""
+    from computenet.errors import NotFoundError
+
+    try:
+        return cn.tenancy(tenant=tenant)
+    except NotFoundError:
+        return None
 
 
 def print_bill(b: BillView) -> None:

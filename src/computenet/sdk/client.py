@@ -53,6 +53,7 @@ from computenet.protocol.failover import (
     client_timeout,
     parse_urls,
 )
+from computenet.protocol.tenancy import TenancyView
 from computenet.sdk.specfile import load_job_file, parse_job_spec
 
 T = TypeVar("T", bound=pydantic.BaseModel)
@@ -378,6 +379,11 @@ class Client:
     def bill(self, tenant: str | None = None, period: str | None = None) -> BillView:
         """The bill of the caller's tenant (admins may name a `tenant`) for `period` YYYY-MM."""
         return self._get("/api/v1/bill", BillView, tenant=tenant, period=period)
+
+    def tenancy(self, tenant: str | None = None) -> TenancyView:
+        """The caller's tenant's quotas with their use, priority ceiling and fair-share standing
+        (admins may name a `tenant`)."""
+        return self._get("/api/v1/tenancy", TenancyView, tenant=tenant)
 
     def whoami(self) -> WhoAmI:
         """Who this token is: subject, role, tenant or center."""
