@@ -25,12 +25,12 @@ def agents_killed(
     c.until("the first jobs to run", lambda: c.running_at(ids), timeout=60)
     done = 0
     for _ in range(kills):
-        time.sleep(1.0)
+        time.sleep(1.0)  # the fault's schedule (a kill every 2 s) is what is tested, not a wait
         busy = c.running_at(ids)
         victim = max(c.centers, key=lambda x: (len(busy.get(x, [])), rnd.random()))
         c.kill_agent(victim)
         done += 1
-        time.sleep(1.0)
+        time.sleep(1.0)  # the agent stays dead this long: part of the fault
         c.start_agent(victim)
     c.wait_final(ids)
     return c.outcome(ids), f"{done} agent SIGKILLs, 2 s apart, each restarted 1 s later"
@@ -49,7 +49,7 @@ def server_killed(c: Cluster, *, jobs: int = 30, down_s: float = 1.0) -> tuple[O
     c.until("the first jobs to run", lambda: c.running_at(ids), timeout=60)
     c.kill_server()
     t0 = time.monotonic()
-    time.sleep(down_s)
+    time.sleep(down_s)  # the outage's length is the fault under test
     c.start_server()
     outage = time.monotonic() - t0
     c.wait_final(ids)
@@ -64,7 +64,7 @@ def partition(c: Cluster, mode: str, *, jobs: int = 8) -> tuple[Outcome, str]:
     proxy = c.proxies["east"]
     proxy.set_mode(mode)
     held = c.lease_timeout * 1.25 + 2.0  # past the requeue: east's jobs run elsewhere
-    time.sleep(held)
+    time.sleep(held)  # the partition's length is the fault under test
     proxy.set_mode("pass")
     c.wait_final(ids)
     return c.outcome(ids), f"east partitioned ({mode}) for {held:.1f} s, then healed"
@@ -78,7 +78,7 @@ def slow_link(c: Cluster, *, jobs: int = 8, delay_s: float = 0.1) -> tuple[Outco
     ids = c.submit(jobs, run_s=3.0)
     c.until("jobs running at east", lambda: c.running_at(ids).get("east"), timeout=60)
     proxy.set_mode("delay", delay_s=delay_s)
-    time.sleep(6.0)
+    time.sleep(6.0)  # how long the link stays slow is the fault under test
     proxy.set_mode("pass")
     c.wait_final(ids)
     return c.outcome(ids), f"east's link delayed {delay_s:g} s per chunk for 6 s (T = 8 s)"
@@ -94,7 +94,7 @@ def brief_outage(c: Cluster, *, jobs: int = 8) -> tuple[Outcome, str]:
     outage = c.lease_timeout / 2 * 0.5
     for p in c.proxies.values():
         p.set_mode("drop")
-    time.sleep(outage)
+    time.sleep(outage)  # the outage's length (under the fence) is what is tested
     for p in c.proxies.values():
         p.set_mode("pass")
     c.wait_final(ids)

@@ -244,7 +244,7 @@ def test_losing_the_leader_under_load_loses_no_job_and_runs_none_twice(cluster: 
         try:
             for i in range(8):
                 during.extend(c.submit(1, f"during-{i}"))
-                time.sleep(0.2)
+                time.sleep(0.2)  # pacing: submissions keep coming across the failover
         except BaseException as exc:
             errors.append(exc)
 
