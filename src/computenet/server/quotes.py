@@ -39,6 +39,7 @@ from computenet.metering import fee_cny
 from computenet.model import JobSpec
 from computenet.model.center import Center
 from computenet.protocol.center import MAX_QUOTE_REQUESTS, JobQuote, QuoteRequest
+from computenet.scheduler.overflow import PARENT_TAG
 from computenet.scheduler.region_quotes import Quotes, RegionQuote
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 from computenet.server import center_checks
@@ -200,15 +201,17 @@ def awaiting(plane: ControlPlane, req: JobRequest, snap: Snapshot, real: float) 
     """Ask the regions that could run `req` to price it; the reason to hold it, if it waits.
 
     Those regions are online, answer quotes, are not avoided by the job and have one
-    of its chip types. A batch job not pinned to a center waits for them (`hold`);
-    None: schedule it now, with whatever quotes are fresh.
+    of its chip types; a region's own parent (a center tagged `parent`) is not asked.
+    A batch job not pinned to a center waits for them (`hold`); None: schedule it
+    now, with whatever quotes are fresh.
     """
     regions = snap.memo.get(_REGIONS)
     if regions is None:
         regions = [
             (i, c)
             for i, c in enumerate(snap.network.centers)
-            if center_checks.REGION_TAG in c.tags
+            # A region's parent (overflow up) is only a second pass: no job waits for it.
+            if center_checks.REGION_TAG in c.tags and PARENT_TAG not in c.tags
         ]
         snap.memo[_REGIONS] = regions
     if not regions:

@@ -172,8 +172,6 @@ def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
         snap.online.tobytes(),
         tuple(sorted((d.id, d.replicas) for d in snap.datasets.values())),
         snap.hour0,
-        # A region's quote came in: the jobs it prices are looked at again (server/quotes.py).
-        tuple(sorted(snap.quotes.items())),
         # A voucher issued or spent may let a job fit its budget (scheduler/subsidy.py).
         tuple((t, tuple((v.id, v.used_cny) for v in vs)) for t, vs in snap.vouchers.items()),
     )
@@ -256,7 +254,7 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     signatures: list[Hashable] = []
     stuck: dict[str, list[str]] = {}
     plane.quotes.forget(live)
-    awaiting = 0  # jobs held this cycle for regions' quotes (server/quotes.py)
+    awaiting: set[str] = set()  # jobs held this cycle for regions' quotes (server/quotes.py)
     for head in todo:
         try:
             req, sig = _request(plane, head, validity[head.id], raw_specs, by_tenant)
@@ -269,7 +267,7 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         waiting = quotes.awaiting(plane, req, snap, real)
         if waiting is not None:
             stuck[head.id] = [waiting]
-            awaiting += 1
+            awaiting.add(head.id)
             continue
         requests.append(req)
         # A job a region quoted has prices of its own: no look-alike shares its answer.
@@ -322,7 +320,9 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         else:
             memory.unplaced = {k for k in memory.unplaced if live.get(k[0]) == k[1]} | decided
     if awaiting:
-        memory.last_key = None  # the held jobs are looked at again next cycle
+        # Held for quotes: decided again next cycle (with the quotes come in meanwhile),
+        # as jobs just arrived are, without a full pass over the backlog.
+        memory.unplaced = {k for k in memory.unplaced if k[0] not in awaiting}
     if full:
         memory.last_full = real
     if placed:
