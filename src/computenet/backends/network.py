@@ -567,11 +567,18 @@ class NetworkBackend:
             }
         )
         try:
-            view = self.client.quote(spec_json(spec))
+            try:
+                view = self.client.quote(spec_json(spec))
+            except ComputeNetError as exc:
+                if not (exc.field or "").startswith("inputs") or _unreachable(exc):
+                    raise
+                # An input the child lacks is staged into it by the agent (`inputs_to_stage`):
+                # the child prices the run, the parent the transfer.
+                view = self.client.quote(spec_json(spec.model_copy(update={"inputs": ()})))
         except ComputeNetError as exc:
             if _unreachable(exc):
                 raise BackendError(f"the child network did not answer: {exc.one_line()}") from exc
-            # The child refuses the job itself (an input it lacks, a chip it has not).
+            # The child refuses the job itself (a chip or class it has not, a bad spec).
             why = exc.one_line()[: limits.MAX_TEXT_CHARS]
             return [JobQuote(job_id=ask.job_id, reason=why, ttl_s=JOB_QUOTE_TTL_S)]
         at, _, scale = self._child_clock()

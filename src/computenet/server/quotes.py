@@ -292,7 +292,8 @@ def quote_request(plane: ControlPlane, row: JobRow, center: Center) -> QuoteRequ
             "center": None,
             "deadline": None,
             "budget_cny": None,
-            "chips": spec.chips.model_copy(update={"types": types}),
+            # The parent picks the chip type and count, the region the center (as in a lease).
+            "chips": spec.chips.model_copy(update={"types": types, "stack": None}),
         }
     )
     return QuoteRequest(

@@ -75,3 +75,13 @@ def test_a_child_that_does_not_answer_gives_no_quote(tmp_path: Path) -> None:
     client = Client("http://region", "t", transport=httpx.MockTransport(away))
     backend = NetworkBackend(tmp_path / "state", {"H100": 8}, origin="cn", client=client)
     assert backend.quote_jobs([ask()]) == []
+
+
+def test_an_input_the_child_lacks_is_priced_without_it(region: Region, tmp_path: Path) -> None:
+    """The agent stages such an input into the child: the child prices the run, not a refusal."""
+    backend = backend_for(region, tmp_path)
+    a = ask()
+    a = a.model_copy(update={"spec": a.spec.model_copy(update={"inputs": ("corpus",)})})
+    got = backend.quote_jobs([a])
+    assert len(got) == 1 and got[0].reason is None
+    assert got[0].price_cny == region_quote(region, backend)
