@@ -82,6 +82,7 @@ from computenet.errors import (
 )
 from computenet.model import JobState, limits
 from computenet.model.center import CST
+from computenet.model.job import ORIGIN_HOP_ENV
 from computenet.protocol import CenterView, JobDetail, PoolCapacity
 from computenet.protocol.api import MemberPool, MemberView, PathHop
 from computenet.protocol.capacity import aggregate_capacity
@@ -150,6 +151,7 @@ class NetworkBackend:
     kind = "network"
     # Which network the backend drives, and where its URL and token file come from.
     peer = "child"
+    hop = "down"  # `ORIGIN_HOP_ENV` of every job handed over: a delegated job never goes up
     url_env = URL_ENV
     token_env = TOKEN_FILE_ENV
     example_url = "https://region.example.org"
@@ -314,6 +316,7 @@ class NetworkBackend:
         # Kept when set further up: the top's identity travels down every level.
         env.setdefault(ORIGIN_JOB_ENV, f"{self.origin}/{job.job_id}")
         env.setdefault(ORIGIN_ATTEMPT_ENV, str(job.attempt))
+        env[ORIGIN_HOP_ENV] = self.hop  # which way it crossed last (model.job.no_spill_reason)
         # The parent chose the chip type and count: the child picks only the center.
         spec = job.spec.model_copy(
             update={

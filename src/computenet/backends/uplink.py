@@ -21,9 +21,11 @@ one user account of the parent, with three differences:
   the parent picks, the region only rules itself out. A job the parent could
   only run in this region, or not by its deadline, fails here with the
   parent's reasons instead of coming back.
-- **Sent up once.** The job sent up carries ``CNET_ORIGIN_JOB=REGION/JOB``
-  (as any job handed to another network), so the parent never offers it up
-  again; a job that came *down* from the parent carries the parent's, and the
+- **Up, never back down the same way.** The job sent up carries
+  ``CNET_ORIGIN_JOB=REGION/JOB`` (as any job handed to another network) and
+  ``CNET_ORIGIN_HOP=up``: if the parent cannot run it either, the parent may
+  send it further up (pinned away from itself, local first there too); a job
+  that came *down* from the parent carries ``CNET_ORIGIN_HOP=down`` and the
   region's scheduler never places it here (the backend refuses it too, should
   it be asked).
 
@@ -49,7 +51,7 @@ from typing import Any
 import httpx
 
 from computenet.backends.base import BackendJob
-from computenet.backends.network import NetworkBackend
+from computenet.backends.network import UPLINK_KIND, NetworkBackend
 from computenet.errors import BackendError, ConflictError, ValidationError
 from computenet.model import JobSpec
 from computenet.protocol import CenterView, JobDetail, JobView, QuoteOption, QuoteView
@@ -108,7 +110,10 @@ class ParentClient(Client):
         options = quote.options
         ok = [o for o in options if o.feasible]
         if ok:
-            return ok[0]
+            # Local first at the parent too: its own parent (a center run by an uplink)
+            # only when none of its own centers can (a job sent up may go further up).
+            own = [o for o in ok if o.center not in self._uplinks()] if len(ok) > 1 else ok
+            return (own or ok)[0]
         chips = f"{spec.chips.count} × {'/'.join(spec.chips.types) or 'any chip'}"
         where = ", ".join(sorted(self.exclude))
         if options:
@@ -126,6 +131,10 @@ class ParentClient(Client):
             " the parent has elsewhere",
         )
 
+    def _uplinks(self) -> set[str]:
+        """The parent's centers that are its own parent (backend ``uplink``)."""
+        return {c.id for c in self.centers() if c.backend == UPLINK_KIND}
+
 
 class UplinkBackend(NetworkBackend):
     """Runs a region's overflow at its parent network (see the module doc).
@@ -141,6 +150,7 @@ class UplinkBackend(NetworkBackend):
 
     kind = "uplink"
     peer = "parent"
+    hop = "up"  # a job sent up may go further up if the parent cannot run it either
     url_env = URL_ENV
     token_env = TOKEN_FILE_ENV
     example_url = "https://cn.example.org"
@@ -215,5 +225,9 @@ class UplinkBackend(NetworkBackend):
         return super().submit(job, idempotency_key)
 
     def _centers(self) -> list[CenterView]:
-        """The parent's centers but this region's: its capacity is offered nowhere twice."""
-        return [c for c in super()._centers() if c.id not in self.exclude]
+        """The parent's centers but this region's: its capacity is offered nowhere twice.
+
+        The parent's own uplinks count (unlike the network backend's view down, where
+        they are the viewer's own chips): a job sent up may go further up from there.
+        """
+        return [c for c in self._all_centers() if c.id not in self.exclude]

@@ -66,6 +66,11 @@ def check_transition(old: JobState, new: JobState) -> None:
 # The identity a job had where it was first submitted (ORIGIN/JOB), set in its environment
 # by the network that hands it to another (backends/network.py) and kept at every level.
 ORIGIN_JOB_ENV = "CNET_ORIGIN_JOB"
+# Which way the job last crossed between networks: "down" (a parent delegated it to a
+# region, backends/network.py) or "up" (a region's overflow, backends/uplink.py), set at
+# every crossing. A job that came down never goes up again; one that came up may go further
+# up when this network cannot run it either (docs/federation.md, "Overflow up").
+ORIGIN_HOP_ENV = "CNET_ORIGIN_HOP"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -198,14 +203,16 @@ class JobSpec(BaseModel):
     def no_spill_reason(self) -> str:
         """Why this job may not overflow to a parent network; empty when it may.
 
-        A job that came from another network (`ORIGIN_JOB_ENV` in its environment:
-        delegated down by its parent, or already sent up by a region) is never sent
-        up again: that is what keeps jobs from going round in loops (docs/federation.md).
+        A job that came from another network (`ORIGIN_JOB_ENV` in its environment)
+        by being delegated down by its parent is never sent up again: that is what
+        keeps jobs from going round in loops (docs/federation.md). One a region sent
+        up (`ORIGIN_HOP_ENV` "up") may go further up, each level pinning it away from
+        the region it came from; without the hop (an older network) it stays.
         """
         if self.spill == "never":
             return "spill: never keeps it in this network"
         origin = self.env.get(ORIGIN_JOB_ENV)
-        if origin is not None:
+        if origin is not None and self.env.get(ORIGIN_HOP_ENV) != "up":
             return (
                 f"it came from another network ({ORIGIN_JOB_ENV}={origin[:80]}): not sent up again"
             )

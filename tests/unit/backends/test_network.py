@@ -207,6 +207,7 @@ def test_submit_is_idempotent_and_carries_the_origin_qualified_identity(
         "SEED": "7",
         "CNET_ORIGIN_JOB": "cn/j-abc",
         "CNET_ORIGIN_ATTEMPT": "1",
+        "CNET_ORIGIN_HOP": "down",  # delegated down: never sent back up
     }
     # A new attempt is a new child job.
     assert backend.submit(bjob(attempt=2), "j-abc:2") != handle

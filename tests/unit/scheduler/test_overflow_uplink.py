@@ -17,7 +17,7 @@ from computenet.backends.uplink import ParentClient, UplinkBackend
 from computenet.catalog import network_from_dict
 from computenet.errors import BackendError, ValidationError
 from computenet.model import JobSpec
-from computenet.model.job import ORIGIN_JOB_ENV
+from computenet.model.job import ORIGIN_HOP_ENV, ORIGIN_JOB_ENV
 from computenet.sdk import Client
 from computenet.sdk.testing import FakeAPI
 
@@ -120,8 +120,12 @@ def test_a_job_sent_up_is_pinned_away_from_the_region_with_its_identity(
     # gba is the parent's cheapest H100, and the one place it may not go.
     assert (sent.name, sent.spec.center) == ("gba/j-abc:1", "bj")
     assert sent.spec.env[ORIGIN_JOB_ENV] == "gba/j-abc"
-    # Sent up once: the parent would never offer it up again.
-    assert sent.spec.no_spill_reason().startswith("it came from another network")
+    # Sent up: the parent may send it further up if it cannot run it either (a job that
+    # came down, CNET_ORIGIN_HOP=down, never goes up).
+    assert sent.spec.env[ORIGIN_HOP_ENV] == "up"
+    assert sent.spec.no_spill_reason() == ""
+    down = sent.spec.model_copy(update={"env": {**sent.spec.env, ORIGIN_HOP_ENV: "down"}})
+    assert down.no_spill_reason().startswith("it came from another network")
     # The same key again: the same job, however often the agent asks.
     assert uplink(parent, tmp_path).submit(bjob(), "j-abc:1") == handle
     assert len(parent.jobs) == 1
