@@ -602,14 +602,14 @@ def _evaluate(
             f"budget ¥{job.budget_cny} but the cheapest option costs"
             f" ¥{opts.cost[over]:.2f} at {center} (raise the budget or relax the deadline)"
         )
+    quotes = snap.quotes.get(job.id) if snap.quotes else None
+    if quotes and region_quotes.apply(
+        snap, free, job, opts, quotes, pools.size, left_h, MAX_FINISH_H, not vouchers
+    ):
+        own_score = want_best  # the kernel scored the rate-card figures: score again
     if vouchers:
         subsidy.check(snap, job, vouchers, opts.cost, opts.pool, opts.finish_h, opts.feasible, why)
         own_score = want_best  # the kernel scored without the budget: score here
-    quotes = snap.quotes.get(job.id) if snap.quotes else None
-    if quotes and region_quotes.apply(
-        snap, free, job, opts, quotes, pools.size, left_h, MAX_FINISH_H
-    ):
-        own_score = want_best  # the kernel scored the rate-card figures: score again
     if not own_score:
         return opts, ev.score, ev.best, (named[0], named[1], named[2:]) if named else None
     if not opts.feasible.any():

@@ -94,6 +94,7 @@ def apply(
     n_pools: int,
     left_h: float,
     max_finish_h: float,
+    check_budget: bool = True,
 ) -> bool:
     """Price `job`'s region options by the regions' own quotes, in place (see module doc).
 
@@ -101,7 +102,8 @@ def apply(
     `n_pools` options are each pool's earliest start, the rest later starts.
     Sets `opts.quoted` (option index → quote) and adds the regions' reasons to
     `opts.why_not`; returns whether any option changed (then the caller scores
-    the options again).
+    the options again). `check_budget` false leaves the budget to the caller (a
+    tenant with vouchers: `scheduler/subsidy.py` checks what it pays after them).
     """
     fv, iv, ok = opts.fv, opts.iv, opts.feasible
     if fv is None or iv is None:
@@ -137,7 +139,7 @@ def apply(
         fv[kernel.F_SERVICE, k] = float(q.total_cny - q.energy_cny)
         fv[kernel.F_COST, k] = cost
         late = finish_h > max_finish_h or (job.deadline is not None and finish_h > left_h + 1e-9)
-        dear = job.budget_cny is not None and cost > float(job.budget_cny) + 1e-9
+        dear = check_budget and job.budget_cny is not None and cost > float(job.budget_cny) + 1e-9
         ok[k] = fits and not late and not dear
         quoted[k] = q
         if fits and (late or dear):
