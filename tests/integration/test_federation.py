@@ -227,7 +227,8 @@ def test_a_network_agent_killed_for_good_has_its_regional_job_stopped_at_its_fen
         assert states == ["CANCELLED", "SUCCEEDED"]
 
 
-# Two regions of one center each; the nation prefers gba (cheaper power).
+# Two regions of one center each; the nation prefers gba (cheaper power), and so do the
+# regions' own quotes (docs/federation.md, The market): yrd's own power costs more too.
 GBA_ONE = """
 name: gba
 time_scale: 600
@@ -236,8 +237,10 @@ centers:
      tariff: {flat: 0.5, peak: 1, valley: 1}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 1}
 links: []
 """
-YRD_ONE = GBA_ONE.replace("name: gba", "name: yrd").replace(
-    "id: sz, region: gba", "id: sh, region: yrd"
+YRD_ONE = (
+    GBA_ONE.replace("name: gba", "name: yrd")
+    .replace("id: sz, region: gba", "id: sh, region: yrd")
+    .replace("flat: 0.5", "flat: 0.8")
 )
 NATIONAL_TWO = """
 name: cn
