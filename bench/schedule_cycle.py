@@ -3,10 +3,11 @@
 Prints medians over repeats and per-job cost, wall and CPU time (CPU time is
 steadier on a shared machine). Goals (issue 8): a 10k × 100 cycle ≤ 1 s, a
 10k × 1,000 cycle ≤ 5 s. `--compare` also times, alternating in the same run,
-the cycle without writing reasons. Before the timed cycles it runs one small
-cycle and prints how long that took: the process's first cycle loads the
-compiled kernel (`scheduler/kernel.py`) from numba's cache, or compiles it
-when the cache is empty (a fresh clone, a changed kernel).
+the cycle without writing reasons. Before the timed cycles it calls
+`kernel.warm_up()` (as the server does at start) and prints how long that
+took: it loads the compiled kernels (`scheduler/kernel.py`) from numba's
+cache, or compiles them when the cache is empty (a fresh clone, a changed
+kernel), which would otherwise be the first cycle's.
 Run: .venv/bin/python bench/schedule_cycle.py [--repeats 3] [--centers 100,1000] [--compare]
 """
 
@@ -23,7 +24,7 @@ from decimal import Decimal
 from computenet.catalog.generate import generated_network
 from computenet.model import Dataset, JobSpec
 from computenet.model.center import CST
-from computenet.scheduler import build_snapshot, job_request
+from computenet.scheduler import build_snapshot, job_request, kernel
 from computenet.scheduler.greedy import greedy_cycle
 
 
@@ -85,16 +86,9 @@ def main() -> None:
     for centers in (int(x) for x in args.centers.split(",")):
         net = generated_network(centers, seed=7)
         if first:
-            print(f"first cycle in this process (kernel loaded or compiled): {_first(net):.2f} s")
+            print(f"kernel.warm_up() (kernels loaded or compiled): {kernel.warm_up():.2f} s")
             first = False
         run(net, args)
-
-
-def _first(net) -> float:  # type: ignore[no-untyped-def]
-    """Wall seconds of a 3-job cycle, the first of this process."""
-    now, _, few = jobs_for(net, 3)
-    wall, _, _ = _time(lambda: greedy_cycle(build_snapshot(net, now), few))
-    return wall  # type: ignore[no-any-return]
 
 
 def run(net, args) -> None:  # type: ignore[no-untyped-def]

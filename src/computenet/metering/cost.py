@@ -18,6 +18,7 @@ vector form's to the last bit (tests/unit/scheduler/test_kernel_equal.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import numpy as np
 
 from computenet.model import Center, CostBreakdown
-from computenet.model.center import CST
+from computenet.model.center import CST, Tariff
 
 GB = Decimal(10**9)
 FEN = Decimal("0.01")
@@ -46,26 +47,57 @@ def energy_cost_cny(
 ) -> Decimal:
     """¥ for the energy of `chips` chips from `start` to `end`, hour by hour on the tariff.
 
-    Exact: the microseconds spent in each local hour of the day are counted in
-    integers (whole days at once), then priced at that hour's ¥/kWh in Decimal.
+    Exact: the microseconds spent in each local hour of the day, each priced at
+    that hour's ¥/kWh, summed in Decimal — as the integral of the tariff from
+    local midnight (`_tariff_integral`) at the end less at the start, whole
+    days at once; every step is exact, so the sum is the hour-by-hour one.
     """
     if end <= start:
         return Decimal(0)
-    # kW at the meter, exact in Decimal from the catalog's figures.
-    kw = Decimal(chips) * Decimal(str(tdp_w)) * Decimal(str(center.pue)) / Decimal(1000)
     local = start.astimezone(CST)
     pos = (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
     days, left = divmod((end - start) // timedelta(microseconds=1), _DAY_US)
-    us = [days * _HOUR_US] * 24
-    while left > 0:
-        hour, into = divmod(pos, _HOUR_US)
-        seg = min(_HOUR_US - into, left)
-        us[hour % 24] += seg
-        pos += seg
-        left -= seg
-    hourly = center.tariff.hourly
-    total = sum((Decimal(u) * hourly[h] for h, u in enumerate(us) if u), Decimal(0))
-    return fen(kw * total / Decimal(_HOUR_US))
+    cum = _tariff_integral(center.tariff)
+    total = _integral_to(cum, pos + left) - _integral_to(cum, pos)
+    if days:
+        total += days * cum[24]
+    return fen(_meter_kw(chips, tdp_w, center.pue) * total / Decimal(_HOUR_US))
+
+
+@functools.lru_cache(maxsize=1024)
+def _meter_kw(chips: int, tdp_w: float, pue: float) -> Decimal:
+    """kW at the meter, exact in Decimal from the catalog's figures."""
+    return Decimal(chips) * Decimal(str(tdp_w)) * Decimal(str(pue)) / Decimal(1000)
+
+
+# id(tariff) → (the tariff, its integral): the entry holds the tariff, so its id is
+# not reused while the entry lives (hashing 24 Decimals per call would cost more).
+_INTEGRALS: dict[int, tuple[Tariff, tuple[Decimal, ...]]] = {}
+
+
+def _tariff_integral(tariff: Tariff) -> tuple[Decimal, ...]:
+    """µs × ¥/kWh from local midnight to the start of each hour h = 0..24 (exact), then
+    each hour's own ¥/kWh (at 25 + h)."""
+    hit = _INTEGRALS.get(id(tariff))
+    if hit is not None and hit[0] is tariff:
+        return hit[1]
+    hourly = tariff.hourly
+    out = [Decimal(0)]
+    for h in range(24):
+        out.append(out[-1] + Decimal(_HOUR_US) * hourly[h])
+    cum = (*out, *hourly)
+    if len(_INTEGRALS) > 4096:
+        _INTEGRALS.clear()
+    _INTEGRALS[id(tariff)] = (tariff, cum)
+    return cum
+
+
+def _integral_to(cum: tuple[Decimal, ...], us: int) -> Decimal:
+    """µs × ¥/kWh from local midnight to `us` µs after it (less than two days)."""
+    day, into = divmod(us, _DAY_US)
+    hour, rest = divmod(into, _HOUR_US)
+    out = cum[hour] + rest * cum[25 + hour] if rest else cum[hour]
+    return out + cum[24] if day else out
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +24,6 @@ from computenet.metering.cost import (
     TransferLot,
     Usage,
     price,
-    transfer_cny_vec,
 )
 from computenet.model import CostBreakdown, Placement, limits
 from computenet.model.center import CST
@@ -190,37 +190,38 @@ def _inputs(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, In
     is memoized on the network index across cycles.
     """
     idx = snap.index
-    key = (
-        "inputs",
-        snap.network.data_scale,
-        tuple((d.id, d.size_bytes, d.replicas) for d in job.inputs),
-    )
+    key = ("inputs", _inputs_memo_key(snap, job))
     hit = idx.memo.get(key)
     if hit is not None:
         return hit  # type: ignore[no-any-return]
+    out = _inputs_now(snap, job)
+    _remember(idx.memo, key, out)
+    return out
+
+
+def _inputs_memo_key(snap: Snapshot, job: JobRequest) -> Hashable:
+    """What `_inputs` depends on: the network's data scale and each input's id, size, places."""
+    return snap.network.data_scale, tuple((d.id, d.size_bytes, d.replicas) for d in job.inputs)
+
+
+def _inputs_now(snap: Snapshot, job: JobRequest) -> tuple[np.ndarray, np.ndarray, InputSources]:
+    """`_inputs`, computed (not memoized)."""
+    idx = snap.index
     n_centers = len(idx.center_node)
     t = np.zeros(n_centers)
     price = np.zeros(n_centers)
     sources = InputSources()
     scale = snap.network.data_scale
-    cols = np.arange(n_centers)
     for d in job.inputs:
         paths = _replica_paths(idx, d.replicas)
         if paths is None:
             continue
         reps, lat, bw, unlimited, local, per_gb = paths
-        gb = d.size_gb * scale
-        with np.errstate(divide="ignore", invalid="ignore"):
-            secs = np.where(unlimited, 0.0, lat + gb * 8.0 / bw)
-        secs = np.where(local, 0.0, secs) if gb > 0 else np.zeros_like(secs)
-        best = np.argmin(secs, axis=0)
-        # Inputs are fetched one after another by the agent, so times add up.
-        t += secs[best, cols]
-        price += transfer_cny_vec(gb, per_gb[best, cols])
+        # Inputs are fetched one after another by the agent, so times add up: the
+        # kernel adds each input's best replica's seconds and ¥ to `t` and `price`.
+        best = kernel.input_paths(lat, bw, unlimited, local, per_gb, d.size_gb * scale, t, price)
         sources.add(d.id, reps, best)
-    out = (t, price, sources)
-    _remember(idx.memo, key, out)
-    return out
+    return t, price, sources
 
 
 def _replica_paths(idx: NetworkIndex, replicas: tuple[str, ...]) -> tuple[Any, ...] | None:
@@ -382,14 +383,17 @@ def job_pools(snap: Snapshot, job: JobRequest, profile: Profile) -> JobPools:
 def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
     """`job_pools` before the pruning, memoized by what it depends on.
 
-    That is what every filter declares (`depends_on`), the centers to avoid,
-    the class and the inputs: jobs alike in these (a sweep, a queue of
-    retries) share one entry, whatever their work, deadline or budget. Filters
-    ignore capacity and time, so an entry lives as long as the network does
-    (in its index's memo), keyed also by the mask of the filters that read the
-    cycle's state; a job no pool can run is memoized in the snapshot only, as
-    its reasons may name the cycle's state. When every pool is filtered out the
-    filters run again in order (`_chain`) to name the reason.
+    The eligible pools depend on what every filter declares (`depends_on`)
+    and the centers to avoid: jobs alike in these (a sweep, a queue of
+    retries, jobs whose inputs sit at the same places) share one entry,
+    whatever their work, deadline, budget or dataset ids. Filters ignore
+    capacity and time, so an entry lives as long as the network does (in its
+    index's memo), keyed also by the mask of the filters that read the cycle's
+    state; a job no pool can run is memoized in the snapshot only, as its
+    reasons may name the cycle's state. When every pool is filtered out the
+    filters run again in order (`_chain`) to name the reason. The per-pool
+    transfer and speed follow from the pools, the class and the inputs
+    (`_inputs`, memoized by the inputs).
     """
     reg = _filters()
     keys = [depends_on(job) for depends_on in reg.depends_on]
@@ -399,20 +403,55 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
         # The cycle's mask by value (an id could be reused by a later snapshot's mask).
         cycle_id = cycle_mask.tobytes()
         snap.memo[("mask-id", id(cycle_mask))] = cycle_id
-    key = (
-        "eligible",
-        reg.generation,
-        tuple(keys),
-        cycle_id,
-        job.avoid_centers,
-        job.workload_class,
-        job.inputs,
-    )
-    hit = snap.index.memo.get(key)
+    idx = snap.index
+    key = ("eligible", reg.generation, tuple(keys), cycle_id, job.avoid_centers)
+    hit = idx.memo.get(key)
     if hit is None:
         hit = snap.memo.get(key)
-    if hit is not None:
-        return hit  # type: ignore[no-any-return]
+    if hit is None:
+        hit = _eligible_pools(snap, job, keys, reg, cycle_mask)
+        # An empty set's reasons may name the cycle's state (offline centers).
+        _remember(idx.memo if hit[0].size else snap.memo, key, hit)
+    pools, why = hit
+    if pools.size == 0:
+        z = np.zeros(0)
+        return JobPools(pools, z, z, z, why, None)
+    if not job.inputs:
+        # Nothing to bring: the whole entry is shared by every job of the class.
+        key2 = ("eligible-class", key, job.workload_class)
+        out: JobPools | None = idx.memo.get(key2)
+        if out is None:
+            z = np.zeros(pools.size)
+            pflops = idx.pflops[job.workload_class][pools]
+            out = JobPools(pools, z, z, pflops, why, InputSources())
+            _remember(idx.memo, key2, out)
+        return out
+    # The job's own entry (its inputs' ids and sizes): a job decided again hits it.
+    key3 = ("eligible-inputs", key, job.workload_class, _inputs_memo_key(snap, job))
+    out = idx.memo.get(key3)
+    if out is None:
+        t_center, price_center, sources = _inputs_now(snap, job)
+        pc = idx.pool_center[pools]
+        out = JobPools(
+            pools,
+            t_center[pc],
+            price_center[pc],
+            idx.pflops[job.workload_class][pools],
+            why,
+            sources,
+        )
+        _remember(idx.memo, key3, out)
+    return out
+
+
+def _eligible_pools(
+    snap: Snapshot,
+    job: JobRequest,
+    keys: list[Hashable],
+    reg: _Filters,
+    cycle_mask: np.ndarray,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The eligible pools of `job` (ascending) and, when there are none, why."""
     idx = snap.index
     mask = _filter_mask(snap, job, keys, reg.static, per_cycle=False) & cycle_mask
     why: list[str] = []
@@ -423,23 +462,9 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
         avoid = np.array([snap.network.centers[c].id in job.avoid_centers for c in idx.pool_center])
         if (mask & ~avoid).any():
             mask = mask & ~avoid
-    pools = np.flatnonzero(mask)
-    if pools.size == 0:
-        z = np.zeros(0)
-        _remember(snap.memo, key, out := JobPools(pools, z, z, z, tuple(why), None))
-        return out
-    t_center, price_center, sources = _inputs(snap, job)
-    pc = idx.pool_center[pools]
-    out = JobPools(
-        pools,
-        t_center[pc],
-        price_center[pc],
-        idx.pflops[job.workload_class][pools],
-        tuple(why),
-        sources,
-    )
-    _remember(idx.memo, key, out)
-    return out
+    # Shared by every job alike (never written to; left writeable, as the kernel's
+    # compiled signatures take writeable arrays).
+    return np.flatnonzero(mask), tuple(why)
 
 
 def prune_pools(snap: Snapshot, job: JobRequest, profile: Profile, jp: JobPools) -> np.ndarray:
@@ -778,13 +803,25 @@ def _planned_cost(
     ci = int(idx.pool_center[p])
     center = snap.network.centers[ci]
     lots = tuple(
-        TransferLot.of_gb(d.size_gb * snap.network.data_scale, src, idx.paths.price(src, center.id))
+        TransferLot.of_gb(
+            d.size_gb * snap.network.data_scale, src, _path_price(idx, src, center.id)
+        )
         for d in job.inputs
         if (src := sources.get(d.id, center.id)) != center.id and d.size_gb > 0
     )
     tdp_w = snap.network.chips[idx.pool_chip[p]].tdp_w
     run_end = run_start + timedelta(seconds=run_s)
     return price(center, Usage(job.count, tdp_w, run_start, run_end, job.cu_hours, lots))
+
+
+def _path_price(idx: NetworkIndex, src: str, dst: str) -> Decimal:
+    """`PathTable.price(src, dst)`, memoized with the network."""
+    key = ("path-price", src, dst)
+    hit: Decimal | None = idx.memo.get(key)
+    if hit is None:
+        hit = idx.paths.price(src, dst)
+        _remember(idx.memo, key, hit)
+    return hit
 
 
 def explain(
@@ -873,3 +910,24 @@ def place(
     o = opts.at(i)
     free[o.pool, o.slot : min(o.slot + o.n_slots, HORIZON_SLOTS)] -= job.count
     return Decision(job.id, placement, reasons)
+
+
+def place_explaining_later(
+    snapshot: Snapshot, free: np.ndarray, job: JobRequest, prof: Profile
+) -> tuple[Decision, Callable[[], tuple[str, ...]]]:
+    """`place`, leaving a placement's reasons to be written only if they are wanted.
+
+    The decision is `place`'s, except that a placed one carries no reasons (nor
+    does its placement); the function returned writes the reasons `place` would
+    have given (for an unplaced decision, its own). A caller that reads the
+    reasons of some placements only (the simulator: those of jobs it leaves
+    waiting) saves writing the others.
+    """
+    opts, score, i, index = _evaluate(snapshot, free, job, prof, None, True, True)
+    if i < 0:
+        d = Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",))
+        return d, lambda: d.reasons
+    placement = to_placement(snapshot, job, opts, i)
+    o = opts.at(i)
+    free[o.pool, o.slot : min(o.slot + o.n_slots, HORIZON_SLOTS)] -= job.count
+    return Decision(job.id, placement, ()), lambda: explain(snapshot, job, opts, i, score, index)

@@ -20,12 +20,15 @@ that only the first process after a change compiles.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Rows of the float output of `evaluate_options` (one column per option).
 (
@@ -502,17 +505,57 @@ _tariff_integral_jit: Any = _tariff_integral
 _norm_min_jit: Any = _norm_min
 _norm_jit: Any = _norm
 _run_times_jit: Any = _run_times_py
+
+
+def _input_paths_py(
+    lat: np.ndarray,
+    bw: np.ndarray,
+    unlimited: np.ndarray,
+    local: np.ndarray,
+    per_gb: np.ndarray,
+    gb: float,
+    t: np.ndarray,
+    price: np.ndarray,
+    best: np.ndarray,
+) -> None:
+    """One input of `gb` GB, with replicas as rows: add its seconds and ¥ to each center.
+
+    Per center (column), the replica whose transfer takes least (`best`, numpy's
+    `argmin`: the first minimum, or the first NaN) gives `t` its seconds
+    (``latency + GB × 8 / bandwidth``; 0 over an unlimited or zero-latency
+    path, and for an empty input) and `price` its ¥ (GB × ¥/GB, 0 where the
+    price is not finite): `framework._inputs`' arithmetic, in numpy's order.
+    """
+    n_rep, n_c = lat.shape
+    g8 = gb * 8.0
+    for c in range(n_c):
+        bi = 0
+        bv = 0.0
+        for r in range(n_rep):
+            v = 0.0
+            if gb > 0 and not local[r, c] and not unlimited[r, c]:
+                v = lat[r, c] + g8 / bw[r, c]
+            if r == 0 or (not math.isnan(bv) and (math.isnan(v) or v < bv)):
+                bi = r
+                bv = v
+        best[c] = bi
+        t[c] += bv
+        p = per_gb[bi, c]
+        price[c] += gb * (p if math.isfinite(p) else 0.0)
+
+
 _evaluate_jit: Any = None
 _windows_jit: Any = None
 _explain_index_jit: Any = None
 _prune_jit: Any = None
+_input_paths_jit: Any = None
 _lock = threading.Lock()
 
 
 def _compile() -> None:
     """Compile (or load from numba's cache) every kernel; once per process."""
     global _pool_window_jit, _tariff_integral_jit, _norm_min_jit, _norm_jit, _run_times_jit
-    global _evaluate_jit, _windows_jit, _explain_index_jit, _prune_jit
+    global _evaluate_jit, _windows_jit, _explain_index_jit, _prune_jit, _input_paths_jit
     with _lock:
         if _evaluate_jit is not None:
             return
@@ -531,6 +574,7 @@ def _compile() -> None:
         _windows_jit = jit(_windows_py)
         _explain_index_jit = jit(_explain_index_py)
         _prune_jit = jit(_prune_py)
+        _input_paths_jit = jit(_input_paths_py)
         _evaluate_jit = jit(_evaluate_py)  # calls the ones above: compiled last
 
 
@@ -589,6 +633,27 @@ def prune(*args: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return out
 
 
+def input_paths(
+    lat: np.ndarray,
+    bw: np.ndarray,
+    unlimited: np.ndarray,
+    local: np.ndarray,
+    per_gb: np.ndarray,
+    gb: float,
+    t: np.ndarray,
+    price: np.ndarray,
+) -> np.ndarray:
+    """`_input_paths_py`: adds one input's seconds and ¥ to `t` and `price` (per center).
+
+    Returns, per center, the row (replica) it is fetched from.
+    """
+    if _evaluate_jit is None:
+        _compile()
+    best = np.empty(t.size, np.int64)
+    _input_paths_jit(lat, bw, unlimited, local, per_gb, gb, t, price, best)
+    return best
+
+
 def windows(
     blocked: np.ndarray, n_first: np.ndarray, n_later: np.ndarray, cols: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -639,7 +704,8 @@ def warm_up() -> float:
     """Compile the kernels (or load them from numba's cache) now; seconds it took.
 
     A process's first scheduling cycle does this anyway; calling it ahead (at
-    server start, in a background thread, or once after installing with
+    server start, in a background thread: `warm_up_in_background`, or once
+    after installing with
     ``python -c "from computenet.scheduler.kernel import warm_up; warm_up()"``)
     keeps that time out of a cycle.
     """
@@ -647,18 +713,69 @@ def warm_up() -> float:
     from datetime import datetime
 
     from computenet.catalog.generate import generated_network
+    from computenet.model import Dataset
     from computenet.model.center import CST
+    from computenet.scheduler import framework
     from computenet.scheduler.greedy import greedy_cycle
     from computenet.scheduler.snapshot import JobRequest, build_snapshot
 
     t0 = time.perf_counter()
-    # A real (tiny) cycle, so that every specialization the cycle uses is made.
+    # A real (tiny) cycle, so that every specialization the cycle uses is made: a job
+    # with an input (its transfers), one without, and the pruning of large networks.
     net = generated_network(3, seed=0)
     now = datetime(2026, 1, 1, 10, 30, tzinfo=CST)
+    data = Dataset(id="warm", size_bytes=10**9, sha256="0" * 64, replicas=(net.centers[0].id,))
     jobs = [
-        JobRequest(id=f"warm-{k}", workload_class="llm-train", count=1, cu_hours=1.0)
+        JobRequest(
+            id=f"warm-{k}",
+            workload_class="llm-train",
+            count=1,
+            cu_hours=1.0,
+            inputs=(data,) if k else (),
+        )
         for k in range(2)
     ]
-    greedy_cycle(build_snapshot(net, now), jobs)
+    snap = build_snapshot(net, now)
+    greedy_cycle(snap, jobs)
+    # The pruning's arguments as `framework.prune_pools` passes them (there, only
+    # beyond MAX_POOLS_CHECKED eligible pools).
+    jp, idx = framework._eligible(snap, jobs[1]), snap.index
+    prune(
+        jp.pools,
+        jp.pflops,
+        jp.transfer_s,
+        jp.transfer_cny,
+        idx.tdp_kw,
+        idx.pue,
+        idx.tariff_min,
+        idx.service,
+        1,
+        1.0,
+        True,
+        1.0,
+        0.0,
+        0.0,
+        framework.MAX_POOLS_CHECKED,
+    )
     windows(np.zeros((1, 2), np.bool_), np.ones(1, np.int64), np.ones(1, np.int64), np.ones(1))
     return time.perf_counter() - t0
+
+
+def warm_up_in_background() -> threading.Thread:
+    """`warm_up` in a daemon thread (a server's start goes on meanwhile); a failure is logged.
+
+    A cycle that starts before it is done waits for the compilation it would
+    have done itself (`_compile` holds a lock), so nothing is compiled twice.
+    """
+
+    def run() -> None:
+        try:
+            took = warm_up()
+        except Exception:  # the first cycle compiles then, and reports any error itself
+            log.warning("warming up the scheduler's kernels failed", exc_info=True)
+        else:
+            log.info("scheduler kernels ready in %.2f s", took)
+
+    thread = threading.Thread(target=run, name="kernel-warm-up", daemon=True)
+    thread.start()
+    return thread

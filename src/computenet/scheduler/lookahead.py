@@ -105,6 +105,7 @@ def lookahead_cycle(
     explain: bool = True,
     signatures: Sequence[Hashable] | None = None,
     waiting: int = 0,
+    explain_placed: bool = True,
 ) -> tuple[list[Decision], dict[str, datetime]]:
     """`lookahead`'s decisions, and for each deferred job the instant worth deciding it again.
 
@@ -115,7 +116,7 @@ def lookahead_cycle(
     backlogs fast) skips only evaluations whose outcome it knows, unless
     chips freed or taken meanwhile change the job's best option. `waiting`:
     jobs already waiting that are not in `jobs` (kept so by such a caller);
-    with them at most `MAX_WAITING` wait.
+    with them at most `MAX_WAITING` wait. `explain_placed`: as `greedy_cycle`'s.
     """
     wake: dict[str, datetime] = {}
 
@@ -138,6 +139,7 @@ def lookahead_cycle(
         explain=explain,
         signatures=signatures,
         defer=rule if shifts else None,
+        explain_placed=explain_placed,
     )
     return out, wake
 

@@ -57,6 +57,19 @@ class JobRequest:
     share: float = 0.0
 
 
+_fields_equal = JobRequest.__eq__
+
+
+def _same_request(self: JobRequest, other: object) -> bool:
+    # A request is most often compared with itself (a deferred job's kept decision in
+    # the simulator, millions of times a run): the field-by-field comparison would say
+    # the same, as each field is identical to itself.
+    return self is other or _fields_equal(self, other)
+
+
+JobRequest.__eq__ = _same_request  # type: ignore[method-assign,assignment]
+
+
 @dataclass(frozen=True)
 class Reservation:
     """Chips held by a scheduled or running job from `start` to `end` (network time)."""

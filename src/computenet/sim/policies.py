@@ -71,7 +71,10 @@ class SchedulerPolicy:
         if len(self._waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
             pending = {j.id for j in jobs}
             self._waiting = {k: w for k, w in self._waiting.items() if k in pending}
-        decided, wake = lookahead_cycle(snapshot, due, self.profile, waiting=len(kept))
+        # The simulator reads the reasons of unplaced jobs only.
+        decided, wake = lookahead_cycle(
+            snapshot, due, self.profile, waiting=len(kept), explain_placed=False
+        )
         for j, d in zip(due, decided, strict=True):
             if j.id in wake:
                 self._waiting[j.id] = (wake[j.id], j, d)

@@ -129,6 +129,8 @@ class Simulation:
         self.done = 0
         self._cycle_at: float | None = None
         self._feasible_memo: dict[object, tuple[bool, str]] = {}
+        # Pending job → (the decision's reasons, their text as written to `rec.reasons`).
+        self._said: dict[int, tuple[tuple[str, ...], str]] = {}
         self._empty_snap: Snapshot | None = None
         hours = math.ceil(max(workload.days, 1.0) * 24) + 24 * 7
         self.util = np.zeros((len(self.centers), hours))
@@ -333,10 +335,22 @@ class Simulation:
         else:
             decisions = self.policy(snap, reqs)
         self.policy_s += time.perf_counter() - t0
+        said = self._said
         for i, d in zip(batch, decisions, strict=True):
             if d.placement is None:
-                self.rec.reasons[i] = "; ".join(d.reasons)
+                # A kept decision (a deferred job) comes back every cycle with the same
+                # reasons: join them once, unless something else wrote the job's reason.
+                last = said.get(i)
+                if (
+                    last is None
+                    or last[0] is not d.reasons
+                    or self.rec.reasons.get(i) is not last[1]
+                ):
+                    text = "; ".join(d.reasons)
+                    self.rec.reasons[i] = text
+                    said[i] = (d.reasons, text)
                 continue
+            said.pop(i, None)
             self._commit(i, d)
         if self.pending:
             # Nothing changes the calendar until a job ends (which asks for a cycle itself)

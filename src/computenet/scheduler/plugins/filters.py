@@ -234,7 +234,9 @@ class FilterRegistry(Mapping[str, FilterPlugin]):
 
 
 def _inputs_key(job: JobRequest) -> Hashable:
-    return tuple((d.id, d.replicas) for d in job.inputs)
+    # `data_reachable` reads where each input is, and its id only to name one with no
+    # replica: inputs at the same places share one mask whatever their ids.
+    return tuple(d.replicas or d.id for d in job.inputs)
 
 
 # Order matters only for which reason is reported: the first filter that empties the set.
