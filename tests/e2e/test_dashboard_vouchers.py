@@ -1,5 +1,5 @@
-"""The dashboard's bills page shows compute vouchers: what each paid, what the tenant pays,
-and each voucher's balance — against a real control plane and real agents."""
+"""The dashboard shows compute vouchers: on the bills page what each paid, what the tenant pays
+and each voucher's balance; on the quote page the price after them (real server and agents)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Network
-from tests.e2e.test_dashboard import go, money, sign_in
+from tests.e2e.test_dashboard import JOB_YAML, SPEC, go, money, sign_in
 
 pytestmark = pytest.mark.e2e
 
 Shots = Callable[[Any, str], Path]
 
-SPEC = {
+JOB = {
     "name": "e2e-subsidised",
     "class": "cv-train",
     "command": "echo subsidised",
@@ -50,7 +50,7 @@ def test_the_bills_page_shows_subsidy_lines_what_the_tenant_pays_and_balances(
         )
         assert v.status_code == 201, v.text
     with network.api("carol") as carol:
-        job_id = carol.post("/api/v1/jobs", json={"spec": SPEC}).json()["id"]
+        job_id = carol.post("/api/v1/jobs", json={"spec": JOB}).json()["id"]
         deadline = time.monotonic() + 120
         while carol.get(f"/api/v1/jobs/{job_id}").json()["state"] != "SUCCEEDED":
             assert time.monotonic() < deadline, carol.get(f"/api/v1/jobs/{job_id}").json()
@@ -81,3 +81,16 @@ def test_the_bills_page_shows_subsidy_lines_what_the_tenant_pays_and_balances(
     left = money(page.get_by_test_id("voucher-left").first.inner_text())
     assert left == Decimal("1000000") - subsidy
     shots(page, "bills-vouchers")
+
+    # The quote page shows the price after the voucher (80 %) next to the price.
+    go(page, "quote")
+    page.get_by_label(SPEC).fill(JOB_YAML)
+    page.get_by_role("button", name="Get quote").click()
+    options = page.get_by_role("table", name="Quote options")
+    options.wait_for()
+    assert "you pay" in options.inner_text().lower()
+    for row in options.locator("tbody tr").all():
+        total = money(row.locator("td.num.strong").first.inner_text())
+        paid = money(row.get_by_test_id("quote-paid").inner_text().split("vouchers")[0])
+        assert paid == total - (total * Decimal("0.8")).quantize(Decimal("0.01"))
+    shots(page, "quote-vouchers")

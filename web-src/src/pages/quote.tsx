@@ -171,6 +171,8 @@ export function QuotePage() {
   const options = quote?.view.options ?? [];
   const chosenOpt = options.find((o) => optionKey(o) === chosen) ?? null;
   const feasible = options.filter((o) => o.feasible);
+  // With compute vouchers: the price after them next to the price (docs/user-guide.md).
+  const subsidised = options.some((o) => Number(o.subsidy_cny ?? 0) > 0);
   const infeasible = options.filter((o) => !o.feasible);
 
   return (
@@ -269,6 +271,11 @@ export function QuotePage() {
                           <th scope="col" class="num">Service</th>
                           <th scope="col" class="num">Transfer</th>
                           <th scope="col" class="num">Total</th>
+                          {subsidised && (
+                            <th scope="col" class="num">
+                              You pay
+                            </th>
+                          )}
                           <th scope="col" class="num">kWh</th>
                           <th scope="col" class="num">CO₂ kg</th>
                         </tr>
@@ -302,6 +309,12 @@ export function QuotePage() {
                               <td class="num">{cny(o.service_cny)}</td>
                               <td class="num">{cny(o.transfer_cny)}</td>
                               <td class="num strong">{cny(o.total_cny)}</td>
+                              {subsidised && (
+                                <td class="num strong" data-testid="quote-paid">
+                                  {cny(o.paid_cny ?? o.total_cny)}
+                                  <div class="muted small">vouchers −{cny(o.subsidy_cny ?? "0")}</div>
+                                </td>
+                              )}
                               <td class="num">{fmtNum(o.kwh, 1)}</td>
                               <td class="num">{fmtNum(o.co2_kg, 1)}</td>
                             </tr>
