@@ -674,7 +674,14 @@ def _shift_slots(snap: Snapshot, job: JobRequest, profile: Profile, frac: float)
             if math.isfinite(limit)
             else SHIFT_SLOTS - 1
         )
-        out = np.array([s for s in range(1, last + 1) if (h0 + s) % 24 in changes], dtype=np.int64)
+        # Also the last start a finite limit (the patience) allows: a run that crosses into
+        # a cheaper period gains from starting as late as it may, which is rarely on a
+        # tariff change (without it `china`'s jobs without a deadline lost ¥875 alone).
+        end = last if math.isfinite(limit) else -1
+        out = np.array(
+            [s for s in range(1, last + 1) if (h0 + s) % 24 in changes or s == end],
+            dtype=np.int64,
+        )
     # Shared by every job with the same limit: never written to.
     out.flags.writeable = False
     snap.memo[key] = out
