@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from computenet import __version__
 from computenet.errors import ComputeNetError, RateLimitedError, ValidationError
 from computenet.protocol import ErrorBody
+from computenet.scheduler import kernel
 from computenet.server.bodylimit import BodyLimit, BodyTooLarge
 from computenet.server.limits import retry_after
 from computenet.server.metrics import configure_logging
@@ -194,6 +195,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The scheduler's compiled kernels load (or compile, on a fresh install) beside
+        # the start-up instead of in the first scheduling cycle (docs/performance.md).
+        kernel.warm_up_in_background()
         plane.start()
         try:
             yield
