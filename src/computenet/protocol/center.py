@@ -349,6 +349,13 @@ class StatusReport(BaseModel):
         default="", description=f"clipped to {limits.MAX_TEXT_CHARS} characters"
     )
     at: BoundedInstant | None = None
+    endpoint: str | None = added(
+        min_length=3,
+        max_length=limits.MAX_NAME_CHARS,
+        pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$",
+        description="a service replica (docs/services.md) only, with RUNNING: the host:port"
+        " its model server listens on, sent once its readiness probe answered",
+    )
 
 
 class LogAppend(BaseModel):
