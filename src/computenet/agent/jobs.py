@@ -51,6 +51,7 @@ class HeldJob:
     ended_unix: float | None = None
     errors: int = 0
     cancel_sent: bool = False
+    service_port: int | None = None  # a service replica's port (agent/serving.py)
 
     @classmethod
     def from_lease(cls, job: LeasedJob) -> HeldJob:
@@ -71,15 +72,28 @@ class HeldJob:
         return LeasedJob.model_validate(self.leased)
 
     def queue_status(
-        self, state: str, *, exit_code: int | None = None, message: str = "", at: str | None = None
+        self,
+        state: str,
+        *,
+        exit_code: int | None = None,
+        message: str = "",
+        at: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
-        """Queue a status report once per state."""
+        """Queue a status report once per state (`endpoint`: a ready service replica's)."""
         if state in self.queued_states:
             return
         self.queued_states.append(state)
-        self.outbox.append(
-            {"kind": "status", "state": state, "exit_code": exit_code, "message": message, "at": at}
-        )
+        item: dict[str, Any] = {
+            "kind": "status",
+            "state": state,
+            "exit_code": exit_code,
+            "message": message,
+            "at": at,
+        }
+        if endpoint is not None:
+            item["endpoint"] = endpoint
+        self.outbox.append(item)
 
     @property
     def done(self) -> bool:

@@ -43,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from computenet.agent import serving
 from computenet.agent.client import CenterClient, ServerUnavailable
 from computenet.agent.config import AgentConfig, read_token_file, resolve_pools
 from computenet.agent.data import DataRoot
@@ -870,6 +871,7 @@ class Agent:
                 return  # wait for chips to free up
             scale = self.reply.time_scale if self.reply else 1.0
             env = job_env(job, self.config.center, self.data_root.root, held.input_paths, scale)
+            serving.give_port(held, job, env)  # a service replica: its $PORT
             seal_tenant_area(self.data_root.root, job.tenant, self.backend)  # its data: its own
             handle = self.backend.submit(
                 BackendJob(
@@ -923,7 +925,13 @@ class Agent:
             if held.started_unix is None:
                 started = status.started_at if status is not None else None
                 held.started_unix = started.timestamp() if started else time.time()
-            held.queue_status("RUNNING", at=_iso(held.started_unix))
+            endpoint = None
+            if held.service_port is not None and state is BackendState.RUNNING:
+                # A service replica is RUNNING for the network once it answers its probe.
+                endpoint = serving.ready_endpoint(held, self.config.data_host)
+            waiting = held.service_port is not None and state is BackendState.RUNNING
+            if endpoint is not None or not waiting:
+                held.queue_status("RUNNING", at=_iso(held.started_unix), endpoint=endpoint)
         self._read_logs(held)
         if state in (BackendState.PENDING, BackendState.RUNNING):
             return

@@ -48,6 +48,7 @@ def deliver(client: CenterClient, held: HeldJob, *, logs_due: bool) -> None:
                         exit_code=item.get("exit_code"),
                         message=item.get("message", ""),
                         at=item.get("at"),
+                        endpoint=item.get("endpoint"),
                     ),
                 )
             elif kind == "usage":

@@ -358,3 +358,37 @@ class VoucherUseRow(Base):
         Integer, ForeignKey("vouchers.id"), primary_key=True, index=True
     )
     amount_cny: Mapped[Decimal] = mapped_column(Money())
+
+
+class ServiceRow(Base):
+    """An inference service (docs/services.md): its file, and how many replicas it wants now.
+
+    `wanted` is what `cnet serve scale` set (within the file's min and max); the
+    control plane keeps that many replica jobs alive (server/services.py).
+    """
+
+    __tablename__ = "services"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    wanted: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Instant())
+    created_by: Mapped[str] = mapped_column(String(128))
+    next_slot: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServiceReplicaRow(Base):
+    """One replica of a service: the job that runs it, and where it listens once ready."""
+
+    __tablename__ = "service_replicas"
+
+    job_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    service: Mapped[str] = mapped_column(String(64))
+    slot: Mapped[int] = mapped_column(Integer)
+    endpoint: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    center: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    retired: Mapped[bool] = mapped_column(Boolean, default=False)
