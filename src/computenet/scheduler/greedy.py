@@ -10,6 +10,8 @@ exactly those of evaluating every job (`look_alikes=False`, held equal by a test
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
+from datetime import datetime
+from typing import Any
 
 from computenet.model import Placement
 from computenet.scheduler.framework import Decision, place, place_explaining_later, rejected
@@ -28,6 +30,7 @@ def greedy_cycle(
     look_alikes: bool = True,
     defer: Callable[[Snapshot, JobRequest, Placement], str | None] | None = None,
     explain_placed: bool = True,
+    order: Callable[[JobRequest, datetime], Any] = order_key,
 ) -> list[Decision]:
     """Place `jobs` one by one in `order_key` order, reserving chips as it goes.
 
@@ -37,16 +40,18 @@ def greedy_cycle(
     the `lookahead` strategy's rule (`scheduler/lookahead.py`). With `explain` but
     not `explain_placed`, only decisions left unplaced carry reasons (a deferred
     job's are written when it is deferred): the same decisions, without the work
-    of explaining placements a caller does not read (the simulator).
+    of explaining placements a caller does not read (the simulator). `order`: the
+    sort key (default `order_key`, the one order; `lookahead` refines it within its
+    ties).
     """
     prof = PROFILES[profile]
     lazy = explain and not explain_placed
     free = snapshot.free.copy()
     now = snapshot.now
-    order = sorted(range(len(jobs)), key=lambda k: order_key(jobs[k], now))
+    ranked = sorted(range(len(jobs)), key=lambda k: order(jobs[k], now))
     out: dict[int, Decision] = {}
     unplaced: dict[Hashable, Decision] = {}  # since the last placement: signature → decision
-    for k in order:
+    for k in ranked:
         job = jobs[k]
         # A signature is looked up only while some job is unplaced since the last
         # placement, and made for a job only when it is (`signature` costs microseconds).
