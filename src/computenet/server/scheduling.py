@@ -28,14 +28,19 @@ from computenet.scheduler import (
     schedule_cycle,
     signature,
 )
-from computenet.scheduler.fairshare import fair_cycle
+from computenet.scheduler.fairshare import FAIR_START_WINDOW, fair_cycle
 from computenet.scheduler.ordering import order_key
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.scheduler.tenancy import TenantUse, admit
 from computenet.server import quotes
+from computenet.server.reconciler import _unplace  # one way to clear a job's plan
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
-from computenet.store.quotas import pending_tenants, tenant_uses
+from computenet.store.quotas import (
+    reclaimable,
+    several_pending_tenants,
+    tenant_uses,
+)
 from computenet.store.schema import JobRow
 from computenet.store.vouchers import live_vouchers
 
@@ -46,6 +51,9 @@ log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-run the scheduler this often (real seconds).
 FULL_PASS_S = 30.0
+# Fair share gives back at most this many plans made ahead per cycle, and says why.
+RECLAIM_BATCH = 1000
+RECLAIMED = "fair share: plan given back to be decided again with other tenants' jobs"
 
 
 @dataclass
@@ -217,7 +225,7 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
     now = plane.clock.now()
     real = plane.clock.real()
     memory = plane.cycle
-    if replan_scheduled(plane, now):
+    if replan_scheduled(plane, now) or reclaim_for_fair_share(plane, now):
         # Plans moved: the calendar changed, so the pending jobs are looked at afresh.
         memory.calendar_changed()
     with plane.db.read() as s:
@@ -228,7 +236,7 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             return 0, 0
         snap = snapshot(plane, s, now)
         # Tenancy: quotas and fair-share usage (fair share only matters with two tenants).
-        uses = tenant_uses(s, now, fair_share=len(pending_tenants(s)) > 1)
+        uses = tenant_uses(s, now, fair_share=several_pending_tenants(s))
         if uses:
             snap = replace(snap, tenants=uses)
         key = (_snapshot_key(snap), _quota_key(uses))
@@ -334,6 +342,40 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             len(keys),
         )
     return placed, len(keys) - placed
+
+
+def reclaim_for_fair_share(plane: ControlPlane, now: datetime) -> int:
+    """Give back plans made ahead while one tenant was alone, once another tenant waits.
+
+    A tenant alone gets plans hours ahead (SCHEDULED, chips reserved). When
+    another tenant's job is pending, those plans (not yet leased by an agent,
+    starting later than `FAIR_START_WINDOW`) go back to PENDING, so that the
+    cycle deals the chips again in fair-share order (`scheduler/fairshare.py`).
+    Nothing running or leased is touched. Returns the number of jobs given back.
+    """
+    after = now + FAIR_START_WINDOW
+    with plane.db.read() as s:
+        if not reclaimable(s, after):
+            return 0
+        ids = [j.id for j in job_store.scheduled_ahead(s, after, RECLAIM_BATCH)]
+    if not ids:
+        return 0
+    n = 0
+    with plane.db.write() as s:
+        plane.fence(s)  # a deposed leader writes nothing (server.leader)
+        for row in job_store.get_jobs(s, ids, for_update=True).values():
+            ahead = row.planned_start is not None and row.planned_start > after
+            if row.state != JobState.SCHEDULED.value or row.lease_center or not ahead:
+                continue
+            center = row.center
+            _unplace(row)
+            row.center = None
+            row.reasons = [RECLAIMED]
+            job_store.transition(s, row, JobState.PENDING, now, RECLAIMED, center=center)
+            n += 1
+    if n:
+        log.info("fair share: %d plan(s) made ahead given back to be dealt again", n)
+    return n
 
 
 def _within_quotas(

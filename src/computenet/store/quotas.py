@@ -154,13 +154,32 @@ def period_starts(now: datetime) -> dict[str, datetime]:
     return {"day": day, "month": day.replace(day=1)}
 
 
+def charged_usage(s: Session, now: datetime) -> dict[str, float]:
+    """Each tenant's fair-share usage from its finished jobs: CU·h decayed to `now`."""
+    out: dict[str, float] = defaultdict(float)
+    q = select(ChargeRow.tenant_id, ChargeRow.finished_at, ChargeRow.cu_hours).where(
+        ChargeRow.finished_at >= now - _LOOKBACK
+    )
+    for t, fin, work in s.execute(q):
+        if fin is not None:
+            out[t] += decay(float(work), (now - fin).total_seconds())
+    return dict(out)
+
+
 def tenant_uses(
-    s: Session, now: datetime, *, fair_share: bool = True, tenants: Iterable[str] | None = None
+    s: Session,
+    now: datetime,
+    *,
+    fair_share: bool = True,
+    tenants: Iterable[str] | None = None,
+    charged: dict[str, float] | None = None,
 ) -> dict[str, TenantUse]:
     """Every tenant's (or `tenants`') `TenantUse` at `now`.
 
     Tenants without quotas are measured only for fair share (`fair_share`);
-    with neither, the answer is empty and costs one small query.
+    with neither, the answer is empty and costs two small queries. `charged`,
+    when given, is a recent `charged_usage` (the server keeps one for a few
+    seconds: usage decays over days).
     """
     want = set(tenants) if tenants is not None else None
     quotas = quotas_of(s, want)
@@ -189,21 +208,22 @@ def tenant_uses(
         for p in PERIODS:
             cuh[t][p] += work
             cny[t][p] += est or Decimal(0)
-    since = min(starts["month"], now - _LOOKBACK) if fair_share else starts["month"]
-    done = s.execute(
-        select(
-            ChargeRow.tenant_id, ChargeRow.finished_at, ChargeRow.cu_hours, ChargeRow.total_cny
-        ).where(ChargeRow.tenant_id.in_(list(measure)), ChargeRow.finished_at >= since)
-    )
-    for t, fin, work, total in done:
-        if fin is None:
-            continue
-        for p in PERIODS:
-            if fin >= starts[p]:
-                cuh[t][p] += float(work)
-                cny[t][p] += total
-        if fair_share:
-            usage[t] += decay(float(work), (now - fin).total_seconds())
+    with_quotas = [t for t in measure if t in quotas]
+    if with_quotas:
+        done = s.execute(
+            select(ChargeRow.tenant_id, ChargeRow.finished_at, ChargeRow.cu_hours)
+            .add_columns(ChargeRow.total_cny)
+            .where(ChargeRow.tenant_id.in_(with_quotas), ChargeRow.finished_at >= starts["month"])
+        )
+        for t, fin, work, total in done:
+            for p in PERIODS:
+                if fin is not None and fin >= starts[p]:
+                    cuh[t][p] += float(work)
+                    cny[t][p] += total
+    if fair_share:
+        for t, u in (charged if charged is not None else charged_usage(s, now)).items():
+            if t in measure:
+                usage[t] += u
     return {
         t: TenantUse(
             quotas=quotas.get(t, ()),
@@ -222,7 +242,32 @@ def priority_ceiling(s: Session, tenant: str) -> int | None:
     return s.scalar(select(TenantRow.priority_ceiling).where(TenantRow.id == tenant))
 
 
-def pending_tenants(s: Session) -> set[str]:
-    """The tenants with PENDING jobs (fair share matters only with two or more)."""
-    q = select(JobRow.tenant_id).where(JobRow.state == JobState.PENDING.value).distinct()
-    return set(s.scalars(q))
+def several_pending_tenants(s: Session) -> bool:
+    """Whether PENDING jobs belong to two or more tenants (fair share matters only then).
+
+    Two look-ups on the state index that stop at the first row, whatever the backlog.
+    """
+    pending = JobRow.state == JobState.PENDING.value
+    first = s.scalar(select(JobRow.tenant_id).where(pending).limit(1))
+    if first is None:
+        return False
+    other = select(JobRow.id).where(pending, JobRow.tenant_id != first).limit(1)
+    return s.scalar(other) is not None
+
+
+def reclaimable(s: Session, after: datetime) -> bool:
+    """Whether fair share should give back plans made ahead: some PENDING job waits while
+    another tenant holds an unleased plan starting after `after`, or two tenants wait."""
+    pending = JobRow.state == JobState.PENDING.value
+    first = s.scalar(select(JobRow.tenant_id).where(pending).limit(1))
+    if first is None:
+        return False
+    ahead = select(JobRow.id).where(
+        JobRow.state == JobState.SCHEDULED.value,
+        JobRow.lease_center.is_(None),
+        JobRow.planned_start > after,
+        JobRow.tenant_id != first,
+    )
+    if s.scalar(ahead.limit(1)) is not None:
+        return True
+    return several_pending_tenants(s)

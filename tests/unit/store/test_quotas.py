@@ -11,7 +11,7 @@ import pytest
 from computenet.errors import NotFoundError, ValidationError
 from computenet.server import admin
 from computenet.store import Database, upgrade_db
-from computenet.store.quotas import check_quota, set_quota, tenant_uses
+from computenet.store.quotas import check_quota, set_quota, several_pending_tenants, tenant_uses
 from computenet.store.schema import ChargeRow, JobRow
 
 NOW = datetime(2026, 12, 15, 4, 0, tzinfo=UTC)  # 12:00 CST
@@ -106,3 +106,25 @@ def test_use_counts_active_chips_period_spend_and_decayed_usage(db_url: str) -> 
     assert acme.usage == pytest.approx(30.0 + 30.0 * 0.5 ** (1 / 168) + 20.0)  # 40 decayed ×½
     assert uses["beta"].weight == 3.0 and uses["beta"].usage == 0.0
     assert set(quota_only) == {"acme"}  # without fair share only tenants with quotas
+
+
+def test_several_pending_tenants_is_true_only_with_two(db_url: str) -> None:
+    upgrade_db(db_url)
+    for t in ("acme", "beta"):
+        admin.create_tenant(db_url, t)
+    db = Database(db_url)
+    try:
+        with db.read() as s:
+            assert not several_pending_tenants(s)
+        with db.write() as s:
+            s.add(_job("p1", "acme", "PENDING", "H100", 1, 1.0))
+            s.add(_job("p2", "acme", "PENDING", "H100", 1, 1.0))
+            s.add(_job("r1", "beta", "RUNNING", "H100", 1, 1.0))
+        with db.read() as s:
+            assert not several_pending_tenants(s)
+        with db.write() as s:
+            s.add(_job("p3", "beta", "PENDING", "H100", 1, 1.0))
+        with db.read() as s:
+            assert several_pending_tenants(s)
+    finally:
+        db.dispose()
