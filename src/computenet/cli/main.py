@@ -42,6 +42,10 @@ def _add_sim() -> None:
 
 _add_sim()
 
+from computenet.cli.serve import serve_app  # noqa: E402 - inference services (docs/services.md)
+
+app.add_typer(serve_app, name="serve")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `cnet` with `argv` and return its exit status (tests call this directly)."""

@@ -32,6 +32,7 @@ from computenet.errors import (
 )
 from computenet.model import TERMINAL_STATES, JobSpec, JobState
 from computenet.model.limits import MAX_PAGE
+from computenet.model.service import ServiceSpec, parse_service, parse_service_text
 from computenet.protocol import (
     BillView,
     CenterView,
@@ -53,6 +54,7 @@ from computenet.protocol.failover import (
     client_timeout,
     parse_urls,
 )
+from computenet.protocol.services import ServiceView
 from computenet.protocol.tenancy import TenancyView
 from computenet.sdk.specfile import load_job_file, parse_job_spec
 
@@ -403,6 +405,34 @@ class Client:
     def center_token(self, center: str) -> TokenView:
         """Admin: a fresh token for `center`'s agent, shown once."""
         return self._post(f"/api/v1/admin/centers/{center}/token", TokenView)
+
+    # -- inference services (docs/services.md) ----------------------------------------
+
+    def deploy_service(self, spec: ServiceSpec | Mapping[str, Any] | str | Path) -> ServiceView:
+        """Deploy a service: a `ServiceSpec`, its mapping, or the path of a service file."""
+        if isinstance(spec, (str, Path)):
+            spec = parse_service_text(Path(spec).read_text("utf-8"), where=Path(spec).name)
+        body = parse_service(spec).model_dump(mode="json")
+        return self._post("/api/v1/services", ServiceView, body)
+
+    def services(self) -> list[ServiceView]:
+        """Your services with their replicas."""
+        raw = self._request("GET", "/api/v1/services")
+        return [ServiceView.model_validate(x) for x in raw]
+
+    def service(self, name: str) -> ServiceView:
+        """One service: replicas, their state and endpoints."""
+        return self._get(f"/api/v1/services/{quote(name, safe='')}", ServiceView)
+
+    def scale_service(self, name: str, replicas: int) -> ServiceView:
+        """Keep `replicas` replicas of `name` (within its file's min..max)."""
+        path = f"/api/v1/services/{quote(name, safe='')}/scale"
+        return self._post(path, ServiceView, {"replicas": replicas}, retry_safe=True)
+
+    def delete_service(self, name: str) -> ServiceView:
+        """Stop every replica of `name` and remove it."""
+        raw = self._request("DELETE", f"/api/v1/services/{quote(name, safe='')}")
+        return ServiceView.model_validate(raw)
 
     def health(self) -> bool:
         """Whether the server answers at all (any HTTP answer counts)."""

@@ -30,7 +30,9 @@ from computenet.server.metrics import configure_logging
 from computenet.server.metrics import router as metrics_router
 from computenet.server.plane import ControlPlane
 from computenet.server.routers import api, center, resolve, sim
+from computenet.server.routers.services import router as services_router
 from computenet.server.routers.vouchers import router as vouchers_router
+from computenet.server.services import Keeper
 from computenet.server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,9 +201,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the start-up instead of in the first scheduling cycle (docs/performance.md).
         kernel.warm_up_in_background()
         plane.start()
+        keeper = Keeper(plane)  # service replicas kept alive (server/services.py)
+        keeper.start()
         try:
             yield
         finally:
+            keeper.stop()
             plane.stop()
 
     app = FastAPI(
@@ -227,6 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(resolve.router)
     app.include_router(metrics_router)  # GET /metrics (server/metrics.py)
     app.include_router(vouchers_router)  # compute vouchers (server/routers/vouchers.py)
+    app.include_router(services_router)  # inference services (server/routers/services.py)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from computenet.errors import ValidationError
 from computenet.protocol import (
     DatasetView,
     ErrorBody,
@@ -24,7 +25,7 @@ from computenet.protocol import (
     StatusReport,
     UsageReport,
 )
-from computenet.server import center_protocol, dispatcher
+from computenet.server import center_protocol, dispatcher, services
 from computenet.server.auth import require_center
 from computenet.server.deps import Agent, Plane
 from computenet.server.plane import ControlPlane
@@ -84,7 +85,14 @@ def _center(who: Any) -> str:
 @router.post("/jobs/{job_id}/status", response_model=JobView)
 def status(job_id: str, body: StatusReport, plane: Plane, who: Agent) -> JobView:
     """The job moved (STAGING, RUNNING, or final); 409 from anyone but the lease holder."""
-    return job_view(center_protocol.report_status(plane, _center(who), job_id, body))
+    if body.endpoint is not None and body.state != "RUNNING":
+        raise ValidationError(
+            "an endpoint comes only with RUNNING", field="endpoint", hint="leave it out"
+        )
+    row = center_protocol.report_status(plane, _center(who), job_id, body)
+    if body.endpoint is not None:  # a service replica is ready there (docs/services.md)
+        services.record_endpoint(plane, _center(who), job_id, body.endpoint)
+    return job_view(row)
 
 
 @router.post("/jobs/{job_id}/logs")

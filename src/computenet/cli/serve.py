@@ -1,0 +1,156 @@
+"""`cnet serve deploy|ls|status|scale|delete` and `cnet gateway` (docs/services.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from computenet.cli.app import app
+from computenet.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json
+from computenet.errors import ComputeNetError, ValidationError
+from computenet.model.service import parse_service_text
+from computenet.protocol.services import ServiceView
+
+serve_app = typer.Typer(
+    help="Inference services: deploy a model server once, reach it through `cnet gateway`.",
+    no_args_is_help=True,
+)
+ServiceName = Annotated[str, typer.Argument(metavar="NAME", help="the service's name")]
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise ValidationError(
+            f"no such service file '{path}'", field="FILE", hint="give the path of a service YAML"
+        )
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError("not a UTF-8 text file", field=path.name) from exc
+
+
+def _show(view: ServiceView) -> None:
+    spec = view.spec
+    console().print(
+        f"[bold]{view.name}[/] ({view.tenant}): {view.ready}/{view.wanted} ready"
+        f" (replicas {spec.replicas.min}..{spec.replicas.max},"
+        f" target {spec.target_inflight} in flight, p99 TTFB ≤ {spec.latency.p99_ttfb_ms:g} ms)"
+    )
+    table = Table("SLOT", "JOB", "STATE", "CENTER", "ENDPOINT")
+    for r in view.replicas:
+        table.add_row(str(r.slot), r.job_id, r.state.value, r.center or "-", r.endpoint or "-")
+    console().print(table)
+
+
+@serve_app.command("deploy")
+def deploy(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="the service file (YAML)")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a service file: its min replicas start as jobs on the network."""
+    spec = parse_service_text(_read(file), where=file.name)
+    with client(url, token) as c:
+        view = c.deploy_service(spec)
+    print_json(view) if as_json else _show(view)
+
+
+@serve_app.command("ls")
+def ls(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """Your services and how many replicas are ready."""
+    with client(url, token) as c:
+        views = c.services()
+    if as_json:
+        print_json(views)
+        return
+    table = Table("NAME", "READY", "WANTED", "MIN..MAX", "CENTERS")
+    for v in views:
+        centers = sorted({r.center for r in v.replicas if r.center})
+        table.add_row(
+            v.name,
+            str(v.ready),
+            str(v.wanted),
+            f"{v.spec.replicas.min}..{v.spec.replicas.max}",
+            ", ".join(centers) or "-",
+        )
+    console().print(table)
+
+
+@serve_app.command("status")
+def status(
+    name: ServiceName, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """One service: each replica's job, state, center and endpoint."""
+    with client(url, token) as c:
+        view = c.service(name)
+    print_json(view) if as_json else _show(view)
+
+
+@serve_app.command("scale")
+def scale(
+    name: ServiceName,
+    replicas: Annotated[int, typer.Argument(metavar="N", help="replicas to keep (min..max)")],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keep N replicas of the service."""
+    with client(url, token) as c:
+        view = c.scale_service(name, replicas)
+    print_json(view) if as_json else _show(view)
+
+
+@serve_app.command("delete")
+def delete(
+    name: ServiceName, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Stop every replica and remove the service."""
+    with client(url, token) as c:
+        view = c.delete_service(name)
+    if as_json:
+        print_json(view)
+    else:
+        console().print(f"deleted {view.name}: {len(view.replicas)} replica(s) stopped")
+
+
+@app.command("gateway")
+def gateway(
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8300,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            help="the network's name or file: RTTs from --site and tariffs steer requests",
+        ),
+    ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option("--site", help="the user site or center this gateway sits at"),
+    ] = None,
+) -> None:
+    """Serve every service of your tenant at /services/NAME/... (docs/services.md)."""
+    from computenet.catalog.loader import load_network
+    from computenet.gateway.proxy import Gateway, serve
+    from computenet.sdk.config import resolve
+
+    cfg = resolve(url, token)
+    if not cfg.token:
+        raise ComputeNetError(
+            "no token", field="token", hint="pass --token, set CNET_TOKEN, or run `cnet up`"
+        )
+    net = load_network(network) if network else None
+    if site is not None and (net is None or site not in net.node_ids):
+        raise ValidationError(
+            f"'{site}' is no site or center of the network",
+            field="--site",
+            hint="give --network and one of its user sites or centers",
+        )
+    console().print(f"gateway on http://{host}:{port}/services/NAME/ for {cfg.url}")
+    serve(Gateway(cfg.url, cfg.token, network=net, site=site), host, port)

@@ -1,0 +1,41 @@
+"""Inference services in the user API (``/api/v1/services``; docs/services.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from computenet.model import JobState
+from computenet.model.service import MAX_REPLICAS, ServiceSpec
+
+
+class ReplicaView(BaseModel):
+    """One replica: its job, where it runs, and where it listens once ready."""
+
+    job_id: str
+    slot: int
+    state: JobState
+    center: str | None = None
+    endpoint: str | None = Field(
+        default=None, description="host:port of the model server; set once it answered its probe"
+    )
+    ready: bool = Field(description="RUNNING with an endpoint: the gateway may send to it")
+
+
+class ServiceView(BaseModel):
+    """A service as deployed: its file, how many replicas it wants, the replicas it has."""
+
+    name: str
+    tenant: str
+    spec: ServiceSpec
+    wanted: int = Field(description="replicas kept alive now (min at deploy; cnet serve scale)")
+    ready: int = Field(description="replicas ready to take requests")
+    created_at: datetime
+    replicas: list[ReplicaView] = []
+
+
+class ScaleRequest(BaseModel):
+    """POST /api/v1/services/{name}/scale: keep this many replicas (within min..max)."""
+
+    replicas: int = Field(ge=0, le=MAX_REPLICAS)

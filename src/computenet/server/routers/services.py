@@ -1,0 +1,43 @@
+"""Inference services in the user API: ``/api/v1/services`` (docs/services.md)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from computenet.model.service import ServiceSpec
+from computenet.protocol.services import ScaleRequest, ServiceView
+from computenet.server import services
+from computenet.server.deps import Plane, User
+from computenet.server.routers.api import ERRORS
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["services"])
+
+
+@router.post("/services", response_model=ServiceView, status_code=201)
+def deploy(body: ServiceSpec, plane: Plane, who: User) -> ServiceView:
+    """Deploy a service file (its JSON); `replicas.min` replicas start as jobs; 409 if it exists."""
+    return services.deploy(plane, who, body)
+
+
+@router.get("/services", response_model=list[ServiceView])
+def list_services(plane: Plane, who: User) -> list[ServiceView]:
+    """Your services with their replicas (every tenant's for an admin)."""
+    return services.list_services(plane, who)
+
+
+@router.get("/services/{name}", response_model=ServiceView)
+def status(name: str, plane: Plane, who: User) -> ServiceView:
+    """One service: its replicas, their state, center and endpoint once ready."""
+    return services.status(plane, who, name)
+
+
+@router.post("/services/{name}/scale", response_model=ServiceView)
+def scale(name: str, body: ScaleRequest, plane: Plane, who: User) -> ServiceView:
+    """Keep `replicas` replicas (within the file's min..max)."""
+    return services.scale(plane, who, name, body.replicas)
+
+
+@router.delete("/services/{name}", response_model=ServiceView)
+def delete(name: str, plane: Plane, who: User) -> ServiceView:
+    """Stop every replica and remove the service."""
+    return services.delete(plane, who, name)
