@@ -404,14 +404,22 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
         cycle_id = cycle_mask.tobytes()
         snap.memo[("mask-id", id(cycle_mask))] = cycle_id
     idx = snap.index
-    key = ("eligible", reg.generation, tuple(keys), cycle_id, job.avoid_centers)
+    # Pools left depend on the static filters' keys and on the mask of those that read
+    # the cycle's state (by value: jobs whose per-cycle keys differ but keep the same
+    # pools share the entry). None left: the reasons may name any filter's key or the
+    # cycle's state (offline centers), so that entry is the job's, in the snapshot.
+    static_keys = tuple([keys[i] for i in reg.static])
+    key = ("eligible", reg.generation, static_keys, cycle_id, job.avoid_centers)
     hit = idx.memo.get(key)
     if hit is None:
-        hit = snap.memo.get(key)
-    if hit is None:
-        hit = _eligible_pools(snap, job, keys, reg, cycle_mask)
-        # An empty set's reasons may name the cycle's state (offline centers).
-        _remember(idx.memo if hit[0].size else snap.memo, key, hit)
+        none_key = ("eligible-none", reg.generation, tuple(keys), cycle_id, job.avoid_centers)
+        hit = snap.memo.get(none_key)
+        if hit is None:
+            hit = _eligible_pools(snap, job, keys, reg, cycle_mask)
+            if hit[0].size:
+                _remember(idx.memo, key, hit)
+            else:
+                _remember(snap.memo, none_key, hit)
     pools, why = hit
     if pools.size == 0:
         z = np.zeros(0)
