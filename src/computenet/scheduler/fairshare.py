@@ -39,6 +39,8 @@ Decide = Callable[[Snapshot, Sequence[JobRequest]], list[Decision]]
 # (the simulator's default cycle).
 FAIR_START_WINDOW = timedelta(minutes=5)
 FAIR_WAIT_REASON = "fair share: waiting for chips free now"
+# Why a plan made ahead went back to PENDING (server and simulator).
+RECLAIMED = "fair share: plan given back to be decided again with other tenants' jobs"
 
 
 def contended(snap: Snapshot, decisions: Sequence[Decision]) -> bool:

@@ -28,7 +28,7 @@ from computenet.scheduler import (
     schedule_cycle,
     signature,
 )
-from computenet.scheduler.fairshare import FAIR_START_WINDOW, fair_cycle
+from computenet.scheduler.fairshare import FAIR_START_WINDOW, RECLAIMED, fair_cycle
 from computenet.scheduler.ordering import order_key
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.scheduler.tenancy import TenantUse, admit
@@ -51,9 +51,8 @@ log = logging.getLogger(__name__)
 
 # Even when nothing changed, re-run the scheduler this often (real seconds).
 FULL_PASS_S = 30.0
-# Fair share gives back at most this many plans made ahead per cycle, and says why.
+# Fair share gives back at most this many plans made ahead per cycle.
 RECLAIM_BATCH = 1000
-RECLAIMED = "fair share: plan given back to be decided again with other tenants' jobs"
 
 
 @dataclass

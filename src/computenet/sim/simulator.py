@@ -25,7 +25,7 @@ import numpy as np
 from computenet.metering import TransferLot, charge
 from computenet.model import JobState, check_transition
 from computenet.scheduler import HORIZON_SLOTS, Decision, JobRequest, Reservation, Snapshot
-from computenet.scheduler.fairshare import fair_cycle
+from computenet.scheduler.fairshare import FAIR_START_WINDOW, RECLAIMED, fair_cycle
 from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
 from computenet.scheduler.ordering import StandingKey, order_key, standing_key, with_shares
@@ -329,6 +329,12 @@ class Simulation:
         reqs = [self.req[i] for i in batch]
         t0 = time.perf_counter()
         if self._fair:  # fair share among the workload's tenants (docs/tenancy.md)
+            if self._reclaim():
+                batch = self._fair_batch()
+                reqs = [self.req[i] for i in batch]
+                snap = self.cal.snapshot(
+                    now, online=self.online, datasets={}, reported_free=self.total - self.held
+                )
             snap = replace(snap, tenants=self._tenant_uses())
             profile = str(getattr(self.policy, "profile", "min-cost"))
             reqs, decisions = fair_cycle(snap, reqs, self.policy, profile)
@@ -446,6 +452,38 @@ class Simulation:
             used, at = self._usage.get(t, (0.0, now))
             out[t] = TenantUse(usage=decay(used, now - at), weight=self.wl.weight_of(t))
         return out
+
+    def _reclaim(self) -> int:
+        """Give back plans made ahead once another tenant waits, as the server does
+        (`server.scheduling.reclaim_for_fair_share`): jobs placed, not started, no data
+        moving or moved, starting later than `FAIR_START_WINDOW` go back to pending."""
+        waiting = {self.req[i].tenant for i in self.pending}
+        if not waiting:
+            return 0
+        now = self.env.now
+        after = now + FAIR_START_WINDOW.total_seconds()
+        ahead = [
+            i
+            for i, a in self.active.items()
+            if a.state == JobState.SCHEDULED
+            and math.isnan(a.hold_s)
+            and not a.transfers_left
+            and not a.moved
+            and a.start_s > after
+        ]
+        if len(waiting | {self.req[i].tenant for i in ahead}) < 2:
+            return 0
+        for i in ahead:
+            self.active.pop(i)
+            self.cal.release(i)
+            req = self.req[i]
+            used, at = self._usage.get(req.tenant, (0.0, now))
+            self._usage[req.tenant] = (max(decay(used, now - at) - req.cu_hours, 0.0), now)
+            self.rec.reasons[i] = RECLAIMED
+            self._set(i, JobState.PENDING)
+            self.pending[i] = None
+            self._queue_up(i)
+        return len(ahead)
 
     def _fair_batch(self) -> list[int]:
         """The pending jobs this cycle looks at when fair share orders them: the first

@@ -94,3 +94,33 @@ def test_a_tenant_back_from_idle_starts_at_the_next_free_chips(
     busy = (wl.tenant != 2) & np.isfinite(rec.placed)
     assert not ((rec.placed >= HALF) & (rec.placed < last) & busy).any()
     assert last <= first_free + cycle  # here the chips that freed were enough for all
+
+
+def test_plans_made_ahead_while_alone_are_given_back_when_another_tenant_comes() -> None:
+    # Tenant a alone queues more than a day of work: its jobs are planned hours ahead.
+    # Tenant b's jobs, submitted together just before 05:50 (the next cycle), start at
+    # the next chips that free.
+    per, late, at = 300, 4, 6 * 3600.0 - 610.0
+    n = per + late
+    wl = Workload(
+        name="alone-then-not",
+        network=load_network("china"),
+        arrival=np.concatenate([np.arange(per) * 0.01, at + np.arange(late) * 0.01]),
+        classes=("llm-train",),
+        cls=np.zeros(n, dtype=np.int64),
+        count=np.full(n, 128),
+        cu_hours=np.full(n, 250.0),
+        tenant=np.array([0] * per + [1] * late),
+        tenants=("a", "b"),
+        days=1.0,
+    )
+    res = Simulation(wl, make_policy("ours"), SimConfig(drain_days=0.0)).run()
+    rec = res.records
+    assert wl.tenant is not None
+    b = np.flatnonzero(wl.tenant == 1)
+    ends = rec.end[np.isfinite(rec.end) & (rec.end >= at)]
+    cycle = SimConfig().cycle_s
+    assert float(rec.run_start[b].max()) <= min(float(ends.min()), at) + cycle
+    # a's jobs that started after b arrived started only once b's had.
+    a_after = (wl.tenant == 0) & (rec.run_start >= at)
+    assert not (rec.run_start[a_after] < float(rec.run_start[b].max())).any()
