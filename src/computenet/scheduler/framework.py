@@ -578,8 +578,9 @@ def _evaluate(
         _shift_slots(snap, job, profile, frac),
         job.deadline is not None,
         left_h,
-        job.budget_cny is not None and not vouchers,
-        float(job.budget_cny) if job.budget_cny is not None else 0.0,
+        job.budget_cny is not None,
+        # With vouchers the kernel drops only what cannot fit after them (subsidy.ceiling).
+        subsidy.ceiling(job, vouchers) if vouchers else float(job.budget_cny or 0),
         MAX_FINISH_H,
         idx.tdp_kw,
         idx.pue,
@@ -629,7 +630,9 @@ def _evaluate(
             f" {_fmt_h(float(opts.finish_h[late]))} at {center}"
             " (relax the deadline, ask for more or faster chips)"
         )
-    if over >= 0:
+    if over >= 0 and vouchers:
+        why.append(subsidy.reason(snap, job, vouchers, opts.cost, opts.pool, opts.finish_h, over))
+    elif over >= 0:
         center = snap.network.centers[idx.pool_center[opts.pool[over]]].id
         why.append(
             f"budget ¥{job.budget_cny} but the cheapest option costs"
@@ -640,9 +643,10 @@ def _evaluate(
         snap, free, job, opts, quotes, pools.size, left_h, MAX_FINISH_H, not vouchers
     ):
         own_score = want_best  # the kernel scored the rate-card figures: score again
-    if vouchers:
-        subsidy.check(snap, job, vouchers, opts.cost, opts.pool, opts.finish_h, opts.feasible, why)
-        own_score = want_best  # the kernel scored without the budget: score here
+    if vouchers and subsidy.check(
+        snap, job, vouchers, opts.cost, opts.pool, opts.finish_h, opts.feasible, why
+    ):
+        own_score = want_best  # options the kernel kept are over the budget after all
     if not own_score:
         return opts, ev.score, ev.best, (named[0], named[1], named[2:]) if named else None
     if not opts.feasible.any():

@@ -6,11 +6,16 @@ import dataclasses
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.unit.scheduler.test_placement import NOON, two_centers
 
-from computenet.metering.vouchers import Voucher
+from computenet.metering.vouchers import Voucher, paid_vec
 from computenet.model import JobSpec
 from computenet.scheduler import build_snapshot, job_request, quote, schedule_cycle
+from computenet.scheduler.subsidy import ceiling
 
 SPEC = {"name": "j", "class": "llm-train", "command": "x", "chips": {"count": 2}}
 
@@ -82,3 +87,31 @@ def test_a_voucher_for_one_center_makes_only_that_center_fit_the_budget() -> Non
     assert d.placement is not None and d.placement.center == dear
     # The placement's price is the network's; the tenant pays 10 % of it, within the budget.
     assert d.placement.total_cny * Decimal("0.1") <= budget
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    budget=st.decimals(min_value=Decimal("0.01"), max_value=10**5, places=2),
+    terms=st.lists(
+        st.tuples(
+            st.decimals(min_value=Decimal("0.01"), max_value=100, places=2),
+            st.decimals(min_value=0, max_value=10**5, places=2),
+        ),
+        max_size=4,
+    ),
+    cost=st.floats(min_value=0, max_value=10**6),
+)
+def test_the_ceiling_keeps_every_price_that_fits_after_vouchers(
+    budget: Decimal, terms: list[tuple[Decimal, Decimal]], cost: float
+) -> None:
+    net = two_centers()
+    spec = JobSpec.model_validate({**SPEC, "work": {"cu_hours": 1}, "budget_cny": str(budget)})
+    job = job_request("j", spec, net, NOON)
+    wallet = tuple(voucher(i + 1, str(p), str(cap)) for i, (p, cap) in enumerate(terms))
+    top = ceiling(job, wallet)
+    where, when = np.zeros(2, np.int64), np.zeros(2)
+    pays = paid_vec(wallet, np.array([cost, top]), where, ["east"], "llm-train", when, NOON)
+    if pays[0] <= float(budget):
+        assert cost <= top
+    # And it is tight: the ceiling itself pays the budget (give or take the float margin).
+    assert pays[1] == pytest.approx(float(budget), rel=1e-6, abs=1e-5)
