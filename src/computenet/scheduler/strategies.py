@@ -3,7 +3,9 @@
 Contract of a strategy (`Strategy`): a pure function of a snapshot and the
 pending jobs that returns one `Decision` per job, in input order, never
 placing two jobs on the same chips; it orders jobs by
-`computenet.scheduler.ordering.order_key` wherever order matters, and a job
+`computenet.scheduler.ordering.order_key` wherever order matters (a strategy
+may reorder only jobs that tie in it but for submit time, as `lookahead`
+does under `fastest`: `lookahead.soonest_order`), and a job
 whose evaluation raises is rejected alone (`framework.rejected`), never the
 whole cycle. It may use `signatures` (precomputed `ordering.signature` of
 each job) to evaluate look-alikes once.
@@ -11,7 +13,9 @@ each job) to evaluate look-alikes once.
 Built in: `greedy` (one by one, each on its best option; the default),
 `batch-optimizer` (a joint MILP, `scheduler/optimizer.py`) and `lookahead`
 (greedy, but a job with slack before its deadline does not reserve a far
-cheap start yet: `scheduler/lookahead.py`; the simulator's `ours`). A new strategy is
+cheap start yet, and under `fastest` a job without a deadline that waits for
+chips is decided again each cycle, the order finishing such jobs soonest
+first: `scheduler/lookahead.py`; the simulator's `ours`). A new strategy is
 one module plus one `STRATEGIES.register(name, function)` call; the server
 selects one with `Settings.strategy`, the simulator with `ours:STRATEGY`.
 """
