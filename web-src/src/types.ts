@@ -319,3 +319,25 @@ export interface SimReport extends SimReportSummary {
   result?: { policies?: Record<string, unknown>[]; bound_cny?: Decimal | number | null; [k: string]: unknown };
   html_url?: string | null;
 }
+
+// Tenancy (GET /api/v1/tenancy; protocol/tenancy.py).
+export interface QuotaView {
+  tenant: string;
+  kind: "chips" | "cu_hours" | "cny";
+  chip: string | null;
+  period: "day" | "month" | null;
+  limit: string;
+  used: string;
+  label: string;
+}
+
+export interface TenancyView {
+  tenant: string;
+  weight: number;
+  priority_ceiling: number | null;
+  quotas: QuotaView[];
+  usage_cu_hours: number;
+  share: number;
+  used_share: number;
+  half_life_days: number;
+}

@@ -7,6 +7,7 @@ import { Empty, ErrorBox, LiveNote, Loading, Section, Stat } from "../components
 import { cny, dec, fmtNum, period, shortTime } from "../format";
 import { href, navigate, usePoll } from "../hooks";
 import { useSession } from "../session";
+import { Tenancy } from "../tenancy";
 import type { BillView, VoucherView } from "../types";
 
 export function BillsPage({ query }: { query: URLSearchParams }) {
@@ -171,6 +172,7 @@ export function BillsPage({ query }: { query: URLSearchParams }) {
             </>
           )}
           {(b.vouchers ?? []).length > 0 && <Vouchers vouchers={b.vouchers ?? []} />}
+          <Tenancy tenant={tenant} />
         </>
       )}
     </div>
