@@ -5,8 +5,10 @@ same path as a user's (`server.jobs.submit`: admission, validation, the
 scheduler, an agent and its backend), so billing meters it per replica-hour
 like any run. `keep` runs in its own thread (`Keeper`) every `KEEP_EVERY_S`:
 replicas whose job ended are retired, and a service below its `wanted` count
-gets new replica jobs (a restart when one died); above it, the newest are
-cancelled. Only the leader keeps (several servers on one database).
+gets new replica jobs (a restart when one died, at once the first time, then
+after a delay doubling up to a minute while replicas keep failing before any
+answers its probe); above it, the newest are cancelled. Only the leader keeps
+(several servers on one database).
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ KEEP_EVERY_S = 0.5
 """Real seconds between two passes of the keeper: how soon a dead replica is replaced."""
 
 _lock = threading.Lock()  # one pass at a time in this server (the keeper, or a deploy/scale)
+# Per service: replicas that failed since one was last ready, and the real time before
+# which none is restarted. A command that cannot start is not re-run in a tight loop.
+_crashes: dict[tuple[str, str], tuple[int, float]] = {}
+
+MAX_RESTART_DELAY_S = 60.0
+"""The longest wait before restarting a service whose replicas keep failing."""
+
+
+def restart_delay_s(fails: int) -> float:
+    """Real seconds before the next restart after `fails` failures in a row: 0, 1, 2, 4 ... 60."""
+    return 0.0 if fails <= 1 else min(MAX_RESTART_DELAY_S, 2.0 ** (fails - 2))
 
 
 def _centers_for(plane: ControlPlane, spec: ServiceSpec) -> list[str]:
@@ -177,20 +190,30 @@ def keep(plane: ControlPlane) -> int:
     """One pass over every service (see module doc); returns replica jobs submitted."""
     with _lock:
         todo: list[tuple[str, str, str, ServiceSpec, list[int], list[str]]] = []
+        real = plane.clock.real()
         with plane.db.write() as s:
             for row in store.list_services(s):
                 spec = ServiceSpec.model_validate(row.spec)
                 live = []
+                key = (row.tenant_id, row.name)
+                fails, not_before = _crashes.get(key, (0, 0.0))
                 for r in store.replicas(s, row.tenant_id, row.name, live_only=True):
                     job = s.get(JobRow, r.job_id)
                     if job is None or JobState(job.state) in TERMINAL_STATES:
                         r.retired = True  # it died or was stopped: its slot is free again
+                        if job is not None and job.state == JobState.FAILED.value:
+                            fails += 1
+                            not_before = real + restart_delay_s(fails)
                         continue
+                    if job.state == JobState.RUNNING.value and r.endpoint is not None:
+                        fails = 0  # one answered its probe: the command works
                     live.append(r)
+                _crashes[key] = (fails, not_before)
                 extra = [r.job_id for r in live[row.wanted :]] if len(live) > row.wanted else []
                 for r in live[row.wanted :]:
                     r.retired = True
-                new_slots = list(range(row.next_slot, row.next_slot + row.wanted - len(live)))
+                missing = row.wanted - len(live) if real >= not_before else 0
+                new_slots = list(range(row.next_slot, row.next_slot + max(0, missing)))
                 row.next_slot += len(new_slots)
                 todo.append((row.tenant_id, row.name, row.created_by, spec, new_slots, extra))
         submitted = 0
