@@ -13,12 +13,15 @@ With sz busy for days, gba's own scheduler can meet a 3-hour deadline only at
 gz: its quote for the job is far dearer than what the nation's declaration
 and gba's rate card imply, and the nation places the job at yrd, priced by
 yrd's own quote. A third national center, ``plain``, is no region: its quotes
-are refused (422 naming ``quotes``).
+are refused (422 naming ``quotes``). A fourth, ``hk``, is a region the test
+itself speaks for (no agent: it comes online only in the last test), declared
+almost free: its stale quote is ignored.
 """
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -82,6 +85,9 @@ centers:
      tags: [region]}
   - {id: plain, region: yrd, lat: 31.0, lon: 121.0, pools: [{chip: H100, count: 1}], pue: 1.2,
      tariff: {flat: 2, peak: 2, valley: 2}, carbon_kg_per_kwh: 0.5, service_price_per_cuh: 90}
+  - {id: hk, region: gba, lat: 22.3, lon: 114.2, pools: [{chip: H100, count: 1}], pue: 1.2,
+     tariff: {flat: 0.01, peak: 0.01, valley: 0.01}, carbon_kg_per_kwh: 0.5,
+     service_price_per_cuh: 0.01, tags: [region]}
 links:
   - {a: gba, b: yrd, bandwidth_gbps: 10, latency_ms: 30, price_per_gb: 0.05}
   - {a: yrd, b: plain, bandwidth_gbps: 10, latency_ms: 3, price_per_gb: 0.05}
@@ -237,3 +243,41 @@ def test_a_region_quote_over_the_bounds_is_refused_naming_the_field(nation: Nati
     )
     assert r.status_code == 422, r.text
     assert "ttl_s" in str(r.json().get("field", "")), r.text
+
+
+def test_a_stale_quote_is_ignored_and_the_estimate_prices_the_region(nation: Nation) -> None:
+    """hk answers quotes but its one answer is stale by the time the cycle reads it: the job,
+    held for hk's quote at most a few heartbeats, is then placed at hk by the estimate."""
+    token = nation.admin.center_token("hk").token
+    client = CenterClient(nation.url, token, "hk")
+    cap = [PoolCapacity(chip="H100", total=1, free=1)]
+    try:
+        client.register(backend="network", data_url=None, capacity=cap)
+        client.heartbeat(cap, [], quotes=[])  # hk answers quotes
+        job = nation.user.submit({**spec(), "deadline": "3h"})
+
+        def asked() -> bool:
+            reply = client.heartbeat(cap, [], quotes=[])
+            return any(q.job_id == job.id for q in reply.quote_requests or [])
+
+        until("the nation asks hk to price the job", asked, nation.tmp)
+        # hk's own price: ¥999, good for a millisecond — stale before any cycle reads it.
+        stale = JobQuote(
+            job_id=job.id,
+            chip="H100",
+            price_cny=Decimal("999.00"),
+            finish_real=time.time() + 60,
+            ttl_s=0.001,
+        )
+        client.heartbeat(cap, [], quotes=[stale])
+
+        def placed() -> Any:
+            d = nation.user.job(job.id)
+            return d if d.center is not None else None
+
+        d = until("the job placed", placed, nation.tmp, timeout=60)
+        assert d.center == "hk", d.reasons
+        assert not any(r.startswith("priced by region hk") for r in d.reasons), d.reasons
+        assert d.estimated_cny is not None and d.estimated_cny < Decimal("1.00")
+    finally:
+        client.close()
