@@ -115,6 +115,13 @@ def test_the_one_order_stands_across_its_ties() -> None:
     assert ranked[0].id == "dl"
     assert [j.id for j in ranked[1:]] == ["short", "long"]
     assert soonest_order(snap, jobs, "min-cost") is order_key
+    # Fair share (`JobRequest.share`) and priority come before any reordering too.
+    ahead = [_job("short", 15.0, share=2.0), _job("long", 300.0, share=1.0)]
+    key = soonest_order(snap, ahead, "fastest")
+    assert [j.id for j in sorted(ahead, key=lambda j: key(j, NOW))] == ["long", "short"]
+    ahead = [_job("short", 15.0), _job("long", 300.0, priority=1)]
+    key = soonest_order(snap, ahead, "fastest")
+    assert [j.id for j in sorted(ahead, key=lambda j: key(j, NOW))] == ["long", "short"]
 
 
 def _sum_finish(snap: Snapshot, jobs: list[JobRequest], key: object) -> float:
