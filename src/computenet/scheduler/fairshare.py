@@ -13,7 +13,7 @@ unchanged. With two or more (`fair_cycle`):
 4. Otherwise chips are short, and they go to jobs in fair-share order as they
    free (`start_now_cycle`): each job in turn takes its profile's best option
    among those that start now (within `FAIR_START_WINDOW`), and a job with
-   none waits PENDING with the reason and its best later start. It holds no
+   none waits PENDING with the reason and its earliest start. It holds no
    reservation for later, so a tenant that comes back from idle gets the
    next chips that free, in fair-share order, and no running job is stopped.
    Without this step a job would decline the chips free now to wait for a
@@ -26,11 +26,13 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 
+import numpy as np
+
 from computenet.model.center import CST
-from computenet.scheduler.framework import Decision, place, rejected
+from computenet.scheduler.framework import Decision, evaluate, rejected, to_placement
 from computenet.scheduler.ordering import order_key, signature, with_shares
-from computenet.scheduler.plugins import PROFILES
-from computenet.scheduler.snapshot import JobRequest, Snapshot
+from computenet.scheduler.plugins import PROFILES, Profile
+from computenet.scheduler.snapshot import HORIZON_SLOTS, JobRequest, Snapshot
 
 Decide = Callable[[Snapshot, Sequence[JobRequest]], list[Decision]]
 
@@ -39,6 +41,7 @@ Decide = Callable[[Snapshot, Sequence[JobRequest]], list[Decision]]
 # (the simulator's default cycle).
 FAIR_START_WINDOW = timedelta(minutes=5)
 FAIR_WAIT_REASON = "fair share: waiting for chips free now"
+FAIR_PLACED = "fair share: chips short, so the best option that starts now"
 # Why a plan made ahead went back to PENDING (server and simulator).
 RECLAIMED = "fair share: plan given back to be decided again with other tenants' jobs"
 
@@ -49,6 +52,32 @@ def contended(snap: Snapshot, decisions: Sequence[Decision]) -> bool:
     return any(d.placement is not None and d.placement.planned_start > limit for d in decisions)
 
 
+def _best_now(
+    snap: Snapshot, free: np.ndarray, job: JobRequest, profile: Profile, window_h: float
+) -> tuple[Decision, str | None]:
+    """The job's best option among those starting within `window_h`, its chips taken from
+    `free`; or no placement, with the reason and (when it has one) its best later start."""
+    opts = evaluate(snap, free, job, profile)
+    ok = opts.feasible
+    if not ok.any():
+        return Decision(job.id, None, tuple(opts.why_not) or ("no feasible option",)), None
+    now = ok & (opts.start_h <= window_h)
+    if not now.any():
+        later = np.flatnonzero(ok)
+        k = int(later[np.argmin(opts.start_h[later])])
+        p = to_placement(snap, job, opts, k)
+        at = p.planned_start.astimezone(CST).strftime("%Y-%m-%d %H:%M")
+        why = f"{FAIR_WAIT_REASON} (earliest start {at} CST at {p.center})"
+        return Decision(job.id, None, (why,)), why
+    idx = np.flatnonzero(now)
+    score = profile.score(opts.cost[idx], opts.finish_h[idx], opts.co2[idx])
+    k = int(idx[int(np.argmin(score))])
+    placement = to_placement(snap, job, opts, k, (FAIR_PLACED,))
+    o = opts.at(k)
+    free[o.pool, o.slot : min(o.slot + o.n_slots, HORIZON_SLOTS)] -= job.count
+    return Decision(job.id, placement, (FAIR_PLACED,)), None
+
+
 def start_now_cycle(
     snap: Snapshot,
     jobs: Sequence[JobRequest],
@@ -57,15 +86,14 @@ def start_now_cycle(
 ) -> list[Decision]:
     """Jobs in `order_key` order, each on its best option that starts now, or left waiting.
 
-    A job whose best option starts later tries again without that pool,
-    until an option starts now or none is left; a later look-alike of a job
-    that found nothing (same `signature`) finds nothing either, since a
-    cycle only takes chips. `signatures[k]`, when given, is what the caller
-    counts as `jobs[k]`'s look-alike key.
+    One evaluation per job, as in the greedy cycle: the profile's best among
+    the feasible options that start within `FAIR_START_WINDOW`. A later
+    look-alike of a job that found nothing (same `signature`) finds nothing
+    either, since a cycle only takes chips. `signatures[k]`, when given, is
+    what the caller counts as `jobs[k]`'s look-alike key.
     """
     prof = PROFILES[profile]
-    limit = snap.now + FAIR_START_WINDOW
-    idx = snap.index
+    window_h = FAIR_START_WINDOW.total_seconds() / 3600.0
     free = snap.free.copy()
     order = sorted(range(len(jobs)), key=lambda k: order_key(jobs[k], snap.now))
     out: dict[int, Decision] = {}
@@ -77,28 +105,10 @@ def start_now_cycle(
             out[k] = Decision(job.id, None, nothing[sig])
             continue
         job_prof = PROFILES["fastest"] if job.latency_class == "interactive" else prof
-        excluded: list[int] = []
-        later: str | None = None
-        while True:
-            trial = free.copy()
-            trial[excluded] = 0
-            try:
-                d = place(snap, trial, job, job_prof)
-            except Exception as exc:  # one job's error leaves only that job out
-                d = rejected(job, exc)
-                break
-            p = d.placement
-            if p is None or p.planned_start <= limit:
-                break
-            if later is None:
-                at = p.planned_start.astimezone(CST).strftime("%Y-%m-%d %H:%M")
-                later = f"{FAIR_WAIT_REASON} (best start {at} CST at {p.center})"
-            excluded.append(idx.pool_of[(p.center, p.chip)])
-        if d.placement is not None:
-            trial[excluded] = free[excluded]
-            free = trial
-        elif later is not None:
-            d = Decision(job.id, None, (later,))
+        try:
+            d, _ = _best_now(snap, free, job, job_prof, window_h)
+        except Exception as exc:  # one job's error leaves only that job out
+            d = rejected(job, exc)
         out[k] = d
         if d.placement is None:
             nothing[sig] = d.reasons

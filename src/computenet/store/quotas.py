@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from computenet.errors import NotFoundError, ValidationError
@@ -245,29 +245,30 @@ def priority_ceiling(s: Session, tenant: str) -> int | None:
 def several_pending_tenants(s: Session) -> bool:
     """Whether PENDING jobs belong to two or more tenants (fair share matters only then).
 
-    Two look-ups on the state index that stop at the first row, whatever the backlog.
+    The least and the greatest tenant with a PENDING job: two seeks on
+    ``ix_jobs_state_tenant``, whatever the backlog.
     """
     pending = JobRow.state == JobState.PENDING.value
-    first = s.scalar(select(JobRow.tenant_id).where(pending).limit(1))
-    if first is None:
+    low = s.scalar(select(func.min(JobRow.tenant_id)).where(pending))
+    if low is None:
         return False
-    other = select(JobRow.id).where(pending, JobRow.tenant_id != first).limit(1)
-    return s.scalar(other) is not None
+    return s.scalar(select(func.max(JobRow.tenant_id)).where(pending)) != low
 
 
 def reclaimable(s: Session, after: datetime) -> bool:
     """Whether fair share should give back plans made ahead: some PENDING job waits while
     another tenant holds an unleased plan starting after `after`, or two tenants wait."""
     pending = JobRow.state == JobState.PENDING.value
-    first = s.scalar(select(JobRow.tenant_id).where(pending).limit(1))
+    first = s.scalar(select(func.min(JobRow.tenant_id)).where(pending))
     if first is None:
         return False
     ahead = select(JobRow.id).where(
         JobRow.state == JobState.SCHEDULED.value,
         JobRow.lease_center.is_(None),
         JobRow.planned_start > after,
-        JobRow.tenant_id != first,
     )
-    if s.scalar(ahead.limit(1)) is not None:
-        return True
+    # Tenants other than `first` as two index ranges (no scan of `first`'s own plans).
+    for other in (JobRow.tenant_id < first, JobRow.tenant_id > first):
+        if s.scalar(ahead.where(other).limit(1)) is not None:
+            return True
     return several_pending_tenants(s)

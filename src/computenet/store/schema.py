@@ -199,6 +199,8 @@ class JobRow(Base):
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
         Index("ix_jobs_state_center", "state", "center"),
         Index("ix_jobs_tenant_submitted", "tenant_id", "submitted_at"),
+        # Which tenants have jobs in a state (fair share, store/quotas.py): index seeks.
+        Index("ix_jobs_state_tenant", "state", "tenant_id"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

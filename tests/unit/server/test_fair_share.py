@@ -35,10 +35,12 @@ def test_a_returning_tenant_gets_the_next_free_chips_and_plans_ahead_are_given_b
     waiting = net.job(late, beta)
     assert waiting["state"] == "PENDING"
     assert waiting["reasons"][0].startswith("fair share: waiting for chips free now")
-    # The running job ends: the chips go to beta (no usage yet), not to acme's next job.
+    # The running job ends after a while (metered usage): the chips go to beta (no usage
+    # yet), not to acme's next job.
+    net.time.advance(600.0)
     assert net.report("zhongwei", now_id, attempt, "SUCCEEDED", exit_code=0).status_code == 200
     net.heartbeat("zhongwei")
     net.tick()
-    assert net.job(late, beta)["state"] == "SCHEDULED"
+    assert net.job(late, beta)["state"] == "SCHEDULED", net.job(late, beta)["reasons"]
     assert [net.job(j, acme)["state"] for j in later] == ["PENDING", "PENDING"]
     assert net.job(now_id, acme)["state"] == "SUCCEEDED"  # nothing running was stopped

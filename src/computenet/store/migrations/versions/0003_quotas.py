@@ -1,4 +1,5 @@
-"""Tenancy: per-tenant quotas, the admin's priority ceiling and the fair-share weight.
+"""Tenancy: per-tenant quotas, the admin's priority ceiling and the fair-share weight
+(and an index on jobs (state, tenant) for fair share's look-ups).
 
 Revision ID: 0003
 Revises: 0002
@@ -43,10 +44,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tenant_quotas")),
     )
     op.create_index(op.f("ix_tenant_quotas_tenant_id"), "tenant_quotas", ["tenant_id"])
+    op.create_index("ix_jobs_state_tenant", "jobs", ["state", "tenant_id"])
 
 
 def downgrade() -> None:
     """Drop what `upgrade` added."""
+    op.drop_index("ix_jobs_state_tenant", table_name="jobs")
     op.drop_index(op.f("ix_tenant_quotas_tenant_id"), table_name="tenant_quotas")
     op.drop_table("tenant_quotas")
     with op.batch_alter_table("tenants") as b:
