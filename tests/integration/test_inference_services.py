@@ -73,12 +73,18 @@ def start_gateway(net: Net) -> tuple[str, subprocess.Popen[bytes]]:
 
 
 def test_a_service_is_reached_through_the_gateway_and_survives_a_killed_replica(
-    net: Net,
+    net: Net, capsys: pytest.CaptureFixture[str]
 ) -> None:
     view = net.user.deploy_service(service_file(net.tmp))
     assert view.wanted == 2 and len(view.replicas) == 2
     view = until("two ready replicas", lambda: ready(net, 2), net, timeout=90)
     assert all(r.endpoint and r.center in ("east", "west") for r in view.replicas)
+    auth = ["--url", net.url, "--token", net.user.token]
+    assert cnet(["serve", "status", "echo", "--json", *auth]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["ready"], shown["wanted"]) == (2, 2)
+    assert cnet(["serve", "ls", *auth]) == 0
+    assert "echo" in capsys.readouterr().out
     gw_url, gw = start_gateway(net)
     try:
         until(
