@@ -35,6 +35,7 @@ from computenet.scheduler.fairshare import fair_cycle
 from computenet.scheduler.greedy import greedy_cycle
 from computenet.scheduler.tenancy import Quota, TenantUse
 from computenet.server import admin
+from computenet.server.scheduling import CycleMemory, _charged
 from computenet.store import Database, upgrade_db
 from computenet.store.quotas import (
     check_quota,
@@ -88,13 +89,17 @@ def _fill(db: Database, tenants: list[str], args: argparse.Namespace, now: Any) 
 
 
 def _db_side(url: str, now: Any) -> Callable[[], Any]:
+    """One server cycle's tenancy look-ups, as `server.scheduling.run_cycle` makes them
+    (the charges read again only when they changed: here, in the first cycle)."""
     db = Database(url)
+    memory = CycleMemory()
 
     def one() -> Any:
         with db.read() as s:
             fair = several_pending_tenants(s)
             reclaimable(s, now + timedelta(minutes=5))
-            return tenant_uses(s, now, fair_share=fair)
+            charged = _charged(memory, s, now) if fair else None
+            return tenant_uses(s, now, fair_share=fair, charged=charged)
 
     return one
 

@@ -31,12 +31,14 @@ from computenet.scheduler import (
 from computenet.scheduler.fairshare import FAIR_START_WINDOW, RECLAIMED, fair_cycle
 from computenet.scheduler.ordering import order_key
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
-from computenet.scheduler.tenancy import TenantUse, admit
+from computenet.scheduler.tenancy import TenantUse, admit, decay
 from computenet.server import quotes
 from computenet.server.reconciler import _unplace  # one way to clear a job's plan
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
 from computenet.store.quotas import (
+    charged_usage,
+    charges_fingerprint,
     reclaimable,
     several_pending_tenants,
     tenant_uses,
@@ -72,6 +74,8 @@ class CycleMemory:
     last_full: float = float("-inf")
     unplaced: set[tuple[str, str]] = field(default_factory=set)
     replan_key: object = None
+    # Fair share: (charges' fingerprint, network time, `store.quotas.charged_usage` then).
+    charged: tuple[tuple[int, float], datetime, dict[str, float]] | None = None
 
     def forget(self) -> None:
         """Drop everything (a new leader term: another leader has written since)."""
@@ -80,6 +84,7 @@ class CycleMemory:
         self.last_key = None
         self.last_full = float("-inf")
         self.replan_key = None
+        self.charged = None
 
     def calendar_changed(self) -> None:
         """Plans or reservations moved: every pending job is looked at afresh next cycle."""
@@ -235,7 +240,10 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
             return 0, 0
         snap = snapshot(plane, s, now)
         # Tenancy: quotas and fair-share usage (fair share only matters with two tenants).
-        uses = tenant_uses(s, now, fair_share=several_pending_tenants(s))
+        fair = several_pending_tenants(s)
+        uses = tenant_uses(
+            s, now, fair_share=fair, charged=_charged(memory, s, now) if fair else None
+        )
         if uses:
             snap = replace(snap, tenants=uses)
         key = (_snapshot_key(snap), _quota_key(uses))
@@ -375,6 +383,18 @@ def reclaim_for_fair_share(plane: ControlPlane, now: datetime) -> int:
     if n:
         log.info("fair share: %d plan(s) made ahead given back to be dealt again", n)
     return n
+
+
+def _charged(memory: CycleMemory, s: Session, now: datetime) -> dict[str, float]:
+    """Finished jobs' decayed CU·h per tenant: read again only when the charges changed
+    (one aggregate query a cycle otherwise), else the last reading decayed to `now`."""
+    key = charges_fingerprint(s, now)
+    hit = memory.charged
+    if hit is None or hit[0] != key:
+        memory.charged = (key, now, charged_usage(s, now))
+        return memory.charged[2]
+    elapsed = (now - hit[1]).total_seconds()
+    return {t: decay(u, elapsed) for t, u in hit[2].items()}
 
 
 def _within_quotas(

@@ -166,6 +166,19 @@ def charged_usage(s: Session, now: datetime) -> dict[str, float]:
     return dict(out)
 
 
+def charges_fingerprint(s: Session, now: datetime) -> tuple[int, float]:
+    """(count, CU·h sum) of the charges `charged_usage` reads: one aggregate, no rows out.
+
+    Equal fingerprints at two instants mean the same charges (a charge is written
+    once per job), so the earlier `charged_usage`, decayed to now, still holds.
+    """
+    q = select(func.count(), func.coalesce(func.sum(ChargeRow.cu_hours), 0.0)).where(
+        ChargeRow.finished_at >= now - _LOOKBACK
+    )
+    n, total = s.execute(q).one()
+    return int(n), float(total)
+
+
 def tenant_uses(
     s: Session,
     now: datetime,
