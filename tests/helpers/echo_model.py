@@ -2,7 +2,8 @@
 
 Run as a script: it listens on 127.0.0.1:$PORT. ``GET /`` is its readiness
 answer; any other path answers JSON naming the replica, its pid, the method,
-path and body length; ``/v1/stream`` streams ``n`` server-sent events
+path and body length (after ``sleep`` seconds when the query asks: a slow
+model); ``/v1/stream`` streams ``n`` server-sent events
 (chunked), like an OpenAI-compatible completion with ``stream: true``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,6 +31,9 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
+        delay = float(parse_qs(url.query).get("sleep", ["0"])[0])
+        if delay > 0:  # a slow model: keeps requests in flight (autoscaling tests)
+            time.sleep(delay)
         if url.path == "/v1/stream":
             n = int(parse_qs(url.query).get("n", ["3"])[0])
             self.send_response(200)

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,3 +174,45 @@ def test_bad_service_files_are_refused_naming_the_field(
         net.user.deploy_service(dict(name="x", command="true", residency=["mars"]))
     assert err.value.field == "residency.0"
     assert net.user.services() == []
+
+
+def test_replicas_follow_the_requests_in_flight_up_and_back_down(net: Net) -> None:
+    # One request in flight per replica is the target; up after 1 s of demand, down after 2 s.
+    file = service_file(
+        net.tmp,
+        replicas={"min": 1, "max": 3},
+        target_inflight=1,
+        autoscale={"up_delay_s": 1, "down_delay_s": 2},
+    )
+    net.user.deploy_service(file)
+    until("one ready replica", lambda: ready(net, 1), net, timeout=90)
+    gw_url, gw = start_gateway(net)
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def load() -> None:  # a caller that always has one slow request in flight
+        with httpx.Client(base_url=gw_url, timeout=30) as http:
+            while not stop.is_set():
+                answered.append(http.get("/services/echo/v1/models?sleep=0.5").status_code)
+
+    callers = [threading.Thread(target=load) for _ in range(3)]
+    try:
+        for c in callers:
+            c.start()
+        # Three in flight at a target of one: three replicas, all ready.
+        until("three ready replicas", lambda: ready(net, 3), net, timeout=90)
+        assert net.user.service("echo").wanted == 3
+        stop.set()
+        for c in callers:
+            c.join()
+        assert answered and set(answered) == {200}
+        # Idle: back to min once the demand has stayed low for the down delay.
+        until(
+            "the service to scale back to one",
+            lambda: (v := net.user.service("echo")).wanted == 1 and len(v.replicas) == 1,
+            net,
+            timeout=60,
+        )
+    finally:
+        stop.set()
+        stop_process(gw)

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -45,6 +47,8 @@ REFRESH_S = 0.5
 """Seconds between two reads of the services' replicas from the control plane."""
 TRIES = 3
 """The most replicas one request is tried on."""
+REPORT_EVERY_S = 2.0
+"""Seconds between two load reports to the control plane (for autoscaling)."""
 MAX_SESSIONS = 100_000
 """Session affinities remembered (the oldest are forgotten first)."""
 
@@ -85,6 +89,7 @@ class Gateway:
         network: Network | None = None,
         site: str | None = None,
         refresh_s: float = REFRESH_S,
+        name: str | None = None,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
@@ -92,6 +97,9 @@ class Gateway:
         self.paths = PathTable.build(network) if network is not None else None
         self.site = site
         self.refresh_s = refresh_s
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self._samples: dict[str, list[int]] = {}  # service -> in-flight sampled each refresh
+        self._reported = time.monotonic()
         self.services: dict[str, Service] = {}
         self.inflight: dict[str, int] = {}
         self.failed_until: dict[str, float] = {}
@@ -125,6 +133,24 @@ class Gateway:
         while True:
             await asyncio.sleep(self.refresh_s)
             await self.refresh()
+            for name, svc in self.services.items():
+                busy = sum(self.inflight.get(r.key, 0) for r in svc.replicas)
+                self._samples.setdefault(name, []).append(busy)
+            if time.monotonic() - self._reported >= REPORT_EVERY_S:
+                await self.report_load()
+
+    async def report_load(self) -> None:
+        """Tell the control plane each service's mean in-flight requests since the last report."""
+        samples, self._samples = self._samples, {}
+        self._reported = time.monotonic()
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            async with httpx.AsyncClient(base_url=self.server_url, timeout=5.0) as c:
+                for name, xs in samples.items():
+                    body = {"gateway": self.name, "inflight": sum(xs) / max(1, len(xs))}
+                    await c.post(f"/api/v1/services/{name}/load", json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("gateway: load not reported (%s)", exc)
 
     async def refresh(self) -> None:
         """Read every service's ready replicas (and the network's now) from the control plane."""

@@ -9,6 +9,7 @@ control plane where it listens once the readiness probe answers.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -64,6 +65,20 @@ class Objective(BaseModel):
     p99_ttfb_ms: float = Field(default=500.0, gt=0, le=600_000)
 
 
+class Autoscale(BaseModel):
+    """Scaling by demand: replicas follow the in-flight requests the gateways report.
+
+    The count wanted is ``ceil(in flight / target_inflight)`` within min..max; it
+    changes only once it has held for the delay (up fast, down slowly: hysteresis,
+    as Ray Serve's 30 s and 600 s defaults).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    up_delay_s: float = Field(default=30.0, ge=0, le=86_400)
+    down_delay_s: float = Field(default=600.0, ge=0, le=86_400)
+
+
 class ServiceSpec(BaseModel):
     """A service file's schema (YAML; see docs/services.md)."""
 
@@ -82,6 +97,9 @@ class ServiceSpec(BaseModel):
         default=(),
         max_length=limits.MAX_CHIP_TYPES,
         description="centers or regions the replicas must stay in (empty: anywhere)",
+    )
+    autoscale: Autoscale | None = Field(
+        default=None, description="scale by demand between min and max (absent: by hand only)"
     )
     readiness_path: str = Field(default="/", min_length=1, max_length=256, pattern=r"^/")
     env: dict[str, str] = Field(default_factory=dict, max_length=limits.MAX_ENV_VARS)
@@ -114,6 +132,12 @@ class ServiceSpec(BaseModel):
                 "center": center,
             }
         )
+
+
+def replicas_for(spec: ServiceSpec, inflight: float) -> int:
+    """Replicas that `inflight` requests in flight call for, within min..max."""
+    want = math.ceil(inflight / spec.target_inflight - 1e-9) if inflight > 0 else 0
+    return max(spec.replicas.min, min(spec.replicas.max, want))
 
 
 def parse_service(raw: Any, *, where: str = "(file)") -> ServiceSpec:

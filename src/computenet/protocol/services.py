@@ -39,3 +39,10 @@ class ScaleRequest(BaseModel):
     """POST /api/v1/services/{name}/scale: keep this many replicas (within min..max)."""
 
     replicas: int = Field(ge=0, le=MAX_REPLICAS)
+
+
+class LoadReport(BaseModel):
+    """POST /api/v1/services/{name}/load: a gateway's mean in-flight requests to the service."""
+
+    gateway: str = Field(min_length=1, max_length=128, description="the gateway's own name")
+    inflight: float = Field(ge=0, le=1_000_000, description="mean over its last report window")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from computenet.errors import ConflictError, NotFoundError, ValidationError
 from computenet.model import TERMINAL_STATES, JobState
-from computenet.model.service import ServiceSpec
+from computenet.model.service import ServiceSpec, replicas_for
 from computenet.protocol.api import SubmitRequest
 from computenet.protocol.services import ReplicaView, ServiceView
 from computenet.server import jobs
@@ -115,6 +115,7 @@ def deploy(plane: ControlPlane, who: Principal, spec: ServiceSpec) -> ServiceVie
                 created_at=plane.clock.now(),
                 created_by=who.subject,
                 next_slot=0,
+                load={},
             )
         )
     keep(plane)
@@ -175,6 +176,47 @@ def _cancel(plane: ControlPlane, who: Principal, job_id: str) -> None:
         jobs.cancel(plane, who, job_id)
 
 
+LOAD_FRESH_S = 10.0
+"""A gateway's load report counts for this many real seconds (then it is gone or idle)."""
+
+
+def report_load(
+    plane: ControlPlane, who: Principal, name: str, gateway: str, inflight: float
+) -> None:
+    """A gateway's mean in-flight requests to `name` (autoscaling reads the fresh ones)."""
+    with plane.db.write() as s:
+        row = _own(s, who, name, for_update=True)
+        real = plane.clock.real()
+        load = {g: v for g, v in (row.load or {}).items() if real - float(v[1]) <= LOAD_FRESH_S}
+        load[gateway] = [inflight, real]
+        row.load = load  # a new dict: the JSON column is saved only when replaced
+
+
+def autoscale(row: ServiceRow, spec: ServiceSpec, real: float) -> None:
+    """Move `row.wanted` toward what the fresh load calls for, once it has held its delay."""
+    if spec.autoscale is None:
+        return
+    fresh = [float(v[0]) for v in (row.load or {}).values() if real - float(v[1]) <= LOAD_FRESH_S]
+    if not fresh:
+        row.above_since = row.below_since = None  # no gateway reports: nothing to go by
+        return
+    target = replicas_for(spec, sum(fresh))
+    if target > row.wanted:
+        row.below_since = None
+        row.above_since = row.above_since if row.above_since is not None else real
+        if real - row.above_since >= spec.autoscale.up_delay_s:
+            log.info("service %s: scaling up %d -> %d", row.name, row.wanted, target)
+            row.wanted, row.above_since = target, None
+    elif target < row.wanted:
+        row.above_since = None
+        row.below_since = row.below_since if row.below_since is not None else real
+        if real - row.below_since >= spec.autoscale.down_delay_s:
+            log.info("service %s: scaling down %d -> %d", row.name, row.wanted, target)
+            row.wanted, row.below_since = target, None
+    else:
+        row.above_since = row.below_since = None
+
+
 def record_endpoint(plane: ControlPlane, center: str, job_id: str, endpoint: str) -> None:
     """A replica's agent reported where it listens (center protocol `StatusReport.endpoint`)."""
     with plane.db.write() as s:
@@ -190,10 +232,14 @@ def keep(plane: ControlPlane) -> int:
     """One pass over every service (see module doc); returns replica jobs submitted."""
     with _lock:
         todo: list[tuple[str, str, str, ServiceSpec, list[int], list[str]]] = []
+        with plane.db.read() as s:
+            if not store.list_services(s):
+                return 0  # the common case: no write transaction every pass
         real = plane.clock.real()
         with plane.db.write() as s:
             for row in store.list_services(s):
                 spec = ServiceSpec.model_validate(row.spec)
+                autoscale(row, spec, real)
                 live = []
                 key = (row.tenant_id, row.name)
                 fails, not_before = _crashes.get(key, (0, 0.0))
@@ -276,8 +322,8 @@ class Keeper:
 
     def _run(self) -> None:
         while not self._stop.wait(KEEP_EVERY_S):
-            if not self.plane.leader_status().get("leader", True):
-                continue
+            if self.plane.leadership.term() is None:
+                continue  # a follower: the leader keeps
             try:
                 keep(self.plane)
             except Exception:  # a bad pass must not end the thread

@@ -52,3 +52,34 @@ def test_bad_service_files_are_refused_naming_the_field(text: str, field: str, w
 
 def test_a_failing_replica_is_restarted_at_once_then_after_doubling_delays() -> None:
     assert [restart_delay_s(n) for n in range(1, 10)] == [0, 1, 2, 4, 8, 16, 32, 60, 60]
+
+
+def test_autoscaling_follows_demand_after_its_delays_and_stays_within_min_max() -> None:
+    from computenet.model.service import replicas_for
+    from computenet.server.services import autoscale
+    from computenet.store.schema import ServiceRow
+
+    spec = parse_service_text(
+        "name: c\ncommand: x\nreplicas: {min: 1, max: 4}\ntarget_inflight: 2\n"
+        "autoscale: {up_delay_s: 30, down_delay_s: 600}"
+    )
+    assert [replicas_for(spec, x) for x in (0, 1, 2, 2.1, 5, 100)] == [1, 1, 1, 2, 3, 4]
+    row = ServiceRow(name="c", wanted=1, load={"gw": [6.0, 1000.0]})
+    autoscale(row, spec, 1000.0)
+    assert (row.wanted, row.above_since) == (1, 1000.0)  # demand for 3: not yet
+    row.load = {"gw": [6.0, 1029.0]}  # reports keep coming (each is fresh for 10 s)
+    autoscale(row, spec, 1029.0)
+    assert row.wanted == 1
+    row.load = {"gw": [6.0, 1030.0]}
+    autoscale(row, spec, 1030.0)
+    assert (row.wanted, row.above_since) == (3, None)  # held 30 s: up
+    row.load = {"gw": [0.0, 1040.0]}
+    autoscale(row, spec, 1040.0)
+    autoscale(row, spec, 1045.0)
+    assert (row.wanted, row.below_since) == (3, 1040.0)  # down waits 600 s
+    row.load = {"gw": [0.0, 1640.0]}
+    autoscale(row, spec, 1640.0)
+    assert row.wanted == 1
+    row.load = {"gw": [50.0, 1000.0]}  # a stale report (gateway gone) counts for nothing
+    autoscale(row, spec, 2000.0)
+    assert (row.wanted, row.above_since) == (1, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from computenet.model.service import ServiceSpec
-from computenet.protocol.services import ScaleRequest, ServiceView
+from computenet.protocol.services import LoadReport, ScaleRequest, ServiceView
 from computenet.server import services
 from computenet.server.deps import Plane, User
 from computenet.server.routers.api import ERRORS
@@ -41,3 +41,9 @@ def scale(name: str, body: ScaleRequest, plane: Plane, who: User) -> ServiceView
 def delete(name: str, plane: Plane, who: User) -> ServiceView:
     """Stop every replica and remove the service."""
     return services.delete(plane, who, name)
+
+
+@router.post("/services/{name}/load", status_code=204)
+def load(name: str, body: LoadReport, plane: Plane, who: User) -> None:
+    """A gateway's mean in-flight requests to the service (autoscaling; docs/services.md)."""
+    services.report_load(plane, who, name, body.gateway, body.inflight)

@@ -29,6 +29,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("next_slot", sa.Integer(), nullable=False),
+        sa.Column("load", sa.JSON(), nullable=False),
+        sa.Column("above_since", sa.Float(), nullable=True),
+        sa.Column("below_since", sa.Float(), nullable=True),
         sa.ForeignKeyConstraint(
             ["tenant_id"], ["tenants.id"], name=op.f("fk_services_tenant_id_tenants")
         ),
