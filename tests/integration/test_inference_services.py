@@ -3,7 +3,8 @@
 A service whose model server is `tests/helpers/echo_model.py` is deployed with
 two replicas on the local backend; requests go through a real `cnet gateway`
 process; one replica's process is killed and requests are still answered
-while the control plane starts a new replica. Bad service files are refused.
+while the control plane starts a new replica. Replicas follow the requests in
+flight up and back down (autoscaling). Bad service files are refused.
 """
 
 from __future__ import annotations
