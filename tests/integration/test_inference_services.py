@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -216,4 +217,36 @@ def test_replicas_follow_the_requests_in_flight_up_and_back_down(net: Net) -> No
         )
     finally:
         stop.set()
+        stop_process(gw)
+
+
+def test_replicas_lost_with_their_center_come_back_elsewhere_and_traffic_follows(
+    net: Net,
+) -> None:
+    net.user.deploy_service(service_file(net.tmp))
+    view = until("two ready replicas", lambda: ready(net, 2), net, timeout=90)
+    lost = {r.center for r in view.replicas}
+    gw_url, gw = start_gateway(net)
+    try:
+        until(
+            "the gateway to see both replicas",
+            lambda: httpx.get(f"{gw_url}/healthz").json()["services"].get("echo") == 2,
+            net,
+        )
+        victim = sorted(lost)[0]
+        net.agents[victim].send_signal(signal.SIGKILL)  # the center vanishes, no goodbye
+        net.agents[victim].wait()
+        killed = time.monotonic()
+
+        def answered_elsewhere() -> bool:
+            r = httpx.get(f"{gw_url}/services/echo/v1/models", timeout=10)
+            v = net.user.service("echo")
+            at = {x.job_id: x.center for x in v.replicas if x.ready}
+            return r.status_code == 200 and at.get(r.headers["x-cnet-replica"]) != victim
+
+        until("an answer from a replica away from the lost center", answered_elsewhere, net, 90)
+        print(f"re-steered {time.monotonic() - killed:.1f} s after the center was killed")
+        after = until("two ready replicas again", lambda: ready(net, 2), net, timeout=90)
+        assert victim not in {r.center for r in after.replicas if r.ready}
+    finally:
         stop_process(gw)
