@@ -49,6 +49,8 @@ TRIES = 3
 """The most replicas one request is tried on."""
 REPORT_EVERY_S = 2.0
 """Seconds between two load reports to the control plane (for autoscaling)."""
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest request body the gateway takes (it holds a body whole, to retry it): 413 above."""
 MAX_SESSIONS = 100_000
 """Session affinities remembered (the oldest are forgotten first)."""
 
@@ -271,9 +273,18 @@ class Gateway:
     ) -> None:
         assert self._upstream is not None
         chunks = []
+        size = 0
         while True:  # the whole body first: a retry must be able to send it again
             msg = await receive()
             chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY_BYTES:
+                await _reply(
+                    send,
+                    413,
+                    _error("body", f"over {MAX_BODY_BYTES} bytes", "send a smaller request"),
+                )
+                return
             if not msg.get("more_body"):
                 break
         body = b"".join(chunks)
