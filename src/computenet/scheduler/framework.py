@@ -297,6 +297,22 @@ def _filters() -> _Filters:
     return _FILTERS_NOW
 
 
+def _asked(snap: Snapshot, reg: _Filters) -> tuple[int, ...]:
+    """Positions of the per-cycle filters to ask in `snap`: all but those that say
+    they keep every pool there (`FilterPlugin.keeps_all`), once per snapshot."""
+    key = ("asked", reg.generation)
+    hit: tuple[int, ...] | None = snap.memo.get(key)
+    if hit is None:
+        plugins = tuple(FILTERS.values())
+        hit = tuple(
+            i
+            for i in reg.per_cycle
+            if (keeps_all := plugins[i].keeps_all) is None or not keeps_all(snap)
+        )
+        snap.memo[key] = hit
+    return hit
+
+
 def _filter_mask(
     snap: Snapshot, job: JobRequest, keys: list[Hashable], which: tuple[int, ...], per_cycle: bool
 ) -> np.ndarray:
@@ -397,7 +413,7 @@ def _eligible(snap: Snapshot, job: JobRequest) -> JobPools:
     """
     reg = _filters()
     keys = [depends_on(job) for depends_on in reg.depends_on]
-    cycle_mask = _filter_mask(snap, job, keys, reg.per_cycle, per_cycle=True)
+    cycle_mask = _filter_mask(snap, job, keys, _asked(snap, reg), per_cycle=True)
     cycle_id = snap.memo.get(("mask-id", id(cycle_mask)))
     if cycle_id is None:
         # The cycle's mask by value (an id could be reused by a later snapshot's mask).

@@ -15,7 +15,9 @@ from the same, however the jobs share memo entries.
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 from hypothesis import given, settings
@@ -30,6 +32,7 @@ from computenet.scheduler.framework import InputSources, _chain, _eligible, _rep
 from computenet.scheduler.plugins import FILTERS
 from computenet.scheduler.plugins.filters import FilterContext
 from computenet.scheduler.snapshot import JobRequest, Snapshot
+from computenet.scheduler.tenancy import Quota, TenantUse
 
 # ----------------------------------------------------------------- the oracle
 
@@ -187,3 +190,31 @@ def test_datasets_at_the_same_places_share_the_eligible_pools() -> None:
     assert (b.transfer_s >= a.transfer_s).all() and (b.transfer_s > a.transfer_s).any()
     assert a.sources is not None and a.sources.get(0) == {"x1": where[0]}
     assert b.sources is not None and b.sources.get(0) == {"x2": where[0]}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), centers=st.integers(1, 8))
+def test_a_filter_that_keeps_every_pool_is_skipped_only_where_it_says_so(
+    seed: int, centers: int
+) -> None:
+    """The tenant-quota filter says it keeps every pool when no tenant has a quota
+    (`FilterPlugin.keeps_all`); with quotas it is asked, job by job, as before."""
+    rng = np.random.default_rng(seed)
+    net = _network(centers, int(rng.integers(0, 3)))
+    chips = sorted({p.chip for c in net.centers for p in c.pools})
+    jobs = [replace(j, tenant=str(rng.choice(["a", "b", "c"]))) for j in _jobs(rng, net, 30)]
+    quotas = (
+        Quota("chips", Decimal(int(rng.integers(0, 64))), chip=str(rng.choice(chips))),
+        Quota("cu_hours", Decimal(int(rng.integers(1, 500))), period="day"),
+    )
+    snap = build_snapshot(net, datetime(2026, 12, 1, tzinfo=CST))
+    for tenants in ({}, {"b": TenantUse()}, {"a": TenantUse(quotas=quotas[: rng.integers(1, 3)])}):
+        s = replace(snap, tenants=tenants)
+        assert FILTERS["tenant-quota"].keeps_all is not None
+        assert FILTERS["tenant-quota"].keeps_all(s) == ("a" not in tenants)
+        for job in jobs:
+            got = _eligible(s, job)
+            pools, t, cny, pflops, why, _ = _ref_eligible(s, job)
+            assert _same_bits(got.pools, pools) and got.why == why, job
+            assert _same_bits(got.transfer_s, t) and _same_bits(got.transfer_cny, cny)
+            assert _same_bits(got.pflops, pflops)

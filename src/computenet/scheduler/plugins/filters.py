@@ -181,13 +181,18 @@ class FilterPlugin:
     `depends_on(job)` is every property of the job the filter reads (besides
     the network, which the memo lives with); `per_cycle` says it also reads
     the snapshot's per-cycle state (`online`, `datasets`), so its mask is
-    kept only for that snapshot.
+    kept only for that snapshot. `keeps_all(snapshot)`, optional for such a
+    filter, says it keeps every pool for every job in that snapshot (the
+    tenant-quota filter when no tenant has a quota): the cycle then skips it
+    there instead of asking it job by job. It must be exact: True only where
+    the filter's mask would be all True.
     """
 
     name: str
     check: PoolFilter
     depends_on: Callable[[JobRequest], Hashable]
     per_cycle: bool = False
+    keeps_all: Callable[[Snapshot], bool] | None = None
 
     def __call__(self, ctx: FilterContext) -> FilterResult:
         """Run the filter."""

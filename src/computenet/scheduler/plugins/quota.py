@@ -45,5 +45,7 @@ FILTERS.register(
         tenant_quota,
         lambda j: (j.tenant, j.count, j.cu_hours),
         per_cycle=True,
+        # No quota anywhere: every pool is kept (the first test of `tenant_quota`).
+        keeps_all=lambda snap: not any(use.quotas for use in snap.tenants.values()),
     )
 )
