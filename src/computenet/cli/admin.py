@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from computenet.cli.app import admin_app
-from computenet.cli.common import console, print_json
+from computenet.cli.common import DbOpt, console, print_json
 from computenet.errors import ValidationError
 from computenet.sdk.config import load_config
 
@@ -23,16 +23,6 @@ ExpiresOpt = Annotated[
         "--expires",
         help="when the token stops working: a duration (30d, 12h, 45m) or an ISO time;"
         " default never",
-    ),
-]
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="CNET_DB",
-        help="the server's database URL or SQLite file (default: the one `cnet up` wrote in the"
-        " config file)",
     ),
 ]
 

@@ -20,6 +20,17 @@ from computenet.model.center import CST
 from computenet.sdk.client import Client
 from computenet.sdk.config import resolve
 
+# `--db` of the commands that work on the server's database directly (cnet admin …).
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="CNET_DB",
+        help="the server's database URL or SQLite file (default: the one `cnet up` wrote in the"
+        " config file)",
+    ),
+]
+
 UrlOpt = Annotated[
     str | None,
     typer.Option(

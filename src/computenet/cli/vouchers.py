@@ -12,7 +12,7 @@ import pydantic
 import typer
 from rich.table import Table
 
-from computenet.cli.common import console, print_json
+from computenet.cli.common import DbOpt, console, print_json
 from computenet.errors import ComputeNetError, ValidationError
 from computenet.protocol.vouchers import VoucherIssue, VoucherView
 
@@ -33,16 +33,6 @@ _OPTION = {
     "centers": "--centers",
     "classes": "--classes",
 }
-
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="CNET_DB",
-        help="the server's database URL or SQLite file (default: the one `cnet up` wrote in the"
-        " config file)",
-    ),
-]
 
 
 def _decimal(text: str, option: str) -> Decimal:
