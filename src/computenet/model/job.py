@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from computenet.errors import IllegalTransition
+from computenet.errors import IllegalTransition, ValidationError
 from computenet.model import limits
 from computenet.model.chips import Stack
 from computenet.model.limits import Name
@@ -31,6 +31,25 @@ class JobState(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+def parse_states(text: str | None) -> frozenset[JobState] | None:
+    """A job list's `state` filter: one state or comma-separated states, any case; None
+    (no filter) when empty. The one reading of the server and the SDK's FakeAPI."""
+    if not text:
+        return None
+    out: set[JobState] = set()
+    for part in text.split(","):
+        try:
+            out.add(JobState(part.strip().upper()))
+        except ValueError:
+            raise ValidationError(
+                f"unknown state '{part}'",
+                field="state",
+                hint="one of " + ", ".join(x.value for x in JobState),
+            ) from None
+    return frozenset(out)
+
 
 # Back to PENDING is how lost agents, failed stagings and preemptions requeue a job.
 LEGAL_TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -28,9 +28,10 @@ import pydantic
 
 from computenet.catalog import load_network
 from computenet.catalog.loader import pydantic_field_error
-from computenet.errors import ComputeNetError, ConflictError, NotFoundError, ValidationError
+from computenet.errors import ComputeNetError, ConflictError, NotFoundError
 from computenet.model import TERMINAL_STATES, Dataset, JobSpec, JobState, Network
 from computenet.model.center import CST
+from computenet.model.job import parse_states
 from computenet.model.limits import MAX_PAGE
 from computenet.protocol import (
     BillView,
@@ -113,7 +114,7 @@ class FakeAPI:
         if method == "POST" and parts == ["jobs"]:
             return self._submit(SubmitRequest.model_validate(body), tenant)
         if method == "GET" and parts == ["jobs"]:
-            states = _states(r.url.params.get("state"))
+            states = parse_states(r.url.params.get("state"))
             limit = int(r.url.params.get("limit", str(MAX_PAGE)))
             views = [
                 JobView.model_validate(j.model_dump())
@@ -279,23 +280,6 @@ class FakeAPI:
             co2_kg=0.0,
             cu_hours=0.0,
         )
-
-
-def _states(text: str | None) -> set[JobState] | None:
-    """The list filter as the server reads it: a state or comma-separated states, any case."""
-    if not text:
-        return None
-    out: set[JobState] = set()
-    for part in text.split(","):
-        try:
-            out.add(JobState(part.strip().upper()))
-        except ValueError:
-            raise ValidationError(
-                f"unknown state '{part}'",
-                field="state",
-                hint="one of " + ", ".join(x.value for x in JobState),
-            ) from None
-    return out
 
 
 def _error(status: int, error: str, fld: str | None, hint: str | None) -> httpx.Response:

@@ -17,6 +17,7 @@ from computenet.errors import ConflictError, ForbiddenError, NotFoundError, Vali
 from computenet.metering import fee_cny, fen
 from computenet.model import TERMINAL_STATES, Dataset, JobSpec, JobState, limits
 from computenet.model.identifiers import network_prefix
+from computenet.model.job import parse_states
 from computenet.protocol import JobDetail, JobView, LogChunk, QuoteView, SubmitRequest
 from computenet.protocol.api import PathHop, QuoteOption
 from computenet.scheduler import job_request, quote
@@ -247,18 +248,7 @@ def list_jobs(
     The cursor is the (submit time, id) of the page's last job: the next page
     starts strictly after it in that order, whatever was submitted meanwhile.
     """
-    states = None
-    if state:
-        states = []
-        for part in state.split(","):
-            try:
-                states.append(JobState(part.strip().upper()))
-            except ValueError:
-                raise ValidationError(
-                    f"unknown state '{part}'",
-                    field="state",
-                    hint="one of " + ", ".join(x.value for x in JobState),
-                ) from None
+    states = parse_states(state)
     q = select(JobRow).order_by(JobRow.submitted_at.desc(), JobRow.id.desc()).limit(limit + 1)
     tenant = scope_of(who)
     if tenant is not None:
