@@ -26,6 +26,10 @@ import numpy as np
 from computenet.metering.vouchers import Voucher, paid_vec
 from computenet.scheduler.snapshot import JobRequest, Snapshot
 
+# Half a fen: a voucher's share is rounded to the fen, so what is left to pay may
+# come out up to this much under the exact product.
+HALF_FEN = 0.005
+
 
 def wallet(snap: Snapshot, job: JobRequest) -> tuple[Voucher, ...]:
     """The vouchers the budget check of `job` counts (none without a budget)."""
@@ -39,9 +43,10 @@ def ceiling(job: JobRequest, vouchers: Sequence[Voucher]) -> float:
 
     The rule's inverse with every voucher of the job's class applying (more
     vouchers never make the tenant pay more): a voucher of share p with R
-    left turns an amount owed x into max(x·(1−p), x−R), so what may be owed
-    before it is min(y/(1−p), y+R) for y allowed after it. A hair over the
-    exact figure, so that float rounding never drops an option that fits.
+    left turns an amount owed x into max(x − round(x·p), x−R), its share
+    rounded to the fen, so what may be owed before it is
+    min((y + ½ fen)/(1−p), y+R) for y allowed after it. A hair over that, so
+    that float rounding never drops an option that fits.
     """
     assert job.budget_cny is not None
     top = float(job.budget_cny)
@@ -50,7 +55,7 @@ def ceiling(job: JobRequest, vouchers: Sequence[Voucher]) -> float:
         if left <= 0 or (v.classes and job.workload_class not in v.classes):
             continue
         share = float(v.pct) / 100.0
-        top = top + left if share >= 1.0 else min(top / (1.0 - share), top + left)
+        top = top + left if share >= 1.0 else min((top + HALF_FEN) / (1.0 - share), top + left)
     return top * (1.0 + 1e-9) + 1e-6
 
 

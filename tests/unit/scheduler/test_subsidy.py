@@ -7,7 +7,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.unit.scheduler.test_placement import NOON, two_centers
@@ -113,5 +112,7 @@ def test_the_ceiling_keeps_every_price_that_fits_after_vouchers(
     pays = paid_vec(wallet, np.array([cost, top]), where, ["east"], "llm-train", when, NOON)
     if pays[0] <= float(budget):
         assert cost <= top
-    # And it is tight: the ceiling itself pays the budget (give or take the float margin).
-    assert pays[1] == pytest.approx(float(budget), rel=1e-6, abs=1e-5)
+    # And it is tight: at the ceiling itself the tenant pays the budget, give or take the
+    # fen rounding of each voucher's share (half a fen each, either way) and the float margin.
+    slack = 0.005 * len(terms) + 1e-5 + 1e-6 * float(budget)
+    assert float(budget) - slack <= pays[1] <= float(budget) + slack
