@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import cast
 
 import numpy as np
 
@@ -66,23 +67,35 @@ class SchedulerPolicy:
         if self.strategy != "lookahead":
             return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy)
         now = snapshot.now
-        # A job resubmitted meanwhile (a requeue, a deadline dropped) is a new request.
-        kept = {j.id: self._waiting[j.id][2] for j in jobs if self.keeps(j, now)}
-        due = [j for j in jobs if j.id not in kept]
-        if len(self._waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
+        waiting = self._waiting
+        # One pass: a kept job's decision goes straight to its place in the answer (it is
+        # most of a cycle's jobs when a backlog waits for a valley). `keeps`, inlined.
+        out: list[Decision | None] = []
+        due: list[JobRequest] = []
+        at: list[int] = []
+        for j in jobs:
+            w = waiting.get(j.id)
+            # A job resubmitted meanwhile (a requeue, a deadline dropped) is a new request.
+            if w is not None and now < w[0] and w[1] == j:
+                out.append(w[2])
+            else:
+                at.append(len(out))
+                out.append(None)
+                due.append(j)
+        if len(waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
             pending = {j.id for j in jobs}
-            self._waiting = {k: w for k, w in self._waiting.items() if k in pending}
+            self._waiting = waiting = {k: w for k, w in waiting.items() if k in pending}
         # The simulator reads the reasons of unplaced jobs only.
         decided, wake = lookahead_cycle(
-            snapshot, due, self.profile, waiting=len(kept), explain_placed=False
+            snapshot, due, self.profile, waiting=len(jobs) - len(due), explain_placed=False
         )
-        for j, d in zip(due, decided, strict=True):
+        for k, j, d in zip(at, due, decided, strict=True):
+            out[k] = d
             if j.id in wake:
-                self._waiting[j.id] = (wake[j.id], j, d)
+                waiting[j.id] = (wake[j.id], j, d)
             else:
-                self._waiting.pop(j.id, None)
-        by_id = {d.job_id: d for d in decided} | kept
-        return [by_id[j.id] for j in jobs]
+                waiting.pop(j.id, None)
+        return cast("list[Decision]", out)  # every place filled above
 
 
 @dataclass

@@ -341,19 +341,15 @@ class Simulation:
         else:
             decisions = self.policy(snap, reqs)
         self.policy_s += time.perf_counter() - t0
-        said = self._said
+        said, written = self._said, self.rec.reasons
         for i, d in zip(batch, decisions, strict=True):
             if d.placement is None:
                 # A kept decision (a deferred job) comes back every cycle with the same
                 # reasons: join them once, unless something else wrote the job's reason.
                 last = said.get(i)
-                if (
-                    last is None
-                    or last[0] is not d.reasons
-                    or self.rec.reasons.get(i) is not last[1]
-                ):
+                if last is None or last[0] is not d.reasons or written.get(i) is not last[1]:
                     text = "; ".join(d.reasons)
-                    self.rec.reasons[i] = text
+                    written[i] = text
                     said[i] = (d.reasons, text)
                 continue
             said.pop(i, None)
