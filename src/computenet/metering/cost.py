@@ -164,8 +164,12 @@ def price(center: Center, usage: Usage) -> CostBreakdown:
     return CostBreakdown(
         energy_cny=energy_cost_cny(center, usage.chips, usage.tdp_w, usage.start, usage.end),
         service_cny=service_cny(center, usage.cu_hours),
-        transfer_cny=transfer_cny(usage.transfers),
+        # Most runs move nothing in: the empty sum rounded is always this same ¥0.00.
+        transfer_cny=transfer_cny(usage.transfers) if usage.transfers else _NO_TRANSFER,
     )
+
+
+_NO_TRANSFER = fen(Decimal(0))
 
 
 # ----------------------------------------------------------------- vector form

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from computenet.errors import ValidationError
@@ -56,6 +56,21 @@ class Environment:
         self.now = t
         self.processed += 1
         callback(arg)
+
+    def steps(self, until: float) -> Iterator[None]:
+        """Run events one by one while the next is at or before `until`, yielding after each.
+
+        `step` inlined: a run of a million events spends a noticeable share of its
+        time in the calls of a loop asking `len`, `peek` and `step` each event.
+        """
+        heap = self._heap
+        pop = heapq.heappop
+        while heap and heap[0][0] <= until:
+            t, _, _, callback, arg = pop(heap)
+            self.now = t
+            self.processed += 1
+            callback(arg)
+            yield
 
     def run(self, until: float = float("inf")) -> None:
         """Run events until none is left or the next one is after `until`."""

@@ -54,6 +54,9 @@ class LinkModel:
         default_factory=dict
     )
     _users: dict[int, set[object]] = field(default_factory=dict)
+    # link → how many of its transfers cross other links too (0: its transfers split it
+    # evenly, known without looking at each of them)
+    _multi: dict[int, int] = field(default_factory=dict)
     _trees: dict[str, tuple[dict[str, float], dict[str, tuple[str, int]]]] = field(
         default_factory=dict
     )
@@ -120,8 +123,12 @@ class LinkModel:
         if not links:
             return t
         self.active[key] = t
+        multi = len(links) > 1
         for li in links:
-            self._users.setdefault(li, set()).add(key)
+            users = self._users.setdefault(li, set())
+            if multi and key not in users:
+                self._multi[li] = self._multi.get(li, 0) + 1
+            users.add(key)
         self._rebalance(links, now)
         return t
 
@@ -171,6 +178,8 @@ class LinkModel:
         for li in t.links:
             users = self._users.get(li)
             if users is not None:
+                if len(t.links) > 1 and t.key in users:
+                    self._multi[li] -= 1
                 users.discard(t.key)
                 if not users:
                     del self._users[li]
@@ -183,7 +192,7 @@ class LinkModel:
             sharing = self._users.get(seeds[0])
             if not sharing:
                 return
-            if all(len(self.active[k].links) == 1 for k in sharing):
+            if not self._multi.get(seeds[0]):
                 share = self.capacity[seeds[0]] / len(sharing)
                 self._set_rates(dict.fromkeys(sharing, share), now)
                 return

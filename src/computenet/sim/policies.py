@@ -76,7 +76,7 @@ class SchedulerPolicy:
         for j in jobs:
             w = waiting.get(j.id)
             # A job resubmitted meanwhile (a requeue, a deadline dropped) is a new request.
-            if w is not None and now < w[0] and w[1] == j:
+            if w is not None and now < w[0] and (w[1] is j or w[1] == j):
                 out.append(w[2])
             else:
                 at.append(len(out))

@@ -195,11 +195,14 @@ class Simulation:
         limit = self.wl.days * 86400.0 + self.cfg.drain_days * 86400.0
         step = max(self.n // 200, 1)
         last_report = -1
-        while self.done < self.n and len(env) and env.peek() <= limit:
-            env.step()
-            if self.progress is not None and self.done // step != last_report:
-                last_report = self.done // step
-                self.progress(self.done, self.n, env.now)
+        progress = self.progress
+        if self.done < self.n:
+            for _ in env.steps(limit):
+                if progress is not None and self.done // step != last_report:
+                    last_report = self.done // step
+                    progress(self.done, self.n, env.now)
+                if self.done >= self.n:
+                    break
         end_s = env.now
         self._finalize(end_s)
         if self.progress is not None:
