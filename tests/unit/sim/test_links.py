@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from computenet.catalog import network_from_dict
@@ -114,3 +116,24 @@ def test_no_path_means_no_transfer() -> None:
         }
     )
     assert LinkModel(net).start("x", "a", "b", 1.0, 0.0) is None
+
+
+def test_each_link_counts_its_transfers_that_cross_other_links() -> None:
+    """The count the even-split shortcut reads equals a look at every sharing transfer."""
+    rng = random.Random(3)
+    m = _line()
+    now, n = 0.0, 0
+    for _ in range(300):
+        if m.active and rng.random() < 0.3:
+            m.cancel(rng.choice(list(m.active)), now)
+        elif m.active and rng.random() < 0.3:
+            now = max(now, m.next_completion())
+            m.finish_due(now)
+        else:
+            src, dst = rng.sample(("a", "b", "c"), 2)
+            m.start(n, src, dst, rng.uniform(0.1, 5.0), now)
+            n += 1
+        now += rng.uniform(0.0, 0.5)
+        for li, users in m._users.items():
+            crossing = sum(len(m.active[k].links) > 1 for k in users)
+            assert m._multi.get(li, 0) == crossing
