@@ -256,7 +256,13 @@ def test_a_delegated_jobs_page_shows_its_path_through_the_levels(
     sign_in(page, network, "alice")
     go(page, f"jobs/{job_id}")
     path = page.get_by_test_id("job-path")
-    path.wait_for()
+    try:
+        # The page reads the job and its path through the levels: give a loaded CI machine
+        # time, and keep what it showed if it never came.
+        path.wait_for(timeout=30_000)
+    except Exception:
+        shots(page, "job-path-missing")
+        raise
     hops = path.locator("li.hop")
     assert hops.count() == 2
     assert (

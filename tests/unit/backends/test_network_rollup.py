@@ -71,7 +71,7 @@ def test_capacity_carries_the_childs_used_chips_queue_and_rate_card(
         "chips": {"count": 1, "types": ["H100"]},
         "work": {"cu_hours": 1},
     }
-    best = min(o.total_cny for o in region._quote(ref).options if o.feasible)
+    best = min(o.total_cny for o in region._quote(ref, region.tenant).options if o.feasible)
     assert pool.quote_cny_per_cuh == best and pool.quote_wait_s is not None
 
 
@@ -105,7 +105,7 @@ def test_the_childs_datasets_are_reported_as_replicas_of_this_center(
     backend = backend_for(region, tmp_path)
     assert backend.replicas() == []
     region.datasets["corpus"] = DatasetView(
-        id="corpus", tenant="t", size_bytes=3, sha256="a" * 64, replicas=[]
+        id="corpus", tenant=region.tenant, size_bytes=3, sha256="a" * 64, replicas=[]
     )
     ((dataset, report),) = backend.replicas()
     assert (dataset, report.path, report.sha256) == ("corpus", "region:corpus", "a" * 64)
