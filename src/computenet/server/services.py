@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from computenet.errors import ConflictError, NotFoundError, ValidationError
 from computenet.model import TERMINAL_STATES, JobState
@@ -26,6 +27,7 @@ from computenet.protocol.services import ReplicaView, ServiceView
 from computenet.server import jobs
 from computenet.server.auth import Principal
 from computenet.store import services as store
+from computenet.store.centers import get_center
 from computenet.store.schema import JobRow, ServiceReplicaRow, ServiceRow
 
 if TYPE_CHECKING:
@@ -215,6 +217,27 @@ def autoscale(row: ServiceRow, spec: ServiceSpec, real: float) -> None:
             row.wanted, row.below_since = target, None
     else:
         row.above_since = row.below_since = None
+
+
+def check_endpoint(plane: ControlPlane, center: str, endpoint: str) -> None:
+    """Refuse a replica endpoint off the center's own host (422 on `endpoint`).
+
+    The gateway sends users' requests wherever a replica's endpoint says, so a
+    center is checked, not believed: its replicas listen on the host it
+    registered for its data endpoint (`agent/serving.advertised_host`), never on
+    another machine the gateway could reach.
+    """
+    with plane.db.read() as s:
+        row = get_center(s, center)
+        data_url = row.data_url if row is not None else None
+    registered = urlsplit(data_url).hostname if data_url else None
+    host = endpoint.rsplit(":", 1)[0].strip("[]")
+    if registered is not None and host.lower() != registered.lower():
+        raise ValidationError(
+            f"replica endpoint host {host!r} is not this center's host {registered!r}",
+            field="endpoint",
+            hint="report the host of the data endpoint this center registered",
+        )
 
 
 def record_endpoint(plane: ControlPlane, center: str, job_id: str, endpoint: str) -> None:

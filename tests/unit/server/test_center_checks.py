@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from computenet.store.centers import get_center
-from tests.unit.server.conftest import Net
+from tests.unit.server.conftest import Net, job_spec
 
 CID = "zhongwei"
 GOOD_URL = "http://127.0.0.1:9000/zhongwei"
@@ -110,3 +110,22 @@ def test_bad_capacity_on_heartbeat_is_refused_and_capacity_unchanged(
     assert _error(r) == (422, field), r.text
     assert _stored(net) == before
     assert before[1] == [{"chip": "H100", "total": 8, "free": 8}]
+
+
+def test_a_replica_endpoint_off_the_centers_own_host_is_refused_and_nothing_changes(
+    net: Net,
+) -> None:
+    """The gateway sends users' requests to a replica's endpoint: a center may name only
+    its own host (the one of its registered data endpoint), never another machine."""
+    net.register(CID)  # data endpoint on 127.0.0.1
+    job_id = net.submit(job_spec(chips={"count": 1, "types": ["H100"]})).json()["id"]
+    net.tick()
+    (leased,) = [j for j in net.lease(CID) if j["job_id"] == job_id]
+    attempt = int(leased["attempt"])
+    assert net.report(CID, job_id, attempt, "STAGING").status_code == 200
+    r = net.report(CID, job_id, attempt, "RUNNING", endpoint="169.254.169.254:80")
+    assert _error(r) == (422, "endpoint")
+    assert net.job(job_id)["state"] == "STAGING"  # the refused report changed nothing
+    ok = net.report(CID, job_id, attempt, "RUNNING", endpoint="127.0.0.1:8001")
+    assert ok.status_code == 200, ok.text
+    assert net.job(job_id)["state"] == "RUNNING"

@@ -89,6 +89,8 @@ def status(job_id: str, body: StatusReport, plane: Plane, who: Agent) -> JobView
         raise ValidationError(
             "an endpoint comes only with RUNNING", field="endpoint", hint="leave it out"
         )
+    if body.endpoint is not None:  # checked before anything changes
+        services.check_endpoint(plane, _center(who), body.endpoint)
     row = center_protocol.report_status(plane, _center(who), job_id, body)
     if body.endpoint is not None:  # a service replica is ready there (docs/services.md)
         services.record_endpoint(plane, _center(who), job_id, body.endpoint)
