@@ -12,6 +12,7 @@ from computenet.cli.app import app
 from computenet.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json
 from computenet.errors import ComputeNetError, ValidationError
 from computenet.model.service import parse_service_text
+from computenet.protocol.service_stats import ServiceMetrics
 from computenet.protocol.services import ServiceView
 
 serve_app = typer.Typer(
@@ -43,6 +44,24 @@ def _show(view: ServiceView) -> None:
     for r in view.replicas:
         table.add_row(str(r.slot), r.job_id, r.state.value, r.center or "-", r.endpoint or "-")
     console().print(table)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} ms"
+
+
+def _show_metrics(m: ServiceMetrics) -> None:
+    t = m.totals
+    per_1k = "-" if t.cny_per_1k_requests is None else f"¥{t.cny_per_1k_requests:.4f}"
+    console().print(
+        f"requests served: {t.requests}  errors: {t.errors} ({t.error_rate:.2%})"
+        f"  TTFB p50 {_ms(t.p50_ttfb_ms)} p99 {_ms(t.p99_ttfb_ms)}"
+        f"  latency p50 {_ms(t.p50_latency_ms)} p99 {_ms(t.p99_latency_ms)}"
+    )
+    console().print(
+        f"cost so far: ¥{t.cost_cny:.2f} ({t.cu_hours:.3f} CU·h)  now ¥{t.cost_cny_per_hour:.2f}/h"
+        f"  per 1k requests: {per_1k}"
+    )
 
 
 @serve_app.command("deploy")
@@ -84,10 +103,15 @@ def ls(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> 
 def status(
     name: ServiceName, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """One service: each replica's job, state, center and endpoint."""
+    """One service: each replica's job, state, center and endpoint; its requests and cost."""
     with client(url, token) as c:
         view = c.service(name)
-    print_json(view) if as_json else _show(view)
+        metrics = None if as_json else c.service_metrics(name, minutes=1)
+    if as_json or metrics is None:
+        print_json(view)
+        return
+    _show(view)
+    _show_metrics(metrics)
 
 
 @serve_app.command("scale")
@@ -134,6 +158,15 @@ def gateway(
         str | None,
         typer.Option("--site", help="the user site or center this gateway sits at"),
     ] = None,
+    hold_s: Annotated[
+        float,
+        typer.Option(
+            "--hold-s",
+            min=0,
+            help="seconds a request waits for a replica of a service that has none ready"
+            " (scale from zero; 0: answer 503 at once)",
+        ),
+    ] = 60.0,
 ) -> None:
     """Serve every service of your tenant at /services/NAME/... (docs/services.md)."""
     from computenet.catalog.loader import load_network
@@ -153,4 +186,4 @@ def gateway(
             hint="give --network and one of its user sites or centers",
         )
     console().print(f"gateway on http://{host}:{port}/services/NAME/ for {cfg.url}")
-    serve(Gateway(cfg.url, cfg.token, network=net, site=site), host, port)
+    serve(Gateway(cfg.url, cfg.token, network=net, site=site, hold_s=hold_s), host, port)

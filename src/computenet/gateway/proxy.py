@@ -10,6 +10,15 @@ Replicas come from the control plane (``GET /api/v1/services``, every
 `REFRESH_S`); the choice is `scoring.score`'s. A replica that cannot be
 reached (or answers 502/503) before anything was sent back is left out for
 `scoring.FAILED_HOLD_S` and the request goes to the next best, up to `TRIES`.
+
+Scale from zero: a request to a service with no ready replica is held (up to
+`hold_s`, `HOLD_S` by default) while the gateway reports it as waiting (the
+control plane starts a replica for it), and forwarded once one is ready.
+
+Metering: every request is counted per service (`Meter`: requests, errors,
+bytes, time to first byte and end-to-end latency as histograms) and the counts
+go to the control plane every `REPORT_EVERY_S` with the load
+(``POST /api/v1/services/NAME/stats``; `protocol.service_stats`).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import httpx
 from computenet.gateway import scoring
 from computenet.model import Network
 from computenet.network.paths import PathTable
+from computenet.protocol.service_stats import Histogram, bucket_of
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 """The largest request body the gateway takes (it holds a body whole, to retry it): 413 above."""
 MAX_SESSIONS = 100_000
 """Session affinities remembered (the oldest are forgotten first)."""
+HOLD_S = 60.0
+"""Seconds a request to a service with no ready replica is held for one to start (`--hold-s`)."""
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the request's.
 _HOP = frozenset(
@@ -68,6 +80,7 @@ class Replica:
     key: str
     endpoint: str
     center: str
+    chip: str | None = None
 
 
 @dataclass
@@ -78,6 +91,57 @@ class Service:
     objective_ms: float
     target_inflight: int
     replicas: list[Replica] = field(default_factory=list)
+    chips: int = 1  # per replica (the service file's chips.count)
+
+
+@dataclass
+class Counts:
+    """One service's requests in the current report window (see `Meter`)."""
+
+    requests: int = 0
+    errors: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ttfb_ms: Histogram = field(default_factory=dict)
+    latency_ms: Histogram = field(default_factory=dict)
+
+
+class Meter:
+    """Per-request counts by service, taken and reset at each report."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, Counts] = {}
+        self.since = time.monotonic()
+
+    def record(
+        self,
+        service: str,
+        *,
+        error: bool,
+        bytes_in: int,
+        bytes_out: int,
+        ttfb_s: float,
+        total_s: float,
+    ) -> None:
+        """Count one request: failed or not, its bytes, and its two latencies in seconds."""
+        c = self.counts.get(service)
+        if c is None:
+            c = self.counts[service] = Counts()
+        c.requests += 1
+        c.errors += error
+        c.bytes_in += bytes_in
+        c.bytes_out += bytes_out
+        i = bucket_of(ttfb_s * 1000.0)
+        c.ttfb_ms[i] = c.ttfb_ms.get(i, 0) + 1
+        i = bucket_of(total_s * 1000.0)
+        c.latency_ms[i] = c.latency_ms.get(i, 0) + 1
+
+    def take(self) -> tuple[float, dict[str, Counts]]:
+        """The window's length in seconds and its counts; a new window starts."""
+        now = time.monotonic()
+        window, counts = max(now - self.since, 1e-3), self.counts
+        self.since, self.counts = now, {}
+        return window, counts
 
 
 class Gateway:
@@ -92,6 +156,7 @@ class Gateway:
         site: str | None = None,
         refresh_s: float = REFRESH_S,
         name: str | None = None,
+        hold_s: float = HOLD_S,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
@@ -99,8 +164,15 @@ class Gateway:
         self.paths = PathTable.build(network) if network is not None else None
         self.site = site
         self.refresh_s = refresh_s
+        self.hold_s = hold_s
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._samples: dict[str, list[int]] = {}  # service -> in-flight sampled each refresh
+        self.waiting: dict[str, int] = {}  # service -> requests held for a replica now
+        self._waited: dict[str, int] = {}  # service -> the most held at once since the report
+        self._urgent = False  # a request started waiting: report at the next refresh
+        self._refreshed = asyncio.Event()  # set (and replaced) at each refresh
+        self.meter = Meter()
+        self._speed: dict[str | None, float] = {}
         self._reported = time.monotonic()
         self.services: dict[str, Service] = {}
         self.inflight: dict[str, int] = {}
@@ -138,19 +210,50 @@ class Gateway:
             for name, svc in self.services.items():
                 busy = sum(self.inflight.get(r.key, 0) for r in svc.replicas)
                 self._samples.setdefault(name, []).append(busy)
-            if time.monotonic() - self._reported >= REPORT_EVERY_S:
+            if self._urgent or time.monotonic() - self._reported >= REPORT_EVERY_S:
+                self._urgent = False
                 await self.report_load()
 
     async def report_load(self) -> None:
-        """Tell the control plane each service's mean in-flight requests since the last report."""
+        """Report each service's mean in-flight and waiting requests, then its request counts.
+
+        The load (``/load``: ``inflight``, ``waiting``: the most requests held at
+        once for a replica since the last report, ``site``) drives autoscaling and
+        scale from zero; the counts (``/stats``) are the metering.
+        """
         samples, self._samples = self._samples, {}
+        waited, self._waited = self._waited, dict(self.waiting)
+        window, counts = self.meter.take()
         self._reported = time.monotonic()
         headers = {"Authorization": f"Bearer {self.token}"}
         try:
             async with httpx.AsyncClient(base_url=self.server_url, timeout=5.0) as c:
-                for name, xs in samples.items():
-                    body = {"gateway": self.name, "inflight": sum(xs) / max(1, len(xs))}
+                for name in sorted(set(samples) | set(waited)):
+                    xs = samples.get(name, [])
+                    body = {
+                        "gateway": self.name,
+                        "inflight": sum(xs) / max(1, len(xs)),
+                        "site": self.site,
+                        "waiting": max(waited.get(name, 0), self.waiting.get(name, 0)),
+                    }
                     await c.post(f"/api/v1/services/{name}/load", json=body, headers=headers)
+                for name, n in counts.items():
+                    stats = {
+                        "gateway": self.name,
+                        "site": self.site,
+                        "window_s": min(window, 3600.0),
+                        "requests": n.requests,
+                        "errors": n.errors,
+                        "bytes_in": n.bytes_in,
+                        "bytes_out": n.bytes_out,
+                        "ttfb_ms": n.ttfb_ms,
+                        "latency_ms": n.latency_ms,
+                    }
+                    got = await c.post(
+                        f"/api/v1/services/{name}/stats", json=stats, headers=headers
+                    )
+                    if got.status_code >= 400:
+                        log.warning("gateway: stats of %s refused: %s", name, got.text[:200])
         except httpx.HTTPError as exc:
             log.warning("gateway: load not reported (%s)", exc)
 
@@ -175,12 +278,17 @@ class Gateway:
                 name=s["name"],
                 objective_ms=float(spec.get("latency", {}).get("p99_ttfb_ms", 500.0)),
                 target_inflight=int(spec.get("target_inflight", 4)),
+                chips=int(spec.get("chips", {}).get("count", 1)),
             )
             for r in s["replicas"]:
                 if r.get("ready") and r.get("endpoint"):
-                    svc.replicas.append(Replica(r["job_id"], r["endpoint"], r.get("center") or ""))
+                    svc.replicas.append(
+                        Replica(r["job_id"], r["endpoint"], r.get("center") or "", r.get("chip"))
+                    )
             services[svc.name] = svc
         self.services = services
+        self._refreshed.set()  # wake the requests held for a replica
+        self._refreshed = asyncio.Event()
 
     # -- the decision ----------------------------------------------------------------
 
@@ -192,6 +300,13 @@ class Gateway:
                 else 0.0
             )
         return self._rtt[center]
+
+    def _speed_pflops(self, chip: str | None, count: int) -> float:
+        if chip not in self._speed:  # per chip type: the catalog does not change
+            self._speed[chip] = (
+                scoring.speed_pflops(self.network, chip, 1) if self.network is not None else 0.0
+            )
+        return count * self._speed[chip]
 
     def ranked(self, svc: Service, tried: set[str]) -> list[scoring.Scored]:
         """Candidates of `svc` best first: ready, not failed lately, not tried already."""
@@ -206,6 +321,7 @@ class Gateway:
                 tariff_cny_kwh=(
                     scoring.tariff_now(self.network, r.center, self.now) if self.network else 0.0
                 ),
+                speed_pflops=self._speed_pflops(r.chip, svc.chips),
             )
             for r in svc.replicas
             if r.key not in tried and self.failed_until.get(r.key, 0.0) <= now
@@ -249,13 +365,12 @@ class Gateway:
             await _reply(send, 404, _error("path", "not a service path", "use /services/NAME/..."))
             return
         name, _, rest = path[len(PREFIX) :].partition("/")
-        svc = self.services.get(name)
-        if svc is None:
+        if name not in self.services:
             await _reply(
                 send, 404, _error("name", f"no service '{name}'", "cnet serve ls lists them")
             )
             return
-        await self._forward(svc, "/" + rest, scope, receive, send)
+        await self._forward(name, "/" + rest, scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -268,9 +383,66 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _hold(self, name: str) -> Service | None:
+        """Wait (up to `hold_s`) for a ready replica of `name`, counted as waiting meanwhile."""
+        deadline = time.monotonic() + self.hold_s
+        first = self.waiting.get(name, 0) == 0
+        self.waiting[name] = self.waiting.get(name, 0) + 1
+        self._waited[name] = max(self._waited.get(name, 0), self.waiting[name])
+        if first:
+            self._urgent = True  # tell the control plane now, not at the next report
+        try:
+            while True:
+                svc = self.services.get(name)
+                if svc is None or svc.replicas:
+                    return svc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return svc
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._refreshed.wait(), timeout=left)
+        finally:
+            self.waiting[name] -= 1
+
     async def _forward(
-        self, svc: Service, rest: str, scope: Scope, receive: Receive, send: Send
+        self, name: str, rest: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        t0 = time.perf_counter()
+        out_bytes = 0
+        status = 0
+        ttfb = 0.0
+
+        async def sent(msg: Message) -> None:
+            # Every answer goes out through here: the meter sees its status, time and size.
+            nonlocal out_bytes, status, ttfb
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+                ttfb = time.perf_counter() - t0
+            else:
+                out_bytes += len(msg.get("body", b""))
+            await send(msg)
+
+        size = 0
+        try:
+            size = await self._forward_metered(name, rest, scope, receive, sent)
+        except BaseException:
+            status = status if status >= 500 else 599  # cut off midway: an error
+            raise
+        finally:
+            total = time.perf_counter() - t0
+            self.meter.record(
+                name,
+                error=status >= 500 or status == 0,
+                bytes_in=size,
+                bytes_out=out_bytes,
+                ttfb_s=ttfb if status else total,
+                total_s=total,
+            )
+
+    async def _forward_metered(
+        self, name: str, rest: str, scope: Scope, receive: Receive, send: Send
+    ) -> int:
+        """Forward one request; returns the request body's size in bytes."""
         assert self._upstream is not None
         chunks = []
         size = 0
@@ -284,16 +456,22 @@ class Gateway:
                     413,
                     _error("body", f"over {MAX_BODY_BYTES} bytes", "send a smaller request"),
                 )
-                return
+                return size
             if not msg.get("more_body"):
                 break
         body = b"".join(chunks)
+        svc = self.services.get(name)
+        if svc is not None and not svc.replicas and self.hold_s > 0:
+            svc = await self._hold(name)  # scale from zero: wait for the first replica
+        if svc is None:
+            await _reply(send, 404, _error("name", f"no service '{name}'", "it was deleted"))
+            return size
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP]
         session = next((v.decode("latin-1") for k, v in headers if k == SESSION_HEADER), None)
         query = scope.get("query_string", b"")
         target = rest + ("?" + query.decode("latin-1") if query else "")
         tried: set[str] = set()
-        last = "no replica is ready"
+        last = "no replica is ready" + (f" after {self.hold_s:g} s" if self.hold_s > 0 else "")
         for _ in range(TRIES):
             pick = self.choose(svc, session, tried)
             if pick is None:
@@ -329,7 +507,7 @@ class Gateway:
                     await send({"type": "http.response.body", "body": b""})
                 finally:
                     await resp.aclose()
-                return
+                return size
             finally:
                 self.inflight[pick.key] -= 1
         await _reply(
@@ -338,6 +516,7 @@ class Gateway:
             _error("service", f"service '{svc.name}' cannot answer now: {last}", "try again"),
             extra=[(b"retry-after", b"1")],
         )
+        return size
 
 
 def _error(field: str, message: str, hint: str) -> dict[str, Any]:

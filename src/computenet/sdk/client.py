@@ -54,6 +54,7 @@ from computenet.protocol.failover import (
     client_timeout,
     parse_urls,
 )
+from computenet.protocol.service_stats import ServiceMetrics
 from computenet.protocol.services import ServiceView
 from computenet.protocol.tenancy import TenancyView
 from computenet.sdk.specfile import load_job_file, parse_job_spec
@@ -428,6 +429,11 @@ class Client:
         """Keep `replicas` replicas of `name` (within its file's min..max)."""
         path = f"/api/v1/services/{quote(name, safe='')}/scale"
         return self._post(path, ServiceView, {"replicas": replicas}, retry_safe=True)
+
+    def service_metrics(self, name: str, minutes: int = 60) -> ServiceMetrics:
+        """Requests, errors, latency percentiles and cost of `name`: per minute and totals."""
+        path = f"/api/v1/services/{quote(name, safe='')}/metrics"
+        return self._get(path, ServiceMetrics, minutes=minutes)
 
     def delete_service(self, name: str) -> ServiceView:
         """Stop every replica of `name` and remove it."""

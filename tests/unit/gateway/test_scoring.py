@@ -69,3 +69,54 @@ def test_a_session_stays_on_its_replica_and_a_failed_one_is_left_out() -> None:
     gw.failed_until["a"] = float("inf")
     assert gw.choose(svc, None, set()).key == "b"
     assert gw.choose(svc, None, {"b"}) is None
+
+
+def test_chip_speed_is_normalized_against_the_fastest_candidate_and_weighed() -> None:
+    def fast(key: str, rtt: float, speed: float) -> scoring.Raw:
+        return scoring.Raw(key, "h:1", key, rtt, 0, 1.0, speed)
+
+    ranked = scoring.score(
+        [fast("slow", 10, 0.5), fast("quick", 10, 2.0)], objective_ms=100, target_inflight=4
+    )
+    by = {s.raw.key: s for s in ranked}
+    assert (by["quick"].slow, by["slow"].slow) == (0.0, 0.75)
+    assert ranked[0].raw.key == "quick"
+    assert abs(by["slow"].score - by["quick"].score - scoring.W_SPEED * 0.75) < 1e-12
+    # Speed trades against distance: a 4x faster chip 20 ms further (0.2 of the objective,
+    # 0.45*0.2 = 0.09) still wins (0.15*0.75 = 0.1125); 40 ms further (0.18) it loses.
+    ranked = scoring.score(
+        [fast("slow", 0, 0.5), fast("quick", 20, 2.0)], objective_ms=100, target_inflight=4
+    )
+    assert ranked[0].raw.key == "quick"
+    ranked = scoring.score(
+        [fast("slow", 0, 0.5), fast("quick", 40, 2.0)], objective_ms=100, target_inflight=4
+    )
+    assert ranked[0].raw.key == "slow"
+    # An unknown speed (0) anywhere: speed counts for no one.
+    ranked = scoring.score(
+        [fast("a", 10, 0.0), fast("b", 10, 2.0)], objective_ms=100, target_inflight=4
+    )
+    assert all(s.slow == 0.0 for s in ranked)
+
+
+def test_the_weights_are_the_documented_ones_and_sum_to_one() -> None:
+    from pathlib import Path
+
+    assert (scoring.W_RTT, scoring.W_LOAD, scoring.W_PRICE, scoring.W_SPEED) == (
+        0.45, 0.3, 0.1, 0.15,
+    )  # fmt: skip
+    assert abs(scoring.W_RTT + scoring.W_LOAD + scoring.W_PRICE + scoring.W_SPEED - 1) < 1e-12
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "services.md").read_text()
+    assert "0.45·rtt + 0.3·load + 0.1·price + 0.15·slow" in doc
+
+
+def test_speed_comes_from_the_catalog_chip_and_the_inference_efficiency() -> None:
+    net = network_from_dict(NET)
+    h100 = scoring.speed_pflops(net, "H100", 2)
+    expected = 2 * net.chips["H100"].bf16_tflops * net.throughput.efficiency["inference"]["H100"]
+    assert abs(h100 - expected / 1000) < 1e-12 and h100 > 0
+    assert scoring.speed_pflops(net, None, 1) == 0.0
+    assert scoring.speed_pflops(net, "nope", 1) == 0.0
+    gw = Gateway("http://x", "t", network=net, site="shanghai")
+    svc = Service("s", 100.0, 4, [Replica("a", "h:1", "near", "H100")], chips=2)
+    assert gw.ranked(svc, set())[0].raw.speed_pflops == h100

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from computenet.model.service import ServiceSpec
+from computenet.protocol.service_stats import ServiceMetrics, StatsReport
 from computenet.protocol.services import LoadReport, ScaleRequest, ServiceView
-from computenet.server import services
+from computenet.server import service_stats, services
 from computenet.server.deps import Plane, User
 from computenet.server.routers.api import ERRORS
 
@@ -47,3 +48,20 @@ def delete(name: str, plane: Plane, who: User) -> ServiceView:
 def load(name: str, body: LoadReport, plane: Plane, who: User) -> None:
     """A gateway's mean in-flight requests to the service (autoscaling; docs/services.md)."""
     services.report_load(plane, who, name, body.gateway, body.inflight)
+
+
+@router.post("/services/{name}/stats", status_code=204)
+def stats(name: str, body: StatsReport, plane: Plane, who: User) -> None:
+    """A gateway's per-request counts for the service over its last window (metering)."""
+    service_stats.report(plane, who, name, body)
+
+
+@router.get("/services/{name}/metrics", response_model=ServiceMetrics)
+def metrics(
+    name: str,
+    plane: Plane,
+    who: User,
+    minutes: int = Query(60, ge=1, le=service_stats.KEEP_MINUTES, description="span of the series"),
+) -> ServiceMetrics:
+    """Requests, errors, latency percentiles and cost by the minute, and the totals."""
+    return service_stats.metrics(plane, who, name, minutes)
