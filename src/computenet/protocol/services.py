@@ -21,6 +21,9 @@ class ReplicaView(BaseModel):
         default=None, description="host:port of the model server; set once it answered its probe"
     )
     ready: bool = Field(description="RUNNING with an endpoint: the gateway may send to it")
+    chip: str | None = Field(
+        default=None, description="the chip type it was placed on (its job's); None until placed"
+    )
 
 
 class ServiceView(BaseModel):

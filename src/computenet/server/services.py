@@ -84,6 +84,7 @@ def _view(s: Session, row: ServiceRow) -> ServiceView:
                 center=center,
                 endpoint=r.endpoint if ready else None,
                 ready=ready,
+                chip=job.chip if job is not None else None,
             )
         )
     return ServiceView(
