@@ -79,6 +79,13 @@ class Autoscale(BaseModel):
     down_delay_s: float = Field(default=600.0, ge=0, le=86_400)
 
 
+def move_hold_s(spec: ServiceSpec) -> float:
+    """Real seconds a better placement must hold before a replica moves, and the least
+    time between two moves of one service: the file's `down_delay_s` (its default without
+    `autoscale:`), as a move stops a replica as scaling down does."""
+    return (spec.autoscale or Autoscale()).down_delay_s
+
+
 class ServiceSpec(BaseModel):
     """A service file's schema (YAML; see docs/services.md)."""
 
@@ -92,7 +99,12 @@ class ServiceSpec(BaseModel):
         default=4, ge=1, le=10_000, description="in-flight requests one replica is sized for"
     )
     latency: Objective = Objective()
-    budget_cny_per_hour: Decimal | None = Field(default=None, gt=0, le=limits.MAX_BUDGET_CNY)
+    budget_cny_per_hour: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=limits.MAX_BUDGET_CNY,
+        description="the most the replicas may cost per hour (replicas.min wins over it)",
+    )
     residency: tuple[Name, ...] = Field(
         default=(),
         max_length=limits.MAX_CHIP_TYPES,
@@ -135,7 +147,7 @@ class ServiceSpec(BaseModel):
 
 
 def replicas_for(spec: ServiceSpec, inflight: float) -> int:
-    """Replicas that `inflight` requests in flight call for, within min..max."""
+    """Replicas that `inflight` requests in flight (or held waiting) call for, within min..max."""
     want = math.ceil(inflight / spec.target_inflight - 1e-9) if inflight > 0 else 0
     return max(spec.replicas.min, min(spec.replicas.max, want))
 

@@ -16,19 +16,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
+
 from computenet.errors import ConflictError, NotFoundError, ValidationError
+from computenet.gateway.scoring import rtt_ms
+from computenet.metering.cost import fen
 from computenet.model import TERMINAL_STATES, JobState
-from computenet.model.service import ServiceSpec, replicas_for
+from computenet.model.service import ServiceSpec, move_hold_s, replicas_for
 from computenet.protocol.api import SubmitRequest
 from computenet.protocol.services import ReplicaView, ServiceView
+from computenet.scheduler import serving
 from computenet.server import jobs
 from computenet.server.auth import Principal
+from computenet.store import jobs as job_store
 from computenet.store import services as store
-from computenet.store.centers import get_center
-from computenet.store.schema import JobRow, ServiceReplicaRow, ServiceRow
+from computenet.store.centers import get_center, list_centers
+from computenet.store.schema import JobEventRow, JobRow, ServiceReplicaRow, ServiceRow
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -69,13 +79,39 @@ def _centers_for(plane: ControlPlane, spec: ServiceSpec) -> list[str]:
     return allowed
 
 
-def _view(s: Session, row: ServiceRow) -> ServiceView:
+PLACED = "placement: "
+"""How the keeper's placement events begin in a replica job's timeline (`cnet job ID`)."""
+
+
+def _placement_reasons(s: Session, job_ids: list[str]) -> dict[str, str]:
+    """Each job's placement reason (its first placement event), for the ones that have one."""
+    if not job_ids:
+        return {}
+    q = (
+        select(JobEventRow.job_id, JobEventRow.message)
+        .where(JobEventRow.job_id.in_(job_ids), JobEventRow.message.startswith(PLACED))
+        .order_by(JobEventRow.id)
+    )
+    out: dict[str, str] = {}
+    for job_id, message in s.execute(q):
+        out.setdefault(job_id, message.removeprefix(PLACED))
+    return out
+
+
+def _view(plane: ControlPlane, s: Session, row: ServiceRow) -> ServiceView:
+    spec = ServiceSpec.model_validate(row.spec)
+    costs = center_costs(plane, spec, plane.clock.now())
+    rows = store.replicas(s, row.tenant_id, row.name, live_only=True)
+    why = _placement_reasons(s, [r.job_id for r in rows])
     views = []
-    for r in store.replicas(s, row.tenant_id, row.name, live_only=True):
+    total = Decimal(0)
+    for r in rows:
         job = s.get(JobRow, r.job_id)
         state = JobState(job.state) if job is not None else JobState.CANCELLED
         center = (job.lease_center or job.center) if job is not None else r.center
         ready = state == JobState.RUNNING and r.endpoint is not None
+        cost = costs[center][0] if center in costs and state not in TERMINAL_STATES else None
+        total += cost or 0
         views.append(
             ReplicaView(
                 job_id=r.job_id,
@@ -84,17 +120,20 @@ def _view(s: Session, row: ServiceRow) -> ServiceView:
                 center=center,
                 endpoint=r.endpoint if ready else None,
                 ready=ready,
-                chip=job.chip if job is not None else None,
+                cost_cny_per_hour=cost,
+                why=why.get(r.job_id),
             )
         )
     return ServiceView(
         name=row.name,
         tenant=row.tenant_id,
-        spec=ServiceSpec.model_validate(row.spec),
+        spec=spec,
         wanted=row.wanted,
         ready=sum(v.ready for v in views),
         created_at=row.created_at,
         replicas=views,
+        cost_cny_per_hour=fen(total),
+        notes=list(_notes.get((row.tenant_id, row.name), ())),
     )
 
 
@@ -128,7 +167,7 @@ def deploy(plane: ControlPlane, who: Principal, spec: ServiceSpec) -> ServiceVie
 def list_services(plane: ControlPlane, who: Principal) -> list[ServiceView]:
     """The caller's services (every tenant's for an admin)."""
     with plane.db.read() as s:
-        return [_view(s, row) for row in store.list_services(s, jobs.scope_of(who))]
+        return [_view(plane, s, row) for row in store.list_services(s, jobs.scope_of(who))]
 
 
 def _own(s: Session, who: Principal, name: str, *, for_update: bool = False) -> ServiceRow:
@@ -141,7 +180,7 @@ def _own(s: Session, who: Principal, name: str, *, for_update: bool = False) -> 
 def status(plane: ControlPlane, who: Principal, name: str) -> ServiceView:
     """One service with its replicas."""
     with plane.db.read() as s:
-        return _view(s, _own(s, who, name))
+        return _view(plane, s, _own(s, who, name))
 
 
 def scale(plane: ControlPlane, who: Principal, name: str, count: int) -> ServiceView:
@@ -166,9 +205,11 @@ def delete(plane: ControlPlane, who: Principal, name: str) -> ServiceView:
     with _lock:
         with plane.db.write() as s:
             row = _own(s, who, name, for_update=True)
-            view = _view(s, row)
+            view = _view(plane, s, row)
             live = [r.job_id for r in store.replicas(s, row.tenant_id, name, live_only=True)]
             store.drop_service(s, row.tenant_id, name)
+        for memo in (_moves, _misfit, _last_move, _notes, _crashes):
+            memo.pop((row.tenant_id, name), None)
         for job_id in live:
             _cancel(plane, who, job_id)
     return view
@@ -184,26 +225,86 @@ LOAD_FRESH_S = 10.0
 
 
 def report_load(
-    plane: ControlPlane, who: Principal, name: str, gateway: str, inflight: float
+    plane: ControlPlane,
+    who: Principal,
+    name: str,
+    gateway: str,
+    inflight: float,
+    site: str | None = None,
+    waiting: int = 0,
 ) -> None:
-    """A gateway's mean in-flight requests to `name` (autoscaling reads the fresh ones)."""
+    """A gateway's mean in-flight requests to `name`, where it sits, and the requests it holds.
+
+    Autoscaling reads the fresh reports' in-flight plus waiting; placement
+    weighs each `site` by its share (docs/services.md, "Placement"). A `site`
+    that is no node of the network is refused (422 on `site`).
+    """
+    if site is not None and site not in plane.network.node_ids:
+        raise ValidationError(
+            f"'{site}' is neither a user site nor a center of this network",
+            field="site",
+            hint="run the gateway with --site set to one of the network's sites or centers",
+        )
     with plane.db.write() as s:
         row = _own(s, who, name, for_update=True)
         real = plane.clock.real()
         load = {g: v for g, v in (row.load or {}).items() if real - float(v[1]) <= LOAD_FRESH_S}
-        load[gateway] = [inflight, real]
+        load[gateway] = [inflight, real, site, waiting]
         row.load = load  # a new dict: the JSON column is saved only when replaced
 
 
+@dataclass(frozen=True)
+class Report:
+    """One fresh gateway report as stored in `ServiceRow.load` (old ones lack site, waiting)."""
+
+    inflight: float
+    site: str | None
+    waiting: int
+
+
+def fresh_reports(row: ServiceRow, real: float) -> list[Report]:
+    """The service's gateway reports younger than `LOAD_FRESH_S`."""
+    out = []
+    for v in (row.load or {}).values():
+        if real - float(v[1]) <= LOAD_FRESH_S:
+            site = v[2] if len(v) > 2 else None
+            out.append(Report(float(v[0]), site, int(v[3]) if len(v) > 3 else 0))
+    return out
+
+
+def demand_by_site(reports: list[Report]) -> dict[str, float]:
+    """Placement's weights: each reporting site's in-flight plus waiting requests.
+
+    Sites whose gateways all report nothing in flight still say where users
+    are: when every weight is 0, each reporting site weighs 1.
+    """
+    out: dict[str, float] = {}
+    for r in reports:
+        if r.site is not None:
+            out[r.site] = out.get(r.site, 0.0) + r.inflight + r.waiting
+    if out and not any(out.values()):
+        out = dict.fromkeys(out, 1.0)
+    return out
+
+
 def autoscale(row: ServiceRow, spec: ServiceSpec, real: float) -> None:
-    """Move `row.wanted` toward what the fresh load calls for, once it has held its delay."""
+    """Move `row.wanted` toward what the fresh load calls for, once it has held its delay.
+
+    Scale from zero: a service at 0 whose gateways hold requests (`waiting`)
+    wants `max(1, ...)` at once, without waiting for `up_delay_s`, as
+    Knative's activator does: the held requests wait for a replica to start.
+    """
     if spec.autoscale is None:
         return
-    fresh = [float(v[0]) for v in (row.load or {}).values() if real - float(v[1]) <= LOAD_FRESH_S]
+    fresh = fresh_reports(row, real)
     if not fresh:
         row.above_since = row.below_since = None  # no gateway reports: nothing to go by
         return
-    target = replicas_for(spec, sum(fresh))
+    target = replicas_for(spec, sum(r.inflight + r.waiting for r in fresh))
+    if row.wanted == 0 and any(r.waiting for r in fresh):
+        log.info("service %s: scaling from zero to %d", row.name, max(1, target))
+        row.wanted, row.above_since, row.below_since = max(1, target), None, None
+        return
     if target > row.wanted:
         row.below_since = None
         row.above_since = row.above_since if row.above_since is not None else real
@@ -218,6 +319,24 @@ def autoscale(row: ServiceRow, spec: ServiceSpec, real: float) -> None:
             row.wanted, row.below_since = target, None
     else:
         row.above_since = row.below_since = None
+
+
+def center_costs(
+    plane: ControlPlane, spec: ServiceSpec, now: datetime
+) -> dict[str, tuple[Decimal, frozenset[str]]]:
+    """Per center with a chip the service may use: one replica's ¥ for the coming hour
+    (on its cheapest such chip; `serving.replica_cost_cny_per_hour`) and those chips."""
+    net = plane.network
+    out: dict[str, tuple[Decimal, frozenset[str]]] = {}
+    for c in net.centers:
+        chips = [net.chips[p.chip] for p in c.pools if p.count >= spec.chips.count]
+        ok = [ch for ch in chips if serving.suits(ch, spec.chips, net)]
+        if ok:
+            cost = min(
+                serving.replica_cost_cny_per_hour(net, c, ch, spec.chips.count, now) for ch in ok
+            )
+            out[c.id] = (cost, frozenset(ch.name for ch in ok))
+    return out
 
 
 def check_endpoint(plane: ControlPlane, center: str, endpoint: str) -> None:
@@ -252,73 +371,337 @@ def record_endpoint(plane: ControlPlane, center: str, job_id: str, endpoint: str
         row.center = center
 
 
+# In memory, per service (tenant, name), on the leader; lost on a restart, which is
+# harmless: a move's extra replica is then cancelled as one too many, and tried again.
+_moves: dict[tuple[str, str], tuple[str, str]] = {}  # a move under way: (old job, new job)
+_misfit: dict[tuple[str, str], tuple[str, str, float]] = {}  # (old job, to center, since)
+_last_move: dict[tuple[str, str], float] = {}  # real time the last move ended
+_notes: dict[tuple[str, str], list[str]] = {}  # what ServiceView.notes shows
+
+
+@dataclass
+class _New:
+    """A replica to submit: its slot, the center it is pinned at, and why (a job event)."""
+
+    slot: int
+    pin: str | None
+    why: str | None
+
+
+@dataclass
+class _Todo:
+    """What one pass does for one service once its transaction is committed."""
+
+    tenant: str
+    name: str
+    subject: str
+    spec: ServiceSpec
+    new: list[_New] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+    move_from: str | None = None  # the first new replica replaces this job once ready
+
+
+@dataclass
+class _Pass:
+    """What every service's placement reads in one pass: centers as last seen, the clock."""
+
+    plane: ControlPlane
+    now: datetime
+    real: float
+    online: frozenset[str]
+    free: dict[tuple[str, str], int]  # (center, chip) → free chips reported
+    waiting_at: Counter[str]  # replicas placed at a center that do not hold chips yet
+
+    @classmethod
+    def read(cls, plane: ControlPlane, s: Session, real: float) -> _Pass:
+        rows = list_centers(s)
+        online = frozenset(r.id for r in rows if plane.is_online(r, real))
+        free: dict[tuple[str, str], int] = {}
+        for r in rows:
+            for pool in r.capacity or []:
+                n = int(pool["free"])
+                if pool.get("largest_free") is not None:  # a region: the most in one center
+                    n = min(n, int(pool["largest_free"]))
+                free[(r.id, str(pool["chip"]))] = n
+        waiting_at: Counter[str] = Counter()
+        q = (
+            select(JobRow.center, JobRow.spec)
+            .join(ServiceReplicaRow, ServiceReplicaRow.job_id == JobRow.id)
+            .where(
+                ServiceReplicaRow.retired.is_(False),
+                JobRow.state.in_([JobState.PENDING.value, JobState.SCHEDULED.value]),
+            )
+        )
+        for center, spec in s.execute(q):
+            at = center or (spec or {}).get("center")
+            if at:
+                waiting_at[at] += 1
+        return cls(plane, plane.clock.now(), real, online, free, waiting_at)
+
+    def spots(
+        self,
+        spec: ServiceSpec,
+        costs: dict[str, tuple[Decimal, frozenset[str]]],
+        allowed: list[str],
+    ) -> list[serving.Spot]:
+        """The online centers (within the residency) that can run a replica, and their room."""
+        out = []
+        for cid, (cost, chips) in costs.items():
+            if cid not in self.online or (allowed and cid not in allowed):
+                continue
+            room = sum(self.free.get((cid, ch), 0) // spec.chips.count for ch in chips)
+            out.append(serving.Spot(cid, float(cost), max(0, room - self.waiting_at[cid])))
+        return out
+
+
+def _pinned(job: JobRow) -> str | None:
+    """The center a replica job was pinned at, if any."""
+    return (job.spec or {}).get("center")
+
+
+def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
+    """One service's pass (module doc): retire, restart, place, cap by budget, move."""
+    plane, real = p.plane, p.real
+    spec = ServiceSpec.model_validate(row.spec)
+    key = (row.tenant_id, row.name)
+    todo = _Todo(row.tenant_id, row.name, row.created_by, spec)
+    notes: list[str] = []
+    autoscale(row, spec, real)
+    allowed = _centers_for(plane, spec)
+    costs = center_costs(plane, spec, p.now)
+    spots = p.spots(spec, costs, allowed)
+    fails, not_before = _crashes.get(key, (0, 0.0))
+    live: list[tuple[ServiceReplicaRow, JobRow]] = []
+    for r in store.replicas(s, row.tenant_id, row.name, live_only=True):
+        job = s.get(JobRow, r.job_id)
+        if job is None or JobState(job.state) in TERMINAL_STATES:
+            r.retired = True  # it died or was stopped: its slot is free again
+            if job is not None and job.state == JobState.FAILED.value:
+                fails += 1
+                not_before = real + restart_delay_s(fails)
+            continue
+        pinned = _pinned(job)
+        if (
+            job.state in (JobState.PENDING.value, JobState.SCHEDULED.value)
+            and pinned is not None
+            and pinned not in p.online
+            and any(x.center != pinned for x in spots)
+        ):
+            # Pinned at a center that went away (or was lost with it): the scheduler
+            # would wait for that center; a new replica is placed where one can run.
+            log.info("service %s: %s pinned at offline %s: replaced", row.name, job.id, pinned)
+            r.retired = True
+            todo.cancel.append(job.id)
+            continue
+        if job.state == JobState.RUNNING.value and r.endpoint is not None:
+            fails = 0  # one answered its probe: the command works
+        live.append((r, job))
+    _crashes[key] = (fails, not_before)
+
+    # A move under way: the new replica is extra until it is ready, then the old one stops.
+    moving = _moves.get(key)
+    if moving is not None:
+        old, new = moving
+        by_job = {r.job_id: (r, job) for r, job in live}
+        if new not in by_job or old not in by_job:
+            _moves.pop(key)  # one of them ended: what is left is ordinary replicas
+            moving = None
+        else:
+            nr, nj = by_job[new]
+            if nj.state == JobState.RUNNING.value and nr.endpoint is not None:
+                by_job[old][0].retired = True
+                todo.cancel.append(old)
+                live = [x for x in live if x[0].job_id != old]
+                _moves.pop(key)
+                _last_move[key] = real
+                moving = None
+                log.info("service %s: moved replica %s to %s", row.name, old, nr.center)
+            else:
+                live = [x for x in live if x[0].job_id != new]
+                notes.append(f"moving replica {old} to {nj.center or _pinned(nj)}")
+
+    def at(r: ServiceReplicaRow, job: JobRow) -> str | None:
+        return job.lease_center or job.center or r.center or _pinned(job)
+
+    dearest = max((float(c) for c, _ in costs.values()), default=0.0)
+
+    def cost_at(center: str | None) -> float:  # an unplaced replica may land at the dearest
+        return float(costs[center][0]) if center in costs else dearest
+
+    budget = float(spec.budget_cny_per_hour) if spec.budget_cny_per_hour is not None else None
+    keep_n = min(row.wanted, len(live))
+    live_costs = [cost_at(at(r, job)) for r, job in live]
+    keep_n = min(keep_n, serving.budget_keep(live_costs[:keep_n], budget, spec.replicas.min))
+    for r, job in live[keep_n:]:  # the newest go first
+        r.retired = True
+        todo.cancel.append(job.id)
+    if keep_n < min(row.wanted, len(live)):
+        notes.append(f"{len(live) - keep_n} replica(s) stopped: over the hourly budget")
+    live = live[:keep_n]
+    spent = sum(live_costs[:keep_n])
+    demand = demand_by_site(fresh_reports(row, real))
+    rtt = {
+        (site, x.center): rtt_ms(plane.paths, plane.network, site, x.center)
+        for site in demand
+        for x in spots
+    }
+    placed = [c for r, job in live if (c := at(r, job)) is not None]
+    missing = row.wanted - len(live) if real >= not_before and keep_n == len(live) else 0
+    obj = spec.latency.p99_ttfb_ms
+    slot = row.next_slot
+    for i in range(max(0, missing)):
+        choice = serving.choose(demand, spots, rtt, obj, placed)
+        if choice is not None:
+            pin: str | None = choice.center
+            why: str | None = f"{choice.center}, {choice.reason}"
+            spots = [
+                serving.Spot(x.center, x.cost_cny_per_hour, x.free - (x.center == pin))
+                for x in spots
+            ]
+        else:
+            pin = _round_robin(allowed, p.online, slot) if allowed else None
+            why = None  # the ordinary scheduler decides (or the residency's round robin)
+        cost = cost_at(pin)
+        if budget is not None and spent + cost > budget + 1e-9:
+            if len(live) + i >= spec.replicas.min:
+                notes.append(
+                    f"{missing - i} replica(s) not started: the hourly budget"
+                    f" ¥{budget:g} would be passed (¥{spent:.2f}/h now)"
+                )
+                break
+            warn = (
+                f"over budget: replicas.min ({spec.replicas.min}) wins, the service costs"
+                f" ¥{spent + cost:.2f}/h against its budget ¥{budget:g}/h"
+            )
+            notes.append(warn)
+            why = f"{why}; {warn}" if why else f"{pin or 'any center'}; {warn}"
+        todo.new.append(_New(slot, pin, why))
+        spent += cost
+        slot += 1
+        if pin is not None:
+            placed.append(pin)
+    if not todo.new and not todo.cancel and moving is None and demand:
+        _consider_move(p, row, spec, key, live, spots, rtt, demand, spent, budget, todo, at)
+    row.next_slot = slot
+    _notes[key] = notes
+    return todo
+
+
+def _round_robin(allowed: list[str], online: frozenset[str], slot: int) -> str:
+    """Residency without demand: replica `slot` at the next allowed center, online ones first."""
+    up = [c for c in allowed if c in online] or allowed
+    return up[slot % len(up)]
+
+
+def _consider_move(
+    p: _Pass,
+    row: ServiceRow,
+    spec: ServiceSpec,
+    key: tuple[str, str],
+    live: list[tuple[ServiceReplicaRow, JobRow]],
+    spots: list[serving.Spot],
+    rtt: dict[tuple[str, str], float],
+    demand: dict[str, float],
+    spent: float,
+    budget: float | None,
+    todo: _Todo,
+    at: Any,
+) -> None:
+    """Start a move (make before break) once a better center has held `move_hold_s`."""
+    hold = move_hold_s(spec)
+    if p.real - _last_move.get(key, -1e18) < hold:
+        return  # at most one move per service per hold: bounded churn
+    ready = [
+        (r, job)
+        for r, job in live
+        if job.state == JobState.RUNNING.value and r.endpoint is not None and at(r, job)
+    ]
+    if len(ready) != len(live):
+        _misfit.pop(key, None)  # a replica still starting: judge once all are up
+        return
+    mv = serving.misplaced(
+        demand, spots, rtt, spec.latency.p99_ttfb_ms, [at(r, job) for r, job in ready]
+    )
+    if mv is None:
+        _misfit.pop(key, None)
+        return
+    old_row, old_job = ready[mv.index]
+    seen = _misfit.get(key)
+    if seen is None or seen[:2] != (old_job.id, mv.to.center):
+        _misfit[key] = (old_job.id, mv.to.center, p.real)
+        return
+    if p.real - seen[2] < hold:
+        return
+    here = at(old_row, old_job)
+    costs = {x.center: x.cost_cny_per_hour for x in spots}
+    after = spent - costs.get(here, 0.0) + mv.to.cost_cny_per_hour
+    if budget is not None and after > budget + 1e-9:
+        return  # the move itself would pass the budget
+    _misfit.pop(key, None)
+    todo.new.append(
+        _New(
+            row.next_slot,
+            mv.to.center,
+            f"{mv.to.center}, moving replica {old_job.id} from {here} ({mv.reason});"
+            f" {mv.to.reason}; {old_job.id} stops once this one is ready",
+        )
+    )
+    todo.move_from = old_job.id
+    row.next_slot += 1
+
+
 def keep(plane: ControlPlane) -> int:
     """One pass over every service (see module doc); returns replica jobs submitted."""
     with _lock:
-        todo: list[tuple[str, str, str, ServiceSpec, list[int], list[str]]] = []
         with plane.db.read() as s:
             if not store.list_services(s):
                 return 0  # the common case: no write transaction every pass
         real = plane.clock.real()
         with plane.db.write() as s:
-            for row in store.list_services(s):
-                spec = ServiceSpec.model_validate(row.spec)
-                autoscale(row, spec, real)
-                live = []
-                key = (row.tenant_id, row.name)
-                fails, not_before = _crashes.get(key, (0, 0.0))
-                for r in store.replicas(s, row.tenant_id, row.name, live_only=True):
-                    job = s.get(JobRow, r.job_id)
-                    if job is None or JobState(job.state) in TERMINAL_STATES:
-                        r.retired = True  # it died or was stopped: its slot is free again
-                        if job is not None and job.state == JobState.FAILED.value:
-                            fails += 1
-                            not_before = real + restart_delay_s(fails)
-                        continue
-                    if job.state == JobState.RUNNING.value and r.endpoint is not None:
-                        fails = 0  # one answered its probe: the command works
-                    live.append(r)
-                _crashes[key] = (fails, not_before)
-                extra = [r.job_id for r in live[row.wanted :]] if len(live) > row.wanted else []
-                for r in live[row.wanted :]:
-                    r.retired = True
-                missing = row.wanted - len(live) if real >= not_before else 0
-                new_slots = list(range(row.next_slot, row.next_slot + max(0, missing)))
-                row.next_slot += len(new_slots)
-                todo.append((row.tenant_id, row.name, row.created_by, spec, new_slots, extra))
+            p = _Pass.read(plane, s, real)
+            todo = [_plan(p, s, row) for row in store.list_services(s)]
         submitted = 0
-        for tenant, name, subject, spec, slots, extra in todo:
-            who = Principal(subject=subject, role="user", tenant=tenant)
-            for job_id in extra:
+        for t in todo:
+            who = Principal(subject=t.subject, role="user", tenant=t.tenant)
+            for job_id in t.cancel:
                 _cancel(plane, who, job_id)
-            centers = _centers_for(plane, spec)
-            for slot in slots:
-                pin = centers[slot % len(centers)] if centers else None
+            for new in t.new:
                 try:
                     view, _ = jobs.submit(
-                        plane, who, SubmitRequest(spec=spec.replica_job(slot, pin))
+                        plane, who, SubmitRequest(spec=t.spec.replica_job(new.slot, new.pin))
                     )
                 except Exception as exc:  # the next pass tries again
-                    log.warning("service %s: replica %d not submitted: %s", name, slot, exc)
+                    log.warning("service %s: replica %d not submitted: %s", t.name, new.slot, exc)
                     with plane.db.write() as s:
-                        again = store.get_service(s, tenant, name, for_update=True)
+                        again = store.get_service(s, t.tenant, t.name, for_update=True)
                         if again is not None:
-                            again.next_slot = min(again.next_slot, slot)
+                            again.next_slot = min(again.next_slot, new.slot)
                     break
                 with plane.db.write() as s:
                     s.add(
                         ServiceReplicaRow(
                             job_id=view.id,
-                            tenant_id=tenant,
-                            service=name,
-                            slot=slot,
+                            tenant_id=t.tenant,
+                            service=t.name,
+                            slot=new.slot,
                             endpoint=None,
-                            center=pin,
+                            center=new.pin,
                             retired=False,
                         )
                     )
+                    if new.why:
+                        job_store.add_event(s, view.id, plane.clock.now(), PLACED + new.why)
+                if t.move_from is not None:
+                    _moves[(t.tenant, t.name)] = (t.move_from, view.id)
+                    t.move_from = None
                 submitted += 1
-                log.info("service %s: replica %d submitted as %s", name, slot, view.id)
+                log.info(
+                    "service %s: replica %d submitted as %s%s",
+                    t.name,
+                    new.slot,
+                    view.id,
+                    f" at {new.pin}" if new.pin else "",
+                )
         return submitted
 
 

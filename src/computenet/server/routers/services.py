@@ -46,8 +46,11 @@ def delete(name: str, plane: Plane, who: User) -> ServiceView:
 
 @router.post("/services/{name}/load", status_code=204)
 def load(name: str, body: LoadReport, plane: Plane, who: User) -> None:
-    """A gateway's mean in-flight requests to the service (autoscaling; docs/services.md)."""
-    services.report_load(plane, who, name, body.gateway, body.inflight)
+    """A gateway's mean in-flight requests to the service, its site and the requests it holds
+    (autoscaling, placement, scale from zero; docs/services.md); 422 on an unknown `site`."""
+    services.report_load(
+        plane, who, name, body.gateway, body.inflight, site=body.site, waiting=body.waiting
+    )
 
 
 @router.post("/services/{name}/stats", status_code=204)
