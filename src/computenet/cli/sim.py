@@ -26,6 +26,8 @@ from computenet.sim.metrics import COLUMNS, PolicyMetrics, cell, summarize, trad
 from computenet.sim.policies import parse_policies
 from computenet.sim.results import Outage, SimConfig
 from computenet.sim.runner import compare, parse_workload, run_policy, sweep, sweep_tasks
+from computenet.sim.serving import is_serving_workload
+from computenet.sim.serving_cli import serving_compare
 
 sim_app = typer.Typer(
     help="Simulate the network with the production scheduler: run, compare and sweep policies.",
@@ -42,7 +44,7 @@ WorkloadOpt = Annotated[
         "--workload",
         "-w",
         help="synthetic[:jobs=N,days=D,seed=S,…] | gavel:TRACE,throughputs=FILE"
-        " | alibaba:PODS[,nodes=FILE]",
+        " | alibaba:PODS[,nodes=FILE] | azure-llm:TRACE[,service=FILE,…] (inference services)",
     ),
 ]
 CycleOpt = Annotated[float, typer.Option("--cycle", help="seconds between scheduling cycles")]
@@ -175,6 +177,10 @@ def run_cmd(
     quiet: QuietFlag = False,
 ) -> None:
     """Simulate one policy over a workload and print its figures."""
+    if is_serving_workload(workload):  # an LLM request trace: the serving simulator
+        with _errors():
+            serving_compare(network, workload, policy, json_out=json_out)
+        return
     with _errors():
         net = load_network(network)
         wl = parse_workload(workload, net)
@@ -221,6 +227,10 @@ def compare_cmd(
     quiet: QuietFlag = False,
 ) -> None:
     """Run several policies over the same workload; table, plots and an HTML report."""
+    if is_serving_workload(workload):  # an LLM request trace: the serving simulator
+        with _errors():
+            serving_compare(network, workload, policies, json_out=json_out)
+        return
     with _errors():
         net = load_network(network)
         wl = parse_workload(workload, net)
