@@ -120,6 +120,7 @@ def _view(plane: ControlPlane, s: Session, row: ServiceRow) -> ServiceView:
                 center=center,
                 endpoint=r.endpoint if ready else None,
                 ready=ready,
+                chip=job.chip if job is not None else None,
                 cost_cny_per_hour=cost,
                 why=why.get(r.job_id),
             )
