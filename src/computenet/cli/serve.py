@@ -40,10 +40,21 @@ def _show(view: ServiceView) -> None:
         f" (replicas {spec.replicas.min}..{spec.replicas.max},"
         f" target {spec.target_inflight} in flight, p99 TTFB ≤ {spec.latency.p99_ttfb_ms:g} ms)"
     )
+    budget = spec.budget_cny_per_hour
+    if view.cost_cny_per_hour is not None:
+        console().print(
+            f"replicas cost ¥{view.cost_cny_per_hour:.2f}/h now"
+            + (f" (budget ¥{budget:g}/h)" if budget is not None else " (no budget)")
+        )
+    for note in view.notes:
+        console().print(f"[yellow]note:[/] {note}")
     table = Table("SLOT", "JOB", "STATE", "CENTER", "ENDPOINT")
     for r in view.replicas:
         table.add_row(str(r.slot), r.job_id, r.state.value, r.center or "-", r.endpoint or "-")
     console().print(table)
+    for r in view.replicas:
+        if r.why:
+            console().print(f"slot {r.slot} placed at {r.why}")
 
 
 def _ms(x: float | None) -> str:

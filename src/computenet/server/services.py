@@ -98,6 +98,23 @@ def _placement_reasons(s: Session, job_ids: list[str]) -> dict[str, str]:
     return out
 
 
+def _cost_of(
+    plane: ControlPlane,
+    costs: dict[str, tuple[Decimal, frozenset[str]]],
+    job: JobRow | None,
+    center: str | None,
+) -> Decimal | None:
+    """One replica's ¥ for the coming hour at `center`: on the chips its job was placed
+    on when known (as `service_stats.replica_cost` and the bill price it), else on the
+    center's cheapest chip for the service; None for a center it cannot run at."""
+    net = plane.network
+    if job is not None and job.chip in net.chips and job.center == center and center in costs:
+        return serving.replica_cost_cny_per_hour(
+            net, net.center(center), net.chips[job.chip], job.chips, plane.clock.now()
+        )
+    return costs[center][0] if center in costs else None
+
+
 def _view(plane: ControlPlane, s: Session, row: ServiceRow) -> ServiceView:
     spec = ServiceSpec.model_validate(row.spec)
     costs = center_costs(plane, spec, plane.clock.now())
@@ -110,7 +127,7 @@ def _view(plane: ControlPlane, s: Session, row: ServiceRow) -> ServiceView:
         state = JobState(job.state) if job is not None else JobState.CANCELLED
         center = (job.lease_center or job.center) if job is not None else r.center
         ready = state == JobState.RUNNING and r.endpoint is not None
-        cost = costs[center][0] if center in costs and state not in TERMINAL_STATES else None
+        cost = _cost_of(plane, costs, job, center) if state not in TERMINAL_STATES else None
         total += cost or 0
         views.append(
             ReplicaView(
@@ -526,12 +543,13 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
 
     dearest = max((float(c) for c, _ in costs.values()), default=0.0)
 
-    def cost_at(center: str | None) -> float:  # an unplaced replica may land at the dearest
-        return float(costs[center][0]) if center in costs else dearest
+    def cost_at(center: str | None, job: JobRow | None = None) -> float:
+        cost = _cost_of(plane, costs, job, center)
+        return dearest if cost is None else float(cost)  # unplaced: it may land at the dearest
 
     budget = float(spec.budget_cny_per_hour) if spec.budget_cny_per_hour is not None else None
     keep_n = min(row.wanted, len(live))
-    live_costs = [cost_at(at(r, job)) for r, job in live]
+    live_costs = [cost_at(at(r, job), job) for r, job in live]
     keep_n = min(keep_n, serving.budget_keep(live_costs[:keep_n], budget, spec.replicas.min))
     for r, job in live[keep_n:]:  # the newest go first
         r.retired = True
