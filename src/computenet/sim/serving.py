@@ -107,7 +107,7 @@ autoscale: {up_delay_s: 30, down_delay_s: 600}
 """The service replayed when the workload names none: 1 A100-class chip a replica, in-flight
 target 4, p99 time to first byte <= 500 ms (issue 11), Ray Serve's 30 s / 600 s hysteresis."""
 
-_KEYS = ("service", "seed", "rate", "hour", "batch", "startup", "sites", "requests")
+_KEYS = ("service", "seed", "rate", "hour", "batch", "startup", "lookback", "sites", "requests")
 
 
 # ----------------------------------------------------------------- the trace
@@ -222,6 +222,7 @@ class ServingWorkload:
     batch: int
     startup_s: float
     seed: int
+    lookback_s: float = 2.0  # the autoscaler's mean in-flight over this many seconds
 
     @property
     def name(self) -> str:
@@ -300,6 +301,7 @@ def parse_serving_workload(text: str, net: Network) -> ServingWorkload:
         )
     )
     startup = _number("startup", opts.get("startup", str(STARTUP_S)), 0, 86_400)
+    lookback = _number("lookback", opts.get("lookback", str(TICK_S)), TICK_S, 3600)
     # The trace does not say its zone: its clock time is taken as China Standard Time.
     start = trace.start.replace(tzinfo=CST)
     if "hour" in opts:
@@ -340,6 +342,7 @@ def parse_serving_workload(text: str, net: Network) -> ServingWorkload:
         batch=batch,
         startup_s=startup,
         seed=seed,
+        lookback_s=lookback,
     )
 
 
@@ -461,6 +464,7 @@ class Group:
     replicas: list[Replica] = field(default_factory=list)
     inflight: int = 0
     area: float = 0.0  # ∫ in-flight dt since the last tick
+    recent: deque[float] = field(default_factory=deque)  # the last ticks' means (lookback)
     last: float = 0.0
     above_since: float | None = None
     below_since: float | None = None
@@ -820,8 +824,12 @@ class ServingRun:
                     if not g.autoscaled:
                         continue
                     self._area(g, now)
-                    target = max(self.min_replicas, replicas_for(self.spec, g.area / TICK_S))
+                    g.recent.append(g.area / TICK_S)
                     g.area = 0.0
+                    while len(g.recent) > max(1, round(w.lookback_s / TICK_S)):
+                        g.recent.popleft()
+                    mean = sum(g.recent) / len(g.recent)
+                    target = max(self.min_replicas, replicas_for(self.spec, mean))
                     hysteresis(g, target, now, self.delays)
                     self.reconcile(g, now)
                 if now + TICK_S <= last_arrival:
