@@ -62,6 +62,24 @@ class SchedulerPolicy:
         w = self._waiting.get(job.id)
         return w is not None and now < w[0] and w[1] == job
 
+    def decide_due(
+        self, snapshot: Snapshot, jobs: Sequence[JobRequest], waiting: int
+    ) -> tuple[list[Decision], dict[str, datetime]]:
+        """One cycle over the jobs due a decision, for a caller that keeps deferred ones itself.
+
+        The decisions of `jobs`, and for each job the `lookahead` strategy
+        deferred the instant worth deciding it again (until then, unless its
+        request changes, its decision stands: `__call__` keeps it so).
+        `waiting`: jobs kept so that are not in `jobs`, counted against
+        `MAX_WAITING`. The simulator calls this directly and keeps the deferred
+        jobs out of its batch, instead of handing every kept job over each
+        cycle (hundreds a cycle when a backlog waits for a valley).
+        """
+        if self.strategy != "lookahead":
+            return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy), {}
+        # The simulator reads the reasons of unplaced jobs only.
+        return lookahead_cycle(snapshot, jobs, self.profile, waiting=waiting, explain_placed=False)
+
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """One production scheduling cycle."""
         if self.strategy != "lookahead":
@@ -85,10 +103,7 @@ class SchedulerPolicy:
         if len(waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
             pending = {j.id for j in jobs}
             self._waiting = waiting = {k: w for k, w in waiting.items() if k in pending}
-        # The simulator reads the reasons of unplaced jobs only.
-        decided, wake = lookahead_cycle(
-            snapshot, due, self.profile, waiting=len(jobs) - len(due), explain_placed=False
-        )
+        decided, wake = self.decide_due(snapshot, due, len(jobs) - len(due))
         for k, j, d in zip(at, due, decided, strict=True):
             out[k] = d
             if j.id in wake:
