@@ -358,7 +358,11 @@ class Gateway:
             return
         path: str = scope["path"]
         if path == "/healthz":
-            body = {"ok": True, "services": {n: len(s.replicas) for n, s in self.services.items()}}
+            body = {
+                "ok": True,
+                "services": {n: len(s.replicas) for n, s in self.services.items()},
+                "waiting": {n: w for n, w in self.waiting.items() if w},
+            }
             await _reply(send, 200, body)
             return
         if not path.startswith(PREFIX):
