@@ -484,11 +484,36 @@ def demo(
             " (docs/federation.md)",
         ),
     ] = False,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="an inference service under a replayed LLM trace, a center killed mid-run"
+            " (docs/services.md)",
+        ),
+    ] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            help="with --serve: an Azure LLM trace CSV to replay (default: the embedded excerpt)",
+        ),
+    ] = None,
 ) -> None:
     """Run the built-in demo network end to end: 4 centers, 14 jobs, live progress, the bill."""
     out = err_console() if json_out else console()
     base = Path(tempfile.mkdtemp(prefix="cnet-demo-"))
     base.chmod(0o711)  # jobs running as their own uids (agents as root) reach their dirs
+    if serve:
+        from computenet.cli.demo_serve import serve_demo
+
+        try:
+            code = serve_demo(json_out=json_out, base=base, trace_path=trace)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        if code:
+            raise typer.Exit(code)
+        return
     if federated:
         from computenet.cli.demo_federated import federated_demo
 

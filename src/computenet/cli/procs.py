@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -17,7 +18,14 @@ import typer
 from computenet.catalog import BUILTIN_NETWORKS, load_network
 from computenet.cli.app import app
 from computenet.cli.common import console
-from computenet.cli.supervise import Supervisor, cnet_argv, free_port, wait_http, write_secret
+from computenet.cli.supervise import (
+    Child,
+    Supervisor,
+    cnet_argv,
+    free_port,
+    wait_http,
+    write_secret,
+)
 from computenet.errors import ComputeNetError, ConflictError, ValidationError
 from computenet.model import Network
 from computenet.model.limits import MAX_BODY_BYTES
@@ -364,6 +372,42 @@ def start_network(
     return running
 
 
+def start_gateway(
+    sup: Supervisor,
+    running: RunningNetwork,
+    net_arg: str,
+    site: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    name: str = "gateway",
+    env: Mapping[str, str] | None = None,
+) -> tuple[Child, str]:
+    """Start `cnet gateway` at `site` of the network for the running network's user.
+
+    Its URL and token are in a 0600 client config file of its own under the
+    network's ``secrets/`` (never in its argv or environment, both readable in
+    /proc). Returns the child and the gateway's base URL once it answers.
+    """
+    port = port or free_port(host)
+    cfg = write_secret(
+        running.base_dir / "secrets" / f"{name}.json",
+        json.dumps({"url": running.url, "token": running.creds.user}),
+    )
+    argv = cnet_argv(
+        "gateway", "--host", host, "--port", str(port), "--network", net_arg, "--site", site
+    )
+    child = sup.start(name, argv, {**(env or {}), "CNET_CONFIG": str(cfg)}, drop_secrets=True)
+    url = f"http://{host}:{port}"
+    wait_http(f"{url}/healthz", child, timeout_s=60)
+    return child, url
+
+
+def default_gateway_site(net: Network) -> str:
+    """Where `cnet up` puts its gateway: the network's first user site, else its first center."""
+    return net.sites[0].id if net.sites else net.centers[0].id
+
+
 def _private_sqlite(db: str) -> None:
     """Create a SQLite database file 0600 before anything opens it (its journals follow)."""
     prefix = "sqlite:///"
@@ -441,8 +485,24 @@ def up(
     epoch: Annotated[
         str | None, typer.Option("--epoch", help="network time at start, ISO-8601")
     ] = None,
+    gateway: Annotated[
+        bool,
+        typer.Option(
+            "--gateway/--no-gateway", help="also start a gateway for services (docs/services.md)"
+        ),
+    ] = True,
+    gateway_port: Annotated[
+        int, typer.Option("--gateway-port", min=0, max=65535, help="the gateway's; 0: any free")
+    ] = 8300,
+    gateway_site: Annotated[
+        str | None,
+        typer.Option(
+            "--gateway-site",
+            help="the user site or center the gateway sits at (default: the first user site)",
+        ),
+    ] = None,
 ) -> None:
-    """Run a whole network in the foreground: the server and one local agent per center.
+    """Run a whole network in the foreground: the server, one local agent per center, a gateway.
 
     Writes the client config so that later `cnet` commands just work; Ctrl-C stops everything.
     """
@@ -451,6 +511,13 @@ def up(
     base = (home or default_home()) / net.name
     base.mkdir(parents=True, exist_ok=True)
     db_url = db or f"sqlite:///{base / 'computenet.db'}"
+    site = gateway_site or default_gateway_site(net)
+    if site not in net.node_ids:
+        raise ValidationError(
+            f"'{site}' is no user site or center of network '{net.name}'",
+            field="--gateway-site",
+            hint="one of " + ", ".join(sorted(net.node_ids)),
+        )
     out = console()
     with Supervisor(base / "logs") as sup:
         with out.status("starting") as status:
@@ -467,26 +534,32 @@ def up(
                 epoch=epoch,
                 status=status,
             )
-        cfg = save_config(
-            {
-                "url": running.url,
-                "token": running.creds.user,
-                "admin_token": running.creds.admin,
-                "tenant": tenant,
-                "network": net.name,
-                "db": db_url,
-                "data_roots": running.data_roots,
-            },
-            config_path(),
-        )
+            gw_url = None
+            if gateway:
+                status.update(f"starting the gateway at {site}")
+                _, gw_url = start_gateway(sup, running, net_arg, site, host=host, port=gateway_port)
+        settings: dict[str, object] = {
+            "url": running.url,
+            "token": running.creds.user,
+            "admin_token": running.creds.admin,
+            "tenant": tenant,
+            "network": net.name,
+            "db": db_url,
+            "data_roots": running.data_roots,
+        }
+        if gw_url:
+            settings["gateway"] = {"url": gw_url, "site": site}
+        cfg = save_config(settings, config_path())
         out.print(f"[bold green]ComputeNet '{net.name}' is up[/] at [bold]{running.url}[/]")
         out.print(f"  dashboard {running.url}/   API docs {running.url}/docs")
+        if gw_url:
+            out.print(f"  gateway {gw_url}/services/NAME/ at {site}; try `cnet serve ls`")
         out.print(
             f"  {len(net.centers)} agents: {', '.join(c.id for c in net.centers)}; logs in"
             f" {sup.log_dir}"
         )
         out.print(f"  client config written to {cfg} (tenant {tenant}); try `cnet centers`")
-        out.print("  Ctrl-C stops the server and every agent")
+        out.print("  Ctrl-C stops the server, every agent and the gateway")
         try:
             while True:
                 time.sleep(0.5)
