@@ -142,3 +142,63 @@ export function PhaseBar({ phases, title }: { phases: Phase[]; title: string }) 
     </div>
   );
 }
+
+export interface Line {
+  label: string;
+  color: string;
+  /** One value per point (null: no value that minute). */
+  values: (number | null)[];
+}
+
+/** Values over time as lines (one per series) on a shared axis; minutes along the bottom. */
+export function SeriesChart({ times, lines, title, unit }: { times: string[]; lines: Line[]; title: string; unit: string }) {
+  const W = 480;
+  const H = 150;
+  const left = 46;
+  const bottom = 22;
+  const all = lines.flatMap((l) => l.values.filter((v): v is number => v !== null));
+  if (!times.length || !all.length) return <p class="muted">No {title.toLowerCase()} yet.</p>;
+  const max = Math.max(...all, 1e-9);
+  const n = times.length;
+  const x = (i: number) => left + (n === 1 ? (W - left) / 2 : (i / (n - 1)) * (W - left - 6));
+  const y = (v: number) => H - bottom - (v / max) * (H - bottom - 10);
+  const last = (l: Line) => [...l.values].reverse().find((v) => v !== null) ?? null;
+  const summary = `${title}: ` + lines.map((l) => `${l.label} now ${fmtNum(last(l), 2)} ${unit}, at most ${fmtNum(Math.max(0, ...l.values.filter((v): v is number => v !== null)), 2)}`).join("; ");
+  const hhmm = (iso: string) => new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return (
+    <figure class="chart">
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={summary}>
+        {[0, max / 2, max].map((v) => (
+          <g key={v}>
+            <line x1={left} x2={W} y1={y(v)} y2={y(v)} class="grid" />
+            <text x={left - 4} y={y(v) + 4} text-anchor="end" class="axis">
+              {fmtNum(v, v < 10 ? 2 : 1)}
+            </text>
+          </g>
+        ))}
+        {lines.map((l) => {
+          const pts = l.values.map((v, i) => (v === null ? null : `${x(i)},${y(v)}`)).filter((p): p is string => p !== null);
+          return (
+            <g key={l.label}>
+              {pts.length > 1 && <polyline points={pts.join(" ")} fill="none" stroke={l.color} stroke-width={2} />}
+              {l.values.map((v, i) =>
+                v === null ? null : (
+                  <circle key={i} cx={x(i)} cy={y(v)} r={2.5} fill={l.color}>
+                    <title>{`${hhmm(times[i])} ${l.label}: ${fmtNum(v, 2)} ${unit}`}</title>
+                  </circle>
+                ),
+              )}
+            </g>
+          );
+        })}
+        {[0, n - 1].filter((i, k, a) => a.indexOf(i) === k).map((i) => (
+          <text key={i} x={x(i)} y={H - 6} text-anchor={i === 0 && n > 1 ? "start" : "end"} class="axis">
+            {hhmm(times[i])}
+          </text>
+        ))}
+      </svg>
+      <figcaption class="chart-title">{title}</figcaption>
+      <Legend items={lines.map((l) => ({ label: `${l.label} (${unit})`, color: l.color }))} />
+    </figure>
+  );
+}

@@ -15,6 +15,7 @@ import { JobPage } from "./pages/job";
 import { JobsPage } from "./pages/jobs";
 import { NetworkPage } from "./pages/network";
 import { QuotePage } from "./pages/quote";
+import { ServicesPage } from "./pages/services";
 import { SignIn } from "./pages/signin";
 import { SimReportPage, SimsPage } from "./pages/sims";
 import type { NetworkView, WhoAmI } from "./types";
@@ -36,6 +37,7 @@ function useNetworkNow(net: Polled<NetworkView>): Date | null {
 const PAGES = [
   { path: "network", label: "Network" },
   { path: "jobs", label: "Jobs" },
+  { path: "services", label: "Services" },
   { path: "quote", label: "Quote" },
   { path: "bills", label: "Bills" },
   { path: "sims", label: "Simulations" },
@@ -69,6 +71,7 @@ function Shell({ me, onSignOut }: { me: WhoAmI; onSignOut: () => void }) {
   if (page === "network") body = <NetworkPage selected={route.query.get("center")} />;
   else if (page === "jobs" && route.parts[1]) body = <JobPage id={route.parts[1]} />;
   else if (page === "jobs") body = <JobsPage query={route.query} />;
+  else if (page === "services") body = <ServicesPage />;
   else if (page === "quote") body = <QuotePage />;
   else if (page === "bills") body = <BillsPage query={route.query} />;
   else if (page === "sims" && route.parts[1]) body = <SimReportPage id={route.parts[1]} />;

@@ -78,9 +78,11 @@ export interface MapProps {
   derivedTransfers?: Map<string, number>;
   selected: string | null;
   onSelect: (id: string) => void;
+  /** Centers running a ready service replica → the services (a ring marks them). */
+  serving?: Map<string, string[]>;
 }
 
-export function NetworkMap({ centers, sites, links, derivedTransfers, selected, onSelect }: MapProps) {
+export function NetworkMap({ centers, sites, links, derivedTransfers, selected, onSelect, serving }: MapProps) {
   const nodes = useMemo(() => {
     const m = new Map<string, { x: number; y: number }>();
     for (const n of [...centers, ...sites]) {
@@ -172,7 +174,10 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
             const what = region
               ? `region ${c.name || c.id}${members.length ? ` of ${members.length} centers` : ""}: ${l.busy} of ${l.total} chips busy`
               : `${c.name || c.id}: ${l.busy} of ${l.total} chips busy`;
-            const label = `${what} (${Math.round(l.frac * 100)}%), ${c.online ? "online" : "offline"}, ${c.queued} queued`;
+            const served = serving?.get(c.id) ?? [];
+            const label =
+              `${what} (${Math.round(l.frac * 100)}%), ${c.online ? "online" : "offline"}, ${c.queued} queued` +
+              (served.length ? `; serving ${served.join(", ")}` : "");
             const left = p.x > (OUTLINE.minX + OUTLINE.maxX) / 2 + 250;
             const gap = region ? ring : r;
             return (
@@ -192,6 +197,9 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
                 <title>{label}</title>
                 {region && <circle class="region-ring" cx={p.x} cy={p.y} r={ring} />}
                 <circle class="focus-ring" cx={p.x} cy={p.y} r={(region ? ring : r) + 7} />
+                {served.length > 0 && (
+                  <circle class="replica-ring" data-replica-center={c.id} cx={p.x} cy={p.y} r={(region ? ring : r) + 3.5} />
+                )}
                 <circle class="dot" cx={p.x} cy={p.y} r={r} fill={c.online ? loadColor(l.frac) : "#9aa3ad"} />
                 {memberPts.map(({ m, x, y }) => {
                   const ml = load(m.pools);
@@ -224,6 +232,7 @@ export function NetworkMap({ centers, sites, links, derivedTransfers, selected, 
             { label: "full", color: loadColor(1) },
             { label: "offline", color: "#9aa3ad" },
             { label: "link carrying data", color: "#1f6fd1" },
+            ...(serving?.size ? [{ label: "ring: runs a service replica", color: "#1b7f5a" }] : []),
             ...(centers.some(isRegion) ? [{ label: "dashed ring: a region (a network of its own)", color: "#0b2545" }] : []),
           ]}
         />

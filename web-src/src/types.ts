@@ -341,3 +341,71 @@ export interface TenancyView {
   used_share: number;
   half_life_days: number;
 }
+
+// Inference services (src/computenet/protocol/services.py, service_stats.py).
+
+export interface ReplicaView {
+  job_id: string;
+  slot: number;
+  state: JobState;
+  center?: string | null;
+  endpoint?: string | null;
+  ready: boolean;
+  chip?: string | null;
+}
+
+export interface ServiceView {
+  name: string;
+  tenant: string;
+  spec: {
+    chips?: ChipRequest;
+    replicas: { min: number; max: number };
+    target_inflight: number;
+    latency: { p99_ttfb_ms: number };
+    budget_cny_per_hour?: number | string | null;
+  };
+  wanted: number;
+  ready: number;
+  created_at: ISODate;
+  replicas: ReplicaView[];
+}
+
+export interface MetricsPoint {
+  t: ISODate;
+  requests: number;
+  requests_per_s: number;
+  errors: number;
+  p50_ttfb_ms: number | null;
+  p99_ttfb_ms: number | null;
+  p50_latency_ms: number | null;
+  p99_latency_ms: number | null;
+  bytes_in: number;
+  bytes_out: number;
+  replicas: number;
+  cost_cny_per_hour: number;
+}
+
+export interface MetricsTotals {
+  requests: number;
+  errors: number;
+  error_rate: number;
+  p50_ttfb_ms: number | null;
+  p99_ttfb_ms: number | null;
+  p50_latency_ms: number | null;
+  p99_latency_ms: number | null;
+  bytes_in: number;
+  bytes_out: number;
+  replicas: number;
+  cost_cny_per_hour: number;
+  cost_cny: number;
+  cu_hours: number;
+  cny_per_1k_requests: number | null;
+  cu_hours_per_request: number | null;
+}
+
+export interface ServiceMetrics {
+  name: string;
+  minutes: number;
+  series: MetricsPoint[];
+  totals: MetricsTotals;
+}

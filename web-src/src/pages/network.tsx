@@ -11,7 +11,7 @@ import { loadColor, NetworkMap } from "../map";
 import { isRegion } from "../region";
 import { RegionCapacity, RegionGroup } from "../regions";
 import { useSession } from "../session";
-import type { CenterView, JobDetail, JobView, LinkView } from "../types";
+import type { CenterView, JobDetail, JobView, LinkView, ServiceView } from "../types";
 
 /** Hop-shortest path between two nodes over the links (for drawing transfers). */
 function path(links: LinkView[], from: string, to: string): string[] {
@@ -81,6 +81,15 @@ export function NetworkPage({ selected }: { selected: string | null }) {
   const current = list.find((c) => c.id === selected) ?? null;
   const regions = list.filter(isRegion);
   const select = (id: string) => navigate("network", { center: id === selected ? undefined : id }, true);
+  // Service replicas on the map: a ring around each center running a ready one.
+  const services = usePoll((signal) => api<ServiceView[]>("/api/v1/services", { signal }), "map-services", 5000);
+  const serving = useMemo(() => {
+    const m = new Map<string, string[]>();
+    for (const svc of services.data ?? [])
+      for (const r of svc.replicas)
+        if (r.ready && r.center && !(m.get(r.center) ?? []).includes(svc.name)) m.set(r.center, [...(m.get(r.center) ?? []), svc.name]);
+    return m;
+  }, [services.data]);
 
   const totals = list.reduce(
     (acc, c) => {
@@ -117,6 +126,7 @@ export function NetworkPage({ selected }: { selected: string | null }) {
               derivedTransfers={derived}
               selected={current?.id ?? null}
               onSelect={select}
+              serving={serving}
             />
           )}
         </Section>
