@@ -28,12 +28,17 @@ The model, in one place (each constant below says what it assumes):
   that bills real runs and the batch simulator's (energy hour by hour on the
   center's tariff, service per CU·h; kWh and CO2 as the batch simulator's).
 - **Autoscaling** (every policy but `static-peak`): every `TICK_S` the mean
-  in-flight requests of the last tick give ``replicas_for(spec, inflight)``
+  in-flight requests of the last tick (of the last `lookback=` seconds when
+  given) give ``replicas_for(spec, inflight)``
   (the server's rule); the count moves up once that has held `up_delay_s`
   and down once it has held `down_delay_s` (the service's `autoscale:`, or
   its defaults) — the same hysteresis as `server/services.py`'s autoscale.
   A new replica is billed at once and serves after `startup=` seconds; one
   scaled down takes no new requests and stops once its last one finished.
+- **Policies**: `POLICIES`; `static-peak` (the issue's baseline) sizes each
+  site's replicas at its nearest center for the busiest minute and never
+  changes them; `ours` places with the server's `scheduler.serving.choose`
+  and routes with the gateway's `gateway.scoring.score`.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import heapq
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -508,9 +513,6 @@ def window_peak_inflight(t: np.ndarray, dur: np.ndarray, window_s: float) -> tup
 
 
 # ----------------------------------------------------------------- the run
-
-
-Router = Callable[[list[Replica], int, float], Replica]
 
 
 class ServingRun:
