@@ -4,7 +4,9 @@ Load reports from a user site (what `cnet gateway --site` sends) steer where
 the keeper puts replicas: on the cheapest center within the latency objective,
 the near one when the objective is tight. A report with requests waiting
 starts a replica of a service at zero at once; the hourly budget caps how many
-run; a replica pinned at a center that vanishes is replaced at another.
+run; a replica pinned at a center that vanishes is replaced at another; when
+the demand moves to another site, the replica follows, the new one started
+before the old one stops.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ pytestmark = pytest.mark.integration
 
 ECHO = Path(__file__).resolve().parents[1] / "helpers" / "echo_model.py"
 
-# Users sit next to `near` (4 ms RTT); `far` is 64 ms away and its power costs a third.
+# Users sit next to `near` (4 ms RTT); `far` is 64 ms away and its power costs a third;
+# west-users sit next to `far`.
 # Flat tariffs: the fast network clock's hour does not change the answer.
 NETWORK = """
 name: placement-itest
@@ -57,8 +60,10 @@ centers:
     service_price_per_cuh: 1
 sites:
   - {id: users, lat: 31.2, lon: 121.4, region: east}
+  - {id: west-users, lat: 37.4, lon: 105.1, region: west}
 links:
   - {a: users, b: near, bandwidth_gbps: 1, latency_ms: 2, price_per_gb: 0.01}
+  - {a: west-users, b: far, bandwidth_gbps: 1, latency_ms: 2, price_per_gb: 0.01}
   - {a: near, b: far, bandwidth_gbps: 1, latency_ms: 30, price_per_gb: 0.05}
 """
 
@@ -215,3 +220,31 @@ def test_the_hourly_budget_caps_the_replicas_and_a_bad_site_is_refused(net: Net)
     assert old.status_code == 204
     shown = json.loads(net.user.service("capped").model_dump_json())
     assert "notes" in shown and "cost_cny_per_hour" in shown
+
+
+def test_a_replica_follows_the_demand_to_another_site_make_before_break(net: Net) -> None:
+    # 60 ms objective (30 ms for the network): near serves users, far serves west-users.
+    # down_delay_s 1: a better center must hold 1 s, and one move per second at most.
+    deploy(
+        net,
+        "mover",
+        replicas={"min": 1, "max": 1},
+        latency={"p99_ttfb_ms": 60},
+        autoscale={"up_delay_s": 3600, "down_delay_s": 1},
+    )
+    with reporting(net, {"mover": {"inflight": 2}}):
+        until("mover at near", lambda: ready_at(net, "mover") == ["near"], net, timeout=90)
+    first = net.user.service("mover").replicas[0].job_id
+    seen: list[int] = []
+
+    def moved() -> bool:
+        v = net.user.service("mover")
+        seen.append(v.ready)
+        return [r.center for r in v.replicas if r.ready] == ["far"] and len(v.replicas) == 1
+
+    with reporting(net, {"mover": {"inflight": 2, "site": "west-users"}}):
+        until("mover at far", moved, net, timeout=90)
+    assert min(seen) >= 1, seen  # never without a ready replica while it moved
+    after = net.user.service("mover").replicas[0]
+    assert after.why is not None and f"moving replica {first} from near" in after.why
+    until("the old replica stopped", lambda: net.user.job(first).state.value == "CANCELLED", net)

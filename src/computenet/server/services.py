@@ -17,10 +17,11 @@ import contextlib
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -599,9 +600,9 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
         slot += 1
         if pin is not None:
             placed.append(pin)
+    row.next_slot = slot
     if not todo.new and not todo.cancel and moving is None and demand:
         _consider_move(p, row, spec, key, live, spots, rtt, demand, spent, budget, todo, at)
-    row.next_slot = slot
     _notes[key] = notes
     return todo
 
@@ -624,34 +625,33 @@ def _consider_move(
     spent: float,
     budget: float | None,
     todo: _Todo,
-    at: Any,
+    at: Callable[[ServiceReplicaRow, JobRow], str | None],
 ) -> None:
     """Start a move (make before break) once a better center has held `move_hold_s`."""
     hold = move_hold_s(spec)
     if p.real - _last_move.get(key, -1e18) < hold:
         return  # at most one move per service per hold: bounded churn
     ready = [
-        (r, job)
+        (job, c)
         for r, job in live
-        if job.state == JobState.RUNNING.value and r.endpoint is not None and at(r, job)
+        if job.state == JobState.RUNNING.value
+        and r.endpoint is not None
+        and (c := at(r, job)) is not None
     ]
     if len(ready) != len(live):
         _misfit.pop(key, None)  # a replica still starting: judge once all are up
         return
-    mv = serving.misplaced(
-        demand, spots, rtt, spec.latency.p99_ttfb_ms, [at(r, job) for r, job in ready]
-    )
+    mv = serving.misplaced(demand, spots, rtt, spec.latency.p99_ttfb_ms, [c for _, c in ready])
     if mv is None:
         _misfit.pop(key, None)
         return
-    old_row, old_job = ready[mv.index]
+    old_job, here = ready[mv.index]
     seen = _misfit.get(key)
     if seen is None or seen[:2] != (old_job.id, mv.to.center):
         _misfit[key] = (old_job.id, mv.to.center, p.real)
         return
     if p.real - seen[2] < hold:
         return
-    here = at(old_row, old_job)
     costs = {x.center: x.cost_cny_per_hour for x in spots}
     after = spent - costs.get(here, 0.0) + mv.to.cost_cny_per_hour
     if budget is not None and after > budget + 1e-9:
