@@ -1,20 +1,24 @@
-"""Per-request metering: histogram percentiles against a sort, and the gateway's meter."""
+"""Per-request metering: histogram percentiles against a sort, the gateway's meter, and
+the control plane's minute-by-minute store."""
 
 from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime, timedelta
 
 from computenet.gateway.proxy import Meter
 from computenet.protocol.service_stats import (
     BASE_MS,
     GROWTH,
     MAX_BUCKET,
+    StatsReport,
     bucket_of,
     merge,
     percentile,
     upper_ms,
 )
+from computenet.server.service_stats import KEEP_MINUTES, StatsStore
 
 
 def test_each_value_lands_in_the_bucket_that_holds_it() -> None:
@@ -63,3 +67,48 @@ def test_the_meter_counts_per_service_and_starts_a_new_window_when_taken() -> No
     assert percentile(a.latency_ms, 0.5) == upper_ms(bucket_of(5.0))
     assert counts["b"].requests == 1
     assert m.take()[1] == {}
+
+
+def _report(requests: int, errors: int, ms: float) -> StatsReport:
+    return StatsReport(
+        gateway="g",
+        window_s=2,
+        requests=requests,
+        errors=errors,
+        bytes_in=requests,
+        bytes_out=2 * requests,
+        ttfb_ms={bucket_of(ms): requests},
+        latency_ms={bucket_of(2 * ms): requests},
+    )
+
+
+def test_the_control_plane_adds_reports_by_minute_and_keeps_a_bounded_ring() -> None:
+    store = StatsStore()
+    key = ("acme", "echo")
+    t0 = datetime(2026, 12, 5, 9, 0, 10, tzinfo=UTC)
+    store.add(key, t0, _report(10, 1, 5.0), replicas=1, cost_h=2.0)
+    store.add(key, t0 + timedelta(seconds=30), _report(30, 0, 50.0), replicas=2, cost_h=4.0)
+    store.add(key, t0 + timedelta(minutes=1), _report(5, 5, 1.0), replicas=2, cost_h=4.0)
+    minutes, totals = store.snapshot(key, t0.replace(second=0))
+    assert [m.requests for _, m in minutes] == [40, 5]
+    first = minutes[0][1]
+    assert (first.errors, first.bytes_in, first.bytes_out) == (1, 40, 80)
+    assert (first.replicas, first.cost_cny_per_hour) == (2, 4.0)  # its last report's
+    assert percentile(first.ttfb, 0.25) == upper_ms(bucket_of(5.0))
+    assert percentile(first.ttfb, 0.99) == upper_ms(bucket_of(50.0))
+    assert (totals.requests, totals.errors) == (45, 6)
+    assert [t for t, _ in store.snapshot(key, t0.replace(second=0) + timedelta(minutes=1))[0]] == [
+        t0.replace(second=0) + timedelta(minutes=1)
+    ]
+    # A copy: changing it leaves the store as it was.
+    first.ttfb.clear()
+    assert store.snapshot(key, t0.replace(second=0))[0][0][1].ttfb
+    # The ring keeps the last KEEP_MINUTES minutes; the totals keep counting.
+    for i in range(KEEP_MINUTES + 5):
+        store.add(key, t0 + timedelta(minutes=2 + i), _report(1, 0, 1.0), 1, 1.0)
+    minutes, totals = store.snapshot(key, t0 - timedelta(days=2))
+    assert len(minutes) == KEEP_MINUTES
+    assert minutes[-1][0] == t0.replace(second=0) + timedelta(minutes=KEEP_MINUTES + 6)
+    assert totals.requests == 45 + KEEP_MINUTES + 5
+    store.forget(key)
+    assert store.snapshot(key, t0)[1].requests == 0
