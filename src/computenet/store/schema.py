@@ -379,7 +379,8 @@ class ServiceRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     next_slot: Mapped[int] = mapped_column(Integer, default=0)
     # Autoscaling (server/services.py): each gateway's last report {name: [in flight, real
-    # unix s]}, and since when (real) the demand has called for more / fewer replicas.
+    # unix s, site or null, waiting]} (older rows: the first two), and since when (real) the
+    # demand has called for more / fewer replicas.
     load: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     above_since: Mapped[float | None] = mapped_column(Float, nullable=True)
     below_since: Mapped[float | None] = mapped_column(Float, nullable=True)
