@@ -146,8 +146,10 @@ def test_a_request_to_a_service_scaled_to_zero_is_held_until_a_replica_is_ready(
         # helper's change); where it has not yet, the test scales by hand during the hold.
         if net.user.service("cold").wanted == 0:
             time.sleep(3)  # two report windows: time for the keeper to act on `waiting`
-        if net.user.service("cold").wanted == 0:
+        by_hand = net.user.service("cold").wanted == 0
+        if by_hand:
             net.user.scale_service("cold", 1)
+        print(f"replica for the held request started {'by hand' if by_hand else 'by the keeper'}")
         caller.join(timeout=150)
         assert answers and answers[0].status_code == 200, answers and answers[0].text
         view = net.user.service("cold")
