@@ -15,7 +15,9 @@ Variants, each a full comparison (so the reader sees what the result rests on):
 - `A100 only`: a service that may run on A100s only, so ours cannot win by its
   choice of chip, only by place and scaling;
 - `hour=3`: the same hour of requests at 03:00, in the valley of the tariff;
-- `seed=1,2`: other draws of the requests' sites.
+- `seed=1,2`: other draws of the requests' sites;
+- `day=1`: the hour as the busiest of a day (24 copies thinned by an assumed
+  diurnal shape, 03:00 at a fifth of 15:00), so demand and tariffs move.
 
 Run: .venv/bin/python bench/sim_serving.py [--trace PATH] [--only default]
 """
@@ -61,7 +63,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", type=Path, default=TRACE)
     ap.add_argument(
-        "--only", help="run one variant (default, lookback=30, a100, hour=3, seed=1, seed=2)"
+        "--only",
+        help="run one variant (default, lookback=30, a100, a100,lookback=30, hour=3, seed=1,"
+        " seed=2, day=1)",
     )
     args = ap.parse_args()
     if not args.trace.is_file():
@@ -79,6 +83,7 @@ def main() -> int:
             "hour=3": ",hour=3",
             "seed=1": ",seed=1",
             "seed=2": ",seed=2",
+            "day=1": ",day=1",
         }
         if args.only:
             variants = {k: v for k, v in variants.items() if k == args.only}

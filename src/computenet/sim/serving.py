@@ -112,7 +112,18 @@ autoscale: {up_delay_s: 30, down_delay_s: 600}
 """The service replayed when the workload names none: 1 A100-class chip a replica, in-flight
 target 4, p99 time to first byte <= 500 ms (issue 11), Ray Serve's 30 s / 600 s hysteresis."""
 
-_KEYS = ("service", "seed", "rate", "hour", "batch", "startup", "lookback", "sites", "requests")
+_KEYS = (
+    "service",
+    "seed",
+    "rate",
+    "hour",
+    "day",
+    "batch",
+    "startup",
+    "lookback",
+    "sites",
+    "requests",
+)
 
 
 # ----------------------------------------------------------------- the trace
@@ -211,6 +222,39 @@ def load_azure_llm(path: str | Path, limit: int | None = None) -> LLMTrace:
     )
 
 
+DIURNAL_PEAK_HOUR = 15
+"""Assumed: the local hour when an interactive service is busiest (and 12 h later the quietest)."""
+
+DIURNAL_LOW = 0.2
+"""Assumed: the quietest hour's requests as a share of the busiest's."""
+
+
+def diurnal_share(hour: int) -> float:
+    """The share of the busiest hour's requests that local `hour` sees (a cosine, 0.2 .. 1)."""
+    mid = (1.0 + DIURNAL_LOW) / 2.0
+    return mid + (1.0 - mid) * math.cos(2.0 * math.pi * (hour - DIURNAL_PEAK_HOUR) / 24.0)
+
+
+def over_a_day(trace: LLMTrace, start_hour: int, seed: int) -> LLMTrace:
+    """The trace's hour as the busiest hour of a day: 24 copies one hour apart, copy k keeping
+    (seeded) `diurnal_share` of the requests of local hour ``start_hour + k``."""
+    rng = np.random.default_rng(seed + 1)
+    span = max(3600.0, math.ceil(float(trace.t_s[-1]) / 3600.0) * 3600.0)
+    t, c, g = [], [], []
+    for k in range(24):
+        keep = rng.random(len(trace)) < diurnal_share((start_hour + k) % 24)
+        t.append(trace.t_s[keep] + k * span)
+        c.append(trace.context[keep])
+        g.append(trace.generated[keep])
+    return LLMTrace(
+        name=f"{trace.name} over a day",
+        start=trace.start,
+        t_s=np.concatenate(t),
+        context=np.concatenate(c),
+        generated=np.concatenate(g),
+    )
+
+
 # ----------------------------------------------------------------- the workload
 
 
@@ -262,7 +306,8 @@ def _number(key: str, value: str, lo: float, hi: float, integer: bool = False) -
 
 def parse_serving_workload(text: str, net: Network) -> ServingWorkload:
     """`azure-llm:PATH[,service=FILE][,seed=S][,rate=X][,hour=H][,batch=B][,startup=S]
-    [,sites=SITE:W/SITE:W][,requests=N]` on `net`; ValidationError naming the key."""
+    [,day=1][,lookback=S][,sites=SITE:W/SITE:W][,requests=N]` on `net`; ValidationError naming
+    the key."""
     if not is_serving_workload(text):
         raise ValidationError(f"'{text[:60]}' is not azure-llm:PATH", field="--workload")
     path, *pairs = text[len(WORKLOAD_PREFIX) :].split(",")
@@ -335,6 +380,8 @@ def parse_serving_workload(text: str, net: Network) -> ServingWorkload:
             raise ValidationError(
                 "every weight is 0", field="--workload sites", hint="give one > 0"
             )
+    if int(_number("day", opts.get("day", "0"), 0, 1, True)):
+        trace = over_a_day(trace, start.hour, seed)
     rng = np.random.default_rng(seed)
     origin = rng.choice(len(ids), size=len(trace), p=weights / weights.sum())
     return ServingWorkload(

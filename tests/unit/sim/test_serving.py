@@ -23,6 +23,7 @@ from computenet.sim.serving import (
     Group,
     ServingRun,
     ServingWorkload,
+    diurnal_share,
     goal,
     hysteresis,
     load_azure_llm,
@@ -341,3 +342,22 @@ def test_window_peak_inflight() -> None:
         np.array([0.0, 0.0, 60.0]), np.array([60.0, 60.0, 6.0]), 60.0
     )
     assert first == pytest.approx(2.0) and peak == pytest.approx(2.0)
+
+
+def test_a_day_repeats_the_trace_hour_by_hour_with_the_diurnal_share(
+    china: Network, trace_path: Path
+) -> None:
+    one = parse_serving_workload(f"azure-llm:{trace_path}", china)
+    day = parse_serving_workload(f"azure-llm:{trace_path},day=1", china)
+    assert day.epoch == one.epoch
+    hours = (day.t_s // 3600).astype(int)
+    assert hours.min() == 0 and hours.max() == 23
+    counts = np.bincount(hours, minlength=24)
+    local = [(one.epoch.hour + k) % 24 for k in range(24)]
+    busiest, quietest = local.index(15), local.index(3)
+    assert counts[busiest] > 3 * counts[quietest]
+    assert counts.max() <= len(one.t_s) and counts.sum() < 24 * len(one.t_s)
+    assert diurnal_share(15) == pytest.approx(1.0) and diurnal_share(3) == pytest.approx(0.2)
+    with pytest.raises(ValidationError) as e:
+        parse_serving_workload(f"azure-llm:{trace_path},day=2", china)
+    assert e.value.field == "--workload day"
