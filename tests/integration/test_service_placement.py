@@ -208,6 +208,12 @@ def test_the_hourly_budget_caps_the_replicas_and_a_bad_site_is_refused(net: Net)
         assert (v.wanted, len(v.replicas)) == (3, 2)
         assert v.cost_cny_per_hour is not None and 0 < v.cost_cny_per_hour <= 0.6
         assert any("not started: the hourly budget" in n for n in v.notes), v.notes
+    # replicas.min wins over a budget too small for it, and says so.
+    deploy(net, "floor", replicas={"min": 1, "max": 1}, budget_cny_per_hour=0.1)
+    v = until("floor's replica", lambda: ready_at(net, "floor") and net.user.service("floor"), net)
+    assert len(v.replicas) == 1
+    assert any("replicas.min (1) wins" in n for n in v.notes), v.notes
+    assert "over budget" in (v.replicas[0].why or ""), v.replicas[0].why
     # A site that is no node of the network: 422 naming it; an old gateway's body still works.
     bad = report(net, "capped", site="mars")
     assert bad.status_code == 422 and bad.json()["field"] == "site", bad.text

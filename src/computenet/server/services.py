@@ -227,7 +227,7 @@ def delete(plane: ControlPlane, who: Principal, name: str) -> ServiceView:
             view = _view(plane, s, row)
             live = [r.job_id for r in store.replicas(s, row.tenant_id, name, live_only=True)]
             store.drop_service(s, row.tenant_id, name)
-        for memo in (_moves, _misfit, _last_move, _notes, _crashes):
+        for memo in (_moves, _misfit, _last_move, _notes, _crashes, _over_since):
             memo.pop((row.tenant_id, name), None)
         for job_id in live:
             _cancel(plane, who, job_id)
@@ -392,9 +392,14 @@ def record_endpoint(plane: ControlPlane, center: str, job_id: str, endpoint: str
 
 # In memory, per service (tenant, name), on the leader; lost on a restart, which is
 # harmless: a move's extra replica is then cancelled as one too many, and tried again.
-_moves: dict[tuple[str, str], tuple[str, str]] = {}  # a move under way: (old job, new job)
+_moves: dict[tuple[str, str], tuple[str, str, float]] = {}  # under way: (old, new job, since)
 _misfit: dict[tuple[str, str], tuple[str, str, float]] = {}  # (old job, to center, since)
 _last_move: dict[tuple[str, str], float] = {}  # real time the last move ended
+_over_since: dict[tuple[str, str], float] = {}  # real time the replicas went over the budget
+
+MOVE_GIVE_UP_S = 300.0
+"""Real seconds a move's new replica may take to be ready; then it is cancelled (the old
+one stays) and the next move waits its hold: a target center that filled up meanwhile."""
 _notes: dict[tuple[str, str], list[str]] = {}  # what ServiceView.notes shows
 
 
@@ -520,10 +525,18 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
     # A move under way: the new replica is extra until it is ready, then the old one stops.
     moving = _moves.get(key)
     if moving is not None:
-        old, new = moving
+        old, new, since = moving
         by_job = {r.job_id: (r, job) for r, job in live}
         if new not in by_job or old not in by_job:
             _moves.pop(key)  # one of them ended: what is left is ordinary replicas
+            moving = None
+        elif real - since > MOVE_GIVE_UP_S and not by_job[new][0].endpoint:
+            log.info("service %s: move of %s given up, %s not ready in time", row.name, old, new)
+            by_job[new][0].retired = True
+            todo.cancel.append(new)
+            live = [x for x in live if x[0].job_id != new]
+            _moves.pop(key)
+            _last_move[key] = real
             moving = None
         else:
             nr, nj = by_job[new]
@@ -551,12 +564,22 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
     budget = float(spec.budget_cny_per_hour) if spec.budget_cny_per_hour is not None else None
     keep_n = min(row.wanted, len(live))
     live_costs = [cost_at(at(r, job), job) for r, job in live]
-    keep_n = min(keep_n, serving.budget_keep(live_costs[:keep_n], budget, spec.replicas.min))
+    affordable = serving.budget_keep(live_costs[:keep_n], budget, spec.replicas.min)
+    if affordable < keep_n:
+        # Over the budget (a tariff rose, a dearer chip): the newest stop once that has
+        # held the file's down delay, so an hour's boundary does not stop and start them.
+        since = _over_since.setdefault(key, real)
+        if real - since >= move_hold_s(spec):
+            notes.append(f"{keep_n - affordable} replica(s) stopped: over the hourly budget")
+            keep_n = affordable
+            _over_since.pop(key, None)
+        else:
+            notes.append(f"over the hourly budget since {real - since:.0f} s: the newest stop soon")
+    else:
+        _over_since.pop(key, None)
     for r, job in live[keep_n:]:  # the newest go first
         r.retired = True
         todo.cancel.append(job.id)
-    if keep_n < min(row.wanted, len(live)):
-        notes.append(f"{len(live) - keep_n} replica(s) stopped: over the hourly budget")
     live = live[:keep_n]
     spent = sum(live_costs[:keep_n])
     demand = demand_by_site(fresh_reports(row, real))
@@ -593,7 +616,6 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
                 f"over budget: replicas.min ({spec.replicas.min}) wins, the service costs"
                 f" ¥{spent + cost:.2f}/h against its budget ¥{budget:g}/h"
             )
-            notes.append(warn)
             why = f"{why}; {warn}" if why else f"{pin or 'any center'}; {warn}"
         todo.new.append(_New(slot, pin, why))
         spent += cost
@@ -601,6 +623,15 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
         if pin is not None:
             placed.append(pin)
     row.next_slot = slot
+    if (
+        budget is not None
+        and spent > budget + 1e-9
+        and len(live) + len(todo.new) <= spec.replicas.min
+    ):
+        notes.append(
+            f"over budget: the service costs ¥{spent:.2f}/h against its budget ¥{budget:g}/h;"
+            f" replicas.min ({spec.replicas.min}) wins"
+        )
     if not todo.new and not todo.cancel and moving is None and demand:
         _consider_move(p, row, spec, key, live, spots, rtt, demand, spent, budget, todo, at)
     _notes[key] = notes
@@ -711,7 +742,7 @@ def keep(plane: ControlPlane) -> int:
                     if new.why:
                         job_store.add_event(s, view.id, plane.clock.now(), PLACED + new.why)
                 if t.move_from is not None:
-                    _moves[(t.tenant, t.name)] = (t.move_from, view.id)
+                    _moves[(t.tenant, t.name)] = (t.move_from, view.id, plane.clock.real())
                     t.move_from = None
                 submitted += 1
                 log.info(
