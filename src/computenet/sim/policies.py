@@ -68,17 +68,39 @@ class SchedulerPolicy:
         """One cycle over the jobs due a decision, for a caller that keeps deferred ones itself.
 
         The decisions of `jobs`, and for each job the `lookahead` strategy
-        deferred the instant worth deciding it again (until then, unless its
-        request changes, its decision stands: `__call__` keeps it so).
-        `waiting`: jobs kept so that are not in `jobs`, counted against
-        `MAX_WAITING`. The simulator calls this directly and keeps the deferred
-        jobs out of its batch, instead of handing every kept job over each
-        cycle (hundreds a cycle when a backlog waits for a valley).
+        deferred the instant worth deciding it again: until then, unless its
+        request changes, its decision stands (`keeps` says so, and `__call__`
+        keeps it). `waiting`: jobs kept so that are not in `jobs`, counted
+        against `MAX_WAITING`. The simulator calls this directly and keeps the
+        deferred jobs out of its batch, instead of handing every kept job over
+        each cycle (hundreds a cycle when a backlog waits for a valley).
         """
+        decided, wake = self._decide(snapshot, jobs, waiting)
+        kept = self._waiting
+        if len(kept) > 10_000:  # jobs withdrawn while waiting: their instants pass
+            now = snapshot.now
+            self._waiting = kept = {k: w for k, w in kept.items() if now < w[0]}
+        self._remember(jobs, decided, wake)
+        return decided, wake
+
+    def _decide(
+        self, snapshot: Snapshot, jobs: Sequence[JobRequest], waiting: int
+    ) -> tuple[list[Decision], dict[str, datetime]]:
         if self.strategy != "lookahead":
             return schedule_cycle(snapshot, jobs, self.profile, strategy=self.strategy), {}
         # The simulator reads the reasons of unplaced jobs only.
         return lookahead_cycle(snapshot, jobs, self.profile, waiting=waiting, explain_placed=False)
+
+    def _remember(
+        self, jobs: Sequence[JobRequest], decided: list[Decision], wake: dict[str, datetime]
+    ) -> None:
+        """Keep the deferred jobs' decisions until their instants; forget the others'."""
+        waiting = self._waiting
+        for j, d in zip(jobs, decided, strict=True):
+            if j.id in wake:
+                waiting[j.id] = (wake[j.id], j, d)
+            else:
+                waiting.pop(j.id, None)
 
     def __call__(self, snapshot: Snapshot, jobs: Sequence[JobRequest]) -> list[Decision]:
         """One production scheduling cycle."""
@@ -102,14 +124,11 @@ class SchedulerPolicy:
                 due.append(j)
         if len(waiting) > 2 * len(jobs) + 1_000:  # jobs withdrawn while waiting
             pending = {j.id for j in jobs}
-            self._waiting = waiting = {k: w for k, w in waiting.items() if k in pending}
-        decided, wake = self.decide_due(snapshot, due, len(jobs) - len(due))
-        for k, j, d in zip(at, due, decided, strict=True):
+            self._waiting = {k: w for k, w in waiting.items() if k in pending}
+        decided, wake = self._decide(snapshot, due, len(jobs) - len(due))
+        self._remember(due, decided, wake)
+        for k, d in zip(at, decided, strict=True):
             out[k] = d
-            if j.id in wake:
-                waiting[j.id] = (wake[j.id], j, d)
-            else:
-                waiting.pop(j.id, None)
         return cast("list[Decision]", out)  # every place filled above
 
 

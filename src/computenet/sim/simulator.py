@@ -414,7 +414,7 @@ class Simulation:
             due = [i for i in self.pending if i not in parked]
             kept = len(self.pending) - len(due)
         else:
-            batch = self._batch(parked)
+            batch = self._batch()
             due = [i for i in batch if i not in parked]
             kept = len(batch) - len(due)
         snap = self.cal.snapshot(
@@ -433,10 +433,10 @@ class Simulation:
                     text = "; ".join(d.reasons)
                     written[i] = text
                     said[i] = (d.reasons, text)
-                until = wake.get(r.id)
-                if until is not None:
-                    parked[i] = (until, r)
-                    heapq.heappush(wakes, (until, i))
+                again = wake.get(r.id)
+                if again is not None:  # deferred: its decision stands until then
+                    parked[i] = (again, r)
+                    heapq.heappush(wakes, (again, i))
                 continue
             said.pop(i, None)
             self._commit(i, d)
@@ -494,7 +494,7 @@ class Simulation:
         self._order[i] = key
         heapq.heappush(self._backlog, (key, i))
 
-    def _batch(self, parked: dict[int, tuple[datetime, JobRequest]] | None = None) -> list[int]:
+    def _batch(self) -> list[int]:
         """The pending jobs this cycle looks at: the scheduler's order, at most `max_batch`.
 
         The backlog is a heap in `standing_key` order (the cycle's order, which
@@ -503,12 +503,13 @@ class Simulation:
         backlog of 10⁵ jobs the sort was nearly all of a 1M-job run. Entries of
         jobs placed, withdrawn or re-ordered since are dropped as they surface.
         Jobs the policy keeps a decision on (`Policy.keeps`) come along in order
-        without counting against `max_batch`; with `parked`, those parked there
-        (`_cycle_due`) instead of asking the policy.
+        without counting against `max_batch` (for a policy that decides only the
+        due jobs, those parked by `_cycle_due`: the same ones).
         """
         if len(self.pending) <= self.cfg.max_batch:
             return list(self.pending)
         now = self.env.datetime()
+        parked = self._parked if self._decide_due is not None else None
         out: list[int] = []
         counted = 0
         while self._backlog and counted < self.cfg.max_batch:
