@@ -54,14 +54,24 @@ def energy_cost_cny(
     """
     if end <= start:
         return Decimal(0)
-    local = start.astimezone(CST)
-    pos = (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
-    days, left = divmod((end - start) // timedelta(microseconds=1), _DAY_US)
+    if start.tzinfo is not None:
+        # µs into the local day: CST is a fixed offset, so whole days since a local
+        # midnight are whole local days (exact integers, as the fields below give).
+        pos = ((start - _LOCAL_MIDNIGHT) // _US) % _DAY_US
+    else:
+        local = start.astimezone(CST)
+        pos = (local.hour * 3600 + local.minute * 60 + local.second) * 1_000_000 + local.microsecond
+    days, left = divmod((end - start) // _US, _DAY_US)
     cum = _tariff_integral(center.tariff)
     total = _integral_to(cum, pos + left) - _integral_to(cum, pos)
     if days:
         total += days * cum[24]
-    return fen(_meter_kw(chips, tdp_w, center.pue) * total / Decimal(_HOUR_US))
+    return fen(_meter_kw(chips, tdp_w, center.pue) * total / _HOUR_US_D)
+
+
+_US = timedelta(microseconds=1)
+_HOUR_US_D = Decimal(_HOUR_US)
+_LOCAL_MIDNIGHT = datetime(1970, 1, 1, tzinfo=CST)
 
 
 @functools.lru_cache(maxsize=1024)
