@@ -20,6 +20,8 @@ from tests.integration.test_cli_demo import processes_marked
 
 pytestmark = [pytest.mark.integration, pytest.mark.own_db]
 
+UP = [sys.executable, "-m", "computenet.cli", "up", "demo"]
+
 
 @dataclass
 class Up:
@@ -70,7 +72,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     out_path = tmp / "up.out"
     with open(out_path, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "computenet.cli", "up", "demo", "--port", "0"],
+            [*UP, "--port", "0", "--gateway-port", "0"],
             stdout=out,
             stderr=subprocess.STDOUT,
             text=True,
@@ -270,6 +272,53 @@ def test_no_agent_or_job_sees_a_token(up: Up) -> None:
     out = up.cnet("logs", json.loads(r.stdout)["id"], check=True).stdout
     assert "CNET_JOB_ID=" in out
     assert not [s for s in secrets if s in out] and "CNET_CONFIG" not in out
+
+
+def test_up_starts_a_gateway_that_serves_a_deployed_service(up: Up) -> None:
+    import httpx
+
+    from computenet.cli.demo import _job_python
+    from computenet.demo_models import tinygen
+
+    gw = up.config["gateway"]
+    assert isinstance(gw, dict) and gw["site"] == "shanghai-users"
+    assert httpx.get(f"{gw['url']}/healthz").json()["ok"] is True
+    # The gateway holds no token in its argv or environment (it reads a 0600 file).
+    pids = [
+        pid for pid in processes_marked(up.marker)
+        if b"gateway" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]  # fmt: skip
+    assert len(pids) == 1
+    proc = Path(f"/proc/{pids[0]}")
+    blobs = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+    assert str(up.config["token"]).encode() not in blobs
+    spec = {
+        "name": "tiny",
+        "command": f"{_job_python()} {Path(tinygen.__file__).resolve()}",
+        "chips": {"count": 1},
+        "readiness_path": "/healthz",
+    }
+    up.cnet("serve", "deploy", up.job_file("tiny.yaml", json.dumps(spec)), check=True)
+    try:
+        deadline = time.monotonic() + 90
+        while httpx.get(f"{gw['url']}/healthz").json()["services"].get("tiny", 0) < 1:
+            assert time.monotonic() < deadline, up.cnet("serve", "status", "tiny").stdout
+            time.sleep(0.5)
+        r = httpx.post(
+            f"{gw['url']}/services/tiny/v1/completions", json={"prompt": "hi", "max_tokens": 3}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["completion_tokens"] == 3
+    finally:
+        up.cnet("serve", "delete", "tiny")
+
+
+def test_a_gateway_site_not_in_the_network_is_one_line_exit_2(tmp_path: Path) -> None:
+    env = dict(os.environ, CNET_CONFIG=str(tmp_path / "c.json"), CNET_HOME=str(tmp_path / "h"))
+    argv = [*UP, "--port", "0", "--gateway-site", "mars"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert_one_line(r, "--gateway-site", "mars")
+    assert not (tmp_path / "c.json").exists()
 
 
 def test_ctrl_c_stops_every_process_up_started(up: Up) -> None:
