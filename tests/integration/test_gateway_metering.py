@@ -113,6 +113,10 @@ def test_requests_through_the_gateway_are_counted_exactly_with_their_cost(
         )  # fmt: skip
         assert bad.status_code == 422 and bad.json()["field"] == "errors"
         assert net.user.service_metrics("echo").totals.requests == 20
+        # A service deleted and deployed again starts a new series.
+        net.user.delete_service("zero")
+        net.user.deploy_service(service_file(net.tmp, name="zero", replicas={"min": 0, "max": 1}))
+        assert net.user.service_metrics("zero").totals.requests == 0
     finally:
         stop_process(gw)
 

@@ -40,8 +40,10 @@ def scale(name: str, body: ScaleRequest, plane: Plane, who: User) -> ServiceView
 
 @router.delete("/services/{name}", response_model=ServiceView)
 def delete(name: str, plane: Plane, who: User) -> ServiceView:
-    """Stop every replica and remove the service."""
-    return services.delete(plane, who, name)
+    """Stop every replica and remove the service (and its request series)."""
+    gone = services.delete(plane, who, name)
+    service_stats.store_of(plane).forget((gone.tenant, gone.name))
+    return gone
 
 
 @router.post("/services/{name}/load", status_code=204)
