@@ -137,18 +137,22 @@ def choose(
     rtt: Mapping[tuple[str, str], float],
     objective_ms: float,
     placed: Sequence[str] = (),
+    site: str | None = None,
 ) -> Choice | None:
     """The center for one more replica, with `placed` the centers of those already placed.
 
-    None when there is no demand to go by or no spot with room: the caller
-    falls back to the ordinary scheduler.
+    It serves `site` when given, else the site worst covered. None when there
+    is no demand to go by or no spot with room: the caller falls back to the
+    ordinary scheduler.
     """
     demand = {s: w for s, w in demand.items() if w > 0}
     room = [p for p in spots if p.free > 0]
     if not demand or not room:
         return None
     limit = rtt_limit_ms(objective_ms)
-    _, weight, site = _deficits(demand, rtt, limit, placed)[0]
+    if site is None:
+        site = _deficits(demand, rtt, limit, placed)[0][2]
+    weight = demand.get(site, 0.0)
     total = sum(demand.values())
 
     def spread(p: Spot) -> float:  # mean RTT over all the demand: the tie-break
@@ -186,14 +190,16 @@ def misplaced(
 ) -> Move | None:
     """One replica (of those at `current`) worth moving now, the worst first; None if none.
 
-    For each replica, `choose` is asked where it would go with the others where
-    they are (its own center counts as having room). A move is worth it when
-    the choice fits the objective of the demand it serves and the replica's
-    center does not, or when both fit (or both do not) and the choice costs at
-    most ``1 - gain`` of the replica's center. Of several, the one outside the
-    objective first, then the largest saving.
+    With the others where they are, a replica serves the worst-covered site
+    its center fits, if that site is short of replicas without it; it then
+    moves only for price: to the cheapest spot fitting that site when that
+    costs at most ``1 - gain`` of its own center. A replica serving no such
+    site moves where `choose` puts one more replica when that fits the
+    objective (its own center counts as having room), or for price as above.
+    Of several, a move into the objective first, then the largest saving.
     """
-    if not demand or not current:
+    live = {s: w for s, w in demand.items() if w > 0}
+    if not live or not current:
         return None
     cost = {p.center: p.cost_cny_per_hour for p in spots}
     limit = rtt_limit_ms(objective_ms)
@@ -203,7 +209,13 @@ def misplaced(
             continue  # not a spot now (offline, or not one of the chip types): not judged
         others = [c for j, c in enumerate(current) if j != i]
         with_own = [Spot(p.center, p.cost_cny_per_hour, p.free + (p.center == here)) for p in spots]
-        to = choose(demand, with_own, rtt, objective_ms, others)
+        serves = [
+            site
+            for deficit, _, site in _deficits(live, rtt, limit, others)
+            if deficit > 0 and _fits(rtt, site, here, limit)
+        ]
+        site = serves[0] if serves else None
+        to = choose(live, with_own, rtt, objective_ms, others, site=site)
         if to is None or to.center == here:
             continue
         here_fits = _fits(rtt, to.site, here, limit)

@@ -100,6 +100,9 @@ def test_a_replica_moves_out_of_the_objective_or_for_a_clearly_cheaper_center() 
     # Of two replicas, the one out of the objective moves (not the one in it).
     mv = misplaced({"users": 5.0}, SPOTS, RTT, 20.0, ["near", "far"])
     assert mv is not None and mv.index == 1 and mv.to.center == "near"
+    # A replica serving a smaller site that needs it stays, though the bigger one could
+    # use it too (3 : 1 demand, one replica each: no move takes the west's only one).
+    assert misplaced({"users": 3.0, "west-users": 1.0}, SPOTS, RTT, 20.0, ["near", "far"]) is None
 
 
 def test_the_budget_keeps_the_longest_affordable_prefix_but_never_below_min() -> None:
