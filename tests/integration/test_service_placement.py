@@ -197,7 +197,9 @@ def test_replicas_go_to_the_cheapest_center_in_the_objective_and_come_back_elsew
     assert net.user.job(job_id).state.value in ("CANCELLED", "FAILED")
 
 
-def test_the_hourly_budget_caps_the_replicas_and_a_bad_site_is_refused(net: Net) -> None:
+def test_the_hourly_budget_caps_the_replicas_and_a_bad_site_is_refused(
+    net: Net, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One replica at far costs about ¥0.28/h; ¥0.6 pays for two, not three.
     deploy(net, "capped", replicas={"min": 0, "max": 3}, budget_cny_per_hour=0.6)
     with reporting(net, {"capped": {"inflight": 9}}):
@@ -215,6 +217,9 @@ def test_the_hourly_budget_caps_the_replicas_and_a_bad_site_is_refused(net: Net)
     assert any("replicas.min (1) wins" in n for n in v.notes), v.notes
     assert "over budget" in (v.replicas[0].why or ""), v.replicas[0].why
     # A site that is no node of the network: 422 naming it; an old gateway's body still works.
+    assert cnet(["serve", "ls", "--url", net.url, "--token", net.user.token]) == 0
+    listed = capsys.readouterr().out
+    assert "capped" in listed and "0.6" in listed  # the budget beside the cost now
     bad = report(net, "capped", site="mars")
     assert bad.status_code == 422 and bad.json()["field"] == "site", bad.text
     old = httpx.post(

@@ -97,15 +97,18 @@ def ls(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> 
     if as_json:
         print_json(views)
         return
-    table = Table("NAME", "READY", "WANTED", "MIN..MAX", "CENTERS")
+    table = Table("NAME", "READY", "WANTED", "MIN..MAX", "CENTERS", "¥/H NOW", "BUDGET ¥/H")
     for v in views:
         centers = sorted({r.center for r in v.replicas if r.center})
+        budget = v.spec.budget_cny_per_hour
         table.add_row(
             v.name,
             str(v.ready),
             str(v.wanted),
             f"{v.spec.replicas.min}..{v.spec.replicas.max}",
             ", ".join(centers) or "-",
+            "-" if v.cost_cny_per_hour is None else f"{v.cost_cny_per_hour:.2f}",
+            "-" if budget is None else f"{budget:g}",
         )
     console().print(table)
 
