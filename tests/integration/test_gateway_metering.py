@@ -93,7 +93,7 @@ def test_requests_through_the_gateway_are_counted_exactly_with_their_cost(
         assert t.replicas == 1 and m.series[-1].replicas == 1
         assert t.cost_cny_per_hour > 0 and m.series[-1].cost_cny_per_hour > 0
         assert t.cny_per_1k_requests is not None and t.cu_hours_per_request is not None
-        assert t.cny_per_1k_requests == pytest.approx(t.cost_cny * 1000 / 20)
+        assert t.cny_per_1k_requests == pytest.approx(float(t.cost_cny) * 1000 / 20)
         zero = until("the 503s in the metrics", lambda: counted("zero", 3), net, timeout=30)
         assert (zero.totals.requests, zero.totals.errors) == (3, 3)
         assert zero.totals.error_rate == 1.0 and zero.totals.replicas == 0

@@ -396,8 +396,8 @@ export interface MetricsTotals {
   bytes_in: number;
   bytes_out: number;
   replicas: number;
-  cost_cny_per_hour: number;
-  cost_cny: number;
+  cost_cny_per_hour: Decimal;
+  cost_cny: Decimal;
   cu_hours: number;
   cny_per_1k_requests: number | null;
   cu_hours_per_request: number | null;

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
@@ -111,7 +112,9 @@ class MetricsPoint(BaseModel):
     bytes_in: int
     bytes_out: int
     replicas: int = Field(description="replicas ready when the minute's last report came")
-    cost_cny_per_hour: float = Field(description="what those replicas cost per hour then")
+    cost_cny_per_hour: float = Field(
+        description="what those replicas cost per hour then (a chart value; the totals are exact)"
+    )
 
 
 class MetricsTotals(BaseModel):
@@ -127,8 +130,10 @@ class MetricsTotals(BaseModel):
     bytes_in: int
     bytes_out: int
     replicas: int = Field(description="replicas ready now")
-    cost_cny_per_hour: float = Field(description="what the replicas running now cost per hour")
-    cost_cny: float = Field(description="¥ of every replica of the service so far (bills' prices)")
+    cost_cny_per_hour: Decimal = Field(description="what the replicas running now cost per hour")
+    cost_cny: Decimal = Field(
+        description="¥ of every replica of the service so far (bills' prices)"
+    )
     cu_hours: float = Field(description="CU·h every replica delivered so far")
     cny_per_1k_requests: float | None = Field(description="cost_cny per 1,000 requests")
     cu_hours_per_request: float | None
