@@ -9,6 +9,16 @@ gets new replica jobs (a restart when one died, at once the first time, then
 after a delay doubling up to a minute while replicas keep failing before any
 answers its probe); above it, the newest are cancelled. Only the leader keeps
 (several servers on one database).
+
+Where the gateways' load reports name their sites, each new replica is pinned
+at the center `scheduler.serving.choose` picks (the cheapest within the
+latency objective of the demand it serves; the reason goes in the job's
+timeline), a replica clearly better elsewhere is moved make-before-break
+(`serving.misplaced`, held `move_hold_s`, one move per service per hold), and a
+pinned replica waiting for an offline center is replaced. The hourly budget
+caps the replicas (`serving.budget_keep`; `replicas.min` wins, noted). A
+service at zero with requests held at a gateway starts one at once
+(`autoscale`). docs/services.md, "Placement" and "The hourly budget".
 """
 
 from __future__ import annotations
