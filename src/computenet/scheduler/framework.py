@@ -799,24 +799,23 @@ def placement_of(
     """The placement of `job` on pool `p` from `start_h` hours after now, priced exactly."""
     idx = snap.index
     ci = int(idx.pool_center[p])
-    center = snap.network.centers[ci]
-    start = snap.now + timedelta(hours=start_h)
-    finish = snap.now + timedelta(hours=finish_h)
+    cid = snap.network.centers[ci].id
+    now = snap.now
+    start = now + timedelta(hours=start_h)
     sources = source.get(ci) if source is not None else {}
-    run_start = start + timedelta(seconds=transfer_s)
     return Placement(
-        center=center.id,
+        center=cid,
         chip=idx.pool_chip[p],
         count=job.count,
         planned_start=start.astimezone(CST),
         transfer_s=transfer_s,
         run_s=run_s,
-        finish=finish.astimezone(CST),
-        cost=_planned_cost(snap, job, p, sources, run_start, run_s),
+        finish=(now + timedelta(hours=finish_h)).astimezone(CST),
+        cost=_planned_cost(snap, job, p, sources, start + timedelta(seconds=transfer_s), run_s),
         kwh=kwh,
         co2_kg=co2,
         cu_hours=job.cu_hours,
-        source_replicas={d: src for d, src in sources.items() if src != center.id},
+        source_replicas={d: src for d, src in sources.items() if src != cid} if sources else {},
         reasons=reasons,
     )
 
@@ -835,16 +834,17 @@ def _planned_cost(
 ) -> CostBreakdown:
     """The option priced exactly by the one cost model, as the server bills it if run to plan."""
     idx = snap.index
-    ci = int(idx.pool_center[p])
-    center = snap.network.centers[ci]
-    lots = tuple(
-        TransferLot.of_gb(
-            d.size_gb * snap.network.data_scale, src, _path_price(idx, src, center.id)
+    net = snap.network
+    center = net.centers[int(idx.pool_center[p])]
+    lots: tuple[TransferLot, ...] = ()
+    if job.inputs:
+        cid = center.id
+        lots = tuple(
+            TransferLot.of_gb(gb * net.data_scale, src, _path_price(idx, src, cid))
+            for d in job.inputs
+            if (src := sources.get(d.id, cid)) != cid and (gb := d.size_gb) > 0
         )
-        for d in job.inputs
-        if (src := sources.get(d.id, center.id)) != center.id and d.size_gb > 0
-    )
-    tdp_w = snap.network.chips[idx.pool_chip[p]].tdp_w
+    tdp_w = net.chips[idx.pool_chip[p]].tdp_w
     run_end = run_start + timedelta(seconds=run_s)
     return price(center, Usage(job.count, tdp_w, run_start, run_end, job.cu_hours, lots))
 
