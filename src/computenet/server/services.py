@@ -644,6 +644,8 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
         )
     if not todo.new and not todo.cancel and moving is None and demand:
         _consider_move(p, row, spec, key, live, spots, rtt, demand, spent, budget, todo, at)
+        if todo.move_from is not None:
+            notes.append(f"moving replica {todo.move_from} to {todo.new[0].pin}")
     _notes[key] = notes
     return todo
 
