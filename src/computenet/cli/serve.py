@@ -10,7 +10,7 @@ from rich.table import Table
 
 from computenet.cli.app import app
 from computenet.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json
-from computenet.errors import ComputeNetError, ValidationError
+from computenet.errors import ComputeNetError, NotFoundError, ValidationError
 from computenet.model.service import parse_service_text
 from computenet.protocol.service_stats import ServiceMetrics
 from computenet.protocol.services import ServiceView
@@ -120,12 +120,16 @@ def status(
     """One service: each replica's job, state, center and endpoint; its requests and cost."""
     with client(url, token) as c:
         view = c.service(name)
-        metrics = None if as_json else c.service_metrics(name, minutes=1)
-    if as_json or metrics is None:
-        print_json(view)
-        return
+        if as_json:
+            print_json(view)
+            return
+        try:
+            metrics: ServiceMetrics | None = c.service_metrics(name, minutes=1)
+        except NotFoundError:  # a server from before metering: the replicas alone
+            metrics = None
     _show(view)
-    _show_metrics(metrics)
+    if metrics is not None:
+        _show_metrics(metrics)
 
 
 @serve_app.command("scale")
