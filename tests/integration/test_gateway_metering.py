@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from computenet.cli.main import main as cnet
+from computenet.protocol.services import ServiceView
 from tests.helpers.processes import cnet_argv, free_port, stop_process, wait_http
 from tests.integration.test_agent_server import Net, running_net, until
 from tests.integration.test_inference_services import service_file
@@ -30,6 +31,11 @@ pytestmark = pytest.mark.integration
 def net(tmp_path: Path, db_url: str) -> Iterator[Net]:
     with running_net(tmp_path, db_url) as n:
         yield n
+
+
+def ready_view(net: Net, name: str) -> ServiceView | None:
+    view = net.user.service(name)
+    return view if view.ready >= 1 else None
 
 
 def start_gateway(net: Net, *extra: str) -> tuple[str, subprocess.Popen[bytes]]:
@@ -50,7 +56,9 @@ def test_requests_through_the_gateway_are_counted_exactly_with_their_cost(
 ) -> None:
     net.user.deploy_service(service_file(net.tmp, replicas={"min": 1, "max": 2}))
     net.user.deploy_service(service_file(net.tmp, name="zero", replicas={"min": 0, "max": 1}))
-    until("a ready replica", lambda: net.user.service("echo").ready >= 1, net, timeout=90)
+    view = until("a ready replica", lambda: ready_view(net, "echo"), net, timeout=90)
+    # The replica view names the chip it was placed on (the gateway's speed metric reads it).
+    assert all(r.chip in ("A100", "H100") for r in view.replicas if r.ready)
     gw_url, gw = start_gateway(net, "--hold-s", "0")  # no hold: "zero" answers 503 at once
     try:
         until(
