@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,8 +190,10 @@ def test_replicas_go_to_the_cheapest_center_in_the_objective_and_come_back_elsew
     # far vanishes: its pinned replica is lost with it and comes back at near.
     net.agents["far"].send_signal(signal.SIGKILL)
     net.agents["far"].wait()
+    killed = time.monotonic()
     with reporting(net, {"cheap": {"inflight": 1}}):
         until("cheap back at near", lambda: ready_at(net, "cheap") == ["near"], net, timeout=90)
+    print(f"replica ready at near {time.monotonic() - killed:.1f} s after far was killed")
     assert "near, for users" in (net.user.service("cheap").replicas[0].why or "")
     # Its old job, pinned at the lost center, was cancelled rather than left waiting for it.
     assert net.user.job(job_id).state.value == "CANCELLED"
