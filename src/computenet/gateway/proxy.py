@@ -303,9 +303,13 @@ class Gateway:
 
     def _speed_pflops(self, chip: str | None, count: int) -> float:
         if chip not in self._speed:  # per chip type: the catalog does not change
-            self._speed[chip] = (
-                scoring.speed_pflops(self.network, chip, 1) if self.network is not None else 0.0
-            )
+            if self.network is not None:
+                chips, matrix = self.network.chips, self.network.throughput
+            else:  # no --network: the catalog's chips and efficiencies
+                from computenet.catalog.loader import load_chips, load_throughput
+
+                chips, matrix = load_chips(), load_throughput()
+            self._speed[chip] = scoring.speed_pflops(chips, matrix, chip, 1)
         return count * self._speed[chip]
 
     def ranked(self, svc: Service, tried: set[str]) -> list[scoring.Scored]:

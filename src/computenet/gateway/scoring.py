@@ -27,10 +27,13 @@ is a candidate.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from computenet.model import Network
+from computenet.model.chips import Chip
+from computenet.model.workload import ThroughputMatrix
 from computenet.network.paths import PathTable
 
 W_RTT = 0.45
@@ -87,11 +90,21 @@ def tariff_now(network: Network, center: str, now: datetime) -> float:
     return 0.0
 
 
-def speed_pflops(network: Network, chip: str | None, count: int, cls: str = "inference") -> float:
-    """PFLOPS `count` chips of type `chip` deliver on `cls` work; 0 when unknown."""
-    if chip is None or chip not in network.chips:
+def speed_pflops(
+    chips: Mapping[str, Chip],
+    matrix: ThroughputMatrix,
+    chip: str | None,
+    count: int,
+    cls: str = "inference",
+) -> float:
+    """PFLOPS `count` chips of type `chip` deliver on `cls` work; 0 when unknown.
+
+    `chips` and `matrix` are the network's (`Network.chips`, `.throughput`), or
+    the catalog's (`catalog.loader.load_chips`, `load_throughput`) without one.
+    """
+    if chip is None or chip not in chips:
         return 0.0
-    return count * network.throughput.delivered_pflops(cls, network.chips[chip])
+    return count * matrix.delivered_pflops(cls, chips[chip])
 
 
 def score(raws: list[Raw], *, objective_ms: float, target_inflight: int) -> list[Scored]:

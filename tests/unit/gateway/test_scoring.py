@@ -112,11 +112,16 @@ def test_the_weights_are_the_documented_ones_and_sum_to_one() -> None:
 
 def test_speed_comes_from_the_catalog_chip_and_the_inference_efficiency() -> None:
     net = network_from_dict(NET)
-    h100 = scoring.speed_pflops(net, "H100", 2)
+    h100 = scoring.speed_pflops(net.chips, net.throughput, "H100", 2)
     expected = 2 * net.chips["H100"].bf16_tflops * net.throughput.efficiency["inference"]["H100"]
     assert abs(h100 - expected / 1000) < 1e-12 and h100 > 0
-    assert scoring.speed_pflops(net, None, 1) == 0.0
-    assert scoring.speed_pflops(net, "nope", 1) == 0.0
+    assert scoring.speed_pflops(net.chips, net.throughput, None, 1) == 0.0
+    assert scoring.speed_pflops(net.chips, net.throughput, "nope", 1) == 0.0
     gw = Gateway("http://x", "t", network=net, site="shanghai")
     svc = Service("s", 100.0, 4, [Replica("a", "h:1", "near", "H100")], chips=2)
     assert gw.ranked(svc, set())[0].raw.speed_pflops == h100
+    # Without --network the catalog's chips and efficiencies give the same speeds.
+    bare = Gateway("http://x", "t")
+    a100 = Service("s", 100.0, 4, [Replica("a", "h:1", "x", "A100")], chips=2)
+    assert bare.ranked(svc, set())[0].raw.speed_pflops == h100
+    assert 0 < bare.ranked(a100, set())[0].raw.speed_pflops < h100
