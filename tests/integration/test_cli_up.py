@@ -313,11 +313,21 @@ def test_up_starts_a_gateway_that_serves_a_deployed_service(up: Up) -> None:
         up.cnet("serve", "delete", "tiny")
 
 
-def test_a_gateway_site_not_in_the_network_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_a_bad_gateway_site_or_a_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
     env = dict(os.environ, CNET_CONFIG=str(tmp_path / "c.json"), CNET_HOME=str(tmp_path / "h"))
     argv = [*UP, "--port", "0", "--gateway-site", "mars"]
     r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert_one_line(r, "--gateway-site", "mars")
+    # A gateway port already taken: said before anything starts, with the way out.
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = str(taken.getsockname()[1])
+        argv = [*UP, "--port", "0", "--gateway-port", busy]
+        r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert_one_line(r, "--gateway-port", busy, "--no-gateway")
     assert not (tmp_path / "c.json").exists()
 
 

@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
@@ -42,7 +43,7 @@ from computenet.cli.common import cny, console, err_console, print_json, to_json
 from computenet.cli.demo import _job_python
 from computenet.cli.demo_federated import Progress
 from computenet.cli.netcmd import print_bill
-from computenet.cli.procs import RunningNetwork, start_gateway, start_network
+from computenet.cli.procs import start_gateway, start_network
 from computenet.cli.supervise import Supervisor
 from computenet.demo_models import loadgen, tinygen, trace
 from computenet.errors import ComputeNetError, ValidationError
@@ -187,9 +188,9 @@ def run_serve_demo(
                 gateways.append((site, url))
                 say(f"gateway at {site}: {url}/services/{SERVICE}/v1/completions")
             _wait_gateways(gateways, sup)
-            result = _drive(cn, sup, running, reqs, gateways, say)
+            result = _drive(cn, sup, reqs, gateways, say)
             result["trace"] = {"source": source, "requests": len(reqs), "replay_s": REPLAY_S}
-            _finish(cn, sup, result, say, epoch)
+            _finish(cn, result, say, epoch)
         result.update(
             network=str(netfile),
             url=running.url,
@@ -203,7 +204,9 @@ def run_serve_demo(
     return (0 if result["ok"] else 1), result
 
 
-def _wait(cn: Client, sup: Supervisor, ok: Any, what: str, timeout_s: float) -> ServiceView:
+def _wait(
+    cn: Client, sup: Supervisor, ok: Callable[[ServiceView], bool], what: str, timeout_s: float
+) -> ServiceView:
     deadline = time.monotonic() + timeout_s
     while True:
         _check(sup)
@@ -244,7 +247,6 @@ def _check(sup: Supervisor, killed: str | None = None) -> None:
 def _drive(
     cn: Client,
     sup: Supervisor,
-    running: RunningNetwork,
     reqs: list[trace.Request],
     gateways: list[tuple[str, str]],
     say: Progress,
@@ -406,9 +408,7 @@ def _changes(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _finish(
-    cn: Client, sup: Supervisor, result: dict[str, Any], say: Progress, epoch: datetime
-) -> None:
+def _finish(cn: Client, result: dict[str, Any], say: Progress, epoch: datetime) -> None:
     """Delete the service, wait for its replica jobs to end, and read their bill."""
     cn.delete_service(SERVICE)
     jobs = result["replica_jobs"]

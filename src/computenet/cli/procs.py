@@ -403,6 +403,20 @@ def start_gateway(
     return child, url
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether `port` on `host` can be listened on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the server will (uvicorn): a port left in TIME_WAIT by a stopped one is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def default_gateway_site(net: Network) -> str:
     """Where `cnet up` puts its gateway: the network's first user site, else its first center."""
     return net.sites[0].id if net.sites else net.centers[0].id
@@ -517,6 +531,12 @@ def up(
             f"'{site}' is no user site or center of network '{net.name}'",
             field="--gateway-site",
             hint="one of " + ", ".join(sorted(net.node_ids)),
+        )
+    if gateway and gateway_port and not port_free(host, gateway_port):
+        raise ValidationError(
+            f"port {gateway_port} on {host} is in use",
+            field="--gateway-port",
+            hint="pass --gateway-port 0 (any free port), another port, or --no-gateway",
         )
     out = console()
     with Supervisor(base / "logs") as sup:
