@@ -407,6 +407,10 @@ _misfit: dict[tuple[str, str], tuple[str, str, float]] = {}  # (old job, to cent
 _last_move: dict[tuple[str, str], float] = {}  # real time the last move ended
 _over_since: dict[tuple[str, str], float] = {}  # real time the replicas went over the budget
 
+PIN_WAIT_S = 30.0
+"""Real seconds a replica pinned at an online center may wait while that center reports no
+free chips for it (others took them after it was placed); then it is placed again."""
+
 MOVE_GIVE_UP_S = 300.0
 """Real seconds a move's new replica may take to be ready; then it is cancelled (the old
 one stays) and the next move waits its hold: a target center that filled up meanwhile."""
@@ -472,6 +476,10 @@ class _Pass:
                 waiting_at[at] += 1
         return cls(plane, plane.clock.now(), real, online, free, waiting_at)
 
+    def room(self, cid: str, chips: frozenset[str], count: int) -> int:
+        """Replicas of `count` chips that `cid`'s reported free chips hold."""
+        return sum(self.free.get((cid, ch), 0) // count for ch in chips)
+
     def spots(
         self,
         spec: ServiceSpec,
@@ -483,7 +491,7 @@ class _Pass:
         for cid, (cost, chips) in costs.items():
             if cid not in self.online or (allowed and cid not in allowed):
                 continue
-            room = sum(self.free.get((cid, ch), 0) // spec.chips.count for ch in chips)
+            room = self.room(cid, chips, spec.chips.count)
             out.append(serving.Spot(cid, float(cost), max(0, room - self.waiting_at[cid])))
         return out
 
@@ -524,6 +532,21 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
             # Pinned at a center that went away (or was lost with it): the scheduler
             # would wait for that center; a new replica is placed where one can run.
             log.info("service %s: %s pinned at offline %s: replaced", row.name, job.id, pinned)
+            r.retired = True
+            todo.cancel.append(job.id)
+            continue
+        if (
+            job.state == JobState.PENDING.value
+            and pinned in p.online
+            and pinned in costs
+            and p.room(pinned, costs[pinned][1], spec.chips.count) == 0
+            and real - plane.clock.to_real(job.submitted_at) >= PIN_WAIT_S
+            and any(x.free > 0 and x.center != pinned for x in spots)
+        ):
+            # Its center filled up after it was placed there: place it again.
+            log.info(
+                "service %s: %s waited %gs for %s: replaced", row.name, job.id, PIN_WAIT_S, pinned
+            )
             r.retired = True
             todo.cancel.append(job.id)
             continue

@@ -4,7 +4,8 @@ Center `a`'s power is cheap in the morning and dear from noon; `b`'s is flat
 in between. A replica placed at `a` in the morning moves to `b` after noon,
 make before break: the new one starts while the old one serves, and the old
 one stops only once the new one is ready. The hourly budget stops a replica
-whose cost rose past it only once that has held the file's down delay.
+whose cost rose past it only once that has held the file's down delay. A
+replica pinned at a center that filled up before it started is placed again.
 """
 
 from __future__ import annotations
@@ -79,11 +80,24 @@ def service(net: Net) -> dict[str, Any]:
     return dict(r.json())
 
 
-def step(net: Net, running: dict[str, list[str]]) -> None:
-    """One real second (an hour of the network): heartbeats, a load report from `u`, a pass."""
+def step(net: Net, running: dict[str, list[str]], full: tuple[str, ...] = ()) -> None:
+    """One real second (an hour of the network): heartbeats (centers in `full` with no chip
+    free), a load report from `u`, a keeper pass."""
     net.time.advance(1.0)
     for cid in ("a", "b"):
-        net.heartbeat(cid, running.get(cid, []))
+        if cid in full:
+            r = net.client.post(
+                "/center/v1/heartbeat",
+                json={
+                    "center_id": cid,
+                    "capacity": [{"chip": "A100", "total": 2, "free": 0}],
+                    "running": running.get(cid, []),
+                },
+                headers=net.center(cid),
+            )
+            assert r.status_code == 200, r.text
+        else:
+            net.heartbeat(cid, running.get(cid, []))
     r = net.client.post(
         "/api/v1/services/svc/load",
         json={"gateway": "g", "inflight": 1, "site": "u"},
@@ -155,3 +169,21 @@ def test_the_budget_stops_a_replica_only_once_its_cost_held_over_it(day: Net) ->
     notes = service(day)["notes"]
     assert any("not started: the hourly budget" in n for n in notes), notes  # b costs 0.36
     assert service(day)["wanted"] == 1
+
+
+def test_a_replica_pinned_at_a_center_that_filled_up_is_placed_again(day: Net) -> None:
+    from computenet.server.services import PIN_WAIT_S
+
+    deploy(day)
+    step(day, {})  # 11:00: placed at a, the cheaper
+    (first,) = service(day)["replicas"]
+    assert first["why"].startswith("a, for u")
+    waited = 0
+    while len(service(day)["replicas"]) == 1 and service(day)["replicas"][0]["slot"] == 0:
+        step(day, {}, full=("a",))  # other work took a's chips before the replica started
+        waited += 1
+        assert waited <= PIN_WAIT_S + 3, service(day)
+    assert waited >= PIN_WAIT_S - 1  # it waited its turn first
+    (again,) = service(day)["replicas"]
+    assert again["why"].startswith("b, for u"), again["why"]
+    assert day.job(first["job_id"])["state"] == "CANCELLED"
