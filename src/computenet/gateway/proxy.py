@@ -469,8 +469,10 @@ class Gateway:
                 break
         body = b"".join(chunks)
         svc = self.services.get(name)
+        last = "no replica is ready"
         if svc is not None and not svc.replicas and self.hold_s > 0:
             svc = await self._hold(name)  # scale from zero: wait for the first replica
+            last += f" after {self.hold_s:g} s"
         if svc is None:
             await _reply(send, 404, _error("name", f"no service '{name}'", "it was deleted"))
             return size
@@ -479,7 +481,6 @@ class Gateway:
         query = scope.get("query_string", b"")
         target = rest + ("?" + query.decode("latin-1") if query else "")
         tried: set[str] = set()
-        last = "no replica is ready" + (f" after {self.hold_s:g} s" if self.hold_s > 0 else "")
         for _ in range(TRIES):
             pick = self.choose(svc, session, tried)
             if pick is None:

@@ -93,3 +93,32 @@ def test_a_service_with_a_ready_replica_is_not_held() -> None:
         return await asyncio.wait_for(gw._hold("s"), 1)
 
     assert asyncio.run(scenario()) is not None
+
+
+def test_a_request_held_past_hold_s_gets_503_and_is_metered_as_an_error() -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], Gateway]:
+        import httpx
+
+        gw = Gateway("http://127.0.0.1:9", "t", hold_s=0.2)
+        gw._upstream = httpx.AsyncClient()
+        gw.services = {"cold": Service("cold", 500.0, 4)}
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"abc", "more_body": False}
+
+        async def send(msg: Any) -> None:
+            sent.append(dict(msg))
+
+        scope = {"type": "http", "path": "/services/cold/v1/x", "method": "POST", "headers": []}
+        await gw(scope, receive, send)
+        await gw._upstream.aclose()
+        return sent, gw
+
+    sent, gw = asyncio.run(scenario())
+    assert sent[0]["status"] == 503
+    assert b"no replica is ready after 0.2 s" in sent[1]["body"]
+    c = gw.meter.counts["cold"]
+    assert (c.requests, c.errors, c.bytes_in) == (1, 1, 3)
+    assert c.bytes_out == len(sent[1]["body"])
+    assert gw.waiting == {"cold": 0}
