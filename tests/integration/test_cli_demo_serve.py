@@ -54,6 +54,9 @@ def test_serve_demo_scales_survives_a_lost_center_and_bills_the_replicas(tmp_pat
     after = r["served_by_center"]["after_kill"]
     assert after and kill["center"] not in after
 
+    # The gateways metered every request the load generator sent (per-request metering).
+    assert r["metered"] is not None and r["metered"]["requests"] == req["sent"], r["metered"]
+
     # The bill: one line per replica job that reported its run, the cost their sum.
     cost = r["cost"]
     assert cost["lines"] and {ln["job_id"] for ln in cost["lines"]} <= set(r["replica_jobs"])

@@ -72,6 +72,8 @@ DRAIN_S = 40.0
 ERROR_BOUND = 0.03
 """Errors allowed, as a share of requests: the streams cut when their replica's center died."""
 POLL_S = 0.5
+METER_WAIT_S = 3.0
+"""Seconds for the gateways' last per-request reports (every 2 s) to reach the control plane."""
 TOKENS_PER_S = 80
 """tinygen's decode speed on an A100 (H100: twice), tokens per second."""
 SHAPE = loadgen.Shape(generated_div=4, generated_max=128, prompt_div=4, prompt_max=512)
@@ -409,7 +411,22 @@ def _changes(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _finish(cn: Client, result: dict[str, Any], say: Progress, epoch: datetime) -> None:
-    """Delete the service, wait for its replica jobs to end, and read their bill."""
+    """Read what the gateways metered, delete the service, wait for its replica jobs to end,
+    and read their bill."""
+    time.sleep(METER_WAIT_S)  # the gateways' last reports of the replay
+    try:
+        m = cn.service_metrics(SERVICE).totals
+        result["metered"] = {
+            "requests": m.requests,
+            "errors": m.errors,
+            "p50_latency_ms": _round(m.p50_latency_ms),
+            "p99_latency_ms": _round(m.p99_latency_ms),
+            "cost_cny": to_jsonable(m.cost_cny),
+            "cny_per_1k_requests": _round(m.cny_per_1k_requests, 2),
+        }
+    except ComputeNetError as exc:  # a control plane without per-request metering
+        result["metered"] = None
+        say(f"no per-request metering: {exc}")
     cn.delete_service(SERVICE)
     jobs = result["replica_jobs"]
     deadline = time.monotonic() + 30
@@ -456,6 +473,10 @@ def _finish(cn: Client, result: dict[str, Any], say: Progress, epoch: datetime) 
     result["bill"] = bill
 
 
+def _round(x: float | None, digits: int = 1) -> float | None:
+    return None if x is None else round(x, digits)
+
+
 def _report(out: Console, r: dict[str, Any]) -> None:
     req, kill = r["requests"], r["kill"]
     out.print(
@@ -493,6 +514,12 @@ def _report(out: Console, r: dict[str, Any]) -> None:
         bar = "█" * s["ready"] + "░" * max(0, s["wanted"] - s["ready"])
         out.print(
             f"  {s['t_s']:6.1f}s  {s['wanted']} / {s['ready']}  {bar:<6} {', '.join(s['centers'])}"
+        )
+    if r.get("metered"):
+        m = r["metered"]
+        out.print(
+            f"the gateways metered {m['requests']} requests, {m['errors']} errors, latency p50"
+            f" {m['p50_latency_ms']} ms, p99 {m['p99_latency_ms']} ms (their histogram buckets)"
         )
     print_bill(r["bill"])
     cost = r["cost"]
