@@ -461,17 +461,33 @@ class _Pass:
                 if pool.get("largest_free") is not None:  # a region: the most in one center
                     n = min(n, int(pool["largest_free"]))
                 free[(r.id, str(pool["chip"]))] = n
+        # Replicas the centers' reported free chips do not count yet: those waiting to
+        # start (at their placement or pin), and those leased since the center's last
+        # heartbeat (its report still shows their chips free).
+        beat = {r.id: r.last_heartbeat or 0.0 for r in rows}
         waiting_at: Counter[str] = Counter()
         q = (
-            select(JobRow.center, JobRow.spec)
+            select(JobRow.state, JobRow.center, JobRow.spec, JobRow.lease_center, JobRow.leased_at)
             .join(ServiceReplicaRow, ServiceReplicaRow.job_id == JobRow.id)
             .where(
                 ServiceReplicaRow.retired.is_(False),
-                JobRow.state.in_([JobState.PENDING.value, JobState.SCHEDULED.value]),
+                JobRow.state.in_(
+                    [
+                        JobState.PENDING.value,
+                        JobState.SCHEDULED.value,
+                        JobState.STAGING.value,
+                        JobState.RUNNING.value,
+                    ]
+                ),
             )
         )
-        for center, spec in s.execute(q):
-            at = center or (spec or {}).get("center")
+        for state, center, spec, lease_center, leased_at in s.execute(q):
+            if state in (JobState.PENDING.value, JobState.SCHEDULED.value):
+                at = center or (spec or {}).get("center")
+            elif lease_center and (leased_at or 0.0) >= beat.get(lease_center, 0.0):
+                at = lease_center
+            else:
+                continue
             if at:
                 waiting_at[at] += 1
         return cls(plane, plane.clock.now(), real, online, free, waiting_at)
