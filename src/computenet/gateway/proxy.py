@@ -236,7 +236,9 @@ class Gateway:
                         "site": self.site,
                         "waiting": max(waited.get(name, 0), self.waiting.get(name, 0)),
                     }
-                    await c.post(f"/api/v1/services/{name}/load", json=body, headers=headers)
+                    got = await c.post(f"/api/v1/services/{name}/load", json=body, headers=headers)
+                    if got.status_code >= 400:  # e.g. a --site the server's network lacks
+                        log.warning("gateway: load of %s refused: %s", name, got.text[:200])
                 for name, n in counts.items():
                     stats = {
                         "gateway": self.name,
