@@ -186,9 +186,9 @@ def gavel(data: Path, policies: list[str], name: str = GAVEL_TRACE, cycle_s: flo
         r = run_policy(wl, p, SimConfig(drain_days=365, replan=replan, cycle_s=cycle_s))
         ok = r.records.state == CODE[JobState.SUCCEEDED]
         jct = (r.records.end - wl.arrival)[ok].mean() / 3600.0
-        name = f"{p} (re-planning)" if replan else p
+        label = f"{p} (re-planning)" if replan else p
         print(
-            f"{name:26s} avg JCT {jct:6.2f} h  ({jct / floor:.3f} × floor, goal ≤ 1.10;"
+            f"{label:26s} avg JCT {jct:6.2f} h  ({jct / floor:.3f} × floor, goal ≤ 1.10;"
             f" {int(ok.sum())} of {len(wl)} done;"
             f" {r.wall_s:.1f} s)"
         )
