@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The simulator uses no database: the PostgreSQL pass would only run these again unchanged.
+pytestmark = [pytest.mark.integration, pytest.mark.own_db]
+
 
 def _trace(path: Path, n: int = 1500, seconds: float = 600.0) -> Path:
     rng = np.random.default_rng(11)
