@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -65,18 +66,64 @@ class Objective(BaseModel):
     p99_ttfb_ms: float = Field(default=500.0, gt=0, le=600_000)
 
 
+LOOKBACK_S = 30.0
+"""The autoscaler's default look-back (Ray Serve's `look_back_period_s`): the in-flight
+requests compared with the target are their mean over this many seconds, so one quiet
+reading does not restart the wait to scale up (docs/services.md, "Autoscaling")."""
+
+MAX_LOOKBACK_S = 3600.0
+"""The longest look-back a service file may ask for."""
+
+MAX_LOOKBACK_READINGS = 10_000
+"""Readings one look-back holds at most (an hour of the keeper's half-second passes)."""
+
+
 class Autoscale(BaseModel):
     """Scaling by demand: replicas follow the in-flight requests the gateways report.
 
-    The count wanted is ``ceil(in flight / target_inflight)`` within min..max; it
-    changes only once it has held for the delay (up fast, down slowly: hysteresis,
-    as Ray Serve's 30 s and 600 s defaults).
+    The count wanted is ``ceil(mean in flight / target_inflight)`` within min..max,
+    the mean over the last `lookback_s` (`Lookback`); it changes only once it has
+    held for the delay (up fast, down slowly: hysteresis, as Ray Serve's 30 s and
+    600 s defaults).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     up_delay_s: float = Field(default=30.0, ge=0, le=86_400)
     down_delay_s: float = Field(default=600.0, ge=0, le=86_400)
+    lookback_s: float = Field(
+        default=LOOKBACK_S,
+        gt=0,
+        le=MAX_LOOKBACK_S,
+        description="seconds of in-flight readings averaged before comparing with the target",
+    )
+
+
+class Lookback:
+    """The autoscaler's look-back: the mean of the demand readings of the last `lookback_s`.
+
+    One definition for the server's keeper (a reading each pass) and the
+    simulator (a reading each tick): a reading taken at `t` counts while
+    ``t > now - lookback_s``, and the latest always counts, so a look-back
+    shorter than the readings' interval is the latest reading alone.
+    """
+
+    def __init__(self, lookback_s: float) -> None:
+        self.lookback_s = lookback_s
+        self._readings: deque[tuple[float, float]] = deque(maxlen=MAX_LOOKBACK_READINGS)
+
+    def add(self, t: float, value: float) -> float:
+        """Record the reading `value` taken at `t`; the mean now. Readings after `t` (a clock
+        set back) are dropped: they cannot be within the look-back of a later one."""
+        while self._readings and self._readings[-1][0] > t:
+            self._readings.pop()
+        self._readings.append((t, value))
+        while len(self._readings) > 1 and self._readings[0][0] <= t - self.lookback_s:
+            self._readings.popleft()
+        return sum(v for _, v in self._readings) / len(self._readings)
+
+    def __len__(self) -> int:
+        return len(self._readings)
 
 
 def move_hold_s(spec: ServiceSpec) -> float:

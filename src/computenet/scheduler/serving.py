@@ -9,10 +9,14 @@ gathers the inputs and acts on the answers (docs/services.md, "Placement").
   types, online, with its replica cost per hour now (`replica_cost_cny_per_hour`,
   the metering module's price of the coming hour) and how many more replicas
   its free chips hold.
-- **The objective** leaves the network `NETWORK_SHARE` of the p99 TTFB: a
-  center fits a site when the round trip between them (twice the shortest
-  path's latency, `gateway.scoring.rtt_ms`) is at most that share; the rest is
-  kept for the model's own time to first byte and queueing.
+- **The objective** leaves the network a share of the p99 TTFB: a center fits
+  a site when the round trip between them (twice the shortest path's latency,
+  `gateway.scoring.rtt_ms`) is at most that share; the rest is kept for the
+  model's own time to first byte and queueing. The share is measured where
+  it can be (`network_share`): the objective less the service's own p99 time
+  to first byte (`service_p99_ms`: the gateways' p99 TTFB less the round trip
+  in it), within `MIN_NETWORK_SHARE`..`MAX_NETWORK_SHARE`; `NETWORK_SHARE`
+  while there is no such measure.
 
 `choose` places one new replica: it serves the site whose demand is worst
 covered by the replicas already placed (its share of all replicas, by
@@ -36,7 +40,19 @@ from computenet.model import Center, Chip, Network
 from computenet.model.job import ChipRequest
 
 NETWORK_SHARE = 0.5
-"""Share of the latency objective the network round trip may use (the rest: service time)."""
+"""Share of the latency objective the network round trip may use while the service's own
+time to first byte is not measured yet (the rest: service time)."""
+
+MIN_NETWORK_SHARE = 0.1
+"""The least share the network keeps however slow the service measures (a replica must still
+be placeable somewhere near)."""
+
+MAX_NETWORK_SHARE = 0.9
+"""The most share the network gets however fast the service measures (queueing needs room)."""
+
+MIN_TTFB_SAMPLES = 100
+"""Requests a p99 time to first byte must rest on before it replaces `NETWORK_SHARE` (fewer:
+the p99 is the slowest one or two requests, noise)."""
 
 MOVE_GAIN = 0.2
 """A replica moves for price only to a spot at least this much cheaper (hysteresis)."""
@@ -75,9 +91,27 @@ class Move:
     reason: str
 
 
-def rtt_limit_ms(objective_ms: float) -> float:
-    """The longest round trip a replica may be from a site and meet the objective."""
-    return NETWORK_SHARE * objective_ms
+def service_p99_ms(p99_ttfb_ms: float | None, rtt_share_ms: float) -> float | None:
+    """The service's own p99 time to first byte: the observed p99 TTFB less the round trip
+    in it (`rtt_share_ms`), at least 0; None when there is no observed p99."""
+    if p99_ttfb_ms is None:
+        return None
+    return max(0.0, p99_ttfb_ms - rtt_share_ms)
+
+
+def network_share(objective_ms: float, service_ms: float | None) -> float:
+    """Share of the objective the round trip may use when the service itself takes
+    `service_ms` at p99 (None: not measured, `NETWORK_SHARE`): what it leaves, bounded."""
+    if service_ms is None:
+        return NETWORK_SHARE
+    left = (objective_ms - service_ms) / objective_ms
+    return min(MAX_NETWORK_SHARE, max(MIN_NETWORK_SHARE, left))
+
+
+def rtt_limit_ms(objective_ms: float, service_ms: float | None = None) -> float:
+    """The longest round trip a replica may be from a site and meet the objective, when the
+    service's own p99 time to first byte is `service_ms` (None: not measured)."""
+    return network_share(objective_ms, service_ms) * objective_ms
 
 
 def suits(chip: Chip, req: ChipRequest, network: Network) -> bool:
@@ -138,18 +172,20 @@ def choose(
     objective_ms: float,
     placed: Sequence[str] = (),
     site: str | None = None,
+    service_ms: float | None = None,
 ) -> Choice | None:
     """The center for one more replica, with `placed` the centers of those already placed.
 
-    It serves `site` when given, else the site worst covered. None when there
-    is no demand to go by or no spot with room: the caller falls back to the
+    It serves `site` when given, else the site worst covered. `service_ms`: the
+    service's own p99 time to first byte (`rtt_limit_ms`). None when there is
+    no demand to go by or no spot with room: the caller falls back to the
     ordinary scheduler.
     """
     demand = {s: w for s, w in demand.items() if w > 0}
     room = [p for p in spots if p.free > 0]
     if not demand or not room:
         return None
-    limit = rtt_limit_ms(objective_ms)
+    limit = rtt_limit_ms(objective_ms, service_ms)
     if site is None:
         site = _deficits(demand, rtt, limit, placed)[0][2]
     weight = demand.get(site, 0.0)
@@ -187,6 +223,7 @@ def misplaced(
     objective_ms: float,
     current: Sequence[str],
     gain: float = MOVE_GAIN,
+    service_ms: float | None = None,
 ) -> Move | None:
     """One replica (of those at `current`) worth moving now, the worst first; None if none.
 
@@ -197,12 +234,13 @@ def misplaced(
     site moves where `choose` puts one more replica when that fits the
     objective (its own center counts as having room), or for price as above.
     Of several, a move into the objective first, then the largest saving.
+    `service_ms` as for `choose`.
     """
     live = {s: w for s, w in demand.items() if w > 0}
     if not live or not current:
         return None
     cost = {p.center: p.cost_cny_per_hour for p in spots}
-    limit = rtt_limit_ms(objective_ms)
+    limit = rtt_limit_ms(objective_ms, service_ms)
     found: list[tuple[int, float, Move]] = []
     for i, here in enumerate(current):
         if here not in cost:
@@ -215,7 +253,7 @@ def misplaced(
             if deficit > 0 and _fits(rtt, site, here, limit)
         ]
         site = serves[0] if serves else None
-        to = choose(live, with_own, rtt, objective_ms, others, site=site)
+        to = choose(live, with_own, rtt, objective_ms, others, site=site, service_ms=service_ms)
         if to is None or to.center == here:
             continue
         here_fits = _fits(rtt, to.site, here, limit)

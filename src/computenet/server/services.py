@@ -29,7 +29,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -40,11 +40,18 @@ from computenet.errors import ConflictError, NotFoundError, ValidationError
 from computenet.gateway.scoring import rtt_ms
 from computenet.metering.cost import fen
 from computenet.model import TERMINAL_STATES, JobState
-from computenet.model.service import ServiceSpec, move_hold_s, replicas_for
+from computenet.model.service import (
+    Autoscale,
+    Lookback,
+    ServiceSpec,
+    move_hold_s,
+    replicas_for,
+)
 from computenet.protocol.api import SubmitRequest
+from computenet.protocol.service_stats import merge, percentile
 from computenet.protocol.services import ReplicaView, ServiceView
 from computenet.scheduler import serving
-from computenet.server import jobs
+from computenet.server import jobs, service_stats
 from computenet.server.auth import Principal
 from computenet.store import jobs as job_store
 from computenet.store import services as store
@@ -65,6 +72,8 @@ _lock = threading.Lock()  # one pass at a time in this server (the keeper, or a 
 # Per service: replicas that failed since one was last ready, and the real time before
 # which none is restarted. A command that cannot start is not re-run in a tight loop.
 _crashes: dict[tuple[str, str], tuple[int, float]] = {}
+# Per service: the summed demand readings of the last `autoscale.lookback_s` (`autoscale`).
+_demand: dict[tuple[str, str], Lookback] = {}
 
 MAX_RESTART_DELAY_S = 60.0
 """The longest wait before restarting a service whose replicas keep failing."""
@@ -237,7 +246,7 @@ def delete(plane: ControlPlane, who: Principal, name: str) -> ServiceView:
             view = _view(plane, s, row)
             live = [r.job_id for r in store.replicas(s, row.tenant_id, name, live_only=True)]
             store.drop_service(s, row.tenant_id, name)
-        for memo in (_moves, _misfit, _last_move, _notes, _crashes, _over_since):
+        for memo in (_moves, _misfit, _last_move, _notes, _crashes, _over_since, _demand):
             memo.pop((row.tenant_id, name), None)
         for job_id in live:
             _cancel(plane, who, job_id)
@@ -248,6 +257,9 @@ def _cancel(plane: ControlPlane, who: Principal, job_id: str) -> None:
     with contextlib.suppress(ConflictError, NotFoundError):  # already final: nothing to stop
         jobs.cancel(plane, who, job_id)
 
+
+TTFB_WINDOW_MIN = 15
+"""Minutes of the gateways' TTFB histograms placement measures the service's own time by."""
 
 LOAD_FRESH_S = 10.0
 """A gateway's load report counts for this many real seconds (then it is gone or idle)."""
@@ -316,24 +328,36 @@ def demand_by_site(reports: list[Report]) -> dict[str, float]:
     return out
 
 
-def autoscale(row: ServiceRow, spec: ServiceSpec, real: float) -> None:
+def autoscale(
+    row: ServiceRow, spec: ServiceSpec, real: float, window: Lookback | None = None
+) -> float | None:
     """Move `row.wanted` toward what the fresh load calls for, once it has held its delay.
 
+    The load is the fresh reports' in-flight plus waiting requests, summed: a
+    reading each pass, added to `window` (the service's `Lookback` of
+    `autoscale.lookback_s`, which the keeper keeps; None: this reading alone),
+    whose mean is compared with the target. Returns that mean (None: no
+    reports, or no autoscale).
+
     Scale from zero: a service at 0 whose gateways hold requests (`waiting`)
-    wants `max(1, ...)` at once, without waiting for `up_delay_s`, as
-    Knative's activator does: the held requests wait for a replica to start.
+    wants `max(1, ...)` at once, on this reading (not the mean), without
+    waiting for `up_delay_s`, as Knative's activator does: the held requests
+    wait for a replica to start.
     """
     if spec.autoscale is None:
-        return
+        return None
     fresh = fresh_reports(row, real)
     if not fresh:
         row.above_since = row.below_since = None  # no gateway reports: nothing to go by
-        return
-    target = replicas_for(spec, sum(r.inflight + r.waiting for r in fresh))
+        return None
+    now_load = sum(r.inflight + r.waiting for r in fresh)
+    mean = window.add(real, now_load) if window is not None else now_load
     if row.wanted == 0 and any(r.waiting for r in fresh):
-        log.info("service %s: scaling from zero to %d", row.name, max(1, target))
-        row.wanted, row.above_since, row.below_since = max(1, target), None, None
-        return
+        start = max(1, replicas_for(spec, now_load))
+        log.info("service %s: scaling from zero to %d", row.name, start)
+        row.wanted, row.above_since, row.below_since = start, None, None
+        return mean
+    target = replicas_for(spec, mean)
     if target > row.wanted:
         row.below_since = None
         row.above_since = row.above_since if row.above_since is not None else real
@@ -348,6 +372,54 @@ def autoscale(row: ServiceRow, spec: ServiceSpec, real: float) -> None:
             row.wanted, row.below_since = target, None
     else:
         row.above_since = row.below_since = None
+    return mean
+
+
+def demand_window(key: tuple[str, str], spec: ServiceSpec) -> Lookback:
+    """The look-back series of service `key` in this server's memory (a new one when its
+    `autoscale.lookback_s` changed); lost on a restart or a change of leader, as the
+    other keeper state: the mean then starts again from the first reading."""
+    lookback = (spec.autoscale or Autoscale()).lookback_s
+    got = _demand.get(key)
+    if got is None or got.lookback_s != lookback:
+        got = _demand[key] = Lookback(lookback)
+    return got
+
+
+def measured_service_ms(
+    plane: ControlPlane,
+    key: tuple[str, str],
+    demand: dict[str, float],
+    placed: list[str],
+) -> float | None:
+    """Service `key`'s own p99 time to first byte as its gateways measured it lately.
+
+    The p99 of the TTFB histograms the gateways reported over the last
+    `TTFB_WINDOW_MIN` minutes (`server.service_stats`), less the round trip in
+    it: the demand-weighted mean, over the reporting sites, of each site's RTT
+    to the nearest of the replicas `placed` (the gateways route to near ones).
+    None with fewer than `serving.MIN_TTFB_SAMPLES` requests, no demand or no
+    replica placed: placement then keeps `serving.NETWORK_SHARE`. One figure for
+    the service (the histograms are per service, not per replica or chip type).
+    """
+    if not placed or not demand or not any(demand.values()):
+        return None
+    since = datetime.fromtimestamp(plane.clock.real(), UTC) - timedelta(minutes=TTFB_WINDOW_MIN)
+    minutes, _ = service_stats.store_of(plane).snapshot(key, since)
+    ttfb: dict[int, int] = {}
+    for _, m in minutes:
+        merge(ttfb, m.ttfb)
+    if sum(ttfb.values()) < serving.MIN_TTFB_SAMPLES:
+        return None
+    total = sum(demand.values())
+    rtt_share = (
+        sum(
+            w * min(rtt_ms(plane.paths, plane.network, site, c) for c in set(placed))
+            for site, w in demand.items()
+        )
+        / total
+    )
+    return serving.service_p99_ms(percentile(ttfb, 0.99), rtt_share)
 
 
 def center_costs(
@@ -524,7 +596,7 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
     key = (row.tenant_id, row.name)
     todo = _Todo(row.tenant_id, row.name, row.created_by, spec)
     notes: list[str] = []
-    autoscale(row, spec, real)
+    autoscale(row, spec, real, demand_window(key, spec))
     allowed = _centers_for(plane, spec)
     costs = center_costs(plane, spec, p.now)
     spots = p.spots(spec, costs, allowed)
@@ -640,9 +712,10 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
     placed = [c for r, job in live if (c := at(r, job)) is not None]
     missing = row.wanted - len(live) if real >= not_before and keep_n == len(live) else 0
     obj = spec.latency.p99_ttfb_ms
+    service_ms = measured_service_ms(plane, key, demand, placed)
     slot = row.next_slot
     for i in range(max(0, missing)):
-        choice = serving.choose(demand, spots, rtt, obj, placed)
+        choice = serving.choose(demand, spots, rtt, obj, placed, service_ms=service_ms)
         if choice is not None:
             pin: str | None = choice.center
             why: str | None = f"{choice.center}, {choice.reason}"
@@ -682,7 +755,9 @@ def _plan(p: _Pass, s: Session, row: ServiceRow) -> _Todo:
             f" replicas.min ({spec.replicas.min}) wins"
         )
     if not todo.new and not todo.cancel and moving is None and demand:
-        _consider_move(p, row, spec, key, live, spots, rtt, demand, spent, budget, todo, at)
+        _consider_move(
+            p, row, spec, key, live, spots, rtt, demand, spent, budget, todo, at, service_ms
+        )
         if todo.move_from is not None:
             notes.append(f"moving replica {todo.move_from} to {todo.new[0].pin}")
     _notes[key] = notes
@@ -708,6 +783,7 @@ def _consider_move(
     budget: float | None,
     todo: _Todo,
     at: Callable[[ServiceReplicaRow, JobRow], str | None],
+    service_ms: float | None = None,
 ) -> None:
     """Start a move (make before break) once a better center has held `move_hold_s`."""
     hold = move_hold_s(spec)
@@ -723,7 +799,14 @@ def _consider_move(
     if len(ready) != len(live):
         _misfit.pop(key, None)  # a replica still starting: judge once all are up
         return
-    mv = serving.misplaced(demand, spots, rtt, spec.latency.p99_ttfb_ms, [c for _, c in ready])
+    mv = serving.misplaced(
+        demand,
+        spots,
+        rtt,
+        spec.latency.p99_ttfb_ms,
+        [c for _, c in ready],
+        service_ms=service_ms,
+    )
     if mv is None:
         _misfit.pop(key, None)
         return

@@ -28,8 +28,9 @@ The model, in one place (each constant below says what it assumes):
   that bills real runs and the batch simulator's (energy hour by hour on the
   center's tariff, service per CU·h; kWh and CO2 as the batch simulator's).
 - **Autoscaling** (every policy but `static-peak`): every `TICK_S` the mean
-  in-flight requests of the last tick (of the last `lookback=` seconds when
-  given) give ``replicas_for(spec, inflight)``
+  in-flight requests of the tick is a reading; the mean of the readings of
+  the service's `autoscale.lookback_s` (`lookback=` overrides it), the
+  server's `model.service.Lookback`, gives ``replicas_for(spec, inflight)``
   (the server's rule); the count moves up once that has held `up_delay_s`
   and down once it has held `down_delay_s` (the service's `autoscale:`, or
   its defaults) — the same hysteresis as `server/services.py`'s autoscale.
@@ -38,7 +39,12 @@ The model, in one place (each constant below says what it assumes):
 - **Policies**: `POLICIES`; `static-peak` (the issue's baseline) sizes each
   site's replicas at its nearest center for the busiest minute and never
   changes them; `ours` places with the server's `scheduler.serving.choose`
-  and routes with the gateway's `gateway.scoring.score`.
+  and routes with the gateway's `gateway.scoring.score`. Its network share of
+  the objective is the server's measured one (`serving.network_share`): the
+  p99 time to first token of the last `TTFB_WINDOW_S` less the round trip in
+  it, as the server reads the gateways' histograms; before there are
+  `MIN_TTFB_SAMPLES` requests, the prefill of the trace's p99 prompt on the
+  service's slowest chip type.
 """
 
 from __future__ import annotations
@@ -61,9 +67,22 @@ from computenet.gateway.scoring import Raw, rtt_ms, score, tariff_now
 from computenet.metering.pricing import charge
 from computenet.model import Center, Chip, Network
 from computenet.model.center import CST
-from computenet.model.service import Autoscale, ServiceSpec, parse_service_text, replicas_for
+from computenet.model.service import (
+    Autoscale,
+    Lookback,
+    ServiceSpec,
+    parse_service_text,
+    replicas_for,
+)
 from computenet.network.paths import PathTable
-from computenet.scheduler.serving import Spot, choose, replica_cost_cny_per_hour, suits
+from computenet.scheduler.serving import (
+    MIN_TTFB_SAMPLES,
+    Spot,
+    choose,
+    replica_cost_cny_per_hour,
+    service_p99_ms,
+    suits,
+)
 
 WORKLOAD_PREFIX = "azure-llm:"
 
@@ -94,6 +113,10 @@ STARTUP_S = 60.0
 
 TICK_S = 2.0
 """How often the autoscaler looks: the gateway's load report interval (docs/services.md)."""
+
+TTFB_WINDOW_S = 15 * 60.0
+"""Seconds of requests placement measures the service's own time by (the server's
+`TTFB_WINDOW_MIN`)."""
 
 SIZING_WINDOW_S = 60.0
 """Static peak provisioning sizes for the busiest window of this length (a dashboard minute)."""
@@ -271,7 +294,7 @@ class ServingWorkload:
     batch: int
     startup_s: float
     seed: int
-    lookback_s: float = 2.0  # the autoscaler's mean in-flight over this many seconds
+    lookback_s: float = 30.0  # the autoscaler's mean in-flight over this many seconds
 
     @property
     def name(self) -> str:
@@ -351,7 +374,9 @@ def parse_serving_workload(text: str, net: Network) -> ServingWorkload:
         )
     )
     startup = _number("startup", opts.get("startup", str(STARTUP_S)), 0, 86_400)
-    lookback = _number("lookback", opts.get("lookback", str(TICK_S)), TICK_S, 3600)
+    # The service's own look-back unless the workload overrides it (what the server does).
+    own = (spec.autoscale or Autoscale()).lookback_s
+    lookback = _number("lookback", opts["lookback"], TICK_S, 3600) if "lookback" in opts else own
     # The trace does not say its zone: its clock time is taken as China Standard Time.
     start = trace.start.replace(tzinfo=CST)
     if "hour" in opts:
@@ -516,7 +541,7 @@ class Group:
     replicas: list[Replica] = field(default_factory=list)
     inflight: int = 0
     area: float = 0.0  # ∫ in-flight dt since the last tick
-    recent: deque[float] = field(default_factory=deque)  # the last ticks' means (lookback)
+    window: Lookback | None = None  # the ticks' readings of the last lookback (autoscaled)
     last: float = 0.0
     above_since: float | None = None
     below_since: float | None = None
@@ -540,6 +565,19 @@ def hysteresis(g: Group, target: int, now: float, delays: Autoscale) -> None:
             g.wanted, g.below_since = target, None
     else:
         g.above_since = g.below_since = None
+
+
+def autoscale_tick(
+    g: Group, reading: float, now: float, spec: ServiceSpec, lookback_s: float, least: int
+) -> float:
+    """One tick of `g`'s autoscaler: add the tick's mean in-flight `reading` to its look-back,
+    move `g.wanted` toward what the mean calls for (at least `least`); returns the mean."""
+    if g.window is None or g.window.lookback_s != lookback_s:
+        g.window = Lookback(lookback_s)
+    mean = g.window.add(now, reading)
+    target = max(least, replicas_for(spec, mean))
+    hysteresis(g, target, now, spec.autoscale or Autoscale())
+    return mean
 
 
 def window_peak_inflight(t: np.ndarray, dur: np.ndarray, window_s: float) -> tuple[float, float]:
@@ -574,7 +612,6 @@ class ServingRun:
             )
         self.net, self.work, self.policy = net, work, policy
         self.spec = work.spec
-        self.delays = work.spec.autoscale or Autoscale()
         self.paths = PathTable.build(net)
         self.opts = options(net, work.spec)
         self.count = work.spec.chips.count
@@ -582,6 +619,8 @@ class ServingRun:
         self.min_replicas = max(1, work.spec.replicas.min)  # no scale to zero in the sim
         n = len(work.t_s)
         self.ttft = np.full(n, np.nan)
+        self.ttfb_prior_ms = self._prior_service_ms()
+        self.service_ms: float | None = self.ttfb_prior_ms  # the last estimate placement used
         self.e2e = np.full(n, np.nan)
         self.served_by = np.full(n, -1, dtype=np.int64)
         self.replicas: list[Replica] = []
@@ -606,6 +645,33 @@ class ServingRun:
             hit = rtt_ms(self.paths, self.net, self.work.sites[site], center) / 1000.0
             self._rtt[key] = hit
         return hit
+
+    def _prior_service_ms(self) -> float:
+        """The service's own p99 TTFT before any is measured: the prefill of the trace's
+        p99 prompt on the slowest of its chip types (nothing waiting)."""
+        p99_prompt = float(np.percentile(self.work.trace.context, 99))
+        slowest = min(replica_speed(self.net, o.chip, self.count) for o in self.opts)
+        return 1000.0 * p99_prompt / (slowest * PREFILL_TOKENS_PER_PFLOPS)
+
+    def measured_service_ms(self, placed: Sequence[str], now: float) -> float:
+        """The server's measure (`server.services.measured_service_ms`) on the simulated
+        requests: the p99 time to first token of those that arrived in the last
+        `TTFB_WINDOW_S` and started, less the demand-weighted mean RTT of each site to
+        its nearest placed center; the prior with fewer than `MIN_TTFB_SAMPLES`."""
+        w = self.work
+        lo, hi = np.searchsorted(w.t_s, [now - TTFB_WINDOW_S, now], side="right")
+        seen = self.ttft[lo:hi]
+        seen = seen[~np.isnan(seen)]
+        if len(seen) < MIN_TTFB_SAMPLES or not placed:
+            return self.ttfb_prior_ms
+        centers = set(placed)
+        total = float(self.demand.sum())
+        share = sum(
+            float(self.demand[s]) * min(self.rtt_s(s, c) for c in centers)
+            for s in range(len(w.sites))
+        ) / max(total, 1.0)
+        got = service_p99_ms(1000.0 * float(np.percentile(seen, 99)), 1000.0 * share)
+        return self.ttfb_prior_ms if got is None else got
 
     def nearest(self, site: int) -> Option:
         """The option at the center nearest `site` (the service's first chip type there)."""
@@ -656,7 +722,10 @@ class ServingRun:
         site_ids = self.work.sites
         rtt = {(site_ids[s], cid): 1000.0 * self.rtt_s(s, cid) for s in g.sites for cid in best}
         demand = {site_ids[s]: float(self.demand[s]) for s in g.sites}
-        pick = choose(demand, spots, rtt, self.spec.latency.p99_ttfb_ms, placed)
+        self.service_ms = self.measured_service_ms(placed, now)
+        pick = choose(
+            demand, spots, rtt, self.spec.latency.p99_ttfb_ms, placed, service_ms=self.service_ms
+        )
         if pick is None:  # no room anywhere: the nearest option of the busiest site
             return self.nearest(max(g.sites, key=lambda s: self.demand[s]))
         return best[pick.center][1]
@@ -873,13 +942,8 @@ class ServingRun:
                     if not g.autoscaled:
                         continue
                     self._area(g, now)
-                    g.recent.append(g.area / TICK_S)
-                    g.area = 0.0
-                    while len(g.recent) > max(1, round(w.lookback_s / TICK_S)):
-                        g.recent.popleft()
-                    mean = sum(g.recent) / len(g.recent)
-                    target = max(self.min_replicas, replicas_for(self.spec, mean))
-                    hysteresis(g, target, now, self.delays)
+                    reading, g.area = g.area / TICK_S, 0.0
+                    autoscale_tick(g, reading, now, self.spec, w.lookback_s, self.min_replicas)
                     self.reconcile(g, now)
                 if now + TICK_S <= last_arrival:
                     self.at(now + TICK_S, self.TICK, 0)

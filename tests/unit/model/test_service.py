@@ -83,3 +83,77 @@ def test_autoscaling_follows_demand_after_its_delays_and_stays_within_min_max() 
     row.load = {"gw": [50.0, 1000.0]}  # a stale report (gateway gone) counts for nothing
     autoscale(row, spec, 2000.0)
     assert (row.wanted, row.above_since) == (1, None)
+
+
+def test_the_look_back_defaults_to_30_s_and_is_bounded_naming_its_field() -> None:
+    from computenet.model.service import LOOKBACK_S
+
+    spec = parse_service_text("name: c\ncommand: x\nautoscale: {up_delay_s: 3}")
+    assert spec.autoscale is not None and spec.autoscale.lookback_s == LOOKBACK_S == 30.0
+    short = parse_service_text("name: c\ncommand: x\nautoscale: {lookback_s: 2.5}")
+    assert short.autoscale is not None and short.autoscale.lookback_s == 2.5
+    for bad in ("0", "-1", "3601", "soon"):
+        with pytest.raises(ValidationError) as e:
+            parse_service_text(f"name: c\ncommand: x\nautoscale: {{lookback_s: {bad}}}")
+        assert e.value.field == "autoscale.lookback_s", bad
+
+
+def test_the_look_back_means_the_readings_of_its_last_seconds() -> None:
+    from computenet.model.service import Lookback
+
+    w = Lookback(10.0)
+    assert w.add(0.0, 4.0) == 4.0
+    assert w.add(5.0, 8.0) == 6.0
+    assert w.add(9.0, 0.0) == 4.0  # one low reading lowers the mean, it does not reset it
+    assert w.add(10.0, 6.0) == 14.0 / 3  # the reading at 0 is 10 s old: gone
+    assert len(w) == 3
+    assert w.add(100.0, 1.0) == 1.0  # after a gap, the latest alone
+    assert w.add(50.0, 7.0) == 7.0  # the clock set back: the later readings are dropped
+    one = Lookback(0.5)  # shorter than the readings' interval: the latest reading
+    assert [one.add(t, v) for t, v in ((0.0, 3.0), (2.0, 5.0))] == [3.0, 5.0]
+
+
+def test_the_server_averages_demand_over_the_look_back_before_scaling() -> None:
+    from computenet.model.service import Lookback
+    from computenet.server.services import autoscale
+    from computenet.store.schema import ServiceRow
+
+    spec = parse_service_text(
+        "name: c\ncommand: x\nreplicas: {min: 1, max: 8}\ntarget_inflight: 2\n"
+        "autoscale: {up_delay_s: 10, down_delay_s: 600, lookback_s: 10}"
+    )
+    row = ServiceRow(name="c", wanted=1, load={})
+    w = Lookback(10.0)
+    # 6 in flight, with one quiet reading among them: the mean stays above 1 replica's
+    # worth, so the wait to scale up is not restarted (it is with the latest reading).
+    means = []
+    for t, x in [(0, 6.0), (2, 6.0), (4, 0.0), (6, 6.0), (8, 6.0), (10, 6.0)]:
+        row.load = {"gw": [x, float(t)]}
+        means.append(autoscale(row, spec, float(t), w))
+    assert means == [6.0, 6.0, 4.0, 4.5, 4.8, 24.0 / 5]
+    assert row.wanted == 3  # ceil(4.8 / 2), held 10 s from t=0
+    bare = ServiceRow(name="c", wanted=1, load={})
+    for t, x in [(0, 6.0), (2, 6.0), (4, 0.0), (6, 6.0), (8, 6.0), (10, 6.0)]:
+        bare.load = {"gw": [x, float(t)]}
+        autoscale(bare, spec, float(t))  # no window: each reading alone
+    assert bare.wanted == 1  # the 0 at t=4 restarted the wait
+
+
+def test_held_requests_start_a_replica_at_once_whatever_the_mean() -> None:
+    from computenet.model.service import Lookback
+    from computenet.server.services import autoscale
+    from computenet.store.schema import ServiceRow
+
+    spec = parse_service_text(
+        "name: c\ncommand: x\nreplicas: {min: 0, max: 4}\ntarget_inflight: 2\n"
+        "autoscale: {up_delay_s: 30, down_delay_s: 600, lookback_s: 60}"
+    )
+    row = ServiceRow(name="c", wanted=0, load={})
+    w = Lookback(60.0)
+    for t in range(0, 40, 2):
+        row.load = {"gw": [0.0, float(t), "a", 0]}
+        autoscale(row, spec, float(t), w)
+    row.load = {"gw": [0.0, 40.0, "a", 5]}
+    mean = autoscale(row, spec, 40.0, w)
+    assert mean is not None and mean < 1.0  # the mean barely moved ...
+    assert row.wanted == 3  # ... but the five held requests call for ceil(5 / 2) now

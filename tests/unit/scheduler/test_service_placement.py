@@ -5,18 +5,23 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import pytest
+
 from computenet.catalog.loader import load_network
 from computenet.metering.pricing import charge
 from computenet.model.center import CST
 from computenet.model.job import ChipRequest
 from computenet.model.service import parse_service_text
 from computenet.scheduler.serving import (
+    NETWORK_SHARE,
     Spot,
     budget_keep,
     choose,
     misplaced,
+    network_share,
     replica_cost_cny_per_hour,
     rtt_limit_ms,
+    service_p99_ms,
     suits,
 )
 from computenet.server.services import Report, autoscale, demand_by_site
@@ -160,3 +165,33 @@ def test_requests_held_at_zero_replicas_start_one_at_once() -> None:
     row = ServiceRow(name="c", wanted=0, load={"gw": [3.0, 1000.0]})
     autoscale(row, spec, 1000.0)
     assert (row.wanted, row.above_since) == (0, 1000.0)
+
+
+def test_the_network_gets_what_the_measured_service_time_leaves_within_bounds() -> None:
+    assert network_share(500.0, None) == NETWORK_SHARE == 0.5  # no measure yet: half
+    assert network_share(500.0, 410.0) == pytest.approx(0.18)  # a slow prefill: 90 ms left
+    assert network_share(500.0, 600.0) == 0.1  # slower than the objective: still 10 %
+    assert network_share(500.0, 0.0) == 0.9  # instant: 10 % kept for queueing
+    assert rtt_limit_ms(500.0, 410.0) == pytest.approx(90.0)
+    assert rtt_limit_ms(500.0) == 250.0
+    # The service's own p99: the observed p99 TTFB less the round trip in it, at least 0.
+    assert service_p99_ms(None, 10.0) is None
+    assert service_p99_ms(300.0, 40.0) == 260.0
+    assert service_p99_ms(30.0, 40.0) == 0.0
+
+
+def test_a_slow_service_is_placed_nearer_and_a_fast_one_may_go_further() -> None:
+    # 200 ms objective: by default 100 ms for the network, so mid (40 ms) is the cheapest fit.
+    got = choose({"users": 5.0}, SPOTS, RTT, 200.0)
+    assert got is not None and got.center == "mid"
+    # The model measured at 170 ms p99: 30 ms left, only near fits.
+    got = choose({"users": 5.0}, SPOTS, RTT, 200.0, service_ms=170.0)
+    assert got is not None and (got.center, got.fits) == ("near", True)
+    assert "within 30 ms RTT" in got.reason
+    # Measured at 60 ms: 140 ms left, far (120 ms) fits and is cheapest.
+    got = choose({"users": 5.0}, SPOTS, RTT, 200.0, service_ms=60.0)
+    assert got is not None and got.center == "far"
+    # A replica at mid is outside the objective once the model is known to be slow.
+    assert misplaced({"users": 5.0}, SPOTS, RTT, 200.0, ["mid"]) is None
+    mv = misplaced({"users": 5.0}, SPOTS, RTT, 200.0, ["mid"], service_ms=170.0)
+    assert mv is not None and mv.to.center == "near" and "over the 30 ms limit" in mv.reason

@@ -187,3 +187,45 @@ def test_a_replica_pinned_at_a_center_that_filled_up_is_placed_again(day: Net) -
     (again,) = service(day)["replicas"]
     assert again["why"].startswith("b, for u"), again["why"]
     assert day.job(first["job_id"])["state"] == "CANCELLED"
+
+
+def test_the_service_time_is_measured_from_the_gateways_ttfb_less_the_round_trip(
+    day: Net,
+) -> None:
+    from datetime import UTC, datetime
+
+    from computenet.protocol.service_stats import GROWTH, StatsReport, bucket_of
+    from computenet.server.service_stats import store_of
+    from computenet.server.services import measured_service_ms
+    from computenet.store import services as store
+
+    deploy(day, replicas={"min": 1, "max": 1})
+    with day.plane.db.read() as s:
+        row = store.list_services(s)[0]
+        key = (row.tenant_id, row.name)
+    now = datetime.fromtimestamp(day.plane.clock.real(), UTC)
+
+    def report(n: int, ms: float) -> None:
+        body = StatsReport(
+            gateway="g",
+            window_s=2,
+            requests=n,
+            errors=0,
+            bytes_in=0,
+            bytes_out=0,
+            ttfb_ms={bucket_of(ms): n},
+            latency_ms={},
+        )
+        store_of(day.plane).add(key, now, body, 1, 1.0)
+
+    report(50, 300.0)
+    assert measured_service_ms(day.plane, key, {"u": 1.0}, ["a"]) is None  # 50: too few
+    report(60, 300.0)
+    got = measured_service_ms(day.plane, key, {"u": 1.0}, ["a"])
+    # u is 4 ms RTT from a (2 ms each way): the p99 (300 ms, within one bucket) less 4 ms.
+    assert got is not None and 300.0 - 4.0 <= got <= 300.0 * GROWTH - 4.0
+    far = measured_service_ms(day.plane, key, {"u": 1.0}, ["b"])  # 40 ms from b
+    assert far is not None and far == pytest.approx(got - 36.0)
+    # With a replica at each, the site's nearest counts (the gateways route near).
+    assert measured_service_ms(day.plane, key, {"u": 1.0}, ["a", "b"]) == got
+    assert measured_service_ms(day.plane, key, {"u": 1.0}, []) is None

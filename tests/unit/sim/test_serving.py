@@ -19,16 +19,19 @@ from computenet.model import Network
 from computenet.model.service import Autoscale, parse_service_text
 from computenet.sim.serving import (
     POLICIES,
+    PREFILL_TOKENS_PER_PFLOPS,
     WORKLOAD_CLASS,
     Group,
     ServingRun,
     ServingWorkload,
+    autoscale_tick,
     diurnal_share,
     goal,
     hysteresis,
     load_azure_llm,
     parse_serving_policies,
     parse_serving_workload,
+    replica_speed,
     window_peak_inflight,
 )
 
@@ -65,9 +68,10 @@ def trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def work(china: Network, trace_path: Path) -> ServingWorkload:
-    # The autoscaler compares a 30 s mean of the in-flight requests (Ray Serve's look-back):
-    # with the server's 2 s means, a noisy load holds scale-ups back (docs/simulator.md).
-    return parse_serving_workload(f"azure-llm:{trace_path},seed=5,lookback=30", china)
+    # The autoscaler compares a 30 s mean of the in-flight requests (the service's default
+    # `autoscale.lookback_s`, Ray Serve's look-back): with 2 s means alone, a noisy load holds
+    # scale-ups back (docs/simulator.md).
+    return parse_serving_workload(f"azure-llm:{trace_path},seed=5", china)
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +365,64 @@ def test_a_day_repeats_the_trace_hour_by_hour_with_the_diurnal_share(
     with pytest.raises(ValidationError) as e:
         parse_serving_workload(f"azure-llm:{trace_path},day=2", china)
     assert e.value.field == "--workload day"
+
+
+def test_the_look_back_is_the_service_files_unless_the_workload_overrides_it(
+    china: Network, trace_path: Path
+) -> None:
+    from computenet.model.service import LOOKBACK_S
+
+    assert parse_serving_workload(f"azure-llm:{trace_path}", china).lookback_s == LOOKBACK_S
+    svc = trace_path.parent / "lookback.yaml"
+    svc.write_text("name: lb\ncommand: serve\nautoscale: {lookback_s: 8}\n")
+    own = parse_serving_workload(f"azure-llm:{trace_path},service={svc}", china)
+    assert own.lookback_s == 8.0
+    over = parse_serving_workload(f"azure-llm:{trace_path},service={svc},lookback=2", china)
+    assert over.lookback_s == 2.0
+
+
+def test_the_servers_averaged_demand_is_the_simulators() -> None:
+    """The same readings every 2 s: the keeper's mean (its `Lookback`) and the simulator's
+    tick give the same mean and the same replicas wanted."""
+    from computenet.model.service import Lookback, replicas_for
+    from computenet.server.services import autoscale
+
+    spec = parse_service_text(
+        "name: s\ncommand: x\nreplicas: {min: 1, max: 20}\ntarget_inflight: 2\n"
+        "autoscale: {up_delay_s: 6, down_delay_s: 20, lookback_s: 12}\n"
+    )
+    assert spec.autoscale is not None
+    rng = np.random.default_rng(11)
+    row = SimpleNamespace(name="s", wanted=1, above_since=None, below_since=None, load={})
+    window = Lookback(spec.autoscale.lookback_s)
+    g = Group((0,), 1, None, True)
+    t, moved = 0.0, 0
+    for _ in range(400):
+        t += 2.0
+        inflight = float(rng.choice([0.5, 3.0, 9.0, 15.0]) if rng.random() < 0.3 else 4.0)
+        row.load = {"gw": [inflight, t]}
+        server = autoscale(row, spec, t, window)  # type: ignore[arg-type]
+        before = g.wanted
+        sim = autoscale_tick(g, inflight, t, spec, spec.autoscale.lookback_s, 1)
+        moved += g.wanted != before
+        assert server == pytest.approx(sim), t
+        assert g.wanted == row.wanted, t
+    assert moved > 5  # the series made both scale, both ways
+    assert replicas_for(spec, 4.0) == 2
+
+
+def test_placement_starts_from_the_prefill_of_the_p99_prompt_on_the_slowest_chip(
+    china: Network, trace_path: Path
+) -> None:
+    w = parse_serving_workload(f"azure-llm:{trace_path}", china)
+    run = ServingRun(china, w, "ours")
+    slowest = min(replica_speed(china, o.chip, 1) for o in run.opts)
+    p99 = float(np.percentile(w.trace.context, 99))
+    assert run.ttfb_prior_ms == pytest.approx(1000.0 * p99 / (slowest * PREFILL_TOKENS_PER_PFLOPS))
+    assert run.measured_service_ms([], 0.0) == run.ttfb_prior_ms  # nothing measured yet
+    run.run()
+    # After the replay the measure is the simulated requests' own, not the prior.
+    last = float(w.t_s[-1])
+    placed = [r.opt.center.id for r in run.replicas]
+    got = run.measured_service_ms(placed, last)
+    assert got != run.ttfb_prior_ms and 0.0 <= got < 1000.0 * float(np.nanmax(run.ttft))
