@@ -49,6 +49,7 @@ from computenet.backends._external import catalog_stack, job_env, parse_mapping,
 from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
+from computenet.model.service import SERVICE_ENV
 from computenet.protocol import PoolCapacity
 
 logger = logging.getLogger(__name__)
@@ -290,6 +291,14 @@ class KubernetesBackend:
                 f"this center has no {job.chip} pool",
                 field="chip",
                 hint=f"pools: {', '.join(self.pools)}",
+            )
+        if SERVICE_ENV in job.env:
+            # A pod listens at its pod IP on a cluster node, not on the agent's host: the
+            # agent could neither probe it nor give the gateways a host:port that reaches it.
+            raise BackendError(
+                "the Kubernetes backend cannot run a service replica: its pod listens on a "
+                "cluster node's pod IP, which the agent cannot probe or advertise",
+                hint="deploy services to centers with a local, Slurm or Ray agent",
             )
         batch, _ = self._apis()
         name = self.job_name(idempotency_key)

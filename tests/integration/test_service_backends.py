@@ -1,0 +1,344 @@
+"""A service replica on the Slurm, Ray and (fake) Kubernetes backends, end to end.
+
+A real server and one real agent (``cnet agent --backend slurm|ray|kubernetes``)
+for a one-center network; a one-replica service running
+`tests/helpers/echo_model.py` is deployed. On Slurm and Ray (the real services
+scripts/services.sh starts; without them the test fails under ``CI=true`` and
+is skipped elsewhere) the replica must become ready with an endpoint, answer
+through a real ``cnet gateway``, and come back — a new replica, ready again —
+after its job is cancelled at the scheduler (``scancel``, Ray's ``stop_job``).
+
+On Kubernetes a pod runs on a cluster node at a pod IP that is not the agent's
+host, so the agent can neither probe nor advertise it: the backend refuses a
+replica with a clear reason (the job fails, no endpoint is ever reported).
+The agent runs the Kubernetes backend against the in-process fake API server
+(tests/helpers/kubernetes_fake.py): this module, run as a script with
+``k8s-agent ARGS``, is that agent process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from computenet.cli.supervise import cnet_argv
+from computenet.model import JobState
+from computenet.protocol.services import ServiceView
+from computenet.sdk import Client
+from tests.helpers.processes import (
+    free_port,
+    log_tail,
+    start_server,
+    stop_process,
+    wait_http,
+)
+from tests.helpers.services import require_service
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+ECHO = REPO / "tests" / "helpers" / "echo_model.py"
+
+NETWORK = """
+name: svc-backends
+time_scale: 600
+data_scale: 1
+centers:
+  - id: c1
+    region: east
+    lat: 31.0
+    lon: 121.0
+    pools: [{chip: CPU-node, count: 4}]
+    pue: 1.3
+    tariff: {flat: 0.5, peak: 1, valley: 1}
+    carbon_kg_per_kwh: 0.5
+    service_price_per_cuh: 1
+    tags: [region:east]
+"""
+
+
+@dataclass
+class One:
+    """A server, one agent on `backend`, a user's client, and how to reach the backend."""
+
+    backend: str
+    tmp: Path
+    url: str
+    network_file: Path
+    user: Client
+    prefix: str
+    env: dict[str, str]
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{log_tail(p)}" for p in sorted(self.tmp.glob("*.log")))
+
+    def until(self, what: str, check: Any, timeout: float = 120.0) -> Any:
+        """Poll `check` until it returns something truthy; fail with the process logs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = check()
+            if got:
+                return got
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+
+
+def _agent_args(backend: str, tmp: Path, prefix: str, env: dict[str, str]) -> list[str]:
+    """The `--backend` and `--backend-opt` arguments for `backend`."""
+    if backend == "slurm":
+        # Jobs run as nobody when the agent runs as root: their output folder must be
+        # reachable by that user, and pytest's tmp folders are not (0700).
+        out = Path(tempfile.mkdtemp(prefix=f"cnet-svc-{prefix}-"))
+        out.chmod(0o711)
+        opts = {
+            "partition": "debug",
+            "account": "cnet",
+            "chips_as": "cpus",
+            "slurm_conf": env["SLURM_CONF"],
+            "output_dir": str(out),
+            "prefix": prefix,
+        }
+    elif backend == "ray":
+        opts = {"address": env["RAY_ADDRESS"], "prefix": prefix}
+    else:
+        opts = {"prefix": prefix}
+    args = ["--backend", "kubernetes" if backend == "kubernetes-fake" else backend]
+    for k, v in opts.items():
+        args += ["--backend-opt", f"{k}={v}"]
+    return args
+
+
+def _cancel_at_backend(one: One) -> list[str]:
+    """Cancel every live job of this test at the scheduler itself; the ids cancelled."""
+    if one.backend == "slurm":
+        senv = {**os.environ, "SLURM_CONF": one.env["SLURM_CONF"]}
+        out = subprocess.run(
+            ["squeue", "-h", "-o", "%i %j"], env=senv, capture_output=True, text=True, timeout=30
+        ).stdout
+        rows = (ln.partition(" ") for ln in out.splitlines())
+        ids = [i for i, _, name in rows if name.startswith(one.prefix + "-")]
+        if ids:
+            subprocess.run(["scancel", *ids], env=senv, timeout=30, check=True)
+        return ids
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(one.env["RAY_ADDRESS"])
+    ids = [
+        j.submission_id or ""
+        for j in client.list_jobs()
+        if (j.submission_id or "").startswith(one.prefix + "-") and not j.status.is_terminal()
+    ]
+    for sid in ids:
+        client.stop_job(sid)
+    return ids
+
+
+SERVING = [
+    pytest.param("slurm", marks=[pytest.mark.services]),
+    pytest.param("ray", marks=[pytest.mark.services]),
+]
+"""The backends whose agents run replicas (their jobs run on the agent's host here)."""
+
+
+@pytest.fixture
+def one(request: pytest.FixtureRequest, tmp_path: Path, db_url: str) -> Iterator[One]:
+    backend: str = request.param
+    env = require_service(backend) if backend in ("slurm", "ray") else {}
+    network_file = tmp_path / "network.yaml"
+    network_file.write_text(NETWORK)
+    url, admin, server = start_server(
+        tmp_path,
+        str(network_file),
+        db=db_url,
+        cycle_interval=0.2,
+        heartbeat_interval=0.3,
+        lease_timeout=10.0,
+    )
+    admin_client = Client(url, admin)
+    admin_client.create_tenant("acme")
+    user = Client(url, admin_client.create_user("ann", "acme").token)
+    prefix = f"sv{uuid.uuid4().hex[:8]}"
+    o = One(backend, tmp_path, url, network_file, user, prefix, env, [server])
+    try:
+        token = admin_client.center_token("c1").token
+        state = tmp_path / "c1" / "state"
+        if backend == "kubernetes-fake":
+            head = [sys.executable, "-m", "tests.integration.test_service_backends", "k8s-agent"]
+        else:
+            head = cnet_argv("agent")
+        cmd = [
+            *head, "--center", "c1", "--server", url, "--token", token,
+            "--network", str(network_file), "--state-dir", str(state),
+            "--data-root", str(tmp_path / "c1" / "data"),
+            *_agent_args(backend, tmp_path, prefix, env),
+        ]  # fmt: skip
+        agent_env = {**os.environ, **env, "CNET_K8S_FAKE_DIR": str(tmp_path / "k8s")}
+        with (tmp_path / "agent-c1.log").open("ab") as log:
+            o.procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=agent_env)
+            )
+        o.until("the agent online", lambda: all(c.online for c in user.centers()), 60)
+        yield o
+    finally:
+        with contextlib.suppress(Exception):
+            user.delete_service("echo")
+        for proc in reversed(o.procs):
+            stop_process(proc, timeout=30)
+        if backend in ("slurm", "ray"):
+            with contextlib.suppress(Exception):
+                _cancel_at_backend(o)  # nothing of this test stays queued or running
+        for out in Path(tempfile.gettempdir()).glob(f"cnet-svc-{prefix}-*"):
+            shutil.rmtree(out, ignore_errors=True)  # the Slurm jobs' output folder
+        admin_client.close()
+        user.close()
+
+
+def _deploy(one: One) -> ServiceView:
+    spec = {
+        "name": "echo",
+        # The system python: the job runs as another user (Slurm's --uid nobody, the
+        # Ray cluster's user), which may not read the venv.
+        "command": f"python3 {ECHO}",
+        "chips": {"count": 1, "types": ["CPU-node"]},
+        "replicas": {"min": 1, "max": 1},
+        "target_inflight": 4,
+        "latency": {"p99_ttfb_ms": 500},
+        "budget_cny_per_hour": 50,
+    }
+    path = one.tmp / "echo.yaml"
+    path.write_text(json.dumps(spec))
+    return one.user.deploy_service(path)
+
+
+def _ready(one: One) -> ServiceView | None:
+    """The service once a replica of it is ready with an endpoint."""
+    view = one.user.service("echo")
+    return view if any(r.ready and r.endpoint for r in view.replicas) else None
+
+
+def _gateway(one: One) -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    log = one.tmp / "gateway.log"
+    cmd = cnet_argv(
+        "gateway", "--url", one.url, "--token", str(one.user.token), "--port", str(port),
+        "--network", str(one.network_file), "--site", "c1",
+    )  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    one.procs.append(proc)
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc, log=log)
+    return f"http://127.0.0.1:{port}", proc
+
+
+def _ask(gw_url: str, job_id: str) -> dict[str, Any] | None:
+    """The echo model's answer through the gateway when replica `job_id` gave it."""
+    try:
+        r = httpx.post(f"{gw_url}/services/echo/v1/chat/completions", json={"m": 1}, timeout=10)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200 or r.headers.get("x-cnet-replica") != job_id:
+        return None
+    got: dict[str, Any] = r.json()
+    return got
+
+
+@pytest.mark.parametrize("one", SERVING, indirect=True)
+def test_a_replica_serves_and_is_restarted_after_its_backend_job_is_cancelled(one: One) -> None:
+    _deploy(one)
+    view = one.until("a ready replica", lambda: _ready(one), timeout=180)
+    (first,) = [r for r in view.replicas if r.ready]
+    assert first.center == "c1"
+    host, _, port = (first.endpoint or "").rpartition(":")
+    assert host == "127.0.0.1" and int(port) > 0
+    # The endpoint itself is the echo model (its readiness answer names the replica slot).
+    direct = httpx.get(f"http://{first.endpoint}/v1/models", timeout=10)
+    assert direct.status_code == 200 and direct.json()["path"] == "/v1/models"
+
+    gw_url, _ = _gateway(one)
+    got = one.until("an answer through the gateway", lambda: _ask(gw_url, first.job_id), 60)
+    assert got["path"] == "/v1/chat/completions" and got["method"] == "POST"
+    assert got["body_bytes"] > 0
+
+    # Cancel the replica's job at the scheduler itself, behind the agent's back. Nobody
+    # cancelled it in the network, so the control plane refuses that end and requeues the
+    # job once its lease lapses (a new attempt); a job that failed instead is replaced by
+    # the keeper with a new replica job. Either way a new model server must answer.
+    attempts = one.user.job(first.job_id).attempts
+    cancelled = _cancel_at_backend(one)
+    assert len(cancelled) == 1, cancelled
+
+    def restarted() -> ServiceView | None:
+        view = one.user.service("echo")
+        for r in view.replicas:
+            if r.ready and (r.job_id != first.job_id or one.user.job(r.job_id).attempts > attempts):
+                return view
+        return None
+
+    after = one.until("a restarted replica to be ready", restarted, timeout=180)
+    (second,) = [r for r in after.replicas if r.ready]
+    again = one.until(
+        "an answer from the restarted replica", lambda: _ask(gw_url, second.job_id), 60
+    )
+    assert again["pid"] != got["pid"]  # another model server process answered
+
+
+@pytest.mark.parametrize("one", ["kubernetes-fake"], indirect=True)
+def test_kubernetes_refuses_a_replica_rather_than_report_a_wrong_endpoint(one: One) -> None:
+    view = _deploy(one)
+    (replica,) = view.replicas
+    failed = one.until(
+        "the replica's job to fail",
+        lambda: (j := one.user.job(replica.job_id)).state is JobState.FAILED and j,
+    )
+    why = " | ".join(e.message for e in failed.events)
+    assert "Kubernetes backend cannot run a service replica" in why, why
+    # Never reported ready, never an endpoint.
+    assert not any(r.ready or r.endpoint for r in one.user.service("echo").replicas)
+    # The refusal came before any Job was created: the fake API server ran no pod.
+    assert not list((one.tmp / "k8s").glob("*.log"))
+
+
+# ---------------------------------------------------------------- the k8s agent process
+
+
+def fake_kubernetes_backend(**options: Any) -> Any:
+    """`KubernetesBackend` over an in-process fake API server (one 8-CPU node)."""
+    from computenet.backends.kubernetes import KubernetesBackend
+    from tests.helpers.kubernetes_fake import FakeKubernetes, FakeNode
+
+    workdir = Path(os.environ["CNET_K8S_FAKE_DIR"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    node = FakeNode("cpu-1", {"cpu": "8", "memory": "32Gi"})
+    cluster = FakeKubernetes(nodes=[node], workdir=workdir)
+    known = inspect.signature(KubernetesBackend).parameters
+    options = {k: v for k, v in options.items() if k in known}
+    return KubernetesBackend(**options, batch_api=cluster.batch_api(), core_api=cluster.core_api())
+
+
+def _k8s_agent(argv: list[str]) -> int:
+    """``cnet agent ARGS`` whose ``kubernetes`` backend talks to the fake API server."""
+    from computenet.agent.__main__ import main
+    from computenet.backends import registry
+
+    registry.BACKENDS["kubernetes"] = ("__main__", "fake_kubernetes_backend")
+    return main(argv)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["k8s-agent"]:
+    sys.exit(_k8s_agent(sys.argv[2:]))
