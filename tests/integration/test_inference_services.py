@@ -179,12 +179,13 @@ def test_bad_service_files_are_refused_naming_the_field(
 
 
 def test_replicas_follow_the_requests_in_flight_up_and_back_down(net: Net) -> None:
-    # One request in flight per replica is the target; up after 1 s of demand, down after 2 s.
+    # One request in flight per replica is the target; up after 1 s of demand, down after 2 s,
+    # on the mean of the last second's readings (not the 30 s default look-back).
     file = service_file(
         net.tmp,
         replicas={"min": 1, "max": 3},
         target_inflight=1,
-        autoscale={"up_delay_s": 1, "down_delay_s": 2},
+        autoscale={"up_delay_s": 1, "down_delay_s": 2, "lookback_s": 1},
     )
     net.user.deploy_service(file)
     until("one ready replica", lambda: ready(net, 1), net, timeout=90)

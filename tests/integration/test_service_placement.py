@@ -244,7 +244,7 @@ def test_a_replica_follows_the_demand_to_another_site_make_before_break(net: Net
         "mover",
         replicas={"min": 1, "max": 1},
         latency={"p99_ttfb_ms": 60},
-        autoscale={"up_delay_s": 3600, "down_delay_s": 1},
+        autoscale={"up_delay_s": 3600, "down_delay_s": 1, "lookback_s": 1},
     )
     with reporting(net, {"mover": {"inflight": 2}}):
         until("mover at near", lambda: ready_at(net, "mover") == ["near"], net, timeout=90)

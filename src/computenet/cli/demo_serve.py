@@ -90,8 +90,9 @@ def service_spec() -> dict[str, Any]:
         "replicas": {"min": 1, "max": 4},
         "target_inflight": 4,
         "latency": {"p99_ttfb_ms": 2000},
-        # Scaled for a demo of a minute (Ray Serve's defaults are 30 s and 600 s).
-        "autoscale": {"up_delay_s": 3, "down_delay_s": 8},
+        # Scaled for a demo of a minute (Ray Serve's defaults are 30 s and 600 s, and a 30 s
+        # look-back): the mean in flight of the last 4 s (two gateway reports).
+        "autoscale": {"up_delay_s": 3, "down_delay_s": 8, "lookback_s": 4},
         "readiness_path": "/healthz",
         "env": {"TINYGEN_TOKENS_PER_S": str(TOKENS_PER_S), "TINYGEN_SLOTS": "4"},
     }
