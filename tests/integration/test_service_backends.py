@@ -19,6 +19,7 @@ The agent runs the Kubernetes backend against the in-process fake API server
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import json
 import os
@@ -36,8 +37,11 @@ from typing import Any
 import httpx
 import pytest
 
+from computenet.backends.base import BackendJob
 from computenet.cli.supervise import cnet_argv
+from computenet.errors import BackendError
 from computenet.model import JobState
+from computenet.model.service import SERVICE_ENV
 from computenet.protocol.services import ServiceView
 from computenet.sdk import Client
 from tests.helpers.processes import (
@@ -99,19 +103,25 @@ class One:
         raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
 
 
+def _slurm_output(prefix: str) -> Path:
+    """The Slurm jobs' output folder of test `prefix`, made reachable by their user."""
+    out = Path(tempfile.gettempdir()) / f"cnet-svc-{prefix}"
+    # Jobs run as nobody when the agent runs as root: their output folder must be
+    # reachable by that user, and pytest's tmp folders are not (0700).
+    out.mkdir(mode=0o711, exist_ok=True)
+    out.chmod(0o711)
+    return out
+
+
 def _agent_args(backend: str, tmp: Path, prefix: str, env: dict[str, str]) -> list[str]:
     """The `--backend` and `--backend-opt` arguments for `backend`."""
     if backend == "slurm":
-        # Jobs run as nobody when the agent runs as root: their output folder must be
-        # reachable by that user, and pytest's tmp folders are not (0700).
-        out = Path(tempfile.mkdtemp(prefix=f"cnet-svc-{prefix}-"))
-        out.chmod(0o711)
         opts = {
             "partition": "debug",
             "account": "cnet",
             "chips_as": "cpus",
             "slurm_conf": env["SLURM_CONF"],
-            "output_dir": str(out),
+            "output_dir": str(_slurm_output(prefix)),
             "prefix": prefix,
         }
     elif backend == "ray":
@@ -203,8 +213,8 @@ def one(request: pytest.FixtureRequest, tmp_path: Path, db_url: str) -> Iterator
         if backend in ("slurm", "ray"):
             with contextlib.suppress(Exception):
                 _cancel_at_backend(o)  # nothing of this test stays queued or running
-        for out in Path(tempfile.gettempdir()).glob(f"cnet-svc-{prefix}-*"):
-            shutil.rmtree(out, ignore_errors=True)  # the Slurm jobs' output folder
+        if backend == "slurm":
+            shutil.rmtree(_slurm_output(prefix), ignore_errors=True)
         admin_client.close()
         user.close()
 
@@ -298,6 +308,41 @@ def test_a_replica_serves_and_is_restarted_after_its_backend_job_is_cancelled(on
     assert again["pid"] != got["pid"]  # another model server process answered
 
 
+@pytest.mark.parametrize("backend", SERVING)
+def test_slurm_and_ray_refuse_a_replica_when_no_node_is_the_agents_host(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replicas are pinned to the node on the agent's host; a cluster without one (the
+    # agent on a login node) must refuse the replica, not run it where no probe reaches.
+    env = require_service(backend)
+    module = importlib.import_module(f"computenet.backends.{backend}")
+    monkeypatch.setattr(module, "is_local_host", lambda host: False)
+    prefix = f"sv{uuid.uuid4().hex[:8]}"
+    made: Any
+    if backend == "slurm":
+        made = module.SlurmBackend(
+            state_dir=tmp_path / "state", pools={"CPU-node": 4}, chips_as="cpus",
+            partition="debug", account="cnet", slurm_conf=env["SLURM_CONF"], prefix=prefix,
+            output_dir=_slurm_output(prefix),
+        )  # fmt: skip
+    else:
+        made = module.RayBackend(pools={"CPU-node": 4}, address=env["RAY_ADDRESS"], prefix=prefix)
+    job = BackendJob(
+        job_id="j-replica", attempt=1, command="sleep 60", chip="CPU-node", count=1,
+        env={SERVICE_ENV: "echo", "PORT": "8000"},
+    )  # fmt: skip
+    with pytest.raises(BackendError, match="cannot run a service replica here"):
+        made.submit(job, "j-replica:1")
+    assert made.find("j-replica:1") is None  # nothing reached the scheduler
+    # An ordinary job is not pinned and still runs.
+    plain = BackendJob(job_id="j-plain", attempt=1, command="true", chip="CPU-node", count=1)
+    try:
+        assert made.submit(plain, "j-plain:1")
+    finally:
+        if backend == "slurm":
+            shutil.rmtree(_slurm_output(prefix), ignore_errors=True)
+
+
 @pytest.mark.parametrize("one", ["kubernetes-fake"], indirect=True)
 def test_kubernetes_refuses_a_replica_rather_than_report_a_wrong_endpoint(one: One) -> None:
     view = _deploy(one)
@@ -337,7 +382,7 @@ def _k8s_agent(argv: list[str]) -> int:
     from computenet.backends import registry
 
     registry.BACKENDS["kubernetes"] = ("__main__", "fake_kubernetes_backend")
-    return main(argv)
+    return int(main(argv))
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["k8s-agent"]:

@@ -8,6 +8,7 @@ by byte offset. The rules for both live here, once.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import re
 from collections.abc import Mapping
@@ -82,3 +83,25 @@ def catalog_stack(chip: str) -> str | None:
     except Exception:
         return None
     return str(spec.stack) if spec is not None else None
+
+
+def is_local_host(host: str) -> bool:
+    """Whether `host` (a name or an address a scheduler reports for a node) is this machine.
+
+    A service replica must run where the agent can probe it and advertise its port
+    (agent/serving.py): the external backends pin replicas to the node that is this host.
+    """
+    import socket
+
+    if not host:
+        return False
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    with contextlib.suppress(OSError):
+        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    if host in names or host.startswith("127."):
+        return True
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addrs & names)

@@ -38,6 +38,7 @@ import httpx
 
 from computenet.backends._external import (
     catalog_stack,
+    is_local_host,
     job_env,
     key_name,
     parse_mapping,
@@ -47,6 +48,7 @@ from computenet.backends._external import (
 from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
+from computenet.model.service import SERVICE_ENV
 from computenet.protocol import PoolCapacity
 
 logger = logging.getLogger(__name__)
@@ -218,6 +220,11 @@ class RayBackend:
                 kwargs["entrypoint_resources"] = {resource: float(job.count)}
             if resource != "CPU" and self.cpus_per_chip:
                 kwargs["entrypoint_num_cpus"] = self.cpus_per_chip * job.count
+            if SERVICE_ENV in job.env:
+                # The agent probes and advertises a replica at its own host
+                # (agent/serving.py): pin the entrypoint to the Ray node that is that host.
+                pin = {f"node:{self._local_node_ip()}": 0.001}
+                kwargs["entrypoint_resources"] = {**kwargs.get("entrypoint_resources", {}), **pin}
             try:
                 self._client().submit_job(**kwargs)
             except BackendError:
@@ -323,6 +330,32 @@ class RayBackend:
         """Nothing to release: the jobs belong to the Ray cluster."""
 
     # ------------------------------------------------------------------ helpers
+
+    def _local_node_ip(self) -> str:
+        """The IP of the live Ray node on the agent's host; BackendError when none is."""
+        try:
+            r = httpx.get(
+                f"{self.address}/api/v0/nodes",
+                params={"detail": "false", "limit": "10000"},
+                headers=self.headers,
+                timeout=self.timeout_s,
+            )
+            r.raise_for_status()
+            nodes = r.json()["data"]["result"]["result"]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            raise BackendError(
+                f"cannot list the Ray nodes at {self.address}: {exc}",
+                hint="is the Ray head (dashboard) up?",
+            ) from exc
+        for node in nodes:
+            ip = str(node.get("node_ip") or "")
+            if node.get("state") == "ALIVE" and is_local_host(ip):
+                return ip
+        raise BackendError(
+            "the Ray backend cannot run a service replica here: no Ray node runs on the "
+            "agent's own host, and the agent can probe and advertise a replica only there",
+            hint="run the agent on a node of the Ray cluster (or deploy elsewhere)",
+        )
 
     def _usage(self) -> dict[str, tuple[float, float]]:
         """Resource name → (used, total), from the dashboard's cluster status."""

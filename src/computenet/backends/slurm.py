@@ -60,7 +60,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from computenet.backends._external import job_env, key_name, parse_mapping, slice_log
+from computenet.backends._external import (
+    is_local_host,
+    job_env,
+    key_name,
+    parse_mapping,
+    slice_log,
+)
 from computenet.backends.base import (
     BackendJob,
     BackendState,
@@ -70,6 +76,7 @@ from computenet.backends.base import (
 )
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
+from computenet.model.service import SERVICE_ENV
 from computenet.protocol import PoolCapacity
 from computenet.protocol.center import SchedulerUsage
 
@@ -508,6 +515,7 @@ class SlurmBackend:
             if self.run_as is not None:
                 os.chown(jobdir, self.run_as[0], self.run_as[1])
             args = [
+                *self._replica_args(job),
                 "--parsable",
                 f"--job-name={name}",
                 f"--comment={self._label(idempotency_key)}",
@@ -681,6 +689,26 @@ class SlurmBackend:
         """The ``--comment`` that marks a job as this center's, with its key."""
         center, k = (urllib.parse.quote(x, safe="") for x in (self.center, key))
         return f"computenet center={center} key={k}"
+
+    def _replica_args(self, job: BackendJob) -> list[str]:
+        """A service replica runs on the node that is the agent's own host (``--nodelist``).
+
+        The agent probes the replica's port and advertises it at its own host
+        (agent/serving.py): on any other node the probe could never answer.
+        """
+        if SERVICE_ENV not in job.env:
+            return []
+        proc = self._run("scontrol", "show", "node", "-o")
+        for line in proc.stdout.splitlines():
+            fields = dict(w.partition("=")[::2] for w in line.split() if "=" in w)
+            name = fields.get("NodeName", "")
+            if name and any(is_local_host(fields.get(k, "")) for k in ("NodeAddr", "NodeHostName")):
+                return [f"--nodelist={name}"]
+        raise BackendError(
+            "the Slurm backend cannot run a service replica here: no Slurm node is the "
+            "agent's own host, and the agent can probe and advertise a replica only there",
+            hint="run the agent on a compute node of the cluster (or deploy elsewhere)",
+        )
 
     def _user_args(self) -> list[str]:
         if self.run_as is None:
