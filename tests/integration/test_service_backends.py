@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import pytest
 
+from computenet.backends._external import is_local_host
 from computenet.backends.base import BackendJob
 from computenet.cli.supervise import cnet_argv
 from computenet.errors import BackendError
@@ -341,6 +342,16 @@ def test_slurm_and_ray_refuse_a_replica_when_no_node_is_the_agents_host(
     finally:
         if backend == "slurm":
             shutil.rmtree(_slurm_output(prefix), ignore_errors=True)
+
+
+def test_the_agents_own_host_is_told_from_other_nodes() -> None:
+    import socket
+
+    assert is_local_host("127.0.0.1") and is_local_host("localhost")
+    assert is_local_host(socket.gethostname())
+    # A documentation-only address (TEST-NET-3) and a name that cannot resolve are not.
+    assert not is_local_host("203.0.113.7")
+    assert not is_local_host("no-such-node.invalid") and not is_local_host("")
 
 
 @pytest.mark.parametrize("one", ["kubernetes-fake"], indirect=True)

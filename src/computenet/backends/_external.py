@@ -101,7 +101,14 @@ def is_local_host(host: str) -> bool:
     if host in names or host.startswith("127."):
         return True
     try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
         return False
-    return bool(addrs & names)
+    for family, _, _, _, addr in infos:
+        if addr[0] in names:
+            return True
+        # An address of one of this machine's interfaces is one a socket can bind to.
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((addr[0], 0))
+            return True
+    return False
