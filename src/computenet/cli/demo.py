@@ -30,7 +30,16 @@ from rich.table import Table
 
 from computenet.agent.data import create_replica, env_name
 from computenet.cli.app import app
-from computenet.cli.common import cny, console, dur, err_console, print_json, to_jsonable, when
+from computenet.cli.common import (
+    cny,
+    console,
+    dur,
+    err_console,
+    fail,
+    print_json,
+    to_jsonable,
+    when,
+)
 from computenet.cli.jobs import state_text
 from computenet.cli.netcmd import print_bill
 from computenet.cli.procs import RunningNetwork, start_network
@@ -501,6 +510,12 @@ def demo(
     ] = None,
 ) -> None:
     """Run the built-in demo network end to end: 4 centers, 14 jobs, live progress, the bill."""
+    from computenet.cli.demo_serve import check_flags
+
+    try:  # before anything starts: a flag the chosen demo would ignore is refused
+        check_flags(serve=serve, federated=federated, trace_path=trace)
+    except ComputeNetError as exc:
+        raise fail(exc) from exc
     out = err_console() if json_out else console()
     base = Path(tempfile.mkdtemp(prefix="cnet-demo-"))
     base.chmod(0o711)  # jobs running as their own uids (agents as root) reach their dirs

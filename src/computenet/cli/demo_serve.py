@@ -112,6 +112,22 @@ def write_network(base: Path) -> Path:
     return path
 
 
+def check_flags(*, serve: bool, federated: bool, trace_path: Path | None) -> None:
+    """Refuse `cnet demo` flags that would otherwise be ignored (a user would think they ran)."""
+    if trace_path is not None and not serve:
+        raise ValidationError(
+            "replays a trace only in the inference demo",
+            field="--trace",
+            hint="cnet demo --serve --trace PATH",
+        )
+    if serve and federated:
+        raise ValidationError(
+            "--serve and --federated are two demos",
+            field="--federated",
+            hint="run cnet demo --serve or cnet demo --federated, one at a time",
+        )
+
+
 def requests_of(trace_path: Path | None) -> tuple[list[trace.Request], str]:
     """The requests to replay (compressed into `REPLAY_S`) and where they come from."""
     if trace_path is None:
