@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -159,12 +160,33 @@ def delete(
         console().print(f"deleted {view.name}: {len(view.replicas)} replica(s) stopped")
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on, before saying the gateway is up.
+
+    Without this, uvicorn logs its own multi-line error after our "gateway on" line
+    and exits 3; SO_REUSEADDR as uvicorn sets it, so a port in TIME_WAIT still passes.
+    """
+    if port == 0:
+        return
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise ValidationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            field="--port",
+            hint="another program may hold it: pick another --port or --host",
+        ) from exc
+
+
 @app.command("gateway")
 def gateway(
     url: UrlOpt = None,
     token: TokenOpt = None,
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="port to listen on")] = 8300,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="port to listen on")] = 8300,
     network: Annotated[
         str | None,
         typer.Option(
@@ -197,11 +219,18 @@ def gateway(
             "no token", field="token", hint="pass --token, set CNET_TOKEN, or run `cnet up`"
         )
     net = load_network(network) if network else None
-    if site is not None and (net is None or site not in net.node_ids):
+    if site is not None and net is None:  # a site means something only in a network
+        raise ValidationError(
+            f"--site {site} needs --network",
+            field="--site",
+            hint=f"give --network NET --site {site}, NET the network it is a site or center of",
+        )
+    if site is not None and net is not None and site not in net.node_ids:
         raise ValidationError(
             f"'{site}' is no site or center of the network",
             field="--site",
             hint="give --network and one of its user sites or centers",
         )
+    _check_port(host, port)
     console().print(f"gateway on http://{host}:{port}/services/NAME/ for {cfg.url}")
     serve(Gateway(cfg.url, cfg.token, network=net, site=site, hold_s=hold_s), host, port)
