@@ -538,6 +538,12 @@ def up(
             field="--gateway-port",
             hint="pass --gateway-port 0 (any free port), another port, or --no-gateway",
         )
+    if port and not port_free(host, port):  # else the clients reach the server already there
+        raise ValidationError(
+            f"port {port} on {host} is in use",
+            field="--port",
+            hint="pass --port 0 (any free port) or another port",
+        )
     out = console()
     with Supervisor(base / "logs") as sup:
         with out.status("starting") as status:
