@@ -145,3 +145,21 @@ def check_period(period: str | None) -> str | None:
 def join(items: Iterable[str], sep: str = "; ") -> str:
     """Join non-empty strings."""
     return sep.join(i for i in items if i)
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether `port` on `host` (IPv4 or IPv6) can be listened on now.
+
+    SO_REUSEADDR as uvicorn sets it, so a port left in TIME_WAIT by a stopped
+    server counts as free, as it is for the server that will take it.
+    """
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError:
+        return False
+    return True

@@ -17,7 +17,7 @@ import typer
 
 from computenet.catalog import BUILTIN_NETWORKS, load_network
 from computenet.cli.app import app
-from computenet.cli.common import console
+from computenet.cli.common import console, port_free
 from computenet.cli.supervise import (
     Child,
     Supervisor,
@@ -401,20 +401,6 @@ def start_gateway(
     url = f"http://{host}:{port}"
     wait_http(f"{url}/healthz", child, timeout_s=60)
     return child, url
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether `port` on `host` can be listened on now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # As the server will (uvicorn): a port left in TIME_WAIT by a stopped one is free.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def default_gateway_site(net: Network) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,15 @@ import typer
 from rich.table import Table
 
 from computenet.cli.app import app
-from computenet.cli.common import JsonOpt, TokenOpt, UrlOpt, client, console, print_json
+from computenet.cli.common import (
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    client,
+    console,
+    port_free,
+    print_json,
+)
 from computenet.errors import ComputeNetError, NotFoundError, ValidationError
 from computenet.model.service import parse_service_text
 from computenet.protocol.service_stats import ServiceMetrics
@@ -164,21 +171,14 @@ def _check_port(host: str, port: int) -> None:
     """Refuse a port another program listens on, before saying the gateway is up.
 
     Without this, uvicorn logs its own multi-line error after our "gateway on" line
-    and exits 3; SO_REUSEADDR as uvicorn sets it, so a port in TIME_WAIT still passes.
+    and exits 3.
     """
-    if port == 0:
-        return
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-    except OSError as exc:
+    if port != 0 and not port_free(host, port):
         raise ValidationError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            f"cannot listen on {host}:{port}: it is in use or not an address of this machine",
             field="--port",
             hint="another program may hold it: pick another --port or --host",
-        ) from exc
+        )
 
 
 @app.command("gateway")
