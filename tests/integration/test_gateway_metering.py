@@ -73,6 +73,9 @@ def test_requests_through_the_gateway_are_counted_exactly_with_their_cost(
             for i in range(10):
                 r = http.get(f"/services/echo/v1/models?i={i}")
                 assert r.status_code == 200
+                # The replica's Date and Server headers, once each (not the gateway's too).
+                assert len(r.headers.get_list("date")) == 1, r.headers
+                assert len(r.headers.get_list("server")) == 1, r.headers
                 got_out += len(r.content)
             for i in range(5):
                 body = b"x" * (100 + i)

@@ -550,4 +550,14 @@ def serve(gateway: Gateway, host: str, port: int) -> None:
     """Run `gateway` on host:port until interrupted."""
     import uvicorn
 
-    uvicorn.run(gateway, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    # The replica's own Date and Server headers pass through; uvicorn's would repeat them.
+    uvicorn.run(
+        gateway,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        date_header=False,
+    )
