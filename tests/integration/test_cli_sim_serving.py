@@ -109,3 +109,32 @@ def test_an_unknown_policy_is_exit_2(tmp_path: Path) -> None:
     p = _cnet("compare", "--workload", f"azure-llm:{trace}", "--policies", "nearest,fastest")
     assert p.returncode == 2
     assert p.stderr.startswith("error: --policies: unknown serving policy 'fastest'")
+
+
+def test_run_names_its_own_policy_flag(tmp_path: Path) -> None:
+    trace = _trace(tmp_path / "conv.csv", n=10)
+    p = _cnet("run", "--workload", f"azure-llm:{trace}", "--policy", "fifo")
+    assert p.returncode == 2
+    assert p.stderr.startswith("error: --policy: unknown serving policy 'fifo'")
+
+
+@pytest.mark.parametrize(
+    ("command", "args"),
+    [
+        ("compare", ["--out", "OUT"]),
+        ("compare", ["--no-bound"]),
+        ("compare", ["--seed", "3"]),
+        ("run", ["--cycle", "60"]),
+        ("run", ["--patience", "0"]),
+    ],
+)
+def test_a_batch_option_is_refused_not_ignored(
+    tmp_path: Path, command: str, args: list[str]
+) -> None:
+    trace = _trace(tmp_path / "conv.csv", n=10)
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    p = _cnet(command, "--workload", f"azure-llm:{trace}", *args)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1
+    assert p.stderr.startswith(f"error: {args[0]}: an option of the batch simulator")
+    assert not (tmp_path / "out").exists()  # nothing written

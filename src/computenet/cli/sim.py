@@ -161,6 +161,18 @@ class _Bar:
         self.progress.update(self.tasks[name], completed=done, day=now / 86400.0)  # type: ignore[arg-type]
 
 
+def _batch_only(given: dict[str, object]) -> None:
+    """Refuse a batch simulator option given with an LLM request trace, which it would not use."""
+    for flag, used in given.items():
+        if used is not None and used is not False:
+            raise ValidationError(
+                "an option of the batch simulator, which an azure-llm workload does not use",
+                field=flag,
+                hint="leave it out: the serving replay takes its options in the workload, "
+                "azure-llm:TRACE,seed=N,... (docs/simulator.md)",
+            )
+
+
 @sim_app.command("run")
 def run_cmd(
     network: NetworkOpt = "china",
@@ -179,7 +191,17 @@ def run_cmd(
     """Simulate one policy over a workload and print its figures."""
     if is_serving_workload(workload):  # an LLM request trace: the serving simulator
         with _errors():
-            serving_compare(network, workload, policy, json_out=json_out)
+            _batch_only(
+                {
+                    "--cycle": cycle != 300.0,
+                    "--seed": seed != 0,
+                    "--failures": failures,
+                    "--maintenance": maintenance,
+                    "--patience": patience != DEFAULT_PATIENCE_H,
+                    "--quiet": quiet,
+                }
+            )
+            serving_compare(network, workload, policy, json_out=json_out, flag="--policy")
         return
     with _errors():
         net = load_network(network)
@@ -229,6 +251,18 @@ def compare_cmd(
     """Run several policies over the same workload; table, plots and an HTML report."""
     if is_serving_workload(workload):  # an LLM request trace: the serving simulator
         with _errors():
+            _batch_only(
+                {
+                    "--out": out_dir,
+                    "--no-bound": not bound,
+                    "--cycle": cycle != 300.0,
+                    "--seed": seed != 0,
+                    "--failures": failures,
+                    "--maintenance": maintenance,
+                    "--patience": patience != DEFAULT_PATIENCE_H,
+                    "--quiet": quiet,
+                }
+            )
             serving_compare(network, workload, policies, json_out=json_out)
         return
     with _errors():

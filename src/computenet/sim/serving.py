@@ -1015,7 +1015,7 @@ def _peak_replicas(replicas: Sequence[Replica]) -> int:
     return best
 
 
-def parse_serving_policies(text: str) -> list[str]:
+def parse_serving_policies(text: str, *, flag: str = "--policies") -> list[str]:
     """`all` or a comma-separated list of `POLICIES`; ValidationError naming the unknown one."""
     if text.strip() == "all":
         return list(POLICIES)
@@ -1024,11 +1024,11 @@ def parse_serving_policies(text: str) -> list[str]:
         if n not in POLICIES:
             raise ValidationError(
                 f"unknown serving policy '{n}'",
-                field="--policies",
+                field=flag,
                 hint=f"all, or a comma-separated list of {', '.join(POLICIES)}",
             )
     if not names:
-        raise ValidationError("no policy", field="--policies", hint="all, or a list")
+        raise ValidationError("no policy", field=flag, hint="all, or a list")
     return names
 
 

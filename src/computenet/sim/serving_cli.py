@@ -75,11 +75,13 @@ def table(results: list[ServingResult], title: str) -> Table:
     return t
 
 
-def serving_compare(network: str, workload: str, policies: str, *, json_out: bool) -> None:
+def serving_compare(
+    network: str, workload: str, policies: str, *, json_out: bool, flag: str = "--policies"
+) -> None:
     """Load, replay every policy and print; ComputeNetError on bad input (the CLI exits 2)."""
     net = load_network(network)
     work = parse_serving_workload(workload, net)
-    names = parse_serving_policies(policies)
+    names = parse_serving_policies(policies, flag=flag)
     results = compare_serving(net, work, names)
     spec = work.spec
     if json_out:
