@@ -393,6 +393,7 @@ class Agent:
                 with contextlib.suppress(ComputeNetError):
                     self.client.heartbeat(self.capacity(), [])
         self._save()
+        serving.close_relays()
         self.endpoint.stop()
         self._fetch_http.close()
         self.client.close()
@@ -928,7 +929,7 @@ class Agent:
             endpoint = None
             if held.service_port is not None and state is BackendState.RUNNING:
                 # A service replica is RUNNING for the network once it answers its probe.
-                endpoint = serving.ready_endpoint(held, self.config.data_host)
+                endpoint = serving.ready_endpoint(held, self.config.data_host, self.backend)
             waiting = held.service_port is not None and state is BackendState.RUNNING
             if endpoint is not None or not waiting:
                 held.queue_status("RUNNING", at=_iso(held.started_unix), endpoint=endpoint)
@@ -1007,6 +1008,7 @@ class Agent:
         held.outbox.append({"kind": "usage", "usage": usage})
         held.queue_status(state, exit_code=exit_code, message=message, at=_now())
         held.phase = "finished"
+        serving.forget(held.key)  # a replica's relay closes with it
         level = logging.INFO if state == "SUCCEEDED" else logging.WARNING
         logger.log(level, "%s %s%s", held.job_id, state, f": {message}" if message else "")
 
@@ -1045,6 +1047,7 @@ class Agent:
         held = self.jobs.pop(job_id, None)
         if held is None:
             return
+        serving.forget(held.key)
         entry = self._staging.pop(job_id, None)
         if entry is not None:
             entry[1].set()

@@ -138,6 +138,22 @@ class Backend(Protocol):
         ...
 
 
+def service_address(backend: object, handle: str) -> tuple[str, int] | None:
+    """Where a service replica's server listens, for a backend that runs it off the agent's host.
+
+    Optional in the contract: a backend whose replicas listen elsewhere (Kubernetes:
+    the pod's IP and the container's ``$PORT``) has a method
+    ``service_address(handle) -> (host, port) | None``, None while that is not known
+    yet; the agent relays to it (agent/relay.py). Without the method (local, Slurm,
+    Ray) the replica listens on the agent's own host and this returns None.
+    """
+    method = getattr(backend, "service_address", None)
+    if not callable(method):
+        return None
+    address: tuple[str, int] | None = method(handle)
+    return address
+
+
 def stop_unheld(backend: Backend, keep_keys: set[str]) -> list[str]:
     """Cancel every live job `backend` lists for its center whose key is not in `keep_keys`.
 

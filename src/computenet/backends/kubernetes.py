@@ -28,6 +28,10 @@ does and does not prove.
   capabilities dropped, the ``RuntimeDefault`` seccomp profile and a read-only
   root filesystem (an ``emptyDir`` at ``/tmp`` for scratch; ``read_only_root=false``
   for images that must write elsewhere). The environment is `BackendJob.env` only.
+- **Service replicas.** A replica's pod listens at its pod IP on the port the
+  agent passed in ``$PORT``; `service_address` reports that (``status.podIP``
+  of the running pod) and the agent relays to it from its own data host
+  (agent/relay.py), since the gateways may only be sent to that host.
 - **Labels.** ``computenet.io/center`` (and the exact id in an annotation) lets
   `list_jobs` find this center's Jobs with the agent's state gone.
 """
@@ -49,7 +53,7 @@ from computenet.backends._external import catalog_stack, job_env, parse_mapping,
 from computenet.backends.base import BackendJob, BackendState, BackendStatus, Capability
 from computenet.backends.registry import parse_pools
 from computenet.errors import BackendError, ValidationError
-from computenet.model.service import SERVICE_ENV
+from computenet.model.service import PORT_ENVS
 from computenet.protocol import PoolCapacity
 
 logger = logging.getLogger(__name__)
@@ -292,14 +296,6 @@ class KubernetesBackend:
                 field="chip",
                 hint=f"pools: {', '.join(self.pools)}",
             )
-        if SERVICE_ENV in job.env:
-            # A pod listens at its pod IP on a cluster node, not on the agent's host: the
-            # agent could neither probe it nor give the gateways a host:port that reaches it.
-            raise BackendError(
-                "the Kubernetes backend cannot run a service replica: its pod listens on a "
-                "cluster node's pod IP, which the agent cannot probe or advertise",
-                hint="deploy services to centers with a local, Slurm or Ray agent",
-            )
         batch, _ = self._apis()
         name = self.job_name(idempotency_key)
         with self._lock:
@@ -454,6 +450,26 @@ class KubernetesBackend:
             t = min(math.floor(total), self.pools[chip])
             out.append(PoolCapacity(chip=chip, total=t, free=min(t, math.floor(free))))
         return out
+
+    def service_address(self, handle: str) -> tuple[str, int] | None:
+        """Where a replica's pod listens: its pod IP and ``$PORT``; None until it runs with an IP.
+
+        The optional backend method of `computenet.backends.base.service_address`.
+        """
+        pod = self._pod(handle)
+        if pod is None or pod.status is None:
+            return None
+        status = pod.status
+        if status.phase != "Running" or not status.pod_ip:
+            return None
+        for c in (pod.spec.containers or []) if pod.spec else []:
+            if c.name != CONTAINER:
+                continue
+            env = {e.name: e.value for e in c.env or []}
+            for name in PORT_ENVS:
+                if str(env.get(name) or "").isdigit():
+                    return str(status.pod_ip), int(env[name])
+        return None
 
     def close(self, keep_jobs: bool = False) -> None:
         """Nothing to release: the Jobs belong to the cluster."""
