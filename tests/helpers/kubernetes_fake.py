@@ -18,6 +18,12 @@ and deliberately faithful in what they do:
 - a scheduled pod runs its container's command as a real local process (the
   image is ignored) with only the container's environment; its output is the
   pod log, its exit code the container's terminated ``exitCode``;
+- a running pod's ``status.podIP`` (and ``hostIP``) is ``127.0.0.1``: the process
+  runs on this host, so a server in it (a service replica on ``$PORT``) is
+  really reached at ``podIP:PORT``, as a pod's is from inside the cluster;
+- ``delete_namespaced_pod`` kills the pod's process and removes it; a Job whose
+  active pod is deleted counts it failed (pod failure tracking, Kubernetes
+  ≥1.26), and with ``backoffLimit: 0`` it fails (``BackoffLimitExceeded``);
 - Jobs end with the conditions Kubernetes ≥1.31 sets (``SuccessCriteriaMet`` then
   ``Complete``; ``FailureTarget`` then ``Failed``, reason ``BackoffLimitExceeded``);
 - the pod's ``securityContext.runAsUser``/``runAsGroup`` are honoured when the
@@ -452,6 +458,33 @@ class FakeKubernetes:
                 {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}, "V1PodList"
             )
 
+    def delete_pod(self, name: str, namespace: str) -> Any:
+        """DELETE /api/v1/namespaces/{ns}/pods/{name}: the pod goes; its Job counts a failure."""
+        with self._lock:
+            self._record("delete_namespaced_pod", namespace, name)
+            self._check_namespace(namespace)
+            self._reconcile()
+            pod = self.pods.get((namespace, name))
+            if pod is None:
+                raise _api_exception(404, "NotFound", f'pods "{name}" not found')
+            active = pod["status"].get("phase") in ("Pending", "Running")
+            self._delete_pod((namespace, name))
+            job = self.jobs.get((namespace, pod["metadata"]["labels"].get("job-name", "")))
+            if job is not None and active and not job["spec"].get("suspend"):
+                status = job["status"]
+                if not (_cond_true(status, "Complete") or _cond_true(status, "Failed")):
+                    status["failed"] = int(status.get("failed") or 0) + 1
+                    status["active"] = 0
+                    for kind in ("FailureTarget", "Failed"):
+                        _set_cond(
+                            status,
+                            kind,
+                            "BackoffLimitExceeded",
+                            "Job has reached the specified backoff limit",
+                        )
+            self._reconcile()
+            return _model(pod, "V1Pod")
+
     def pod_log(self, name: str, namespace: str, container: str | None) -> str:
         """GET /api/v1/namespaces/{ns}/pods/{name}/log."""
         with self._lock:
@@ -862,6 +895,10 @@ class FakeCoreV1Api:
     ) -> str:
         """A pod's container log."""
         return self.cluster.pod_log(name, namespace, container)
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **_: Any) -> Any:
+        """Delete a pod (``kubectl delete pod``)."""
+        return self.cluster.delete_pod(name, namespace)
 
     def list_node(self, label_selector: str | None = None, **_: Any) -> Any:
         """Nodes."""
