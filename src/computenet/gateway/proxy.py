@@ -41,7 +41,7 @@ import httpx
 from computenet.gateway import scoring
 from computenet.model import Network
 from computenet.network.paths import PathTable
-from computenet.protocol.service_stats import Histogram, bucket_of
+from computenet.protocol.service_stats import Counts
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +94,6 @@ class Service:
     chips: int = 1  # per replica (the service file's chips.count)
 
 
-@dataclass
-class Counts:
-    """One service's requests in the current report window (see `Meter`)."""
-
-    requests: int = 0
-    errors: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    ttfb_ms: Histogram = field(default_factory=dict)
-    latency_ms: Histogram = field(default_factory=dict)
-
-
 class Meter:
     """Per-request counts by service, taken and reset at each report."""
 
@@ -127,14 +115,13 @@ class Meter:
         c = self.counts.get(service)
         if c is None:
             c = self.counts[service] = Counts()
-        c.requests += 1
-        c.errors += error
-        c.bytes_in += bytes_in
-        c.bytes_out += bytes_out
-        i = bucket_of(ttfb_s * 1000.0)
-        c.ttfb_ms[i] = c.ttfb_ms.get(i, 0) + 1
-        i = bucket_of(total_s * 1000.0)
-        c.latency_ms[i] = c.latency_ms.get(i, 0) + 1
+        c.count(
+            error=error,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            ttfb_ms=ttfb_s * 1000.0,
+            latency_ms=total_s * 1000.0,
+        )
 
     def take(self) -> tuple[float, dict[str, Counts]]:
         """The window's length in seconds and its counts; a new window starts."""

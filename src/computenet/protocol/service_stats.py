@@ -20,6 +20,7 @@ adding counts.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -78,6 +79,49 @@ def merge(into: dict[int, int], more: dict[int, int]) -> None:
 
 Histogram = dict[int, int]
 """Counts by bucket index (`bucket_of`); absent buckets are empty."""
+
+
+@dataclass
+class Counts:
+    """Requests, errors, bytes and the two latency histograms of a window, added up.
+
+    The one tally of both ends: a gateway counts each request into it
+    (`count`) and sends it as a `StatsReport`; the control plane adds reports
+    into its minutes and totals (`add`).
+    """
+
+    requests: int = 0
+    errors: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    ttfb_ms: Histogram = field(default_factory=dict)
+    latency_ms: Histogram = field(default_factory=dict)
+
+    def count(
+        self, *, error: bool, bytes_in: int, bytes_out: int, ttfb_ms: float, latency_ms: float
+    ) -> None:
+        """Count one request: failed or not, its bytes, and its two latencies."""
+        self.requests += 1
+        self.errors += error
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        merge(self.ttfb_ms, {bucket_of(ttfb_ms): 1})
+        merge(self.latency_ms, {bucket_of(latency_ms): 1})
+
+    def add(self, r: StatsReport | Counts) -> None:
+        """Add another tally's (or a report's) counts."""
+        self.requests += r.requests
+        self.errors += r.errors
+        self.bytes_in += r.bytes_in
+        self.bytes_out += r.bytes_out
+        merge(self.ttfb_ms, r.ttfb_ms)
+        merge(self.latency_ms, r.latency_ms)
+
+    def copy(self) -> Counts:
+        """A copy whose histograms are its own."""
+        c = Counts()
+        c.add(self)
+        return c
 
 
 class StatsReport(BaseModel):

@@ -32,12 +32,11 @@ from computenet.errors import NotFoundError, ValidationError
 from computenet.metering import charge
 from computenet.model import JobState
 from computenet.protocol.service_stats import (
-    Histogram,
+    Counts,
     MetricsPoint,
     MetricsTotals,
     ServiceMetrics,
     StatsReport,
-    merge,
     percentile,
 )
 from computenet.server import jobs
@@ -54,27 +53,6 @@ KEEP_MINUTES = 24 * 60
 """Minutes of series kept per service (a ring: the oldest minute goes first)."""
 MAX_BUCKETS = 2000
 """Histogram buckets one report may carry (there are far fewer: 422 above)."""
-
-
-@dataclass
-class Counts:
-    """Requests, errors, bytes and the two latency histograms, added up."""
-
-    requests: int = 0
-    errors: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    ttfb: Histogram = field(default_factory=dict)
-    latency: Histogram = field(default_factory=dict)
-
-    def add(self, r: StatsReport) -> None:
-        """Add one report's counts."""
-        self.requests += r.requests
-        self.errors += r.errors
-        self.bytes_in += r.bytes_in
-        self.bytes_out += r.bytes_out
-        merge(self.ttfb, r.ttfb_ms)
-        merge(self.latency, r.latency_ms)
 
 
 @dataclass
@@ -123,14 +101,16 @@ class StatsStore:
         with self._lock:
             series = self._series.get(key) or Series()
             minutes = [
-                (t, Minute(**vars(m) | {"ttfb": dict(m.ttfb), "latency": dict(m.latency)}))
+                (
+                    t,
+                    Minute(
+                        **vars(m) | {"ttfb_ms": dict(m.ttfb_ms), "latency_ms": dict(m.latency_ms)}
+                    ),
+                )
                 for t, m in series.minutes.items()
                 if t >= since
             ]
-            t = series.totals
-            totals = Counts(
-                t.requests, t.errors, t.bytes_in, t.bytes_out, dict(t.ttfb), dict(t.latency)
-            )
+            totals = series.totals.copy()
         return minutes, totals
 
     def forget(self, key: tuple[str, str]) -> None:
@@ -249,10 +229,10 @@ def metrics(plane: ControlPlane, who: Principal, name: str, minutes: int = 60) -
             requests=m.requests,
             requests_per_s=m.requests / 60.0,
             errors=m.errors,
-            p50_ttfb_ms=percentile(m.ttfb, 0.5),
-            p99_ttfb_ms=percentile(m.ttfb, 0.99),
-            p50_latency_ms=percentile(m.latency, 0.5),
-            p99_latency_ms=percentile(m.latency, 0.99),
+            p50_ttfb_ms=percentile(m.ttfb_ms, 0.5),
+            p99_ttfb_ms=percentile(m.ttfb_ms, 0.99),
+            p50_latency_ms=percentile(m.latency_ms, 0.5),
+            p99_latency_ms=percentile(m.latency_ms, 0.99),
             bytes_in=m.bytes_in,
             bytes_out=m.bytes_out,
             replicas=m.replicas,
@@ -264,10 +244,10 @@ def metrics(plane: ControlPlane, who: Principal, name: str, minutes: int = 60) -
         requests=t.requests,
         errors=t.errors,
         error_rate=t.errors / t.requests if t.requests else 0.0,
-        p50_ttfb_ms=percentile(t.ttfb, 0.5),
-        p99_ttfb_ms=percentile(t.ttfb, 0.99),
-        p50_latency_ms=percentile(t.latency, 0.5),
-        p99_latency_ms=percentile(t.latency, 0.99),
+        p50_ttfb_ms=percentile(t.ttfb_ms, 0.5),
+        p99_ttfb_ms=percentile(t.ttfb_ms, 0.99),
+        p50_latency_ms=percentile(t.latency_ms, 0.5),
+        p99_latency_ms=percentile(t.latency_ms, 0.99),
         bytes_in=t.bytes_in,
         bytes_out=t.bytes_out,
         replicas=cost.ready,

@@ -408,7 +408,7 @@ def measured_service_ms(
     minutes, _ = service_stats.store_of(plane).snapshot(key, since)
     ttfb: dict[int, int] = {}
     for _, m in minutes:
-        merge(ttfb, m.ttfb)
+        merge(ttfb, m.ttfb_ms)
     if sum(ttfb.values()) < serving.MIN_TTFB_SAMPLES:
         return None
     total = sum(demand.values())

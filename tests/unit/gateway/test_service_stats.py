@@ -94,15 +94,15 @@ def test_the_control_plane_adds_reports_by_minute_and_keeps_a_bounded_ring() -> 
     first = minutes[0][1]
     assert (first.errors, first.bytes_in, first.bytes_out) == (1, 40, 80)
     assert (first.replicas, first.cost_cny_per_hour) == (2, 4.0)  # its last report's
-    assert percentile(first.ttfb, 0.25) == upper_ms(bucket_of(5.0))
-    assert percentile(first.ttfb, 0.99) == upper_ms(bucket_of(50.0))
+    assert percentile(first.ttfb_ms, 0.25) == upper_ms(bucket_of(5.0))
+    assert percentile(first.ttfb_ms, 0.99) == upper_ms(bucket_of(50.0))
     assert (totals.requests, totals.errors) == (45, 6)
     assert [t for t, _ in store.snapshot(key, t0.replace(second=0) + timedelta(minutes=1))[0]] == [
         t0.replace(second=0) + timedelta(minutes=1)
     ]
     # A copy: changing it leaves the store as it was.
-    first.ttfb.clear()
-    assert store.snapshot(key, t0.replace(second=0))[0][0][1].ttfb
+    first.ttfb_ms.clear()
+    assert store.snapshot(key, t0.replace(second=0))[0][0][1].ttfb_ms
     # The ring keeps the last KEEP_MINUTES minutes; the totals keep counting.
     for i in range(KEEP_MINUTES + 5):
         store.add(key, t0 + timedelta(minutes=2 + i), _report(1, 0, 1.0), 1, 1.0)
