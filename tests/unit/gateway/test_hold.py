@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from computenet.gateway.proxy import Gateway, Replica, Service
+from tests.helpers import aio
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_a_held_request_is_reported_waiting_and_released_by_a_ready_replica(
         assert gw.waiting == {"cold": 0}
         return svc
 
-    svc = asyncio.run(scenario())
+    svc = aio.run(scenario())
     assert svc is not None and [r.key for r in svc.replicas] == ["j-1"]
 
 
@@ -82,7 +83,7 @@ def test_a_hold_gives_up_after_hold_s_with_no_replica() -> None:
         gw.services = {"cold": Service("cold", 500.0, 4)}
         return await gw._hold("cold")
 
-    svc = asyncio.run(scenario())
+    svc = aio.run(scenario())
     assert svc is not None and svc.replicas == []
 
 
@@ -92,7 +93,7 @@ def test_a_service_with_a_ready_replica_is_not_held() -> None:
         gw.services = {"s": Service("s", 500.0, 4, [Replica("a", "h:1", "east")])}
         return await asyncio.wait_for(gw._hold("s"), 1)
 
-    assert asyncio.run(scenario()) is not None
+    assert aio.run(scenario()) is not None
 
 
 def test_a_request_held_past_hold_s_gets_503_and_is_metered_as_an_error() -> None:
@@ -115,7 +116,7 @@ def test_a_request_held_past_hold_s_gets_503_and_is_metered_as_an_error() -> Non
         await gw._upstream.aclose()
         return sent, gw
 
-    sent, gw = asyncio.run(scenario())
+    sent, gw = aio.run(scenario())
     assert sent[0]["status"] == 503
     assert b"no replica is ready after 0.2 s" in sent[1]["body"]
     c = gw.meter.counts["cold"]
