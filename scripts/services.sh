@@ -564,11 +564,9 @@ start_postgres() {
             || { cat "$d/initdb.log" >&2; rm -f "$h/pwfile"; die "initdb failed"; }
         rm -f "$h/pwfile"
     fi
-    # max_connections 200: scripts/test.sh runs its PostgreSQL pass beside the SQLite
-    # suite's own PostgreSQL tests, and each control plane pools up to 15 connections.
     port=$(free_ports 1)
     CNET_SERVICE=postgres pg_run "$bin/pg_ctl" -D "$h/data" -l "$h/postgres.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $RUN/pg -c shared_buffers=16MB -c max_connections=200 -c fsync=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $RUN/pg -c shared_buffers=16MB -c max_connections=100 -c fsync=off" \
         start >/dev/null 9>&- || { tail -20 "$h/postgres.log" >&2; die "postgres did not start"; }
     head -n1 "$h/data/postmaster.pid" >"$d/postgres.pid"
     if ! pg_run "$bin/psql" -h "$RUN/pg" -p "$port" -U postgres -tAc \

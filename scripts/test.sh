@@ -5,8 +5,8 @@
 #   1. system packages the browser tests need (Debian's chromium; never `playwright install`);
 #   2. real services on 127.0.0.1 — Slurm with accounting, a Ray head, PostgreSQL —
 #      started by scripts/services.sh and stopped by PID when this script exits;
-#   3. the suite on SQLite (unit, contract on every backend, integration, e2e), and
-#   4. beside it, the store, server and integration tests again on PostgreSQL.
+#   3. the suite on SQLite (unit, contract on every backend, integration, e2e);
+#   4. the store, server and integration tests again on PostgreSQL.
 # With CI=true a missing service fails its tests instead of skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,12 +30,7 @@ fi
 log "scripts/services.sh: start, status and stop leave nothing running"
 $BIN/pytest -q -p no:cacheprovider tests/integration/test_services.py
 
-pg_pid=""
-stop_services() {
-    # An interrupted run leaves no PostgreSQL pass behind (it would outlive its services).
-    [ -n "$pg_pid" ] && kill "$pg_pid" 2>/dev/null
-    bash scripts/services.sh stop all || true
-}
+stop_services() { bash scripts/services.sh stop all || true; }
 trap stop_services EXIT
 log "starting Slurm, Ray and PostgreSQL"
 t0=$(date +%s)
@@ -44,27 +39,9 @@ log "services up in $(( $(date +%s) - t0 )) s"
 # shellcheck disable=SC1091
 . var/services/env.sh
 
-# The two passes run side by side: most of their time is spent waiting on real
-# processes (servers, agents, jobs), not on the CPU, so together they take little
-# longer than the SQLite pass alone (~30 min), where one after the other took ~40.
-# The PostgreSQL pass keeps its own pytest base dir (two sessions sharing one would
-# prune each other's) and its own log, printed when it ends.
-pg_log=var/test-postgres.log
-pg_base="${TMPDIR:-/tmp}/pytest-of-$(id -un)-pg/pytest-pg"  # pytest-*: tests/conftest.py opens it to job users
-mkdir -p var "$(dirname "$pg_base")"
-log "store, server and integration suites on PostgreSQL ($CNET_PG_URL), beside the SQLite suite; log: $pg_log"
-CNET_TEST_DB_URL="$CNET_PG_URL" $BIN/pytest -q -p no:cacheprovider --basetemp="$pg_base" \
-    tests/unit/store tests/unit/server tests/integration \
-    -m "not services and not e2e and not own_db" >"$pg_log" 2>&1 &
-pg_pid=$!
-
 log "suite on SQLite"
-sqlite_rc=0
-$BIN/pytest -q -p no:cacheprovider --ignore=tests/integration/test_services.py "$@" || sqlite_rc=$?
+$BIN/pytest -q -p no:cacheprovider --ignore=tests/integration/test_services.py "$@"
 
-pg_rc=0
-wait "$pg_pid" || pg_rc=$?
-log "PostgreSQL pass (exit $pg_rc):"
-tail -n 60 "$pg_log" >&2
-log "SQLite suite exit $sqlite_rc, PostgreSQL pass exit $pg_rc"
-[ "$sqlite_rc" -eq 0 ] && [ "$pg_rc" -eq 0 ]
+log "store, server and integration suites on PostgreSQL ($CNET_PG_URL)"
+CNET_TEST_DB_URL="$CNET_PG_URL" $BIN/pytest -q -p no:cacheprovider \
+    tests/unit/store tests/unit/server tests/integration -m "not services and not e2e and not own_db"
