@@ -65,6 +65,9 @@ MAX_SESSIONS = 100_000
 """Session affinities remembered (the oldest are forgotten first)."""
 HOLD_S = 60.0
 """Seconds a request to a service with no ready replica is held for one to start (`--hold-s`)."""
+MAX_HELD = 256
+"""Requests one gateway holds at once for replicas to start (each keeps its body, up to
+`MAX_BODY_BYTES`): past it a request gets 503 at once rather than the gateway's memory."""
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the request's.
 _HOP = frozenset(
@@ -460,8 +463,11 @@ class Gateway:
         svc = self.services.get(name)
         last = "no replica is ready"
         if svc is not None and not svc.replicas and self.hold_s > 0:
-            svc = await self._hold(name)  # scale from zero: wait for the first replica
-            last += f" after {self.hold_s:g} s"
+            if sum(self.waiting.values()) >= MAX_HELD:
+                last += f" and {MAX_HELD} requests are already held for one"
+            else:
+                svc = await self._hold(name)  # scale from zero: wait for the first replica
+                last += f" after {self.hold_s:g} s"
         if svc is None:
             await _reply(send, 404, _error("name", f"no service '{name}'", "it was deleted"))
             return size

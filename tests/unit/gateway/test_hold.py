@@ -123,3 +123,33 @@ def test_a_request_held_past_hold_s_gets_503_and_is_metered_as_an_error() -> Non
     assert (c.requests, c.errors, c.bytes_in) == (1, 1, 3)
     assert c.bytes_out == len(sent[1]["body"])
     assert gw.waiting == {"cold": 0}
+
+
+def test_past_max_held_a_request_is_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from computenet.gateway import proxy
+
+    monkeypatch.setattr(proxy, "MAX_HELD", 1)
+
+    async def scenario() -> list[dict[str, Any]]:
+        import httpx
+
+        gw = Gateway("http://127.0.0.1:9", "t", hold_s=30.0)
+        gw._upstream = httpx.AsyncClient()
+        gw.services = {"cold": Service("cold", 500.0, 4)}
+        gw.waiting = {"cold": 1}  # one request already held: the bound is reached
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"abc", "more_body": False}
+
+        async def send(msg: Any) -> None:
+            sent.append(dict(msg))
+
+        scope = {"type": "http", "path": "/services/cold/v1/x", "method": "POST", "headers": []}
+        await asyncio.wait_for(gw(scope, receive, send), 5)  # not held for 30 s
+        await gw._upstream.aclose()
+        return sent
+
+    sent = aio.run(scenario())
+    assert sent[0]["status"] == 503
+    assert b"1 requests are already held" in sent[1]["body"]
