@@ -33,6 +33,7 @@ from datetime import datetime
 
 from computenet.model import Network
 from computenet.model.chips import Chip
+from computenet.model.service import REPLICA_CLASS
 from computenet.model.workload import ThroughputMatrix
 from computenet.network.paths import PathTable
 
@@ -95,7 +96,7 @@ def speed_pflops(
     matrix: ThroughputMatrix,
     chip: str | None,
     count: int,
-    cls: str = "inference",
+    cls: str = REPLICA_CLASS,
 ) -> float:
     """PFLOPS `count` chips of type `chip` deliver on `cls` work; 0 when unknown.
 

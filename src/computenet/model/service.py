@@ -43,6 +43,10 @@ REPLICA_PLAN_CU_HOURS = 24.0
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 
+REPLICA_CLASS = "inference"
+"""The workload class of every replica's job: what its chips deliver and its bill are priced on."""
+
+
 class Replicas(BaseModel):
     """How many replicas: `min` (0 allowed: scale to zero) up to `max`."""
 
@@ -182,7 +186,7 @@ class ServiceSpec(BaseModel):
         return JobSpec.model_validate(
             {
                 "name": f"svc-{self.name}-{slot}",
-                "class": "inference",
+                "class": REPLICA_CLASS,
                 "command": self.command,
                 "chips": self.chips.model_dump(mode="json", exclude_none=True),
                 "work": {"cu_hours": REPLICA_PLAN_CU_HOURS * self.chips.count},

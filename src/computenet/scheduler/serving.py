@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from computenet.metering.cost import Usage, price
+from computenet.metering.pricing import charge
 from computenet.model import Center, Chip, Network
 from computenet.model.job import ChipRequest
+from computenet.model.service import REPLICA_CLASS
 
 NETWORK_SHARE = 0.5
 """Share of the latency objective the network round trip may use while the service's own
@@ -57,7 +58,7 @@ the p99 is the slowest one or two requests, noise)."""
 MOVE_GAIN = 0.2
 """A replica moves for price only to a spot at least this much cheaper (hysteresis)."""
 
-SERVICE_CLASS = "inference"
+SERVICE_CLASS = REPLICA_CLASS  # the replica jobs' class (model/service.py)
 """The workload class a replica runs as (`ServiceSpec.replica_job`)."""
 
 
@@ -139,9 +140,8 @@ def replica_cost_cny_per_hour(
     center's tariff hour by hour times its PUE, and its service price per CU·h
     of the work the chips deliver on the inference class.
     """
-    cu = chips * network.throughput.delivered_pflops(SERVICE_CLASS, chip)
-    usage = Usage(chips, chip.tdp_w, now, now + timedelta(hours=1), cu)
-    return price(center, usage).total_cny
+    end = now + timedelta(hours=1)
+    return charge(center, chip, network.throughput, SERVICE_CLASS, chips, now, end).total_cny
 
 
 def _fits(rtt: Mapping[tuple[str, str], float], site: str, center: str, limit: float) -> bool:

@@ -39,6 +39,7 @@ from computenet.protocol.service_stats import (
     StatsReport,
     percentile,
 )
+from computenet.scheduler.serving import replica_cost_cny_per_hour
 from computenet.server import jobs
 from computenet.server.auth import Principal
 from computenet.store import services as store
@@ -173,16 +174,7 @@ def replica_cost(plane: ControlPlane, s: Session, tenant: str, name: str) -> Cos
         total += ch.total_cny
         cu += ch.cu_hours
         if job.finished_at is None and job.state == JobState.RUNNING.value:
-            hour = charge(
-                center,
-                chip,
-                net.throughput,
-                job.workload_class,
-                job.chips,
-                now,
-                now + timedelta(hours=1),
-            )
-            per_hour += hour.total_cny
+            per_hour += replica_cost_cny_per_hour(net, center, chip, job.chips, now)
     return Cost(ready, per_hour, total, cu)
 
 

@@ -68,6 +68,7 @@ from computenet.metering.pricing import charge
 from computenet.model import Center, Chip, Network
 from computenet.model.center import CST
 from computenet.model.service import (
+    REPLICA_CLASS,
     Autoscale,
     Lookback,
     ServiceSpec,
@@ -86,7 +87,7 @@ from computenet.scheduler.serving import (
 
 WORKLOAD_PREFIX = "azure-llm:"
 
-WORKLOAD_CLASS = "inference"
+WORKLOAD_CLASS = REPLICA_CLASS  # the replica jobs' class (model/service.py)
 """The throughput-matrix class a replica's chips run (its delivered PFLOPS and its CU·h)."""
 
 MODEL_PARAMS = 7e9
