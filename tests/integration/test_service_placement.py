@@ -232,6 +232,16 @@ def test_the_hourly_budget_caps_the_replicas_and_a_bad_site_is_refused(
         timeout=10,
     )
     assert old.status_code == 204
+    # Gateway names are bounded: past MAX_GATEWAYS fresh ones a new name is refused,
+    # while a known gateway still reports.
+    from computenet.server.services import MAX_GATEWAYS
+
+    codes = [report(net, "capped", gateway=f"gw-{i}").status_code for i in range(MAX_GATEWAYS + 1)]
+    refused = codes.index(422)  # "gw-users" and "old" may still hold two places
+    assert MAX_GATEWAYS - 2 <= refused < MAX_GATEWAYS + 1, codes
+    assert set(codes[:refused]) == {204} and set(codes[refused:]) == {422}, codes
+    known = report(net, "capped", gateway="gw-0", inflight=1)
+    assert known.status_code == 204, known.text
     shown = json.loads(net.user.service("capped").model_dump_json())
     assert "notes" in shown and "cost_cny_per_hour" in shown
 

@@ -263,6 +263,9 @@ TTFB_WINDOW_MIN = 15
 
 LOAD_FRESH_S = 10.0
 """A gateway's load report counts for this many real seconds (then it is gone or idle)."""
+MAX_GATEWAYS = 64
+"""Gateways whose fresh reports one service keeps: a tenant cannot grow the service's
+stored load without bound by inventing gateway names (422 on `gateway` past it)."""
 
 
 def report_load(
@@ -290,6 +293,13 @@ def report_load(
         row = _own(s, who, name, for_update=True)
         real = plane.clock.real()
         load = {g: v for g, v in (row.load or {}).items() if real - float(v[1]) <= LOAD_FRESH_S}
+        if gateway not in load and len(load) >= MAX_GATEWAYS:
+            raise ValidationError(
+                f"{MAX_GATEWAYS} gateways already report load to '{name}'",
+                field="gateway",
+                hint="reuse a gateway's name, or wait for idle ones' reports to expire"
+                f" ({LOAD_FRESH_S:g} s)",
+            )
         load[gateway] = [inflight, real, site, waiting]
         row.load = load  # a new dict: the JSON column is saved only when replaced
 
