@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from computenet.errors import NotFoundError, ValidationError
 from computenet.metering import charge
@@ -207,6 +207,18 @@ def report(plane: ControlPlane, who: Principal, name: str, body: StatsReport) ->
     store_of(plane).add(key, real, body, cost.ready, float(cost.cny_per_hour))
 
 
+def _spread(c: Counts) -> dict[str, Any]:
+    """The fields a minute and the totals share: latency percentiles and bytes."""
+    return {
+        "p50_ttfb_ms": percentile(c.ttfb_ms, 0.5),
+        "p99_ttfb_ms": percentile(c.ttfb_ms, 0.99),
+        "p50_latency_ms": percentile(c.latency_ms, 0.5),
+        "p99_latency_ms": percentile(c.latency_ms, 0.99),
+        "bytes_in": c.bytes_in,
+        "bytes_out": c.bytes_out,
+    }
+
+
 def metrics(plane: ControlPlane, who: Principal, name: str, minutes: int = 60) -> ServiceMetrics:
     """The last `minutes` of the service's series and its totals (see module doc)."""
     with plane.db.read() as s:
@@ -221,12 +233,7 @@ def metrics(plane: ControlPlane, who: Principal, name: str, minutes: int = 60) -
             requests=m.requests,
             requests_per_s=m.requests / 60.0,
             errors=m.errors,
-            p50_ttfb_ms=percentile(m.ttfb_ms, 0.5),
-            p99_ttfb_ms=percentile(m.ttfb_ms, 0.99),
-            p50_latency_ms=percentile(m.latency_ms, 0.5),
-            p99_latency_ms=percentile(m.latency_ms, 0.99),
-            bytes_in=m.bytes_in,
-            bytes_out=m.bytes_out,
+            **_spread(m),
             replicas=m.replicas,
             cost_cny_per_hour=m.cost_cny_per_hour,
         )
@@ -236,12 +243,7 @@ def metrics(plane: ControlPlane, who: Principal, name: str, minutes: int = 60) -
         requests=t.requests,
         errors=t.errors,
         error_rate=t.errors / t.requests if t.requests else 0.0,
-        p50_ttfb_ms=percentile(t.ttfb_ms, 0.5),
-        p99_ttfb_ms=percentile(t.ttfb_ms, 0.99),
-        p50_latency_ms=percentile(t.latency_ms, 0.5),
-        p99_latency_ms=percentile(t.latency_ms, 0.99),
-        bytes_in=t.bytes_in,
-        bytes_out=t.bytes_out,
+        **_spread(t),
         replicas=cost.ready,
         cost_cny_per_hour=cost.cny_per_hour,
         cost_cny=cost.cny,
