@@ -927,10 +927,15 @@ class Agent:
                 started = status.started_at if status is not None else None
                 held.started_unix = started.timestamp() if started else time.time()
             endpoint = None
-            if held.service_port is not None and state is BackendState.RUNNING:
-                # A service replica is RUNNING for the network once it answers its probe.
+            # A service replica is RUNNING for the network once it answers its probe;
+            # once that is reported it is not probed again (a probe blocks this loop).
+            waiting = (
+                held.service_port is not None
+                and state is BackendState.RUNNING
+                and "RUNNING" not in held.queued_states
+            )
+            if waiting:
                 endpoint = serving.ready_endpoint(held, self.config.data_host, self.backend)
-            waiting = held.service_port is not None and state is BackendState.RUNNING
             if endpoint is not None or not waiting:
                 held.queue_status("RUNNING", at=_iso(held.started_unix), endpoint=endpoint)
         self._read_logs(held)
