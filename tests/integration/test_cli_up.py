@@ -277,7 +277,7 @@ def test_no_agent_or_job_sees_a_token(up: Up) -> None:
 def test_up_starts_a_gateway_that_serves_a_deployed_service(up: Up) -> None:
     import httpx
 
-    from computenet.cli.demo import _job_python
+    from computenet.cli.demo import job_python
     from computenet.demo_models import tinygen
 
     gw = up.config["gateway"]
@@ -294,7 +294,7 @@ def test_up_starts_a_gateway_that_serves_a_deployed_service(up: Up) -> None:
     assert str(up.config["token"]).encode() not in blobs
     spec = {
         "name": "tiny",
-        "command": f"{_job_python()} {Path(tinygen.__file__).resolve()}",
+        "command": f"{job_python()} {Path(tinygen.__file__).resolve()}",
         "chips": {"count": 1},
         "readiness_path": "/healthz",
     }

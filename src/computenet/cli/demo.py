@@ -80,10 +80,10 @@ def _reader(dataset: str) -> str:
         "h=hashlib.sha256(open(p,'rb').read()).hexdigest();"
         "print('read',os.path.getsize(p),'bytes, sha256',h)"
     )
-    return f"{shlex.quote(_job_python())} -c {shlex.quote(code)}"
+    return f"{shlex.quote(job_python())} -c {shlex.quote(code)}"
 
 
-def _job_python() -> str:
+def job_python() -> str:
     """A Python the demo's jobs can run: the system's on the jobs' plain PATH, else ours.
 
     Jobs get a plain PATH, and as root they run as uids of their own that may not

@@ -40,7 +40,7 @@ from rich.table import Table
 
 from computenet.catalog import load_network
 from computenet.cli.common import cny, console, err_console, print_json, to_jsonable
-from computenet.cli.demo import _job_python
+from computenet.cli.demo import job_python
 from computenet.cli.demo_federated import Progress
 from computenet.cli.netcmd import print_bill
 from computenet.cli.procs import start_gateway, start_network
@@ -81,7 +81,7 @@ SHAPE = loadgen.Shape(generated_div=4, generated_max=128, prompt_div=4, prompt_m
 
 def service_spec() -> dict[str, Any]:
     """The demo's service file: tinygen on 4 chips per replica, 1 to 4 replicas, autoscaled."""
-    command = f"{shlex.quote(_job_python())} {shlex.quote(str(Path(tinygen.__file__).resolve()))}"
+    command = f"{shlex.quote(job_python())} {shlex.quote(str(Path(tinygen.__file__).resolve()))}"
     return {
         "name": SERVICE,
         "command": command,
