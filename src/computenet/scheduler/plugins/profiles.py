@@ -20,6 +20,9 @@ class Profile:
     time: float = 0.0
     carbon: float = 0.0
     shift: bool = True
+    # Whether a much shorter waiting job may preempt preemptible running ones
+    # (scheduler/preemption.py): completion time first, so only `fastest`.
+    preempt: bool = False
 
     def score(self, cost: np.ndarray, finish_h: np.ndarray, co2: np.ndarray) -> np.ndarray:
         """Weighted sum of each objective divided by its best value (so 1.0 = best)."""
@@ -36,7 +39,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # The default: cheapest option that meets the deadline and the budget.
     "min-cost": Profile("min-cost", cost=1.0),
-    "fastest": Profile("fastest", cost=0.0, time=1.0, shift=False),
+    "fastest": Profile("fastest", cost=0.0, time=1.0, shift=False, preempt=True),
     "balanced": Profile("balanced", cost=1.0, time=0.5),
     "green": Profile("green", cost=0.2, carbon=1.0),
 }
