@@ -124,6 +124,12 @@ class RegisterRequest(BaseModel):
         default=None, max_length=512, description="base URL of the agent's data endpoint"
     )
     capacity: list[PoolCapacity] = Field(default=[], max_length=limits.MAX_POOLS)
+    preempt: bool | None = added(
+        description="the agent stops a job a heartbeat reply lists in `preempt` (SIGTERM,"
+        " `stop_grace_s`, SIGKILL), reports its end as usual, and keeps the job's"
+        " $CNET_CHECKPOINT_DIR for its next attempt at this center (scheduler/preemption.py);"
+        " unset: the control plane never preempts jobs here"
+    )
 
 
 class RegisterReply(BaseModel):
@@ -249,6 +255,12 @@ class HeartbeatReply(BaseModel):
     """Jobs the agent must stop (cancelled, or leased elsewhere after a lost lease)."""
 
     cancel: list[str] = []
+    preempt: list[str] | None = added(
+        max_length=limits.MAX_RUNNING,
+        description="jobs to stop so that a shorter one runs (only to agents that registered"
+        " `preempt`): stopped like a cancel, but each resumes later at this center from"
+        " its $CNET_CHECKPOINT_DIR, which the agent keeps",
+    )
     lease_timeout_s: float
     data_key_version: int | None = Field(
         default=None,

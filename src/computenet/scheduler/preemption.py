@@ -139,7 +139,9 @@ def choose(
     return out
 
 
-def resumed(index: NetworkIndex, job: JobRequest, left: float, center: str, chip: str) -> JobRequest:
+def resumed(
+    index: NetworkIndex, job: JobRequest, left: float, center: str, chip: str
+) -> JobRequest:
     """The request of a preempted job: the work it had left (a fraction of its work,
     `left`), plus `RESUME_S` of restoring on the chips it ran on, pinned to `center`
     (where its checkpoint is)."""
