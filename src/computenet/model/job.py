@@ -173,6 +173,15 @@ class JobSpec(BaseModel):
         description="allow: when no center of this network can run the job (by its deadline,"
         " or at all), it may be offered to the parent network; never: it stays here",
     )
+    # Left out of the JSON while false, as `spill` is (agents older than the field).
+    preemptible: bool = Field(
+        default=False,
+        exclude_if=lambda v: v is False,
+        description="the job agrees to be stopped so that a much shorter job runs first"
+        " (only under the `fastest` scheduling profile, at most once): SIGTERM, `stop_grace_s`"
+        " to save its state under $CNET_CHECKPOINT_DIR, then SIGKILL; it resumes later at the"
+        ' same center from what it saved (docs/user-guide.md, "Preemptible jobs")',
+    )
 
     @field_validator("env")
     @classmethod

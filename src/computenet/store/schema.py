@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -163,6 +164,9 @@ class CenterRow(Base):
     running: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Bumped by `cnet admin rotate-data-key`; tickets signed with an older key stop working.
     data_key_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The agent said it stops jobs for preemption and keeps their checkpoints
+    # (`RegisterRequest.preempt`): only such a center's jobs are ever preempted.
+    preempt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class DatasetRow(Base):
@@ -236,6 +240,20 @@ class JobRow(Base):
     usage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     cost_cny: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     log_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Preemption (scheduler/preemption.py, server/preempting.py). `preemptible` copies the
+    # spec's flag so that a cycle finds the candidates without reading specs.
+    preemptible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Non-null: the job it was asked to stop for (its agent has not reported the end yet).
+    stop_for: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The fraction of its work still to do after preemptions (None: all of it), and where
+    # its checkpoint is: it resumes only there, on the same chips.
+    work_left: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resume_center: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resume_chip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The charges of its earlier, preempted attempts ({field: exact text}), billed with
+    # the last one: the job's charge row is their sum (server/metering.py).
+    parts_billed: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
 
 
 class JobEventRow(Base):

@@ -26,7 +26,7 @@ TABLES = {
     "vouchers",
     "voucher_uses",
 }
-HEAD = "0005"
+HEAD = "0006"
 
 
 def test_upgrade_from_empty_creates_every_table_at_head(db_url: str) -> None:
