@@ -19,7 +19,8 @@ and least-attained-service; here it happens only when it clearly pays:
   lower priority, and the fewest victims are taken (longest time left first).
 
 The victim goes back to the queue with the work it had left plus the restore
-(`resumed`), pinned to its center where its checkpoint is. Pure: the server's
+(`resumed`), pinned to its center where its checkpoint is, and queued as of
+when it stopped. Pure: the server's
 cycle (`server.scheduling`) and the simulator (`sim.simulator`) both call
 `choose` and `resumed`; what differs is only how a victim is stopped.
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import numpy as np
 
@@ -140,14 +142,28 @@ def choose(
 
 
 def resumed(
-    index: NetworkIndex, job: JobRequest, left: float, center: str, chip: str
+    index: NetworkIndex,
+    job: JobRequest,
+    left: float,
+    center: str,
+    chip: str,
+    stopped_at: datetime,
 ) -> JobRequest:
     """The request of a preempted job: the work it had left (a fraction of its work,
     `left`), plus `RESUME_S` of restoring on the chips it ran on, pinned to `center`
-    (where its checkpoint is)."""
+    (where its checkpoint is), queued as of when it stopped (`stopped_at`): behind the
+    job it was stopped for, which would otherwise find it first in the cycle's order
+    and lose the chips back to it."""
     left = min(max(left, 0.0), 1.0)
     p = index.pool_of.get((center, chip))
     restore = 0.0
     if p is not None:
         restore = RESUME_S / 3600.0 * float(index.pflops[job.workload_class][p]) * job.count
-    return replace(job, cu_hours=max(job.cu_hours * left + restore, 1e-6), pin_center=center)
+    return replace(
+        job,
+        cu_hours=max(job.cu_hours * left + restore, 1e-6),
+        pin_center=center,
+        # A microsecond after the stop: after the job it was stopped for even when that
+        # one arrived at the very instant (ties are ordered by id).
+        submitted_at=stopped_at + timedelta(microseconds=1),
+    )

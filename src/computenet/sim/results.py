@@ -108,6 +108,7 @@ class Records:
     chip_hours: np.ndarray
     wan_gb: np.ndarray
     planned_fen: np.ndarray
+    preemptions: np.ndarray
     reasons: dict[int, str] = field(default_factory=dict)
 
     @classmethod
@@ -131,6 +132,7 @@ class Records:
             chip_hours=np.zeros(n),
             wan_gb=np.zeros(n),
             planned_fen=np.zeros(n, dtype=np.int64),
+            preemptions=np.zeros(n, dtype=np.int16),
         )
 
 

@@ -33,6 +33,7 @@ from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
 from computenet.scheduler.ordering import StandingKey, order_key, standing_key, with_shares
 from computenet.scheduler.plugins import PROFILES, Profile
+from computenet.scheduler.preemption import RESUME_S, Running, choose, resumed
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.scheduler.tenancy import TenantUse, decay
 from computenet.sim.calendar import CapacityCalendar
@@ -82,6 +83,11 @@ class _Active:
     queued: bool = False
     staging: bool = False
     staged: bool = False
+    # Set when it runs: the whole job's true run on this pool, the share of the work
+    # still to do when this run began, and the seconds of restoring a checkpoint first.
+    full_s: float = math.nan
+    left0: float = 1.0
+    restore_s: float = 0.0
 
 
 def _paid(lots: list[TransferLot]) -> bool:
@@ -201,6 +207,18 @@ class Simulation:
         )
         self._parked: dict[int, tuple[datetime, JobRequest]] = {}  # job → (until, request)
         self._wakes: list[tuple[datetime, int]] = []  # heap of (until, job) of parked jobs
+        # Preemption (scheduler/preemption.py): under a profile that preempts, with
+        # preemptible jobs in the workload. A preempted job's share of its work still to
+        # do, truly (`_left`) and as planned from its plan (`_left_plan`, what the server
+        # can know), and its work as submitted.
+        prof = PROFILES.get(str(getattr(policy, "profile", "")))
+        self._preempts: Profile | None = (
+            prof if prof is not None and prof.preempt and bool(workload.preemptible.any()) else None  # type: ignore[union-attr]
+        )
+        self._left: dict[int, float] = {}
+        self._left_plan: dict[int, float] = {}
+        self._work: dict[int, float] = {}
+        self.preemptions = 0
 
     # ---------------------------------------------------------------- setup
 
@@ -384,6 +402,8 @@ class Simulation:
             return
         now = self.env.now
         self.cycles += 1
+        if self._preempts is not None:
+            self._preempt_for_waiting(now, self._preempts)
         if self._decide_due is not None:
             self._cycle_due(now, self._decide_due)
             return
@@ -755,7 +775,12 @@ class Simulation:
             a.finish_s = now + a.run_est_s
             self.cal.reserve(i, a.pool, a.count, a.start_s, a.finish_s)
         rate = float(self.idx.pflops[self.wl.classes[int(self.wl.cls[i])]][a.pool]) * a.count
-        true_run = float(self.wl.cu_hours[i]) / rate * 3600.0 * float(self.wl.runtime_factor[i])  # type: ignore[index]
+        a.full_s = float(self.wl.cu_hours[i]) / rate * 3600.0 * float(self.wl.runtime_factor[i])  # type: ignore[index]
+        true_run = a.full_s
+        left = self._left.get(i)
+        if left is not None:  # resumed after a preemption: the rest, after restoring
+            a.left0, a.restore_s = left, RESUME_S
+            true_run = left * a.full_s + RESUME_S
         self.env.at(now + true_run, PRIO_FINISH, self._finish, (i, a.attempt))
 
     def _finish(self, token: tuple[int, int]) -> None:
@@ -849,6 +874,74 @@ class Simulation:
 
     # ---------------------------------------------------------------- outages
 
+    # ---------------------------------------------------------------- preemption
+
+    def _preempt_for_waiting(self, now: float, profile: Profile) -> None:
+        """Stop preemptible running jobs for much shorter waiting ones (`preemption.choose`,
+        as the server's cycle does); a stop here is immediate (the server waits for the
+        agent's report, counting the chips as free meanwhile)."""
+        assert self.wl.preemptible is not None and self.wl.priority is not None
+        running: dict[str, int] = {}
+        cands = []
+        for i, a in self.active.items():
+            if a.state == JobState.RUNNING and self.wl.preemptible[i]:
+                r = Running(
+                    id=self.wl.job_id(i),
+                    center=self.centers[a.center].id,
+                    chip=self.idx.pool_chip[a.pool],
+                    count=a.count,
+                    left_s=max(a.finish_s - now, 0.0),
+                    preemptions=int(self.rec.preemptions[i]),
+                    priority=int(self.wl.priority[i]),
+                )
+                running[r.id] = i
+                cands.append(r)
+        if not cands:
+            return
+        snap = self.cal.snapshot(
+            now, online=self.online, datasets={}, reported_free=self.total - self.held
+        )
+        t0 = time.perf_counter()
+        chosen = choose(snap, [self.req[i] for i in self.pending], cands, profile)
+        self.policy_s += time.perf_counter() - t0
+        for pre in chosen:
+            self._preempt(running[pre.victim], pre.for_job)
+
+    def _preempt(self, i: int, for_job: str) -> None:
+        """Stop running job `i` (billed for what ran) and queue the rest of its work, to
+        resume at its center from its checkpoint."""
+        a = self.active.pop(i)
+        now = self.env.now
+        center, chip = self.centers[a.center].id, self.idx.pool_chip[a.pool]
+        ran = max(now - a.run_s - a.restore_s, 0.0)
+        self._left[i] = max(a.left0 - ran / a.full_s, 0.0)
+        # The plan knows only the planned run (its restore is not progress): the server's rule.
+        planned = max(a.run_est_s - a.restore_s, 1e-9)
+        plan_left = self._left_plan.get(i, 1.0) * (1.0 - min(ran / planned, 1.0))
+        self._left_plan[i] = min(max(plan_left, 0.02), 1.0)
+        self._meter(i, a, now)
+        self._release(i, a)
+        self.rec.attempts[i] += 1
+        self.rec.preemptions[i] += 1
+        self.preemptions += 1
+        self.rec.reasons[i] = (
+            f"preempted at {center} for the shorter job {for_job}; resumes there from its"
+            " checkpoint"
+        )
+        self._set(i, JobState.PENDING)
+        req = self.req[i]
+        work = self._work.setdefault(i, req.cu_hours)
+        self.req[i] = resumed(
+            self.idx,
+            replace(req, cu_hours=work),
+            self._left_plan[i],
+            center,
+            chip,
+            self.env.datetime(now),
+        )
+        self.pending[i] = None
+        self._queue_up(i)
+
     def _outage_start(self, k: int) -> None:
         o = self._outages[k]
         ci = self._center_of[o.center]
@@ -883,12 +976,18 @@ class Simulation:
         self._release(i, a)
         self.rec.attempts[i] += 1
         self.rec.reasons[i] = why
-        if int(self.rec.attempts[i]) >= self.cfg.max_attempts:
+        # Attempts stopped for preemption are not failures.
+        if int(self.rec.attempts[i]) - int(self.rec.preemptions[i]) >= self.cfg.max_attempts:
             self._set(i, JobState.FAILED)
             return
         self._set(i, JobState.PENDING)
         req = self.req[i]
         center_id = self.centers[a.center].id
+        if req.pin_center == center_id and i in self._work:
+            # A preempted job's checkpoint is at the center it lost: it starts over elsewhere.
+            req = replace(req, cu_hours=self._work.pop(i), pin_center=None)  # queued as is
+            self._left.pop(i, None)
+            self._left_plan.pop(i, None)
         deadline = req.deadline
         if deadline is not None and self.cfg.resubmit_late and deadline <= self.env.datetime():
             deadline = None

@@ -253,8 +253,12 @@ def load_gavel(network: Network, trace: Path, throughputs: Path) -> Workload:
         cls=cls_idx,
         count=count,
         cu_hours=work,
+        # Gavel's jobs are all preemptible: its scheduler stops and resumes any job at
+        # each round (from a checkpoint), so ours may preempt them too.
+        preemptible=np.ones(len(rows), dtype=np.bool_),
         notes=[
-            f"gavel: {len(rows)} jobs from {trace.name}, {len(cls_names)} (type, scale) classes",
+            f"gavel: {len(rows)} jobs from {trace.name}, {len(cls_names)} (type, scale) classes,"
+            " all preemptible",
             *notes,
         ],
         labels={"trace": str(trace), "throughputs": str(throughputs)},

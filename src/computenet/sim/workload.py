@@ -32,7 +32,9 @@ class Workload:
     `deadline`, `budget` are NaN where a job has none; `data_gb` is 0 where it
     has no input; `data_loc` indexes `network.node_ids` (where the input's one
     replica is). `runtime_factor` is how much longer the job really runs than
-    its work estimate says (1.0 = the estimate is exact).
+    its work estimate says (1.0 = the estimate is exact). `preemptible` jobs
+    may be stopped for a much shorter one and resume from a checkpoint at the
+    same center (scheduler/preemption.py).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Workload:
     data_loc: np.ndarray | None = None
     residency: np.ndarray | None = None
     runtime_factor: np.ndarray | None = None
+    preemptible: np.ndarray | None = None
     days: float = 0.0
     notes: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
@@ -88,6 +91,7 @@ class Workload:
         self.data_loc = col(self.data_loc, 0, np.int64)
         self.residency = col(self.residency, False, np.bool_)
         self.runtime_factor = col(self.runtime_factor, 1.0, np.float64)
+        self.preemptible = col(self.preemptible, False, np.bool_)
         self.tenant = col(self.tenant, 0, np.int64)
         if n and (self.tenant.min() < 0 or self.tenant.max() >= len(self.tenants)):
             raise ValidationError("a job's tenant is not in `tenants`", field="workload.tenant")
