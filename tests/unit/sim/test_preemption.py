@@ -15,7 +15,7 @@ from computenet.catalog import load_network
 from computenet.model import JobState
 from computenet.scheduler.preemption import RESUME_S
 from computenet.sim import SchedulerPolicy
-from computenet.sim.results import CODE, SimConfig, SimResult
+from computenet.sim.results import CODE, Outage, SimConfig, SimResult
 from computenet.sim.simulator import Simulation
 from computenet.sim.workload import Workload
 
@@ -75,3 +75,20 @@ def test_profiles_that_do_not_preempt_never_do(profile: str) -> None:
     r = _run(preemptible=True, profile=profile).records
     assert r.preemptions.sum() == 0
     assert r.run_start[1] >= r.end[0] - 1.0  # the short job waited for the long one
+
+
+def test_a_resumed_job_that_loses_its_center_starts_over_elsewhere() -> None:
+    wl = _long_then_short(preemptible=True)
+    wl.shapes = (((), None, None),)  # any chip: V100 is the fastest, P100 the next
+    resumed_at = GAP_H * 3600.0 + 3 * 3600.0  # the short job's 0.5 h is over by then
+    cfg = SimConfig(cycle_s=60.0, outages=(Outage("v100", resumed_at, 40 * 86400.0),))
+    policy = SchedulerPolicy("ours:fastest", "fastest")
+    sim = Simulation(wl, policy, cfg)
+    r = sim.run().records
+    assert list(r.preemptions) == [1, 0]
+    assert (r.state == CODE[JobState.SUCCEEDED]).all()
+    assert sim.idx.pool_chip[int(r.pool[0])] != "V100"  # finished elsewhere
+    assert r.run_start[0] >= resumed_at
+    # It ran the whole job again there: the checkpoint stayed at the lost center.
+    p100 = NET.throughput.delivered_pflops("cv-train", NET.chips[sim.idx.pool_chip[int(r.pool[0])]])
+    assert r.end[0] - r.run_start[0] == pytest.approx(RATE * LONG_H / p100 * 3600.0, rel=1e-6)
