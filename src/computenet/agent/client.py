@@ -130,15 +130,22 @@ class CenterClient:
         self._http.headers["Authorization"] = f"Bearer {token}"
 
     def register(
-        self, *, backend: str, data_url: str | None, capacity: list[PoolCapacity]
+        self,
+        *,
+        backend: str,
+        data_url: str | None,
+        capacity: list[PoolCapacity],
+        preempt: bool | None = None,
     ) -> RegisterReply:
-        """POST /center/v1/register (idempotent)."""
+        """POST /center/v1/register (idempotent; `preempt`: jobs here may be preempted,
+        their checkpoints kept — None leaves the field out)."""
         req = RegisterRequest(
             center_id=self.center_id,
             agent_version=__version__,
             backend=backend,
             data_url=data_url,
             capacity=capacity,
+            preempt=preempt,
         )
         reply = RegisterReply.model_validate(self._post("/center/v1/register", req))
         if reply.protocol_version.split(".")[0] != PROTOCOL_VERSION.split(".")[0]:

@@ -138,6 +138,12 @@ class AgentConfig:
     # Where `token` came from: re-read when the control plane answers 401, so an
     # operator replaces a center's token by rewriting the file (no restart).
     token_file: Path | None = None
+    # Where jobs' $CNET_CHECKPOINT_DIR lie (agent/checkpoints.py); default
+    # <state_dir>/checkpoints. Set it to a filesystem the nodes share for Slurm, Ray or
+    # Kubernetes jobs to be preempted (only then do such centers register `preempt`).
+    checkpoint_dir: Path | None = None
+    # Whether the operator chose `checkpoint_dir` (set from it, not by the caller).
+    checkpoint_dir_set: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if not self.center:
@@ -157,6 +163,13 @@ class AgentConfig:
             resolve_run_as(str(self.backend_options["run_as"]))  # refused here, not later
         self.state_dir = Path(self.state_dir) if self.state_dir else default_state_dir(self.center)
         self.data_root = Path(self.data_root) if self.data_root else self.state_dir / "data"
+        self.checkpoint_dir_set = self.checkpoint_dir is not None
+        # Absolute: jobs run in their own work dirs (and, elsewhere, on other nodes).
+        self.checkpoint_dir = (
+            Path(self.checkpoint_dir).expanduser()
+            if self.checkpoint_dir
+            else self.state_dir / "checkpoints"
+        ).absolute()
 
 
 def pools_from_slots(slots: str | None) -> dict[str, int] | None:

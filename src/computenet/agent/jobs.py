@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from computenet.agent.checkpoints import CHECKPOINT_ENV
 from computenet.agent.data import STAGING_DIR, env_name
 from computenet.backends.local import BASE_ENV
 from computenet.protocol import LeasedJob
@@ -52,6 +53,8 @@ class HeldJob:
     errors: int = 0
     cancel_sent: bool = False
     service_port: int | None = None  # a service replica's port (agent/serving.py)
+    # Stopped for preemption (heartbeat reply `preempt`): its checkpoint dir is kept.
+    preempted: bool = False
 
     @classmethod
     def from_lease(cls, job: LeasedJob) -> HeldJob:
@@ -107,14 +110,20 @@ class HeldJob:
 
 
 def job_env(
-    job: LeasedJob, center: str, data_dir: Path, input_paths: dict[str, str], time_scale: float
+    job: LeasedJob,
+    center: str,
+    data_dir: Path,
+    input_paths: dict[str, str],
+    time_scale: float,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, str]:
     """The whole environment a job gets from the agent: an allow-list, nothing inherited.
 
     A plain ``PATH`` and ``LANG``, then the job's own ``spec.env``, then
     ``CNET_JOB_ID``, ``CNET_ATTEMPT``, ``CNET_CENTER``, ``CNET_CHIP``,
     ``CNET_CHIP_COUNT``, ``CNET_PLANNED_RUN_S``, ``CNET_TIME_SCALE``,
-    ``CNET_DATA_DIR`` and one ``CNET_INPUT_<DATASET>`` per input. Backends add
+    ``CNET_DATA_DIR``, ``CNET_CHECKPOINT_DIR`` (where the center keeps checkpoints,
+    agent/checkpoints.py) and one ``CNET_INPUT_<DATASET>`` per input. Backends add
     only the chip ids they assign (``CNET_CHIP_IDS``, ``CNET_VISIBLE_DEVICES``) and
     the job's ``HOME``/``TMPDIR``; none adds the agent's own environment, which
     holds the agent's credentials.
@@ -133,6 +142,8 @@ def job_env(
             "CNET_DATA_DIR": str(data_dir),
         }
     )
+    if checkpoint_dir is not None:
+        env[CHECKPOINT_ENV] = str(checkpoint_dir)
     for dataset, path in input_paths.items():
         env[env_name(dataset)] = path
     return env

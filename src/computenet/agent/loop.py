@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 
 from computenet.agent import serving
+from computenet.agent.checkpoints import Checkpoints, job_owner, supports_preempt
 from computenet.agent.client import CenterClient, ServerUnavailable
 from computenet.agent.config import AgentConfig, read_token_file, resolve_pools
 from computenet.agent.data import DataRoot
@@ -86,6 +87,9 @@ from computenet.protocol.tickets import CENTER_HEADER
 logger = logging.getLogger(__name__)
 
 _LOG_BUFFER_MAX = 4 * 1024 * 1024
+# The end report's message of a job stopped for preemption (what the backend said follows).
+PREEMPTED = "stopped for preemption"
+_SWEEP_EVERY_S = 3600.0  # checkpoints of jobs gone for good are looked for this often
 _MAX_JOB_ERRORS = 3
 # The local backend's message for a job stopped because the agent that started it died.
 _AGENT_GONE = "agent process went away"
@@ -144,6 +148,13 @@ class Agent:
         self._hb_thread: threading.Thread | None = None
         self._fatal: AgentFatal | None = None
         self._cancels: collections.deque[str] = collections.deque()
+        # Jobs the control plane asked us to stop for preemption (heartbeat thread → main
+        # loop); only held ids, each once, so it never holds more than the jobs held.
+        self._preempts: collections.deque[str] = collections.deque()
+        self._preempt_lock = threading.Lock()
+        # Where jobs keep checkpoints: None until the backend is known, False where they cannot.
+        self._checkpoints: Checkpoints | bool | None = None
+        self._next_sweep = 0.0
         self._capacity: list[PoolCapacity] = []
         # A region's held jobs as the plane below sees them (backend `paths`), for the heartbeat.
         self._progress: list[JobProgress] | None = None
@@ -337,6 +348,7 @@ class Agent:
             held = self.jobs.get(self._cancels.popleft())
             if held is not None:
                 self._stop_cancelled(held)
+        self._stop_preempted_all()
         self._take_leased()
         self._advance_jobs()
         self._refresh_capacity()
@@ -357,6 +369,7 @@ class Agent:
                 self._backoff = min(max(min(0.5, cap), self._backoff * 2), cap)
                 self._retry_at = now + self._backoff * random.uniform(0.8, 1.2)
         self._fence(time.monotonic())
+        self._sweep_checkpoints()
         self._save()
 
     def shutdown(self) -> None:
@@ -480,7 +493,10 @@ class Agent:
         assert self.backend is not None
         try:
             reply = self.client.register(
-                backend=self.backend.kind, data_url=self.endpoint.url, capacity=self.capacity()
+                backend=self.backend.kind,
+                data_url=self.endpoint.url,
+                capacity=self.capacity(),
+                preempt=True if self.checkpoints() is not None else None,
             )
         except (AuthError, ForbiddenError) as exc:
             if isinstance(exc, AuthError) and self._token_replaced():
@@ -588,6 +604,8 @@ class Agent:
         self._learn_rule(reply.lease_timeout_s, reply.fence_after_s, reply.stop_grace_s)
         self._next_heartbeat = sent + self._heartbeat_interval()
         self._cancels.extend(reply.cancel)  # the main loop stops them
+        if reply.preempt:
+            self._queue_preempts(reply.preempt)
         if reply.quote_requests:
             self._quote_asks.extend(reply.quote_requests)  # the main loop asks the backend
             self._wake.set()
@@ -735,6 +753,7 @@ class Agent:
             if held.done:
                 logger.info("%s done and reported", job_id)
                 del self.jobs[job_id]
+                self._forget_checkpoint(held)
         if now >= self._next_log_flush:
             self._next_log_flush = now + _LOG_FLUSH_S
 
@@ -871,7 +890,20 @@ class Agent:
             if count > pool.free:
                 return  # wait for chips to free up
             scale = self.reply.time_scale if self.reply else 1.0
-            env = job_env(job, self.config.center, self.data_root.root, held.input_paths, scale)
+            store = self.checkpoints()
+            try:
+                checkpoint = None if store is None else store.prepare(job.job_id)
+            except ValidationError as exc:  # a job id unsafe as a path, or a symlink there
+                self._finish(held, "FAILED", message=f"agent could not run it: {exc.message}")
+                return
+            env = job_env(
+                job,
+                self.config.center,
+                self.data_root.root,
+                held.input_paths,
+                scale,
+                checkpoint,
+            )
             serving.give_port(held, job, env)  # a service replica: its $PORT
             seal_tenant_area(self.data_root.root, job.tenant, self.backend)  # its data: its own
             handle = self.backend.submit(
@@ -1011,6 +1043,9 @@ class Agent:
             if path:
                 usage["path"] = [hop.model_dump(mode="json") for hop in path]
         held.outbox.append({"kind": "usage", "usage": usage})
+        if held.preempted and not message.startswith(PREEMPTED):
+            # The control plane requeues it here, to resume from its checkpoint.
+            message = f"{PREEMPTED}; backend: {message}" if message else PREEMPTED
         held.queue_status(state, exit_code=exit_code, message=message, at=_now())
         held.phase = "finished"
         serving.forget(held.key)  # a replica's relay closes with it
@@ -1046,6 +1081,87 @@ class Agent:
             entry[1].set()
         logger.info("control plane cancelled %s before it started", held.job_id)
         self._finish(held, "CANCELLED", message="cancelled before it started")
+
+    # ------------------------------------------------------------- preemption
+
+    def checkpoints(self) -> Checkpoints | None:
+        """Where jobs keep checkpoints, or None where they could not reach them
+        (agent/checkpoints.py): decided once the backend is known."""
+        if self._checkpoints is None and self.backend is not None:
+            root = self.config.checkpoint_dir
+            assert root is not None
+            if supports_preempt(self.backend, self.config.checkpoint_dir_set):
+                self._checkpoints = Checkpoints(root, job_owner(self.backend))
+                logger.info("jobs keep checkpoints under %s: they may be preempted", root)
+            else:
+                self._checkpoints = False
+                logger.info(
+                    "no checkpoint_dir its jobs share for the %s backend: jobs here are never"
+                    " preempted",
+                    self.backend.kind,
+                )
+        return self._checkpoints if isinstance(self._checkpoints, Checkpoints) else None
+
+    def _queue_preempts(self, job_ids: list[str]) -> None:
+        """Hand the jobs a heartbeat reply lists in `preempt` to the main loop (heartbeat
+        thread): held ones only, each once — a stale or unknown id is ignored."""
+        held = {h.job_id for h in self._held() if not h.preempted and h.phase != "finished"}
+        with self._preempt_lock:
+            queued = set(self._preempts)
+            for job_id in job_ids:
+                if job_id in held and job_id not in queued:
+                    self._preempts.append(job_id)
+                    queued.add(job_id)
+                elif job_id not in held:
+                    logger.debug("preempt %s ignored: not running here", job_id[:80])
+        self._wake.set()
+
+    def _stop_preempted_all(self) -> None:
+        while True:
+            with self._preempt_lock:
+                if not self._preempts:
+                    return
+                job_id = self._preempts.popleft()
+            held = self.jobs.get(job_id)
+            if held is not None:
+                self._stop_preempted(held)
+
+    def _stop_preempted(self, held: HeldJob) -> None:
+        """Stop a job for preemption: like a cancel (SIGTERM, the backend's grace, SIGKILL),
+        but its checkpoint directory stays for its next attempt here, and its end report
+        says why it stopped."""
+        if held.phase == "finished" or held.preempted:
+            return
+        held.preempted = True
+        logger.info("preempting %s for a shorter job", held.job_id)
+        if held.phase == "submitted" and held.handle:
+            held.cancel_sent = True
+            self._cancel_backend(held.handle)  # the next poll sees it end
+            return
+        entry = self._staging.pop(held.job_id, None)
+        if entry is not None:
+            entry[1].set()
+        self._finish(held, "CANCELLED", message=f"{PREEMPTED} before it started")
+
+    def _forget_checkpoint(self, held: HeldJob) -> None:
+        """A job reported its end here: its checkpoint goes, unless it was preempted (it
+        resumes here from it) without having succeeded all the same."""
+        store = self.checkpoints()
+        if store is None or (held.preempted and "SUCCEEDED" not in held.queued_states):
+            return
+        store.remove(held.job_id)
+
+    def _sweep_checkpoints(self) -> None:
+        """Now and then: remove the checkpoints of jobs not held here for long (cancelled
+        while waiting, requeued elsewhere) — `checkpoints.KEEP_S`."""
+        now = time.monotonic()
+        store = self.checkpoints()
+        if store is None or now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_EVERY_S
+        gone = store.sweep({h.job_id for h in self.jobs.values()})
+        if gone:
+            logger.info("removed %d old checkpoint directories", len(gone))
 
     def _drop(self, job_id: str) -> None:
         """Stop a job here and forget it, reporting nothing more."""
