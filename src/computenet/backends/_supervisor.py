@@ -43,6 +43,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -176,6 +177,35 @@ def _prepare_dirs(run: dict[str, Any], uid: int, gid: int) -> None:
         os.makedirs(path, mode=0o700, exist_ok=True)
         os.chown(path, uid, gid, follow_symlinks=False)
         os.chmod(path, 0o700)
+    checkpoint = run.get("checkpoint")
+    if checkpoint:  # kept across attempts, which may run as other uids (agent/checkpoints.py)
+        top = os.lstat(checkpoint).st_uid
+        _hand_tree(checkpoint, uid, gid, {os.geteuid(), top})
+
+
+def _hand_tree(path: str, uid: int, gid: int, owners: set[int]) -> None:
+    """Give the directory `path`, and what in it one of `owners` owns, to uid:gid.
+
+    For a job's checkpoint directory: handed to the job's uid before it starts, and
+    back to us once it ended, before its uid is freed for another job. Symlinks are
+    never followed, and a regular file with other links, or a device, is left as it
+    is: a job cannot make us hand it a file it merely linked in.
+    """
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise SetupError(f"{path} is not a directory")
+    os.chown(path, uid, gid, follow_symlinks=False)  # first: the old uid is locked out
+    os.chmod(path, 0o700)
+    for _, dirs, files, dirfd in os.fwalk(path, follow_symlinks=False):
+        for name in dirs + files:
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                plain = stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)
+                plain = plain or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1)
+                if st.st_uid in owners and plain:
+                    os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
 
 
 def _kill_uid(uid: int, gid: int) -> None:
@@ -285,6 +315,9 @@ def main(argv: list[str]) -> int:
     _killpg(child.pid, signal.SIGKILL)
     if run is not None and run.get("dynamic") and uid is not None:
         _kill_uid(uid, int(run.get("gid", uid)))  # even those that left the process group
+    if run is not None and run.get("checkpoint") and uid is not None:
+        with contextlib.suppress(OSError, SetupError):  # ours again before its uid is freed
+            _hand_tree(str(run["checkpoint"]), os.geteuid(), os.getegid(), {uid})
     if lock_fd is not None:
         os.close(lock_fd)
     sig = -rc if rc < 0 else None
