@@ -189,6 +189,14 @@ def agent(
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="job dirs and state")
     ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint-dir",
+            help="where jobs' $CNET_CHECKPOINT_DIR lie (default STATE_DIR/checkpoints); for"
+            " slurm, ray or kubernetes a filesystem the nodes share, else no preemption",
+        ),
+    ] = None,
     data_host: Annotated[str, typer.Option(help="data endpoint bind address")] = "127.0.0.1",
     data_port: Annotated[int, typer.Option(help="data endpoint port (0: a free one)")] = 0,
     data_url: Annotated[str | None, typer.Option(help="URL other agents reach it at")] = None,
@@ -237,6 +245,7 @@ def agent(
         slots=slots,
         data_root=data_root,
         state_dir=state_dir,
+        checkpoint_dir=checkpoint_dir,
         data_host=data_host,
         data_port=data_port,
         data_url=data_url,
