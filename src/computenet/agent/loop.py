@@ -1070,6 +1070,7 @@ class Agent:
         """
         if held.phase == "finished":
             return
+        held.preempted = False  # a cancel wins over a preemption: nothing resumes, no checkpoint
         if held.phase == "submitted" and held.handle:
             if not held.cancel_sent:
                 logger.info("control plane cancelled %s: stopping it", held.job_id)
@@ -1130,8 +1131,8 @@ class Agent:
         """Stop a job for preemption: like a cancel (SIGTERM, the backend's grace, SIGKILL),
         but its checkpoint directory stays for its next attempt here, and its end report
         says why it stopped."""
-        if held.phase == "finished" or held.preempted:
-            return
+        if held.phase == "finished" or held.preempted or held.cancel_sent:
+            return  # ended, stopping already, or cancelled (a cancel wins)
         held.preempted = True
         logger.info("preempting %s for a shorter job", held.job_id)
         if held.phase == "submitted" and held.handle:

@@ -127,6 +127,8 @@ def test_a_preempted_job_stops_on_sigterm_keeps_its_checkpoint_and_resumes_from_
     plane.wait(started.exists, what="the job to save its checkpoint")
     ckpt = tmp_path / "agent" / "checkpoints" / "long"
     assert (ckpt / "step").read_text() == "41\n"
+    own_uid = run_as == "self" or os.geteuid() != 0
+    assert (ckpt.stat().st_uid == os.geteuid()) is own_uid  # the job's uid while it runs
 
     plane.preempt = ["long", "long"]  # a duplicate is one stop
     plane.wait(lambda: plane.final("long") is not None, what="the preempted job's end")
@@ -138,6 +140,8 @@ def test_a_preempted_job_stops_on_sigterm_keeps_its_checkpoint_and_resumes_from_
     assert plane.logs["long"].startswith(f"dir={ckpt} mode=700\n")
     plane.wait(lambda: _forgotten(plane, "long"), what="the job to be forgotten")
     assert (ckpt / "step").read_text() == "41\n"  # kept for the next attempt here
+    # Between attempts no job's uid owns it (a uid per job is given to other jobs later).
+    assert {ckpt.stat().st_uid, (ckpt / "step").stat().st_uid} == {os.geteuid()}
 
     plane.queue.append(lease("long", command, attempt=2))
     plane.wait(lambda: _forgotten(plane, "long", attempt=2), what="the second attempt's end")
@@ -202,7 +206,7 @@ def test_register_says_preempt_only_where_jobs_reach_their_checkpoints(
 ) -> None:
     # A Slurm-like backend (jobs on other nodes) without --checkpoint-dir: field left out.
     slurmish = FakeBackend({"H100": 2})
-    slurmish.kind = "slurm"  # type: ignore[misc]
+    slurmish.kind = "slurm"
     agent = agents.start(backend=slurmish)
     plane.wait(lambda: plane.registrations != [], what="registration")
     assert plane.registrations[0].preempt is None
@@ -210,7 +214,7 @@ def test_register_says_preempt_only_where_jobs_reach_their_checkpoints(
     agents.close()
     # With a shared --checkpoint-dir it says so.
     shared = FakeBackend({"H100": 2})
-    shared.kind = "slurm"  # type: ignore[misc]
+    shared.kind = "slurm"
     agent = agents.start(backend=shared, checkpoint_dir=tmp_path / "shared")
     plane.wait(lambda: len(plane.registrations) > 1, what="registration")
     assert plane.registrations[1].preempt is True
@@ -292,3 +296,42 @@ def test_old_checkpoints_of_jobs_not_held_are_swept(tmp_path: Path) -> None:
         os.utime(store.path(job_id), (long_ago, long_ago))
     assert store.sweep({"held"}) == ["old"]
     assert sorted(p.name for p in store.root.iterdir()) == ["held", "recent"]
+
+
+def test_a_cancel_wins_over_a_preemption(plane: PreemptPlane, agents: Agents) -> None:
+    plane.queue.append(lease("both", "sleep 300"))
+    agents.start(run_as="self")
+    plane.wait(lambda: plane.states("both") == ["RUNNING"])
+    ckpt = agents.tmp_path / "agent" / "checkpoints" / "both"
+    assert ckpt.is_dir()
+    plane.cancel.add("both")
+    plane.preempt = ["both"]
+    plane.wait(lambda: _forgotten(plane, "both"), what="the job to end")
+    final = plane.final("both")
+    assert final is not None and final.state == "CANCELLED"
+    assert PREEMPTED not in final.message
+    plane.wait(lambda: not ckpt.exists(), what="the cancelled job's checkpoint to go")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="hands files to another uid")
+def test_the_supervisor_hands_over_only_plain_files_and_never_follows_links(
+    tmp_path: Path,
+) -> None:
+    from computenet.backends._supervisor import _hand_tree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("root's")
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "sub").mkdir(parents=True)
+    (ckpt / "sub" / "state").write_text("1")
+    (ckpt / "linked").hardlink_to(outside / "precious")  # as a job could plant one
+    (ckpt / "out").symlink_to(outside)
+    uid = 61999
+    _hand_tree(str(ckpt), uid, uid, {0})
+    assert [p.stat().st_uid for p in (ckpt, ckpt / "sub", ckpt / "sub" / "state")] == [uid] * 3
+    assert (ckpt / "out").lstat().st_uid == uid
+    assert (outside / "precious").stat().st_uid == 0  # neither through the link nor the hardlink
+    assert outside.stat().st_uid == 0
+    _hand_tree(str(ckpt), 0, 0, {uid})  # and back
+    assert {p.lstat().st_uid for p in ckpt.rglob("*")} | {ckpt.stat().st_uid} == {0}
