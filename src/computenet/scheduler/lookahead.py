@@ -31,22 +31,22 @@ deadlines finish later (average JCT 6.7 → 8.6 h), as their deadlines allow.
 `COMMIT_H` was chosen on that workload (1 h: 1.056×, 3 h: 1.052×, 4 h:
 1.050×, 5 h: 1.055×), so the last points are tuned, not general.
 
-Under a profile that never shifts a start for cheaper power (`fastest`),
-every later start is a wait for chips, and the cycle's second rule applies
+Under a profile that never shifts a start for cheaper power (`fastest`), every
+later start is a wait for chips, and the cycle's second rule applies
 (`waits_for_chips`): a batch job without a deadline whose best start is later
-than now is not given a reservation either; it holds its chips for the rest
-of the cycle and is decided again by the next one, with the jobs that
-arrived meanwhile. Among such jobs — ties of the one order (`order_key`) but
-for their submit time — the cycle takes the order whose plans finish them
-soonest in sum (`soonest_order`: the standing order, shortest run first and
-smallest area first, then single moves while one helps, within a budget of
-trial placements). On the Gavel trace (seed0, average JCT against the floor
-of each job alone on its fastest GPU) that is 1.106× against 1.136× for
-first come, first reserved: a short job that arrives while long ones wait
-runs first, and a job no longer starts at the hour its reservation named
-when chips free earlier. No job is kept waiting so longer than
-`MAX_CHIP_WAIT_H` after its submission: then it gets a reservation, so that
-a stream of short jobs cannot starve a long one.
+than now is not given a reservation either; it holds its chips for the rest of
+the cycle and is decided again by the next one, with the jobs that arrived
+meanwhile. Among such jobs — ties of the one order (`order_key`) but for their
+submit time — the cycle takes the order whose plans finish them soonest in sum
+(`soonest_order`: the standing order, shortest run first and smallest area
+first, then single moves while one helps, within a budget of trial
+placements). On the Gavel trace (seed0, average JCT against the floor of each
+job alone on its fastest GPU) that is 1.106× against 1.136× for first come,
+first reserved (1.091× with preemption, scheduler/preemption.py): a short job
+that arrives while long ones wait runs first, and a job no longer starts at
+the hour its reservation named when chips free earlier. No job is kept waiting
+so longer than `MAX_CHIP_WAIT_H` after its submission: then it gets a
+reservation, so that a stream of short jobs cannot starve a long one.
 """
 
 from __future__ import annotations

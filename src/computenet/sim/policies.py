@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 # greedy cycle that leaves far cheap starts of jobs with slack to a later cycle
 # (bench/sim_quality.py: 1.046× the LP bound on `china` against 1.067× for the batch
 # optimizer, 1.045× on the Alibaba pod list, where no job has a deadline), and with
-# the `fastest` profile (`ours:fastest`) 1.106× Gavel's JCT floor against 1.136× for greedy.
+# the `fastest` profile (`ours:fastest`) 1.106× Gavel's JCT floor against 1.136× for greedy
+# without preemption, 1.091× with it (every Gavel job is preemptible: scheduler/preemption.py).
 OURS_STRATEGY = "lookahead"
 _NO_SHIFT = Profile("baseline", shift=False)
 
