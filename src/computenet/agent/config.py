@@ -170,6 +170,12 @@ class AgentConfig:
             if self.checkpoint_dir
             else self.state_dir / "checkpoints"
         ).absolute()
+        if self.checkpoint_dir.exists() and not self.checkpoint_dir.is_dir():
+            raise ValidationError(
+                f"{self.checkpoint_dir} is not a directory",
+                field="checkpoint_dir",
+                hint="give --checkpoint-dir a directory (made if missing)",
+            )
 
 
 def pools_from_slots(slots: str | None) -> dict[str, int] | None:

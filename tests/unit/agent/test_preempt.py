@@ -246,6 +246,10 @@ def test_config_checkpoint_dir_defaults_under_the_state_dir(tmp_path: Path) -> N
     assert not config.checkpoint_dir_set
     config = AgentConfig(**base, checkpoint_dir=Path("rel"))  # type: ignore[arg-type]
     assert config.checkpoint_dir == Path.cwd() / "rel" and config.checkpoint_dir_set
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValidationError) as err:
+        AgentConfig(**base, checkpoint_dir=tmp_path / "file")  # type: ignore[arg-type]
+    assert err.value.field == "checkpoint_dir"
 
 
 @pytest.mark.parametrize("job_id", ["../x", "a/b", "..", ".", "", ".hidden", "a\nb", "x" * 300])
