@@ -1043,8 +1043,9 @@ class Agent:
             if path:
                 usage["path"] = [hop.model_dump(mode="json") for hop in path]
         held.outbox.append({"kind": "usage", "usage": usage})
-        if held.preempted and not message.startswith(PREEMPTED):
-            # The control plane requeues it here, to resume from its checkpoint.
+        if held.preempted and state != "SUCCEEDED" and not message.startswith(PREEMPTED):
+            # The control plane requeues it here, to resume from its checkpoint (one that
+            # finished meanwhile just succeeded).
             message = f"{PREEMPTED}; backend: {message}" if message else PREEMPTED
         held.queue_status(state, exit_code=exit_code, message=message, at=_now())
         held.phase = "finished"

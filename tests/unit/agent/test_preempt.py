@@ -17,6 +17,7 @@ import pytest
 
 from computenet.agent import Agent, AgentConfig
 from computenet.agent.checkpoints import KEEP_S, Checkpoints, job_owner, supports_preempt
+from computenet.agent.jobs import HeldJob, dump_state, load_state
 from computenet.agent.loop import PREEMPTED
 from computenet.backends.fake import FakeBackend
 from computenet.errors import ValidationError
@@ -339,3 +340,11 @@ def test_the_supervisor_hands_over_only_plain_files_and_never_follows_links(
     assert outside.stat().st_uid == 0
     _hand_tree(str(ckpt), 0, 0, {uid})  # and back
     assert {p.lstat().st_uid for p in ckpt.rglob("*")} | {ckpt.stat().st_uid} == {0}
+
+
+def test_a_restarted_agent_remembers_a_job_was_preempted(tmp_path: Path) -> None:
+    held = HeldJob.from_lease(lease("j", "true"))
+    held.preempted = True
+    (tmp_path / "agent-state.json").write_text(dump_state({"j": held}, {}))
+    jobs, _ = load_state(tmp_path)
+    assert jobs["j"].preempted
