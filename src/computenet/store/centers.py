@@ -38,8 +38,12 @@ def register_center(
     agent_version: str,
     protocol_version: str,
     capacity: list[dict[str, Any]],
+    preempt: bool = False,
 ) -> CenterRow:
-    """Insert or refresh a center; an existing center keeps its data key (tickets stay valid)."""
+    """Insert or refresh a center; an existing center keeps its data key (tickets stay valid).
+
+    `preempt`: the agent said it stops jobs for preemption (each registration says it anew).
+    """
     row = get_center(s, center_id, for_update=True)
     if row is None:
         row = CenterRow(id=center_id, data_key=new_data_key, registered_at=at, running=[])
@@ -49,6 +53,7 @@ def register_center(
     row.agent_version = agent_version
     row.protocol_version = protocol_version
     row.capacity = capacity
+    row.preempt = preempt
     row.last_heartbeat = real_now
     s.flush()
     return row

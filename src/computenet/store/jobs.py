@@ -42,7 +42,12 @@ def insert_job(s: Session, row: JobRow, message: str = "submitted") -> tuple[Job
         seen = find_by_key(s, row.tenant_id, row.idempotency_key)
         if seen is not None:
             return seen, False
-    values = {c.key: getattr(row, c.key) for c in JOBS.columns}
+    # A column left unset on `row` takes its default (a row built before the column was).
+    values = {
+        c.key: v
+        for c in JOBS.columns
+        if (v := getattr(row, c.key)) is not None or c.default is None
+    }
     # On SQLite the write transaction is exclusive, so the lookup above settles races.
     if row.idempotency_key and s.get_bind().dialect.name != "sqlite":
         try:
@@ -238,6 +243,11 @@ class PendingHead(NamedTuple):
     submitted_at: datetime
     avoid_centers: tuple[str, ...]
     reasons: tuple[str, ...]
+    # A preempted job's resume point (`JobRow.work_left`, `resume_center`, `resume_chip`).
+    work_left: float | None = None
+    resume_center: str | None = None
+    resume_chip: str | None = None
+    stopped_at: datetime | None = None
 
 
 def pending_keys(s: Session) -> list[tuple[str, str]]:
@@ -276,6 +286,10 @@ def pending_heads(s: Session, ids: Sequence[str] | None = None) -> list[PendingH
         JOBS.c.submitted_at,
         type_coerce(JOBS.c.avoid_centers, String),
         type_coerce(JOBS.c.reasons, String),
+        JOBS.c.work_left,
+        JOBS.c.resume_center,
+        JOBS.c.resume_chip,
+        JOBS.c.stopped_at,
     )
     pending = (JOBS.c.state == JobState.PENDING.value, JOBS.c.cancel_requested.is_(False))
     if ids is None:
@@ -292,6 +306,10 @@ def pending_heads(s: Session, ids: Sequence[str] | None = None) -> list[PendingH
             submitted_at=r[2],
             avoid_centers=_strings(r[3]),
             reasons=_strings(r[4]),
+            work_left=r[5],
+            resume_center=r[6],
+            resume_chip=r[7],
+            stopped_at=r[8],
         )
         for r in rows
     ]
@@ -341,6 +359,29 @@ def set_pending_reasons(s: Session, reasons: dict[str, list[str]]) -> None:
 def active_jobs(s: Session) -> list[JobRow]:
     """Jobs holding (or about to hold) chips: SCHEDULED, STAGING, RUNNING."""
     return list(s.scalars(select(JobRow).where(JobRow.state.in_([x.value for x in ACTIVE_STATES]))))
+
+
+def preemptible_running(s: Session, centers: Sequence[str]) -> list[JobRow]:
+    """RUNNING preemptible jobs leased to one of `centers`, not asked to stop nor cancelled:
+    what a cycle may preempt (scheduler/preemption.py)."""
+    if not centers:
+        return []
+    q = select(JobRow).where(
+        JobRow.state == JobState.RUNNING.value,
+        JobRow.preemptible.is_(True),
+        JobRow.stop_for.is_(None),
+        JobRow.cancel_requested.is_(False),
+        JobRow.lease_center.in_(list(centers)),
+    )
+    return list(s.scalars(q))
+
+
+def stopping(s: Session) -> list[JobRow]:
+    """Jobs asked to stop for preemption whose end their agent has not reported yet."""
+    q = select(JobRow).where(
+        JobRow.stop_for.is_not(None), JobRow.state.in_([x.value for x in HELD_STATES])
+    )
+    return list(s.scalars(q))
 
 
 def held_by(s: Session, center: str, *, for_update: bool = False) -> list[JobRow]:

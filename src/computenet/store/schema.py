@@ -251,6 +251,9 @@ class JobRow(Base):
     work_left: Mapped[float | None] = mapped_column(Float, nullable=True)
     resume_center: Mapped[str | None] = mapped_column(String(64), nullable=True)
     resume_chip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # When it was stopped (network time): it queues again as of then, behind the job it
+    # was stopped for (`preemption.resumed`).
+    stopped_at: Mapped[datetime | None] = mapped_column(Instant(), nullable=True)
     # The charges of its earlier, preempted attempts ({field: exact text}), billed with
     # the last one: the job's charge row is their sum (server/metering.py).
     parts_billed: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)

@@ -34,6 +34,7 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("work_left", sa.Float(), nullable=True))
     op.add_column("jobs", sa.Column("resume_center", sa.String(length=64), nullable=True))
     op.add_column("jobs", sa.Column("resume_chip", sa.String(length=64), nullable=True))
+    op.add_column("jobs", sa.Column("stopped_at", sa.DateTime(), nullable=True))
     op.add_column("jobs", sa.Column("parts_billed", sa.JSON(), nullable=True))
 
 
@@ -41,6 +42,7 @@ def downgrade() -> None:
     """Drop what `upgrade` added."""
     with op.batch_alter_table("jobs") as b:
         b.drop_column("parts_billed")
+        b.drop_column("stopped_at")
         b.drop_column("resume_chip")
         b.drop_column("resume_center")
         b.drop_column("work_left")
