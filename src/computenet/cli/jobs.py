@@ -200,6 +200,8 @@ def print_detail(d: JobDetail) -> None:
             out.print(f"    - {r}", markup=False)
     if d.queue_position is not None:
         out.print(f"  queue: number {d.queue_position} of the jobs waiting here")
+    if d.spec.preemptible or d.preemptions:
+        out.print(f"  preemption: {preemption_line(d)}", markup=False)
     if d.path and (len(d.path) > 1 or d.path[0].center):
         out.print("  path:")
         for line in path_lines(d):
@@ -213,6 +215,16 @@ def print_detail(d: JobDetail) -> None:
         for e in d.events:
             t.add_row(when(e.at), state_text(e.state) if e.state else "", e.center or "", e.message)
         out.print(t)
+
+
+def preemption_line(d: JobDetail) -> str:
+    """A preemptible job's standing: asked to stop now, how often it was, what is left."""
+    parts = [f"preempted {d.preemptions}×" if d.preemptions else "preemptible, never preempted"]
+    if d.stopping_for:
+        parts.append(f"asked to stop now so that {d.stopping_for} runs first")
+    if d.work_left is not None:
+        parts.append(f"{d.work_left:.0%} of its work left")
+    return "; ".join(parts)
 
 
 def path_lines(d: JobDetail) -> list[str]:

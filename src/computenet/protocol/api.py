@@ -118,6 +118,23 @@ class JobDetail(JobView):
         description="where the job runs, level by level: this plane's placement first (its"
         " center None while not placed), then each region below it (docs/federation.md)",
     )
+    preemptions: int = Field(
+        default=0,
+        ge=0,
+        description="times the job was stopped so that a much shorter job ran first"
+        " (preemptible jobs, docs/user-guide.md)",
+    )
+    stopping_for: str | None = Field(
+        default=None,
+        description="set while the job is asked to stop for this shorter job; it resumes at"
+        " its center from its checkpoint",
+    )
+    work_left: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="a preempted job's share of its work still to do (from its plan)",
+    )
 
 
 class LogChunk(BaseModel):

@@ -37,7 +37,7 @@ from computenet.protocol import (
 from computenet.protocol.api import PathHop
 from computenet.protocol.center import QuoteRequest
 from computenet.protocol.datapaths import default_replica_path, replica_path_problem
-from computenet.server import center_checks, quotes
+from computenet.server import center_checks, preempting, quotes
 from computenet.server.metering import meter
 from computenet.server.views import dataset_view
 from computenet.store import jobs as job_store
@@ -90,6 +90,7 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             agent_version=req.agent_version,
             protocol_version=req.protocol_version,
             capacity=center_checks.own_capacity(declared, req.capacity),
+            preempt=bool(req.preempt),
         )
         key, key_version = row.data_key, row.data_key_version
     log.info("center %s registered (backend %s, data %s)", center_id, req.backend, req.data_url)
@@ -112,6 +113,7 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
     real = plane.clock.real()
     listed = list(dict.fromkeys(req.running))
     cancel: list[str] = []
+    preempt: list[str] = []
     capacity: list[dict[str, Any]] = []
     with contextlib.suppress(KeyError):  # not in the network: it cannot have registered (409)
         declared = plane.network.center(center_id)
@@ -143,6 +145,8 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         for j in job_store.held_by(s, center_id):
             if j.cancel_requested and j.id not in cancel:
                 cancel.append(j.id)
+            elif j.stop_for is not None and not j.cancel_requested and j.id not in cancel:
+                preempt.append(j.id)  # asked to stop for a shorter job (server/preempting.py)
         # Listing a job renews its lease; a job the center holds but stopped listing
         # (or never got: a lost lease reply) expires in the reconciler.
         job_store.renew_leases(s, center_id, listed, real)
@@ -157,6 +161,8 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
         stop_grace_s=rule.stop_grace_s,
         data_key_version=key_version,
         quote_requests=asks or None,
+        # Off the wire while empty (what agents older than the field get anyway).
+        preempt=preempt or None,
     )
 
 
@@ -208,7 +214,10 @@ def report_status(plane: ControlPlane, center_id: str, job_id: str, rep: StatusR
     """Apply a status report from the job's lease holder (idempotent for repeats)."""
     with plane.db.write() as s:
         job = _held(s, center_id, job_id, rep.attempt)
-        center_checks.check_status(rep, cancel_requested=job.cancel_requested)
+        # A job asked to stop for preemption may end CANCELLED, or FAILED with no exit code:
+        # the control plane asked for it, as for a cancel.
+        stopped = job.stop_for is not None
+        center_checks.check_status(rep, cancel_requested=job.cancel_requested or stopped)
         new = JobState(rep.state)
         if new == JobState.FAILED and job.cancel_requested:
             new = JobState.CANCELLED
@@ -216,6 +225,10 @@ def report_status(plane: ControlPlane, center_id: str, job_id: str, rep: StatusR
             return job
         at = _report_time(plane, job, rep.at)
         text = rep.message or _default_message(new, rep.exit_code)
+        if stopped and new in (JobState.FAILED, JobState.CANCELLED) and not job.cancel_requested:
+            # Stopped for a shorter job: billed, then back in the queue to resume here.
+            preempting.requeue(plane, s, job, at, center_id, text)
+            return job
         job_store.transition(s, job, new, at, f"{center_id}: {text}", center=center_id)
         if new == JobState.STAGING:
             job.staging_at = at
@@ -225,6 +238,7 @@ def report_status(plane: ControlPlane, center_id: str, job_id: str, rep: StatusR
         else:
             job.finished_at = at
             job.exit_code = rep.exit_code
+            job.stop_for = None  # it ended on its own, or was cancelled: nothing left to stop
             job.reasons = [f"{new.value.lower()} at {center_id}: {text}"]
             meter(plane, s, job)
         return job

@@ -171,6 +171,13 @@ def _new_job(
         "usage": {},
         "cost_cny": None,
         "log_bytes": 0,
+        "preemptible": spec.preemptible,
+        "preemptions": 0,
+        "stop_for": None,
+        "work_left": None,
+        "resume_center": None,
+        "resume_chip": None,
+        "parts_billed": None,
     }
 
 

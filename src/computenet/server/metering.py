@@ -39,12 +39,12 @@ def transfer_price(plane: ControlPlane, src: str | None, dst: str) -> Decimal:
     return paths.price(src, dst) if math.isfinite(raw) else Decimal(0)
 
 
-def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
-    """Price a finished job from its network times and usage, and store its charges.
+def attempt_charges(plane: ControlPlane, job: JobRow) -> Charges | None:
+    """What the job's current attempt costs, once it ended; None when it is not billed.
 
     Run time is from the RUNNING report to the final report (network time);
     transfer is one lot per source the agent fetched from (``bytes × data_scale``
-    priced along the path from that source), see `staged_lots`. A job that
+    priced along the path from that source), see `staged_lots`. A run that
     neither ran nor moved data is not billed.
     """
     if job.finished_at is None or job.center is None or job.chip is None:
@@ -69,30 +69,107 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     metered = (job.usage or {}).get("metered")
     if metered:
         ch = metered_charges(metered, ch.transfer_cny, fee_rate(center))
+    return ch
+
+
+# The fields of `Charges`, and those of them that are money (kept as exact text).
+_FLOATS = ("chip_hours", "cu_hours", "kwh", "co2_kg")
+_MONEY = ("energy_cny", "service_cny", "transfer_cny")
+
+
+def keep_part(plane: ControlPlane, job: JobRow) -> Charges | None:
+    """Add the ended current attempt's charges to the job's billed parts (a preempted run,
+    `JobRow.parts_billed`), before the job goes back to the queue; returns them."""
+    ch = attempt_charges(plane, job)
+    if ch is None:
+        return None
+    part: dict[str, Any] = {
+        "attempt": job.attempt,
+        "center": job.center,
+        "chip": job.chip,
+        "chips": job.chips,
+        "started_at": (job.started_at or job.finished_at or plane.clock.now()).isoformat(),
+        "finished_at": (job.finished_at or plane.clock.now()).isoformat(),
+        **{k: getattr(ch, k) for k in _FLOATS},
+        **{k: str(getattr(ch, k)) for k in _MONEY},
+    }
+    job.parts_billed = [*(job.parts_billed or []), part]  # a new list: the JSON column sees it
+    return ch
+
+
+def _part_charges(part: dict[str, Any]) -> Charges:
+    return Charges(
+        chip_hours=float(part["chip_hours"]),
+        cu_hours=float(part["cu_hours"]),
+        kwh=float(part["kwh"]),
+        co2_kg=float(part["co2_kg"]),
+        energy_cny=Decimal(str(part["energy_cny"])),
+        service_cny=Decimal(str(part["service_cny"])),
+        transfer_cny=Decimal(str(part["transfer_cny"])),
+    )
+
+
+def _sum(parts: list[Charges]) -> Charges:
+    zero = Decimal(0)
+    return Charges(
+        chip_hours=math.fsum(p.chip_hours for p in parts),
+        cu_hours=math.fsum(p.cu_hours for p in parts),
+        kwh=math.fsum(p.kwh for p in parts),
+        co2_kg=math.fsum(p.co2_kg for p in parts),
+        energy_cny=sum((p.energy_cny for p in parts), zero),
+        service_cny=sum((p.service_cny for p in parts), zero),
+        transfer_cny=sum((p.transfer_cny for p in parts), zero),
+    )
+
+
+def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
+    """Price a finished job and store its charges (one row per job, money exact).
+
+    The row is the current attempt's charges (`attempt_charges`) plus those of
+    the job's earlier, preempted attempts (`JobRow.parts_billed`): each attempt
+    that ran is billed once, a lost one (never reported) is not. None when
+    nothing is billed.
+    """
+    ch = attempt_charges(plane, job)
+    parts = list(job.parts_billed or [])
+    if ch is None and not parts:
+        return None
+    each = [_part_charges(p) for p in parts] + ([ch] if ch is not None else [])
+    total = _sum(each) if parts else each[0]
+    if ch is not None and job.center is not None and job.chip is not None:
+        center, chip, chips = job.center, job.chip, job.chips
+        finished = job.finished_at
+    else:
+        last = parts[-1]
+        center, chip, chips = str(last["center"]), str(last["chip"]), int(last["chips"])
+        finished = datetime.fromisoformat(str(last["finished_at"]))
+    assert finished is not None
+    started = datetime.fromisoformat(str(parts[0]["started_at"])) if parts else job.started_at
+    end = max(finished, started or finished)
     row = ChargeRow(
         job_id=job.id,
         tenant_id=job.tenant_id,
         period=period_of(end),
         job_name=job.name,
-        center=job.center,
-        chip=job.chip,
-        chips=job.chips,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        chip_hours=ch.chip_hours,
-        cu_hours=ch.cu_hours,
-        kwh=ch.kwh,
-        co2_kg=ch.co2_kg,
-        energy_cny=ch.energy_cny,
-        service_cny=ch.service_cny,
-        transfer_cny=ch.transfer_cny,
-        total_cny=ch.total_cny,
+        center=center,
+        chip=chip,
+        chips=chips,
+        started_at=started,
+        finished_at=finished,
+        chip_hours=total.chip_hours,
+        cu_hours=total.cu_hours,
+        kwh=total.kwh,
+        co2_kg=total.co2_kg,
+        energy_cny=total.energy_cny,
+        service_cny=total.service_cny,
+        transfer_cny=total.transfer_cny,
+        total_cny=total.total_cny,
     )
-    job.cost_cny = ch.total_cny
+    job.cost_cny = total.total_cny
     stored = put_charge(s, row)
     # The tenant's compute vouchers pay their share in this same transaction, replacing
     # what they paid of an earlier metering of this job (store.vouchers.apply_to_charge).
-    apply_to_charge(s, job.id, job.tenant_id, ch.total_cny, job.center, job.workload_class, end)
+    apply_to_charge(s, job.id, job.tenant_id, total.total_cny, center, job.workload_class, end)
     return stored
 
 

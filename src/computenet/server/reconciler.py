@@ -127,6 +127,12 @@ def lose(s: Session, job: JobRow, cid: str, now: datetime, why: str) -> None:
     attempt = job.attempt
     _unplace(job)
     job.center = None
+    # A preempted job's checkpoint is at `cid`, which it now avoids: it starts over
+    # elsewhere (and a stop asked of it is moot).
+    job.stop_for = None
+    job.work_left = None
+    job.resume_center = None
+    job.resume_chip = None
     avoid = list(job.avoid_centers or [])
     if cid not in avoid:
         avoid.append(cid)

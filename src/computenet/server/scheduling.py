@@ -29,10 +29,13 @@ from computenet.scheduler import (
     signature,
 )
 from computenet.scheduler.fairshare import FAIR_START_WINDOW, RECLAIMED, fair_cycle
+from computenet.scheduler.index import network_index
 from computenet.scheduler.ordering import order_key
+from computenet.scheduler.plugins import PROFILES
+from computenet.scheduler.preemption import resumed
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.scheduler.tenancy import TenantUse, admit, decay
-from computenet.server import quotes
+from computenet.server import preempting, quotes
 from computenet.server.reconciler import _unplace  # one way to clear a job's plan
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
@@ -164,7 +167,11 @@ def request_of(
     spec: JobSpec,
     datasets: Mapping[str, Dataset],
 ) -> JobRequest:
-    """The scheduler's view of a stored job (its deadline may have passed since submit)."""
+    """The scheduler's view of a stored job (its deadline may have passed since submit).
+
+    A preempted job asks for the work it has left plus restoring its checkpoint, at
+    the center where that is (`preemption.resumed`, the rule the simulator uses too).
+    """
     req = job_request(
         job.id,
         spec,
@@ -174,7 +181,12 @@ def request_of(
         avoid_centers=tuple(job.avoid_centers or ()),
         check_deadline=False,
     )
-    return replace(req, tenant=job.tenant_id)
+    req = replace(req, tenant=job.tenant_id)
+    if job.work_left is not None and job.resume_center and job.resume_chip:
+        index = network_index(plane.network)
+        stopped = job.stopped_at or job.submitted_at
+        req = resumed(index, req, job.work_left, job.resume_center, job.resume_chip, stopped)
+    return req
 
 
 def _snapshot_key(snap: Snapshot) -> tuple[object, ...]:
@@ -258,7 +270,10 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         by_tenant = tenant_datasets(s, snap)
         # A request depends on its tenant's datasets: one fingerprint per tenant and cycle.
         data_fp = {t: _hashable(tuple(sorted(ds.items()))) for t, ds in by_tenant.items()}
-        validity = {h.id: (h.submitted_at, h.avoid_centers, data_fp.get(h.tenant_id)) for h in todo}
+        validity = {
+            h.id: (h.submitted_at, h.avoid_centers, data_fp.get(h.tenant_id), h.stopped_at)
+            for h in todo
+        }
         cache = memory.requests
         stale = [jid for jid, v in validity.items() if jid not in cache or cache[jid][0] != v]
         raw_specs = job_store.spec_texts(s, stale)
@@ -287,6 +302,14 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         requests.append(req)
         # A job a region quoted has prices of its own: no look-alike shares its answer.
         signatures.append(sig if req.id not in snap.quotes else (sig, req.id))
+
+    if PROFILES[plane.settings.profile].preempt:
+        # Under a profile that preempts (server/preempting.py): stop long preemptible jobs
+        # for much shorter waiting ones; a job whose chips are being freed so waits for them.
+        requests, signatures, held = preempting.before_placing(
+            plane, now, snap, requests, signatures
+        )
+        stuck.update(held)
 
     def decide(sn: Snapshot, reqs: Sequence[JobRequest]) -> list[Decision]:
         return schedule_cycle(

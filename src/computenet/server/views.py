@@ -100,6 +100,9 @@ def job_detail(
         transfer_s=transfer_s,
         run_s=run_s,
         usage=usage,
+        preemptions=int(j.preemptions or 0),
+        stopping_for=j.stop_for,
+        work_left=j.work_left,
         events=[
             JobEvent(
                 at=cst(e.at) or e.at,
