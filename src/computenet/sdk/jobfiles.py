@@ -226,7 +226,17 @@ def convert_job_text(
 
 
 _CNET_LINE = re.compile(r"^\s*#\s*cnet:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
-_CNET_KEYS = ("hours", "cu_hours", "class", "deadline", "budget_cny", "priority", "name")
+_CNET_KEYS = (
+    "hours",
+    "cu_hours",
+    "class",
+    "deadline",
+    "budget_cny",
+    "priority",
+    "name",
+    "preemptible",
+)
+_YES = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def cnet_directives(text: str) -> dict[str, str]:
@@ -350,6 +360,16 @@ def _apply_cnet(spec: dict[str, Any], directives: Mapping[str, str], chip: str |
                 field="# cnet: priority",
                 hint="give 0-10",
             ) from exc
+    if "preemptible" in directives:
+        # A job that resumes from $CNET_CHECKPOINT_DIR (docs/user-guide.md, "Preemptible jobs").
+        word = directives["preemptible"].strip().lower()
+        if word not in _YES:
+            raise ValidationError(
+                f"'{directives['preemptible']}' is not true or false",
+                field="# cnet: preemptible",
+                hint="write # cnet: preemptible=true for a job that resumes from its checkpoint",
+            )
+        spec["preemptible"] = _YES[word]
 
 
 # ---------------------------------------------------------------------------------------

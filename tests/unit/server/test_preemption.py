@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from computenet.cli.jobs import preemption_line
 from computenet.metering import charge
+from computenet.protocol.api import JobDetail
 from computenet.scheduler.preemption import MAX_PREEMPTIONS, RESUME_S
 from computenet.store import jobs as job_store
 from computenet.store.billing import get_charge
@@ -97,6 +99,8 @@ def test_fastest_asks_the_center_to_stop_the_long_job_for_the_short_one(net: Net
     long = net.job(lid)
     assert long["state"] == "RUNNING" and long["stopping_for"] == sid
     assert long["reasons"][0].startswith(f"preempted at {CENTER} for the shorter job {sid}")
+    line = preemption_line(JobDetail.model_validate(long))
+    assert line == f"preemptible, never preempted; asked to stop now so that {sid} runs first"
     reply = net.heartbeat(CENTER, running=[lid])
     assert reply["preempt"] == [lid] and lid not in reply["cancel"]
     # Asked once: the next cycles ask nothing more (its chips count as being freed), and
@@ -207,6 +211,9 @@ def test_the_stopped_job_is_billed_requeued_at_its_center_and_resumes_after_the_
         assert billed.total_cny == part + second  # both attempts, each as metered
         assert billed.started_at == first.started_at
     assert net.job(lid)["cost_cny"] == str(part + second)
+    view = JobDetail.model_validate(net.job(lid))
+    assert view.preemptions == 1 and view.stopping_for is None
+    assert preemption_line(view).startswith("preempted 1×; ")
 
 
 def test_a_job_is_preempted_at_most_once(net: Net) -> None:
