@@ -182,6 +182,7 @@ def requeue(
     job.resume_chip = chip
     job.stopped_at = at
     meter(plane, s, job)  # the charge row: the attempts billed so far
+    job.usage = {}  # that attempt's usage is billed; the next attempt reports its own
     minutes = ran.total_seconds() / 60
     job.reasons = [
         f"preempted at {center} for the shorter job {for_job} after {minutes:.0f} min"

@@ -168,6 +168,7 @@ def test_the_stopped_job_is_billed_requeued_at_its_center_and_resumes_after_the_
     assert stopped.state == "PENDING" and stopped.preemptions == 1
     assert stopped.stop_for is None
     assert stopped.resume_center == CENTER and stopped.resume_chip == "CPU-node"
+    assert stopped.usage == {}  # billed with that attempt; the next one reports its own
     # It ran about 70 of its 180 planned minutes: that much less is left.
     assert stopped.work_left is not None
     ran = (net.plane.clock.now() - first.started_at).total_seconds()
