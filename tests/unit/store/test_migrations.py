@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from computenet.store import current_revision, downgrade_db, make_engine, upgrade_db
 from computenet.store.schema import Base
@@ -73,3 +73,47 @@ def test_a_plain_path_means_a_sqlite_file(tmp_path) -> None:  # type: ignore[no-
     path = tmp_path / "sub" / "x.db"
     upgrade_db(str(path))
     assert path.is_file()
+
+
+def test_0006_upgrades_a_database_with_jobs_and_centers(db_url: str) -> None:
+    """Preemption's columns arrive with defaults on existing rows: not preemptible, never
+    preempted, no stop asked, no resume point; a center does not preempt until it says so."""
+    upgrade_db(db_url, "0005")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenants (id, created_at) VALUES ('t', '2026-12-01')"))
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, tenant_id, name, workload_class, state, spec,"
+                    " submitted_at, priority, reasons, chips, attempt, avoid_centers,"
+                    " cancel_requested, usage, log_bytes) VALUES ('j1', 't', 'j', 'x', 'PENDING',"
+                    " '{}', '2026-12-01', 0, '[]', 1, 0, '[]', false, '{}', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO centers (id, data_key, backend, agent_version,"
+                    " protocol_version, registered_at, capacity, running, data_key_version)"
+                    " VALUES ('c', 'k', 'local', '', '', '2026-12-01', '[]', '[]', 1)"
+                )
+            )
+    finally:
+        engine.dispose()
+    upgrade_db(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            job = conn.execute(
+                text(
+                    "SELECT preemptible, preemptions, stop_for, work_left, resume_center,"
+                    " stopped_at, parts_billed FROM jobs WHERE id = 'j1'"
+                )
+            ).one()
+            center = conn.execute(text("SELECT preempt FROM centers WHERE id = 'c'")).one()
+    finally:
+        engine.dispose()
+    assert (bool(job[0]), job[1], job[2], job[3], job[4], job[5], job[6]) == (
+        False, 0, None, None, None, None, None
+    )  # fmt: skip
+    assert bool(center[0]) is False
