@@ -38,7 +38,7 @@ from computenet.scheduler import JobRequest, Snapshot
 from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.preemption import RESUME_S, Preemption, Running, choose
 from computenet.server.metering import keep_part, meter
-from computenet.server.reconciler import _unplace
+from computenet.server.reconciler import unplace
 from computenet.store import jobs as job_store
 from computenet.store.centers import list_centers
 from computenet.store.schema import JobRow
@@ -171,7 +171,7 @@ def requeue(
     left = work_left(job, at)
     ran = (at - job.started_at) if job.started_at is not None else timedelta(0)
     chip = job.chip
-    _unplace(job)
+    unplace(job)
     job.center = None
     job.finished_at = None
     job.exit_code = None

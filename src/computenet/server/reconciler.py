@@ -62,7 +62,7 @@ def reconcile(plane: ControlPlane) -> int:
                 touched += 1
         offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
         for job in job_store.scheduled_unleased(s, offline, for_update=True):
-            _unplace(job)
+            unplace(job)
             job.reasons = [f"{job_center(job)} went offline before starting it; re-planning"]
             job_store.transition(
                 s, job, JobState.PENDING, now, job.reasons[0], center=job_center(job)
@@ -103,7 +103,8 @@ def job_center(job: JobRow) -> str:
     return job.lease_center or job.center or "?"
 
 
-def _unplace(job: JobRow) -> None:
+def unplace(job: JobRow) -> None:
+    """Clear a job's plan and lease (the one way: requeue, re-plan and preemption use it)."""
     job.placement = None
     job.chip = None
     job.planned_start = None
@@ -125,7 +126,7 @@ def lose(s: Session, job: JobRow, cid: str, now: datetime, why: str) -> None:
         )
         return
     attempt = job.attempt
-    _unplace(job)
+    unplace(job)
     job.center = None
     # A preempted job's checkpoint is at `cid`, which it now avoids: it starts over
     # elsewhere (and a stop asked of it is moot).

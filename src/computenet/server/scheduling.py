@@ -36,7 +36,7 @@ from computenet.scheduler.preemption import resumed
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.scheduler.tenancy import TenantUse, admit, decay
 from computenet.server import preempting, quotes
-from computenet.server.reconciler import _unplace  # one way to clear a job's plan
+from computenet.server.reconciler import unplace
 from computenet.store import jobs as job_store
 from computenet.store.centers import dataset_owners, datasets_as_model, list_centers
 from computenet.store.quotas import (
@@ -398,7 +398,7 @@ def reclaim_for_fair_share(plane: ControlPlane, now: datetime) -> int:
             if row.state != JobState.SCHEDULED.value or row.lease_center or not ahead:
                 continue
             center = row.center
-            _unplace(row)
+            unplace(row)
             row.center = None
             row.reasons = [RECLAIMED]
             job_store.transition(s, row, JobState.PENDING, now, RECLAIMED, center=center)
