@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -195,19 +196,19 @@ class CenterClient:
 
     def status(self, job_id: str, report: StatusReport) -> None:
         """POST /center/v1/jobs/{id}/status."""
-        self._post(f"/center/v1/jobs/{job_id}/status", report)
+        self._post(f"/center/v1/jobs/{_segment(job_id)}/status", report)
 
     def logs(self, job_id: str, append: LogAppend) -> None:
         """POST /center/v1/jobs/{id}/logs."""
-        self._post(f"/center/v1/jobs/{job_id}/logs", append)
+        self._post(f"/center/v1/jobs/{_segment(job_id)}/logs", append)
 
     def usage(self, job_id: str, report: UsageReport) -> None:
         """POST /center/v1/jobs/{id}/usage."""
-        self._post(f"/center/v1/jobs/{job_id}/usage", report)
+        self._post(f"/center/v1/jobs/{_segment(job_id)}/usage", report)
 
     def replica(self, dataset_id: str, report: ReplicaReport) -> None:
         """POST /center/v1/datasets/{id}/replicas."""
-        self._post(f"/center/v1/datasets/{dataset_id}/replicas", report)
+        self._post(f"/center/v1/datasets/{_segment(dataset_id)}/replicas", report)
 
     def get_json(self, path: str) -> Any:
         """GET a JSON document (used to discover this center's pools from the user API)."""
@@ -263,3 +264,11 @@ def _raise_for(resp: httpx.Response) -> None:
     err = cls(f"{resp.request.method} {resp.request.url.path}: {message}", field=field, hint=hint)
     err.status_code = resp.status_code
     raise err
+
+
+def _segment(value: str) -> str:
+    """`value` as one URL path segment: every reserved character escaped, and a "." or
+    ".." escaped too (a client would otherwise resolve it as a dot-segment), so an id
+    never reaches another path than its own."""
+    seg = quote(value, safe="")
+    return seg.replace(".", "%2E") if seg in (".", "..") else seg
