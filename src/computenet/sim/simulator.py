@@ -902,7 +902,11 @@ class Simulation:
             now, online=self.online, datasets={}, reported_free=self.total - self.held
         )
         t0 = time.perf_counter()
-        chosen = choose(snap, [self.req[i] for i in self.pending], cands, profile)
+        # The jobs this cycle decides (as the server passes): not those parked until later.
+        at = self.env.datetime(now)
+        parked = self._parked
+        waiting = [self.req[i] for i in self.pending if i not in parked or not at < parked[i][0]]
+        chosen = choose(snap, waiting, cands, profile)
         self.policy_s += time.perf_counter() - t0
         for pre in chosen:
             self._preempt(running[pre.victim], pre.for_job)
