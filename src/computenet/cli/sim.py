@@ -48,6 +48,7 @@ WorkloadOpt = Annotated[
     ),
 ]
 CycleOpt = Annotated[float, typer.Option("--cycle", help="seconds between scheduling cycles")]
+_CYCLE_S = SimConfig().cycle_s  # the simulator's default cycle
 SeedOpt = Annotated[int, typer.Option("--seed", help="seed of the random baseline and of failures")]
 MtbfOpt = Annotated[
     float | None,
@@ -161,8 +162,27 @@ class _Bar:
         self.progress.update(self.tasks[name], completed=done, day=now / 86400.0)  # type: ignore[arg-type]
 
 
-def _batch_only(given: dict[str, object]) -> None:
-    """Refuse a batch simulator option given with an LLM request trace, which it would not use."""
+def _batch_only(
+    cycle: float,
+    seed: int,
+    failures: float | None,
+    maintenance: list[str] | None,
+    patience: float,
+    quiet: bool,
+    **more: object,
+) -> None:
+    """Refuse a batch simulator option given with an LLM request trace, which it would not
+    use: the options every batch command takes, compared with their defaults, and `more`
+    (flag → value, unset when None or False)."""
+    given: dict[str, object] = {
+        "--cycle": cycle != _CYCLE_S,
+        "--seed": seed != 0,
+        "--failures": failures,
+        "--maintenance": maintenance,
+        "--patience": patience != DEFAULT_PATIENCE_H,
+        "--quiet": quiet,
+        **more,
+    }
     for flag, used in given.items():
         if used is not None and used is not False:
             raise ValidationError(
@@ -180,7 +200,7 @@ def run_cmd(
     policy: Annotated[
         str, typer.Option("--policy", "-p", help="ours, ours:PROFILE or a baseline")
     ] = "ours",
-    cycle: CycleOpt = 300.0,
+    cycle: CycleOpt = _CYCLE_S,
     seed: SeedOpt = 0,
     failures: MtbfOpt = None,
     maintenance: MaintOpt = None,
@@ -191,16 +211,7 @@ def run_cmd(
     """Simulate one policy over a workload and print its figures."""
     if is_serving_workload(workload):  # an LLM request trace: the serving simulator
         with _errors():
-            _batch_only(
-                {
-                    "--cycle": cycle != 300.0,
-                    "--seed": seed != 0,
-                    "--failures": failures,
-                    "--maintenance": maintenance,
-                    "--patience": patience != DEFAULT_PATIENCE_H,
-                    "--quiet": quiet,
-                }
-            )
+            _batch_only(cycle, seed, failures, maintenance, patience, quiet)
             serving_compare(network, workload, policy, json_out=json_out, flag="--policy")
         return
     with _errors():
@@ -240,7 +251,7 @@ def compare_cmd(
     bound: Annotated[
         bool, typer.Option("--bound/--no-bound", help="compute the LP lower bound")
     ] = True,
-    cycle: CycleOpt = 300.0,
+    cycle: CycleOpt = _CYCLE_S,
     seed: SeedOpt = 0,
     failures: MtbfOpt = None,
     maintenance: MaintOpt = None,
@@ -252,16 +263,13 @@ def compare_cmd(
     if is_serving_workload(workload):  # an LLM request trace: the serving simulator
         with _errors():
             _batch_only(
-                {
-                    "--out": out_dir,
-                    "--no-bound": not bound,
-                    "--cycle": cycle != 300.0,
-                    "--seed": seed != 0,
-                    "--failures": failures,
-                    "--maintenance": maintenance,
-                    "--patience": patience != DEFAULT_PATIENCE_H,
-                    "--quiet": quiet,
-                }
+                cycle,
+                seed,
+                failures,
+                maintenance,
+                patience,
+                quiet,
+                **{"--out": out_dir, "--no-bound": not bound},
             )
             serving_compare(network, workload, policies, json_out=json_out)
         return
@@ -401,7 +409,7 @@ def federation_cmd(
     policy: Annotated[
         str, typer.Option("--policy", "-p", help="the scheduler at both levels: ours, ours:…")
     ] = "ours",
-    cycle: CycleOpt = 300.0,
+    cycle: CycleOpt = _CYCLE_S,
     seed: SeedOpt = 0,
     patience: PatienceOpt = DEFAULT_PATIENCE_H,
     json_out: JsonFlag = False,
