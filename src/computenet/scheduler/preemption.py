@@ -47,6 +47,9 @@ SHORTER_BY = 2.0
 RESUME_S = 600.0
 # A job is preempted at most this many times.
 MAX_PREEMPTIONS = 1
+# The least fraction of its work a preempted job is planned with again: progress is
+# estimated from its planned run, and a job never resumes with nothing to do.
+MIN_WORK_LEFT = 0.02
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,22 @@ def choose(
             out.append(Preemption(r.id, r.center, r.chip, job.id))
         free[p] -= job.count
     return out
+
+
+def work_left(before: float, ran_s: float, planned_run_s: float, resumed: bool) -> float:
+    """The share of its work a job has left when an attempt stops, as its plan tells it.
+
+    `before`: the share it had when the attempt began (1 for a first run); `ran_s`
+    and `planned_run_s`: how long the attempt ran and was planned to run. A resumed
+    attempt (`resumed`) spent its first `RESUME_S` restoring, which is no progress.
+    What ran is taken off what it had left; at least `MIN_WORK_LEFT`. The server and
+    the simulator both plan a resumed job with this (the simulator's true progress
+    is its own).
+    """
+    if resumed:
+        ran_s, planned_run_s = ran_s - RESUME_S, planned_run_s - RESUME_S
+    done = min(max(ran_s, 0.0) / planned_run_s, 1.0) if planned_run_s > 0 else 0.0
+    return min(max(before * (1.0 - done), MIN_WORK_LEFT), 1.0)
 
 
 def resumed(

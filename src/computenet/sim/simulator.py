@@ -33,7 +33,7 @@ from computenet.scheduler.framework import evaluate
 from computenet.scheduler.index import network_index
 from computenet.scheduler.ordering import StandingKey, order_key, standing_key, with_shares
 from computenet.scheduler.plugins import PROFILES, Profile
-from computenet.scheduler.preemption import RESUME_S, Running, choose, resumed
+from computenet.scheduler.preemption import RESUME_S, Running, choose, resumed, work_left
 from computenet.scheduler.replan import MIN_EARLIER, REPLAN_BATCH, Planned, replan
 from computenet.scheduler.tenancy import TenantUse, decay
 from computenet.sim.calendar import CapacityCalendar
@@ -919,10 +919,10 @@ class Simulation:
         center, chip = self.centers[a.center].id, self.idx.pool_chip[a.pool]
         ran = max(now - a.run_s - a.restore_s, 0.0)
         self._left[i] = max(a.left0 - ran / a.full_s, 0.0)
-        # The plan knows only the planned run (its restore is not progress): the server's rule.
-        planned = max(a.run_est_s - a.restore_s, 1e-9)
-        plan_left = self._left_plan.get(i, 1.0) * (1.0 - min(ran / planned, 1.0))
-        self._left_plan[i] = min(max(plan_left, 0.02), 1.0)
+        # The plan knows only the planned run: the server's estimate, one rule.
+        self._left_plan[i] = work_left(
+            self._left_plan.get(i, 1.0), now - a.run_s, a.run_est_s, a.restore_s > 0
+        )
         self._meter(i, a, now)
         self._release(i, a)
         self.rec.attempts[i] += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,11 +21,13 @@ from computenet.scheduler.index import network_index
 from computenet.scheduler.plugins import PROFILES
 from computenet.scheduler.preemption import (
     MAX_PREEMPTIONS,
+    MIN_WORK_LEFT,
     RESUME_S,
     SHORTER_BY,
     Running,
     choose,
     resumed,
+    work_left,
 )
 from computenet.scheduler.snapshot import Reservation, Snapshot
 
@@ -134,6 +137,16 @@ def test_a_resumed_request_is_the_work_left_plus_the_restore_pinned_to_its_cente
     assert r.pin_center == "v100" and r.submitted_at > NOW + timedelta(hours=1)
     assert np.isclose(_run_s(r), 0.25 * _run_s(job) + RESUME_S)
     assert resumed(IDX, job, 7.0, "v100", "V100", NOW).cu_hours > job.cu_hours  # left is clamped
+
+
+def test_work_left_is_read_from_the_plan_and_a_restore_is_no_progress() -> None:
+    assert work_left(1.0, 1800.0, 3600.0, resumed=False) == pytest.approx(0.5)
+    # A resumed attempt planned 600 s of restore + 3,600 s of work, stopped after 2,400 s:
+    # it did half of the 40 % it had left.
+    assert work_left(0.4, RESUME_S + 1800.0, RESUME_S + 3600.0, resumed=True) == pytest.approx(0.2)
+    assert work_left(0.4, RESUME_S / 2, RESUME_S + 3600.0, resumed=True) == pytest.approx(0.4)
+    assert work_left(1.0, 10_000.0, 3600.0, resumed=False) == MIN_WORK_LEFT  # overran its plan
+    assert work_left(1.0, 10.0, 0.0, resumed=False) == 1.0  # no plan: nothing known done
 
 
 @settings(max_examples=80, deadline=None)
