@@ -209,16 +209,14 @@ class Simulation:
         self._wakes: list[tuple[datetime, int]] = []  # heap of (until, job) of parked jobs
         # Preemption (scheduler/preemption.py): under a profile that preempts, with
         # preemptible jobs in the workload. A preempted job's share of its work still to
-        # do, truly (`_left`) and as planned from its plan (`_left_plan`, what the server
-        # can know), and its work as submitted.
+        # do, truly (`_left`) and as its plan tells it (`_left_plan`, what the server knows).
         prof = PROFILES.get(str(getattr(policy, "profile", "")))
+        assert workload.preemptible is not None
         self._preempts: Profile | None = (
-            prof if prof is not None and prof.preempt and bool(workload.preemptible.any()) else None  # type: ignore[union-attr]
+            prof if prof is not None and prof.preempt and workload.preemptible.any() else None
         )
         self._left: dict[int, float] = {}
         self._left_plan: dict[int, float] = {}
-        self._work: dict[int, float] = {}
-        self.preemptions = 0
 
     # ---------------------------------------------------------------- setup
 
@@ -927,17 +925,14 @@ class Simulation:
         self._release(i, a)
         self.rec.attempts[i] += 1
         self.rec.preemptions[i] += 1
-        self.preemptions += 1
         self.rec.reasons[i] = (
             f"preempted at {center} for the shorter job {for_job}; resumes there from its"
             " checkpoint"
         )
         self._set(i, JobState.PENDING)
-        req = self.req[i]
-        work = self._work.setdefault(i, req.cu_hours)
         self.req[i] = resumed(
             self.idx,
-            replace(req, cu_hours=work),
+            replace(self.req[i], cu_hours=float(self.wl.cu_hours[i])),  # its work as submitted
             self._left_plan[i],
             center,
             chip,
@@ -987,10 +982,10 @@ class Simulation:
         self._set(i, JobState.PENDING)
         req = self.req[i]
         center_id = self.centers[a.center].id
-        if req.pin_center == center_id and i in self._work:
+        if req.pin_center == center_id and i in self._left:
             # A preempted job's checkpoint is at the center it lost: it starts over elsewhere.
-            req = replace(req, cu_hours=self._work.pop(i), pin_center=None)  # queued as is
-            self._left.pop(i, None)
+            req = replace(req, cu_hours=float(self.wl.cu_hours[i]), pin_center=None)
+            del self._left[i]
             self._left_plan.pop(i, None)
         deadline = req.deadline
         if deadline is not None and self.cfg.resubmit_late and deadline <= self.env.datetime():
