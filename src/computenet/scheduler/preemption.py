@@ -16,7 +16,7 @@ and least-attained-service; here it happens only when it clearly pays:
   it are free now (chips being freed by jobs already asked to stop count as
   free, so a cycle that runs before a victim has stopped asks for no more);
 * a job is preempted at most `MAX_PREEMPTIONS` times, never by a job of
-  lower priority, and the fewest victims are taken (longest time left first).
+  lower priority; victims are taken longest time left first, until the job fits.
 
 The victim goes back to the queue with the work it had left plus the restore
 (`resumed`), pinned to its center where its checkpoint is, and queued as of

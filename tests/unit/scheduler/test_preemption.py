@@ -114,7 +114,7 @@ def test_a_job_is_preempted_at_most_max_times_and_never_by_lower_priority() -> N
     )
 
 
-def test_the_fewest_victims_longest_left_first() -> None:
+def test_victims_longest_left_first_until_the_job_fits() -> None:
     running = [_v100_running(h, f"r{h:g}", count=8) for h in (5.0, 30.0, 10.0, 20.0)]
     out = choose(_full(), [_job("wide", 1.0, count=16)], running, FASTEST)
     assert [p.victim for p in out] == ["r30", "r20"]
