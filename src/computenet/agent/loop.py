@@ -1072,17 +1072,11 @@ class Agent:
         if held.phase == "finished":
             return
         held.preempted = False  # a cancel wins over a preemption: nothing resumes, no checkpoint
-        if held.phase == "submitted" and held.handle:
-            if not held.cancel_sent:
-                logger.info("control plane cancelled %s: stopping it", held.job_id)
-                held.cancel_sent = True
-            self._cancel_backend(held.handle)  # the next poll sees it end
-            return
-        entry = self._staging.pop(held.job_id, None)
-        if entry is not None:
-            entry[1].set()
-        logger.info("control plane cancelled %s before it started", held.job_id)
-        self._finish(held, "CANCELLED", message="cancelled before it started")
+        if held.phase != "submitted" or not held.handle:
+            logger.info("control plane cancelled %s before it started", held.job_id)
+        elif not held.cancel_sent:
+            logger.info("control plane cancelled %s: stopping it", held.job_id)
+        self._stop(held, "cancelled before it started")
 
     # ------------------------------------------------------------- preemption
 
@@ -1136,14 +1130,24 @@ class Agent:
             return  # ended, stopping already, or cancelled (a cancel wins)
         held.preempted = True
         logger.info("preempting %s for a shorter job", held.job_id)
+        self._stop(held, f"{PREEMPTED} before it started")
+
+    def _stop(self, held: HeldJob, unstarted: str) -> None:
+        """Stop `held` for a cancel or a preemption: a submitted job through its backend
+        (SIGTERM, the backend's grace, SIGKILL; the next poll sees it end), one not started
+        yet (waiting, staging) at once, reported CANCELLED with the message `unstarted`."""
         if held.phase == "submitted" and held.handle:
             held.cancel_sent = True
-            self._cancel_backend(held.handle)  # the next poll sees it end
+            self._cancel_backend(held.handle)
             return
-        entry = self._staging.pop(held.job_id, None)
+        self._stop_staging(held.job_id)
+        self._finish(held, "CANCELLED", message=unstarted)
+
+    def _stop_staging(self, job_id: str) -> None:
+        """Tell the staging of `job_id`'s inputs, if any runs, to stop."""
+        entry = self._staging.pop(job_id, None)
         if entry is not None:
             entry[1].set()
-        self._finish(held, "CANCELLED", message=f"{PREEMPTED} before it started")
 
     def _forget_checkpoint(self, held: HeldJob) -> None:
         """A job reported its end here: its checkpoint goes, unless it was preempted (it
@@ -1171,9 +1175,7 @@ class Agent:
         if held is None:
             return
         serving.forget(held.key)
-        entry = self._staging.pop(job_id, None)
-        if entry is not None:
-            entry[1].set()
+        self._stop_staging(job_id)
         if held.handle and held.phase in ("submitted", "finished"):
             self._cancel_backend(held.handle)
 
