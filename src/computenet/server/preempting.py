@@ -172,7 +172,6 @@ def requeue(
     ran = (at - job.started_at) if job.started_at is not None else timedelta(0)
     chip = job.chip
     unplace(job)
-    job.center = None
     job.finished_at = None
     job.exit_code = None
     job.stop_for = None

@@ -62,12 +62,9 @@ def reconcile(plane: ControlPlane) -> int:
                 touched += 1
         offline = [c.id for c in plane.network.centers if not plane.is_online(rows.get(c.id), real)]
         for job in job_store.scheduled_unleased(s, offline, for_update=True):
-            unplace(job)
-            job.reasons = [f"{job_center(job)} went offline before starting it; re-planning"]
-            job_store.transition(
-                s, job, JobState.PENDING, now, job.reasons[0], center=job_center(job)
-            )
-            job.center = None
+            center = unplace(job)
+            job.reasons = [f"{center} went offline before starting it; re-planning"]
+            job_store.transition(s, job, JobState.PENDING, now, job.reasons[0], center=center)
             touched += 1
     if touched:
         log.info("reconciler requeued or re-planned %d job(s)", touched)
@@ -103,8 +100,11 @@ def job_center(job: JobRow) -> str:
     return job.lease_center or job.center or "?"
 
 
-def unplace(job: JobRow) -> None:
-    """Clear a job's plan and lease (the one way: requeue, re-plan and preemption use it)."""
+def unplace(job: JobRow) -> str:
+    """Clear a job's plan, center and lease (the one way: requeue, re-plan and preemption
+    use it); returns the center it had (`job_center`), for the event that says why."""
+    center = job_center(job)
+    job.center = None
     job.placement = None
     job.chip = None
     job.planned_start = None
@@ -115,6 +115,7 @@ def unplace(job: JobRow) -> None:
     job.staging_at = None
     job.started_at = None
     job.lease_renewed = None
+    return center
 
 
 def lose(s: Session, job: JobRow, cid: str, now: datetime, why: str) -> None:
@@ -127,7 +128,6 @@ def lose(s: Session, job: JobRow, cid: str, now: datetime, why: str) -> None:
         return
     attempt = job.attempt
     unplace(job)
-    job.center = None
     # A preempted job's checkpoint is at `cid`, which it now avoids: it starts over
     # elsewhere (and a stop asked of it is moot).
     job.stop_for = None

@@ -399,7 +399,6 @@ def reclaim_for_fair_share(plane: ControlPlane, now: datetime) -> int:
                 continue
             center = row.center
             unplace(row)
-            row.center = None
             row.reasons = [RECLAIMED]
             job_store.transition(s, row, JobState.PENDING, now, RECLAIMED, center=center)
             n += 1
