@@ -1100,16 +1100,28 @@ class Agent:
 
     def _queue_preempts(self, job_ids: list[str]) -> None:
         """Hand the jobs a heartbeat reply lists in `preempt` to the main loop (heartbeat
-        thread): held ones only, each once — a stale or unknown id is ignored."""
-        held = {h.job_id for h in self._held() if not h.preempted and h.phase != "finished"}
+        thread): held ones only, each once — a stale or unknown id is ignored.
+
+        Checked, not believed: only where this agent registered `preempt` (its jobs keep
+        checkpoints) and only jobs whose spec agreed to it (``preemptible``); any other
+        stop would lose a job's work, so it is refused with a warning.
+        """
+        if self.checkpoints() is None:
+            logger.warning("preempt ignored: jobs here keep no checkpoints (not registered)")
+            return
+        stoppable = {
+            h.job_id
+            for h in self._held()
+            if not h.preempted and h.phase != "finished" and _preemptible(h)
+        }
         with self._preempt_lock:
             queued = set(self._preempts)
             for job_id in job_ids:
-                if job_id in held and job_id not in queued:
+                if job_id in stoppable and job_id not in queued:
                     self._preempts.append(job_id)
                     queued.add(job_id)
-                elif job_id not in held:
-                    logger.debug("preempt %s ignored: not running here", job_id[:80])
+                elif job_id not in stoppable:
+                    logger.debug("preempt %s ignored: not a preemptible job here", job_id[:80])
         self._wake.set()
 
     def _stop_preempted_all(self) -> None:
@@ -1198,6 +1210,11 @@ class AgentFatal(ComputeNetError):
     """The agent cannot go on (refused credentials, unknown center): it exits."""
 
     status_code = 2
+
+
+def _preemptible(held: HeldJob) -> bool:
+    """Whether the job's spec agreed to be stopped for preemption (``preemptible``)."""
+    return bool(held.leased.get("spec", {}).get("preemptible"))
 
 
 def _now() -> str:

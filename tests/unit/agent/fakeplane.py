@@ -45,6 +45,7 @@ def lease(
     attempt: int = 1,
     inputs: list[StagingInput] | None = None,
     env: dict[str, str] | None = None,
+    preemptible: bool = False,
 ) -> LeasedJob:
     """A leased job as the control plane would send it."""
     now = datetime.now(UTC)
@@ -55,6 +56,7 @@ def lease(
             "command": command,
             "work": {"cu_hours": 1},
             "env": env or {},
+            "preemptible": preemptible,
         }
     )
     zero = Decimal(0)

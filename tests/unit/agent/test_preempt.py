@@ -121,7 +121,7 @@ def test_a_preempted_job_stops_on_sigterm_keeps_its_checkpoint_and_resumes_from_
     # As root, "auto" runs each attempt as a uid of its own: the checkpoint still carries over.
     marker, started = tmp_path / "marker", tmp_path / "started"
     command = _CHECKPOINTING.format(marker=marker, started=started)
-    plane.queue.append(lease("long", command))
+    plane.queue.append(lease("long", command, preemptible=True))
     agents.start(run_as=run_as)
     plane.wait(lambda: plane.registrations != [], what="registration")
     assert plane.registrations[0].preempt is True  # the local backend keeps checkpoints
@@ -144,7 +144,7 @@ def test_a_preempted_job_stops_on_sigterm_keeps_its_checkpoint_and_resumes_from_
     # Between attempts no job's uid owns it (a uid per job is given to other jobs later).
     assert {ckpt.stat().st_uid, (ckpt / "step").stat().st_uid} == {os.geteuid()}
 
-    plane.queue.append(lease("long", command, attempt=2))
+    plane.queue.append(lease("long", command, attempt=2, preemptible=True))
     plane.wait(lambda: _forgotten(plane, "long", attempt=2), what="the second attempt's end")
     states = [(s.attempt, s.state) for s in plane.statuses["long"]]
     assert states == [(1, "RUNNING"), (1, "CANCELLED"), (2, "RUNNING"), (2, "SUCCEEDED")]
@@ -182,6 +182,32 @@ def test_unknown_and_unsafe_ids_in_preempt_are_ignored(
     assert final is not None and final.state == "SUCCEEDED" and final.message == ""
 
 
+@pytest.mark.parametrize("keeps_checkpoints", [True, False])
+def test_preempt_stops_only_a_preemptible_job_where_checkpoints_are_kept(
+    plane: PreemptPlane, agents: Agents, tmp_path: Path, keeps_checkpoints: bool
+) -> None:
+    # A control plane is checked, not believed: a job that did not agree to be preempted,
+    # or any job of a center that registered no `preempt`, runs on (it would lose its work).
+    plane.queue.append(lease("agreed", "sleep infinity", preemptible=True))
+    plane.queue.append(lease("refused", "sleep infinity"))
+    backend = FakeBackend({"H100": 2})
+    backend.kind = "slurm"  # jobs on other nodes: checkpoints only with a shared dir
+    shared = {"checkpoint_dir": tmp_path / "shared"} if keeps_checkpoints else {}
+    agents.start(backend=backend, **shared)
+    plane.wait(lambda: plane.states("agreed") == plane.states("refused") == ["RUNNING"])
+    assert plane.registrations[0].preempt is (True if keeps_checkpoints else None)
+    plane.preempt = ["agreed", "refused"]
+    n = len(plane.heartbeats)
+    plane.wait(lambda: len(plane.heartbeats) > n + 3, what="heartbeats listing both")
+    if keeps_checkpoints:
+        final = plane.final("agreed")
+        assert final is not None and final.state == "CANCELLED"
+        assert final.message.startswith(PREEMPTED)
+    else:
+        assert plane.states("agreed") == ["RUNNING"]
+    assert plane.states("refused") == ["RUNNING"]
+
+
 def test_a_job_preempted_before_it_started_is_reported_with_the_reason(
     plane: PreemptPlane, agents: Agents, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -190,7 +216,8 @@ def test_a_job_preempted_before_it_started_is_reported_with_the_reason(
     plane.queue.append(lease("holder", f"while [ ! -e {go} ]; do sleep 0.05; done"))
     agents.start(run_as="self")
     plane.wait(lambda: plane.states("holder") == ["RUNNING"])
-    plane.queue.append(lease("wide", "echo never", count=2))  # waits for both chips
+    # It waits for both chips.
+    plane.queue.append(lease("wide", "echo never", count=2, preemptible=True))
     plane.wait(lambda: "wide" in plane.heartbeats[-1].running, what="the wide job to be held")
     plane.preempt = ["wide"]
     plane.wait(lambda: plane.final("wide") is not None)
@@ -304,7 +331,7 @@ def test_old_checkpoints_of_jobs_not_held_are_swept(tmp_path: Path) -> None:
 
 
 def test_a_cancel_wins_over_a_preemption(plane: PreemptPlane, agents: Agents) -> None:
-    plane.queue.append(lease("both", "sleep 300"))
+    plane.queue.append(lease("both", "sleep 300", preemptible=True))
     agents.start(run_as="self")
     plane.wait(lambda: plane.states("both") == ["RUNNING"])
     ckpt = agents.tmp_path / "agent" / "checkpoints" / "both"
