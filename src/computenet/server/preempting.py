@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from computenet.model import JobState
-from computenet.scheduler import JobRequest, Snapshot
+from computenet.scheduler import JobRequest, Snapshot, preemption
 from computenet.scheduler.plugins import PROFILES
-from computenet.scheduler.preemption import RESUME_S, Preemption, Running, choose
+from computenet.scheduler.preemption import Preemption, Running, choose
 from computenet.server.metering import keep_part, meter
 from computenet.server.reconciler import unplace
 from computenet.store import jobs as job_store
@@ -47,10 +47,6 @@ if TYPE_CHECKING:
     from computenet.server.plane import ControlPlane
 
 log = logging.getLogger(__name__)
-
-# The least fraction of its work a preempted job is planned with again: progress is
-# estimated from its planned run, and a job never resumes with nothing to do.
-MIN_WORK_LEFT = 0.02
 
 
 def running_of(j: JobRow, now: datetime) -> Running | None:
@@ -141,20 +137,16 @@ def _ask(
 
 
 def work_left(job: JobRow, at: datetime) -> float:
-    """The fraction of its work `job` has left when its current attempt stops at `at`.
+    """The share of its work `job` has left when its current attempt stops at `at`.
 
-    Progress is read from the plan: the share of this attempt's planned run that
-    ran (a resumed attempt's plan begins with `RESUME_S` of restoring, which is
-    no progress), taken off what it had left; at least `MIN_WORK_LEFT`.
+    The rule is `preemption.work_left` (the simulator plans with it too), fed from
+    the stored plan: this attempt's planned run, how long it ran, and whether it
+    resumed from a checkpoint (then it restored first).
     """
     before = 1.0 if job.work_left is None else float(job.work_left)
     planned = float((job.placement or {}).get("run_s") or 0.0)
     ran = (at - job.started_at).total_seconds() if job.started_at is not None else 0.0
-    if job.resume_center is not None:  # this attempt resumed: it restored first
-        planned -= RESUME_S
-        ran -= RESUME_S
-    done = min(max(ran, 0.0) / planned, 1.0) if planned > 0 else 0.0
-    return min(max(before * (1.0 - done), MIN_WORK_LEFT), 1.0)
+    return preemption.work_left(before, ran, planned, resumed=job.resume_center is not None)
 
 
 def requeue(
