@@ -919,6 +919,7 @@ class Agent:
                     spec=job.spec,
                     deadline_real=job.deadline_real,
                     budget_cny=job.budget_left_cny,
+                    checkpoint_dir=None if checkpoint is None else str(checkpoint),
                 ),
                 held.key,
             )

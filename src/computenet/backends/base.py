@@ -65,6 +65,11 @@ class BackendJob:
     # (`LeasedJob.deadline_real`, `budget_left_cny`): a region's scheduler keeps to them.
     deadline_real: float | None = None
     budget_cny: Decimal | None = None
+    # The job's checkpoint directory, made by the agent (agent/checkpoints.py; also in
+    # `env` as $CNET_CHECKPOINT_DIR for the job). A field, not read back from `env`,
+    # which carries the user's own variables: the local backend hands this directory
+    # to the job's uid while it runs, so only the agent may name it.
+    checkpoint_dir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -536,9 +536,8 @@ class LocalBackend:
                 )  # fmt: skip
             else:
                 run.update(uid=ra.uid, gid=ra.gid, groups=list(ra.groups))
-            checkpoint = job.env.get("CNET_CHECKPOINT_DIR")
-            if checkpoint:  # the job's while it runs, ours between (agent/checkpoints.py)
-                run["checkpoint"] = checkpoint
+            if job.checkpoint_dir:  # the job's while it runs, ours between (agent/checkpoints.py)
+                run["checkpoint"] = job.checkpoint_dir
             group = self.tenant_gid(job.tenant)
             if group is not None:  # its tenant's data (agent/jobs.py seal_tenant_area)
                 run["groups"] = [*run.get("groups", []), group]

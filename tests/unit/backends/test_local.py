@@ -394,6 +394,35 @@ def test_the_jobs_env_reaches_only_the_job_not_its_supervisor(backend: LocalBack
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 
+@pytest.mark.skipif(not ROOT, reason="directories are handed to a job's uid only as root")
+def test_as_root_only_the_agents_checkpoint_dir_is_handed_to_the_job(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    # $CNET_CHECKPOINT_DIR in the env the user wrote names nothing the backend hands over:
+    # only `BackendJob.checkpoint_dir`, which the agent sets, is the job's while it runs.
+    os.chmod(tmp_path, 0o711)  # the job's uid passes through to both
+    theirs, ckpt = tmp_path / "theirs", tmp_path / "ckpt"
+    theirs.mkdir(mode=0o755)
+    (theirs / "secret").write_text("root's")
+    ckpt.mkdir(mode=0o700)
+    command = f"touch {theirs}/stolen; touch {ckpt}/mine"
+    j = BackendJob(
+        job_id="c1",
+        attempt=1,
+        command=command,
+        chip="H100",
+        count=1,
+        env={"CNET_CHECKPOINT_DIR": str(theirs)},
+        checkpoint_dir=str(ckpt),
+    )
+    handle = backend.submit(j, "c1:1")
+    final(backend, handle)
+    assert not (theirs / "stolen").exists()  # never the job's, not even while it ran
+    assert {p.stat().st_uid for p in (theirs, theirs / "secret")} == {0}
+    assert (ckpt / "mine").exists()
+    assert {p.stat().st_uid for p in (ckpt, ckpt / "mine")} == {0}  # ours again after the job
+
+
 def test_a_detached_job_not_taken_back_by_its_deadline_stops_by_itself(tmp_path: Path) -> None:
     b = LocalBackend(tmp_path / "state", {"H100": 1}, grace_s=1.0)
     handle = b.submit(job("sleep 300", job_id="late"), "late:1")
