@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ from computenet.scheduler.preemption import Preemption, Running, choose
 from computenet.server.metering import keep_part, meter
 from computenet.server.reconciler import unplace
 from computenet.store import jobs as job_store
-from computenet.store.centers import list_centers
+from computenet.store.centers import preempting_centers
 from computenet.store.schema import JobRow
 
 if TYPE_CHECKING:
@@ -59,30 +59,41 @@ def running_of(j: JobRow, now: datetime) -> Running | None:
     )
 
 
+class Seen(NamedTuple):
+    """What `before_placing` works from, read in the cycle's own read transaction."""
+
+    stopping: list[JobRow]  # asked to stop, end not reported yet
+    candidates: list[JobRow]  # preemptible, RUNNING at an online center that preempts
+
+
+def read(s: Session, snap: Snapshot) -> Seen:
+    """Read `Seen` with the cycle's snapshot (`snap`: which centers are online)."""
+    up = {c.id for c, on in zip(snap.network.centers, snap.online, strict=True) if on}
+    capable = [cid for cid in preempting_centers(s) if cid in up]
+    return Seen(job_store.stopping(s), job_store.preemptible_running(s, capable))
+
+
 def before_placing(
     plane: ControlPlane,
     now: datetime,
     snap: Snapshot,
     requests: Sequence[JobRequest],
     signatures: Sequence[Hashable],
+    seen: Seen,
 ) -> tuple[list[JobRequest], list[Hashable], dict[str, list[str]]]:
     """Ask for the stops this cycle calls for (module doc, step 1), before it places jobs.
 
-    `requests` (with their `signatures`) are the PENDING jobs the cycle decides.
-    Returns them without the jobs that wait for a victim to stop (this cycle's or
-    an earlier one's), and why those wait: they are placed once its chips are free.
+    `requests` (with their `signatures`) are the PENDING jobs the cycle decides;
+    `seen` is what `read` found. Returns them without the jobs that wait for a
+    victim to stop (this cycle's or an earlier one's), and why those wait: they
+    are placed once its chips are free.
     """
     profile = PROFILES[plane.settings.profile]
-    real = plane.clock.real()
-    with plane.db.read() as s:
-        stopping = job_store.stopping(s)
-        capable = [c.id for c in list_centers(s) if c.preempt and plane.is_online(c, real)]
-        candidates = job_store.preemptible_running(s, capable) if requests and capable else []
-    held = {j.stop_for: (j.id, j.lease_center or "?") for j in stopping if j.stop_for}
-    victims = [r for j in candidates if (r := running_of(j, now)) is not None]
-    if victims:
+    held = {j.stop_for: (j.id, j.lease_center or "?") for j in seen.stopping if j.stop_for}
+    victims = [r for j in seen.candidates if (r := running_of(j, now)) is not None]
+    if victims and requests:
         waiting = [r for r in requests if r.id not in held]
-        freeing = [r for j in stopping if (r := running_of(j, now)) is not None]
+        freeing = [r for j in seen.stopping if (r := running_of(j, now)) is not None]
         chosen = choose(snap, waiting, victims, profile, freeing)
         if chosen:
             held.update(_ask(plane, now, chosen))

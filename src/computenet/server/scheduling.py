@@ -277,6 +277,10 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         cache = memory.requests
         stale = [jid for jid, v in validity.items() if jid not in cache or cache[jid][0] != v]
         raw_specs = job_store.spec_texts(s, stale)
+        # Under a profile that preempts (server/preempting.py), what it works from, read
+        # with this snapshot: the online centers it found, in this one transaction.
+        preempts = PROFILES[plane.settings.profile].preempt
+        seen = preempting.read(s, snap) if preempts else None
     live = dict(keys)
     for jid in [k for k in memory.requests if k not in live]:
         del memory.requests[jid]
@@ -303,11 +307,11 @@ def run_cycle(plane: ControlPlane) -> tuple[int, int]:
         # A job a region quoted has prices of its own: no look-alike shares its answer.
         signatures.append(sig if req.id not in snap.quotes else (sig, req.id))
 
-    if PROFILES[plane.settings.profile].preempt:
-        # Under a profile that preempts (server/preempting.py): stop long preemptible jobs
-        # for much shorter waiting ones; a job whose chips are being freed so waits for them.
+    if seen is not None:
+        # Stop long preemptible jobs for much shorter waiting ones; a job whose chips
+        # are being freed so waits for them.
         requests, signatures, held = preempting.before_placing(
-            plane, now, snap, requests, signatures
+            plane, now, snap, requests, signatures, seen
         )
         stuck.update(held)
 

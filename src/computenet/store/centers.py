@@ -26,6 +26,11 @@ def list_centers(s: Session) -> list[CenterRow]:
     return list(s.scalars(select(CenterRow).order_by(CenterRow.id)))
 
 
+def preempting_centers(s: Session) -> list[str]:
+    """Ids of the centers whose agent registered `preempt` (server/preempting.py)."""
+    return list(s.scalars(select(CenterRow.id).where(CenterRow.preempt.is_(True))))
+
+
 def register_center(
     s: Session,
     center_id: str,
