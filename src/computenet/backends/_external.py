@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import hashlib
 import re
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -91,13 +93,9 @@ def is_local_host(host: str) -> bool:
     A service replica must run where the agent can probe it and advertise its port
     (agent/serving.py): the external backends pin replicas to the node that is this host.
     """
-    import socket
-
     if not host:
         return False
-    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
-    with contextlib.suppress(OSError):
-        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    names = _local_names()
     if host in names or host.startswith("127."):
         return True
     try:
@@ -112,3 +110,13 @@ def is_local_host(host: str) -> bool:
             s.bind((addr[0], 0))
             return True
     return False
+
+
+@functools.cache
+def _local_names() -> frozenset[str]:
+    """This machine's names and addresses, looked up once: `is_local_host` runs once per
+    node a scheduler lists, and ``getfqdn`` is a reverse DNS lookup (slow where DNS is)."""
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    with contextlib.suppress(OSError):
+        names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    return frozenset(names)

@@ -7,11 +7,13 @@ made to misbehave on cue (accounting lagging behind, slurmctld down).
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from computenet.backends._external import key_name, parse_mapping, slice_log
+from computenet.backends import _external
+from computenet.backends._external import is_local_host, key_name, parse_mapping, slice_log
 from computenet.backends.base import BackendJob, BackendState
 from computenet.backends.ray import RayBackend, _default_resource
 from computenet.backends.slurm import SlurmBackend, _exit_code, _gres_count
@@ -264,3 +266,23 @@ def test_slurm_run_as_resolves_users_and_refuses_root(tmp_path: Path) -> None:
     assert err.value.field == "run_as"
     with pytest.raises(ValidationError):
         SlurmBackend(tmp_path, {"A100": 1}, run_as="no-such-user-here")
+
+
+def test_is_local_host_looks_up_this_machines_names_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Slurm replica's submit asks it for every node's address: the reverse DNS lookup
+    # of this machine's own name (getfqdn) must not be repeated per node.
+    lookups: list[str] = []
+    real = socket.getfqdn
+
+    def counted(name: str = "") -> str:
+        lookups.append(name)
+        return real(name)
+
+    monkeypatch.setattr(_external.socket, "getfqdn", counted)
+    _external._local_names.cache_clear()
+    try:
+        assert is_local_host("127.0.0.1") and is_local_host(socket.gethostname())
+        assert not is_local_host("203.0.113.7") and not is_local_host("")
+        assert len(lookups) == 1
+    finally:
+        _external._local_names.cache_clear()
