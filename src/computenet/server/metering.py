@@ -81,15 +81,16 @@ def keep_part(plane: ControlPlane, job: JobRow) -> Charges | None:
     """Add the ended current attempt's charges to the job's billed parts (a preempted run,
     `JobRow.parts_billed`), before the job goes back to the queue; returns them."""
     ch = attempt_charges(plane, job)
-    if ch is None:
+    end = job.finished_at
+    if ch is None or end is None:  # `attempt_charges` bills only an ended attempt
         return None
     part: dict[str, Any] = {
         "attempt": job.attempt,
         "center": job.center,
         "chip": job.chip,
         "chips": job.chips,
-        "started_at": (job.started_at or job.finished_at or plane.clock.now()).isoformat(),
-        "finished_at": (job.finished_at or plane.clock.now()).isoformat(),
+        "started_at": (job.started_at or end).isoformat(),
+        "finished_at": end.isoformat(),
         **{k: getattr(ch, k) for k in _FLOATS},
         **{k: str(getattr(ch, k)) for k in _MONEY},
     }
@@ -135,7 +136,7 @@ def meter(plane: ControlPlane, s: Session, job: JobRow) -> ChargeRow | None:
     if ch is None and not parts:
         return None
     each = [_part_charges(p) for p in parts] + ([ch] if ch is not None else [])
-    total = _sum(each) if parts else each[0]
+    total = _sum(each)
     if ch is not None and job.center is not None and job.chip is not None:
         center, chip, chips = job.center, job.chip, job.chips
         finished = job.finished_at
