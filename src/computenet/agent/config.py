@@ -176,6 +176,14 @@ class AgentConfig:
                 field="checkpoint_dir",
                 hint="give --checkpoint-dir a directory (made if missing)",
             )
+        if self.checkpoint_dir.exists() and self.checkpoint_dir.stat().st_mode & 0o022:
+            # Jobs (other uids) could make entries there: plant a link or a directory of
+            # their own where another job's checkpoint directory is to be.
+            raise ValidationError(
+                f"{self.checkpoint_dir} is writable by other users than its owner",
+                field="checkpoint_dir",
+                hint=f"chmod go-w {self.checkpoint_dir} (the agent makes one 0700, as root 0711)",
+            )
 
 
 def pools_from_slots(slots: str | None) -> dict[str, int] | None:

@@ -278,6 +278,14 @@ def test_config_checkpoint_dir_defaults_under_the_state_dir(tmp_path: Path) -> N
     with pytest.raises(ValidationError) as err:
         AgentConfig(**base, checkpoint_dir=tmp_path / "file")  # type: ignore[arg-type]
     assert err.value.field == "checkpoint_dir"
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o1777)  # like /tmp: any job could plant another job's directory there
+    with pytest.raises(ValidationError) as err:
+        AgentConfig(**base, checkpoint_dir=open_dir)  # type: ignore[arg-type]
+    assert err.value.field == "checkpoint_dir" and "chmod go-w" in (err.value.hint or "")
+    open_dir.chmod(0o755)
+    assert AgentConfig(**base, checkpoint_dir=open_dir).checkpoint_dir == open_dir  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("job_id", ["../x", "a/b", "..", ".", "", ".hidden", "a\nb", "x" * 300])
