@@ -92,6 +92,10 @@ def register(plane: ControlPlane, center_id: str, req: RegisterRequest) -> Regis
             capacity=center_checks.own_capacity(declared, req.capacity),
             preempt=bool(req.preempt),
         )
+        # Stops asked of a center that no longer preempts would never happen: withdrawn,
+        # and the jobs held for them are looked at afresh by the next cycle.
+        if not row.preempt and preempting.withdraw(s, center_id, plane.clock.now()):
+            plane.cycle.calendar_changed()
         key, key_version = row.data_key, row.data_key_version
     log.info("center %s registered (backend %s, data %s)", center_id, req.backend, req.data_url)
     s_ = plane.settings

@@ -192,3 +192,22 @@ def requeue(
         f" {left:.0%} of its work left"
     ]
     job_store.transition(s, job, JobState.PENDING, at, job.reasons[0], center=center)
+
+
+def withdraw(s: Session, center_id: str, now: datetime) -> int:
+    """`center_id` registered again without `preempt`: it will not stop the jobs it was
+    asked to, so those stops are withdrawn (each job runs on; the job it was asked for
+    is no longer held for its chips and is planned afresh). Returns how many."""
+    n = 0
+    for j in job_store.held_by(s, center_id, for_update=True):
+        if j.stop_for is None:
+            continue
+        why = (
+            f"{center_id} registered without preempt: it runs on (the stop asked for"
+            f" {j.stop_for} is withdrawn)"
+        )
+        j.stop_for = None
+        j.reasons = [why]
+        job_store.add_event(s, j.id, now, why, center=center_id)
+        n += 1
+    return n

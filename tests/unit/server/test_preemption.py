@@ -137,6 +137,27 @@ def test_a_center_that_did_not_register_preempt_is_never_asked(net: Net) -> None
     assert net.heartbeat(CENTER, running=[lid]).get("preempt") is None
 
 
+def test_a_center_that_registers_again_without_preempt_has_its_stops_withdrawn(
+    net: Net,
+) -> None:
+    register(net)
+    lid, _ = long_running(net)
+    sid = short_waits(net)
+    assert row(net, lid).stop_for == sid
+    register(net, preempt=None)  # an agent restarted without preemption: it would not stop it
+    assert row(net, lid).stop_for is None
+    assert net.heartbeat(CENTER, running=[lid]).get("preempt") is None
+    long = net.job(lid)
+    assert long["state"] == "RUNNING" and long["stopping_for"] is None
+    assert long["reasons"] == [
+        f"{CENTER} registered without preempt: it runs on (the stop asked for {sid} is withdrawn)"
+    ]
+    net.time.advance(1)
+    net.tick()
+    # No longer held for chips that will not be freed: it waits for the long job to end.
+    assert net.job(sid)["state"] == "SCHEDULED", net.job(sid)["reasons"]
+
+
 def test_a_higher_priority_job_is_not_stopped_for_a_lower_one(net: Net) -> None:
     register(net)
     lid, _ = long_running(net, {**LONG, "priority": 5})
