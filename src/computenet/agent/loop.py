@@ -149,9 +149,8 @@ class Agent:
         self._fatal: AgentFatal | None = None
         self._cancels: collections.deque[str] = collections.deque()
         # Jobs the control plane asked us to stop for preemption (heartbeat thread → main
-        # loop); only held ids, each once, so it never holds more than the jobs held.
+        # loop, as `_cancels`): only ids of jobs held, so a reply adds no more than those.
         self._preempts: collections.deque[str] = collections.deque()
-        self._preempt_lock = threading.Lock()
         # Where jobs keep checkpoints: None until the backend is known, False where they cannot.
         self._checkpoints: Checkpoints | bool | None = None
         self._next_sweep = 0.0
@@ -348,7 +347,10 @@ class Agent:
             held = self.jobs.get(self._cancels.popleft())
             if held is not None:
                 self._stop_cancelled(held)
-        self._stop_preempted_all()
+        while self._preempts:  # after the cancels: a cancel wins
+            held = self.jobs.get(self._preempts.popleft())
+            if held is not None:
+                self._stop_preempted(held)
         self._take_leased()
         self._advance_jobs()
         self._refresh_capacity()
@@ -1101,11 +1103,12 @@ class Agent:
 
     def _queue_preempts(self, job_ids: list[str]) -> None:
         """Hand the jobs a heartbeat reply lists in `preempt` to the main loop (heartbeat
-        thread): held ones only, each once — a stale or unknown id is ignored.
+        thread): held ones only — a stale or unknown id is ignored; one listed again
+        before it stopped is stopped once (`_stop_preempted`).
 
         Checked, not believed: only where this agent registered `preempt` (its jobs keep
         checkpoints) and only jobs whose spec agreed to it (``preemptible``); any other
-        stop would lose a job's work, so it is refused with a warning.
+        stop would lose a job's work, so it is ignored.
         """
         if self.checkpoints() is None:
             logger.warning("preempt ignored: jobs here keep no checkpoints (not registered)")
@@ -1115,25 +1118,12 @@ class Agent:
             for h in self._held()
             if not h.preempted and h.phase != "finished" and _preemptible(h)
         }
-        with self._preempt_lock:
-            queued = set(self._preempts)
-            for job_id in job_ids:
-                if job_id in stoppable and job_id not in queued:
-                    self._preempts.append(job_id)
-                    queued.add(job_id)
-                elif job_id not in stoppable:
-                    logger.debug("preempt %s ignored: not a preemptible job here", job_id[:80])
+        for job_id in job_ids:
+            if job_id in stoppable:
+                self._preempts.append(job_id)  # deque: safe across the two threads
+            else:
+                logger.debug("preempt %s ignored: not a preemptible job here", job_id[:80])
         self._wake.set()
-
-    def _stop_preempted_all(self) -> None:
-        while True:
-            with self._preempt_lock:
-                if not self._preempts:
-                    return
-                job_id = self._preempts.popleft()
-            held = self.jobs.get(job_id)
-            if held is not None:
-                self._stop_preempted(held)
 
     def _stop_preempted(self, held: HeldJob) -> None:
         """Stop a job for preemption: like a cancel (SIGTERM, the backend's grace, SIGKILL),
