@@ -147,9 +147,11 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
             if j is not None and p is not None and j.lease_center == center_id:
                 keep_below(j, center_id, p.attempt, p.path)
         for j in job_store.held_by(s, center_id):
-            if j.cancel_requested and j.id not in cancel:
+            if j.id in cancel:
+                continue
+            if j.cancel_requested:
                 cancel.append(j.id)
-            elif j.stop_for is not None and not j.cancel_requested and j.id not in cancel:
+            elif j.stop_for is not None:
                 preempt.append(j.id)  # asked to stop for a shorter job (server/preempting.py)
         # Listing a job renews its lease; a job the center holds but stopped listing
         # (or never got: a lost lease reply) expires in the reconciler.
