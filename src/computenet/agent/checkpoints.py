@@ -36,7 +36,7 @@ CHECKPOINT_ENV = "CNET_CHECKPOINT_DIR"
 KEEP_S = 7 * 24 * 3600.0
 # Backends that hand the job to another control plane (a region): nothing of ours reaches it.
 _ELSEWHERE = ("network", "uplink")
-_MAX_NAME = 255  # one path component
+_MAX_NAME = 255  # bytes in one path component (NAME_MAX)
 
 
 def supports_preempt(backend: object, explicit_dir: bool) -> bool:
@@ -76,11 +76,13 @@ def job_owner(backend: object) -> tuple[int, int] | None:
 
 
 def job_dir_problem(job_id: str) -> str | None:
-    """Why `job_id` cannot name a checkpoint directory (unsafe as a path part), or None."""
-    if len(job_id) > _MAX_NAME:
-        return f"is longer than {_MAX_NAME} characters"
-    if job_id in (".", ".."):
-        return "is a relative path"
+    """Why `job_id` cannot name a checkpoint directory (unsafe as a path part), or None.
+
+    `name_problem` refuses separators, control characters and a leading ``.`` (so
+    ``.`` and ``..`` too); a file name is also at most `_MAX_NAME` bytes.
+    """
+    if len(job_id.encode("utf-8", "surrogatepass")) > _MAX_NAME:
+        return f"is longer than {_MAX_NAME} bytes"
     return name_problem(job_id)
 
 

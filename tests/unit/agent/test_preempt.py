@@ -288,7 +288,9 @@ def test_config_checkpoint_dir_defaults_under_the_state_dir(tmp_path: Path) -> N
     assert AgentConfig(**base, checkpoint_dir=open_dir).checkpoint_dir == open_dir  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("job_id", ["../x", "a/b", "..", ".", "", ".hidden", "a\nb", "x" * 300])
+@pytest.mark.parametrize(
+    "job_id", ["../x", "a/b", "..", ".", "", ".hidden", "a\nb", "x" * 300, "é" * 128]
+)
 def test_a_job_id_that_is_no_safe_path_part_is_refused(tmp_path: Path, job_id: str) -> None:
     store = Checkpoints(tmp_path / "ckpt")
     with pytest.raises(ValidationError) as err:
