@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +38,8 @@ CHECKPOINT_ENV = "CNET_CHECKPOINT_DIR"
 KEEP_S = 7 * 24 * 3600.0
 # Backends that hand the job to another control plane (a region): nothing of ours reaches it.
 _ELSEWHERE = ("network", "uplink")
+# Directories `remove` set aside to delete in the background (no job id starts with '.').
+_ASIDE = ".removing-"
 _MAX_NAME = 255  # bytes in one path component (NAME_MAX)
 
 
@@ -140,11 +144,14 @@ class Checkpoints:
             os.chmod(path, 0o700)
         return path
 
-    def remove(self, job_id: str) -> bool:
+    def remove(self, job_id: str, background: bool = False) -> bool:
         """Remove the directory of `job_id` and all in it; True when one was removed.
 
         Only a real directory right under the root: a symlink at that path is not
         followed (nor is any inside: `shutil.rmtree` removes links, not their targets).
+        `background`: the directory is renamed aside at once (a later `prepare` of the
+        job makes a fresh one) and deleted by a thread, so a large checkpoint does not
+        hold up the agent's loop; what a crash leaves aside goes with the next `sweep`.
         """
         try:
             path = self.path(job_id)
@@ -154,7 +161,14 @@ class Checkpoints:
         if not stat.S_ISDIR(st.st_mode):
             return False
         try:
-            shutil.rmtree(path)
+            if background:
+                aside = self.root / f"{_ASIDE}{secrets.token_hex(8)}"
+                os.rename(path, aside)  # names with a leading '.' are no job's (job_dir_problem)
+                threading.Thread(
+                    target=shutil.rmtree, args=(aside, True), name="checkpoint-rm", daemon=True
+                ).start()
+            else:
+                shutil.rmtree(path)
         except OSError as exc:
             logger.warning("could not remove the checkpoint directory %s: %s", path, exc)
             return False
@@ -176,6 +190,10 @@ class Checkpoints:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISDIR(st.st_mode) and now - st.st_mtime > KEEP_S and self.remove(entry.name):
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if entry.name.startswith(_ASIDE):  # set aside by `remove`, left by a crash
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif now - st.st_mtime > KEEP_S and self.remove(entry.name):
                 gone.append(entry.name)
         return gone

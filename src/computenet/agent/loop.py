@@ -1158,7 +1158,7 @@ class Agent:
         store = self.checkpoints()
         if store is None or (held.preempted and "SUCCEEDED" not in held.queued_states):
             return
-        store.remove(held.job_id)
+        store.remove(held.job_id, background=True)  # not on this loop: it may be large
 
     def _sweep_checkpoints(self) -> None:
         """Now and then: remove the checkpoints of jobs not held here for long (cancelled

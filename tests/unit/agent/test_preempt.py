@@ -340,6 +340,26 @@ def test_old_checkpoints_of_jobs_not_held_are_swept(tmp_path: Path) -> None:
     assert sorted(p.name for p in store.root.iterdir()) == ["held", "recent"]
 
 
+def test_a_background_removal_sets_the_directory_aside_at_once(tmp_path: Path) -> None:
+    # The agent removes an ended job's checkpoint off its loop: renamed aside now, deleted
+    # by a thread; a next attempt of the job gets a fresh directory meanwhile.
+    store = Checkpoints(tmp_path / "ckpt")
+    job = store.prepare("job-1")
+    (job / "state").write_text("old")
+    assert store.remove("job-1", background=True)
+    assert not job.exists()
+    assert list(store.prepare("job-1").iterdir()) == []
+    deadline = time.monotonic() + 10
+    while sorted(p.name for p in store.root.iterdir()) != ["job-1"]:
+        assert time.monotonic() < deadline, "the directory set aside was never deleted"
+        time.sleep(0.02)
+    left = store.root / ".removing-0123"  # set aside by an agent that died meanwhile
+    left.mkdir()
+    (left / "state").write_text("old")
+    assert store.sweep({"job-1"}) == []
+    assert sorted(p.name for p in store.root.iterdir()) == ["job-1"]
+
+
 def test_a_cancel_wins_over_a_preemption(plane: PreemptPlane, agents: Agents) -> None:
     plane.queue.append(lease("both", "sleep 300", preemptible=True))
     agents.start(run_as="self")
