@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from computenet.model import JobState
 from computenet.scheduler import JobRequest, Snapshot, preemption
 from computenet.scheduler.plugins import PROFILES
-from computenet.scheduler.preemption import Preemption, Running, choose
+from computenet.scheduler.preemption import MAX_PREEMPTIONS, Preemption, Running, choose
 from computenet.server.metering import keep_part, meter
 from computenet.server.reconciler import unplace
 from computenet.store import jobs as job_store
@@ -128,6 +128,9 @@ def _ask(
                 or v.stop_for is not None
                 or v.cancel_requested
                 or v.lease_center != p.center
+                # Checked here too, where it is written: each stop bills one more part
+                # (`JobRow.parts_billed`), so their number stays bounded.
+                or int(v.preemptions or 0) >= MAX_PREEMPTIONS
             ):
                 continue
             if w is None or w.state != JobState.PENDING.value or w.cancel_requested:

@@ -13,7 +13,8 @@ import pytest
 from computenet.cli.jobs import preemption_line
 from computenet.metering import charge
 from computenet.protocol.api import JobDetail
-from computenet.scheduler.preemption import MAX_PREEMPTIONS, RESUME_S
+from computenet.scheduler.preemption import MAX_PREEMPTIONS, RESUME_S, Preemption
+from computenet.server import preempting
 from computenet.store import jobs as job_store
 from computenet.store.billing import get_charge
 from computenet.store.schema import JobRow
@@ -256,6 +257,12 @@ def test_a_job_is_preempted_at_most_once(net: Net) -> None:
     assert net.job(other)["state"] == "SCHEDULED"
     assert row(net, lid).stop_for is None
     assert net.heartbeat(CENTER, running=[lid]).get("preempt") is None
+    # Even asked directly (a stale choice), the write refuses: its billed parts stay bounded.
+    third = str(net.submit({**SHORT, "name": "third"}).json()["id"])  # PENDING: no cycle yet
+    now = net.plane.clock.now()
+    chip = str(row(net, lid).chip)
+    assert preempting._ask(net.plane, now, [Preemption(lid, CENTER, chip, third)]) == {}
+    assert row(net, lid).stop_for is None
 
 
 def test_a_cancel_while_stopping_wins(net: Net) -> None:
