@@ -121,12 +121,32 @@ kill_pidfile() {  # kill_pidfile PIDFILE NAME
     kill_pidfiles "$1" "$2"
 }
 
-marked_pids() {  # marked_pids SERVICE -> PIDs this script's daemons spawned, and their descendants
+marked_pids() {  # marked_pids SERVICE [DIR] -> PIDs this script's daemons spawned, and their descendants
     # A process is ours when it carries our marker in its environment or runs in our
-    # state dir (slurmstepd does: it has a clean environment and its cwd is the log dir).
-    "$PY" - "$DIR" "$1" "$$" <<'EOF'
+    # state dir (slurmstepd does: it has a clean environment and its cwd is the log dir),
+    # or has a file open under DIR. Ray's agents need the last: setproctitle blanks
+    # their environment, and once the raylet is gone they are nobody's descendants,
+    # but they keep their logs open in the head's temp dir.
+    "$PY" - "$DIR" "$1" "$$" "${2:-}" <<'EOF'
 import os, sys
 root, svc, me = sys.argv[1], sys.argv[2], {os.getpid(), os.getppid(), int(sys.argv[3])}
+extra = sys.argv[4].rstrip(os.sep) + os.sep if sys.argv[4] else None
+
+
+def holds_open(pid):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(extra):
+                return True
+        except OSError:
+            pass
+    return False
+
+
 marker = {f"CNET_SERVICES_DIR={root}".encode(), f"CNET_SERVICE={svc}".encode()}
 here = os.path.join(root, svc) + os.sep
 children, ours = {}, set()
@@ -145,6 +165,8 @@ for name in os.listdir("/proc"):
         continue
     if marker <= env or cwd.startswith(here):
         ours.add(pid)
+    elif extra and (cwd.startswith(extra) or holds_open(pid)):
+        ours.add(pid)
 todo = list(ours)
 while todo:
     for child in children.get(todo.pop(), []):
@@ -155,9 +177,9 @@ print(" ".join(map(str, sorted(ours))))
 EOF
 }
 
-sweep() {  # sweep SERVICE: end every leftover process that carries this service's marker
-    local svc=$1 pids round
-    pids=$(marked_pids "$svc")
+sweep() {  # sweep SERVICE [DIR]: end every leftover process of this service (see marked_pids)
+    local svc=$1 dir=${2:-} pids round
+    pids=$(marked_pids "$svc" "$dir")
     [[ -z $pids ]] && return 0
     log "ending leftover $svc processes: $(echo $pids)"
     kill -TERM $pids 2>/dev/null || true
@@ -165,7 +187,7 @@ sweep() {  # sweep SERVICE: end every leftover process that carries this service
     # `/bin/sh -c ...`), so scan again until nothing marked is left.
     for round in 1 2 3 4 5 6 7 8 9 10; do
         sleep 1
-        pids=$(marked_pids "$svc")
+        pids=$(marked_pids "$svc" "$dir")
         [[ -z $pids ]] && return 0
         kill -KILL $pids 2>/dev/null || true
     done
@@ -498,9 +520,11 @@ start_ray() {
 
 stop_ray() {
     local d=$DIR/ray quiet=${1:-}
+    local tmp=""
+    [[ -s $d/tempdir ]] && tmp=$(cat "$d/tempdir")
     kill_pidfile "$d/ray.pid" "ray head"
-    sweep ray
-    if [[ -s $d/tempdir ]]; then rm -rf "$(cat "$d/tempdir")"; rm -f "$d/tempdir"; fi
+    sweep ray "$tmp"
+    if [[ -n $tmp ]]; then rm -rf "$tmp"; rm -f "$d/tempdir"; fi
     rm -f "$d/env.sh"
     [[ -n $quiet ]] || log "ray stopped"
 }

@@ -86,8 +86,26 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _ours(state: Path) -> list[tuple[int, str]]:
-    """Processes carrying this state dir's marker, or running in it, or our jobs' sleeps."""
+def _holds_open(proc: Path, prefix: str) -> bool:
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd).startswith(prefix):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _ours(state: Path, ray_tmp: str) -> list[tuple[int, str]]:
+    """Processes carrying this state dir's marker, or running in it, or our jobs' sleeps.
+
+    Also those with a file open in the Ray head's temp dir: Ray's agents blank their
+    environment (setproctitle), so only their open logs tie them to this head.
+    """
     marker = f"CNET_SERVICES_DIR={state}".encode()
     found = []
     for entry in Path("/proc").iterdir():
@@ -101,7 +119,12 @@ def _ours(state: Path) -> list[tuple[int, str]]:
             continue
         if not _alive(int(entry.name)):
             continue
-        if marker in env or cwd.startswith(str(state)) or "sleep 3117" in cmd:
+        if (
+            marker in env
+            or cwd.startswith(str(state))
+            or "sleep 3117" in cmd
+            or _holds_open(entry, ray_tmp)
+        ):
             found.append((int(entry.name), cmd.strip()))
     return found
 
@@ -174,13 +197,16 @@ def test_start_status_stop_leaves_no_daemon_and_no_job_running(state_dir: Path) 
     _services("start", "all", state_dir)
     assert _pids(state_dir) == pids
 
+    ray_tmp = (state_dir / "ray" / "tempdir").read_text().strip() + os.sep
+    # The temp-dir check must see Ray's processes while they run, or it proves nothing below.
+    assert [p for p in Path("/proc").iterdir() if p.name.isdigit() and _holds_open(p, ray_tmp)]
     _services("stop", "all", state_dir)
     assert _services("status", "all", state_dir, check=False).returncode == 3
     deadline = time.monotonic() + 30
-    left = _ours(state_dir)
+    left = _ours(state_dir, ray_tmp)
     while left and time.monotonic() < deadline:
         time.sleep(0.5)
-        left = _ours(state_dir)
+        left = _ours(state_dir, ray_tmp)
     assert left == [], f"still running after stop: {left}"
     assert not [p for p in pids.values() if _alive(p)]
     assert not (state_dir / "env.sh").read_text().count("SLURM_CONF")
