@@ -5,8 +5,10 @@ cannot be sent to (the control plane accepts only the center's registered data
 host, see docs/services.md). The agent therefore opens one `Relay` per such
 replica on its own data host, at a free port, and forwards the bytes of each
 connection both ways to the replica's ``host:port``. The relay is bounded: at
-most `max_connections` connections at once (more are closed on accept), and it
-closes, with every connection through it, when the replica does.
+most `max_connections` connections at once (more are closed on accept), a
+connection on which no byte moves either way for `idle_timeout_s` is closed (so
+idle clients cannot hold every slot), and the relay closes, with every
+connection through it, when the replica does.
 
 The relay runs an asyncio loop in one daemon thread, so it costs the agent's
 loop nothing and one relay serves many connections without a thread each.
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,11 @@ MAX_CONNECTIONS = 256
 """Connections one relay carries at once by default; more are closed on accept."""
 CONNECT_TIMEOUT_S = 5.0
 """How long a relayed connection waits for the replica to accept it."""
+IDLE_TIMEOUT_S = 300.0
+"""A relayed connection with no byte either way for this long is closed.
+
+Longer than any sane wait for a model's first token, and than HTTP keep-alive
+idles of common clients, so only connections nobody uses are cut."""
 _CHUNK = 64 * 1024
 
 
@@ -43,13 +51,17 @@ class Relay:
         *,
         max_connections: int = MAX_CONNECTIONS,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
+        if idle_timeout_s <= 0:
+            raise ValueError("idle_timeout_s must be above 0")
         self.listen_host = listen_host
         self.target = target
         self.max_connections = max_connections
         self.connect_timeout_s = connect_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -102,7 +114,7 @@ class Relay:
                 asyncio.open_connection(*self.target), self.connect_timeout_s
             )
             upstream = up_writer
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await self._relay(reader, up_writer, up_reader, writer)
         except (OSError, TimeoutError) as exc:
             logger.debug("relay to %s:%s: %s", *self.target, exc)
         except asyncio.CancelledError:
@@ -112,6 +124,34 @@ class Relay:
             for w in (writer, upstream):
                 if w is not None:
                     w.close()
+
+    async def _relay(
+        self,
+        reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Pipe both ways until both ends close, or until neither moved a byte for the idle time."""
+        loop = asyncio.get_running_loop()
+        last = [loop.time()]  # when a byte last moved, either way
+
+        def moved() -> None:
+            last[0] = loop.time()
+
+        both = asyncio.gather(_pipe(reader, up_writer, moved), _pipe(up_reader, writer, moved))
+        try:
+            while True:
+                left = last[0] + self.idle_timeout_s - loop.time()
+                if left <= 0:
+                    logger.debug("relay to %s:%s: idle, closing", *self.target)
+                    return
+                done, _ = await asyncio.wait({both}, timeout=left)
+                if done:
+                    return
+        finally:
+            both.cancel()
+            await asyncio.gather(both, return_exceptions=True)
 
     async def _stop(self) -> None:
         if self._server is not None:
@@ -139,10 +179,16 @@ class Relay:
             loop.close()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy `reader` to `writer` until EOF, then half-close `writer` (the other way goes on)."""
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, moved: Callable[[], None]
+) -> None:
+    """Copy `reader` to `writer` until EOF, then half-close `writer` (the other way goes on).
+
+    `moved` is called for every chunk copied, which keeps the connection from idling out.
+    """
     try:
         while data := await reader.read(_CHUNK):
+            moved()
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():

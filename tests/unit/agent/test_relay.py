@@ -169,6 +169,35 @@ def test_a_replica_that_is_gone_closes_the_client_connection() -> None:
 def test_a_bound_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         Relay("127.0.0.1", ("127.0.0.1", 1), max_connections=0)
+    with pytest.raises(ValueError, match="idle_timeout_s"):
+        Relay("127.0.0.1", ("127.0.0.1", 1), idle_timeout_s=0)
+
+
+def test_an_idle_connection_is_closed_and_frees_its_slot(upstream: Upstream) -> None:
+    # One slot: an idle client must not hold it for ever.
+    relay = Relay("127.0.0.1", ("127.0.0.1", upstream.port), max_connections=1, idle_timeout_s=1)
+    port = relay.start()
+    try:
+        busy = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with busy:
+            # Talking keeps it open well past the idle time: a byte every 0.2 s for 3 s.
+            for _ in range(15):
+                busy.sendall(b"b")
+                assert _recv_exactly(busy, 1) == b"B"
+                time.sleep(0.2)
+            assert relay.active == 1
+            # Silent, it is closed (EOF to the client) and the slot is free again.
+            assert _closed_by_peer(busy)
+        for _ in range(100):
+            if relay.active == 0:
+                break
+            time.sleep(0.05)
+        assert relay.active == 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as again:
+            again.sendall(b"z")
+            assert _recv_exactly(again, 1) == b"Z"
+    finally:
+        relay.close()
 
 
 def test_the_agent_relays_to_a_kubernetes_pod_and_closes_it_with_the_replica() -> None:
