@@ -254,7 +254,11 @@ class HeartbeatRequest(BaseModel):
 class HeartbeatReply(BaseModel):
     """Jobs the agent must stop (cancelled, or leased elsewhere after a lost lease)."""
 
-    cancel: list[str] = []
+    cancel: list[str] = Field(
+        default=[],
+        max_length=limits.MAX_RUNNING,
+        description="jobs to stop for good; more than fit go in the next heartbeats",
+    )
     preempt: list[str] | None = added(
         max_length=limits.MAX_RUNNING,
         description="jobs to stop so that a shorter one runs (only to agents that registered"

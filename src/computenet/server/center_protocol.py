@@ -160,6 +160,9 @@ def heartbeat(plane: ControlPlane, center_id: str, req: HeartbeatRequest) -> Hea
             asks = _quote_requests(plane, s, center_id, req, real)
     plane.members.keep(center_id, req.members)  # a region's own centers, for display
     rule = plane.settings.lease_rule
+    # Each list is bounded on the wire; what does not fit is still owed and is
+    # found again, from the jobs' rows, at the next heartbeat.
+    cancel, preempt = cancel[: limits.MAX_RUNNING], preempt[: limits.MAX_RUNNING]
     return HeartbeatReply(
         cancel=cancel,
         lease_timeout_s=rule.lease_timeout_s,

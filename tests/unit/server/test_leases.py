@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from computenet.protocol.fencing import lease_rule
 from computenet.store import jobs as job_store
 from tests.unit.server.conftest import LEASE_TIMEOUT_S, Net, job_spec
@@ -104,3 +106,23 @@ def test_a_new_leader_waits_a_full_period_before_expiring_leases(net: Net) -> No
     # A job nobody lists still expires once the new leader has listened long enough.
     net.time.advance(RULE.requeue_after_s + 2)
     assert net.tick().requeued == 1
+
+
+def test_a_heartbeat_names_at_most_the_bound_of_jobs_to_stop_and_the_rest_next(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reply's lists are bounded on the wire; the server must stay within the
+    # bound (or its reply fails to build) and owe the rest to the next beats.
+    from computenet.model import limits
+
+    monkeypatch.setattr(limits, "MAX_RUNNING", 2)
+    net.register("zhongwei")
+    stale = [f"j-gone-{i}" for i in range(5)]  # jobs the server does not know: stop them
+    told: list[str] = []
+    held = list(stale)
+    while held:
+        cancel = net.heartbeat("zhongwei", running=held)["cancel"]
+        assert 0 < len(cancel) <= 2 and set(cancel) <= set(held)
+        told += cancel
+        held = [j for j in held if j not in cancel]  # the agent stops what it was told
+    assert sorted(told) == sorted(stale)
