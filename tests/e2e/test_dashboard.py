@@ -193,6 +193,27 @@ def test_api_errors_read_as_sentences_with_field_and_hint(
     page.get_by_text(re.compile(r"not valid YAML at line \d")).wait_for()
 
 
+def test_a_page_asked_for_as_the_dashboard_first_draws_is_the_page_shown(
+    page: Any, network: Network
+) -> None:
+    # The race CI once lost: the hash changes after the shell's first render but
+    # before its effects run (they run after paint), so no listener hears the
+    # event. Set the hash at exactly that moment, from a MutationObserver.
+    page.add_init_script(
+        """
+        new MutationObserver((_, obs) => {
+          if (document.querySelector('nav[aria-label="Pages"]')) {
+            obs.disconnect();
+            window.location.hash = "#/quote";
+          }
+        }).observe(document, {childList: true, subtree: true});
+        """
+    )
+    sign_in(page, network, "alice")
+    page.get_by_label(SPEC).wait_for()
+    assert page.get_by_role("heading", name="Quote", exact=True).is_visible()
+
+
 def test_the_pages_work_by_keyboard_and_at_phone_width(
     phone_page: Any, network: Network, shots: Shots
 ) -> None:

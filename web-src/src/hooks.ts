@@ -101,6 +101,9 @@ export function useRoute(): Route {
   useEffect(() => {
     const on = () => setRoute(parseHash());
     window.addEventListener("hashchange", on);
+    // Effects run after paint: a hash set between the first render and now fired
+    // its event before anyone listened, so read it again.
+    on();
     return () => window.removeEventListener("hashchange", on);
   }, []);
   return route;
