@@ -4,11 +4,8 @@ which saved its progress under $CNET_CHECKPOINT_DIR and resumes from it at the s
 from __future__ import annotations
 
 import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,29 +20,12 @@ from computenet.metering import charge
 from computenet.model import JobState
 from computenet.protocol.api import JobDetail
 from computenet.sdk import Client
-from tests.helpers.processes import log_tail, start_server, stop_process
+from tests.helpers.plane import CENTER, LocalPlane, local_plane, one_center_network
 
 pytestmark = pytest.mark.integration
 
 # One center of 4 CPU-nodes; network time runs 60× real time (a network minute a second).
-NETWORK = """
-name: preempt-itest
-time_scale: 60
-data_scale: 1
-centers:
-  - id: chongqing
-    region: west
-    lat: 29.6
-    lon: 106.5
-    pools: [{chip: CPU-node, count: 4}]
-    pue: 1.25
-    tariff: {flat: 0.6, peak: 1, valley: 1}
-    carbon_kg_per_kwh: 0.5
-    service_price_per_cuh: 0.8
-    tags: [region:west]
-links: []
-"""
-CENTER = "chongqing"
+NETWORK = one_center_network("preempt-itest", time_scale=60, cpu_nodes=4)
 STEPS = 60
 
 # Counts steps into $CNET_CHECKPOINT_DIR/step (resuming from it), 0.1 s a step; on
@@ -90,55 +70,11 @@ SHORT: dict[str, Any] = {
 }
 
 
-@dataclass
-class Plane:
-    """A server with profile `fastest` and one local agent, and a user."""
-
-    user: Client
-    logs: list[Path]
-
-    def tails(self) -> str:
-        return "\n".join(f"--- {p.name}\n{log_tail(p)}" for p in self.logs)
-
-
 @pytest.fixture
-def plane(tmp_path: Path, db_url: str) -> Iterator[Plane]:
-    network_file = tmp_path / "network.yaml"
-    network_file.write_text(NETWORK)
-    url, admin, server = start_server(
-        tmp_path,
-        str(network_file),
-        db=db_url,
-        cycle_interval=0.2,
-        heartbeat_interval=0.3,
-        lease_timeout=5.0,
-        extra_args=["--profile", "fastest"],
-    )
-    admin_client = Client(url, admin)
-    admin_client.create_tenant("acme")
-    user = Client(url, admin_client.create_user("ann", "acme").token)
-    agent: subprocess.Popen[bytes] | None = None
-    log = tmp_path / "agent.log"
-    try:
-        token = admin_client.center_token(CENTER).token
-        cmd = [
-            sys.executable, "-m", "computenet.agent", "--center", CENTER,
-            "--server", url, "--token", token, "--network", str(network_file),
-            "--state-dir", str(tmp_path / "state"), "--data-root", str(tmp_path / "data"),
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            agent = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while not all(c.online for c in user.centers()):
-            assert time.monotonic() < deadline, log_tail(log)
-            time.sleep(0.1)
-        yield Plane(user, [log, tmp_path / "server.log"])
-    finally:
-        if agent is not None:
-            stop_process(agent)
-        stop_process(server)
-        admin_client.close()
-        user.close()
+def plane(tmp_path: Path, db_url: str) -> Iterator[LocalPlane]:
+    """A server with profile `fastest` and one local agent, and a user."""
+    with local_plane(tmp_path, db_url, NETWORK, server_args=["--profile", "fastest"]) as p:
+        yield p
 
 
 def _running(user: Client, job_id: str, timeout_s: float = 60) -> JobDetail:
@@ -170,7 +106,7 @@ def _cost(started: datetime, finished: datetime) -> Decimal:
 
 
 def test_a_short_job_preempts_a_long_preemptible_one_which_resumes_from_its_checkpoint(
-    plane: Plane,
+    plane: LocalPlane,
 ) -> None:
     user = plane.user
     lid = user.submit(dict(LONG)).id
@@ -210,7 +146,7 @@ def test_a_short_job_preempts_a_long_preemptible_one_which_resumes_from_its_chec
     assert long.cost_cny == first + second
 
 
-def test_a_long_job_that_is_not_preemptible_runs_to_its_end_first(plane: Plane) -> None:
+def test_a_long_job_that_is_not_preemptible_runs_to_its_end_first(plane: LocalPlane) -> None:
     user = plane.user
     lid = user.submit({**LONG, "preemptible": False}).id
     _running(user, lid)
