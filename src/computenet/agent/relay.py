@@ -134,15 +134,16 @@ class Relay:
     ) -> None:
         """Pipe both ways until both ends close, or until neither moved a byte for the idle time."""
         loop = asyncio.get_running_loop()
-        last = [loop.time()]  # when a byte last moved, either way
+        last = loop.time()  # when a byte last moved, either way
 
         def moved() -> None:
-            last[0] = loop.time()
+            nonlocal last
+            last = loop.time()
 
         both = asyncio.gather(_pipe(reader, up_writer, moved), _pipe(up_reader, writer, moved))
         try:
             while True:
-                left = last[0] + self.idle_timeout_s - loop.time()
+                left = last + self.idle_timeout_s - loop.time()
                 if left <= 0:
                     logger.debug("relay to %s:%s: idle, closing", *self.target)
                     return
